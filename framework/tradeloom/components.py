@@ -1,0 +1,189 @@
+"""The interfaces plugins implement. Factories registered through the ``tradeloom_register_*``
+hooks return objects of these shapes.
+
+Methods documented as "may be async" can be plain functions or coroutine functions; the runtime
+awaits whatever they return when it is awaitable.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from uuid import UUID
+
+import attrs
+
+from tradeloom.events import Event, Fill, HealthReport, MarketEvent, Order, PortfolioSnapshot, Signal
+
+if TYPE_CHECKING:
+    import logging
+
+    from tradeloom.settings import ReconnectSettings
+
+
+@runtime_checkable
+class IdGenerator(Protocol):
+    """Mints event ids. Ids must be unique and sort by creation time (UUIDv7)."""
+
+    def new_id(self) -> UUID: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Tells the pipeline's time: simulated in a backtest, the wall clock when live."""
+
+    def now(self) -> datetime: ...
+
+
+class Codec(abc.ABC):
+    """Turns events into bytes and back, losslessly."""
+
+    content_type: str = "application/octet-stream"
+
+    @abc.abstractmethod
+    def encode(self, event: Event) -> bytes:
+        """Serialize one event."""
+
+    @abc.abstractmethod
+    def decode(self, data: bytes) -> Event:
+        """Parse and validate one event; raise :class:`tradeloom.errors.DecodeError` with a
+        reason when the bytes are not a valid event."""
+
+
+@attrs.define(frozen=True)
+class DeadLetter:
+    """Input that could not be used, kept with the reason it was refused."""
+
+    source: str
+    reason: str
+    error_type: str
+    raw: bytes
+    ts: datetime
+    location: str = ""
+
+
+@attrs.define
+class FeedContext:
+    """What a feed gets from the runtime."""
+
+    ids: IdGenerator
+    clock: Clock
+    reconnect: ReconnectSettings
+    logger: logging.Logger
+    report_bad_input: Any  # Callable[[DeadLetter], None]
+    codec: Codec | None = None
+
+
+class Feed(abc.ABC):
+    """A source of market events (ticks or bars), in time order per instrument."""
+
+    @abc.abstractmethod
+    def events(self, ctx: FeedContext) -> Iterator[MarketEvent] | AsyncIterator[MarketEvent]:
+        """Yield market events. A replay feed returns a plain iterator (the backtest engine
+        drives it synchronously); a live feed returns an async iterator. Bad records are passed
+        to ``ctx.report_bad_input`` and skipped, never raised."""
+
+    def close(self) -> Any:  # noqa: B027 - optional hook, may be async
+        """Release connections or files. May be async."""
+
+
+class RiskView(Protocol):
+    """What validators may look at when judging a signal."""
+
+    def last_price(self, instrument: str) -> Decimal | None: ...
+
+    def position(self, strategy_id: str, instrument: str) -> Decimal:
+        """Filled position plus the quantity of orders sent but not yet filled (signed)."""
+        ...
+
+    def cash(self, strategy_id: str) -> Decimal: ...
+
+
+class Validator(abc.ABC):
+    """A pre-trade check. Returns ``None`` to pass a signal, or the reason to reject it."""
+
+    #: When true, a signal for an instrument without a known price waits for its first price
+    #: before this validator sees it.
+    needs_price: bool = True
+
+    @abc.abstractmethod
+    def validate(self, signal: Signal, view: RiskView) -> str | None:
+        """Return ``None`` when the signal may trade, else a human-readable reason."""
+
+
+@attrs.define
+class ExecutionContext:
+    """What an executor gets from the runtime: ids, time and where to send results."""
+
+    ids: IdGenerator
+    clock: Clock
+    emit: Any  # Callable[[Event], None]: Fill or Rejection
+    logger: logging.Logger
+
+
+class Executor(abc.ABC):
+    """Turns orders into fills (or rejections)."""
+
+    def bind(self, ctx: ExecutionContext) -> None:
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    def on_market(self, event: MarketEvent) -> None:
+        """A new price. Called before strategies see the same event."""
+
+    @abc.abstractmethod
+    def on_order(self, order: Order) -> None:
+        """An order that passed every validator."""
+
+    def on_time(self, now: datetime) -> None:  # noqa: B027 - optional hook
+        """Called as time passes, to expire what waits too long."""
+
+    def drain(self) -> None:  # noqa: B027 - optional hook
+        """The input has ended: settle or reject everything still pending."""
+
+
+class Persistence(abc.ABC):
+    """Durable storage of the fills journal and portfolio snapshots. Every method may be async.
+
+    ``record_fills`` must be idempotent (a fill whose ``order_id`` is stored already is
+    ignored) and ``save_snapshots`` atomic (all or none)."""
+
+    def open(self) -> Any:  # noqa: B027 - optional hook
+        """Connect and create or migrate the schema."""
+
+    def close(self) -> Any:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abc.abstractmethod
+    def record_fills(self, fills: Sequence[Fill]) -> Any:
+        """Append fills to the journal, ignoring fills already stored (by ``order_id``)."""
+
+    @abc.abstractmethod
+    def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> Any:
+        """Store snapshots; the latest per portfolio is what :meth:`load_snapshots` returns."""
+
+    @abc.abstractmethod
+    def load_snapshots(self) -> Any:
+        """Return ``dict[portfolio_id, PortfolioSnapshot]`` of the latest snapshot of each
+        portfolio. Raise :class:`tradeloom.errors.CorruptStateError` when stored data cannot
+        be read back."""
+
+    @abc.abstractmethod
+    def load_fills(self, portfolio_id: str | None = None) -> Any:
+        """Return the journaled fills (of one portfolio, or all) in the order recorded."""
+
+
+class HealthCheck(abc.ABC):
+    """Looks at the pipeline's status and reports on one concern."""
+
+    @abc.abstractmethod
+    def check(self, status: Any, now: datetime) -> Sequence[HealthReport] | HealthReport:
+        """Return one or more reports. ``status`` is a :class:`tradeloom.runtime.status.PipelineStatus`."""
+
+
+Factory = Any
+"""A class or callable building a component from its configured parameters."""
+Registrations = Mapping[str, Factory]

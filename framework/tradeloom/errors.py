@@ -1,0 +1,44 @@
+"""Exceptions raised by tradeloom. Every message names what is wrong and where."""
+
+from __future__ import annotations
+
+
+class TradeloomError(Exception):
+    """Base class of every tradeloom error."""
+
+
+class ConfigError(TradeloomError):
+    """The configuration (TOML file, environment or arguments) is invalid."""
+
+
+class PluginError(TradeloomError):
+    """A plugin could not be loaded, or its registrations conflict."""
+
+
+class UnknownComponentError(ConfigError):
+    """Configuration names a component that no plugin registers."""
+
+
+class DuplicateComponentError(PluginError):
+    """Two plugins register a component of the same kind under the same name."""
+
+
+class DecodeError(TradeloomError):
+    """Bytes could not be turned into a valid event. ``reason`` says why."""
+
+    def __init__(self, reason: str, *, error_type: str = "DecodeError") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error_type = error_type
+
+
+class BadInputError(TradeloomError):
+    """A record from a feed (a CSV row, a message) is invalid."""
+
+
+class PersistenceError(TradeloomError):
+    """Saving or loading state failed."""
+
+
+class CorruptStateError(PersistenceError):
+    """Stored state exists but cannot be read back; it is never silently replaced."""

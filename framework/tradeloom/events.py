@@ -1,0 +1,281 @@
+"""Event schemas: the messages that flow between pipeline stages.
+
+Every event is an immutable pydantic model with a ``type`` discriminator, a
+``schema_version``, an ``event_id`` (a UUIDv7 from the configured id generator) and a
+timezone-aware UTC timestamp ``ts``. Money, prices and quantities are :class:`~decimal.Decimal`;
+floats are refused so that no value is ever silently rounded on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _refuse_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError(
+            f"float {value!r} is not accepted for money, prices or quantities; "
+            "pass a Decimal, an int or a numeric string"
+        )
+    return value
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError(f"must be greater than zero, got {value}")
+    return value
+
+
+def _non_negative(value: Decimal) -> Decimal:
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+# Decimal types. pydantic's Decimal accepts NaN and infinities when they are spelled as strings
+# ("NaN"), so finiteness is checked explicitly after parsing.
+Amount = Annotated[Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite)]
+"""Any finite Decimal (cash, P&L, signed position quantities)."""
+Price = Annotated[Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite), AfterValidator(_positive)]
+"""A finite, strictly positive Decimal."""
+Quantity = Price
+"""A finite, strictly positive Decimal."""
+NonNegative = Annotated[
+    Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite), AfterValidator(_non_negative)
+]
+"""A finite Decimal that is zero or more (volumes, commissions)."""
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+"""A timezone-aware datetime, normalised to UTC."""
+Instrument = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Event(BaseModel):
+    """Base of every event. Immutable; unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    schema_version: int = SCHEMA_VERSION
+    event_id: UUID
+    ts: UtcDatetime
+
+
+class MarketTick(Event):
+    """A trade (or quote) print for one instrument."""
+
+    type: Literal["market_tick"] = "market_tick"
+    instrument: Instrument
+    last_price: Price
+    last_quantity: Quantity | None = None
+    bid: Price | None = None
+    ask: Price | None = None
+    volume: NonNegative | None = None
+
+    @property
+    def price(self) -> Decimal:
+        """The price a paper trader fills at: the last traded price."""
+        return self.last_price
+
+
+class Bar(Event):
+    """An OHLCV bar covering ``[start, end)``; ``ts`` is the bar's end (when it became known)."""
+
+    type: Literal["bar"] = "bar"
+    instrument: Instrument
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: NonNegative
+    start: UtcDatetime
+    end: UtcDatetime
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> Bar:
+        if self.high < self.low:
+            raise ValueError(f"bar high {self.high} is below low {self.low}")
+        if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):
+            raise ValueError(
+                f"bar open {self.open} / close {self.close} outside low..high {self.low}..{self.high}"
+            )
+        if self.end < self.start:
+            raise ValueError("bar end is before its start")
+        return self
+
+    @property
+    def price(self) -> Decimal:
+        """The latest known price of the instrument once this bar is complete."""
+        return self.close
+
+
+MarketEvent: TypeAlias = MarketTick | Bar
+
+
+class Signal(Event):
+    """A strategy's wish to trade. Becomes an :class:`Order` or a :class:`Rejection`."""
+
+    type: Literal["signal"] = "signal"
+    strategy_id: str
+    instrument: Instrument
+    side: Side
+    quantity: Quantity
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _check_limit(self) -> Signal:
+        if self.order_type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("a limit signal needs a limit_price")
+        if self.order_type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError("a market signal must not carry a limit_price")
+        return self
+
+
+class Order(Event):
+    """A signal that passed every validator. ``event_id`` is the order id."""
+
+    type: Literal["order"] = "order"
+    signal_id: UUID
+    strategy_id: str
+    instrument: Instrument
+    side: Side
+    quantity: Quantity
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Price | None = None
+
+    @property
+    def order_id(self) -> UUID:
+        return self.event_id
+
+
+class Rejection(Event):
+    """A signal (or order) that will not be executed, with who refused it and why."""
+
+    type: Literal["rejection"] = "rejection"
+    signal: Signal
+    validator: str
+    reason: str
+
+
+class Fill(Event):
+    """An execution. One fill per order: ``order_id`` is unique across fills."""
+
+    type: Literal["fill"] = "fill"
+    order_id: UUID
+    signal_id: UUID
+    strategy_id: str
+    instrument: Instrument
+    side: Side
+    quantity: Quantity
+    price: Price
+    commission: NonNegative = Decimal(0)
+
+    @property
+    def fill_id(self) -> UUID:
+        return self.event_id
+
+
+class Position(BaseModel):
+    """Holdings of one instrument. ``quantity`` is signed: negative means short."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quantity: Amount
+    average_price: NonNegative
+    realized_pnl: Amount = Decimal(0)
+    last_price: NonNegative | None = None
+
+
+class PortfolioSnapshot(Event):
+    """The state of one portfolio after applying fills up to ``last_fill_id``."""
+
+    type: Literal["portfolio_snapshot"] = "portfolio_snapshot"
+    portfolio_id: str
+    cash: Amount
+    positions: dict[str, Position] = Field(default_factory=dict)
+    equity: Amount
+    commission_paid: NonNegative = Decimal(0)
+    fills_applied: int = Field(default=0, ge=0)
+    last_fill_id: UUID | None = None
+
+
+class HealthReport(Event):
+    """What a health check found about one stage."""
+
+    type: Literal["health_report"] = "health_report"
+    stage: str
+    check: str = ""
+    severity: Severity
+    message: str
+    age_seconds: float | None = Field(default=None, ge=0)
+
+
+AnyEvent: TypeAlias = Annotated[
+    MarketTick | Bar | Signal | Order | Rejection | Fill | PortfolioSnapshot | HealthReport,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    "market_tick": MarketTick,
+    "bar": Bar,
+    "signal": Signal,
+    "order": Order,
+    "rejection": Rejection,
+    "fill": Fill,
+    "portfolio_snapshot": PortfolioSnapshot,
+    "health_report": HealthReport,
+}
+
+any_event_adapter: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+"""Validates a mapping (or JSON) into the right event class by its ``type``."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

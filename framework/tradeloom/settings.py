@@ -1,0 +1,188 @@
+"""Configuration: one TOML file plus ``TRADELOOM_*`` environment variables.
+
+Environment variables override the file; ``__`` separates nested keys, e.g.
+``TRADELOOM_RECONNECT__MAX_ATTEMPTS=5`` or ``TRADELOOM_PIPELINE__TRANSPORT=redpanda``.
+TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` stays exact.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tradeloom.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "tradeloom.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSettings(_Section):
+    """Picks a component by name; ``params`` go to its factory as keyword arguments."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class StrategySettings(ComponentSettings):
+    id: str | None = Field(
+        default=None, description="Strategy (and portfolio) id; defaults to the name."
+    )
+    instruments: list[str] | None = Field(
+        default=None, description="Only these instruments reach the strategy; all when unset."
+    )
+
+    @property
+    def strategy_id(self) -> str:
+        return self.id or self.name
+
+
+class PipelineSettings(_Section):
+    transport: str = "memory"
+    codec: str = "decimal"
+    id_generator: str = "uuid7"
+    clock: Literal["auto", "simulated", "wall"] = Field(
+        default="auto", description="auto: simulated for backtests, wall clock for runs."
+    )
+    dedupe_window: int = Field(default=100_000, ge=0, description="Event ids remembered per stage.")
+
+
+class PendingSettings(_Section):
+    """Signals for an instrument with no price yet wait for its first price, within bounds."""
+
+    max_signals: int = Field(default=1000, ge=0, description="Per instrument.")
+    max_wait_seconds: float = Field(default=60.0, ge=0)
+
+
+class ReconnectSettings(_Section):
+    max_attempts: int = Field(default=10, ge=0, description="0 means: never give up.")
+    base_delay_seconds: float = Field(default=0.5, gt=0)
+    max_delay_seconds: float = Field(default=30.0, gt=0)
+    jitter: float = Field(default=0.5, ge=0, le=1, description="Fraction of a delay drawn at random.")
+
+
+class PortfolioSettings(_Section):
+    starting_cash: Decimal = Field(default=Decimal("100000"), gt=0)
+    starting_cash_by_portfolio: dict[str, Decimal] = Field(default_factory=dict)
+    snapshot_interval_seconds: float = Field(default=5.0, gt=0)
+    equity_curve_points: int = Field(default=5000, ge=10)
+
+    def starting_cash_for(self, portfolio_id: str) -> Decimal:
+        return self.starting_cash_by_portfolio.get(portfolio_id, self.starting_cash)
+
+
+class PluginSettings(_Section):
+    autoload: bool = Field(default=True, description="Load plugins from entry points.")
+    enable: list[str] = Field(
+        default_factory=list, description="Entry points loaded even when autoload is off."
+    )
+    block: list[str] = Field(default_factory=list, description="Plugin names never loaded.")
+    modules: list[str] = Field(default_factory=list, description="Modules registered as plugins.")
+
+
+class HealthSettings(_Section):
+    checks: list[ComponentSettings] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a pipeline."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADELOOM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    feed: ComponentSettings | None = None
+    strategies: list[StrategySettings] = Field(default_factory=list)
+    validators: list[ComponentSettings] = Field(default_factory=list)
+    executor: ComponentSettings = Field(default_factory=lambda: ComponentSettings(name="paper"))
+    persistence: ComponentSettings = Field(
+        default_factory=lambda: ComponentSettings(name="memory")
+    )
+    transport: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters of the configured transport."
+    )
+    portfolio: PortfolioSettings = Field(default_factory=PortfolioSettings)
+    pending: PendingSettings = Field(default_factory=PendingSettings)
+    reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique_strategy_ids(cls, value: list[StrategySettings]) -> list[StrategySettings]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.strategy_id in seen:
+                raise ValueError(f"two strategies share the id {entry.strategy_id!r}; set `id`")
+            seen.add(entry.strategy_id)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file with floats as Decimal; raise ConfigError naming the file and line."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle, parse_float=Decimal)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build :class:`Settings` from a TOML file (optional), the environment and overrides.
+
+    Raises :class:`ConfigError` with every problem listed by its dotted key.
+    """
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    if overrides:
+        data = _merge(data, overrides)
+    source = str(path) if path is not None else "configuration"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
