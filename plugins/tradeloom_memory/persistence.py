@@ -1,0 +1,123 @@
+"""In-memory persistence: the Persistence contract without a disk, for tests and benchmarks.
+
+Events are kept as their JSON encoding (``model_dump_json``), exactly as a durable back end
+stores them, so a memory-backed run exercises the same round trip and catches the same
+serialization errors. Nothing survives the process; share one :class:`MemoryStore` between
+instances to simulate a restart within a process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import attrs
+from pydantic import ValidationError
+
+from tradeloom.components import Persistence
+from tradeloom.errors import CorruptStateError, PersistenceError
+from tradeloom.events import Fill, PortfolioSnapshot
+
+
+@attrs.define
+class MemoryStore:
+    """The storage behind :class:`MemoryPersistence`: a fills journal and the latest snapshot
+    JSON of each portfolio. Thread-safe through ``lock``."""
+
+    fills: list[tuple[str, str]] = attrs.field(factory=list)
+    """``(portfolio_id, fill JSON)`` in the order recorded."""
+    order_ids: set[str] = attrs.field(factory=set)
+    snapshots: dict[str, str] = attrs.field(factory=dict)
+    """``portfolio_id -> snapshot JSON``, the latest saved."""
+    lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts.append(f"{where}: {item['msg']}")
+    if error.error_count() > 3:
+        parts.append(f"and {error.error_count() - 3} more")
+    return "; ".join(parts)
+
+
+class MemoryPersistence(Persistence):
+    """Keeps fills and snapshots in process memory. Methods are synchronous and thread-safe.
+
+    ``store``: the :class:`MemoryStore` to use; a private one when omitted.
+    """
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.store = store if store is not None else MemoryStore()
+        self._open = False
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryPersistence(fills={len(self.store.fills)}, "
+            f"snapshots={len(self.store.snapshots)})"
+        )
+
+    def open(self) -> None:
+        self._open = True
+
+    def close(self) -> None:
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise PersistenceError("memory persistence is not open; call open() first")
+
+    def record_fills(self, fills: Sequence[Fill]) -> None:
+        self._check_open()
+        encoded = [(str(fill.order_id), fill.strategy_id, fill.model_dump_json()) for fill in fills]
+        with self.store.lock:
+            for order_id, portfolio_id, data in encoded:
+                if order_id not in self.store.order_ids:
+                    self.store.order_ids.add(order_id)
+                    self.store.fills.append((portfolio_id, data))
+
+    def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
+        self._check_open()
+        # Encode the whole batch before touching the store: all or nothing.
+        encoded = {snapshot.portfolio_id: snapshot.model_dump_json() for snapshot in snapshots}
+        with self.store.lock:
+            self.store.snapshots.update(encoded)
+
+    def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
+        self._check_open()
+        with self.store.lock:
+            stored = dict(self.store.snapshots)
+        loaded: dict[str, PortfolioSnapshot] = {}
+        for portfolio_id, data in stored.items():
+            try:
+                snapshot = PortfolioSnapshot.model_validate_json(data)
+            except ValidationError as exc:
+                raise CorruptStateError(
+                    f"memory store: snapshot of portfolio {portfolio_id!r} is invalid: "
+                    f"{_describe(exc)}"
+                ) from None
+            if snapshot.portfolio_id != portfolio_id:
+                raise CorruptStateError(
+                    f"memory store: snapshot stored under portfolio {portfolio_id!r} belongs to "
+                    f"portfolio {snapshot.portfolio_id!r}"
+                )
+            loaded[portfolio_id] = snapshot
+        return loaded
+
+    def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
+        self._check_open()
+        with self.store.lock:
+            stored = list(self.store.fills)
+        fills: list[Fill] = []
+        for position, (owner, data) in enumerate(stored):
+            if portfolio_id is not None and owner != portfolio_id:
+                continue
+            try:
+                fills.append(Fill.model_validate_json(data))
+            except ValidationError as exc:
+                raise CorruptStateError(
+                    f"memory store: fill #{position + 1} of portfolio {owner!r} is invalid: "
+                    f"{_describe(exc)}"
+                ) from None
+        return fills

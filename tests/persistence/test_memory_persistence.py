@@ -1,0 +1,81 @@
+"""The memory back end against the persistence conformance suite, plus its own behaviour."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tradeloom.components import Persistence
+from tradeloom.errors import CorruptStateError, PersistenceError
+from tradeloom.testing.persistence import PersistenceConformance, make_fill, make_snapshot
+from tradeloom_memory.persistence import MemoryPersistence, MemoryStore
+
+
+class TestMemoryPersistence(PersistenceConformance):
+    @pytest.fixture
+    def persistence(self) -> MemoryPersistence:
+        return MemoryPersistence()
+
+    def reopen(self, persistence: Persistence) -> Persistence:
+        assert isinstance(persistence, MemoryPersistence)
+        return MemoryPersistence(store=persistence.store)
+
+    def corrupt_a_snapshot(self, persistence: Persistence, portfolio_id: str) -> str:
+        assert isinstance(persistence, MemoryPersistence)
+        stored = persistence.store.snapshots[portfolio_id]
+        persistence.store.snapshots[portfolio_id] = stored.replace('"cash":"9.90"', '"cash":"lots"')
+        return f"portfolio {portfolio_id!r} is invalid: cash:"
+
+
+def test_use_before_open_is_refused() -> None:
+    memory = MemoryPersistence()
+    with pytest.raises(PersistenceError, match="not open; call open"):
+        memory.load_snapshots()
+    with pytest.raises(PersistenceError, match="not open"):
+        memory.record_fills([make_fill()])
+
+
+def test_snapshot_under_wrong_key_is_corrupt() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    memory.save_snapshots([make_snapshot("a")])
+    memory.store.snapshots["b"] = memory.store.snapshots["a"]
+    with pytest.raises(CorruptStateError, match=r"stored under portfolio 'b' belongs to .*'a'"):
+        memory.load_snapshots()
+
+
+def test_invalid_fill_names_its_position_and_portfolio() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    memory.record_fills([make_fill("a"), make_fill("b")])
+    owner, data = memory.store.fills[1]
+    memory.store.fills[1] = (owner, data.replace('"side":"buy"', '"side":"hold"'))
+    with pytest.raises(CorruptStateError, match=r"fill #2 of portfolio 'b' is invalid: side:"):
+        memory.load_fills()
+    assert len(memory.load_fills("a")) == 1
+
+
+def test_concurrent_writers_store_each_order_once() -> None:
+    memory = MemoryPersistence(MemoryStore())
+    memory.open()
+    fills = [make_fill(str(i % 5)) for i in range(200)]
+
+    def write() -> None:
+        for start in range(0, len(fills), 10):
+            memory.record_fills(fills[start : start + 10])
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(memory.load_fills()) == 200
+    assert {fill.order_id for fill in memory.load_fills()} == {f.order_id for f in fills}
+
+
+def test_repr_counts_contents() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    memory.record_fills([make_fill()])
+    assert repr(memory) == "MemoryPersistence(fills=1, snapshots=0)"
