@@ -1,0 +1,15 @@
+"""tradeloom plugin registering the ``kite`` feed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tradeloom import hookimpl
+
+from tradeloom_kite.feed import KiteFeed
+
+
+@hookimpl
+def tradeloom_register_feeds() -> Mapping[str, Any]:
+    return {"kite": KiteFeed}
