@@ -1,0 +1,75 @@
+"""A real WebSocket server on 127.0.0.1 playing the Kite ticker's side of a session, for tests."""
+
+from __future__ import annotations
+
+import http
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+
+@dataclass
+class Session:
+    """What one client connection sent: the request path and its first text messages."""
+
+    number: int
+    path: str
+    subscribe: dict[str, Any] | None = None
+    mode: dict[str, Any] | None = None
+
+
+@dataclass
+class KiteServer:
+    server: Server
+    sessions: list[Session] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return f"ws://{host}:{port}"
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+Script = Callable[[ServerConnection, Session], Awaitable[None]]
+
+
+@asynccontextmanager
+async def kite_server(
+    script: Script, *, reject_status: int | None = None
+) -> AsyncIterator[KiteServer]:
+    """Serve on a free port. Each connection's subscribe and mode messages are read into its
+    :class:`Session`, then ``script`` plays the rest of the session."""
+    holder: list[KiteServer] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        kite = holder[0]
+        session = Session(number=len(kite.sessions) + 1, path=ws.request.path if ws.request else "")
+        kite.sessions.append(session)
+        session.subscribe = json.loads(await ws.recv())
+        session.mode = json.loads(await ws.recv())
+        await script(ws, session)
+
+    def process_request(ws: ServerConnection, request: Request) -> Response | None:
+        if reject_status is not None:
+            return ws.respond(http.HTTPStatus(reject_status), "Invalid access token\n")
+        return None
+
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+        holder.append(KiteServer(server))
+        yield holder[0]
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,288 @@
+"""The kite feed against a real WebSocket server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import pytest
+from tradeloom.backoff import ReconnectExhausted
+from tradeloom.components import DeadLetter, FeedContext
+from tradeloom.events import MarketTick
+from websockets.asyncio.server import ServerConnection
+
+from conftest import CLOCK_NOW
+from kite_frames import HEARTBEAT, full_packet, index_packet, ltp_packet, message, quote_packet
+from kite_server import Session, free_port, kite_server
+from tradeloom_kite import KiteAuthenticationError, KiteFeed
+
+pytestmark = pytest.mark.anyio
+
+INFY, TATAMOTORS, NIFTY, UNKNOWN = 408065, 884737, 256265, 999_001
+INSTRUMENTS = {str(INFY): "INFY", str(TATAMOTORS): "TATAMOTORS", str(NIFTY): "NIFTY 50"}
+GUARD_SECONDS = 15  # only keeps a broken test from hanging; no speed is asserted
+
+
+def make_feed(url: str, mode: str = "full") -> KiteFeed:
+    return KiteFeed(
+        url=url, api_key="key123", access_token="tok-456", instruments=INSTRUMENTS, mode=mode
+    )
+
+
+async def take(ticks: AsyncIterator[MarketTick], count: int) -> list[MarketTick]:
+    taken: list[MarketTick] = []
+    with anyio.fail_after(GUARD_SECONDS):
+        async for tick in ticks:
+            taken.append(tick)
+            if len(taken) == count:
+                break
+    return taken
+
+
+async def hold_open(ws: ServerConnection) -> None:
+    await ws.wait_closed()
+
+
+async def test_subscribes_then_streams_ticks_with_exact_prices(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(HEARTBEAT)
+        await ws.send(
+            message(
+                ltp_packet(INFY, 152345),
+                quote_packet(TATAMOTORS, 78005, last_quantity=5, volume=1_000_000),
+            )
+        )
+        await ws.send(
+            message(
+                full_packet(
+                    INFY,
+                    152350,
+                    last_quantity=10,
+                    volume=2_000_123,
+                    exchange_timestamp=1_700_000_000,
+                    bids=[(100, 152340, 3)],
+                    asks=[(80, 152360, 2)],
+                ),
+                full_packet(INFY, 152355, last_quantity=1, volume=2_000_124),
+                index_packet(NIFTY, 2171050, 2180000, 2160025, 2165000, 2170000, 1050),
+            )
+        )
+        await hold_open(ws)
+
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        ticks = feed.events(make_ctx())
+        got = await take(ticks, 5)
+        await ticks.aclose()  # type: ignore[attr-defined]
+
+    (session,) = server.sessions
+    assert session.subscribe == {"a": "subscribe", "v": [NIFTY, INFY, TATAMOTORS]}
+    assert session.mode == {"a": "mode", "v": ["full", [NIFTY, INFY, TATAMOTORS]]}
+    query = parse_qs(urlsplit(session.path).query)
+    assert query == {"api_key": ["key123"], "access_token": ["tok-456"]}
+
+    ltp, quote, full, full_no_ts, index = got
+    assert (ltp.instrument, ltp.last_price, ltp.volume, ltp.bid) == (
+        "INFY",
+        Decimal("1523.45"),
+        None,
+        None,
+    )
+    assert ltp.ts == CLOCK_NOW
+    assert quote.instrument == "TATAMOTORS"
+    assert str(quote.last_price) == "780.05"
+    assert (quote.last_quantity, quote.volume) == (Decimal(5), Decimal(1_000_000))
+    assert full.last_price == Decimal("1523.50")
+    assert (full.bid, full.ask) == (Decimal("1523.40"), Decimal("1523.60"))
+    assert (full.last_quantity, full.volume) == (Decimal(10), Decimal(2_000_123))
+    assert full.ts == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert full.ts.tzinfo is not None
+    # A full packet without an exchange timestamp is stamped by the pipeline's clock.
+    assert full_no_ts.ts == CLOCK_NOW and full_no_ts.bid is None
+    assert (index.instrument, index.last_price, index.volume) == (
+        "NIFTY 50",
+        Decimal("21710.50"),
+        None,
+    )
+    assert len({tick.event_id for tick in got}) == 5
+    assert all(tick.event_id.version == 7 for tick in got)
+    assert feed.bad_packets == 0 and feed.connections == 1
+
+
+async def test_malformed_frames_become_dead_letters_and_the_feed_keeps_running(
+    make_ctx: Callable[..., FeedContext], dead_letters: list[DeadLetter]
+) -> None:
+    truncated = message(ltp_packet(INFY, 100), quote_packet(INFY, 200))[:-5]
+    trailing = message(ltp_packet(INFY, 300)) + b"\xde\xad"
+    wrong_size = message(b"\x00\x06\x3a\x01" + b"\x00" * 46, ltp_packet(TATAMOTORS, 400))
+    frames: list[bytes | str] = [
+        truncated,
+        trailing,
+        wrong_size,
+        b"",
+        "this is not json",
+        '{"type": "error", "data": "Invalid mode"}',
+        '{"type": "order", "data": {"order_id": "1"}}',
+        message(ltp_packet(UNKNOWN, 500)),
+        message(ltp_packet(INFY, 0)),
+        HEARTBEAT,
+        message(ltp_packet(INFY, 987654)),
+    ]
+
+    async def script(ws: ServerConnection, session: Session) -> None:
+        for frame in frames:
+            await ws.send(frame)
+        await hold_open(ws)
+
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        ticks = feed.events(make_ctx())
+        got = await take(ticks, 4)
+        await ticks.aclose()  # type: ignore[attr-defined]
+
+    # The good packets around the bad ones all arrive, in order.
+    assert [(t.instrument, t.last_price) for t in got] == [
+        ("INFY", Decimal("1.00")),
+        ("INFY", Decimal("3.00")),
+        ("TATAMOTORS", Decimal("4.00")),
+        ("INFY", Decimal("9876.54")),
+    ]
+    summary = [(d.error_type, d.location) for d in dead_letters]
+    assert summary == [
+        ("bad_packet", "packet 2"),
+        ("bad_packet", "message"),
+        ("bad_packet", "packet 1"),
+        ("bad_packet", "message"),
+        ("bad_message", "message"),
+        ("unknown_instrument", "packet 1"),
+        ("bad_packet", "packet 1"),
+    ]
+    assert all(d.source == "kite" and d.ts == CLOCK_NOW for d in dead_letters)
+    assert dead_letters[0].raw == truncated
+    assert "packet truncated" in dead_letters[0].reason
+    assert dead_letters[1].raw == trailing and "length mismatch" in dead_letters[1].reason
+    assert "unknown packet size 50 bytes" in dead_letters[2].reason
+    assert dead_letters[4].raw == b"this is not json"
+    assert str(UNKNOWN) in dead_letters[5].reason
+    assert "last_price" in dead_letters[6].reason and "INFY" in dead_letters[6].reason
+    assert feed.bad_packets == 6
+    assert feed.unknown_instruments == 1
+    assert feed.connections == 1
+
+
+async def test_server_error_messages_are_logged(
+    make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send('{"type": "error", "data": "Invalid instrument token"}')
+        await ws.send(message(ltp_packet(INFY, 100)))
+        await hold_open(ws)
+
+    caplog.set_level(logging.INFO, logger="test")
+    async with kite_server(script) as server:
+        ticks = make_feed(server.url).events(make_ctx())
+        await take(ticks, 1)
+        await ticks.aclose()  # type: ignore[attr-defined]
+    assert "kite: server error: Invalid instrument token" in caplog.text
+
+
+async def test_reconnects_and_resubscribes_after_the_server_drops_the_connection(
+    make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(message(ltp_packet(INFY, 100 * session.number)))
+        if session.number == 1:
+            await ws.close()  # the server drops the first connection
+        else:
+            await hold_open(ws)
+
+    caplog.set_level(logging.WARNING, logger="test")
+    async with kite_server(script) as server:
+        feed = make_feed(server.url, mode="quote")
+        ticks = feed.events(make_ctx())
+        got = await take(ticks, 2)
+        await ticks.aclose()  # type: ignore[attr-defined]
+
+    assert [t.last_price for t in got] == [Decimal("1.00"), Decimal("2.00")]
+    assert [s.number for s in server.sessions] == [1, 2]
+    for session in server.sessions:
+        assert session.subscribe == {"a": "subscribe", "v": [NIFTY, INFY, TATAMOTORS]}
+        assert session.mode == {"a": "mode", "v": ["quote", [NIFTY, INFY, TATAMOTORS]]}
+    assert feed.connections == 2
+    assert "reconnection attempt 1" in caplog.text
+
+
+async def test_gives_up_after_max_attempts_when_the_server_is_gone(
+    make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(message(ltp_packet(INFY, 100)))
+        await hold_open(ws)
+
+    caplog.set_level(logging.WARNING, logger="test")
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        ticks = feed.events(make_ctx())
+        first = await take(ticks, 1)
+        await server.stop()
+        with anyio.fail_after(GUARD_SECONDS), pytest.raises(ReconnectExhausted) as caught:
+            await ticks.__anext__()
+
+    assert first[0].last_price == Decimal("1.00")
+    assert caught.value.attempts == 3
+    assert "gave up after 3 reconnection attempts" in str(caught.value)
+    assert [s.number for s in server.sessions] == [1]
+    for attempt in (1, 2, 3):
+        assert f"reconnection attempt {attempt} " in caplog.text
+    assert "reconnection attempt 4" not in caplog.text
+    assert "giving up after 3 reconnection attempts" in caplog.text
+
+
+async def test_gives_up_when_nothing_ever_listens(make_ctx: Callable[..., FeedContext]) -> None:
+    feed = make_feed(f"ws://127.0.0.1:{free_port()}")
+    ticks = feed.events(make_ctx(max_attempts=2))
+    with anyio.fail_after(GUARD_SECONDS), pytest.raises(ReconnectExhausted) as caught:
+        await ticks.__anext__()
+    assert caught.value.attempts == 2
+    assert feed.connections == 0
+    assert caught.value.last_error is not None
+
+
+async def test_rejected_credentials_fail_at_once_without_retrying(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        raise AssertionError("the handshake should have been refused")
+
+    async with kite_server(script, reject_status=403) as server:
+        feed = make_feed(server.url)
+        with anyio.fail_after(GUARD_SECONDS), pytest.raises(KiteAuthenticationError) as caught:
+            await feed.events(make_ctx(max_attempts=5)).__anext__()
+    assert "HTTP 403" in str(caught.value)
+    assert "access_token" in str(caught.value)
+    assert server.sessions == []
+
+
+async def test_close_stops_the_feed_without_reconnecting(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(message(ltp_packet(INFY, 100)))
+        await hold_open(ws)
+
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        ticks = feed.events(make_ctx())
+        await take(ticks, 1)
+        await feed.close()
+        with anyio.fail_after(GUARD_SECONDS):
+            rest = [tick async for tick in ticks]
+    assert rest == []
+    assert feed.connections == 1
+    assert len(server.sessions) == 1
