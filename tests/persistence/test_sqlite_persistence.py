@@ -1,0 +1,316 @@
+"""The sqlite back end against the persistence conformance suite, plus damaged files, schema
+versions and concurrent use."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sqlite3
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from tradeloom.components import Persistence
+from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
+from tradeloom.testing.persistence import (
+    PersistenceConformance,
+    assert_exactly_equal,
+    make_fill,
+    make_snapshot,
+)
+from tradeloom_sqlite import plugin
+from tradeloom_sqlite.persistence import APPLICATION_ID, SCHEMA_VERSION, SqlitePersistence
+
+
+class TestSqlitePersistence(PersistenceConformance):
+    @pytest.fixture
+    def persistence(self, tmp_path: Path) -> SqlitePersistence:
+        return SqlitePersistence(tmp_path / "state" / "tradeloom.sqlite")
+
+    def reopen(self, persistence: Persistence) -> Persistence:
+        assert isinstance(persistence, SqlitePersistence)
+        return SqlitePersistence(persistence.path)
+
+    def corrupt_a_snapshot(self, persistence: Persistence, portfolio_id: str) -> str:
+        assert isinstance(persistence, SqlitePersistence)
+        with sqlite3.connect(persistence.path) as raw:
+            changed = raw.execute(
+                "UPDATE snapshots SET snapshot = json_set(snapshot, '$.cash', 'lots') "
+                "WHERE portfolio_id = ?",
+                (portfolio_id,),
+            ).rowcount
+        raw.close()
+        assert changed == 1
+        return f"table snapshots, portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "tradeloom.sqlite"
+
+
+@pytest.fixture
+def filled_db(db_path: Path) -> Path:
+    """A valid database with some fills and snapshots, closed (WAL checkpointed)."""
+    store = SqlitePersistence(db_path)
+    store.open()
+    store.record_fills([make_fill(f"p{i % 7}") for i in range(300)])
+    store.save_snapshots([make_snapshot(f"p{i}", cash=f"{i}.50") for i in range(50)])
+    store.close()
+    assert not Path(f"{db_path}-wal").exists()
+    return db_path
+
+
+def _raw(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    raw = sqlite3.connect(path)
+    try:
+        with raw:
+            return raw.execute(sql, params).fetchall()
+    finally:
+        raw.close()
+
+
+def test_plugin_registers_sqlite() -> None:
+    assert plugin.tradeloom_register_persistence() == {"sqlite": SqlitePersistence}
+    entry_points = importlib.metadata.entry_points(group="tradeloom", name="sqlite")
+    assert [ep.value for ep in entry_points] == ["tradeloom_sqlite.plugin"]
+
+
+def test_defaults_and_schema(db_path: Path) -> None:
+    store = SqlitePersistence(db_path)
+    assert store.journal_mode == "wal" and store.synchronous == "normal"
+    store.open()
+    store.close()
+    assert _raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert _raw(db_path, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert _raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {row[0] for row in _raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"fills", "snapshots"} <= tables
+
+
+def test_default_path_is_tradeloom_sqlite() -> None:
+    assert SqlitePersistence().path == Path("tradeloom.sqlite")
+
+
+def test_journal_mode_option(db_path: Path) -> None:
+    store = SqlitePersistence(db_path, journal_mode="DELETE", synchronous="full")
+    store.open()
+    store.record_fills([make_fill()])
+    store.close()
+    assert _raw(db_path, "PRAGMA journal_mode") == [("delete",)]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"journal_mode": "memory"}, "journal_mode 'memory' is not one of wal, delete"),
+        ({"synchronous": "off"}, "synchronous 'off' is not one of normal, full, extra"),
+        ({"busy_timeout_seconds": -1}, "busy_timeout_seconds must be >= 0"),
+    ],
+)
+def test_bad_params(db_path: Path, params: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SqlitePersistence(db_path, **params)  # type: ignore[arg-type]
+
+
+def test_use_before_open(db_path: Path) -> None:
+    with pytest.raises(PersistenceError, match="not open; call open"):
+        SqlitePersistence(db_path).load_fills()
+
+
+def test_reopen_is_idempotent_and_keeps_schema(filled_db: Path) -> None:
+    store = SqlitePersistence(filled_db)
+    store.open()
+    store.open()  # a second open is a no-op
+    assert len(store.load_snapshots()) == 50
+    assert len(store.load_fills()) == 300
+    store.close()
+    store.close()
+
+
+# ---- damaged files: never a silent reset ----------------------------------------------------
+
+
+def test_truncated_file_is_corrupt_state(filled_db: Path) -> None:
+    size = filled_db.stat().st_size
+    with filled_db.open("r+b") as handle:
+        handle.truncate(size // 2)
+    store = SqlitePersistence(filled_db)
+    with pytest.raises(CorruptStateError) as info:
+        store.open()
+        store.load_snapshots()
+    message = str(info.value)
+    assert str(filled_db) in message
+    assert "malformed" in message
+    assert "restore it from a backup" in message
+    store.close()
+    assert filled_db.stat().st_size == size // 2  # left exactly as it was
+
+
+def test_garbage_file_is_corrupt_state(db_path: Path) -> None:
+    garbage = b"this is not a database, just some bytes\n" * 200
+    db_path.write_bytes(garbage)
+    with pytest.raises(CorruptStateError) as info:
+        SqlitePersistence(db_path).open()
+    assert str(db_path) in str(info.value)
+    assert "file is not a database" in str(info.value)
+    assert db_path.read_bytes() == garbage
+
+
+def test_empty_file_is_a_new_database(db_path: Path) -> None:
+    db_path.touch()
+    store = SqlitePersistence(db_path)
+    store.open()
+    assert store.load_snapshots() == {}
+    store.close()
+
+
+def test_snapshot_row_failing_validation(filled_db: Path) -> None:
+    _raw(
+        filled_db,
+        "UPDATE snapshots SET snapshot = json_set(snapshot, '$.equity', 'NaN') "
+        "WHERE portfolio_id = 'p7'",
+    )
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(CorruptStateError) as info:
+        store.load_snapshots()
+    message = str(info.value)
+    assert str(filled_db) in message
+    assert "table snapshots, portfolio 'p7'" in message
+    assert "equity: Input should be a finite number" in message
+    assert len(store.load_fills()) == 300  # the journal is still readable
+    store.close()
+
+
+def test_snapshot_row_that_is_not_json(filled_db: Path) -> None:
+    _raw(filled_db, "UPDATE snapshots SET snapshot = '{\"cash\": ' WHERE portfolio_id = 'p3'")
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(
+        CorruptStateError, match=r"portfolio 'p3': stored snapshot is invalid: .*JSON"
+    ):
+        store.load_snapshots()
+    store.close()
+
+
+def test_snapshot_row_holding_a_number(filled_db: Path) -> None:
+    _raw(filled_db, "UPDATE snapshots SET snapshot = 42 WHERE portfolio_id = 'p1'")
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(
+        CorruptStateError, match=r"portfolio 'p1': .*\(top level\): Input should be an object"
+    ):
+        store.load_snapshots()
+    store.close()
+
+
+def test_snapshot_stored_under_another_portfolio(filled_db: Path) -> None:
+    _raw(
+        filled_db,
+        "UPDATE snapshots SET snapshot = (SELECT snapshot FROM snapshots WHERE portfolio_id='p2') "
+        "WHERE portfolio_id = 'p1'",
+    )
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(CorruptStateError, match="portfolio 'p1': the stored snapshot belongs to"):
+        store.load_snapshots()
+    store.close()
+
+
+def test_fill_row_failing_validation(filled_db: Path) -> None:
+    _raw(filled_db, "UPDATE fills SET event = json_set(event, '$.price', '-1') WHERE seq = 10")
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(CorruptStateError) as info:
+        store.load_fills()
+    assert "table fills, row seq=10, portfolio 'p2'" in str(info.value)
+    assert "price: Value error, must be greater than zero" in str(info.value)
+    store.close()
+
+
+# ---- schema versions and foreign files ------------------------------------------------------
+
+
+def test_newer_schema_version_is_refused(filled_db: Path) -> None:
+    _raw(filled_db, f"PRAGMA user_version = {SCHEMA_VERSION + 98}")
+    with pytest.raises(PersistenceError) as info:
+        SqlitePersistence(filled_db).open()
+    message = str(info.value)
+    assert not isinstance(info.value, CorruptStateError)
+    assert str(filled_db) in message
+    assert f"schema version {SCHEMA_VERSION + 98} is newer" in message
+    assert f"supports ({SCHEMA_VERSION}); upgrade tradeloom" in message
+    assert _raw(filled_db, "PRAGMA user_version") == [(SCHEMA_VERSION + 98,)]
+
+
+def test_foreign_sqlite_database_is_refused(db_path: Path) -> None:
+    _raw(db_path, "CREATE TABLE customers (name TEXT)")
+    with pytest.raises(PersistenceError, match=r"tables of its own \(customers\) but no tradeloom"):
+        SqlitePersistence(db_path).open()
+    assert _raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'") == [("customers",)]
+
+
+def test_other_application_id_is_refused(db_path: Path) -> None:
+    _raw(db_path, "PRAGMA application_id = 1234")
+    with pytest.raises(
+        PersistenceError, match=r"not a tradeloom database \(application_id 0x4d2\)"
+    ):
+        SqlitePersistence(db_path).open()
+
+
+def test_unopenable_path(tmp_path: Path) -> None:
+    folder = tmp_path / "a-directory"
+    folder.mkdir()
+    with pytest.raises(PersistenceError, match="unable to open database file") as info:
+        SqlitePersistence(folder).open()
+    assert not isinstance(info.value, CorruptStateError)
+
+
+# ---- concurrency ----------------------------------------------------------------------------
+
+
+def test_worker_threads_share_one_instance(db_path: Path) -> None:
+    store = SqlitePersistence(db_path)
+    store.open()
+    batches = [[make_fill(f"p{b}") for _ in range(20)] for b in range(8)]
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for batch in batches:
+                group.start_soon(anyio.to_thread.run_sync, store.record_fills, batch)
+                group.start_soon(anyio.to_thread.run_sync, store.load_snapshots)
+            group.start_soon(anyio.to_thread.run_sync, store.save_snapshots, [make_snapshot("p0")])
+
+    anyio.run(main)
+    for number, batch in enumerate(batches):
+        assert store.load_fills(f"p{number}") == batch
+    assert len(store.load_fills()) == 160
+    store.close()
+
+
+def test_two_instances_on_one_file(db_path: Path) -> None:
+    first, second = SqlitePersistence(db_path), SqlitePersistence(db_path)
+    first.open()
+    second.open()
+    shared = make_fill("a")
+    first.record_fills([shared, make_fill("a")])
+    second.record_fills([shared, make_fill("b")])
+    assert len(first.load_fills()) == 3
+    assert second.load_fills() == first.load_fills()
+    snapshot = make_snapshot("a", cash="12.340")
+    second.save_snapshots([snapshot])
+    assert_exactly_equal(first.load_snapshots(), {"a": snapshot})
+    first.close()
+    second.close()
+
+
+def test_saved_seq_counts_saves(db_path: Path) -> None:
+    store = SqlitePersistence(db_path)
+    store.open()
+    store.save_snapshots([make_snapshot("a"), make_snapshot("b")])
+    store.save_snapshots([make_snapshot("b")])
+    store.close()
+    rows = _raw(db_path, "SELECT portfolio_id, saved_seq FROM snapshots ORDER BY portfolio_id")
+    assert rows == [("a", 1), ("b", 2)]
