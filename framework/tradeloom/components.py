@@ -16,7 +16,15 @@ from uuid import UUID
 
 import attrs
 
-from tradeloom.events import Event, Fill, HealthReport, MarketEvent, Order, PortfolioSnapshot, Signal
+from tradeloom.events import (
+    Event,
+    Fill,
+    HealthReport,
+    MarketEvent,
+    Order,
+    PortfolioSnapshot,
+    Signal,
+)
 
 if TYPE_CHECKING:
     import logging

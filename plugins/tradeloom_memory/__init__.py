@@ -1,0 +1,1 @@
+"""In-process stock plugins: the ``memory`` transport and ``memory`` persistence."""

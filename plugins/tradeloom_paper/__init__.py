@@ -1,0 +1,1 @@
+"""The stock ``paper`` executor: simulated fills at market prices."""

@@ -1,0 +1,1 @@
+"""Stock example strategies (the SMA crossover behind ``tradeloom demo``)."""

@@ -1,0 +1,84 @@
+"""The Python API: run a backtest or a live pipeline from code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tradeloom.components import Feed
+from tradeloom.errors import ConfigError
+from tradeloom.events import MarketEvent
+from tradeloom.runtime.pipeline import Pipeline
+from tradeloom.runtime.results import RunResult
+from tradeloom.settings import Settings, format_validation_error, load_settings
+from tradeloom.strategy import Strategy
+
+ConfigLike = str | Path | Settings | Mapping[str, Any] | None
+
+
+def make_settings(
+    config: ConfigLike = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from a TOML path, a mapping shaped like the TOML file, or Settings."""
+    if isinstance(config, Settings):
+        if not overrides:
+            return config
+        config = config.model_dump()
+    if config is None or isinstance(config, str | Path):
+        return load_settings(config, dict(overrides or {}))
+    from pydantic import ValidationError
+
+    data = dict(config)
+    if overrides:
+        from tradeloom.settings import _merge
+
+        data = _merge(data, dict(overrides))
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "configuration")) from None
+
+
+def backtest(
+    config: ConfigLike = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    strategies: Mapping[str, Strategy] | None = None,
+    events: Iterable[MarketEvent] | None = None,
+    feed: Feed | None = None,
+    plugins: Sequence[Any] = (),
+    progress: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Replay market data through the pipeline on a simulated clock and return the result.
+
+    ``config`` is a ``tradeloom.toml`` path, a mapping of the same shape or :class:`Settings`.
+    Strategies, events and a feed may also be given from code; ``plugins`` are registered
+    in addition to the installed ones.
+    """
+    settings = make_settings(config, overrides)
+    pipeline = Pipeline(
+        settings,
+        mode="backtest",
+        strategies=strategies,
+        events=events,
+        feed=feed,
+        plugins=plugins,
+        progress=progress,
+    )
+    return anyio.run(pipeline.run)
+
+
+def run(
+    config: ConfigLike = None,
+    *,
+    roles: Iterable[str] = ("all",),
+    overrides: Mapping[str, Any] | None = None,
+    plugins: Sequence[Any] = (),
+) -> RunResult:
+    """Run a live pipeline (wall clock) until it is stopped or its input ends."""
+    settings = make_settings(config, overrides)
+    pipeline = Pipeline(settings, mode="live", roles=roles, plugins=plugins)
+    return anyio.run(pipeline.run)

@@ -1,0 +1,346 @@
+"""Plugin discovery and the component registry.
+
+Plugins come from three places, in this order:
+
+1. entry points of the ``tradeloom`` group (the stock plugins and every installed third-party
+   package), unless autoload is off (``TRADELOOM_DISABLE_PLUGIN_AUTOLOAD=1`` or
+   ``[plugins] autoload = false``), in which case only the entry points named in
+   ``[plugins] enable`` load;
+2. modules named in ``[plugins] modules``;
+3. objects passed from code (``PluginManager.register`` or ``plugins=`` arguments).
+
+A plugin named in ``[plugins] block`` (or ``TRADELOOM_BLOCK_PLUGINS``, comma-separated) is never
+loaded. A plugin that fails to import is recorded with its distribution and the error and
+reported by ``tradeloom plugins``; it takes nothing else down, though a pipeline that needs a
+component only that plugin provides fails with the import error in the message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import traceback
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import importlib_metadata
+import pluggy
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from tradeloom import hookspecs
+from tradeloom.errors import (
+    ConfigError,
+    DuplicateComponentError,
+    PluginError,
+    UnknownComponentError,
+)
+
+ENTRY_POINT_GROUP = "tradeloom"
+DISABLE_AUTOLOAD_ENV = "TRADELOOM_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "TRADELOOM_BLOCK_PLUGINS"
+
+COMPONENT_KINDS: dict[str, str] = {
+    "feed": "tradeloom_register_feeds",
+    "strategy": "tradeloom_register_strategies",
+    "executor": "tradeloom_register_executors",
+    "validator": "tradeloom_register_validators",
+    "health_check": "tradeloom_register_health_checks",
+    "persistence": "tradeloom_register_persistence",
+    "codec": "tradeloom_register_codecs",
+    "id_generator": "tradeloom_register_id_generators",
+    "transport": "tradeloom_register_transports",
+}
+
+
+@attrs.define
+class PluginInfo:
+    """One plugin as ``tradeloom plugins`` shows it."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    source: str = "entry point"  # "entry point", "module", "code"
+    error: str | None = None
+    blocked: bool = False
+    registers: dict[str, list[str]] = attrs.Factory(dict)
+
+    @property
+    def loaded(self) -> bool:
+        return self.error is None and not self.blocked
+
+
+@attrs.define(frozen=True)
+class Registration:
+    kind: str
+    name: str
+    factory: Any
+    plugin: str
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class PluginManager:
+    """A pluggy plugin manager that knows where plugins come from and what they register."""
+
+    def __init__(self) -> None:
+        self.hook_manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.hook_manager.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._registry: dict[str, dict[str, Registration]] | None = None
+
+    @property
+    def hook(self) -> Any:
+        return self.hook_manager.hook
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(
+        self,
+        *,
+        autoload: bool = True,
+        enable: Iterable[str] = (),
+        block: Iterable[str] = (),
+        modules: Iterable[str] = (),
+        plugins: Iterable[Any] = (),
+    ) -> PluginManager:
+        """Load plugins from entry points, module names and objects. Returns ``self``."""
+        blocked = set(block) | {
+            name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()
+        }
+        for name in blocked:
+            self.hook_manager.set_blocked(name)
+        if _truthy(os.environ.get(DISABLE_AUTOLOAD_ENV)):
+            autoload = False
+        self._load_entry_points(autoload=autoload, enable=set(enable), blocked=blocked)
+        for module_name in modules:
+            self._load_module(module_name, blocked)
+        for plugin in plugins:
+            self.register(plugin)
+        return self
+
+    def _load_entry_points(self, *, autoload: bool, enable: set[str], blocked: set[str]) -> None:
+        seen: set[str] = set()
+        for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry_point.name in seen:  # the same distribution found twice on sys.path
+                continue
+            seen.add(entry_point.name)
+            dist = entry_point.dist
+            info = PluginInfo(
+                name=entry_point.name,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+            )
+            self.infos[entry_point.name] = info
+            if entry_point.name in blocked:
+                info.blocked = True
+                continue
+            if not autoload and entry_point.name not in enable:
+                info.error = "not loaded: plugin autoload is disabled"
+                continue
+            try:
+                plugin = entry_point.load()
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                info.error = _describe_import_error(exc)
+                continue
+            self._register(plugin, entry_point.name)
+
+    def _load_module(self, module_name: str, blocked: set[str]) -> None:
+        info = PluginInfo(name=module_name, source="module")
+        self.infos[module_name] = info
+        if module_name in blocked:
+            info.blocked = True
+            return
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            info.error = _describe_import_error(exc)
+            return
+        dist = _distribution_of_module(module_name)
+        if dist is not None:
+            info.distribution, info.version = dist
+        self._register(module, module_name)
+
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register a plugin object (module, class instance) from code."""
+        name = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
+        if name not in self.infos:
+            self.infos[name] = PluginInfo(name=name, source="code")
+        self._register(plugin, name)
+        return name
+
+    def _register(self, plugin: Any, name: str) -> None:
+        try:
+            self.hook_manager.register(plugin, name=name)
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+        self._registry = None
+
+    # -- registry ------------------------------------------------------------------------
+
+    def registrations(self) -> dict[str, dict[str, Registration]]:
+        """Every registered component by kind and name; conflicts raise naming both plugins."""
+        if self._registry is not None:
+            return self._registry
+        registry: dict[str, dict[str, Registration]] = {kind: {} for kind in COMPONENT_KINDS}
+        for info in self.infos.values():
+            info.registers = {}
+        for kind, hook_name in COMPONENT_KINDS.items():
+            hook_caller = getattr(self.hook, hook_name)
+            # Called one implementation at a time so each name is attributed to its plugin.
+            for impl in reversed(hook_caller.get_hookimpls()):
+                try:
+                    result = impl.function()
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                if result is None:
+                    continue
+                if not isinstance(result, Mapping):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {hook_name} must return a mapping of "
+                        f"name to factory, got {type(result).__name__}"
+                    )
+                for name, factory in result.items():
+                    existing = registry[kind].get(name)
+                    if existing is not None:
+                        raise DuplicateComponentError(
+                            f"{kind} {name!r} is registered by two plugins: "
+                            f"{existing.plugin!r} and {impl.plugin_name!r}; block one of them "
+                            f"([plugins] block = [...])"
+                        )
+                    registry[kind][name] = Registration(kind, name, factory, impl.plugin_name)
+                    info = self.infos.get(impl.plugin_name)
+                    if info is not None:
+                        info.registers.setdefault(kind, []).append(name)
+        self._registry = registry
+        return registry
+
+    def factory(self, kind: str, name: str) -> Registration:
+        """The registration of component ``name`` of ``kind``, or a ConfigError saying what
+        exists and which plugins failed to load."""
+        available = self.registrations()[kind]
+        if name in available:
+            return available[name]
+        known = ", ".join(sorted(available)) or "none"
+        message = f"unknown {kind} {name!r}; registered {kind}s: {known}"
+        failed = [
+            info for info in self.infos.values() if info.error and "autoload" not in info.error
+        ]
+        if failed:
+            message += "\nplugins that failed to load: " + "; ".join(
+                f"{info.name} ({info.distribution or 'no distribution'}): {info.error}"
+                for info in failed
+            )
+        blocked = [info.name for info in self.infos.values() if info.blocked]
+        if blocked:
+            message += "\nblocked plugins: " + ", ".join(blocked)
+        raise UnknownComponentError(message)
+
+    def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Build component ``name`` of ``kind`` with ``params`` checked against its signature."""
+        registration = self.factory(kind, name)
+        return build_component(registration, dict(params or {}))
+
+    def plugin_list(self) -> list[PluginInfo]:
+        try:
+            self.registrations()
+        except PluginError:
+            pass  # the listing must still show every plugin
+        return sorted(self.infos.values(), key=lambda info: info.name)
+
+
+def build_component(registration: Registration, params: dict[str, Any]) -> Any:
+    """Call a factory with keyword parameters validated against its signature and type hints;
+    a ConfigError names the component, its plugin and every mistake."""
+    factory = registration.factory
+    label = f"{registration.kind} {registration.name!r} (plugin {registration.plugin!r})"
+    model = _parameters_model(factory)
+    if model is not None:
+        try:
+            checked = model(**params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in err['loc']) or '(parameters)'}: "
+                + ("unknown parameter" if err["type"] == "extra_forbidden" else err["msg"])
+                for err in exc.errors()
+            )
+            accepted = ", ".join(model.model_fields) or "none"
+            raise ConfigError(
+                f"{label}: invalid parameters: {problems} (accepted: {accepted})"
+            ) from None
+        params = {name: getattr(checked, name) for name in params if name in model.model_fields}
+    try:
+        return factory(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{label}: {exc}") from exc
+
+
+def _parameters_model(factory: Any) -> type[BaseModel] | None:
+    """A pydantic model of the factory's keyword parameters, or None when it takes **kwargs
+    or its signature cannot be read."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    parameters = [p for p in signature.parameters.values() if p.name != "self"]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    fields: dict[str, Any] = {}
+    for parameter in parameters:
+        if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            continue
+        annotation = hints.get(parameter.name, Any)
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (annotation, default)
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"{getattr(factory, '__name__', 'Factory')}Parameters",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+
+
+def _describe_import_error(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _distribution_of_module(module_name: str) -> tuple[str, str] | None:
+    top_level = module_name.split(".")[0]
+    for dist_name in importlib_metadata.packages_distributions().get(top_level, []):
+        try:
+            return dist_name, importlib_metadata.version(dist_name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def load_plugin_manager(settings: Any = None, plugins: Iterable[Any] = ()) -> PluginManager:
+    """A plugin manager loaded according to ``settings.plugins`` (or defaults)."""
+    manager = PluginManager()
+    plugin_settings = getattr(settings, "plugins", None)
+    if plugin_settings is None:
+        return manager.load(plugins=plugins)
+    return manager.load(
+        autoload=plugin_settings.autoload,
+        enable=plugin_settings.enable,
+        block=plugin_settings.block,
+        modules=plugin_settings.modules,
+        plugins=plugins,
+    )

@@ -1,0 +1,1 @@
+"""The runtime: stages, transports, clocks and the pipeline that wires them together."""

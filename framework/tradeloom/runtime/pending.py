@@ -1,0 +1,71 @@
+"""Signals that wait for an instrument's first price, within bounds."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from tradeloom.events import Signal
+
+
+class PriceWait:
+    """Holds signals for instruments without a price yet.
+
+    ``release(instrument)`` hands back, in arrival order, what waited for that instrument. A
+    signal that waits longer than ``max_wait`` or arrives when ``max_signals`` already wait for
+    the instrument is refused through ``reject(signal, reason)``: nothing is dropped silently.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_signals: int,
+        max_wait_seconds: float,
+        reject: Callable[[Signal, str], None],
+    ) -> None:
+        self.max_signals = max_signals
+        self.max_wait = timedelta(seconds=max_wait_seconds)
+        self._reject = reject
+        self._waiting: dict[str, deque[tuple[datetime, Signal]]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._waiting.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+    def hold(self, signal: Signal, now: datetime) -> None:
+        queue = self._waiting.setdefault(signal.instrument, deque())
+        if len(queue) >= self.max_signals:
+            if not queue:
+                del self._waiting[signal.instrument]
+            self._reject(
+                signal,
+                f"no price for {signal.instrument} yet and {self.max_signals} signals already "
+                "wait for one (pending.max_signals)",
+            )
+            return
+        queue.append((now, signal))
+
+    def release(self, instrument: str) -> list[Signal]:
+        queue = self._waiting.pop(instrument, None)
+        return [signal for _, signal in queue] if queue else []
+
+    def expire(self, now: datetime) -> None:
+        for instrument in list(self._waiting):
+            queue = self._waiting[instrument]
+            while queue and now - queue[0][0] > self.max_wait:
+                _, signal = queue.popleft()
+                self._reject(
+                    signal,
+                    f"no price for {instrument} within {self.max_wait.total_seconds():g}s "
+                    "(pending.max_wait_seconds)",
+                )
+            if not queue:
+                del self._waiting[instrument]
+
+    def reject_all(self, reason: str) -> None:
+        for instrument in list(self._waiting):
+            for _, signal in self._waiting.pop(instrument):
+                self._reject(signal, reason.format(instrument=instrument))

@@ -1,0 +1,442 @@
+"""Assembling components from configuration and running them as a pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import anyio
+
+from tradeloom.awaitables import call_hook_and_await, maybe_await
+from tradeloom.components import (
+    Codec,
+    DeadLetter,
+    Executor,
+    Feed,
+    FeedContext,
+    HealthCheck,
+    IdGenerator,
+    Persistence,
+    Validator,
+)
+from tradeloom.errors import ConfigError
+from tradeloom.events import HealthReport, MarketEvent, Severity
+from tradeloom.plugins import PluginManager, load_plugin_manager
+from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.clock import SimulatedClock, WallClock
+from tradeloom.runtime.portfolio_stage import PortfolioStage
+from tradeloom.runtime.results import EquityCurve, RunResult
+from tradeloom.runtime.stages import (
+    ExecutionStage,
+    RiskStage,
+    Stage,
+    StageServices,
+    StrategyStage,
+)
+from tradeloom.runtime.status import PipelineStatus
+from tradeloom.runtime.transport import Topics, Transport
+from tradeloom.settings import Settings
+from tradeloom.strategy import Strategy
+
+ROLES = ("feed", "strategy", "risk", "execution", "portfolio")
+MAX_DEAD_LETTERS_KEPT = 10_000
+_YIELD_EVERY = 1024
+
+Mode = Literal["backtest", "live"]
+
+
+class EventListFeed(Feed):
+    """A feed over events given from code (tests, notebooks)."""
+
+    def __init__(self, events: Iterable[MarketEvent]) -> None:
+        self._events = events
+
+    def events(self, ctx: FeedContext) -> Iterable[MarketEvent]:  # type: ignore[override]
+        return iter(self._events)
+
+
+def resolve_roles(roles: Iterable[str]) -> frozenset[str]:
+    chosen = set()
+    for role in roles:
+        if role == "all":
+            chosen.update(ROLES)
+        elif role in ROLES:
+            chosen.add(role)
+        else:
+            raise ConfigError(f"unknown role {role!r}; roles: all, {', '.join(ROLES)}")
+    return frozenset(chosen)
+
+
+class Pipeline:
+    """Feed → strategies → validators → executor → portfolio → persistence.
+
+    ``mode="backtest"`` runs on a simulated clock moved by the data and ends with the data;
+    ``mode="live"`` runs on the wall clock until :meth:`stop` (or the end of a finite feed on
+    an in-process transport). ``roles`` picks which stages run in this process.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        manager: PluginManager | None = None,
+        mode: Mode = "backtest",
+        roles: Iterable[str] = ("all",),
+        feed: Feed | None = None,
+        events: Iterable[MarketEvent] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
+        plugins: Sequence[Any] = (),
+        progress: Callable[[int], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.roles = resolve_roles(roles)
+        self.manager = manager or load_plugin_manager(settings, plugins)
+        if manager is not None:
+            for plugin in plugins:
+                manager.register(plugin)
+        self.logger = logger or logging.getLogger("tradeloom.pipeline")
+        self.progress = progress
+        self.status = PipelineStatus()
+        self.result = RunResult(equity_curve=EquityCurve(settings.portfolio.equity_curve_points))
+        self._stop_requested = False
+        self._stop_event: anyio.Event | None = None
+
+        clock_kind = settings.pipeline.clock
+        if clock_kind == "auto":
+            clock_kind = "simulated" if mode == "backtest" else "wall"
+        self.clock: SimulatedClock | WallClock = (
+            SimulatedClock() if clock_kind == "simulated" else WallClock()
+        )
+        manager_ = self.manager
+        self.ids: IdGenerator = manager_.create("id_generator", settings.pipeline.id_generator)
+        self.codec: Codec = manager_.create("codec", settings.pipeline.codec)
+        self.transport: Transport = manager_.create(
+            "transport", settings.pipeline.transport, settings.transport
+        )
+        self.feed: Feed | None = None
+        if "feed" in self.roles:
+            self.feed = self._build_feed(feed, events)
+        self.strategies: dict[str, Strategy] = {}
+        self._strategy_instruments: dict[str, Sequence[str] | None] = {}
+        if "strategy" in self.roles:
+            self._build_strategies(strategies or {})
+        self.validators: list[tuple[str, Validator]] = []
+        if "risk" in self.roles:
+            self.validators = self._build_validators()
+        self.executor: Executor | None = None
+        if "execution" in self.roles:
+            self.executor = manager_.create(
+                "executor", settings.executor.name, settings.executor.params
+            )
+        needs_state = bool(self.roles & {"strategy", "risk", "portfolio"})
+        self.persistence: Persistence | None = None
+        if needs_state:
+            self.persistence = manager_.create(
+                "persistence", settings.persistence.name, settings.persistence.params
+            )
+        self.health_checks: list[tuple[str, HealthCheck]] = [
+            (entry.name, manager_.create("health_check", entry.name, entry.params))
+            for entry in settings.health.checks
+        ]
+        self.stages: list[Stage] = []
+        self.portfolio_stage: PortfolioStage | None = None
+
+    # -- assembly ------------------------------------------------------------------------
+
+    def _build_feed(self, feed: Feed | None, events: Iterable[MarketEvent] | None) -> Feed:
+        if feed is not None:
+            return feed
+        if events is not None:
+            return EventListFeed(events)
+        if self.settings.feed is None:
+            raise ConfigError("no feed configured: add a [feed] section with a name and params")
+        built: Feed = self.manager.create(
+            "feed", self.settings.feed.name, self.settings.feed.params
+        )
+        return built
+
+    def _build_strategies(self, from_code: Mapping[str, Strategy]) -> None:
+        for entry in self.settings.strategies:
+            self.strategies[entry.strategy_id] = self.manager.create(
+                "strategy", entry.name, entry.params
+            )
+            self._strategy_instruments[entry.strategy_id] = entry.instruments
+        for strategy_id, strategy in from_code.items():
+            if strategy_id in self.strategies:
+                raise ConfigError(f"two strategies share the id {strategy_id!r}")
+            self.strategies[strategy_id] = strategy
+            self._strategy_instruments[strategy_id] = None
+        if not self.strategies:
+            raise ConfigError("no strategy configured: add a [[strategies]] entry")
+
+    def _build_validators(self) -> list[tuple[str, Validator]]:
+        built: list[tuple[str, Validator]] = []
+        names: set[str] = set()
+        for entry in self.settings.validators:
+            name = entry.name
+            suffix = 2
+            while name in names:
+                name = f"{entry.name}#{suffix}"
+                suffix += 1
+            names.add(name)
+            built.append((name, self.manager.create("validator", entry.name, entry.params)))
+        return built
+
+    def _new_book(self) -> PortfolioBook:
+        cash: dict[str, Decimal] = dict(self.settings.portfolio.starting_cash_by_portfolio)
+        cash["*"] = self.settings.portfolio.starting_cash
+        return PortfolioBook(cash)
+
+    async def _restored_book(self, snapshots: Any, fills: Any) -> PortfolioBook:
+        book = self._new_book()
+        book.restore(snapshots, fills)
+        return book
+
+    async def _assemble_stages(self) -> None:
+        services = StageServices(
+            transport=self.transport,
+            ids=self.ids,
+            clock=self.clock,
+            status=self.status,
+            logger=self.logger,
+        )
+        snapshots: Any = {}
+        fills: Any = []
+        if self.persistence is not None:
+            await maybe_await(self.persistence.open())
+            snapshots = await maybe_await(self.persistence.load_snapshots())
+            fills = await maybe_await(self.persistence.load_fills())
+        # Subscription order matters on an in-process transport: the executor sees a price
+        # before the strategies do, so an order placed on this price fills on the next one.
+        if "execution" in self.roles and self.executor is not None:
+            self.stages.append(ExecutionStage(services, self.executor))
+        if "portfolio" in self.roles and self.persistence is not None:
+            self.portfolio_stage = PortfolioStage(
+                services,
+                await self._restored_book(snapshots, fills),
+                self.persistence,
+                self.result,
+                snapshot_interval_seconds=self.settings.portfolio.snapshot_interval_seconds,
+                record_equity=True,
+            )
+            self.stages.append(self.portfolio_stage)
+        if "risk" in self.roles:
+            self.stages.append(
+                RiskStage(
+                    services,
+                    self.validators,
+                    await self._restored_book(snapshots, fills),
+                    self.settings.pending,
+                )
+            )
+        if "strategy" in self.roles:
+            strategy_book = await self._restored_book(snapshots, fills)
+            self.stages.append(
+                StrategyStage(
+                    services,
+                    {
+                        sid: (s, self._strategy_instruments[sid])
+                        for sid, s in self.strategies.items()
+                    },
+                    strategy_book,
+                )
+            )
+            self.result.starting_equity = sum(
+                (
+                    strategy_book.portfolio(sid).equity(strategy_book.marks)
+                    for sid in self.strategies
+                ),
+                Decimal(0),
+            )
+        self.transport.bind(
+            codec=self.codec,
+            on_dead_letter=self._on_dead_letter,
+            logger=self.logger.getChild("transport"),
+            clock=self.clock,
+        )
+        for stage in self.stages:
+            self.transport.subscribe(stage.role, stage.topics, stage.handler())
+
+    # -- running -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking input, finish what is in flight, save, close (drain-then-stop)."""
+        self._stop_requested = True
+        self.transport.stop_consuming()
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def run(self) -> RunResult:
+        started = time.perf_counter()
+        self._stop_event = anyio.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        self.status.started_at = WallClock().now()
+        try:
+            await self._assemble_stages()
+            await self.transport.start()
+            await call_hook_and_await(self.manager.hook.tradeloom_pipeline_started, pipeline=self)
+            for stage in self.stages:
+                stage.start()
+            async with anyio.create_task_group() as tasks:
+                consuming_done = anyio.Event()
+                if self.transport.synchronous:
+                    consuming_done.set()
+                else:
+                    tasks.start_soon(self._consume, consuming_done)
+                if self.mode == "live":
+                    tasks.start_soon(self._ticker)
+                if self.feed is not None:
+                    await self._pump(self.feed)
+                if self.feed is None or (self.mode == "live" and not self.transport.synchronous):
+                    await self._stop_event.wait()
+                await self._drain(consuming_done)
+                tasks.cancel_scope.cancel()
+        finally:
+            await self._close()
+        self.result.wall_seconds = time.perf_counter() - started
+        await call_hook_and_await(
+            self.manager.hook.tradeloom_pipeline_stopped, pipeline=self, result=self.result
+        )
+        return self.result
+
+    async def _consume(self, done: anyio.Event) -> None:
+        try:
+            await self.transport.run()
+        finally:
+            done.set()
+
+    def _feed_context(self) -> FeedContext:
+        return FeedContext(
+            ids=self.ids,
+            clock=self.clock,
+            reconnect=self.settings.reconnect,
+            logger=self.logger.getChild("feed"),
+            report_bad_input=self.transport.dead_letter,
+            codec=self.codec,
+        )
+
+    async def _pump(self, feed: Feed) -> None:
+        source = feed.events(self._feed_context())
+        publish = self.transport.publish
+        advance = self.clock.advance
+        last_times = self.status.last_market_time
+        market = Topics.MARKET
+        result = self.result
+        count = 0
+        if hasattr(source, "__aiter__"):
+            async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
+            async for event in async_source:
+                advance(event.ts)
+                last_times[event.instrument] = event.ts
+                self.status.last_market_wall_time = WallClock().now()
+                publish(market, event, event.instrument)
+                count += 1
+                if result.first_event_time is None:
+                    result.first_event_time = event.ts
+                if self._stop_requested:
+                    break
+        else:
+            for event in source:  # type: ignore[union-attr]
+                advance(event.ts)
+                last_times[event.instrument] = event.ts
+                publish(market, event, event.instrument)
+                count += 1
+                if count % _YIELD_EVERY == 0:
+                    await self._yield_point(count, event.ts)
+                    if self._stop_requested:
+                        break
+                elif count == 1:
+                    result.first_event_time = event.ts
+        self._count_market(count)
+
+    def _count_market(self, count: int) -> None:
+        self.status.market_events = self.result.market_events = count
+        if self.status.last_market_time:
+            self.result.last_event_time = max(self.status.last_market_time.values())
+        if self.progress is not None:
+            self.progress(count % _YIELD_EVERY)
+
+    async def _yield_point(self, count: int, ts: datetime) -> None:
+        if self.progress is not None:
+            self.progress(_YIELD_EVERY)
+        self.status.market_events = count
+        if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
+            await self.portfolio_stage.checkpoint()
+        await anyio.sleep(0)  # let signal handlers and other tasks run
+
+    async def _ticker(self, interval: float = 0.25) -> None:
+        while True:
+            await anyio.sleep(interval)
+            now = self.clock.now()
+            for stage in self.stages:
+                stage.on_time(now)
+            if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
+                await self.portfolio_stage.checkpoint()
+
+    async def _drain(self, consuming_done: anyio.Event) -> None:
+        await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)
+        self.transport.stop_consuming()
+        await consuming_done.wait()
+        # Strategies first (on_stop may still trade), then what waits for prices.
+        for role in ("strategy", "risk", "execution"):
+            for stage in self.stages:
+                if stage.role == role:
+                    stage.drain()
+        await self.transport.flush()
+        if self.portfolio_stage is not None:
+            await self.portfolio_stage.checkpoint()
+            self.result.snapshots = self.portfolio_stage.final_snapshots()
+        self.result.duplicates_ignored = self.status.duplicates_ignored
+
+    async def _close(self) -> None:
+        self.status.stopped_at = WallClock().now()
+        errors: list[str] = []
+        for what, closer in (
+            ("transport", self.transport.close),
+            ("persistence", getattr(self.persistence, "close", None)),
+            ("feed", getattr(self.feed, "close", None)),
+        ):
+            if closer is None:
+                continue
+            try:
+                await maybe_await(closer())
+            except Exception as exc:  # noqa: BLE001 - close everything, then report
+                errors.append(f"{what}: {type(exc).__name__}: {exc}")
+        if errors:
+            self.logger.error("errors while closing: %s", "; ".join(errors))
+
+    def _on_dead_letter(self, letter: DeadLetter) -> None:
+        self.status.dead_letters += 1
+        if len(self.result.dead_letters) < MAX_DEAD_LETTERS_KEPT:
+            self.result.dead_letters.append(letter)
+        self.logger.warning(
+            "bad input from %s %s: %s", letter.source, letter.location, letter.reason
+        )
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health(self, now: datetime | None = None) -> list[HealthReport]:
+        """Run every configured health check against the current status."""
+        now = now or WallClock().now()
+        reports: list[HealthReport] = []
+        for name, check in self.health_checks:
+            try:
+                found = check.check(self.status, now)
+            except Exception as exc:  # noqa: BLE001 - a broken check is itself a finding
+                found = HealthReport(
+                    event_id=self.ids.new_id(),
+                    ts=now,
+                    stage="pipeline",
+                    check=name,
+                    severity=Severity.CRITICAL,
+                    message=f"health check {name!r} failed: {type(exc).__name__}: {exc}",
+                )
+            reports.extend([found] if isinstance(found, HealthReport) else found)
+        return reports

@@ -1,0 +1,123 @@
+"""The portfolio stage: the authoritative books, the fills journal and snapshots."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tradeloom.awaitables import maybe_await
+from tradeloom.components import Persistence
+from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
+from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.results import RunResult
+from tradeloom.runtime.stages import Stage, StageServices
+from tradeloom.runtime.transport import Topics
+
+
+class PortfolioStage(Stage):
+    """Applies each fill once, journals it, and saves snapshots of changed portfolios.
+
+    Fills are journaled before their portfolio's snapshot is saved, so a snapshot never
+    refers to a fill the journal lacks. Only portfolios changed since their last successful
+    save are written; a failed save leaves them dirty for the next checkpoint; a change made
+    while a save is in flight keeps the portfolio dirty.
+    """
+
+    role = "portfolio"
+    topics = (Topics.MARKET, Topics.FILLS, Topics.REJECTIONS)
+
+    def __init__(
+        self,
+        services: StageServices,
+        book: PortfolioBook,
+        persistence: Persistence,
+        result: RunResult,
+        *,
+        snapshot_interval_seconds: float,
+        record_equity: bool = True,
+    ) -> None:
+        super().__init__(services)
+        self.book = book
+        self.persistence = persistence
+        self.result = result
+        self.snapshot_interval = snapshot_interval_seconds
+        self.record_equity = record_equity
+        self._unjournaled: list[Fill] = []
+        self._last_checkpoint = time.monotonic()
+
+    def routes(self) -> dict[str, Callable[[Any], None]]:
+        return {
+            Topics.MARKET: self.on_market,
+            Topics.FILLS: self.on_fill,
+            Topics.REJECTIONS: self.on_rejection,
+        }
+
+    def on_market(self, event: Bar | MarketTick) -> None:
+        book = self.book
+        book.marks[event.instrument] = event.price
+        if self.record_equity:
+            self.result.equity_curve.add(event.ts, book.equity())
+
+    def on_fill(self, fill: Fill) -> None:
+        if not self.book.apply_fill(fill):
+            self.services.status.duplicates_ignored += 1
+            return
+        self._unjournaled.append(fill)
+        self.result.fills.append(fill)
+
+    def on_rejection(self, rejection: Rejection) -> None:
+        self.result.rejections.append(rejection)
+
+    def checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_checkpoint >= self.snapshot_interval
+
+    async def checkpoint(self) -> list[PortfolioSnapshot]:
+        """Journal new fills, then save snapshots of changed portfolios. Failures are counted
+        and retried at the next checkpoint; nothing is marked saved that was not."""
+        self._last_checkpoint = time.monotonic()
+        status = self.services.status
+        if self._unjournaled:
+            batch = self._unjournaled
+            self._unjournaled = []
+            try:
+                await maybe_await(self.persistence.record_fills(batch))
+            except Exception as exc:
+                self._unjournaled = batch + self._unjournaled
+                self._persistence_failed("journaling fills", exc)
+                return []
+        versions = self.book.dirty()
+        if not versions:
+            return []
+        now = self.services.clock.now()
+        ids = self.services.ids
+        marks = self.book.marks
+        snapshots = [
+            self.book.portfolios[pid].snapshot(ids, now, marks) for pid in sorted(versions)
+        ]
+        try:
+            await maybe_await(self.persistence.save_snapshots(snapshots))
+        except Exception as exc:
+            self._persistence_failed("saving snapshots", exc)
+            return []
+        self.book.mark_saved(versions)
+        for snapshot in snapshots:
+            self.result.snapshots[snapshot.portfolio_id] = snapshot
+            self.publish(Topics.SNAPSHOTS, snapshot, snapshot.portfolio_id)
+        status.last_persistence_error = None
+        return snapshots
+
+    def _persistence_failed(self, what: str, exc: Exception) -> None:
+        status = self.services.status
+        status.persistence_errors += 1
+        status.last_persistence_error = f"{what}: {type(exc).__name__}: {exc}"
+        self.counters.errors += 1
+        self.services.logger.error("persistence failed while %s: %s", what, exc)
+
+    def final_snapshots(self) -> dict[str, PortfolioSnapshot]:
+        """Snapshots of every portfolio as it is now (saved or not), for the run's result."""
+        now = self.services.clock.now()
+        return {
+            pid: portfolio.snapshot(self.services.ids, now, self.book.marks)
+            for pid, portfolio in self.book.portfolios.items()
+        }

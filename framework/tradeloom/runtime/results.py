@@ -1,0 +1,215 @@
+"""What a run produces: fills, rejections, final snapshots, an equity curve and statistics,
+written as ``result.json`` and an equity-curve picture."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from tradeloom.components import DeadLetter
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection, Side
+
+ZERO = Decimal(0)
+
+
+class EquityCurve:
+    """Equity over time. Drawdown is tracked on every point; the stored curve is thinned to at
+    most ``max_points`` (every other point is dropped when full) so memory stays bounded."""
+
+    def __init__(self, max_points: int = 5000) -> None:
+        self.max_points = max_points
+        self.points: list[tuple[datetime, Decimal]] = []
+        self._stride = 1
+        self._count = 0
+        self.last: tuple[datetime, Decimal] | None = None
+        self.peak: Decimal | None = None
+        self.max_drawdown = ZERO  # a fraction of the peak
+
+    def add(self, ts: datetime, equity: Decimal) -> None:
+        if self.peak is None or equity > self.peak:
+            self.peak = equity
+        elif self.peak > 0:
+            drawdown = (self.peak - equity) / self.peak
+            if drawdown > self.max_drawdown:
+                self.max_drawdown = drawdown
+        self.last = (ts, equity)
+        if self._count % self._stride == 0:
+            self.points.append((ts, equity))
+            if len(self.points) > self.max_points:
+                self.points = self.points[::2]
+                self._stride *= 2
+        self._count += 1
+
+    def series(self) -> list[tuple[datetime, Decimal]]:
+        if self.last is not None and (not self.points or self.points[-1] != self.last):
+            return [*self.points, self.last]
+        return list(self.points)
+
+
+@attrs.define
+class RunResult:
+    """The outcome of a backtest or run, as returned by the Python API."""
+
+    fills: list[Fill] = attrs.Factory(list)
+    rejections: list[Rejection] = attrs.Factory(list)
+    snapshots: dict[str, PortfolioSnapshot] = attrs.Factory(dict)
+    dead_letters: list[DeadLetter] = attrs.Factory(list)
+    equity_curve: EquityCurve = attrs.Factory(EquityCurve)
+    starting_equity: Decimal = ZERO
+    market_events: int = 0
+    duplicates_ignored: int = 0
+    wall_seconds: float = 0.0
+    first_event_time: datetime | None = None
+    last_event_time: datetime | None = None
+
+    @property
+    def final_equity(self) -> Decimal:
+        if self.snapshots:
+            return sum((s.equity for s in self.snapshots.values()), ZERO)
+        return self.starting_equity
+
+    @property
+    def total_return(self) -> Decimal:
+        if not self.starting_equity:
+            return ZERO
+        return (self.final_equity - self.starting_equity) / self.starting_equity
+
+    @property
+    def max_drawdown(self) -> Decimal:
+        return self.equity_curve.max_drawdown
+
+    @property
+    def trade_count(self) -> int:
+        """Number of fills."""
+        return len(self.fills)
+
+    @property
+    def round_trips(self) -> int:
+        """Number of times a position went back to flat."""
+        positions: dict[tuple[str, str], Decimal] = {}
+        closed = 0
+        for fill in self.fills:
+            key = (fill.strategy_id, fill.instrument)
+            before = positions.get(key, ZERO)
+            signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+            after = before + signed
+            positions[key] = after
+            if before != 0 and (after == 0 or (after > 0) != (before > 0)):
+                closed += 1
+        return closed
+
+    @property
+    def commission(self) -> Decimal:
+        return sum((f.commission for f in self.fills), ZERO)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "starting_equity": str(self.starting_equity),
+            "final_equity": str(self.final_equity),
+            "total_return": str(self.total_return.quantize(Decimal("1e-6"))),
+            "max_drawdown": str(self.max_drawdown.quantize(Decimal("1e-6"))),
+            "trade_count": self.trade_count,
+            "round_trips": self.round_trips,
+            "commission": str(self.commission),
+            "rejections": len(self.rejections),
+            "dead_letters": len(self.dead_letters),
+            "market_events": self.market_events,
+            "first_event_time": self.first_event_time.isoformat()
+            if self.first_event_time
+            else None,
+            "last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "portfolios": {
+                pid: snapshot.model_dump(mode="json") for pid, snapshot in self.snapshots.items()
+            },
+            "fills": [fill.model_dump(mode="json") for fill in self.fills],
+            "rejections": [
+                {
+                    "signal_id": str(r.signal.event_id),
+                    "strategy_id": r.signal.strategy_id,
+                    "instrument": r.signal.instrument,
+                    "validator": r.validator,
+                    "reason": r.reason,
+                    "ts": r.ts.isoformat(),
+                }
+                for r in self.rejections
+            ],
+            "dead_letters": [
+                {
+                    "source": d.source,
+                    "location": d.location,
+                    "error_type": d.error_type,
+                    "reason": d.reason,
+                }
+                for d in self.dead_letters
+            ],
+            "equity_curve": [
+                [ts.isoformat(), str(value)] for ts, value in self.equity_curve.series()
+            ],
+        }
+
+    def write(self, out_dir: str | Path, *, picture: bool = True) -> dict[str, Path]:
+        """Write ``result.json`` and (unless ``picture`` is false) ``equity.png`` into
+        ``out_dir``; return their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = {"result": out / "result.json"}
+        written["result"].write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        if picture:
+            written["equity_curve"] = out / "equity.png"
+            plot_equity_curve(self.equity_curve.series(), written["equity_curve"], self.summary())
+        return written
+
+    def format_summary(self) -> str:
+        s = self.summary()
+        pct = Decimal(100)
+        lines = [
+            f"  period          {s['first_event_time'] or '-'} .. {s['last_event_time'] or '-'}",
+            f"  market events   {s['market_events']:,}",
+            f"  starting equity {self.starting_equity:,.2f}",
+            f"  final equity    {self.final_equity:,.2f}",
+            f"  total return    {self.total_return * pct:.2f}%",
+            f"  max drawdown    {self.max_drawdown * pct:.2f}%",
+            f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round trips)",
+            f"  commission      {self.commission:,.2f}",
+            f"  rejections      {s['rejections']:,}",
+            f"  bad input       {s['dead_letters']:,}",
+        ]
+        return "\n".join(lines)
+
+
+def plot_equity_curve(
+    series: list[tuple[datetime, Decimal]], path: Path, summary: dict[str, Any]
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(10, 4.5), dpi=100)
+    try:
+        if series:
+            # Plotting needs floats; the numbers in result.json stay exact Decimals.
+            axes.plot([ts for ts, _ in series], [float(value) for _, value in series], lw=1.2)
+        axes.set_title(
+            f"Equity: {summary['starting_equity']} -> {summary['final_equity']} "
+            f"({summary['trade_count']} fills, max drawdown "
+            f"{Decimal(summary['max_drawdown']) * 100:.2f}%)"
+        )
+        axes.set_ylabel("equity")
+        axes.grid(alpha=0.3)
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        plt.close(figure)

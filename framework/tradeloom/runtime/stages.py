@@ -1,0 +1,366 @@
+"""The pipeline stages. Each consumes some topics and publishes to others through the
+transport, so the same code runs in one process or spread over many."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from tradeloom.components import Clock, ExecutionContext, Executor, IdGenerator, Validator
+from tradeloom.errors import TradeloomError
+from tradeloom.events import (
+    Bar,
+    Event,
+    Fill,
+    MarketTick,
+    Order,
+    Rejection,
+    Side,
+    Signal,
+)
+from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.pending import PriceWait
+from tradeloom.runtime.status import PipelineStatus
+from tradeloom.runtime.transport import Topics, Transport
+from tradeloom.settings import PendingSettings
+from tradeloom.strategy import Strategy, StrategyContext
+
+ZERO = Decimal(0)
+
+
+class StrategyError(TradeloomError):
+    """A strategy's own code raised."""
+
+
+@attrs.define
+class StageServices:
+    """What every stage of one process shares."""
+
+    transport: Transport
+    ids: IdGenerator
+    clock: Clock
+    status: PipelineStatus
+    logger: logging.Logger
+
+
+class Stage:
+    role: str = ""
+    topics: tuple[str, ...] = ()
+
+    def __init__(self, services: StageServices) -> None:
+        self.services = services
+        self.transport = services.transport
+        self.counters = services.status.stage(self.role)
+
+    def handler(self) -> Callable[[str, Event], None]:
+        """The function the transport calls for each event of ``topics``."""
+        routes: dict[str, Callable[[Any], None]] = self.routes()
+        counters = self.counters
+
+        def handle(topic: str, event: Event) -> None:
+            counters.events_in += 1
+            routes[topic](event)
+
+        return handle
+
+    def routes(self) -> dict[str, Callable[[Any], None]]:
+        raise NotImplementedError
+
+    def publish(self, topic: str, event: Event, key: str | None) -> None:
+        self.counters.events_out += 1
+        self.transport.publish(topic, event, key)
+
+    def start(self) -> None:
+        """Before input flows."""
+
+    def on_time(self, now: datetime) -> None:
+        """Time passed (live runs): expire what waits too long."""
+
+    def drain(self) -> None:
+        """Input has ended: settle everything still pending."""
+
+
+class StrategyStage(Stage):
+    """Runs strategies on market data; keeps each strategy's own view of its portfolio."""
+
+    role = "strategy"
+    topics = (Topics.MARKET, Topics.FILLS, Topics.REJECTIONS)
+
+    def __init__(
+        self,
+        services: StageServices,
+        strategies: Mapping[str, tuple[Strategy, Sequence[str] | None]],
+        book: PortfolioBook,
+    ) -> None:
+        super().__init__(services)
+        self.book = book
+        self.strategies: dict[str, Strategy] = {}
+        self.contexts: dict[str, StrategyContext] = {}
+        self._instrument_filter: dict[str, frozenset[str] | None] = {}
+        self._targets: dict[tuple[str, type], list[tuple[Callable[..., None], StrategyContext]]]
+        self._targets = {}
+        for strategy_id, (strategy, instruments) in strategies.items():
+            strategy.strategy_id = strategy_id
+            self.strategies[strategy_id] = strategy
+            self.contexts[strategy_id] = StrategyContext(
+                strategy_id,
+                book.portfolio(strategy_id),
+                book.marks,
+                services.ids,
+                services.clock,
+                self._send,
+            )
+            self._instrument_filter[strategy_id] = frozenset(instruments) if instruments else None
+
+    def routes(self) -> dict[str, Callable[[Any], None]]:
+        return {
+            Topics.MARKET: self.on_market,
+            Topics.FILLS: self.on_fill,
+            Topics.REJECTIONS: self.on_rejection,
+        }
+
+    def _send(self, signal: Signal) -> None:
+        self.publish(Topics.SIGNALS, signal, signal.instrument)
+
+    def _targets_for(
+        self, instrument: str, kind: type
+    ) -> list[tuple[Callable[..., None], StrategyContext]]:
+        targets = []
+        for strategy_id, strategy in self.strategies.items():
+            wanted = self._instrument_filter[strategy_id]
+            if wanted is not None and instrument not in wanted:
+                continue
+            method_name = "on_bar" if kind is Bar else "on_tick"
+            if getattr(type(strategy), method_name) is getattr(Strategy, method_name):
+                continue  # not overridden: skip the call entirely
+            targets.append((getattr(strategy, method_name), self.contexts[strategy_id]))
+        self._targets[(instrument, kind)] = targets
+        return targets
+
+    def on_market(self, event: Bar | MarketTick) -> None:
+        instrument = event.instrument
+        self.book.marks[instrument] = event.price
+        targets = self._targets.get((instrument, type(event)))
+        if targets is None:
+            targets = self._targets_for(instrument, type(event))
+        for callback, ctx in targets:
+            try:
+                callback(event, ctx)
+            except TradeloomError:
+                raise
+            except Exception as exc:
+                self.counters.errors += 1
+                raise StrategyError(
+                    f"strategy {ctx.strategy_id!r} raised on {event.type} {event.event_id} "
+                    f"({instrument} at {event.ts.isoformat()}): {type(exc).__name__}: {exc}"
+                ) from exc
+
+    def on_fill(self, fill: Fill) -> None:
+        strategy = self.strategies.get(fill.strategy_id)
+        if strategy is None or not self.book.apply_fill(fill):
+            return
+        self._call(fill.strategy_id, strategy.on_fill, fill)
+
+    def on_rejection(self, rejection: Rejection) -> None:
+        strategy = self.strategies.get(rejection.signal.strategy_id)
+        if strategy is not None:
+            self._call(rejection.signal.strategy_id, strategy.on_rejection, rejection)
+
+    def _call(self, strategy_id: str, callback: Callable[..., None], event: Event | None) -> None:
+        ctx = self.contexts[strategy_id]
+        try:
+            if event is None:
+                callback(ctx)
+            else:
+                callback(event, ctx)
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            self.counters.errors += 1
+            what = callback.__name__ if event is None else f"{callback.__name__} ({event.type})"
+            raise StrategyError(
+                f"strategy {ctx.strategy_id!r} raised in {what}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def start(self) -> None:
+        for strategy_id, strategy in self.strategies.items():
+            self._call(strategy_id, strategy.on_start, None)
+
+    def drain(self) -> None:
+        for strategy_id, strategy in self.strategies.items():
+            self._call(strategy_id, strategy.on_stop, None)
+
+
+class _RiskView:
+    """Positions including orders in flight, cash and last prices, as validators see them."""
+
+    def __init__(self, book: PortfolioBook) -> None:
+        self.book = book
+        self.open_orders: dict[UUID, tuple[str, str, Decimal]] = {}  # by signal id
+        self._open_exposure: dict[tuple[str, str], Decimal] = {}
+
+    def last_price(self, instrument: str) -> Decimal | None:
+        return self.book.marks.get(instrument)
+
+    def position(self, strategy_id: str, instrument: str) -> Decimal:
+        filled = self.book.portfolio(strategy_id).position(instrument)
+        return filled + self._open_exposure.get((strategy_id, instrument), ZERO)
+
+    def cash(self, strategy_id: str) -> Decimal:
+        return self.book.portfolio(strategy_id).cash
+
+    def order_sent(self, signal: Signal) -> None:
+        signed = signal.quantity if signal.side is Side.BUY else -signal.quantity
+        self.open_orders[signal.event_id] = (signal.strategy_id, signal.instrument, signed)
+        key = (signal.strategy_id, signal.instrument)
+        self._open_exposure[key] = self._open_exposure.get(key, ZERO) + signed
+
+    def order_closed(self, signal_id: UUID) -> None:
+        entry = self.open_orders.pop(signal_id, None)
+        if entry is not None:
+            strategy_id, instrument, signed = entry
+            key = (strategy_id, instrument)
+            remaining = self._open_exposure[key] - signed
+            if remaining:
+                self._open_exposure[key] = remaining
+            else:
+                del self._open_exposure[key]
+
+
+class RiskStage(Stage):
+    """Runs every validator on each signal; passes orders on or publishes rejections.
+
+    Signals for an instrument with no price yet wait for its first price (bounded by
+    ``[pending]``) when any validator needs a price.
+    """
+
+    role = "risk"
+    topics = (Topics.MARKET, Topics.SIGNALS, Topics.FILLS, Topics.REJECTIONS)
+
+    def __init__(
+        self,
+        services: StageServices,
+        validators: Sequence[tuple[str, Validator]],
+        book: PortfolioBook,
+        pending: PendingSettings,
+    ) -> None:
+        super().__init__(services)
+        self.validators = list(validators)
+        self.book = book
+        self.view = _RiskView(book)
+        self.needs_price = any(v.needs_price for _, v in self.validators)
+        self.waiting = PriceWait(
+            max_signals=pending.max_signals,
+            max_wait_seconds=pending.max_wait_seconds,
+            reject=lambda signal, reason: self.reject(signal, "pending", reason),
+        )
+
+    def routes(self) -> dict[str, Callable[[Any], None]]:
+        return {
+            Topics.MARKET: self.on_market,
+            Topics.SIGNALS: self.on_signal,
+            Topics.FILLS: self.on_fill,
+            Topics.REJECTIONS: self.on_rejection,
+        }
+
+    def on_market(self, event: Bar | MarketTick) -> None:
+        self.book.marks[event.instrument] = event.price
+        if self.waiting:
+            self.waiting.expire(self.services.clock.now())
+            for signal in self.waiting.release(event.instrument):
+                self.judge(signal)
+
+    def on_signal(self, signal: Signal) -> None:
+        if self.needs_price and signal.instrument not in self.book.marks:
+            self.waiting.hold(signal, self.services.clock.now())
+            return
+        self.judge(signal)
+
+    def judge(self, signal: Signal) -> None:
+        view = self.view
+        for name, validator in self.validators:
+            reason = validator.validate(signal, view)
+            if reason is not None:
+                self.reject(signal, name, reason)
+                return
+        view.order_sent(signal)
+        order = Order(
+            event_id=self.services.ids.new_id(),
+            ts=self.services.clock.now(),
+            signal_id=signal.event_id,
+            strategy_id=signal.strategy_id,
+            instrument=signal.instrument,
+            side=signal.side,
+            quantity=signal.quantity,
+            order_type=signal.order_type,
+            limit_price=signal.limit_price,
+        )
+        self.publish(Topics.ORDERS, order, order.instrument)
+
+    def reject(self, signal: Signal, validator: str, reason: str) -> None:
+        self.services.status.rejections[validator] += 1
+        rejection = Rejection(
+            event_id=self.services.ids.new_id(),
+            ts=self.services.clock.now(),
+            signal=signal,
+            validator=validator,
+            reason=reason,
+        )
+        self.publish(Topics.REJECTIONS, rejection, signal.instrument)
+
+    def on_fill(self, fill: Fill) -> None:
+        self.view.order_closed(fill.signal_id)
+        self.book.apply_fill(fill)
+
+    def on_rejection(self, rejection: Rejection) -> None:
+        self.view.order_closed(rejection.signal.event_id)
+
+    def on_time(self, now: datetime) -> None:
+        if self.waiting:
+            self.waiting.expire(now)
+
+    def drain(self) -> None:
+        self.waiting.reject_all("input ended before a first price for {instrument} arrived")
+
+
+class ExecutionStage(Stage):
+    """Hands prices and orders to the configured executor and publishes what it reports."""
+
+    role = "execution"
+    topics = (Topics.MARKET, Topics.ORDERS)
+
+    def __init__(self, services: StageServices, executor: Executor) -> None:
+        super().__init__(services)
+        self.executor = executor
+        executor.bind(
+            ExecutionContext(
+                ids=services.ids,
+                clock=services.clock,
+                emit=self.emit,
+                logger=services.logger.getChild("executor"),
+            )
+        )
+
+    def routes(self) -> dict[str, Callable[[Any], None]]:
+        return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.executor.on_order}
+
+    def emit(self, event: Fill | Rejection) -> None:
+        if isinstance(event, Fill):
+            self.publish(Topics.FILLS, event, event.instrument)
+        elif isinstance(event, Rejection):
+            self.services.status.rejections[event.validator] += 1
+            self.publish(Topics.REJECTIONS, event, event.signal.instrument)
+        else:
+            raise TypeError(f"an executor may emit Fill or Rejection, not {type(event).__name__}")
+
+    def on_time(self, now: datetime) -> None:
+        self.executor.on_time(now)
+
+    def drain(self) -> None:
+        self.executor.drain()

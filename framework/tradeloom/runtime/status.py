@@ -1,0 +1,39 @@
+"""Counters and times that describe a running pipeline, for results, metrics and health."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import attrs
+
+
+@attrs.define
+class StageCounters:
+    events_in: int = 0
+    events_out: int = 0
+    errors: int = 0
+
+
+@attrs.define
+class PipelineStatus:
+    """Mutable status shared by the stages of one process."""
+
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    stages: dict[str, StageCounters] = attrs.Factory(dict)
+    market_events: int = 0
+    last_market_time: dict[str, datetime] = attrs.Factory(dict)
+    last_market_wall_time: datetime | None = None
+    rejections: Counter[str] = attrs.Factory(Counter)
+    dead_letters: int = 0
+    duplicates_ignored: int = 0
+    persistence_errors: int = 0
+    last_persistence_error: str | None = None
+    reconnect_exhausted: str | None = None
+
+    def stage(self, name: str) -> StageCounters:
+        counters = self.stages.get(name)
+        if counters is None:
+            counters = self.stages[name] = StageCounters()
+        return counters

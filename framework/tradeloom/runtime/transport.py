@@ -1,0 +1,83 @@
+"""Transports carry events between stages: in memory, or over a Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tradeloom.components import Codec, DeadLetter
+from tradeloom.events import Event
+
+Handler = Callable[[str, Event], None]
+"""Called with the topic and the event. Synchronous; publishes its output through the
+transport before returning."""
+
+
+class Topics:
+    """The stage boundaries. A transport may map them to prefixed names."""
+
+    MARKET = "market"
+    SIGNALS = "signals"
+    ORDERS = "orders"
+    REJECTIONS = "rejections"
+    FILLS = "fills"
+    SNAPSHOTS = "snapshots"
+    DEAD_LETTERS = "dead_letters"
+
+    ALL = (MARKET, SIGNALS, ORDERS, REJECTIONS, FILLS, SNAPSHOTS, DEAD_LETTERS)
+
+
+class Transport(abc.ABC):
+    """Delivers each published event to one handler of every subscribed role.
+
+    Handlers of the same role in different processes share the work (consumer groups);
+    every role gets every event of the topics it subscribed to.
+    """
+
+    #: publish() has delivered to every handler when it returns (deterministic, in-process).
+    synchronous: bool = False
+    #: An event may be delivered more than once (at-least-once); stages then deduplicate.
+    may_redeliver: bool = True
+
+    def bind(
+        self,
+        *,
+        codec: Codec,
+        on_dead_letter: Callable[[DeadLetter], None],
+        logger: logging.Logger,
+        clock: Any,
+    ) -> None:
+        self.codec = codec
+        self.on_dead_letter = on_dead_letter
+        self.logger = logger
+        self.clock = clock
+
+    @abc.abstractmethod
+    def subscribe(self, role: str, topics: Sequence[str], handler: Handler) -> None:
+        """Deliver events of ``topics`` to ``handler`` on behalf of ``role``."""
+
+    @abc.abstractmethod
+    def publish(self, topic: str, event: Event, key: str | None = None) -> None:
+        """Send an event; ``key`` (the instrument) keeps one instrument's events in order."""
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Keep input that could not be used, with its reason."""
+        self.on_dead_letter(letter)
+
+    async def start(self) -> None:  # noqa: B027 - optional
+        """Connect. Called before any publish."""
+
+    async def run(self) -> None:  # noqa: B027 - optional
+        """Consume and dispatch until :meth:`stop_consuming` is called."""
+
+    def stop_consuming(self) -> None:  # noqa: B027 - optional
+        """Stop fetching new input; events being handled finish."""
+
+    async def flush(self) -> None:  # noqa: B027 - optional
+        """Wait until everything published has been delivered (or written to the broker) and
+        consumed positions are committed."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""

@@ -1,0 +1,34 @@
+"""The in-process transport: deterministic, synchronous delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tradeloom.events import Event
+from tradeloom.runtime.transport import Handler, Transport
+
+
+class MemoryTransport(Transport):
+    """Delivers each event to every subscribed handler before ``publish`` returns.
+
+    Delivery is depth-first: whatever a handler publishes is delivered before the next
+    handler of the original event runs. Handlers are called in subscription order, so a
+    fill made on a price reaches the strategies before the strategies see that price.
+    Nothing is copied, encoded or redelivered.
+    """
+
+    synchronous = True
+    may_redeliver = False
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+
+    def subscribe(self, role: str, topics: Sequence[str], handler: Handler) -> None:
+        for topic in topics:
+            self._handlers.setdefault(topic, []).append(handler)
+
+    def publish(self, topic: str, event: Event, key: str | None = None) -> None:
+        handlers = self._handlers.get(topic)
+        if handlers:
+            for handler in handlers:
+                handler(topic, event)

@@ -1,0 +1,158 @@
+"""A paper trader: fills orders against the prices the pipeline sees, with commission and
+slippage, and never with a price from the future."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Literal
+
+from tradeloom.components import Executor
+from tradeloom.events import Bar, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom.runtime.dedupe import RecentIds
+
+BPS = Decimal(10_000)
+
+
+def _non_negative_decimal(value: Decimal | int | str, name: str) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError(f"{name} must be a Decimal, int or numeric string, not a float")
+    number = Decimal(value)
+    if not number.is_finite() or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return number
+
+
+class PaperTrader(Executor):
+    """Simulated execution.
+
+    ``fill_at="next"`` (default, for backtests) fills a market order at the next market event
+    of its instrument that is later than the order: the next tick's last price or the next
+    bar's open. ``fill_at="last"`` fills at once at the latest price, as a live paper trader
+    does (an order for an instrument without a price waits for its first one).
+
+    Limit orders fill when the price reaches the limit: a buy at the bar's open if that is at
+    or below the limit, else at the limit if the bar's low reaches it (ticks: at the last
+    price when at or below the limit); sells mirror this. Slippage (``slippage_bps``) makes
+    buys pay more and sells get less, never beyond a limit price. Commission is
+    ``commission_bps`` of the filled notional. There is one fill per order.
+    """
+
+    def __init__(
+        self,
+        fill_at: Literal["next", "last"] = "next",
+        commission_bps: Decimal = Decimal(0),
+        slippage_bps: Decimal = Decimal(0),
+    ) -> None:
+        if fill_at not in ("next", "last"):
+            raise ValueError(f"fill_at must be 'next' or 'last', got {fill_at!r}")
+        self.fill_at = fill_at
+        self.commission_rate = _non_negative_decimal(commission_bps, "commission_bps") / BPS
+        self.slippage_rate = _non_negative_decimal(slippage_bps, "slippage_bps") / BPS
+        self.last_prices: dict[str, Decimal] = {}
+        self.pending: dict[str, list[Order]] = {}
+        self._seen_orders = RecentIds(100_000)
+
+    def on_market(self, event: Bar | MarketTick) -> None:
+        instrument = event.instrument
+        waiting = self.pending.get(instrument)
+        if waiting:
+            self._work(instrument, waiting, event)
+        self.last_prices[instrument] = event.price
+
+    def on_order(self, order: Order) -> None:
+        if self._seen_orders.seen(order.event_id):
+            return
+        if self.fill_at == "last":
+            price = self.last_prices.get(order.instrument)
+            if price is not None:
+                fill_price = self._execution_price(order, price, price, price)
+                if fill_price is not None:
+                    self._fill(order, fill_price)
+                    return
+        self.pending.setdefault(order.instrument, []).append(order)
+
+    def _work(self, instrument: str, waiting: list[Order], event: Bar | MarketTick) -> None:
+        if isinstance(event, Bar):
+            first, low, high = event.open, event.low, event.high
+        else:
+            first = low = high = event.last_price
+        still_waiting = []
+        for order in waiting:
+            if self.fill_at == "next" and not event.ts > order.ts:
+                still_waiting.append(order)  # not later than the order: no look-ahead
+                continue
+            price = self._execution_price(order, first, low, high)
+            if price is None:
+                still_waiting.append(order)
+            else:
+                self._fill(order, price, event.ts)
+        if still_waiting:
+            self.pending[instrument] = still_waiting
+        else:
+            del self.pending[instrument]
+
+    def _execution_price(
+        self, order: Order, first: Decimal, low: Decimal, high: Decimal
+    ) -> Decimal | None:
+        buying = order.side is Side.BUY
+        if order.order_type is OrderType.MARKET:
+            return self._slipped(first, buying)
+        limit = order.limit_price
+        assert limit is not None
+        if buying:
+            if first <= limit:
+                return min(self._slipped(first, buying), limit)
+            return limit if low <= limit else None
+        if first >= limit:
+            return max(self._slipped(first, buying), limit)
+        return limit if high >= limit else None
+
+    def _slipped(self, price: Decimal, buying: bool) -> Decimal:
+        if not self.slippage_rate:
+            return price
+        return price * (1 + self.slippage_rate) if buying else price * (1 - self.slippage_rate)
+
+    def _fill(self, order: Order, price: Decimal, ts: object = None) -> None:
+        ctx = self.ctx
+        fill = Fill(
+            event_id=ctx.ids.new_id(),
+            ts=ts or ctx.clock.now(),
+            order_id=order.event_id,
+            signal_id=order.signal_id,
+            strategy_id=order.strategy_id,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+            price=price,
+            commission=order.quantity * price * self.commission_rate,
+        )
+        ctx.emit(fill)
+
+    def drain(self) -> None:
+        for instrument in list(self.pending):
+            self._reject(self.pending.pop(instrument), "input ended before the order could fill")
+
+    def _reject(self, orders: Iterable[Order], reason: str) -> None:
+        ctx = self.ctx
+        for order in orders:
+            signal = Signal(
+                event_id=order.signal_id,
+                ts=order.ts,
+                strategy_id=order.strategy_id,
+                instrument=order.instrument,
+                side=order.side,
+                quantity=order.quantity,
+                order_type=order.order_type,
+                limit_price=order.limit_price,
+            )
+            what = "limit order not filled" if order.order_type is OrderType.LIMIT else reason
+            ctx.emit(
+                Rejection(
+                    event_id=ctx.ids.new_id(),
+                    ts=ctx.clock.now(),
+                    signal=signal,
+                    validator="paper",
+                    reason=f"{what}: {reason}" if what != reason else reason,
+                )
+            )
