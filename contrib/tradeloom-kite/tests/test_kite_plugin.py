@@ -73,3 +73,19 @@ def test_bad_params_are_refused_with_a_clear_error(params: dict[str, object], me
         KiteFeed(**{**base, **params})  # type: ignore[arg-type]
     assert str(caught.value).startswith("kite feed: invalid params:")
     assert message in str(caught.value)
+
+
+def test_runtime_plugin_manager_builds_the_feed_from_params() -> None:
+    from tradeloom.plugins import load_plugin_manager
+
+    manager = load_plugin_manager()
+    feed = manager.create(
+        "feed", "kite", {"api_key": "abc", "access_token": "tok", "instruments": {"1": "X"}}
+    )
+    assert isinstance(feed, KiteFeed)
+    assert feed.params.instruments == {1: "X"}
+    with pytest.raises(ConfigError) as caught:
+        manager.create(
+            "feed", "kite", {"api_key": "abc", "access_token": "tok", "instruments": {}, "x": 1}
+        )
+    assert "x: unknown parameter" in str(caught.value)

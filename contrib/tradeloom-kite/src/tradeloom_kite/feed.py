@@ -112,8 +112,8 @@ class KiteFeed(Feed):
             self.params = KiteFeedParams(
                 url=url,
                 api_key=api_key,
-                access_token=access_token,  # type: ignore[arg-type]
-                instruments=instruments,  # type: ignore[arg-type]
+                access_token=access_token,
+                instruments=instruments,
                 mode=mode,
                 open_timeout_seconds=open_timeout_seconds,
             )
@@ -165,7 +165,7 @@ class KiteFeed(Feed):
             json.dumps({"a": "mode", "v": [self.params.mode, tokens]}),
         ]
 
-    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:
         """Yield ticks until :meth:`close` is called or reconnection attempts run out.
 
         Raises :class:`~tradeloom.backoff.ReconnectExhausted` when every attempt allowed by
@@ -193,8 +193,8 @@ class KiteFeed(Feed):
                         len(self.params.instruments),
                         self.params.mode,
                     )
-                    for message in self.subscription_messages():
-                        await ws.send(message)
+                    for request in self.subscription_messages():
+                        await ws.send(request)
                     async for message in ws:
                         if not received:
                             received = True
