@@ -392,6 +392,7 @@ class Pipeline:
         await self.transport.flush()
         if self.portfolio_stage is not None:
             await self.portfolio_stage.checkpoint()
+            self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
         self.result.duplicates_ignored = self.status.duplicates_ignored
 

@@ -63,6 +63,7 @@ class RunResult:
     starting_equity: Decimal = ZERO
     market_events: int = 0
     duplicates_ignored: int = 0
+    unsaved_portfolios: list[str] = attrs.Factory(list)
     wall_seconds: float = 0.0
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None

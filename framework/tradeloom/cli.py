@@ -1,0 +1,97 @@
+"""The ``tradeloom`` command line. Sub-commands come from plugins through
+``tradeloom_add_commands``; the built-in ones are registered the same way."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tradeloom.errors import TradeloomError
+from tradeloom.plugins import PluginManager
+
+
+def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tradeloom",
+        description="Event-driven trading pipelines built from plugins.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    parser.add_argument(
+        "-p",
+        dest="plugin_options",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="block a plugin with -p no:NAME, or load module NAME as a plugin",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    manager.hook.tradeloom_add_commands(subparsers=subparsers)
+    return parser
+
+
+def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``-p no:NAME`` and ``-p MODULE`` must be known before plugins load (they add commands)."""
+    blocked: list[str] = []
+    modules: list[str] = []
+    args = list(argv)
+    for index, arg in enumerate(args):
+        value = None
+        if arg == "-p" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("-p") and len(arg) > 2:
+            value = arg[2:]
+        if value is None:
+            continue
+        if value.startswith("no:"):
+            blocked.append(value[3:])
+        else:
+            modules.append(value)
+    return blocked, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    blocked, modules = _early_plugin_options(argv)
+    from tradeloom import commands
+
+    manager = PluginManager()
+    manager.register(commands, name="tradeloom.commands")
+    try:
+        manager.load(block=blocked, modules=modules)
+    except TradeloomError as exc:
+        print(f"tradeloom: error: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(manager)
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = getattr(args, "func", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    args.plugin_manager = manager
+    args.blocked_plugins = blocked
+    args.plugin_modules = modules
+    try:
+        code: Any = handler(args)
+    except TradeloomError as exc:
+        print(f"tradeloom: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(code or 0)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

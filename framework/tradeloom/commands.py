@@ -1,0 +1,232 @@
+"""Built-in sub-commands, registered through the same hook third-party commands use."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tradeloom import hookimpl
+from tradeloom.cli import print_json
+from tradeloom.plugins import PluginManager
+from tradeloom.runtime.pipeline import ROLES, Pipeline
+from tradeloom.runtime.results import RunResult
+from tradeloom.settings import Settings, load_settings
+
+DEMO_DATA = "orcl-1995-2014.csv"
+
+
+@hookimpl
+def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="replay bundled ORCL daily bars through an SMA crossover (no server needed)",
+        description="Backtests SMA(10/30) on bundled ORCL daily bars 1995-2014 with the paper "
+        "trader and sqlite, then writes result.json and equity.png.",
+    )
+    demo.add_argument(
+        "--out", default="tradeloom-demo", help="output folder (default: %(default)s)"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    backtest = subparsers.add_parser(
+        "backtest", help="replay market data through a pipeline on a simulated clock"
+    )
+    backtest.add_argument("-c", "--config", required=True, help="tradeloom.toml")
+    backtest.add_argument("--out", required=True, help="folder for result.json and equity.png")
+    backtest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    backtest.set_defaults(func=cmd_backtest)
+
+    run = subparsers.add_parser(
+        "run", help="run a live pipeline until interrupted (SIGINT/SIGTERM drain, then stop)"
+    )
+    run.add_argument("-c", "--config", required=True, help="tradeloom.toml")
+    run.add_argument(
+        "--role",
+        action="append",
+        choices=("all", *ROLES),
+        help="stage(s) this process runs (repeatable; default: all)",
+    )
+    run.add_argument("--out", help="write result.json (and equity.png) here on exit")
+    run.set_defaults(func=cmd_run)
+
+    plugins = subparsers.add_parser("plugins", help="list plugins and what they register")
+    plugins.add_argument("-c", "--config", help="tradeloom.toml ([plugins] section is used)")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=cmd_plugins)
+
+
+def _manager_for(args: argparse.Namespace, settings: Settings) -> PluginManager:
+    """A plugin manager honouring the configuration's [plugins] section and -p options."""
+    manager = PluginManager()
+    plugin_settings = settings.plugins
+    return manager.load(
+        autoload=plugin_settings.autoload,
+        enable=plugin_settings.enable,
+        block=[*plugin_settings.block, *getattr(args, "blocked_plugins", [])],
+        modules=[*plugin_settings.modules, *getattr(args, "plugin_modules", [])],
+    )
+
+
+def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(unit=" events", unit_scale=True, file=sys.stderr, mininterval=0.5, leave=False)
+    return bar.update, bar.close
+
+
+def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> RunResult:
+    update, close = _progress_bar(progress)
+    pipeline = Pipeline(
+        settings, manager=_manager_for(args, settings), mode="backtest", progress=update
+    )
+    try:
+        return anyio.run(pipeline.run)
+    finally:
+        close()
+
+
+def _report(result: RunResult, out: Path, title: str) -> None:
+    written = result.write(out)
+    print(title)
+    print(result.format_summary())
+    for label, path in written.items():
+        print(f"  {label:<15} {path}")
+
+
+def demo_settings(out: Path) -> Settings:
+    data = resources.files("tradeloom.demo").joinpath(DEMO_DATA)
+    return Settings(
+        feed={
+            "name": "replay",
+            "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
+        },
+        strategies=[{"name": "sma_cross", "params": {"fast": 10, "slow": 30, "quantity": "10"}}],
+        executor={"name": "paper", "params": {"fill_at": "next", "commission_bps": "10"}},
+        persistence={"name": "sqlite", "params": {"path": str(out / "demo.sqlite")}},
+        portfolio={"starting_cash": "100000"},
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("demo.sqlite*"):
+        stale.unlink()  # the demo always starts from an empty book
+    settings = demo_settings(out)
+    print("tradeloom demo: SMA(10/30) crossover on ORCL daily bars, 1995-2014")
+    print("  replay feed -> sma_cross -> paper trader (next open, 10 bps) -> sqlite\n")
+    result = _backtest(settings, args, progress=sys.stderr.isatty())
+    _report(result, out, "Result")
+    print(f"  {'database':<15} {out / 'demo.sqlite'}")
+    return _exit_code(result)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    result = _backtest(settings, args, progress=not args.no_progress and sys.stderr.isatty())
+    _report(result, Path(args.out), f"Backtest of {args.config}")
+    return _exit_code(result)
+
+
+def _exit_code(result: RunResult) -> int:
+    if result.unsaved_portfolios:
+        print(
+            "tradeloom: error: final state of portfolio(s) "
+            f"{', '.join(result.unsaved_portfolios)} could not be saved; see the log",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    pipeline = Pipeline(
+        settings,
+        manager=_manager_for(args, settings),
+        mode="live",
+        roles=args.role or ("all",),
+    )
+
+    async def main() -> RunResult:
+        async with anyio.create_task_group() as tasks:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for received in signals:
+                        print(
+                            f"tradeloom: {signal.Signals(received).name}: draining, then stopping",
+                            file=sys.stderr,
+                        )
+                        pipeline.stop()
+                        return
+
+            tasks.start_soon(stop_on_signal)
+            result = await pipeline.run()
+            tasks.cancel_scope.cancel()
+        return result
+
+    result = anyio.run(main)
+    if args.out:
+        _report(result, Path(args.out), "Run")
+    else:
+        print(result.format_summary())
+    return _exit_code(result)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config) if args.config else Settings()
+    manager = _manager_for(args, settings)
+    infos = manager.plugin_list()
+    conflict = None
+    try:
+        manager.registrations()
+    except Exception as exc:  # noqa: BLE001 - shown below the listing
+        conflict = str(exc)
+    if args.json:
+        print_json(
+            {
+                "plugins": [
+                    {
+                        "name": info.name,
+                        "distribution": info.distribution,
+                        "version": info.version,
+                        "source": info.source,
+                        "status": _status(info),
+                        "error": info.error,
+                        "registers": info.registers,
+                    }
+                    for info in infos
+                ],
+                "error": conflict,
+            }
+        )
+        return 1 if conflict else 0
+    for info in infos:
+        origin = f"{info.distribution or '-'} {info.version or ''}".strip()
+        print(f"{info.name:<24} {origin:<28} {_status(info)}")
+        for kind, names in sorted(info.registers.items()):
+            print(f"    {kind:<14} {', '.join(sorted(names))}")
+        if info.error and not info.blocked:
+            print(f"    error          {info.error}")
+    if conflict:
+        print(f"\nerror: {conflict}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(info: Any) -> str:
+    if info.blocked:
+        return "blocked"
+    if info.error:
+        return "not loaded" if "autoload" in info.error else "failed"
+    return "loaded"
