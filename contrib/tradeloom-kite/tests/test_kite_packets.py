@@ -182,3 +182,23 @@ def test_decode_packet_rejects_bad_size_directly() -> None:
     result = decode_packet(b"\x00" * 7, index=4)
     assert not hasattr(result, "last_price")
     assert result.location == "packet 4"  # type: ignore[union-attr]
+
+
+def test_garbage_never_raises_and_is_always_accounted_for() -> None:
+    import random
+
+    rng = random.Random(20240102)
+    valid = message(ltp_packet(INFY, 100), quote_packet(INFY, 200))
+    for _ in range(500):
+        if rng.random() < 0.5:
+            frame = rng.randbytes(rng.randint(0, 200))
+        else:  # a valid message with a few bytes flipped or cut
+            mutated = bytearray(valid)
+            for _ in range(rng.randint(1, 3)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            frame = bytes(mutated[: rng.randint(1, len(mutated))])
+        parsed = parse_message(frame)
+        assert parsed.heartbeat or parsed.packets or parsed.errors or frame[:2] == b"\x00\x00"
+        for error in parsed.errors:
+            assert error.location == "message" or error.location.startswith("packet ")
+            assert error.reason
