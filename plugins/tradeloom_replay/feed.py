@@ -1,0 +1,484 @@
+"""The ``replay`` feed: market data from CSV (or Parquet) files, streamed row by row."""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, timedelta, tzinfo
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tradeloom.components import DeadLetter, Feed, FeedContext
+from tradeloom.errors import BadInputError
+from tradeloom.events import MarketEvent
+from tradeloom_replay.construct import build_bar, build_tick
+from tradeloom_replay.formats import (
+    BAR_FIELDS,
+    COMMON_FIELDS,
+    FORMATS,
+    PRESETS,
+    TICK_FIELDS,
+    TIME_FIELDS,
+    BarTimestamp,
+    Kind,
+    parse_interval,
+)
+from tradeloom_replay.rows import (
+    MAX_INSTRUMENT_LENGTH,
+    BadRow,
+    BarTiming,
+    Layout,
+    RowParser,
+    TimeReader,
+    resolve_layout,
+)
+from tradeloom_replay.sources import (
+    CsvSource,
+    ParquetSource,
+    is_parquet,
+    read_csv_header,
+    read_parquet_header,
+    require_pyarrow,
+)
+
+#: Bad rows logged one by one; after that only the per-file summary is logged.
+LOGGED_BAD_ROWS = 10
+
+_TICK_TIMES = ({"ts"}, {"date"}, {"date", "time"})
+_BAR_TIMES = ({"ts"}, {"date"}, {"date", "time"}, {"start"}, {"end"}, {"start", "end"})
+
+
+class ReplayFileNotFoundError(FileNotFoundError, ValueError):
+    """A file to replay does not exist. Also a ValueError: a configuration mistake."""
+
+
+@dataclass(frozen=True)
+class _File:
+    path: Path
+    instrument: str | None
+
+
+class ReplayFeed(Feed):
+    """Replays market data files as :class:`~tradeloom.events.Bar` or
+    :class:`~tradeloom.events.MarketTick` events, in time order.
+
+    Files are streamed one row at a time, so their size does not matter. Several files are
+    merged by timestamp (ties keep the order the files were given in). A bar's ``ts`` is its
+    ``end``, the moment it is complete, so a backtest never sees a bar before it could have.
+
+    Rows that cannot become an event (a price that is not a positive finite number, a missing
+    column, an unreadable date, high below low, a row earlier than the one before it for the
+    same instrument) are reported to ``ctx.report_bad_input`` and skipped
+    (``on_error="skip"``), or stop the replay with :class:`~tradeloom.errors.BadInputError`
+    (``on_error="stop"``). ``rows_read``, ``bad_rows`` and ``events_emitted`` count the last
+    replay. See docs/replay-feed.md for every parameter.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | list[str | Path] | None = None,
+        *,
+        paths: list[str | Path] | dict[str, str | Path] | None = None,
+        instrument: str | None = None,
+        kind: Literal["bar", "tick"] | None = None,
+        format: Literal["yahoo", "minute", "ticks", "bidask", "custom"] | None = None,
+        columns: dict[str, str | int] | None = None,
+        price_column: Literal["close", "adj_close"] = "close",
+        timestamp_format: str | None = None,
+        timezone: str = "UTC",
+        bar_interval: str | int | timedelta | None = None,
+        bar_timestamp: Literal["start", "end"] | None = None,
+        delimiter: str = ",",
+        header: bool = True,
+        encoding: str = "utf-8-sig",
+        on_error: Literal["skip", "stop"] = "skip",
+    ) -> None:
+        if on_error not in ("skip", "stop"):
+            raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
+        self.on_error = on_error
+        self.delimiter = _check_delimiter(delimiter)
+        self.encoding = _check_encoding(encoding)
+        if not isinstance(header, bool):
+            raise ValueError(f"header must be true or false, got {header!r}")
+        self.header = header
+        self.zone = _zone(timezone)
+        self.timezone = timezone
+
+        self.format = _check_format(format, columns)
+        self.kind, self.columns, self.row_width, labels = self._layout_spec(kind, columns)
+        preset = PRESETS.get(self.format)
+        self.timestamp_format = _check_timestamp_format(
+            timestamp_format
+            if timestamp_format is not None
+            else (preset.timestamp_format if preset else None)
+        )
+        self._labels = labels
+        self.price_column = self._check_price_column(price_column)
+        self.timing = self._bar_timing(bar_interval, bar_timestamp)
+        self.files = self._files(path, paths, instrument)
+
+        # Read every header now, so a mapping that does not fit a file is a configuration
+        # error at start-up rather than a failure halfway through a backtest.
+        for file in self.files:
+            self._layout(file)
+
+        self.rows_read = 0
+        self.bad_rows = 0
+        self.events_emitted = 0
+        self._running: list[Iterator[MarketEvent]] = []
+
+    # ----------------------------------------------------------------------------------------
+    # Configuration
+
+    def _layout_spec(
+        self, kind: str | None, columns: dict[str, str | int] | None
+    ) -> tuple[Kind, dict[str, str | int], int | None, dict[int, str]]:
+        if kind not in (None, "bar", "tick"):
+            raise ValueError(f"kind must be 'bar' or 'tick', got {kind!r}")
+        preset = PRESETS.get(self.format)
+        if preset is not None:
+            if kind is not None and kind != preset.kind:
+                raise ValueError(
+                    f"format {self.format!r} gives {preset.kind}s; kind={kind!r} does not fit it "
+                    "(use format = 'custom' with columns to read the file differently)"
+                )
+            return preset.kind, dict(preset.columns), preset.row_width, dict(preset.labels)
+        assert columns is not None
+        mapping = _check_columns(columns)
+        resolved_kind: Kind
+        if kind is not None:
+            resolved_kind = kind  # type: ignore[assignment]
+        elif "last_price" in mapping or "bid" in mapping or "ask" in mapping:
+            resolved_kind = "tick"
+        elif "close" in mapping:
+            resolved_kind = "bar"
+        else:
+            raise ValueError(
+                "set kind = 'bar' or 'tick': columns map neither last_price/bid/ask nor close"
+            )
+        _check_custom_fields(resolved_kind, mapping)
+        return resolved_kind, mapping, None, {}
+
+    def _check_price_column(self, price_column: str) -> str:
+        if price_column not in ("close", "adj_close"):
+            raise ValueError(f"price_column must be 'close' or 'adj_close', got {price_column!r}")
+        if price_column == "adj_close":
+            if self.kind != "bar":
+                raise ValueError("price_column = 'adj_close' applies to bars only")
+            if "adj_close" not in self.columns:
+                raise ValueError(
+                    "price_column = 'adj_close' needs an adjusted close column: "
+                    "map adj_close in columns"
+                )
+        return price_column
+
+    def _bar_timing(
+        self, bar_interval: str | int | timedelta | None, bar_timestamp: str | None
+    ) -> BarTiming | None:
+        if bar_timestamp not in (None, "start", "end"):
+            raise ValueError(f"bar_timestamp must be 'start' or 'end', got {bar_timestamp!r}")
+        if self.kind == "tick":
+            for name, value in (("bar_interval", bar_interval), ("bar_timestamp", bar_timestamp)):
+                if value is not None:
+                    raise ValueError(f"{name} applies to bars only; this feed reads ticks")
+            return None
+        times = TIME_FIELDS.intersection(self.columns)
+        if times == {"start", "end"}:
+            for name, value in (("bar_interval", bar_interval), ("bar_timestamp", bar_timestamp)):
+                if value is not None:
+                    raise ValueError(f"{name} is not used when columns map both start and end")
+            return None
+        marks: BarTimestamp
+        if times in ({"start"}, {"end"}):
+            marks = "start" if times == {"start"} else "end"
+            if bar_timestamp not in (None, marks):
+                raise ValueError(
+                    f"bar_timestamp = {bar_timestamp!r} contradicts the mapped column {marks!r}"
+                )
+        else:
+            preset = PRESETS.get(self.format)
+            default_marks: BarTimestamp = preset.bar_timestamp if preset else "start"
+            marks = bar_timestamp or default_marks  # type: ignore[assignment]
+        if bar_interval is not None:
+            interval = parse_interval(bar_interval)
+        else:
+            preset = PRESETS.get(self.format)
+            if preset is None or preset.bar_interval is None:
+                raise ValueError(
+                    "bar_interval is required for bars that carry one timestamp "
+                    "(e.g. '1d', '5min', '1h' or a number of seconds)"
+                )
+            interval = preset.bar_interval
+        return BarTiming(interval=interval, marks=marks)
+
+    def _files(
+        self,
+        path: str | Path | list[str | Path] | None,
+        paths: list[str | Path] | dict[str, str | Path] | None,
+        instrument: str | None,
+    ) -> list[_File]:
+        if path is not None and paths is not None:
+            raise ValueError("give either path or paths, not both")
+        if path is None and paths is None:
+            raise ValueError("path is required: the file (or list of files) to replay")
+        has_column = "instrument" in self.columns
+        if instrument is not None:
+            instrument = _check_instrument(instrument)
+            if has_column:
+                raise ValueError(
+                    "give either instrument or an instrument column in columns, not both"
+                )
+        if isinstance(paths, dict):
+            if instrument is not None or has_column:
+                raise ValueError(
+                    "paths maps instruments to files, so instrument and an instrument "
+                    "column cannot be used with it"
+                )
+            if not paths:
+                raise ValueError("paths is empty")
+            files = [_File(_path(p), _check_instrument(name)) for name, p in paths.items()]
+        else:
+            given = paths if paths is not None else path
+            listed = list(given) if isinstance(given, list | tuple) else [given]
+            if not listed:
+                raise ValueError("paths is empty")
+            if instrument is None and not has_column:
+                raise ValueError(
+                    "instrument is required (the name the file's prices belong to), unless "
+                    "columns maps an instrument column or paths maps instruments to files"
+                )
+            files = [_File(_path(p), instrument) for p in listed]  # type: ignore[arg-type]
+        for file in files:
+            if not file.path.is_file():
+                where = "" if file.path.is_absolute() else f" (from {Path.cwd()})"
+                raise ReplayFileNotFoundError(
+                    2, f"replay feed: file not found: {file.path}{where}", str(file.path)
+                )
+            if is_parquet(file.path):
+                require_pyarrow()
+        return files
+
+    def _layout(self, file: _File) -> Layout:
+        source = str(file.path)
+        if is_parquet(file.path):
+            header: list[str] | None = read_parquet_header(file.path)
+        elif self.header:
+            header = read_csv_header(file.path, delimiter=self.delimiter, encoding=self.encoding)
+        else:
+            header = None
+        return resolve_layout(
+            self.columns, header, source=source, row_width=self.row_width, labels=self._labels
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Replay
+
+    def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:
+        """Stream the files' rows as events, merged in time order. Counters restart at zero."""
+        self.rows_read = 0
+        self.bad_rows = 0
+        self.events_emitted = 0
+        replay = self._replay(ctx)
+        self._running.append(replay)
+        return replay
+
+    def close(self) -> None:
+        """Stop replays still running and close their files."""
+        running, self._running = self._running, []
+        for replay in running:
+            replay.close()  # type: ignore[attr-defined]
+
+    def _replay(self, ctx: FeedContext) -> Iterator[MarketEvent]:
+        streams = [self._file_rows(ctx, file) for file in self.files]
+        merged: Iterator[tuple[Any, dict[str, Any]]] = (
+            streams[0] if len(streams) == 1 else heapq.merge(*streams, key=itemgetter(0))
+        )
+        build = build_tick if self.kind == "tick" else build_bar
+        new_id = ctx.ids.new_id
+        try:
+            for _, values in merged:
+                values["event_id"] = new_id()
+                self.events_emitted += 1
+                yield build(values)
+        finally:
+            for stream in streams:
+                stream.close()  # type: ignore[attr-defined]
+
+    def _file_rows(self, ctx: FeedContext, file: _File) -> Iterator[tuple[Any, dict[str, Any]]]:
+        try:
+            layout = self._layout(file)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from exc
+        parser = RowParser(
+            kind=self.kind,
+            layout=layout,
+            instrument=file.instrument,
+            times=TimeReader(self.timestamp_format, self.zone),
+            timing=self.timing,
+            adjusted=self.price_column == "adj_close",
+        )
+        parse = parser.parse
+        source: CsvSource | ParquetSource
+        if is_parquet(file.path):
+            source = ParquetSource(file.path, needed=list(layout.index.values()))
+        else:
+            source = CsvSource(
+                file.path, delimiter=self.delimiter, encoding=self.encoding, header=self.header
+            )
+        bad_before = self.bad_rows
+        for location, row, raw in source.rows():
+            self.rows_read += 1
+            try:
+                item = parse(row)
+            except BadRow as exc:
+                self._reject(ctx, file.path, location, str(exc), raw())
+                continue
+            yield item
+        skipped = self.bad_rows - bad_before
+        if skipped:
+            ctx.logger.warning(
+                "replay: %s: skipped %d bad row(s); each was reported as bad input",
+                file.path,
+                skipped,
+            )
+
+    def _reject(self, ctx: FeedContext, path: Path, location: str, reason: str, raw: bytes) -> None:
+        self.bad_rows += 1
+        if self.on_error == "stop":
+            raise BadInputError(f"{path}: {location}: {reason}")
+        if self.bad_rows <= LOGGED_BAD_ROWS:
+            ctx.logger.warning("replay: %s: %s: %s (row skipped)", path, location, reason)
+        ctx.report_bad_input(
+            DeadLetter(
+                source=str(path),
+                reason=reason,
+                error_type="bad_row",
+                raw=raw,
+                ts=ctx.clock.now(),
+                location=location,
+            )
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter checks
+
+
+def _check_format(format: str | None, columns: Any) -> str:
+    if format is None:
+        if columns is None:
+            raise ValueError(
+                f"format is required: one of {', '.join(repr(f) for f in FORMATS)} "
+                "(or give columns for a custom layout)"
+            )
+        return "custom"
+    if format not in FORMATS:
+        raise ValueError(
+            f"unknown format {format!r}; expected one of {', '.join(repr(f) for f in FORMATS)}"
+        )
+    if format == "custom" and not columns:
+        raise ValueError("format = 'custom' needs columns: a mapping of field name to column")
+    if format != "custom" and columns is not None:
+        raise ValueError(
+            f"columns is only for format = 'custom'; format {format!r} has a fixed layout"
+        )
+    return format
+
+
+def _check_columns(columns: Any) -> dict[str, str | int]:
+    if not isinstance(columns, dict):
+        raise ValueError(f"columns must be a mapping of field name to column, got {columns!r}")
+    mapping: dict[str, str | int] = {}
+    for name, column in columns.items():
+        if isinstance(column, bool) or not isinstance(column, str | int):
+            raise ValueError(
+                f"columns.{name} must be a column name or a 0-based position, got {column!r}"
+            )
+        if isinstance(column, str) and not column.strip():
+            raise ValueError(f"columns.{name} is empty")
+        mapping[str(name)] = column
+    return mapping
+
+
+def _check_custom_fields(kind: Kind, columns: dict[str, str | int]) -> None:
+    allowed = TIME_FIELDS | COMMON_FIELDS | (TICK_FIELDS if kind == "tick" else BAR_FIELDS)
+    unknown = sorted(set(columns) - allowed)
+    if unknown:
+        raise ValueError(
+            f"columns: unknown field(s) {', '.join(repr(u) for u in unknown)} for {kind}s; "
+            f"known fields: {', '.join(sorted(allowed))}"
+        )
+    times = TIME_FIELDS.intersection(columns)
+    choices = _TICK_TIMES if kind == "tick" else _BAR_TIMES
+    if times not in choices:
+        spelled = " | ".join("+".join(sorted(c)) for c in choices)
+        found = "+".join(sorted(times)) or "none"
+        raise ValueError(f"columns: {kind}s need one time column set ({spelled}); found {found}")
+    if kind == "tick":
+        if "last_price" not in columns and not {"bid", "ask"} <= set(columns):
+            raise ValueError(
+                "columns: ticks need last_price, or both bid and ask (last_price is their mid)"
+            )
+    else:
+        missing = [name for name in ("open", "high", "low", "close") if name not in columns]
+        if missing:
+            raise ValueError(f"columns: bars need open, high, low and close; missing {missing}")
+
+
+def _check_instrument(instrument: Any) -> str:
+    if not isinstance(instrument, str) or not instrument.strip():
+        raise ValueError(f"instrument must be a non-empty name, got {instrument!r}")
+    instrument = instrument.strip()
+    if len(instrument) > MAX_INSTRUMENT_LENGTH:
+        raise ValueError(f"instrument is longer than {MAX_INSTRUMENT_LENGTH} characters")
+    return instrument
+
+
+def _check_timestamp_format(timestamp_format: Any) -> str | None:
+    if timestamp_format is None or timestamp_format in ("iso", "unix", "unix_ms"):
+        return timestamp_format  # type: ignore[no-any-return]
+    if not isinstance(timestamp_format, str) or "%" not in timestamp_format:
+        raise ValueError(
+            f"timestamp_format {timestamp_format!r} is not a strptime pattern "
+            "(e.g. '%m/%d/%Y %H:%M:%S') nor one of 'iso', 'unix', 'unix_ms'"
+        )
+    return timestamp_format
+
+
+def _check_delimiter(delimiter: Any) -> str:
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        raise ValueError(
+            f"delimiter must be one character (not a quote or newline), got {delimiter!r}"
+        )
+    return delimiter
+
+
+def _check_encoding(encoding: Any) -> str:
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(f"unknown encoding {encoding!r}") from None
+    return encoding  # type: ignore[no-any-return]
+
+
+def _zone(name: Any) -> tzinfo:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"timezone must be an IANA name like 'America/New_York', got {name!r}")
+    if name.strip().upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {name!r}; use an IANA name like 'America/New_York' or 'UTC'"
+        ) from None
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError(f"a path must be a file name, got {value!r}")
+    return Path(value).expanduser()

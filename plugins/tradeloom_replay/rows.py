@@ -1,0 +1,417 @@
+"""Turning one row of text fields into the checked values of a tick or a bar.
+
+Every check the event models make is made here, with a reason a person can act on, so the feed
+can build events without validating them a second time (see :mod:`tradeloom_replay.construct`).
+Numbers are read with ``Decimal(text)``: the value in the file, never a float's approximation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import Any
+
+from tradeloom_replay.formats import BarTimestamp, Kind
+
+MAX_INSTRUMENT_LENGTH = 200
+
+# The mid of two prices is exact: (bid + ask) / 2 always terminates. Refuse rather than round
+# should a file hold absurdly long numbers.
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
+# Adjusting by Adj Close / Close rarely terminates: 28 significant digits, half-even.
+_ADJUST = Context(prec=28)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_DAY = timedelta(days=1)
+
+
+class BadRow(Exception):
+    """A row that cannot become an event. The message is the reason."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each field sits in a row, resolved against the file's header."""
+
+    index: dict[str, int]
+    labels: dict[int, str]
+    #: Exact number of fields a row must have, when known.
+    row_width: int | None
+
+    def label(self, name: str) -> str:
+        return self.labels[self.index[name]]
+
+
+def resolve_layout(
+    columns: Mapping[str, str | int],
+    header: Sequence[str] | None,
+    *,
+    source: str,
+    row_width: int | None = None,
+    labels: Mapping[int, str] | None = None,
+) -> Layout:
+    """Map field names to positions. Names are looked up in ``header`` (exactly, then ignoring
+    case); integers are 0-based positions. Raise ValueError naming what is missing."""
+    names = [name.strip() for name in header] if header is not None else None
+    index: dict[str, int] = {}
+    shown: dict[int, str] = dict(labels or {})
+    by_name = False
+    for field_name, column in columns.items():
+        if isinstance(column, int):
+            if column < 0:
+                raise ValueError(f"column of {field_name!r} must be 0 or more, got {column}")
+            position = column
+            if names is not None and position < len(names) and position not in shown:
+                shown[position] = names[position]
+            shown.setdefault(position, f"field {position + 1}")
+        else:
+            if names is None:
+                raise ValueError(
+                    f"{source}: header = false, so columns must be 0-based positions, "
+                    f"not names ({field_name} = {column!r})"
+                )
+            position = _find(names, column, source=source, field_name=field_name)
+            shown.setdefault(position, names[position])
+            by_name = True
+        index[field_name] = position
+    if row_width is None and by_name and names is not None:
+        row_width = len(names)
+    return Layout(index=index, labels=shown, row_width=row_width)
+
+
+def _find(names: Sequence[str], column: str, *, source: str, field_name: str) -> int:
+    wanted = column.strip()
+    if wanted in names:
+        return names.index(wanted)
+    folded = [name.lower() for name in names]
+    if folded.count(wanted.lower()) == 1:
+        return folded.index(wanted.lower())
+    raise ValueError(
+        f"{source}: no column {column!r} (for {field_name}) in the header; "
+        f"the header has {', '.join(repr(name) for name in names)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+
+
+def read_decimal(text: str, label: str) -> Decimal:
+    """Any finite number."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise BadRow(_not_a_number(text, label)) from None
+    if not value.is_finite():
+        raise BadRow(f"column {label!r}: {text!r} is not a finite number")
+    return value
+
+
+def read_positive(text: str, label: str) -> Decimal:
+    """A finite number greater than zero (prices, quantities)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise BadRow(_not_a_number(text, label)) from None
+    if not value.is_finite():
+        raise BadRow(f"column {label!r}: {text!r} is not a finite number")
+    if value <= 0:
+        raise BadRow(f"column {label!r}: must be greater than zero, got {text.strip()}")
+    return value
+
+
+def read_non_negative(text: str, label: str) -> Decimal:
+    """A finite number, zero or more (volumes)."""
+    value = read_decimal(text, label)
+    if value < 0:
+        raise BadRow(f"column {label!r}: must not be negative, got {text.strip()}")
+    return value
+
+
+def _not_a_number(text: str, label: str) -> str:
+    if not text.strip():
+        return f"column {label!r} is empty"
+    return f"column {label!r}: {text!r} is not a number"
+
+
+def mid_price(bid: Decimal, ask: Decimal) -> Decimal:
+    """(bid + ask) / 2, exactly."""
+    try:
+        return _EXACT.divide(_EXACT.add(bid, ask), 2)
+    except (Inexact, Overflow):
+        raise BadRow(f"the mid of bid {bid} and ask {ask} cannot be computed exactly") from None
+
+
+def adjust(value: Decimal, adj_close: Decimal, close: Decimal) -> Decimal:
+    """``value * adj_close / close`` in Decimal arithmetic (28 significant digits)."""
+    return _ADJUST.divide(_ADJUST.multiply(value, adj_close), close)
+
+
+# --------------------------------------------------------------------------------------------
+# Time
+
+
+class TimeReader:
+    """Reads timestamps: ISO-8601 by default, a ``strptime`` pattern, or ``unix`` /
+    ``unix_ms`` epoch numbers. Naive timestamps are wall-clock times in ``zone``; a timestamp
+    with an offset keeps it. Returns aware datetimes (not yet converted to UTC)."""
+
+    def __init__(self, timestamp_format: str | None, zone: tzinfo) -> None:
+        self.zone = zone
+        self.timestamp_format = timestamp_format
+        self._parse: Callable[[str], datetime]
+        if timestamp_format in (None, "iso"):
+            self._parse = datetime.fromisoformat
+            self._expected = "an ISO-8601 timestamp"
+        elif timestamp_format in ("unix", "unix_ms"):
+            scale = 1 if timestamp_format == "unix" else 1000
+            self._parse = lambda text: _from_epoch(text, scale)
+            self._expected = f"{timestamp_format} epoch time"
+        else:
+            pattern = timestamp_format
+            self._parse = lambda text: datetime.strptime(text, pattern)
+            self._expected = f"format {pattern!r}"
+
+    @property
+    def joins_with_space(self) -> bool:
+        """Date and time columns are joined with a space for a pattern, with ``T`` for ISO."""
+        return self.timestamp_format not in (None, "iso")
+
+    def read(self, text: str, label: str) -> datetime:
+        try:
+            value = self._parse(text.strip())
+        except (ValueError, OverflowError, InvalidOperation):
+            if not text.strip():
+                raise BadRow(f"column {label!r} is empty") from None
+            raise BadRow(
+                f"column {label!r}: cannot read {text!r} as a timestamp (expected {self._expected})"
+            ) from None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=self.zone)
+        if value.utcoffset() is None:
+            raise BadRow(f"column {label!r}: {text!r} has a time zone without an offset")
+        return value
+
+
+def _from_epoch(text: str, scale: int) -> datetime:
+    value = Decimal(text)
+    if not value.is_finite():
+        raise ValueError("not a finite number")
+    return _EPOCH + timedelta(microseconds=int(value * 1_000_000 / scale))
+
+
+def to_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class BarTiming:
+    """How a bar's ``[start, end)`` follows from its one timestamp.
+
+    Intervals of whole days are added in the wall-clock time of the timestamp's zone (a daily
+    bar runs from midnight to the next midnight, also across a daylight-saving change); shorter
+    ones are added as elapsed time."""
+
+    interval: timedelta
+    marks: BarTimestamp
+
+    def span(self, stamp: datetime) -> tuple[datetime, datetime]:
+        interval = self.interval
+        if interval % _ONE_DAY:
+            stamp = to_utc(stamp)
+        if self.marks == "start":
+            return to_utc(stamp), to_utc(stamp + interval)
+        return to_utc(stamp - interval), to_utc(stamp)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+
+
+class RowParser:
+    """Checks one row of one file and returns ``(ts, values)`` for a tick or a bar, or raises
+    :class:`BadRow`. Remembers the last accepted time per instrument, so a row earlier than the
+    one before it (for the same instrument) is refused: one parser per file."""
+
+    def __init__(
+        self,
+        *,
+        kind: Kind,
+        layout: Layout,
+        instrument: str | None,
+        times: TimeReader,
+        timing: BarTiming | None,
+        adjusted: bool,
+    ) -> None:
+        self.kind = kind
+        self.layout = layout
+        self.instrument = instrument
+        self.times = times
+        self.timing = timing
+        index = layout.index
+        self._width = layout.row_width
+        self._min_width = max(index.values()) + 1
+        self._instrument_at = index.get("instrument")
+        self._time_fields = [
+            name for name in ("ts", "date", "time", "start", "end") if name in index
+        ]
+        self._last: dict[str, Any] = {}
+        self._numbers: list[tuple[str, int, str, Callable[[str, str], Decimal], bool]] = []
+        self.parse: Callable[[Sequence[str]], tuple[datetime, dict[str, Any]]]
+        if kind == "tick":
+            self._mid = "last_price" not in index
+            self._add_number("last_price", read_positive, required=True)
+            self._add_number("bid", read_positive, required=self._mid)
+            self._add_number("ask", read_positive, required=self._mid)
+            self._add_number("last_quantity", read_positive, required=False)
+            self._add_number("volume", read_non_negative, required=False)
+            self.parse = self._tick
+        else:
+            self._adjusted = adjusted
+            for name in ("open", "high", "low", "close"):
+                self._add_number(name, read_positive, required=True)
+            if adjusted:
+                self._add_number("adj_close", read_positive, required=True)
+            self._add_number("volume", read_non_negative, required=True)
+            self._fixed_volume = "volume" not in index
+            self.parse = self._bar
+
+    def _add_number(
+        self, name: str, read: Callable[[str, str], Decimal], *, required: bool
+    ) -> None:
+        if name in self.layout.index:
+            position = self.layout.index[name]
+            self._numbers.append((name, position, self.layout.labels[position], read, required))
+
+    # -- shared steps
+
+    def _check_width(self, row: Sequence[str]) -> None:
+        width = len(row)
+        if self._width is not None and width != self._width:
+            raise BadRow(f"row has {width} fields, expected {self._width}{self._missing(width)}")
+        if width < self._min_width:
+            raise BadRow(
+                f"row has {width} fields, expected at least {self._min_width}{self._missing(width)}"
+            )
+
+    def _missing(self, width: int) -> str:
+        absent = sorted({p for p in self.layout.index.values() if p >= width})
+        if not absent:
+            return ""
+        names = ", ".join(repr(self.layout.labels[p]) for p in absent)
+        return f" (missing column {names})"
+
+    def _read_instrument(self, row: Sequence[str]) -> str:
+        if self._instrument_at is None:
+            return self.instrument  # type: ignore[return-value]
+        value = row[self._instrument_at].strip()
+        label = self.layout.labels[self._instrument_at]
+        if not value:
+            raise BadRow(f"column {label!r} (instrument) is empty")
+        if not value.isprintable():
+            raise BadRow(f"column {label!r}: instrument {value!r} has unprintable characters")
+        if len(value) > MAX_INSTRUMENT_LENGTH:
+            raise BadRow(
+                f"column {label!r}: instrument is longer than {MAX_INSTRUMENT_LENGTH} characters"
+            )
+        return value
+
+    def _read_numbers(self, row: Sequence[str], values: dict[str, Any]) -> None:
+        for name, position, label, read, required in self._numbers:
+            text = row[position]
+            if not required and not text.strip():
+                values[name] = None
+            else:
+                values[name] = read(text, label)
+
+    def _read_stamp(self, row: Sequence[str], name: str) -> datetime:
+        """The timestamp of field ``ts``, ``start`` or ``end``, or of ``date`` (+ ``time``)."""
+        layout = self.layout
+        if name != "date":
+            return self.times.read(row[layout.index[name]], layout.label(name))
+        date_text = row[layout.index["date"]]
+        if "time" not in layout.index:
+            return self.times.read(date_text, layout.label("date"))
+        time_text = row[layout.index["time"]]
+        label = f"{layout.label('date')}/{layout.label('time')}"
+        if not date_text.strip() or not time_text.strip():
+            raise BadRow(f"column {label!r}: date or time is empty")
+        joint = " " if self.times.joins_with_space else "T"
+        return self.times.read(f"{date_text.strip()}{joint}{time_text.strip()}", label)
+
+    # -- ticks
+
+    def _tick(self, row: Sequence[str]) -> tuple[datetime, dict[str, Any]]:
+        self._check_width(row)
+        ts = to_utc(self._read_stamp(row, "date" if "date" in self.layout.index else "ts"))
+        instrument = self._read_instrument(row)
+        values: dict[str, Any] = {"ts": ts, "instrument": instrument}
+        self._read_numbers(row, values)
+        if self._mid:
+            values["last_price"] = mid_price(values["bid"], values["ask"])
+        previous = self._last.get(instrument)
+        if previous is not None and ts < previous:
+            raise BadRow(
+                f"out of order: {instrument} at {ts.isoformat()} is earlier than the row "
+                f"before it at {previous.isoformat()}"
+            )
+        self._last[instrument] = ts
+        return ts, values
+
+    # -- bars
+
+    def _bar_span(self, row: Sequence[str]) -> tuple[datetime, datetime]:
+        index = self.layout.index
+        if "start" in index and "end" in index:
+            start = to_utc(self._read_stamp(row, "start"))
+            end = to_utc(self._read_stamp(row, "end"))
+            if end < start:
+                raise BadRow(f"bar end {end.isoformat()} is before its start {start.isoformat()}")
+            return start, end
+        assert self.timing is not None
+        return self.timing.span(self._read_stamp(row, self._time_fields[0]))
+
+    def _bar(self, row: Sequence[str]) -> tuple[datetime, dict[str, Any]]:
+        self._check_width(row)
+        start, end = self._bar_span(row)
+        instrument = self._read_instrument(row)
+        values: dict[str, Any] = {"ts": end, "instrument": instrument}
+        self._read_numbers(row, values)
+        if self._fixed_volume:
+            values["volume"] = Decimal(0)
+        if self._adjusted:
+            adj_close = values.pop("adj_close")
+            close = values["close"]
+            for name in ("open", "high", "low"):
+                values[name] = adjust(values[name], adj_close, close)
+            values["close"] = adj_close
+        open_, high, low, close = values["open"], values["high"], values["low"], values["close"]
+        if high < low:
+            raise BadRow(f"high {high} is below low {low}")
+        if not low <= open_ <= high:
+            raise BadRow(f"open {open_} is outside low..high {low}..{high}")
+        if not low <= close <= high:
+            raise BadRow(f"close {close} is outside low..high {low}..{high}")
+        values["start"] = start
+        values["end"] = end
+        previous = self._last.get(instrument)
+        if previous is not None:
+            previous_start, previous_end = previous
+            if start < previous_start:
+                raise BadRow(
+                    f"out of order: {instrument} bar starting {start.isoformat()} is earlier "
+                    f"than the bar before it, starting {previous_start.isoformat()}"
+                )
+            if start == previous_start:
+                raise BadRow(
+                    f"duplicate bar: {instrument} already has a bar starting {start.isoformat()}"
+                )
+            if start < previous_end:
+                raise BadRow(
+                    f"{instrument} bar starting {start.isoformat()} overlaps the bar before it, "
+                    f"which ends {previous_end.isoformat()} (is bar_interval right?)"
+                )
+        self._last[instrument] = (start, end)
+        return end, values
