@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 import pytest
@@ -10,7 +10,7 @@ import uuid6
 from tradeloom.components import DeadLetter, FeedContext
 from tradeloom.settings import ReconnectSettings
 
-CLOCK_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+from kite_frames import CLOCK_NOW
 
 
 class Uuid7Ids:

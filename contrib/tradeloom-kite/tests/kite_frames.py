@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 HEARTBEAT = b"\x00"
 
@@ -91,3 +92,7 @@ def message(*packets: bytes, count: int | None = None) -> bytes:
     """A binary message: int16 packet count, then each packet behind its int16 length."""
     body = b"".join(struct.pack(">H", len(packet)) + packet for packet in packets)
     return struct.pack(">H", len(packets) if count is None else count) + body
+
+
+CLOCK_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+"""The fixed time of the test clock (conftest.FixedClock)."""

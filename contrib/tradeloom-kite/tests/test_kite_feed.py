@@ -15,8 +15,15 @@ from tradeloom.components import DeadLetter, FeedContext
 from tradeloom.events import MarketTick
 from websockets.asyncio.server import ServerConnection
 
-from conftest import CLOCK_NOW
-from kite_frames import HEARTBEAT, full_packet, index_packet, ltp_packet, message, quote_packet
+from kite_frames import (
+    CLOCK_NOW,
+    HEARTBEAT,
+    full_packet,
+    index_packet,
+    ltp_packet,
+    message,
+    quote_packet,
+)
 from kite_server import Session, free_port, kite_server
 from tradeloom_kite import KiteAuthenticationError, KiteFeed
 
