@@ -64,7 +64,9 @@ def _utc(value: datetime) -> datetime:
 # ("NaN"), so finiteness is checked explicitly after parsing.
 Amount = Annotated[Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite)]
 """Any finite Decimal (cash, P&L, signed position quantities)."""
-Price = Annotated[Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite), AfterValidator(_positive)]
+Price = Annotated[
+    Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite), AfterValidator(_positive)
+]
 """A finite, strictly positive Decimal."""
 Quantity = Price
 """A finite, strictly positive Decimal."""
@@ -254,7 +256,7 @@ class HealthReport(Event):
     check: str = ""
     severity: Severity
     message: str
-    age_seconds: float | None = Field(default=None, ge=0)
+    age_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 AnyEvent: TypeAlias = Annotated[

@@ -298,7 +298,7 @@ def _parameters_model(factory: Any) -> type[BaseModel] | None:
         return None
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception:
         hints = {}
     fields: dict[str, Any] = {}

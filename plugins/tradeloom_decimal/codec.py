@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +14,6 @@ from tradeloom.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     Event,
-    HealthReport,
     Rejection,
     any_event_adapter,
 )
@@ -41,8 +39,6 @@ class DecimalJsonCodec(Codec):
         """Serialize one event to JSON bytes."""
         if not isinstance(event, Event):
             raise TypeError(f"can only encode tradeloom events, not {type(event).__name__}")
-        if type(event) is HealthReport and event.age_seconds == math.inf:
-            return _encode_infinite_age(event)
         # The model's own serializer writes bytes directly; model_dump_json would build a str
         # first and need a second copy to encode it.
         return event.__pydantic_serializer__.to_json(event)
@@ -59,13 +55,6 @@ class DecimalJsonCodec(Codec):
             event = _decode_slowly(data, exc)
         _check_version(event)
         return event
-
-
-def _encode_infinite_age(event: HealthReport) -> bytes:
-    # The models serialize an infinite float as null, which would read back as "no age".
-    document = event.model_dump(mode="json")
-    document["age_seconds"] = "Infinity"
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _decode_slowly(data: bytes | bytearray, exc: ValidationError) -> Event:
