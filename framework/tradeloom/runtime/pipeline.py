@@ -188,6 +188,10 @@ class Pipeline:
             built.append((name, self.manager.create("validator", entry.name, entry.params)))
         return built
 
+    def _portfolio_ids(self) -> list[str]:
+        ids = [entry.strategy_id for entry in self.settings.strategies]
+        return ids + [sid for sid in self.strategies if sid not in ids]
+
     def _new_book(self) -> PortfolioBook:
         cash: dict[str, Decimal] = dict(self.settings.portfolio.starting_cash_by_portfolio)
         cash["*"] = self.settings.portfolio.starting_cash
@@ -217,9 +221,12 @@ class Pipeline:
         if "execution" in self.roles and self.executor is not None:
             self.stages.append(ExecutionStage(services, self.executor))
         if "portfolio" in self.roles and self.persistence is not None:
+            portfolio_book = await self._restored_book(snapshots, fills)
+            for portfolio_id in self._portfolio_ids():
+                portfolio_book.portfolio(portfolio_id)  # equity counts from the first event
             self.portfolio_stage = PortfolioStage(
                 services,
-                await self._restored_book(snapshots, fills),
+                portfolio_book,
                 self.persistence,
                 self.result,
                 snapshot_interval_seconds=self.settings.portfolio.snapshot_interval_seconds,

@@ -203,7 +203,8 @@ def plot_equity_curve(
             # Plotting needs floats; the numbers in result.json stay exact Decimals.
             axes.plot([ts for ts, _ in series], [float(value) for _, value in series], lw=1.2)
         axes.set_title(
-            f"Equity: {summary['starting_equity']} -> {summary['final_equity']} "
+            f"Equity: {Decimal(summary['starting_equity']):,.2f} -> "
+            f"{Decimal(summary['final_equity']):,.2f} "
             f"({summary['trade_count']} fills, max drawdown "
             f"{Decimal(summary['max_drawdown']) * 100:.2f}%)"
         )
