@@ -1,0 +1,405 @@
+"""PostgreSQL persistence: the fills journal and the latest snapshot of each portfolio.
+
+Every event is stored as its pydantic JSON in a ``jsonb`` column. Decimals are JSON *strings*
+there, so they read back with their exact digits and exponent (``100.10`` stays ``100.10``,
+``1E+3`` stays ``1E+3``); the JSON is the source of truth. The amounts are also copied into
+``numeric`` columns (which keep the scale of what was written) for SQL reporting.
+
+The schema lives in its own PostgreSQL schema (``tradeloom`` by default) and is created or
+migrated on :meth:`PostgresPersistence.open`, under an advisory lock so that several processes
+may open at once. Applied versions are recorded in ``<schema>.tradeloom_migrations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from tradeloom.components import Persistence
+from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
+from tradeloom.events import Fill, PortfolioSnapshot
+
+logger = logging.getLogger(__name__)
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: statements with ``{schema}`` standing for the quoted schema name."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# Append new versions; never edit a released one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "fills journal and latest snapshot per portfolio",
+        (
+            """
+            CREATE TABLE {schema}.fills (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                order_id uuid NOT NULL UNIQUE,
+                fill_id uuid NOT NULL,
+                portfolio_id text NOT NULL,
+                instrument text NOT NULL,
+                ts timestamptz NOT NULL,
+                quantity numeric NOT NULL,
+                price numeric NOT NULL,
+                event jsonb NOT NULL,
+                recorded_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX fills_by_portfolio ON {schema}.fills (portfolio_id, seq)",
+            """
+            CREATE TABLE {schema}.snapshots (
+                portfolio_id text PRIMARY KEY,
+                saved_seq bigint NOT NULL,
+                saved_at timestamptz NOT NULL DEFAULT now(),
+                cash numeric NOT NULL,
+                equity numeric NOT NULL,
+                snapshot jsonb NOT NULL
+            )
+            """,
+            "CREATE SEQUENCE {schema}.snapshot_saves",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+class PostgresParams(BaseModel):
+    """Validated parameters of :class:`PostgresPersistence` (``[persistence.params]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str = Field(default="tradeloom", min_length=1)
+    user: str = Field(default="tradeloom", min_length=1)
+    password: SecretStr | None = Field(
+        default=None,
+        description="Best given through TRADELOOM_PERSISTENCE__PARAMS__PASSWORD (or PGPASSWORD).",
+    )
+    sslmode: SslMode = "prefer"
+    db_schema: str = Field(
+        default="tradeloom", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+    )
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    application_name: str = "tradeloom"
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> PostgresParams:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError(
+                f"pool_max_size ({self.pool_max_size}) is below pool_min_size "
+                f"({self.pool_min_size})"
+            )
+        return self
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`psycopg.connect` (the only place the password is
+        revealed)."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "sslmode": self.sslmode,
+            "connect_timeout": max(1, math.ceil(self.connect_timeout_seconds)),
+            "application_name": self.application_name,
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        return kwargs
+
+
+def _describe(error: ValidationError) -> str:
+    """Locations and messages only: pydantic's own text would echo the input values."""
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts.append(f"{where}: {item['msg']}")
+    if error.error_count() > 3:
+        parts.append(f"and {error.error_count() - 3} more")
+    return "; ".join(parts)
+
+
+def _lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key for migrating ``schema``."""
+    digest = hashlib.sha256(f"tradeloom-postgres:migrate:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresPersistence(Persistence):
+    """Fills journal and portfolio snapshots in PostgreSQL, through a psycopg connection pool.
+
+    Parameters: ``host``, ``port``, ``dbname``, ``user``, ``password`` (a secret: never shown
+    in reprs, logs or errors), ``sslmode``, ``schema`` (default ``"tradeloom"``),
+    ``pool_min_size``, ``pool_max_size``, ``connect_timeout_seconds``, ``application_name``.
+
+    Methods are synchronous and thread-safe (the pool hands each call its own connection), so
+    the runtime may call them from worker threads.
+    """
+
+    def __init__(self, **params: Any) -> None:
+        try:
+            self.params = PostgresParams.model_validate(params)
+        except ValidationError as exc:
+            raise ConfigError(f"postgres persistence: invalid params: {_describe(exc)}") from None
+        self.schema = self.params.db_schema
+        self._ident = sql.Identifier(self.schema)
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        """``user@host:port/dbname schema=...``: names the database in messages."""
+        p = self.params
+        return f"postgres {p.user}@{p.host}:{p.port}/{p.dbname} schema={self.schema}"
+
+    def __repr__(self) -> str:
+        p = self.params
+        return (
+            f"PostgresPersistence(host={p.host!r}, port={p.port}, dbname={p.dbname!r}, "
+            f"user={p.user!r}, schema={self.schema!r})"
+        )
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc).strip()
+        if self.params.password is not None:
+            secret = self.params.password.get_secret_value()
+            if secret:
+                text = text.replace(secret, "**********")
+        return text
+
+    def _fail(self, exc: BaseException, action: str) -> PersistenceError:
+        return PersistenceError(f"{self.where}: {action} failed: {self._scrub(exc)}")
+
+    def _q(self, statement: str) -> sql.Composed:
+        return sql.SQL(statement).format(schema=self._ident)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, create or migrate the schema, and start the connection pool."""
+        with self._lock:
+            if self._pool is not None:
+                return
+            kwargs = self.params.connect_kwargs()
+            try:
+                with psycopg.connect(**kwargs) as conn:
+                    self._migrate(conn)
+            except psycopg.Error as exc:
+                raise self._fail(exc, "opening") from None
+            pool = ConnectionPool(
+                conninfo="",
+                kwargs=kwargs,
+                min_size=self.params.pool_min_size,
+                max_size=self.params.pool_max_size,
+                timeout=self.params.connect_timeout_seconds,
+                name=f"tradeloom-{self.schema}",
+                check=ConnectionPool.check_connection,
+                open=False,
+            )
+            try:
+                pool.open(wait=True, timeout=self.params.connect_timeout_seconds)
+            except psycopg.Error as exc:
+                pool.close()
+                raise self._fail(exc, "starting the connection pool") from None
+            self._pool = pool
+            logger.info("opened %r (schema version %d)", self, SCHEMA_VERSION)
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            # Serializes concurrent opens of the same schema; released at commit.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.schema),))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._ident))
+            conn.execute(
+                self._q(
+                    "CREATE TABLE IF NOT EXISTS {schema}.tradeloom_migrations ("
+                    " version integer PRIMARY KEY,"
+                    " description text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            )
+            row = conn.execute(
+                self._q("SELECT COALESCE(MAX(version), 0) FROM {schema}.tradeloom_migrations")
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise PersistenceError(
+                    f"{self.where}: database schema version {current} is newer than this "
+                    f"tradeloom-postgres supports ({SCHEMA_VERSION}); upgrade tradeloom-postgres"
+                )
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(self._q(statement))
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {schema}.tradeloom_migrations (version, description) "
+                        "VALUES (%s, %s)"
+                    ),
+                    (migration.version, migration.description),
+                )
+                logger.info("%s: applied migration %d", self.where, migration.version)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _get_pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is None:
+            raise PersistenceError(f"{self.where}: postgres persistence is not open; call open()")
+        return pool
+
+    # ---- fills -------------------------------------------------------------------------------
+
+    def record_fills(self, fills: Sequence[Fill]) -> None:
+        """Append fills in order; a fill whose ``order_id`` is stored already is ignored."""
+        rows = [
+            (
+                fill.order_id,
+                fill.fill_id,
+                fill.strategy_id,
+                fill.instrument,
+                fill.ts,
+                fill.quantity,
+                fill.price,
+                fill.model_dump_json(),
+            )
+            for fill in fills
+        ]
+        if not rows:
+            return
+        statement = self._q(
+            "INSERT INTO {schema}.fills (order_id, fill_id, portfolio_id, instrument, ts, "
+            "quantity, price, event) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
+            "ON CONFLICT (order_id) DO NOTHING"
+        )
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn, conn.cursor() as cursor:
+                cursor.executemany(statement, rows)
+        except psycopg.Error as exc:
+            raise self._fail(exc, "recording fills") from exc
+
+    def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
+        """The journaled fills (of one portfolio, or all) in the order recorded."""
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn:
+                if portfolio_id is None:
+                    rows = conn.execute(
+                        self._q(
+                            "SELECT seq, portfolio_id, event::text FROM {schema}.fills ORDER BY seq"
+                        )
+                    ).fetchall()
+                else:
+                    rows = conn.execute(
+                        self._q(
+                            "SELECT seq, portfolio_id, event::text FROM {schema}.fills "
+                            "WHERE portfolio_id = %s ORDER BY seq"
+                        ),
+                        (portfolio_id,),
+                    ).fetchall()
+        except psycopg.Error as exc:
+            raise self._fail(exc, "loading fills") from exc
+        fills: list[Fill] = []
+        for seq, owner, data in rows:
+            where = f"{self.where}: table {self.schema}.fills, row seq={seq}, portfolio {owner!r}"
+            try:
+                fill = Fill.model_validate_json(data)
+            except ValidationError as exc:
+                raise CorruptStateError(
+                    f"{where}: stored fill is invalid: {_describe(exc)}"
+                ) from None
+            if fill.strategy_id != owner:
+                raise CorruptStateError(
+                    f"{where}: the stored fill belongs to portfolio {fill.strategy_id!r}"
+                )
+            fills.append(fill)
+        return fills
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
+        """Store snapshots in one transaction: all of them, or none when anything fails."""
+        # Serialize the whole batch before the transaction starts.
+        rows = [
+            (snapshot.portfolio_id, snapshot.cash, snapshot.equity, snapshot.model_dump_json())
+            for snapshot in snapshots
+        ]
+        if not rows:
+            return
+        upsert = self._q(
+            "INSERT INTO {schema}.snapshots (portfolio_id, saved_seq, cash, equity, snapshot) "
+            "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (portfolio_id) DO UPDATE SET "
+            "saved_seq = EXCLUDED.saved_seq, saved_at = now(), cash = EXCLUDED.cash, "
+            "equity = EXCLUDED.equity, snapshot = EXCLUDED.snapshot"
+        )
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn, conn.transaction():
+                row = conn.execute(
+                    sql.SQL("SELECT nextval({}::regclass)").format(
+                        sql.Literal(sql.Identifier(self.schema, "snapshot_saves").as_string(conn))
+                    )
+                ).fetchone()
+                saved_seq = row[0] if row else 0
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        upsert,
+                        [(pid, saved_seq, cash, equity, data) for pid, cash, equity, data in rows],
+                    )
+        except psycopg.Error as exc:
+            raise self._fail(exc, "saving snapshots") from exc
+
+    def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
+        """The latest snapshot of every portfolio, by portfolio id."""
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn:
+                rows = conn.execute(
+                    self._q(
+                        "SELECT portfolio_id, snapshot::text FROM {schema}.snapshots "
+                        "ORDER BY portfolio_id"
+                    )
+                ).fetchall()
+        except psycopg.Error as exc:
+            raise self._fail(exc, "loading snapshots") from exc
+        loaded: dict[str, PortfolioSnapshot] = {}
+        for portfolio_id, data in rows:
+            where = f"{self.where}: table {self.schema}.snapshots, portfolio {portfolio_id!r}"
+            try:
+                snapshot = PortfolioSnapshot.model_validate_json(data)
+            except ValidationError as exc:
+                raise CorruptStateError(
+                    f"{where}: stored snapshot is invalid: {_describe(exc)}"
+                ) from None
+            if snapshot.portfolio_id != portfolio_id:
+                raise CorruptStateError(
+                    f"{where}: the stored snapshot belongs to portfolio {snapshot.portfolio_id!r}"
+                )
+            loaded[portfolio_id] = snapshot
+        return loaded

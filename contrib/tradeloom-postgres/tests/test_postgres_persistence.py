@@ -1,0 +1,329 @@
+"""The postgres back end on a real PostgreSQL server: the conformance suite plus migrations,
+NUMERIC scale, secrets and damaged rows."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg import sql
+from pydantic import SecretStr
+from tradeloom.components import Persistence
+from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
+from tradeloom.testing.persistence import (
+    PersistenceConformance,
+    assert_exactly_equal,
+    make_fill,
+    make_snapshot,
+)
+
+from pg_testserver import PostgresServer
+from tradeloom_postgres import plugin
+from tradeloom_postgres.persistence import SCHEMA_VERSION, PostgresPersistence
+
+
+@pytest.fixture
+def schema(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, unique schema name; dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    yield name
+    with postgres_server.admin_connect() as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def _admin(server: PostgresServer, statement: str, schema: str, *params: object) -> list[tuple]:
+    with server.admin_connect() as conn:
+        cursor = conn.execute(
+            sql.SQL(statement).format(schema=sql.Identifier(schema)), params or None
+        )
+        return cursor.fetchall() if cursor.description else []
+
+
+class TestPostgresPersistence(PersistenceConformance):
+    @pytest.fixture
+    def persistence(self, postgres_server: PostgresServer, schema: str) -> PostgresPersistence:
+        return PostgresPersistence(**postgres_server.params(schema=schema, pool_max_size=2))
+
+    def reopen(self, persistence: Persistence) -> Persistence:
+        assert isinstance(persistence, PostgresPersistence)
+        return PostgresPersistence(
+            **persistence.params.model_dump(by_alias=True, exclude={"password"}),
+            password=persistence.params.password,
+        )
+
+    def corrupt_a_snapshot(self, persistence: Persistence, portfolio_id: str) -> str:
+        assert isinstance(persistence, PostgresPersistence)
+        with psycopg.connect(**persistence.params.connect_kwargs()) as conn:
+            changed = conn.execute(
+                sql.SQL(
+                    "UPDATE {}.snapshots SET snapshot = "
+                    "jsonb_set(snapshot, '{{cash}}', '\"lots\"') WHERE portfolio_id = %s"
+                ).format(sql.Identifier(persistence.schema)),
+                (portfolio_id,),
+            ).rowcount
+        assert changed == 1
+        return f"snapshots, portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
+
+
+@pytest.fixture
+def store(postgres_server: PostgresServer, schema: str) -> Iterator[PostgresPersistence]:
+    persistence = PostgresPersistence(**postgres_server.params(schema=schema))
+    persistence.open()
+    yield persistence
+    persistence.close()
+
+
+def test_plugin_registers_postgres() -> None:
+    assert plugin.tradeloom_register_persistence() == {"postgres": PostgresPersistence}
+    entry_points = importlib.metadata.entry_points(group="tradeloom", name="postgres")
+    assert [ep.value for ep in entry_points] == ["tradeloom_postgres.plugin"]
+
+
+def test_numeric_columns_keep_scale(
+    store: PostgresPersistence, postgres_server: PostgresServer, schema: str
+) -> None:
+    store.record_fills([make_fill("a", quantity="0.000100", price="100.10")])
+    store.save_snapshots([make_snapshot("a", cash="100.10", equity="250.000")])
+    [(price, quantity)] = _admin(
+        postgres_server, "SELECT price, quantity FROM {schema}.fills", schema
+    )
+    [(cash, equity)] = _admin(
+        postgres_server, "SELECT cash, equity FROM {schema}.snapshots", schema
+    )
+    assert (price.as_tuple(), quantity.as_tuple()) == (
+        Decimal("100.10").as_tuple(),
+        Decimal("0.000100").as_tuple(),
+    )
+    assert (str(cash), str(equity)) == ("100.10", "250.000")
+
+
+def test_json_keeps_decimals_as_strings(
+    store: PostgresPersistence, postgres_server: PostgresServer, schema: str
+) -> None:
+    store.save_snapshots([make_snapshot("a", cash="1E+3")])
+    [(kind, text)] = _admin(
+        postgres_server,
+        "SELECT jsonb_typeof(snapshot->'cash'), snapshot->>'cash' FROM {schema}.snapshots",
+        schema,
+    )
+    assert (kind, text) == ("string", "1E+3")
+    assert str(store.load_snapshots()["a"].cash) == "1E+3"
+
+
+def test_migrations_recorded_once(postgres_server: PostgresServer, schema: str) -> None:
+    for _ in range(2):
+        persistence = PostgresPersistence(**postgres_server.params(schema=schema))
+        persistence.open()
+        persistence.close()
+    rows = _admin(postgres_server, "SELECT version FROM {schema}.tradeloom_migrations", schema)
+    assert rows == [(SCHEMA_VERSION,)]
+
+
+def test_concurrent_opens_of_a_new_schema(postgres_server: PostgresServer, schema: str) -> None:
+    instances = [
+        PostgresPersistence(**postgres_server.params(schema=schema, pool_min_size=0))
+        for _ in range(5)
+    ]
+    barrier = threading.Barrier(len(instances))
+    errors: list[BaseException] = []
+
+    def open_one(persistence: PostgresPersistence) -> None:
+        barrier.wait()
+        try:
+            persistence.open()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(p,)) for p in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for persistence in instances:
+        persistence.close()
+    assert errors == []
+    rows = _admin(postgres_server, "SELECT version FROM {schema}.tradeloom_migrations", schema)
+    assert rows == [(SCHEMA_VERSION,)]
+
+
+def test_newer_schema_version_is_refused(postgres_server: PostgresServer, schema: str) -> None:
+    first = PostgresPersistence(**postgres_server.params(schema=schema))
+    first.open()
+    first.close()
+    _admin(
+        postgres_server,
+        "INSERT INTO {schema}.tradeloom_migrations (version, description) VALUES (99, 'future')",
+        schema,
+    )
+    with pytest.raises(PersistenceError) as info:
+        PostgresPersistence(**postgres_server.params(schema=schema)).open()
+    assert not isinstance(info.value, CorruptStateError)
+    assert f"schema={schema}" in str(info.value)
+    assert (
+        f"schema version 99 is newer than this tradeloom-postgres supports ({SCHEMA_VERSION})"
+        in str(info.value)
+    )
+
+
+def test_password_is_never_shown(
+    postgres_server: PostgresServer, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    persistence = PostgresPersistence(**postgres_server.params(schema=schema))
+    persistence.open()
+    persistence.record_fills([make_fill()])
+    persistence.close()
+    for shown in (
+        repr(persistence),
+        str(persistence.params),
+        repr(persistence.params),
+        caplog.text,
+    ):
+        assert postgres_server.password not in shown
+    assert "opened PostgresPersistence(" in caplog.text
+
+    wrong = "wrong-" + postgres_server.password
+    with pytest.raises(PersistenceError) as info:
+        PostgresPersistence(**postgres_server.params(schema=schema, password=wrong)).open()
+    assert "password authentication failed" in str(info.value)
+    assert f"postgres tradeloom@127.0.0.1:{postgres_server.port}/tradeloom" in str(info.value)
+    assert wrong not in str(info.value) and wrong not in caplog.text
+    assert info.value.__cause__ is None
+
+
+def test_password_as_secret_str(postgres_server: PostgresServer, schema: str) -> None:
+    params = postgres_server.params(schema=schema)
+    params["password"] = SecretStr(params["password"])
+    persistence = PostgresPersistence(**params)
+    persistence.open()
+    assert persistence.load_snapshots() == {}
+    persistence.close()
+
+
+def test_password_from_environment(
+    postgres_server: PostgresServer, schema: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeloom.settings import load_settings
+
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        "[persistence]\n"
+        'name = "postgres"\n'
+        f'params = {{ host = "127.0.0.1", port = {postgres_server.port}, dbname = "tradeloom", '
+        f'user = "tradeloom", sslmode = "disable", schema = "{schema}" }}\n'
+    )
+    monkeypatch.setenv("TRADELOOM_PERSISTENCE__PARAMS__PASSWORD", postgres_server.password)
+    settings = load_settings(config)
+    assert settings.persistence.name == "postgres"
+    persistence = PostgresPersistence(**settings.persistence.params)
+    persistence.open()
+    persistence.save_snapshots([make_snapshot("env")])
+    assert list(persistence.load_snapshots()) == ["env"]
+    persistence.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"port": 0}, "port: Input should be greater than or equal to 1"),
+        ({"schema": "bad-name; DROP"}, "schema: String should match pattern"),
+        ({"pool_min_size": 5, "pool_max_size": 2}, "pool_max_size (2) is below pool_min_size (5)"),
+        ({"hots": "x"}, "hots: Extra inputs are not permitted"),
+        ({"sslmode": "maybe"}, "sslmode: Input should be 'disable'"),
+    ],
+)
+def test_bad_params(params: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        PostgresPersistence(**params)
+    assert message in str(info.value)
+
+
+def test_bad_password_type_does_not_echo_it() -> None:
+    with pytest.raises(ConfigError, match="password: Input should be a valid string") as info:
+        PostgresPersistence(password=918273645)
+    assert "918273645" not in str(info.value)
+
+
+def test_unreachable_server_names_it() -> None:
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    persistence = PostgresPersistence(port=port, password="x", connect_timeout_seconds=3)
+    with pytest.raises(PersistenceError) as info:
+        persistence.open()
+    assert f"postgres tradeloom@127.0.0.1:{port}/tradeloom schema=tradeloom: opening failed" in str(
+        info.value
+    )
+    assert "refused" in str(info.value).lower()
+
+
+def test_use_before_open() -> None:
+    with pytest.raises(PersistenceError, match="not open; call open"):
+        PostgresPersistence().load_fills()
+
+
+def test_snapshot_row_failing_validation(
+    store: PostgresPersistence, postgres_server: PostgresServer, schema: str
+) -> None:
+    store.save_snapshots([make_snapshot("ok"), make_snapshot("bad")])
+    _admin(
+        postgres_server,
+        "UPDATE {schema}.snapshots SET snapshot = jsonb_set(snapshot, '{{equity}}', '\"NaN\"') "
+        "WHERE portfolio_id = 'bad'",
+        schema,
+    )
+    with pytest.raises(CorruptStateError) as info:
+        store.load_snapshots()
+    message = str(info.value)
+    assert f"table {schema}.snapshots, portfolio 'bad'" in message
+    assert "equity: Input should be a finite number" in message
+
+
+def test_snapshot_row_under_wrong_portfolio(
+    store: PostgresPersistence, postgres_server: PostgresServer, schema: str
+) -> None:
+    store.save_snapshots([make_snapshot("a"), make_snapshot("b")])
+    _admin(
+        postgres_server,
+        "UPDATE {schema}.snapshots SET snapshot = jsonb_set(snapshot, '{{portfolio_id}}', '\"b\"') "
+        "WHERE portfolio_id = 'a'",
+        schema,
+    )
+    with pytest.raises(
+        CorruptStateError, match="portfolio 'a': the stored snapshot belongs to portfolio 'b'"
+    ):
+        store.load_snapshots()
+
+
+def test_fill_row_failing_validation(
+    store: PostgresPersistence, postgres_server: PostgresServer, schema: str
+) -> None:
+    store.record_fills([make_fill("a"), make_fill("b")])
+    _admin(
+        postgres_server,
+        "UPDATE {schema}.fills SET event = event - 'order_id' WHERE portfolio_id = 'b'",
+        schema,
+    )
+    with pytest.raises(CorruptStateError) as info:
+        store.load_fills()
+    assert f"table {schema}.fills, row seq=2, portfolio 'b'" in str(info.value)
+    assert "order_id: Field required" in str(info.value)
+    assert len(store.load_fills("a")) == 1
+
+
+def test_pool_serves_worker_threads(store: PostgresPersistence) -> None:
+    batches = [[make_fill(f"p{n}") for _ in range(10)] for n in range(6)]
+    threads = [threading.Thread(target=store.record_fills, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for number, batch in enumerate(batches):
+        assert_exactly_equal(store.load_fills(f"p{number}"), batch)
