@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from tradeloom.errors import ConfigError, DuplicateComponentError, UnknownComponentError
+from tradeloom.plugins import PluginManager
+
+from .plugin_dists import make_distribution
+
+_counter = itertools.count()
+
+STRATEGY_PLUGIN = """
+from decimal import Decimal
+from tradeloom import Strategy, hookimpl
+
+class BuyOnce(Strategy):
+    def __init__(self, quantity: Decimal = Decimal(1), instrument: str = "X") -> None:
+        self.quantity = quantity
+        self.done = False
+
+    def on_bar(self, bar, ctx):
+        if not self.done:
+            ctx.buy(bar.instrument, self.quantity)
+            self.done = True
+
+@hookimpl
+def tradeloom_register_strategies():
+    return {"%(name)s": BuyOnce}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("TRADELOOM_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv("TRADELOOM_BLOCK_PLUGINS", raising=False)
+    return root
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{next(_counter)}_{id(_counter)}"
+
+
+def test_third_party_strategy_is_found_with_its_distribution(site: Path) -> None:
+    module = unique("acme_strats")
+    make_distribution(
+        site,
+        "acme-strategies",
+        {module: STRATEGY_PLUGIN % {"name": "buy_once"}},
+        {"acme": module},
+        version="2.0.1",
+    )
+    manager = PluginManager().load()
+    info = {i.name: i for i in manager.plugin_list()}["acme"]
+    assert (info.distribution, info.version, info.error) == ("acme-strategies", "2.0.1", None)
+    assert info.registers == {"strategy": ["buy_once"]}
+    strategy = manager.create("strategy", "buy_once", {"quantity": "2.5"})
+    assert str(strategy.quantity) == "2.5"
+    # the stock plugins come through the same path
+    assert manager.factory("executor", "paper").plugin == "paper"
+
+
+def test_plugin_that_fails_to_import_is_reported_and_harms_nothing_else(site: Path) -> None:
+    module = unique("broken_plugin")
+    make_distribution(
+        site,
+        "broken-dist",
+        {module: "raise RuntimeError('database driver missing')\n"},
+        {"broken": module},
+    )
+    manager = PluginManager().load()
+    info = {i.name: i for i in manager.plugin_list()}["broken"]
+    assert info.distribution == "broken-dist"
+    assert info.error is not None and "RuntimeError: database driver missing" in info.error
+    assert manager.factory("strategy", "sma_cross").plugin == "strategies"
+    with pytest.raises(UnknownComponentError) as caught:
+        manager.factory("feed", "broken_feed")
+    message = str(caught.value)
+    assert "unknown feed 'broken_feed'" in message and "replay" in message
+    assert "broken (broken-dist): RuntimeError: database driver missing" in message
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both(site: Path) -> None:
+    first, second = unique("dup_a"), unique("dup_b")
+    make_distribution(site, "dup-a", {first: STRATEGY_PLUGIN % {"name": "twin"}}, {"dupa": first})
+    make_distribution(site, "dup-b", {second: STRATEGY_PLUGIN % {"name": "twin"}}, {"dupb": second})
+    manager = PluginManager().load()
+    with pytest.raises(DuplicateComponentError) as caught:
+        manager.registrations()
+    assert "strategy 'twin' is registered by two plugins" in str(caught.value)
+    assert "'dupa'" in str(caught.value) and "'dupb'" in str(caught.value)
+    # the listing still works, and blocking one of them resolves the conflict
+    assert {"dupa", "dupb"} <= {i.name for i in manager.plugin_list()}
+    resolved = PluginManager().load(block=["dupb"])
+    assert resolved.factory("strategy", "twin").plugin == "dupa"
+
+
+def test_blocking_from_the_environment_and_disabling_autoload(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADELOOM_BLOCK_PLUGINS", "paper, validators")
+    manager = PluginManager().load()
+    infos = {i.name: i for i in manager.plugin_list()}
+    assert infos["paper"].blocked and infos["validators"].blocked
+    with pytest.raises(UnknownComponentError, match="blocked plugins: .*paper"):
+        manager.factory("executor", "paper")
+
+    monkeypatch.delenv("TRADELOOM_BLOCK_PLUGINS")
+    monkeypatch.setenv("TRADELOOM_DISABLE_PLUGIN_AUTOLOAD", "1")
+    manager = PluginManager().load(enable=["paper"])
+    assert set(manager.registrations()["executor"]) == {"paper"}
+    assert manager.registrations()["strategy"] == {}
+    assert "autoload is disabled" in (
+        {i.name: i for i in manager.plugin_list()}["strategies"].error or ""
+    )
+
+
+def test_component_parameters_are_checked_against_the_factory(site: Path) -> None:
+    manager = PluginManager().load()
+    with pytest.raises(ConfigError) as caught:
+        manager.create("strategy", "sma_cross", {"fsat": 5})
+    message = str(caught.value)
+    assert "strategy 'sma_cross' (plugin 'strategies')" in message
+    assert "fsat: unknown parameter" in message and "accepted: fast, slow, quantity" in message
+    with pytest.raises(ConfigError, match="fast: Input should be a valid integer"):
+        manager.create("strategy", "sma_cross", {"fast": "ten"})
+    with pytest.raises(ConfigError, match=r"fast \(30\) must be shorter than slow \(10\)"):
+        manager.create("strategy", "sma_cross", {"fast": 30, "slow": 10})
+
+
+def test_modules_and_objects_can_be_registered_explicitly(site: Path) -> None:
+    module = unique("explicit_plugin")
+    (site / f"{module}.py").write_text(STRATEGY_PLUGIN % {"name": "explicit"})
+    manager = PluginManager().load(modules=[module, unique("does_not_exist")])
+    assert manager.factory("strategy", "explicit").plugin == module
+    failed = [i for i in manager.plugin_list() if i.source == "module" and i.error]
+    assert len(failed) == 1 and "ModuleNotFoundError" in (failed[0].error or "")

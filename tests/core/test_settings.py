@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tradeloom.errors import ConfigError
+from tradeloom.settings import load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tradeloom.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_floats_are_exact_decimals_and_env_overrides_nested_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        """
+[portfolio]
+starting_cash = 2500.10
+[reconnect]
+max_attempts = 3
+base_delay_seconds = 0.25
+[[strategies]]
+name = "sma_cross"
+id = "fast"
+params = { quantity = 0.1 }
+""",
+    )
+    monkeypatch.setenv("TRADELOOM_RECONNECT__MAX_ATTEMPTS", "7")
+    monkeypatch.setenv("TRADELOOM_PIPELINE__TRANSPORT", "redpanda")
+    settings = load_settings(path)
+    assert settings.portfolio.starting_cash == Decimal("2500.10")
+    assert settings.strategies[0].params["quantity"] == Decimal("0.1")
+    assert settings.strategies[0].strategy_id == "fast"
+    assert settings.reconnect.max_attempts == 7  # environment wins
+    assert settings.reconnect.base_delay_seconds == 0.25  # the rest of the table stays
+    assert settings.pipeline.transport == "redpanda"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[portfolio]\nstarting_cash = -5\n", "portfolio.starting_cash: Input should be greater"),
+        ("[reconnect]\nmax_attempts = 'many'\n", "reconnect.max_attempts: Input should be a valid"),
+        ("[pipeline]\ntransprt = 'memory'\n", "pipeline.transprt: Extra inputs"),
+        ("[portfolio\n", "invalid TOML"),
+        (
+            "[[strategies]]\nname='a'\n[[strategies]]\nname='a'\n",
+            "two strategies share the id 'a'",
+        ),
+    ],
+)
+def test_bad_configuration_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file_and_bad_environment_are_config_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings(tmp_path / "nope.toml")
+    monkeypatch.setenv("TRADELOOM_PENDING__MAX_WAIT_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="pending.max_wait_seconds"):
+        load_settings(write(tmp_path, ""))
