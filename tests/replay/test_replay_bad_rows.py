@@ -1,0 +1,217 @@
+"""Bad rows: skipped and reported as dead letters (on_error="skip"), or fatal ("stop")."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from tradeloom.components import DeadLetter
+from tradeloom.errors import BadInputError
+from tradeloom_replay import ReplayFeed
+
+D = Decimal
+
+TICKS = (
+    "time,px,qty\n"  # line 1
+    "2024-01-01T00:00:00,100.5,1\n"  # 2 ok
+    "2024-01-01T00:00:01,-3,1\n"  # 3 negative price
+    "2024-01-01T00:00:02,abc,1\n"  # 4 not a number
+    "2024-01-01T00:00:03,NaN,1\n"  # 5 NaN
+    "2024-01-01T00:00:04\n"  # 6 missing columns
+    "2024-01-01T00:00:05,Infinity,1\n"  # 7 infinite
+    "2024-01-01T00:00:06,0,1\n"  # 8 zero price
+    "yesterday,100,1\n"  # 9 unreadable date
+    "2024-01-01T00:00:07,101,1\n"  # 10 ok
+    "2024-01-01T00:00:03,102,1\n"  # 11 earlier than line 10
+    "2024-01-01T00:00:08,103,-1\n"  # 12 negative volume
+    "2024-01-01T00:00:08,103,\n"  # 13 ok: volume is optional for ticks
+    "2024-01-01T00:00:09,104,2\n"  # 14 ok
+)
+
+EXPECTED = {
+    "line 3": "must be greater than zero",
+    "line 4": "'abc' is not a number",
+    "line 5": "'NaN' is not a finite number",
+    "line 6": "row has 1 fields, expected 3 (missing column 'px', 'qty')",
+    "line 7": "'Infinity' is not a finite number",
+    "line 8": "must be greater than zero, got 0",
+    "line 9": "cannot read 'yesterday' as a timestamp",
+    "line 11": "out of order",
+    "line 12": "must not be negative",
+}
+
+
+def tick_feed(path, **params) -> ReplayFeed:
+    return ReplayFeed(
+        path=path,
+        instrument="X",
+        columns={"ts": "time", "last_price": "px", "volume": "qty"},
+        **params,
+    )
+
+
+def test_bad_rows_are_skipped_and_reported(write, context) -> None:
+    path = write("bad.csv", TICKS)
+    feed = tick_feed(path)
+    ticks = list(feed.events(context.feed))
+
+    assert [t.last_price for t in ticks] == [D("100.5"), D("101"), D("103"), D("104")]
+    assert feed.rows_read == 13
+    assert feed.bad_rows == len(EXPECTED) == len(context.dead_letters)
+    assert feed.events_emitted == 4
+    lines = TICKS.splitlines()
+    for letter in context.dead_letters:
+        assert isinstance(letter, DeadLetter)
+        assert letter.source == str(path)
+        assert letter.error_type == "bad_row"
+        assert letter.ts == context.feed.clock.now()
+        assert EXPECTED[letter.location] in letter.reason, letter
+        number = int(letter.location.split()[1])
+        assert letter.raw == lines[number - 1].encode()
+    assert [letter.location for letter in context.dead_letters] == list(EXPECTED)
+
+
+def test_out_of_order_reason_names_both_times(write, context) -> None:
+    path = write("bad.csv", TICKS)
+    list(tick_feed(path).events(context.feed))
+    (letter,) = [d for d in context.dead_letters if d.location == "line 11"]
+    assert letter.reason == (
+        "out of order: X at 2024-01-01T00:00:03+00:00 is earlier than the row before it "
+        "at 2024-01-01T00:00:07+00:00"
+    )
+
+
+def test_stop_raises_naming_file_line_and_reason(write, context) -> None:
+    path = write("bad.csv", TICKS)
+    feed = tick_feed(path, on_error="stop")
+    events = feed.events(context.feed)
+    first = next(events)
+    assert first.last_price == D("100.5")
+    with pytest.raises(BadInputError) as caught:
+        next(events)
+    assert str(caught.value) == f"{path}: line 3: column 'px': must be greater than zero, got -3"
+    assert feed.bad_rows == 1
+
+
+def test_stop_on_out_of_order_row(write, context) -> None:
+    path = write("order.csv", "time,px,qty\n2024-01-01T00:00:02,1,1\n2024-01-01T00:00:01,1,1\n")
+    with pytest.raises(BadInputError, match=r"order\.csv: line 3: out of order"):
+        list(tick_feed(path, on_error="stop").events(context.feed))
+
+
+def test_equal_timestamps_are_not_out_of_order(write, context) -> None:
+    path = write("same.csv", "time,px,qty\n2024-01-01T00:00:01,1,1\n2024-01-01T00:00:01,1,1\n")
+    assert len(list(tick_feed(path).events(context.feed))) == 2
+    assert context.dead_letters == []
+
+
+YAHOO_HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("2024-01-03,null,null,null,null,null,null", "column 'Open': 'null' is not a number"),
+        ("2024-01-03,10,9,11,10,10,100", "high 9 is below low 11"),
+        ("2024-01-03,12,11,9,10,10,100", "open 12 is outside low..high 9..11"),
+        ("2024-01-03,10,11,9,8,8,100", "close 8 is outside low..high 9..11"),
+        ("2024-01-03,10,11,9,10,10,-5", "column 'Volume': must not be negative, got -5"),
+        ("2024-01-03,10,11,9,10,10", "row has 6 fields, expected 7 (missing column 'Volume')"),
+        ("2024-01-03,10,11,9,10,10,100,7", "row has 8 fields, expected 7"),
+        ("2024-13-03,10,11,9,10,10,100", "column 'Date': cannot read '2024-13-03'"),
+        ("2024-01-02,10,11,9,10,10,100", "duplicate bar: X already has a bar starting"),
+        ("2024-01-01,10,11,9,10,10,100", "out of order: X bar starting 2024-01-01"),
+        ("2024-01-03,10,11,9,10,10,", "column 'Volume' is empty"),
+    ],
+)
+def test_bad_daily_bars(write, context, row: str, reason: str) -> None:
+    path = write(
+        "daily.csv",
+        YAHOO_HEADER
+        + "2024-01-02,10,11,9,10,10,100\n"
+        + row
+        + "\n2024-01-04,10,11,9,10.5,10.5,100\n",
+    )
+    feed = ReplayFeed(path=path, format="yahoo", instrument="X")
+    bars = list(feed.events(context.feed))
+    assert [bar.start.day for bar in bars] == [2, 4]
+    (letter,) = context.dead_letters
+    assert letter.location == "line 3"
+    assert reason in letter.reason, letter.reason
+    assert letter.raw == row.encode()
+    assert feed.bad_rows == 1 and feed.rows_read == 3
+
+
+def test_overlapping_bars_point_at_bar_interval(write, context) -> None:
+    path = write(
+        "hourly.csv",
+        "t,o,h,l,c\n2024-01-01T10:00:00,1,1,1,1\n2024-01-01T11:00:00,1,1,1,1\n",
+    )
+    columns = {"ts": "t", "open": "o", "high": "h", "low": "l", "close": "c"}
+    feed = ReplayFeed(path=path, instrument="X", columns=columns, bar_interval="1d")
+    assert len(list(feed.events(context.feed))) == 1
+    (letter,) = context.dead_letters
+    assert "overlaps the bar before it" in letter.reason
+    assert "bar_interval" in letter.reason
+
+
+def test_adjusted_close_must_be_valid_only_when_used(write, context) -> None:
+    path = write("adj.csv", YAHOO_HEADER + "2024-01-02,10,11,9,10,null,100\n")
+    assert (
+        len(list(ReplayFeed(path=path, format="yahoo", instrument="X").events(context.feed))) == 1
+    )
+    adjusted = ReplayFeed(path=path, format="yahoo", instrument="X", price_column="adj_close")
+    assert list(adjusted.events(context.feed)) == []
+    assert "column 'Adj Close': 'null' is not a number" in context.dead_letters[0].reason
+
+
+def test_undecodable_bytes_make_a_bad_row_with_exact_raw_bytes(write, context) -> None:
+    raw_bad = b"2024-01-01T00:00:01,1\xff0,1"
+    path = write(
+        "bytes.csv",
+        b"time,px,qty\n2024-01-01T00:00:00,1,1\n" + raw_bad + b"\n2024-01-01T00:00:02,3,1\n",
+    )
+    feed = tick_feed(path)
+    assert [t.last_price for t in feed.events(context.feed)] == [D("1"), D("3")]
+    (letter,) = context.dead_letters
+    assert letter.raw == raw_bad
+    assert "is not a number" in letter.reason
+
+
+def test_bad_instrument_values(write, context) -> None:
+    path = write(
+        "sym.csv",
+        "sym,t,p\n,2024-01-01T00:00:00,1\n"
+        + "Y" * 201
+        + ",2024-01-01T00:00:00,1\nOK,2024-01-01T00:00:00,1\n",
+    )
+    feed = ReplayFeed(path=path, columns={"instrument": "sym", "ts": "t", "last_price": "p"})
+    assert [t.instrument for t in feed.events(context.feed)] == ["OK"]
+    reasons = [d.reason for d in context.dead_letters]
+    assert reasons == [
+        "column 'sym' (instrument) is empty",
+        "column 'sym': instrument is longer than 200 characters",
+    ]
+
+
+def test_multiline_quoted_record_reports_its_last_line_and_all_its_text(write, context) -> None:
+    path = write(
+        "ml.csv",
+        'sym,t,p\nA,2024-01-01T00:00:00,1\n"B\nC",2024-01-01T00:00:00,x\nA,2024-01-01T00:00:01,2\n',
+    )
+    feed = ReplayFeed(path=path, columns={"instrument": "sym", "ts": "t", "last_price": "p"})
+    assert len(list(feed.events(context.feed))) == 2
+    (letter,) = context.dead_letters
+    assert letter.location == "line 4"
+    assert letter.raw == b'"B\nC",2024-01-01T00:00:00,x'
+
+
+def test_bad_rows_are_logged_with_a_summary(write, context, caplog) -> None:
+    path = write("bad.csv", TICKS)
+    with caplog.at_level(logging.WARNING, logger="test.replay"):
+        list(tick_feed(path).events(context.feed))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("line 3" in m and "row skipped" in m for m in messages)
+    assert messages[-1] == f"replay: {path}: skipped 9 bad row(s); each was reported as bad input"
