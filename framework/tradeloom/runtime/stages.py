@@ -4,6 +4,7 @@ transport, so the same code runs in one process or spread over many."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -62,10 +63,21 @@ class Stage:
         """The function the transport calls for each event of ``topics``."""
         routes: dict[str, Callable[[Any], None]] = self.routes()
         counters = self.counters
+        status = self.services.status
+        role = self.role
+        perf_counter = time.perf_counter
 
         def handle(topic: str, event: Event) -> None:
             counters.events_in += 1
-            routes[topic](event)
+            observe = status.stage_observer
+            if observe is None:  # no metrics plugin: no timing on the hot path
+                routes[topic](event)
+                return
+            started = perf_counter()
+            try:
+                routes[topic](event)
+            finally:
+                observe(role, topic, event, perf_counter() - started)
 
         return handle
 

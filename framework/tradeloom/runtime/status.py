@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from tradeloom.events import Event
+
+StageObserver = Callable[[str, str, "Event", float], None]
+"""Called after a stage handled an event: ``(stage, topic, event, seconds)``. Must not raise."""
 
 
 @attrs.define
@@ -31,6 +39,12 @@ class PipelineStatus:
     persistence_errors: int = 0
     last_persistence_error: str | None = None
     reconnect_exhausted: str | None = None
+    #: Messages not yet consumed, keyed ``"<role>/<topic>"`` (summed over the partitions this
+    #: process consumes). A broker transport fills it; empty on the in-process transport.
+    consumer_lag: dict[str, int] = attrs.Factory(dict)
+    #: Set by a metrics plugin to time each stage's handling of each event; ``None`` (the
+    #: default) keeps the per-event path free of timing.
+    stage_observer: StageObserver | None = None
 
     def stage(self, name: str) -> StageCounters:
         counters = self.stages.get(name)
