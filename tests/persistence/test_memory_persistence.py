@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Sequence
 
 import pytest
 
 from tradeloom.components import Persistence
 from tradeloom.errors import CorruptStateError, PersistenceError
-from tradeloom.testing.persistence import PersistenceConformance, make_fill, make_snapshot
+from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.testing.persistence import (
+    BlockingPersistence,
+    PersistenceConformance,
+    make_fill,
+    make_snapshot,
+)
 from tradeloom_memory.persistence import MemoryPersistence, MemoryStore
 
 
@@ -79,3 +87,61 @@ def test_repr_counts_contents() -> None:
     memory.open()
     memory.record_fills([make_fill()])
     assert repr(memory) == "MemoryPersistence(fills=1, snapshots=0)"
+
+
+class AsyncMemoryPersistence(Persistence):
+    """An async back end (every method a coroutine) over a memory store, to prove the suite
+    awaits async methods, all on one event loop."""
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.inner = MemoryPersistence(store)
+        self.loops: set[int] = set()
+
+    async def _on_loop(self) -> None:
+        self.loops.add(id(asyncio.get_running_loop()))
+        assert len(self.loops) == 1, "called on more than one event loop"
+
+    async def open(self) -> None:
+        await self._on_loop()
+        self.inner.open()
+
+    async def close(self) -> None:
+        await self._on_loop()
+        self.inner.close()
+
+    async def record_fills(self, fills: Sequence[Fill]) -> None:
+        await self._on_loop()
+        self.inner.record_fills(fills)
+
+    async def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
+        await self._on_loop()
+        self.inner.save_snapshots(snapshots)
+
+    async def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
+        await self._on_loop()
+        return self.inner.load_snapshots()
+
+    async def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
+        await self._on_loop()
+        return self.inner.load_fills(portfolio_id)
+
+
+class TestAsyncBackend(PersistenceConformance):
+    @pytest.fixture
+    def persistence(self) -> AsyncMemoryPersistence:
+        return AsyncMemoryPersistence()
+
+    def reopen(self, persistence: Persistence) -> Persistence:
+        assert isinstance(persistence, AsyncMemoryPersistence)
+        return AsyncMemoryPersistence(persistence.inner.store)
+
+    async def corrupt_a_snapshot(self, persistence: Persistence, portfolio_id: str) -> None:
+        assert isinstance(persistence, AsyncMemoryPersistence)
+        store = persistence.inner.store
+        store.snapshots[portfolio_id] = store.snapshots[portfolio_id].replace('"type"', '"kind"')
+
+    def test_methods_were_awaited(self, store: BlockingPersistence) -> None:
+        store.save_snapshots([make_snapshot("x")])
+        assert list(store.load_snapshots()) == ["x"]
+        assert isinstance(store.persistence, AsyncMemoryPersistence)
+        assert len(store.persistence.loops) == 1
