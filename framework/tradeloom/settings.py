@@ -12,7 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tradeloom.errors import ConfigError
@@ -91,6 +98,22 @@ class HealthSettings(_Section):
     checks: list[ComponentSettings] = Field(default_factory=list)
 
 
+class MonitoringSettings(_Section):
+    """The /health and /metrics HTTP endpoints of a running pipeline, and the log format."""
+
+    http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /health and /metrics on this port (0: any free port); unset: off.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind: loopback by default.")
+    auth_token: SecretStr | None = Field(
+        default=None, description="When set, requests need 'Authorization: Bearer <token>'."
+    )
+    log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+
 class Settings(BaseSettings):
     """The whole configuration of a pipeline."""
 
@@ -117,6 +140,7 @@ class Settings(BaseSettings):
     reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @field_validator("strategies")
     @classmethod
