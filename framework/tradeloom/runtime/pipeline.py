@@ -291,20 +291,13 @@ class Pipeline:
             await call_hook_and_await(self.manager.hook.tradeloom_pipeline_started, pipeline=self)
             for stage in self.stages:
                 stage.start()
-            async with anyio.create_task_group() as tasks:
-                consuming_done = anyio.Event()
-                if self.transport.synchronous:
-                    consuming_done.set()
-                else:
-                    tasks.start_soon(self._consume, consuming_done)
-                if self.mode == "live":
-                    tasks.start_soon(self._ticker)
-                if self.feed is not None:
-                    await self._pump(self.feed)
-                if self.feed is None or (self.mode == "live" and not self.transport.synchronous):
-                    await self._stop_event.wait()
-                await self._drain(consuming_done)
-                tasks.cancel_scope.cancel()
+            try:
+                await self._run_tasks()
+            except BaseExceptionGroup as group:
+                leaves = _leaf_exceptions(group)
+                if len(leaves) == 1:
+                    raise leaves[0] from None  # the one real error, not a task-group wrapper
+                raise
         finally:
             await self._close()
         self.result.wall_seconds = time.perf_counter() - started
@@ -312,6 +305,23 @@ class Pipeline:
             self.manager.hook.tradeloom_pipeline_stopped, pipeline=self, result=self.result
         )
         return self.result
+
+    async def _run_tasks(self) -> None:
+        assert self._stop_event is not None
+        async with anyio.create_task_group() as tasks:
+            consuming_done = anyio.Event()
+            if self.transport.synchronous:
+                consuming_done.set()
+            else:
+                tasks.start_soon(self._consume, consuming_done)
+            if self.mode == "live":
+                tasks.start_soon(self._ticker)
+            if self.feed is not None:
+                await self._pump(self.feed)
+            if self.feed is None or (self.mode == "live" and not self.transport.synchronous):
+                await self._stop_event.wait()
+            await self._drain(consuming_done)
+            tasks.cancel_scope.cancel()
 
     async def _consume(self, done: anyio.Event) -> None:
         try:
@@ -448,3 +458,13 @@ class Pipeline:
                 )
             reports.extend([found] if isinstance(found, HealthReport) else found)
         return reports
+
+
+def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaf_exceptions(exc))
+        else:
+            leaves.append(exc)
+    return leaves

@@ -1,0 +1,168 @@
+"""Runtime rules: prices awaited, no look-ahead, fill modes, validators, nothing dropped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tradeloom import Strategy
+from tradeloom.runtime.stages import StrategyError
+from tradeloom.testing import bars, merge, run_strategy, ticks
+
+
+class BuyOnFirst(Strategy):
+    """Buys ``instrument`` once, on the first event of ``trigger``."""
+
+    def __init__(
+        self, instrument: str, trigger: str, quantity: str = "1", limit: str | None = None
+    ):
+        self.instrument, self.trigger, self.quantity, self.limit = (
+            instrument,
+            trigger,
+            quantity,
+            limit,
+        )
+        self.sent = False
+        self.rejections: list[str] = []
+        self.fills: list[Decimal] = []
+
+    def _maybe(self, event, ctx):  # type: ignore[no-untyped-def]
+        if not self.sent and event.instrument == self.trigger:
+            self.sent = True
+            ctx.buy(self.instrument, self.quantity, limit_price=self.limit)
+
+    on_bar = on_tick = _maybe
+
+    def on_fill(self, fill, ctx):  # type: ignore[no-untyped-def]
+        self.fills.append(fill.price)
+
+    def on_rejection(self, rejection, ctx):  # type: ignore[no-untyped-def]
+        self.rejections.append(rejection.reason)
+
+
+def test_market_order_fills_at_the_next_bar_open_never_the_current_one() -> None:
+    data = bars("X", ["10", "11", "12"], opens=["9", "10.5", "11.5"])
+    strategy = BuyOnFirst("X", "X")
+    result = run_strategy(strategy, data)
+    assert [f.price for f in result.fills] == [Decimal("10.5")]
+    assert result.fills[0].ts == data[1].ts
+
+
+def test_fill_at_last_fills_immediately_with_slippage_and_commission() -> None:
+    strategy = BuyOnFirst("X", "X", quantity="4")
+    result = run_strategy(
+        strategy, ticks("X", ["100", "101"]), fill_at="last", slippage_bps=10, commission_bps=5
+    )
+    fill = result.fills[0]
+    assert fill.price == Decimal("100.100") and fill.ts == ticks("X", ["1"])[0].ts
+    assert fill.commission == Decimal(4) * Decimal("100.100") * Decimal("0.0005")
+
+
+def test_signal_without_a_price_waits_for_the_first_one_then_executes() -> None:
+    strategy = BuyOnFirst("Y", "X")
+    data = merge(
+        ticks("X", ["10", "10", "10"]),
+        ticks("Y", ["50", "51"], start=ticks("X", ["1", "1"])[1].ts + timedelta(milliseconds=500)),
+    )
+    result = run_strategy(
+        strategy,
+        data,
+        fill_at="last",
+        validators=[{"name": "max_order_notional", "params": {"limit": "1000"}}],
+    )
+    assert [(f.instrument, f.price) for f in result.fills] == [("Y", Decimal(50))]
+    assert not result.rejections
+
+
+def test_signal_waiting_too_long_becomes_a_rejection_with_a_reason() -> None:
+    strategy = BuyOnFirst("Y", "X")
+    x = ticks("X", ["10"] * 5, interval=timedelta(seconds=30))
+    y = ticks("Y", ["50"], start=x[-1].ts + timedelta(seconds=1))
+    result = run_strategy(
+        strategy,
+        merge(x, y),
+        validators=[{"name": "max_order_notional", "params": {"limit": "1000"}}],
+        config={"pending": {"max_wait_seconds": 60}},
+    )
+    assert not result.fills
+    assert [r.validator for r in result.rejections] == ["pending"]
+    assert "no price for Y within 60s" in result.rejections[0].reason
+    assert strategy.rejections == [result.rejections[0].reason]
+
+
+def test_signal_still_waiting_when_input_ends_is_rejected_not_dropped() -> None:
+    strategy = BuyOnFirst("Y", "X")
+    result = run_strategy(
+        strategy,
+        ticks("X", ["10", "10"]),
+        validators=[{"name": "price_band", "params": {"max_deviation_bps": "50"}}],
+    )
+    assert [r.reason for r in result.rejections] == [
+        "input ended before a first price for Y arrived"
+    ]
+
+
+def test_too_many_waiting_signals_are_rejected() -> None:
+    class Spray(Strategy):
+        def on_tick(self, tick, ctx):  # type: ignore[no-untyped-def]
+            ctx.buy("Y", 1)
+
+    result = run_strategy(
+        Spray(),
+        ticks("X", ["10"] * 5),
+        validators=[{"name": "max_order_notional", "params": {"limit": "1000"}}],
+        config={"pending": {"max_signals": 2, "max_wait_seconds": 3600}},
+    )
+    reasons = [r.reason for r in result.rejections]
+    assert len(reasons) == 5
+    assert sum("2 signals already wait" in r for r in reasons) == 3
+    assert sum("input ended" in r for r in reasons) == 2
+
+
+def test_validator_rejection_reaches_the_strategy_and_no_order_is_sent() -> None:
+    strategy = BuyOnFirst("X", "X", quantity="500")
+    result = run_strategy(
+        strategy,
+        ticks("X", ["10", "11"]),
+        validators=[{"name": "max_position", "params": {"limit": "100"}}],
+    )
+    assert not result.fills
+    assert result.rejections[0].validator == "max_position"
+    assert "exceed limit 100" in result.rejections[0].reason
+    assert strategy.rejections == [result.rejections[0].reason]
+
+
+def test_unfilled_limit_order_is_rejected_at_the_end() -> None:
+    strategy = BuyOnFirst("X", "X", limit="5")
+    result = run_strategy(strategy, bars("X", ["10", "9", "8"]))
+    assert not result.fills
+    assert result.rejections[0].validator == "paper"
+    assert "limit order not filled" in result.rejections[0].reason
+
+
+def test_limit_order_fills_at_the_limit_when_the_bar_reaches_it() -> None:
+    strategy = BuyOnFirst("X", "X", limit="9.5")
+    result = run_strategy(strategy, bars("X", ["10", "9", "8"], opens=["10", "10", "9"]))
+    assert [f.price for f in result.fills] == [Decimal("9.5")]
+
+
+def test_a_strategy_that_raises_stops_the_run_with_its_name_and_event() -> None:
+    class Broken(Strategy):
+        def on_bar(self, bar, ctx):  # type: ignore[no-untyped-def]
+            raise ZeroDivisionError("oops")
+
+    with pytest.raises(
+        StrategyError, match=r"strategy 'broken' raised on bar .* ZeroDivisionError: oops"
+    ):
+        run_strategy({"broken": Broken()}, bars("X", ["1"]))
+
+
+def test_float_quantities_from_strategy_code_are_refused() -> None:
+    class FloatBuyer(Strategy):
+        def on_bar(self, bar, ctx):  # type: ignore[no-untyped-def]
+            ctx.buy("X", 0.1)
+
+    with pytest.raises(StrategyError, match="float 0.1 is not accepted"):
+        run_strategy(FloatBuyer(), bars("X", ["1"]))
