@@ -145,3 +145,12 @@ class TestAsyncBackend(PersistenceConformance):
         assert list(store.load_snapshots()) == ["x"]
         assert isinstance(store.persistence, AsyncMemoryPersistence)
         assert len(store.persistence.loops) == 1
+
+
+def test_built_from_configuration() -> None:
+    from tradeloom.plugins import load_plugin_manager
+
+    memory = load_plugin_manager().create("persistence", "memory", {})
+    assert isinstance(memory, MemoryPersistence)
+    memory.open()
+    assert memory.load_snapshots() == {}

@@ -314,3 +314,20 @@ def test_saved_seq_counts_saves(db_path: Path) -> None:
     store.close()
     rows = _raw(db_path, "SELECT portfolio_id, saved_seq FROM snapshots ORDER BY portfolio_id")
     assert rows == [("a", 1), ("b", 2)]
+
+
+def test_built_from_configuration(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from tradeloom.plugins import load_plugin_manager
+
+    params = {"path": str(tmp_path / "cfg.sqlite"), "busy_timeout_seconds": Decimal("2.5")}
+    store = load_plugin_manager().create("persistence", "sqlite", params)
+    assert isinstance(store, SqlitePersistence)
+    assert store.busy_timeout_seconds == 2.5
+    store.open()
+    store.record_fills([make_fill()])
+    store.close()
+    assert _raw(tmp_path / "cfg.sqlite", "SELECT count(*) FROM fills") == [(1,)]
+    with pytest.raises(ConfigError, match="journal_mode: Input should be 'wal'"):
+        load_plugin_manager().create("persistence", "sqlite", {"journal_mode": "off"})

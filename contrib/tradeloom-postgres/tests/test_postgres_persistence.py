@@ -327,3 +327,15 @@ def test_pool_serves_worker_threads(store: PostgresPersistence) -> None:
         thread.join()
     for number, batch in enumerate(batches):
         assert_exactly_equal(store.load_fills(f"p{number}"), batch)
+
+
+def test_built_from_configuration(postgres_server: PostgresServer, schema: str) -> None:
+    from tradeloom.plugins import load_plugin_manager
+
+    manager = load_plugin_manager()
+    persistence = manager.create("persistence", "postgres", postgres_server.params(schema=schema))
+    assert isinstance(persistence, PostgresPersistence)
+    persistence.open()
+    persistence.record_fills([make_fill("cfg")])
+    assert [fill.strategy_id for fill in persistence.load_fills()] == ["cfg"]
+    persistence.close()
