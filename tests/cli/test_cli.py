@@ -1,0 +1,180 @@
+"""The command line, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_PLUGIN = REPO / "tests" / "fixtures" / "tradeloom-example-strategy"
+
+
+def tradeloom(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tradeloom.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def backtest_toml(tmp_path: Path, data: Path, strategy: str, extra: str = "") -> Path:
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        f"""
+[feed]
+name = "replay"
+params = {{ path = "{data}", format = "yahoo", instrument = "ORCL" }}
+
+[[strategies]]
+name = "{strategy}"
+
+[executor]
+name = "paper"
+params = {{ commission_bps = 10 }}
+
+[persistence]
+name = "sqlite"
+params = {{ path = "{tmp_path / "state.sqlite"}" }}
+{extra}
+"""
+    )
+    return config
+
+
+def test_demo_runs_with_no_arguments_and_writes_results(tmp_path: Path) -> None:
+    done = tradeloom("demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "final equity" in done.stdout and "195 (97 round trips)" in done.stdout
+    result = json.loads((tmp_path / "tradeloom-demo" / "result.json").read_text())
+    assert result["summary"]["trade_count"] == 195
+    assert result["summary"]["market_events"] == 5036
+    assert (tmp_path / "tradeloom-demo" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = tradeloom("demo", cwd=tmp_path)  # starts from an empty book every time
+    assert again.returncode == 0
+    assert (
+        json.loads((tmp_path / "tradeloom-demo" / "result.json").read_text())["summary"][
+            "final_equity"
+        ]
+        == result["summary"]["final_equity"]
+    )
+
+
+def test_strategy_from_a_separately_installed_package(tmp_path: Path, shared_data: Path) -> None:
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(EXAMPLE_PLUGIN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {"PYTHONPATH": str(site)}
+
+    listing = tradeloom("plugins", "--json", cwd=tmp_path, env=env)
+    assert listing.returncode == 0, listing.stderr
+    plugins = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+    assert plugins["example_strategy"]["distribution"] == "tradeloom-example-strategy"
+    assert plugins["example_strategy"]["version"] == "0.3.0"
+    assert plugins["example_strategy"]["registers"] == {"strategy": ["breakout"]}
+    text = tradeloom("plugins", cwd=tmp_path, env=env).stdout
+    assert "tradeloom-example-strategy 0.3.0" in text and "breakout" in text
+
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "breakout")
+    done = tradeloom(
+        "backtest", "-c", str(config), "--out", str(tmp_path / "out"), cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["summary"]["trade_count"] > 10
+    assert {f["strategy_id"] for f in result["fills"]} == {"breakout"}
+    assert {f["quantity"] for f in result["fills"]} == {"5"}
+
+
+def test_bad_csv_rows_are_reported_and_the_rest_is_used(tmp_path: Path, shared_data: Path) -> None:
+    rows = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()
+    rows[100] = rows[100].replace(rows[100].split(",")[4], "-3.5", 1)  # negative close
+    rows[200] = rows[200].replace(rows[200].split(",")[1], "abc", 1)  # non-numeric open
+    rows[300] = rows[300].replace(rows[300].split(",")[2], "NaN", 1)
+    data = tmp_path / "orcl-damaged.csv"
+    data.write_text("\n".join(rows) + "\n")
+    config = backtest_toml(tmp_path, data, "sma_cross")
+    done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["summary"]["market_events"] == 5036 - 3
+    assert [d["location"] for d in result["dead_letters"]] == ["line 101", "line 201", "line 301"]
+    assert "bad input       3" in done.stdout
+
+
+def test_stop_on_bad_row_names_the_line(tmp_path: Path, shared_data: Path) -> None:
+    rows = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()[:50]
+    rows[10] = rows[10].replace(rows[10].split(",")[4], "-1", 1)
+    data = tmp_path / "bad.csv"
+    data.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "t.toml"
+    config.write_text(
+        f"""
+[feed]
+name = "replay"
+params = {{ path = "{data}", format = "yahoo", instrument = "ORCL", on_error = "stop" }}
+[[strategies]]
+name = "sma_cross"
+"""
+    )
+    done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "line 11" in done.stderr and str(data) in done.stderr
+
+
+def test_unknown_plugin_in_config_is_a_clear_error(tmp_path: Path, shared_data: Path) -> None:
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "no_such_strategy")
+    done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "unknown strategy 'no_such_strategy'; registered strategys: sma_cross" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_plugin_module_raising_on_import_is_listed_as_failed(tmp_path: Path) -> None:
+    (tmp_path / "explodes.py").write_text("raise ImportError('needs libfoo 2.0')\n")
+    done = tradeloom("-p", "explodes", "plugins", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    line = next(l for l in done.stdout.splitlines() if l.startswith("explodes"))
+    assert "failed" in line
+    assert "ImportError: needs libfoo 2.0" in done.stdout
+    assert "sma_cross" in done.stdout  # everything else is still listed
+
+
+def test_blocking_a_plugin_on_the_command_line(tmp_path: Path) -> None:
+    done = tradeloom("-p", "no:validators", "plugins", "--json", cwd=tmp_path)
+    plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
+    assert plugins["validators"]["status"] == "blocked"
+    assert plugins["paper"]["status"] == "loaded"
+
+
+@pytest.mark.parametrize(
+    "command", [["backtest", "-c", "missing.toml", "--out", "o"], ["run", "-c", "missing.toml"]]
+)
+def test_missing_config_file(tmp_path: Path, command: list[str]) -> None:
+    done = tradeloom(*command, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "configuration file not found: missing.toml" in done.stderr
