@@ -140,11 +140,11 @@ class TestAsyncBackend(PersistenceConformance):
         store = persistence.inner.store
         store.snapshots[portfolio_id] = store.snapshots[portfolio_id].replace('"type"', '"kind"')
 
-    def test_methods_were_awaited(self, store: BlockingPersistence) -> None:
-        store.save_snapshots([make_snapshot("x")])
-        assert list(store.load_snapshots()) == ["x"]
-        assert isinstance(store.persistence, AsyncMemoryPersistence)
-        assert len(store.persistence.loops) == 1
+    def test_methods_were_awaited(self, conformance_store: BlockingPersistence) -> None:
+        conformance_store.save_snapshots([make_snapshot("x")])
+        assert list(conformance_store.load_snapshots()) == ["x"]
+        assert isinstance(conformance_store.persistence, AsyncMemoryPersistence)
+        assert len(conformance_store.persistence.loops) == 1
 
 
 def test_built_from_configuration() -> None:

@@ -302,7 +302,7 @@ class PersistenceConformance:
         runner.close()
 
     @pytest.fixture
-    def store(
+    def conformance_store(
         self, persistence: Persistence, conformance_runner: AwaitRunner
     ) -> BlockingPersistence:
         """The back end under test, opened (and closed after the test)."""
@@ -312,24 +312,26 @@ class PersistenceConformance:
         )
         return conformance_runner.wrap(persistence).open()
 
-    def restart(self, store: BlockingPersistence, runner: AwaitRunner) -> BlockingPersistence:
-        """Close ``store`` and open a new instance on the same storage."""
-        store.close()
-        fresh = self.reopen(store.persistence)
-        assert fresh is not store.persistence, "reopen must build a new instance"
+    def restart(
+        self, conformance_store: BlockingPersistence, runner: AwaitRunner
+    ) -> BlockingPersistence:
+        """Close ``conformance_store`` and open a new instance on the same storage."""
+        conformance_store.close()
+        fresh = self.reopen(conformance_store.persistence)
+        assert fresh is not conformance_store.persistence, "reopen must build a new instance"
         return runner.wrap(fresh).open()
 
     # ---- open / close, empty storage ---------------------------------------------------------
 
-    def test_empty_storage_loads_nothing(self, store: BlockingPersistence) -> None:
-        assert store.load_snapshots() == {}
-        assert store.load_fills() == []
-        assert store.load_fills("alpha") == []
+    def test_empty_storage_loads_nothing(self, conformance_store: BlockingPersistence) -> None:
+        assert conformance_store.load_snapshots() == {}
+        assert conformance_store.load_fills() == []
+        assert conformance_store.load_fills("alpha") == []
 
     def test_close_then_reopen_empty_storage(
-        self, store: BlockingPersistence, conformance_runner: AwaitRunner
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
     ) -> None:
-        again = self.restart(store, conformance_runner)
+        again = self.restart(conformance_store, conformance_runner)
         assert again.load_snapshots() == {}
         assert again.load_fills() == []
         again.close()
@@ -337,64 +339,68 @@ class PersistenceConformance:
 
     # ---- fills journal -----------------------------------------------------------------------
 
-    def test_fills_load_in_record_order(self, store: BlockingPersistence) -> None:
+    def test_fills_load_in_record_order(self, conformance_store: BlockingPersistence) -> None:
         first = [
             make_fill("alpha", price=f"{100 + i}.10", ts=BASE_TS - timedelta(i)) for i in range(5)
         ]
         second = [make_fill("alpha", side=Side.SELL, quantity="3.5") for _ in range(3)]
-        store.record_fills(first)
-        store.record_fills(second)
+        conformance_store.record_fills(first)
+        conformance_store.record_fills(second)
         # Timestamps run backwards on purpose: the journal keeps record order, not time order.
-        assert_exactly_equal(store.load_fills(), first + second)
-        assert all(isinstance(fill, Fill) for fill in store.load_fills())
+        assert_exactly_equal(conformance_store.load_fills(), first + second)
+        assert all(isinstance(fill, Fill) for fill in conformance_store.load_fills())
 
-    def test_record_no_fills(self, store: BlockingPersistence) -> None:
-        store.record_fills([])
-        assert store.load_fills() == []
+    def test_record_no_fills(self, conformance_store: BlockingPersistence) -> None:
+        conformance_store.record_fills([])
+        assert conformance_store.load_fills() == []
 
-    def test_same_fill_twice_is_stored_once(self, store: BlockingPersistence) -> None:
+    def test_same_fill_twice_is_stored_once(self, conformance_store: BlockingPersistence) -> None:
         one, two, three = make_fill(), make_fill(), make_fill()
-        store.record_fills([one, two])
-        store.record_fills([two, three])
-        store.record_fills([three, three, one])
-        assert store.load_fills() == [one, two, three]
+        conformance_store.record_fills([one, two])
+        conformance_store.record_fills([two, three])
+        conformance_store.record_fills([three, three, one])
+        assert conformance_store.load_fills() == [one, two, three]
 
-    def test_same_order_id_with_other_fill_id_is_ignored(self, store: BlockingPersistence) -> None:
+    def test_same_order_id_with_other_fill_id_is_ignored(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
         original = make_fill(price="10.00")
         impostor = make_fill(order_id=original.order_id, price="99.99", quantity="1")
         assert impostor.fill_id != original.fill_id
-        store.record_fills([original])
-        store.record_fills([impostor])
-        assert store.load_fills() == [original]
+        conformance_store.record_fills([original])
+        conformance_store.record_fills([impostor])
+        assert conformance_store.load_fills() == [original]
         later = make_fill()
-        store.record_fills([impostor, later])
-        assert store.load_fills() == [original, later]
+        conformance_store.record_fills([impostor, later])
+        assert conformance_store.load_fills() == [original, later]
 
-    def test_duplicate_order_ids_within_one_batch(self, store: BlockingPersistence) -> None:
+    def test_duplicate_order_ids_within_one_batch(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
         first = make_fill(price="1.5")
         twin = make_fill(order_id=first.order_id, price="2.5")
-        store.record_fills([first, twin])
-        assert store.load_fills() == [first]
+        conformance_store.record_fills([first, twin])
+        assert conformance_store.load_fills() == [first]
 
-    def test_load_fills_of_one_portfolio(self, store: BlockingPersistence) -> None:
+    def test_load_fills_of_one_portfolio(self, conformance_store: BlockingPersistence) -> None:
         fills = [make_fill("alpha" if i % 3 else "beta", quantity=str(i + 1)) for i in range(12)]
-        store.record_fills(fills)
+        conformance_store.record_fills(fills)
         alpha = [fill for fill in fills if fill.strategy_id == "alpha"]
         beta = [fill for fill in fills if fill.strategy_id == "beta"]
-        assert store.load_fills("alpha") == alpha
-        assert store.load_fills("beta") == beta
-        assert store.load_fills("gamma") == []
-        assert store.load_fills() == fills
+        assert conformance_store.load_fills("alpha") == alpha
+        assert conformance_store.load_fills("beta") == beta
+        assert conformance_store.load_fills("gamma") == []
+        assert conformance_store.load_fills() == fills
 
-    def test_fill_round_trip_is_exact(self, store: BlockingPersistence) -> None:
+    def test_fill_round_trip_is_exact(self, conformance_store: BlockingPersistence) -> None:
         fills = [
             make_fill(quantity="0.000100", price="100.10", commission="0.00"),
             make_fill(quantity="1E+3", price="12345678901234567890.123456789012345678"),
             make_fill(side=Side.SELL, quantity="7", price="0.05", commission="0"),
             make_fill(ts=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
         ]
-        store.record_fills(fills)
-        loaded = store.load_fills()
+        conformance_store.record_fills(fills)
+        loaded = conformance_store.load_fills()
         assert_exactly_equal(loaded, fills)
         assert str(loaded[0].price) == "100.10"
         assert str(loaded[0].quantity) == "0.000100"
@@ -402,19 +408,19 @@ class PersistenceConformance:
         assert all(isinstance(fill.order_id, UUID) for fill in loaded)
         assert all(fill.ts.utcoffset() == timedelta(0) for fill in loaded)
 
-    def test_awkward_portfolio_ids(self, store: BlockingPersistence) -> None:
+    def test_awkward_portfolio_ids(self, conformance_store: BlockingPersistence) -> None:
         ids = ["a'; DROP TABLE fills; --", 'quote"s', "ünïcødé β", "with space", "%_wild*"]
         fills = [make_fill(pid) for pid in ids]
-        store.record_fills(fills)
-        store.save_snapshots([make_snapshot(pid) for pid in ids])
+        conformance_store.record_fills(fills)
+        conformance_store.save_snapshots([make_snapshot(pid) for pid in ids])
         for pid, fill in zip(ids, fills, strict=True):
-            assert store.load_fills(pid) == [fill]
-        assert sorted(store.load_snapshots()) == sorted(ids)
-        assert store.load_fills("%") == []
+            assert conformance_store.load_fills(pid) == [fill]
+        assert sorted(conformance_store.load_snapshots()) == sorted(ids)
+        assert conformance_store.load_fills("%") == []
 
     # ---- snapshots ---------------------------------------------------------------------------
 
-    def test_snapshot_round_trip_is_exact(self, store: BlockingPersistence) -> None:
+    def test_snapshot_round_trip_is_exact(self, conformance_store: BlockingPersistence) -> None:
         last_fill = uuid7()
         snapshot = make_snapshot(
             "alpha",
@@ -430,8 +436,8 @@ class PersistenceConformance:
             },
             ts=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
         )
-        store.save_snapshots([snapshot])
-        loaded = store.load_snapshots()
+        conformance_store.save_snapshots([snapshot])
+        loaded = conformance_store.load_snapshots()
         assert list(loaded) == ["alpha"]
         got = loaded["alpha"]
         assert isinstance(got, PortfolioSnapshot)
@@ -444,43 +450,45 @@ class PersistenceConformance:
         assert got.event_id == snapshot.event_id
         assert got.ts.utcoffset() == timedelta(0)
 
-    def test_snapshot_without_optional_fields(self, store: BlockingPersistence) -> None:
+    def test_snapshot_without_optional_fields(self, conformance_store: BlockingPersistence) -> None:
         bare = make_snapshot("bare", cash="0", equity="0")
-        store.save_snapshots([bare])
-        assert_exactly_equal(store.load_snapshots(), {"bare": bare})
+        conformance_store.save_snapshots([bare])
+        assert_exactly_equal(conformance_store.load_snapshots(), {"bare": bare})
 
-    def test_latest_snapshot_per_portfolio(self, store: BlockingPersistence) -> None:
+    def test_latest_snapshot_per_portfolio(self, conformance_store: BlockingPersistence) -> None:
         old_a, b = make_snapshot("a", cash="1.0"), make_snapshot("b", cash="2.0")
-        store.save_snapshots([old_a, b])
+        conformance_store.save_snapshots([old_a, b])
         new_a = make_snapshot("a", cash="1.10", fills_applied=1)
-        store.save_snapshots([new_a])
-        assert store.load_snapshots() == {"a": new_a, "b": b}
+        conformance_store.save_snapshots([new_a])
+        assert conformance_store.load_snapshots() == {"a": new_a, "b": b}
         # Within one batch the later snapshot of a portfolio wins.
         mid_b, last_b = make_snapshot("b", cash="3"), make_snapshot("b", cash="4")
-        store.save_snapshots([mid_b, last_b])
-        assert store.load_snapshots() == {"a": new_a, "b": last_b}
+        conformance_store.save_snapshots([mid_b, last_b])
+        assert conformance_store.load_snapshots() == {"a": new_a, "b": last_b}
 
-    def test_save_no_snapshots(self, store: BlockingPersistence) -> None:
-        store.save_snapshots([])
-        assert store.load_snapshots() == {}
+    def test_save_no_snapshots(self, conformance_store: BlockingPersistence) -> None:
+        conformance_store.save_snapshots([])
+        assert conformance_store.load_snapshots() == {}
 
-    def test_thousand_portfolios_then_three_updated(self, store: BlockingPersistence) -> None:
+    def test_thousand_portfolios_then_three_updated(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
         originals = {
             f"p{i:04d}": make_snapshot(f"p{i:04d}", cash=f"{i}.{i % 100:02d}") for i in range(1000)
         }
-        store.save_snapshots(list(originals.values()))
+        conformance_store.save_snapshots(list(originals.values()))
         updated = {
             pid: make_snapshot(pid, cash="0.01", fills_applied=7, last_fill_id=uuid7())
             for pid in ("p0000", "p0500", "p0999")
         }
-        store.save_snapshots(list(updated.values()))
-        loaded = store.load_snapshots()
+        conformance_store.save_snapshots(list(updated.values()))
+        loaded = conformance_store.load_snapshots()
         assert len(loaded) == 1000
         assert_exactly_equal(loaded, {**originals, **updated})
 
-    def test_save_snapshots_is_atomic(self, store: BlockingPersistence) -> None:
+    def test_save_snapshots_is_atomic(self, conformance_store: BlockingPersistence) -> None:
         kept = make_snapshot("a", cash="1")
-        store.save_snapshots([kept])
+        conformance_store.save_snapshots([kept])
         # A snapshot that cannot be serialized (model_construct skips validation) in the middle
         # of a batch: the whole batch must fail and leave the stored state as it was.
         broken = PortfolioSnapshot.model_construct(
@@ -488,23 +496,23 @@ class PersistenceConformance:
         )
         batch = [make_snapshot("a", cash="2"), broken, make_snapshot("c", cash="3")]
         with pytest.raises(Exception):  # noqa: B017 - which error is the back end's choice
-            store.save_snapshots(batch)
-        assert store.load_snapshots() == {"a": kept}
+            conformance_store.save_snapshots(batch)
+        assert conformance_store.load_snapshots() == {"a": kept}
         # ... and the back end still works afterwards.
         newer = make_snapshot("a", cash="5")
-        store.save_snapshots([newer])
-        assert store.load_snapshots() == {"a": newer}
+        conformance_store.save_snapshots([newer])
+        assert conformance_store.load_snapshots() == {"a": newer}
 
     # ---- durability --------------------------------------------------------------------------
 
     def test_reopen_keeps_everything(
-        self, store: BlockingPersistence, conformance_runner: AwaitRunner
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
     ) -> None:
         fills = [make_fill("alpha"), make_fill("beta", price="0.10"), make_fill("alpha")]
         snapshots = [make_snapshot("alpha", cash="10.10"), make_snapshot("beta", cash="20.20")]
-        store.record_fills(fills)
-        store.save_snapshots(snapshots)
-        again = self.restart(store, conformance_runner)
+        conformance_store.record_fills(fills)
+        conformance_store.save_snapshots(snapshots)
+        again = self.restart(conformance_store, conformance_runner)
         assert_exactly_equal(again.load_fills(), fills)
         assert again.load_fills("beta") == [fills[1]]
         assert_exactly_equal(again.load_snapshots(), {s.portfolio_id: s for s in snapshots})
@@ -519,22 +527,26 @@ class PersistenceConformance:
     # ---- corrupt data ------------------------------------------------------------------------
 
     def test_corrupt_snapshot_raises(
-        self, store: BlockingPersistence, conformance_runner: AwaitRunner
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
     ) -> None:
         if not self.supports_corruption_test:
             pytest.skip(f"{type(self).__name__} sets supports_corruption_test = False")
-        store.save_snapshots([make_snapshot("healthy"), make_snapshot(VICTIM, cash="9.90")])
-        expected = conformance_runner.resolve(self.corrupt_a_snapshot(store.persistence, VICTIM))
+        conformance_store.save_snapshots(
+            [make_snapshot("healthy"), make_snapshot(VICTIM, cash="9.90")]
+        )
+        expected = conformance_runner.resolve(
+            self.corrupt_a_snapshot(conformance_store.persistence, VICTIM)
+        )
         needle = expected if expected is not None else VICTIM
         with pytest.raises(CorruptStateError) as info:
-            store.load_snapshots()
+            conformance_store.load_snapshots()
         assert needle in str(info.value), (
             f"CorruptStateError should name {needle!r}; got: {info.value}"
         )
         # Never a silent reset: a restarted instance refuses the damaged state too (at open or
         # at load).
-        store.close()
-        fresh = conformance_runner.wrap(self.reopen(store.persistence))
+        conformance_store.close()
+        fresh = conformance_runner.wrap(self.reopen(conformance_store.persistence))
         with pytest.raises(CorruptStateError):
             fresh.open()
             fresh.load_snapshots()
