@@ -233,13 +233,13 @@ class ReplayFeed(Feed):
                     "give either instrument or an instrument column in columns, not both"
                 )
         if isinstance(paths, dict):
+            if not paths:
+                raise ValueError("paths is empty")
             if instrument is not None or has_column:
                 raise ValueError(
                     "paths maps instruments to files, so instrument and an instrument "
                     "column cannot be used with it"
                 )
-            if not paths:
-                raise ValueError("paths is empty")
             files = [_File(_path(p), _check_instrument(name)) for name, p in paths.items()]
         else:
             given = paths if paths is not None else path

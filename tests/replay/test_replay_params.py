@@ -1,0 +1,210 @@
+"""Parameter checking: every wrong combination is a clear ValueError at construction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from tradeloom.errors import ConfigError
+from tradeloom.plugins import PluginManager
+from tradeloom_replay import ReplayFeed, ReplayFileNotFoundError
+from tradeloom_replay.formats import parse_interval
+from tradeloom_replay.plugin import tradeloom_register_feeds
+
+TICK_COLUMNS = {"ts": "t", "last_price": "p"}
+BAR_COLUMNS = {"ts": "t", "open": "o", "high": "h", "low": "l", "close": "c"}
+
+
+@pytest.fixture
+def ticks(write) -> Path:
+    return write("ticks.csv", "t,p\n2024-01-01T00:00:00,1\n")
+
+
+@pytest.fixture
+def bars(write) -> Path:
+    return write("bars.csv", "t,o,h,l,c\n2024-01-01T00:00:00,1,1,1,1\n")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "path is required"),
+        ({"path": "x", "paths": ["y"]}, "either path or paths, not both"),
+        ({"paths": []}, "paths is empty"),
+        ({"paths": {}}, "paths is empty"),
+    ],
+)
+def test_path_combinations(params, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReplayFeed(**params, format="yahoo", instrument="X")
+
+
+def test_missing_file_names_the_path(tmp_path) -> None:
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(ReplayFileNotFoundError, match=r"file not found: .*nope\.csv") as caught:
+        ReplayFeed(path=str(missing), format="yahoo", instrument="X")
+    assert isinstance(caught.value, FileNotFoundError)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_directory_is_not_a_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="file not found"):
+        ReplayFeed(path=tmp_path, format="yahoo", instrument="X")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"format": "csv"}, "unknown format 'csv'"),
+        ({}, "format is required"),
+        ({"format": "custom"}, "needs columns"),
+        ({"format": "ticks", "columns": TICK_COLUMNS}, "columns is only for format = 'custom'"),
+        ({"format": "ticks", "kind": "bar"}, "format 'ticks' gives ticks; kind='bar'"),
+        ({"columns": TICK_COLUMNS, "kind": "candle"}, "kind must be 'bar' or 'tick'"),
+        ({"columns": {"ts": "t", "px": "p"}}, "set kind"),
+        (
+            {"columns": {"ts": "t", "last_price": "p", "colour": "c"}},
+            "unknown field.*'colour'.*known fields",
+        ),
+        ({"columns": {"last_price": "p"}}, "ticks need one time column set.*found none"),
+        ({"columns": {"time": "t", "last_price": "p"}}, "found time"),
+        ({"columns": {"ts": "t", "bid": "p"}}, "both bid and ask"),
+        (
+            {"columns": {"ts": "t", "close": "p"}, "bar_interval": "1d"},
+            "missing \\['open', 'high', 'low'\\]",
+        ),
+        ({"columns": {"ts": "t", "last_price": True}}, "columns.last_price must be a column name"),
+        ({"columns": {"ts": "t", "last_price": " "}}, "columns.last_price is empty"),
+        ({"columns": {"ts": "t", "last_price": -1}}, "must be 0 or more"),
+        ({"columns": TICK_COLUMNS, "on_error": "ignore"}, "on_error must be 'skip' or 'stop'"),
+        ({"columns": TICK_COLUMNS, "delimiter": ";;"}, "delimiter must be one character"),
+        ({"columns": TICK_COLUMNS, "encoding": "klingon"}, "unknown encoding"),
+        ({"columns": TICK_COLUMNS, "timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
+        ({"columns": TICK_COLUMNS, "timestamp_format": "YYYY-MM-DD"}, "not a strptime pattern"),
+        ({"columns": TICK_COLUMNS, "bar_interval": "1d"}, "bar_interval applies to bars only"),
+        ({"columns": TICK_COLUMNS, "bar_timestamp": "end"}, "bar_timestamp applies to bars only"),
+        ({"columns": TICK_COLUMNS, "price_column": "adj_close"}, "applies to bars only"),
+        ({"columns": TICK_COLUMNS, "price_column": "vwap"}, "price_column must be"),
+        ({"columns": TICK_COLUMNS, "header": "yes"}, "header must be true or false"),
+        (
+            {"columns": {"ts": "t", "last_price": "price"}},
+            "no column 'price' .*header has 't', 'p'",
+        ),
+        ({"columns": TICK_COLUMNS, "header": False}, "header = false, so columns must be 0-based"),
+    ],
+)
+def test_wrong_tick_parameters(ticks, params, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReplayFeed(path=ticks, instrument="X", **params)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "bar_interval is required"),
+        ({"bar_interval": "1m"}, "'m' is ambiguous"),
+        ({"bar_interval": "soon"}, "is not a duration"),
+        ({"bar_interval": 0}, "longer than zero"),
+        ({"bar_interval": "1d", "bar_timestamp": "middle"}, "bar_timestamp must be"),
+        ({"bar_interval": "1d", "price_column": "adj_close"}, "map adj_close"),
+    ],
+)
+def test_wrong_bar_parameters(bars, params, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReplayFeed(path=bars, instrument="X", columns=BAR_COLUMNS, **params)
+
+
+def test_start_and_end_columns_take_no_interval(write) -> None:
+    path = write("se.csv", "a,b,o,h,l,c\n")
+    columns = {"start": "a", "end": "b", "open": "o", "high": "h", "low": "l", "close": "c"}
+    with pytest.raises(ValueError, match="bar_interval is not used when columns map both"):
+        ReplayFeed(path=path, instrument="X", columns=columns, bar_interval="1d")
+    columns.pop("end")
+    with pytest.raises(ValueError, match="contradicts the mapped column 'start'"):
+        ReplayFeed(
+            path=path, instrument="X", columns=columns, bar_interval="1d", bar_timestamp="end"
+        )
+
+
+def test_instrument_rules(ticks, write) -> None:
+    with pytest.raises(ValueError, match="instrument is required"):
+        ReplayFeed(path=ticks, columns=TICK_COLUMNS)
+    with pytest.raises(ValueError, match="instrument must be a non-empty name"):
+        ReplayFeed(path=ticks, columns=TICK_COLUMNS, instrument="  ")
+    with pytest.raises(ValueError, match="longer than 200"):
+        ReplayFeed(path=ticks, columns=TICK_COLUMNS, instrument="X" * 201)
+    with_column = {"instrument": "t", **TICK_COLUMNS}
+    with pytest.raises(ValueError, match="either instrument or an instrument column"):
+        ReplayFeed(path=ticks, columns=with_column, instrument="X")
+    with pytest.raises(ValueError, match="paths maps instruments to files"):
+        ReplayFeed(paths={"A": ticks}, columns=TICK_COLUMNS, instrument="X")
+
+
+def test_header_mismatch_names_the_file(write) -> None:
+    path = write("wrong.csv", "Day,Open,High,Low,Close,Adj Close,Volume\n")
+    with pytest.raises(ValueError, match=r"wrong\.csv: no column 'Date' \(for date\)"):
+        ReplayFeed(path=path, format="yahoo", instrument="X")
+
+
+def test_empty_file(write) -> None:
+    path = write("empty.csv", "")
+    with pytest.raises(ValueError, match="the file is empty"):
+        ReplayFeed(path=path, format="yahoo", instrument="X")
+
+
+def test_header_only_file_replays_nothing(write, context) -> None:
+    path = write("header.csv", "Date,Open,High,Low,Close,Adj Close,Volume\n")
+    feed = ReplayFeed(path=path, format="yahoo", instrument="X")
+    assert list(feed.events(context.feed)) == []
+    assert feed.rows_read == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1d", timedelta(days=1)),
+        ("5min", timedelta(minutes=5)),
+        ("1 hour", timedelta(hours=1)),
+        ("30s", timedelta(seconds=30)),
+        ("2W", timedelta(weeks=2)),
+        (60, timedelta(minutes=1)),
+        (timedelta(hours=4), timedelta(hours=4)),
+    ],
+)
+def test_interval_spellings(text, expected) -> None:
+    assert parse_interval(text) == expected
+
+
+def test_registered_as_replay_feed() -> None:
+    assert tradeloom_register_feeds() == {"replay": ReplayFeed}
+    names = {ep.name: ep.value for ep in entry_points(group="tradeloom")}
+    assert names["replay"] == "tradeloom_replay.plugin"
+
+
+def test_built_by_the_plugin_manager_from_toml_params(data_dir, context) -> None:
+    manager = PluginManager().load(autoload=False, modules=["tradeloom_replay.plugin"])
+    feed = manager.create(
+        "feed",
+        "replay",
+        {"path": str(data_dir / "bidask.csv"), "format": "bidask", "instrument": "AUDUSD"},
+    )
+    assert isinstance(feed, ReplayFeed)
+    assert len(list(feed.events(context.feed))) == 10
+    with pytest.raises(ConfigError, match="instrument is required"):
+        manager.create("feed", "replay", {"path": str(data_dir / "bidask.csv"), "format": "bidask"})
+    with pytest.raises(ConfigError, match="file not found"):
+        manager.create(
+            "feed", "replay", {"path": "no/such.csv", "format": "bidask", "instrument": "X"}
+        )
+
+
+def test_close_stops_a_running_replay(data_dir, context) -> None:
+    feed = ReplayFeed(path=data_dir / "ticksample.csv", format="ticks", instrument="X")
+    events = feed.events(context.feed)
+    next(events)
+    feed.close()
+    assert list(events) == []
+    assert feed.rows_read == 1
