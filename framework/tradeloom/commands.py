@@ -190,7 +190,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     conflict = None
     try:
         manager.registrations()
-    except Exception as exc:  # noqa: BLE001 - shown below the listing
+    except Exception as exc:
         conflict = str(exc)
     if args.json:
         print_json(

@@ -189,7 +189,10 @@ class HealthCheck(abc.ABC):
 
     @abc.abstractmethod
     def check(self, status: Any, now: datetime) -> Sequence[HealthReport] | HealthReport:
-        """Return one or more reports. ``status`` is a :class:`tradeloom.runtime.status.PipelineStatus`."""
+        """Return one or more reports.
+
+        ``status`` is a :class:`tradeloom.runtime.status.PipelineStatus`.
+        """
 
 
 Factory = Any

@@ -145,7 +145,8 @@ class Bar(Event):
             raise ValueError(f"bar high {self.high} is below low {self.low}")
         if not (self.low <= self.open <= self.high and self.low <= self.close <= self.high):
             raise ValueError(
-                f"bar open {self.open} / close {self.close} outside low..high {self.low}..{self.high}"
+                f"bar open {self.open} / close {self.close} outside "
+                f"low..high {self.low}..{self.high}"
             )
         if self.end < self.start:
             raise ValueError("bar end is before its start")

@@ -26,7 +26,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from tradeloom.events import Event
-    from tradeloom.runtime.pipeline import Pipeline, RunResult
+    from tradeloom.runtime.pipeline import Pipeline
+    from tradeloom.runtime.results import RunResult
 
 hookspec = pluggy.HookspecMarker("tradeloom")
 

@@ -17,6 +17,7 @@ component only that plugin provides fails with the import error in the message.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -220,9 +221,9 @@ class PluginManager:
                             f"([plugins] block = [...])"
                         )
                     registry[kind][name] = Registration(kind, name, factory, impl.plugin_name)
-                    info = self.infos.get(impl.plugin_name)
-                    if info is not None:
-                        info.registers.setdefault(kind, []).append(name)
+                    owner = self.infos.get(impl.plugin_name)
+                    if owner is not None:
+                        owner.registers.setdefault(kind, []).append(name)
         self._registry = registry
         return registry
 
@@ -253,10 +254,8 @@ class PluginManager:
         return build_component(registration, dict(params or {}))
 
     def plugin_list(self) -> list[PluginInfo]:
-        try:
+        with contextlib.suppress(PluginError):  # the listing must still show every plugin
             self.registrations()
-        except PluginError:
-            pass  # the listing must still show every plugin
         return sorted(self.infos.values(), key=lambda info: info.name)
 
 
@@ -308,7 +307,7 @@ def _parameters_model(factory: Any) -> type[BaseModel] | None:
         annotation = hints.get(parameter.name, Any)
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{getattr(factory, '__name__', 'Factory')}Parameters",
         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
         **fields,

@@ -88,9 +88,9 @@ class StrategyContext:
             strategy_id=self.strategy_id,
             instrument=instrument,
             side=side,
-            quantity=quantity,  # type: ignore[arg-type]
+            quantity=quantity,
             order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
-            limit_price=limit_price,  # type: ignore[arg-type]
+            limit_price=limit_price,
         )
         self._send(signal)
         return signal

@@ -10,7 +10,7 @@ from tradeloom.strategy import Strategy, StrategyContext
 
 
 class _Crossing:
-    """Two moving sums over one price series, and the sign of fast − slow."""
+    """Two moving sums over one price series, and the sign of fast - slow."""
 
     __slots__ = ("fast", "fast_sum", "last_sign", "prices", "slow", "slow_sum")
 
@@ -49,7 +49,7 @@ class SmaCross(Strategy):
     """Buy ``quantity`` when the fast SMA crosses above the slow one while flat; sell the whole
     position when it crosses below while long.
 
-    A crossing is a change of the sign of (fast − slow) from the last non-zero difference.
+    A crossing is a change of the sign of (fast - slow) from the last non-zero difference.
     Works on bars (close) and ticks (last price), per instrument.
     """
 

@@ -158,7 +158,7 @@ def test_plugin_module_raising_on_import_is_listed_as_failed(tmp_path: Path) -> 
     (tmp_path / "explodes.py").write_text("raise ImportError('needs libfoo 2.0')\n")
     done = tradeloom("-p", "explodes", "plugins", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr
-    line = next(l for l in done.stdout.splitlines() if l.startswith("explodes"))
+    line = next(row for row in done.stdout.splitlines() if row.startswith("explodes"))
     assert "failed" in line
     assert "ImportError: needs libfoo 2.0" in done.stdout
     assert "sma_cross" in done.stdout  # everything else is still listed

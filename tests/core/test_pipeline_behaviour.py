@@ -164,5 +164,5 @@ def test_float_quantities_from_strategy_code_are_refused() -> None:
         def on_bar(self, bar, ctx):  # type: ignore[no-untyped-def]
             ctx.buy("X", 0.1)
 
-    with pytest.raises(StrategyError, match="float 0.1 is not accepted"):
+    with pytest.raises(StrategyError, match=r"float 0\.1 is not accepted"):
         run_strategy(FloatBuyer(), bars("X", ["1"]))

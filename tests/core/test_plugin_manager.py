@@ -107,7 +107,7 @@ def test_blocking_from_the_environment_and_disabling_autoload(
     manager = PluginManager().load()
     infos = {i.name: i for i in manager.plugin_list()}
     assert infos["paper"].blocked and infos["validators"].blocked
-    with pytest.raises(UnknownComponentError, match="blocked plugins: .*paper"):
+    with pytest.raises(UnknownComponentError, match=r"blocked plugins: .*paper"):
         manager.factory("executor", "paper")
 
     monkeypatch.delenv("TRADELOOM_BLOCK_PLUGINS")

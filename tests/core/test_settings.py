@@ -70,5 +70,5 @@ def test_missing_file_and_bad_environment_are_config_errors(
     with pytest.raises(ConfigError, match="configuration file not found"):
         load_settings(tmp_path / "nope.toml")
     monkeypatch.setenv("TRADELOOM_PENDING__MAX_WAIT_SECONDS", "soon")
-    with pytest.raises(ConfigError, match="pending.max_wait_seconds"):
+    with pytest.raises(ConfigError, match=r"pending\.max_wait_seconds"):
         load_settings(write(tmp_path, ""))

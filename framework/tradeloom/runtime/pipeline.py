@@ -60,7 +60,7 @@ class EventListFeed(Feed):
 
 
 def resolve_roles(roles: Iterable[str]) -> frozenset[str]:
-    chosen = set()
+    chosen: set[str] = set()
     for role in roles:
         if role == "all":
             chosen.update(ROLES)
@@ -360,7 +360,7 @@ class Pipeline:
                 if self._stop_requested:
                     break
         else:
-            for event in source:  # type: ignore[union-attr]
+            for event in source:
                 advance(event.ts)
                 last_times[event.instrument] = event.ts
                 publish(market, event, event.instrument)
@@ -425,7 +425,7 @@ class Pipeline:
                 continue
             try:
                 await maybe_await(closer())
-            except Exception as exc:  # noqa: BLE001 - close everything, then report
+            except Exception as exc:
                 errors.append(f"{what}: {type(exc).__name__}: {exc}")
         if errors:
             self.logger.error("errors while closing: %s", "; ".join(errors))
@@ -447,7 +447,7 @@ class Pipeline:
         for name, check in self.health_checks:
             try:
                 found = check.check(self.status, now)
-            except Exception as exc:  # noqa: BLE001 - a broken check is itself a finding
+            except Exception as exc:
                 found = HealthReport(
                     event_id=self.ids.new_id(),
                     ts=now,

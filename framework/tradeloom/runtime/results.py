@@ -201,7 +201,8 @@ def plot_equity_curve(
     try:
         if series:
             # Plotting needs floats; the numbers in result.json stay exact Decimals.
-            axes.plot([ts for ts, _ in series], [float(value) for _, value in series], lw=1.2)
+            times: Any = [ts for ts, _ in series]
+            axes.plot(times, [float(value) for _, value in series], lw=1.2)
         axes.set_title(
             f"Equity: {Decimal(summary['starting_equity']):,.2f} -> "
             f"{Decimal(summary['final_equity']):,.2f} "

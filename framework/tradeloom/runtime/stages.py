@@ -195,7 +195,9 @@ class StrategyStage(Stage):
             raise
         except Exception as exc:
             self.counters.errors += 1
-            what = callback.__name__ if event is None else f"{callback.__name__} ({event.type})"
+            what = callback.__name__
+            if event is not None:
+                what += f" ({type(event).__name__})"
             raise StrategyError(
                 f"strategy {ctx.strategy_id!r} raised in {what}: {type(exc).__name__}: {exc}"
             ) from exc
