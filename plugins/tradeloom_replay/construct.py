@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from tradeloom.events import Bar, Event, MarketTick
@@ -72,7 +72,7 @@ def checked_builder(cls: type[E], sample: dict[str, Any]) -> Builder[E]:
         return build
 
     def construct(values: dict[str, Any]) -> E:
-        return cls.model_construct(**values)
+        return cast(E, cls.model_construct(**values))
 
     return construct
 

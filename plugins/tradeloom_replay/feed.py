@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import heapq
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta, tzinfo
@@ -48,8 +49,8 @@ from tradeloom_replay.sources import (
 #: Bad rows logged one by one; after that only the per-file summary is logged.
 LOGGED_BAD_ROWS = 10
 
-_TICK_TIMES = ({"ts"}, {"date"}, {"date", "time"})
-_BAR_TIMES = ({"ts"}, {"date"}, {"date", "time"}, {"start"}, {"end"}, {"start", "end"})
+_TICK_TIMES = tuple(map(frozenset, (["ts"], ["date"], ["date", "time"])))
+_BAR_TIMES = _TICK_TIMES + tuple(map(frozenset, (["start"], ["end"], ["start", "end"])))
 
 
 class ReplayFileNotFoundError(FileNotFoundError, ValueError):
@@ -129,7 +130,7 @@ class ReplayFeed(Feed):
         self.rows_read = 0
         self.bad_rows = 0
         self.events_emitted = 0
-        self._running: list[Iterator[MarketEvent]] = []
+        self._running: weakref.WeakSet[Iterator[MarketEvent]] = weakref.WeakSet()
 
     # ----------------------------------------------------------------------------------------
     # Configuration
@@ -251,7 +252,7 @@ class ReplayFeed(Feed):
                     "instrument is required (the name the file's prices belong to), unless "
                     "columns maps an instrument column or paths maps instruments to files"
                 )
-            files = [_File(_path(p), instrument) for p in listed]  # type: ignore[arg-type]
+            files = [_File(_path(p), instrument) for p in listed]
         for file in files:
             if not file.path.is_file():
                 where = "" if file.path.is_absolute() else f" (from {Path.cwd()})"
@@ -283,12 +284,12 @@ class ReplayFeed(Feed):
         self.bad_rows = 0
         self.events_emitted = 0
         replay = self._replay(ctx)
-        self._running.append(replay)
+        self._running.add(replay)
         return replay
 
     def close(self) -> None:
         """Stop replays still running and close their files."""
-        running, self._running = self._running, []
+        running, self._running = list(self._running), weakref.WeakSet()
         for replay in running:
             replay.close()  # type: ignore[attr-defined]
 
@@ -432,10 +433,10 @@ def _check_custom_fields(kind: Kind, columns: dict[str, str | int]) -> None:
 def _check_instrument(instrument: Any) -> str:
     if not isinstance(instrument, str) or not instrument.strip():
         raise ValueError(f"instrument must be a non-empty name, got {instrument!r}")
-    instrument = instrument.strip()
-    if len(instrument) > MAX_INSTRUMENT_LENGTH:
+    name: str = instrument.strip()
+    if len(name) > MAX_INSTRUMENT_LENGTH:
         raise ValueError(f"instrument is longer than {MAX_INSTRUMENT_LENGTH} characters")
-    return instrument
+    return name
 
 
 def _check_timestamp_format(timestamp_format: Any) -> str | None:

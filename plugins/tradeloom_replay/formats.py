@@ -26,7 +26,8 @@ class Preset:
 
     kind: Kind
     columns: dict[str, str | int]
-    #: Number of fields every row must have, when the layout fixes it.
+    #: Number of fields every row must have, when the layout fixes it. Layouts that name their
+    #: columns take it from the header instead.
     row_width: int | None = None
     timestamp_format: str | None = None
     bar_interval: timedelta | None = None
@@ -48,7 +49,6 @@ PRESETS: dict[str, Preset] = {
             "adj_close": "Adj Close",
             "volume": "Volume",
         },
-        row_width=7,
         bar_interval=timedelta(days=1),
         bar_timestamp="start",
     ),
@@ -84,13 +84,11 @@ PRESETS: dict[str, Preset] = {
     "ticks": Preset(
         kind="tick",
         columns={"ts": "Datetime", "last_price": "Close", "volume": "Volume"},
-        row_width=7,
     ),
     # Quotes: last_price is the mid, (bid + ask) / 2.
     "bidask": Preset(
         kind="tick",
         columns={"ts": "TIMESTAMP", "bid": "BID", "ask": "ASK"},
-        row_width=3,
         timestamp_format="%m/%d/%Y %H:%M:%S",
     ),
 }

@@ -345,7 +345,7 @@ class RowParser:
 
     def _tick(self, row: Sequence[str]) -> tuple[datetime, dict[str, Any]]:
         self._check_width(row)
-        ts = to_utc(self._read_stamp(row, "date" if "date" in self.layout.index else "ts"))
+        ts = to_utc(self._read_stamp(row, self._time_fields[0]))
         instrument = self._read_instrument(row)
         values: dict[str, Any] = {"ts": ts, "instrument": instrument}
         self._read_numbers(row, values)

@@ -30,7 +30,7 @@ def is_parquet(path: Path) -> bool:
 def require_pyarrow() -> Any:
     """Import pyarrow.parquet, or explain how to get it."""
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         raise ValueError(
             "reading Parquet files needs pyarrow, which is not installed: pip install pyarrow"

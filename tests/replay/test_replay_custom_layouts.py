@@ -274,3 +274,15 @@ def test_replaying_twice_gives_the_same_prices_and_new_ids(data_dir, context) ->
     ]
     assert not {e.event_id for e in once} & {e.event_id for e in twice}
     assert feed.rows_read == 10
+
+
+def test_yahoo_file_with_an_extra_column(write, context) -> None:
+    path = write(
+        "extra.csv",
+        "Date,Open,High,Low,Close,Adj Close,Volume,Dividends\n2024-01-02,10,12,9,11,11,100,0\n"
+        "2024-01-03,10,12,9,11,11,100\n",
+    )
+    feed = ReplayFeed(path=path, format="yahoo", instrument="X")
+    assert [bar.close for bar in feed.events(context.feed)] == [D("11")]
+    (letter,) = context.dead_letters
+    assert letter.reason == "row has 7 fields, expected 8"
