@@ -1,0 +1,217 @@
+"""The stock health checks. Each reads a :class:`~tradeloom.runtime.status.PipelineStatus` at
+a given time and reports on one concern; none keeps a clock of its own, so tests drive them by
+passing ``now``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from uuid6 import uuid7
+
+from tradeloom.components import HealthCheck
+from tradeloom.events import HealthReport, Severity
+from tradeloom.runtime.status import PipelineStatus
+
+
+def _report(
+    now: datetime,
+    stage: str,
+    check: str,
+    severity: Severity,
+    message: str,
+    age_seconds: float | None = None,
+) -> HealthReport:
+    # Health reports are answers to a request, not pipeline events: they take their id from a
+    # UUIDv7 here because HealthCheck.check() is not handed the pipeline's id generator.
+    return HealthReport(
+        event_id=uuid7(),
+        ts=now,
+        stage=stage,
+        check=check,
+        severity=severity,
+        message=message,
+        age_seconds=None if age_seconds is None else max(0.0, age_seconds),
+    )
+
+
+def _non_negative(name: str, value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+    return float(value)
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than zero, got {value}")
+    return float(value)
+
+
+class MarketDataFreshness(HealthCheck):
+    """Is market data arriving?
+
+    Info "in startup grace period" from the pipeline's start until ``grace_period_seconds``
+    have passed or the first tick arrived, whichever is first. After that: info while the
+    latest tick (any instrument) is at most ``max_tick_age_seconds`` old, critical
+    "no recent market data" otherwise. Ages are measured on the wall clock, from when the
+    process received the data, not from the data's own timestamps.
+    """
+
+    name = "market_data_freshness"
+
+    def __init__(
+        self, grace_period_seconds: float = 60.0, max_tick_age_seconds: float = 30.0
+    ) -> None:
+        self.grace_period_seconds = _non_negative("grace_period_seconds", grace_period_seconds)
+        self.max_tick_age_seconds = _positive("max_tick_age_seconds", max_tick_age_seconds)
+
+    def check(self, status: PipelineStatus, now: datetime) -> HealthReport:
+        started = status.started_at
+        last = status.last_market_wall_time
+        if started is None and last is None:
+            return _report(now, "feed", self.name, Severity.INFO, "pipeline has not started yet")
+        if last is None:
+            assert started is not None
+            running = (now - started).total_seconds()
+            if running < self.grace_period_seconds:
+                return _report(
+                    now,
+                    "feed",
+                    self.name,
+                    Severity.INFO,
+                    f"in startup grace period: no market data yet, "
+                    f"{self.grace_period_seconds - running:.1f} s of grace left",
+                )
+            return _report(
+                now,
+                "feed",
+                self.name,
+                Severity.CRITICAL,
+                f"no recent market data: none received in the {running:.1f} s since start "
+                f"(grace period {self.grace_period_seconds:g} s)",
+            )
+        age = (now - last).total_seconds()
+        if age <= self.max_tick_age_seconds:
+            return _report(
+                now,
+                "feed",
+                self.name,
+                Severity.INFO,
+                f"market data is fresh: last tick {max(age, 0.0):.1f} s ago",
+                age,
+            )
+        return _report(
+            now,
+            "feed",
+            self.name,
+            Severity.CRITICAL,
+            f"no recent market data: last tick {age:.1f} s ago "
+            f"(max_tick_age_seconds {self.max_tick_age_seconds:g})",
+            age,
+        )
+
+
+class ConsumerLag(HealthCheck):
+    """How far the consumers of a broker transport are behind, per ``"<role>/<topic>"``.
+
+    Warning at ``warning_lag`` messages behind, critical at ``critical_lag``. Reads
+    ``PipelineStatus.consumer_lag``, which the broker transport fills; the in-process transport
+    has no lag and leaves it empty.
+    """
+
+    name = "consumer_lag"
+
+    def __init__(self, warning_lag: int = 1_000, critical_lag: int = 10_000) -> None:
+        if warning_lag < 0 or critical_lag < 0:
+            raise ValueError("warning_lag and critical_lag must not be negative")
+        if warning_lag > critical_lag:
+            raise ValueError(
+                f"warning_lag ({warning_lag}) must not exceed critical_lag ({critical_lag})"
+            )
+        self.warning_lag = warning_lag
+        self.critical_lag = critical_lag
+
+    def check(self, status: PipelineStatus, now: datetime) -> Sequence[HealthReport]:
+        lags = dict(status.consumer_lag)  # a copy: a transport may update it meanwhile
+        if not lags:
+            return [
+                _report(
+                    now,
+                    "transport",
+                    self.name,
+                    Severity.INFO,
+                    "no consumer lag reported (in-process transport, or not consuming yet)",
+                )
+            ]
+        reports = []
+        for source, lag in sorted(lags.items()):
+            if lag >= self.critical_lag:
+                severity = Severity.CRITICAL
+                message = f"{source}: {lag} messages behind (critical_lag {self.critical_lag})"
+            elif lag >= self.warning_lag:
+                severity = Severity.WARNING
+                message = f"{source}: {lag} messages behind (warning_lag {self.warning_lag})"
+            else:
+                severity = Severity.INFO
+                message = f"{source}: {lag} messages behind"
+            reports.append(_report(now, "transport", self.name, severity, message))
+        return reports
+
+
+class PersistenceErrors(HealthCheck):
+    """Is state being saved? Critical while the latest save of fills or snapshots failed
+    (portfolios stay dirty and are retried at the next checkpoint); info once a save
+    succeeded again, with the number of failures so far."""
+
+    name = "persistence_errors"
+
+    def check(self, status: PipelineStatus, now: datetime) -> HealthReport:
+        count = status.persistence_errors
+        last_error = status.last_persistence_error
+        if last_error is not None:
+            return _report(
+                now,
+                "portfolio",
+                self.name,
+                Severity.CRITICAL,
+                f"saving state is failing ({count} failure(s) so far); latest: {last_error}",
+            )
+        if count:
+            return _report(
+                now,
+                "portfolio",
+                self.name,
+                Severity.INFO,
+                f"state is being saved again after {count} earlier failure(s)",
+            )
+        return _report(now, "portfolio", self.name, Severity.INFO, "no persistence errors")
+
+
+class ReconnectionExhausted(HealthCheck):
+    """Critical once a feed or transport gave up reconnecting (every attempt allowed by
+    ``[reconnect]`` failed); info otherwise."""
+
+    name = "reconnection"
+
+    def check(self, status: PipelineStatus, now: datetime) -> HealthReport:
+        exhausted = status.reconnect_exhausted
+        if exhausted:
+            return _report(
+                now,
+                "pipeline",
+                self.name,
+                Severity.CRITICAL,
+                f"reconnection attempts exhausted: {exhausted}",
+            )
+        return _report(
+            now, "pipeline", self.name, Severity.INFO, "no connection has given up reconnecting"
+        )
+
+
+STOCK_CHECKS: dict[str, type[HealthCheck]] = {
+    MarketDataFreshness.name: MarketDataFreshness,
+    ConsumerLag.name: ConsumerLag,
+    PersistenceErrors.name: PersistenceErrors,
+    ReconnectionExhausted.name: ReconnectionExhausted,
+}
+"""The checks this plugin registers, by their configuration name."""
