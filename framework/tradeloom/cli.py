@@ -58,10 +58,11 @@ def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     blocked, modules = _early_plugin_options(argv)
-    from tradeloom import commands
+    from tradeloom import commands, scaffold
 
     manager = PluginManager()
     manager.register(commands, name="tradeloom.commands")
+    manager.register(scaffold, name="tradeloom.scaffold")
     try:
         manager.load(block=blocked, modules=modules)
     except TradeloomError as exc:

@@ -1,0 +1,172 @@
+"""``tradeloom new plugin``: a new plugin package from the bundled cookiecutter template.
+
+Registered through :func:`tradeloom.hookspecs.tradeloom_add_commands`, like every command.
+The template is a strategy, feed or executor plugin (the ``kind`` option) with a
+``pyproject.toml`` declaring the ``tradeloom`` entry point, a ``src/`` layout, tests built on
+:mod:`tradeloom.testing`, a ``tox.ini``, a README and a ready-to-run ``tradeloom.toml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tradeloom import hookimpl
+from tradeloom.errors import TradeloomError
+
+TEMPLATES = ("plugin",)
+KINDS = ("strategy", "feed", "executor")
+INSTALL_HINT = "pip install 'tradeloom[scaffold]'  (or: pip install cookiecutter)"
+
+
+class ScaffoldError(TradeloomError):
+    """The template could not be rendered with the options given."""
+
+
+@hookimpl
+def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    new = subparsers.add_parser(
+        "new",
+        help="create a new plugin package from the template",
+        description="Creates a plugin package (pyproject with the tradeloom entry point, src "
+        "layout, an example strategy, feed or executor, tests, tox.ini, README) with "
+        "cookiecutter. Prompts for each option unless --no-input is given.",
+        epilog="example: tradeloom new plugin --no-input -o . --option plugin_name=momentum "
+        "--option kind=strategy",
+    )
+    new.add_argument("template", choices=TEMPLATES, help="what to create")
+    new.add_argument(
+        "--no-input", action="store_true", help="do not prompt; use defaults and --option values"
+    )
+    new.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a template option (repeatable), e.g. plugin_name=momentum kind=feed",
+    )
+    new.add_argument("--kind", choices=KINDS, help="shorthand for --option kind=KIND")
+    new.add_argument(
+        "-o", "--output-dir", default=".", help="folder to create the project in (default: .)"
+    )
+    new.add_argument(
+        "--overwrite", action="store_true", help="write into an existing project folder"
+    )
+    new.set_defaults(func=cmd_new)
+
+
+def template_dir() -> Path:
+    """The cookiecutter template: packaged as ``tradeloom/_template`` in a wheel, or the
+    repository's ``cookiecutter/`` folder in a source checkout."""
+    packaged = Path(str(resources.files("tradeloom"))) / "_template"
+    if (packaged / "cookiecutter.json").is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "cookiecutter"
+    if (checkout / "cookiecutter.json").is_file():
+        return checkout
+    raise ScaffoldError(
+        f"the plugin template is missing (looked in {packaged} and {checkout}); reinstall tradeloom"
+    )
+
+
+def template_options(template: Path | None = None) -> dict[str, Any]:
+    """The template's options and their defaults (``cookiecutter.json``), private ones
+    (starting with ``_``) left out."""
+    path = (template or template_dir()) / "cookiecutter.json"
+    options: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return {key: value for key, value in options.items() if not key.startswith("_")}
+
+
+def parse_options(pairs: Sequence[str], known: dict[str, Any]) -> dict[str, str]:
+    """``KEY=VALUE`` strings to a dict; unknown keys and bad choices are errors that list
+    what is accepted."""
+    chosen: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ScaffoldError(f"--option {pair!r}: expected KEY=VALUE")
+        if key not in known:
+            raise ScaffoldError(
+                f"--option {key}: unknown option; the template's options are: " + ", ".join(known)
+            )
+        choices = known[key]
+        if isinstance(choices, list) and value not in choices:
+            raise ScaffoldError(
+                f"--option {key}={value}: must be one of {', '.join(map(str, choices))}"
+            )
+        chosen[key] = value
+    return chosen
+
+
+def create_project(
+    *,
+    output_dir: str | Path = ".",
+    options: dict[str, str] | None = None,
+    no_input: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Render the plugin template into ``output_dir``; return the new project's folder."""
+    try:
+        from cookiecutter.exceptions import (
+            CookiecutterException,
+            FailedHookException,
+            OutputDirExistsException,
+        )
+        from cookiecutter.main import cookiecutter
+    except ImportError:
+        raise ScaffoldError(
+            f"`tradeloom new` needs the cookiecutter package, which is not installed: "
+            f"{INSTALL_HINT}"
+        ) from None
+    template = template_dir()
+    known = template_options(template)
+    extra = dict(options or {})
+    parse_options([f"{key}={value}" for key, value in extra.items()], known)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        created = cookiecutter(
+            str(template),
+            no_input=no_input,
+            extra_context=extra,
+            output_dir=str(out),
+            overwrite_if_exists=overwrite,
+        )
+    except OutputDirExistsException as exc:
+        raise ScaffoldError(f"{exc}; choose another plugin_name or pass --overwrite") from None
+    except FailedHookException:
+        # The hook printed why (a name that is invalid or already taken).
+        raise ScaffoldError("the template refused the options (see the message above)") from None
+    except CookiecutterException as exc:
+        raise ScaffoldError(f"cookiecutter: {type(exc).__name__}: {exc}") from None
+    return Path(created)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    pairs = list(args.option)
+    if args.kind:
+        pairs.append(f"kind={args.kind}")
+    try:
+        known = template_options()
+    except (OSError, ValueError) as exc:
+        raise ScaffoldError(f"cannot read the plugin template: {exc}") from None
+    options = parse_options(pairs, known)
+    project = create_project(
+        output_dir=args.output_dir,
+        options=options,
+        no_input=args.no_input,
+        overwrite=args.overwrite,
+    )
+    print(f"Created {project}")
+    print("Next:")
+    print(f"  cd {project}")
+    print('  pip install -e ".[test]"')
+    print("  pytest")
+    print("  tradeloom plugins")
+    print("  tradeloom backtest -c tradeloom.toml --out out")
+    return 0
