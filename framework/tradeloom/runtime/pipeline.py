@@ -231,6 +231,7 @@ class Pipeline:
                 self.result,
                 snapshot_interval_seconds=self.settings.portfolio.snapshot_interval_seconds,
                 record_equity=True,
+                blocking_io_in_thread=self.mode == "live",
             )
             self.stages.append(self.portfolio_stage)
         if "risk" in self.roles:
@@ -394,8 +395,11 @@ class Pipeline:
             now = self.clock.now()
             for stage in self.stages:
                 stage.on_time(now)
-            if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
-                await self.portfolio_stage.checkpoint()
+            if self.portfolio_stage is not None:
+                if self.portfolio_stage.checkpoint_due():
+                    await self.portfolio_stage.checkpoint()
+                else:
+                    await self.portfolio_stage.flush_journal()
 
     async def _drain(self, consuming_done: anyio.Event) -> None:
         await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)

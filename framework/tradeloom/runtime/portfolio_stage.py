@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
+
+import anyio
 
 from tradeloom.awaitables import maybe_await
 from tradeloom.components import Persistence
@@ -36,6 +39,7 @@ class PortfolioStage(Stage):
         *,
         snapshot_interval_seconds: float,
         record_equity: bool = True,
+        blocking_io_in_thread: bool = False,
     ) -> None:
         super().__init__(services)
         self.book = book
@@ -45,6 +49,9 @@ class PortfolioStage(Stage):
         self.record_equity = record_equity
         self._unjournaled: list[Fill] = []
         self._last_checkpoint = time.monotonic()
+        self.blocking_io_in_thread = blocking_io_in_thread
+        self._journal_lock = anyio.Lock()
+        self._checkpoint_lock = anyio.Lock()
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         return {
@@ -72,40 +79,57 @@ class PortfolioStage(Stage):
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint >= self.snapshot_interval
 
+    async def flush_journal(self) -> bool:
+        """Write every fill applied so far to the journal. False (and the fills kept for the
+        next attempt) when the persistence fails."""
+        async with self._journal_lock:
+            while self._unjournaled:
+                batch = self._unjournaled
+                self._unjournaled = []
+                try:
+                    await self._persist(self.persistence.record_fills, batch)
+                except Exception as exc:
+                    self._unjournaled = batch + self._unjournaled
+                    self._persistence_failed("journaling fills", exc)
+                    return False
+        return True
+
     async def checkpoint(self) -> list[PortfolioSnapshot]:
         """Journal new fills, then save snapshots of changed portfolios. Failures are counted
         and retried at the next checkpoint; nothing is marked saved that was not."""
-        self._last_checkpoint = time.monotonic()
-        status = self.services.status
-        if self._unjournaled:
-            batch = self._unjournaled
-            self._unjournaled = []
-            try:
-                await maybe_await(self.persistence.record_fills(batch))
-            except Exception as exc:
-                self._unjournaled = batch + self._unjournaled
-                self._persistence_failed("journaling fills", exc)
+        async with self._checkpoint_lock:
+            self._last_checkpoint = time.monotonic()
+            if not await self.flush_journal():
                 return []
-        versions = self.book.dirty()
-        if not versions:
-            return []
-        now = self.services.clock.now()
-        ids = self.services.ids
-        marks = self.book.marks
-        snapshots = [
-            self.book.portfolios[pid].snapshot(ids, now, marks) for pid in sorted(versions)
-        ]
-        try:
-            await maybe_await(self.persistence.save_snapshots(snapshots))
-        except Exception as exc:
-            self._persistence_failed("saving snapshots", exc)
-            return []
-        self.book.mark_saved(versions)
-        for snapshot in snapshots:
-            self.result.snapshots[snapshot.portfolio_id] = snapshot
-            self.publish(Topics.SNAPSHOTS, snapshot, snapshot.portfolio_id)
-        status.last_persistence_error = None
-        return snapshots
+            # No await between the journal becoming complete and taking the snapshots, so a
+            # snapshot never refers to a fill the journal lacks.
+            versions = self.book.dirty()
+            if not versions:
+                return []
+            now = self.services.clock.now()
+            ids = self.services.ids
+            marks = self.book.marks
+            snapshots = [
+                self.book.portfolios[pid].snapshot(ids, now, marks) for pid in sorted(versions)
+            ]
+            try:
+                await self._persist(self.persistence.save_snapshots, snapshots)
+            except Exception as exc:
+                self._persistence_failed("saving snapshots", exc)
+                return []
+            self.book.mark_saved(versions)  # changes made during the save stay dirty
+            for snapshot in snapshots:
+                self.result.snapshots[snapshot.portfolio_id] = snapshot
+                self.publish(Topics.SNAPSHOTS, snapshot, snapshot.portfolio_id)
+            self.services.status.last_persistence_error = None
+            return snapshots
+
+    async def _persist(self, method: Callable[..., Any], argument: Any) -> None:
+        if self.blocking_io_in_thread and not inspect.iscoroutinefunction(method):
+            # A live pipeline keeps consuming while a synchronous back end does its I/O.
+            await anyio.to_thread.run_sync(method, argument)
+        else:
+            await maybe_await(method(argument))
 
     def _persistence_failed(self, what: str, exc: Exception) -> None:
         status = self.services.status
