@@ -166,3 +166,19 @@ def test_float_quantities_from_strategy_code_are_refused() -> None:
 
     with pytest.raises(StrategyError, match=r"float 0\.1 is not accepted"):
         run_strategy(FloatBuyer(), bars("X", ["1"]))
+
+
+def test_10000_orders_on_one_instrument_get_distinct_time_sortable_ids() -> None:
+    class EveryTick(Strategy):
+        def on_tick(self, tick, ctx):  # type: ignore[no-untyped-def]
+            ctx.buy(tick.instrument, 1)
+
+    result = run_strategy(
+        EveryTick(), ticks("X", ["10"] * 10_000), fill_at="last", starting_cash=10_000_000
+    )
+    order_ids = [fill.order_id for fill in result.fills]
+    assert len(order_ids) == 10_000
+    assert len(set(order_ids)) == 10_000
+    assert order_ids == sorted(order_ids)  # minted in order, so they sort by creation time
+    assert all(order_id.version == 7 for order_id in order_ids)
+    assert result.snapshots["strategy"].positions["X"].quantity == 10_000
