@@ -62,6 +62,7 @@ TICK_TO_FILL_BUCKETS = (
 )
 SEVERITY_VALUE = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 MAX_SIGNALS_REMEMBERED = 10_000
+_INF = float("inf")
 
 HealthSource = Callable[[], Sequence[HealthReport]]
 
@@ -111,6 +112,8 @@ class PipelineMetrics:
         )
         self._processing_by_stage: dict[str, Any] = {}
         self._signal_times: OrderedDict[Any, datetime] = OrderedDict()
+        self._fill_times: OrderedDict[Any, datetime] = OrderedDict()
+        self._fills_counted: OrderedDict[Any, None] = OrderedDict()
         self.registry.register(StatusCollector(status, health))
 
     def observe(self, stage: str, topic: str, event: Any, seconds: float) -> None:
@@ -119,6 +122,8 @@ class PipelineMetrics:
             child = self._processing_by_stage.get(stage)
             if child is None:
                 child = self._processing_by_stage[stage] = self.processing.labels(stage=stage)
+            if not 0.0 <= seconds < _INF:  # a NaN would poison the histogram's sum for good
+                raise ValueError(f"not a duration: {seconds!r}")
             child.observe(seconds)
             if topic == Topics.MARKET:
                 if stage == self.market_stage:
@@ -136,17 +141,28 @@ class PipelineMetrics:
         status.last_market_time[str(event.instrument)] = event.ts
         status.last_market_wall_time = self._wall_clock()
 
+    # Stages report an event after handling it, and on an in-process transport the fill of a
+    # market order is handled inside the handling of its signal: so a fill may be seen before
+    # its signal. Whichever comes first waits (bounded) for the other.
+
     def signal_seen(self, signal: Any) -> None:
-        """Remember when a signal was decided, until its fill arrives (bounded)."""
-        times = self._signal_times
-        times[signal.event_id] = signal.ts
-        if len(times) > MAX_SIGNALS_REMEMBERED:
-            times.popitem(last=False)
+        """Remember when a signal was decided, until its fill arrives."""
+        filled = self._fill_times.pop(signal.event_id, None)
+        if filled is not None:
+            self._tick_to_fill(signal.ts, filled)
+        else:
+            _remember(self._signal_times, signal.event_id, signal.ts)
 
     def fill_seen(self, fill: Any) -> None:
         decided = self._signal_times.pop(fill.signal_id, None)
         if decided is not None:
-            self.tick_to_fill.observe(max(0.0, (fill.ts - decided).total_seconds()))
+            self._tick_to_fill(decided, fill.ts)
+        elif fill.signal_id not in self._fills_counted:
+            _remember(self._fill_times, fill.signal_id, fill.ts)
+        _remember(self._fills_counted, fill.signal_id, None)
+
+    def _tick_to_fill(self, decided: datetime, filled: datetime) -> None:
+        self.tick_to_fill.observe(max(0.0, (filled - decided).total_seconds()))
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""
@@ -262,6 +278,12 @@ class StatusCollector(Collector):
         for (check, stage), value in sorted(worst.items()):
             family.add_metric([check, stage], value)
         return family
+
+
+def _remember(store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    store[key] = value
+    if len(store) > MAX_SIGNALS_REMEMBERED:
+        store.popitem(last=False)
 
 
 def _utcnow() -> datetime:

@@ -1,0 +1,210 @@
+"""/health and /metrics over real HTTP on 127.0.0.1, standalone and from a running pipeline."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from tradeloom_monitoring_testplugin import BuyOnce, TickFeed
+
+from tradeloom import Pipeline
+from tradeloom.errors import ConfigError
+from tradeloom.runtime.status import PipelineStatus
+from tradeloom.settings import Settings
+from tradeloom_health.checks import MarketDataFreshness, PersistenceErrors
+from tradeloom_health.metrics import PipelineMetrics
+from tradeloom_health.monitor import run_checks
+from tradeloom_health.plugin import monitor_for
+from tradeloom_health.server import MonitoringServer
+
+T0 = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
+
+
+def get(url: str, token: str | None = None) -> tuple[int, str, str]:
+    """GET over HTTP; return the status, content type and body (also for error statuses)."""
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+class Monitored:
+    """A status, two checks and a clock the test moves, served over HTTP."""
+
+    def __init__(self, **server_options: Any) -> None:
+        self.now = T0
+        self.status = PipelineStatus(started_at=T0)
+        self.checks = [
+            ("market_data_freshness", MarketDataFreshness(30, 5)),
+            ("persistence_errors", PersistenceErrors()),
+        ]
+        self.metrics = PipelineMetrics(self.status, health=self.health)
+        self.server = MonitoringServer(self.health, self.metrics.exposition, **server_options)
+
+    def health(self) -> list[Any]:
+        return run_checks(self.checks, self.status, self.now)
+
+
+@pytest.fixture
+def monitored() -> Any:
+    served = Monitored()
+    with served.server:
+        yield served
+
+
+def test_health_is_200_until_something_is_critical(monitored: Monitored) -> None:
+    url = monitored.server.url + "/health"
+    assert monitored.server.url.startswith("http://127.0.0.1:")
+
+    status, content_type, body = get(url)
+    assert (status, content_type) == (200, "application/json")
+    reports = json.loads(body)
+    assert [r["check"] for r in reports] == ["market_data_freshness", "persistence_errors"]
+    assert reports[0]["severity"] == "info"
+    assert reports[0]["message"].startswith("in startup grace period")
+    assert {"event_id", "ts", "stage", "severity", "message", "age_seconds"} <= set(reports[0])
+
+    monitored.now = T0 + timedelta(seconds=31)  # grace over, no tick yet
+    status, _, body = get(url)
+    assert status == 503
+    assert json.loads(body)[0]["message"].startswith("no recent market data")
+
+    monitored.status.last_market_wall_time = T0 + timedelta(seconds=30)
+    status, _, body = get(url)
+    assert status == 200
+    assert json.loads(body)[0]["age_seconds"] == 1.0
+
+    monitored.status.last_persistence_error = "saving snapshots: disk full"
+    assert get(url)[0] == 503
+
+
+def test_metrics_are_prometheus_text(monitored: Monitored) -> None:
+    monitored.status.stage("risk").events_in = 12
+    monitored.status.rejections["max_position"] = 4
+    monitored.now = T0 + timedelta(seconds=31)
+
+    status, content_type, body = get(monitored.server.url + "/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain; version=")
+    families = {family.name: family for family in text_string_to_metric_families(body)}
+    assert families["tradeloom_stage_events_in"].samples[0].value == 12
+    assert families["tradeloom_rejections"].samples[0].labels == {"validator": "max_position"}
+    severity = {s.labels["check"]: s.value for s in families["tradeloom_health_severity"].samples}
+    assert severity == {"market_data_freshness": 2, "persistence_errors": 0}
+    assert "tradeloom_stage_processing_seconds" in families
+
+
+def test_unknown_paths_are_404(monitored: Monitored) -> None:
+    status, _, body = get(monitored.server.url + "/nope")
+    assert status == 404
+    assert json.loads(body)["endpoints"] == ["/health", "/metrics"]
+
+
+def test_bearer_token_is_required_when_configured() -> None:
+    served = Monitored(auth_token=SecretStr("t0ken-value"))
+    with served.server:
+        url = served.server.url
+        assert get(url + "/health")[0] == 401
+        assert get(url + "/metrics", token="wrong")[0] == 401
+        assert get(url + "/health", token="t0ken-value")[0] == 200
+        assert get(url + "/metrics", token="t0ken-value")[0] == 200
+
+
+def test_a_port_in_use_is_a_clear_config_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = MonitoringServer(list, None, port=port)
+        with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port} .*http_port"):
+            server.start()
+
+
+def test_server_stops_and_releases_its_port(monitored: Monitored) -> None:
+    url = monitored.server.url
+    monitored.server.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "/health", timeout=2)
+
+
+def test_a_live_pipeline_serves_while_it_runs() -> None:
+    settings = Settings(
+        executor={"name": "paper", "params": {"fill_at": "last"}},
+        monitoring={"http_port": 0},
+        health={
+            "checks": [
+                {
+                    "name": "market_data_freshness",
+                    "params": {"grace_period_seconds": 600, "max_tick_age_seconds": 600},
+                },
+                {"name": "consumer_lag"},
+            ]
+        },
+    )
+    feed = TickFeed(count=3, hold=True)
+    pipeline = Pipeline(settings, mode="live", feed=feed, strategies={"buyer": BuyOnce()})
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(10):
+                await feed.sent.wait()
+            monitor = monitor_for(pipeline)
+            assert monitor is not None
+            seen["url"] = url = monitor.url
+            seen["health"] = await anyio.to_thread.run_sync(get, url + "/health")
+            seen["metrics"] = await anyio.to_thread.run_sync(get, url + "/metrics")
+            feed.release.set()
+
+    anyio.run(main)
+    status, _, body = seen["health"]
+    assert status == 200
+    reports = json.loads(body)
+    assert [r["check"] for r in reports] == ["market_data_freshness", "consumer_lag"]
+    assert reports[0]["message"].startswith("market data is fresh")
+
+    families = {f.name: f for f in text_string_to_metric_families(seen["metrics"][2])}
+    events_in = {s.labels["stage"]: s.value for s in families["tradeloom_stage_events_in"].samples}
+    assert events_in["strategy"] >= 3
+    latency = families["tradeloom_tick_to_fill_seconds"].samples
+    assert [s.value for s in latency if s.name.endswith("_count")] == [1]
+
+    assert monitor_for(pipeline) is None  # stopped with the pipeline
+    assert pipeline.status.stage_observer is None
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(seen["url"] + "/health", timeout=2)
+
+
+def test_without_checks_configured_every_stock_check_runs() -> None:
+    settings = Settings(monitoring={"http_port": 0})
+    feed = TickFeed(count=1, hold=True)
+    pipeline = Pipeline(settings, mode="live", feed=feed, strategies={"buyer": BuyOnce()})
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(10):
+                await feed.sent.wait()
+            monitor = monitor_for(pipeline)
+            assert monitor is not None
+            seen["health"] = await anyio.to_thread.run_sync(get, monitor.url + "/health")
+            feed.release.set()
+
+    anyio.run(main)
+    checks = {r["check"] for r in json.loads(seen["health"][2])}
+    assert checks == {"market_data_freshness", "consumer_lag", "persistence_errors", "reconnection"}
