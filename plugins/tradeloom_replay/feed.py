@@ -331,12 +331,12 @@ class ReplayFeed(Feed):
                 file.path, delimiter=self.delimiter, encoding=self.encoding, header=self.header
             )
         bad_before = self.bad_rows
-        for location, row, raw in source.rows():
+        for row in source.rows():
             self.rows_read += 1
             try:
                 item = parse(row)
             except BadRow as exc:
-                self._reject(ctx, file.path, location, str(exc), raw())
+                self._reject(ctx, file.path, source.location(), str(exc), source.raw())
                 continue
             yield item
         skipped = self.bad_rows - bad_before

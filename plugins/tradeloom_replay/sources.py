@@ -1,8 +1,9 @@
 """Reading files row by row: CSV (any delimiter) and, when pyarrow is installed, Parquet.
 
-A source yields ``(location, fields, raw)`` where ``raw()`` returns the row's original text as
-bytes, for a dead letter. Nothing is read ahead beyond one row (CSV) or one record batch
-(Parquet), so memory stays bounded whatever the file's size.
+A source yields each row as a sequence of text fields; while a row is handled, ``location()``
+says where it is and ``raw()`` returns its original content as bytes, for a dead letter.
+Nothing is read ahead beyond one row (CSV) or one record batch (Parquet), so memory stays
+bounded whatever the file's size.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 Row = Sequence[str]
-RawGetter = Callable[[], bytes]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_BATCH_ROWS = 8192
@@ -58,8 +58,9 @@ def _tap(lines: Iterator[str], pending: list[str]) -> Iterator[str]:
 
 
 class CsvSource:
-    """Rows of a delimited text file. Blank lines are skipped; locations are ``line N``
-    (1-based physical line numbers, the header being line 1)."""
+    """Rows of a delimited text file. Blank lines are skipped. While a row is being handled,
+    :meth:`location` says where it is (``line N``: the physical line it ends on, the header
+    being line 1) and :meth:`raw` returns its original bytes."""
 
     def __init__(self, path: Path, *, delimiter: str, encoding: str, header: bool) -> None:
         self.path = path
@@ -67,18 +68,13 @@ class CsvSource:
         self.encoding = encoding
         self.has_header = header
         self.header: list[str] | None = None
-
-    def rows(self) -> Iterator[tuple[str, Row, RawGetter]]:
-        pending: list[str] = []
+        self._pending: list[str] = []
+        self._line = 0
         # Encoding back must not add a byte-order mark to every row.
-        raw_encoding = (
-            "utf-8" if codecs.lookup(self.encoding).name == "utf-8-sig" else self.encoding
-        )
+        self._raw_encoding = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
 
-        def raw() -> bytes:
-            text = "".join(pending).rstrip("\r\n")
-            return text.encode(raw_encoding, errors="surrogateescape")
-
+    def rows(self) -> Iterator[Row]:
+        pending = self._pending
         # Undecodable bytes are carried as surrogates: they make their row bad (and come back
         # byte for byte in its dead letter) instead of ending the replay.
         with self.path.open(newline="", encoding=self.encoding, errors="surrogateescape") as handle:
@@ -91,8 +87,16 @@ class CsvSource:
                         break
             for row in reader:
                 if row:
-                    yield f"line {reader.line_num}", row, raw
+                    self._line = reader.line_num
+                    yield row
                 pending.clear()
+
+    def location(self) -> str:
+        return f"line {self._line}"
+
+    def raw(self) -> bytes:
+        text = "".join(self._pending).rstrip("\r\n")
+        return text.encode(self._raw_encoding, errors="surrogateescape")
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,13 +133,14 @@ class ParquetSource:
         self.path = path
         self.needed = frozenset(needed)
         self.header: list[str] | None = None
+        self._number = 0
+        self._row: Row = ()
 
-    def rows(self) -> Iterator[tuple[str, Row, RawGetter]]:
+    def rows(self) -> Iterator[Row]:
         pq = require_pyarrow()
         parquet = pq.ParquetFile(self.path)
         try:
             self.header = list(parquet.schema_arrow.names)
-            number = 0
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
                 columns = [
                     [_cell_text(v) for v in batch.column(i).to_pylist()]
@@ -144,20 +149,20 @@ class ParquetSource:
                     for i in range(batch.num_columns)
                 ]
                 for row in zip(*columns, strict=False):
-                    number += 1
-                    yield f"row {number}", row, self._raw(row)
+                    self._number += 1
+                    self._row = row
+                    yield row
         finally:
             parquet.close()
 
-    def _raw(self, row: Row) -> RawGetter:
-        header = self.header or []
+    def location(self) -> str:
+        return f"row {self._number}"
 
-        def raw() -> bytes:
-            shown = {
-                name: text
-                for i, (name, text) in enumerate(zip(header, row, strict=False))
-                if i in self.needed
-            }
-            return json.dumps(shown).encode("utf-8")
-
-        return raw
+    def raw(self) -> bytes:
+        """The row's values that the feed reads, as JSON."""
+        shown = {
+            name: text
+            for i, (name, text) in enumerate(zip(self.header or [], self._row, strict=False))
+            if i in self.needed
+        }
+        return json.dumps(shown).encode("utf-8")
