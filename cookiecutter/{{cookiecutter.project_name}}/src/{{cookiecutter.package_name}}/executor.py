@@ -1,0 +1,104 @@
+"""An example executor: fills at the next price, paying half a spread. Replace the matching
+with calls to your broker."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tradeloom import Bar, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom.components import Executor
+
+BPS = Decimal(10_000)
+
+
+class {{ cookiecutter.class_name }}(Executor):
+    """Simulated execution with a bid/ask spread.
+
+    An order waits for the next price of its instrument that is later than the order (never a
+    price it could not have known), then fills at that price plus half of ``spread_bps`` for a
+    buy, minus half for a sell. A limit order fills only when that price is at or better than
+    its limit. Commission is ``commission_per_unit`` times the quantity. Orders still waiting
+    when the input ends are rejected, so every order gets exactly one fill or rejection.
+    """
+
+    def __init__(
+        self, spread_bps: Decimal = Decimal(0), commission_per_unit: Decimal = Decimal(0)
+    ) -> None:
+        if spread_bps < 0 or commission_per_unit < 0:
+            raise ValueError("spread_bps and commission_per_unit must not be negative")
+        self.half_spread = Decimal(spread_bps) / BPS / 2
+        self.commission_per_unit = Decimal(commission_per_unit)
+        self.waiting: dict[str, list[Order]] = {}
+        self.seen: set[object] = set()
+
+    def on_market(self, event: Bar | MarketTick) -> None:
+        # For a bar, the first price after the order is the bar's open.
+        price = event.open if isinstance(event, Bar) else event.last_price
+        still_waiting = []
+        for order in self.waiting.pop(event.instrument, []):
+            fill_price = self._price(order, price) if event.ts > order.ts else None
+            if fill_price is None:
+                still_waiting.append(order)
+            else:
+                self._fill(order, fill_price)
+        if still_waiting:
+            self.waiting[event.instrument] = still_waiting
+
+    def on_order(self, order: Order) -> None:
+        if order.event_id in self.seen:  # a redelivered order must not fill twice
+            return
+        self.seen.add(order.event_id)
+        self.waiting.setdefault(order.instrument, []).append(order)
+
+    def drain(self) -> None:
+        for orders in self.waiting.values():
+            for order in orders:
+                self._reject(order, "input ended before the order could fill")
+        self.waiting.clear()
+
+    def _price(self, order: Order, market: Decimal) -> Decimal | None:
+        buying = order.side is Side.BUY
+        price = market * (1 + self.half_spread) if buying else market * (1 - self.half_spread)
+        if order.order_type is OrderType.LIMIT:
+            limit = order.limit_price
+            assert limit is not None
+            if (price > limit) if buying else (price < limit):
+                return None
+        return price
+
+    def _fill(self, order: Order, price: Decimal) -> None:
+        self.ctx.emit(
+            Fill(
+                event_id=self.ctx.ids.new_id(),
+                ts=self.ctx.clock.now(),
+                order_id=order.event_id,
+                signal_id=order.signal_id,
+                strategy_id=order.strategy_id,
+                instrument=order.instrument,
+                side=order.side,
+                quantity=order.quantity,
+                price=price,
+                commission=self.commission_per_unit * order.quantity,
+            )
+        )
+
+    def _reject(self, order: Order, reason: str) -> None:
+        signal = Signal(
+            event_id=order.signal_id,
+            ts=order.ts,
+            strategy_id=order.strategy_id,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+        )
+        self.ctx.emit(
+            Rejection(
+                event_id=self.ctx.ids.new_id(),
+                ts=self.ctx.clock.now(),
+                signal=signal,
+                validator="{{ cookiecutter.component_name }}",
+                reason=reason,
+            )
+        )
