@@ -8,7 +8,7 @@ awaits whatever they return when it is awaitable.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -37,6 +37,15 @@ class IdGenerator(Protocol):
     """Mints event ids. Ids must be unique and sort by creation time (UUIDv7)."""
 
     def new_id(self) -> UUID: ...
+
+
+def advance_ids_past(ids: IdGenerator, seen: Iterable[UUID]) -> None:
+    """Tell a generator the highest id already persisted, when it supports that
+    (``advance_past(uuid)``), so that ids minted after a restart sort after stored ones."""
+    advance = getattr(ids, "advance_past", None)
+    highest = max(seen, default=None)
+    if advance is not None and highest is not None:
+        advance(highest)
 
 
 @runtime_checkable

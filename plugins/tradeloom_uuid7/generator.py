@@ -71,6 +71,10 @@ class _State:
             self.last = value
             return value
 
+    def advance_past(self, value: int) -> None:
+        with self.lock:
+            self.last = max(self.last, value)
+
 
 _STATE = _State()
 if hasattr(os, "register_at_fork"):
@@ -89,6 +93,11 @@ class Uuid7Generator:
     def new_id(self) -> uuid.UUID:
         """Return the next id."""
         return uuid.UUID(int=_STATE.next_value())
+
+    def advance_past(self, seen: uuid.UUID) -> None:
+        """Make every later id greater than ``seen`` (an id loaded from storage), so a restart
+        mints no id at or below one already persisted, even if the clock stepped back."""
+        _STATE.advance_past(seen.int)
 
     def __repr__(self) -> str:
         return "Uuid7Generator()"

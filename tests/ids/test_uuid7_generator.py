@@ -105,3 +105,13 @@ def test_threads_get_no_duplicates_and_each_thread_sees_increasing_ids() -> None
     assert len(set(everything)) == len(everything)
     for out in results:
         assert all(a < b for a, b in pairwise(out))
+
+
+def test_advance_past_a_stored_id_from_the_future() -> None:
+    generator = Uuid7Generator()
+    stored = uuid.UUID(int=(generator.new_id().int + (10_000 << 80)))  # 10 s ahead
+    generator.advance_past(stored)
+    after = generator.new_id()
+    assert after > stored and after.version == 7
+    generator.advance_past(uuid.UUID(int=1))  # an older id changes nothing
+    assert generator.new_id() > after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any, Literal
 import anyio
 
 from tradeloom.awaitables import call_hook_and_await, maybe_await
+from tradeloom.backoff import ReconnectExhausted
 from tradeloom.components import (
     Codec,
     DeadLetter,
@@ -22,6 +24,7 @@ from tradeloom.components import (
     IdGenerator,
     Persistence,
     Validator,
+    advance_ids_past,
 )
 from tradeloom.errors import ConfigError
 from tradeloom.events import HealthReport, MarketEvent, Severity
@@ -106,6 +109,8 @@ class Pipeline:
         self.result = RunResult(equity_curve=EquityCurve(settings.portfolio.equity_curve_points))
         self._stop_requested = False
         self._stop_event: anyio.Event | None = None
+        self._feed_wait: anyio.CancelScope | None = None
+        self._failure: Exception | None = None
 
         clock_kind = settings.pipeline.clock
         if clock_kind == "auto":
@@ -216,6 +221,14 @@ class Pipeline:
             await maybe_await(self.persistence.open())
             snapshots = await maybe_await(self.persistence.load_snapshots())
             fills = await maybe_await(self.persistence.load_fills())
+            advance_ids_past(
+                self.ids,
+                itertools.chain(
+                    (f.event_id for f in fills),
+                    (f.order_id for f in fills),
+                    (s.event_id for s in snapshots.values()),
+                ),
+            )
         # Subscription order matters on an in-process transport: the executor sees a price
         # before the strategies do, so an order placed on this price fills on the next one.
         if "execution" in self.roles and self.executor is not None:
@@ -267,9 +280,14 @@ class Pipeline:
             on_dead_letter=self._on_dead_letter,
             logger=self.logger.getChild("transport"),
             clock=self.clock,
+            settings=self.settings,
+            status=self.status,
         )
         for stage in self.stages:
             self.transport.subscribe(stage.role, stage.topics, stage.handler())
+        if self.portfolio_stage is not None:
+            # Consumed fills are acknowledged only once they are in the journal.
+            self.transport.add_commit_barrier("portfolio", self.portfolio_stage.flush_journal)
 
     # -- running -------------------------------------------------------------------------
 
@@ -279,6 +297,18 @@ class Pipeline:
         self.transport.stop_consuming()
         if self._stop_event is not None:
             self._stop_event.set()
+        if self._feed_wait is not None:
+            self._feed_wait.cancel()  # a live feed waiting for input stops waiting
+
+    def _give_up(self, error: Exception) -> None:
+        """A transport or feed failed for good: drain and stop cleanly, then raise ``error``
+        from :meth:`run`."""
+        if self._failure is None:
+            self._failure = error
+        if isinstance(error, ReconnectExhausted):
+            self.status.reconnect_exhausted = str(error)
+        self.logger.error("%s; draining, then stopping", error)
+        self.stop()
 
     async def run(self) -> RunResult:
         started = time.perf_counter()
@@ -289,6 +319,9 @@ class Pipeline:
         try:
             await self._assemble_stages()
             await self.transport.start()
+            attach = getattr(self.feed, "attach_transport", None)
+            if attach is not None:
+                attach(self.transport)  # a feed that acknowledges input once it is delivered
             await call_hook_and_await(self.manager.hook.tradeloom_pipeline_started, pipeline=self)
             for stage in self.stages:
                 stage.start()
@@ -305,6 +338,8 @@ class Pipeline:
         await call_hook_and_await(
             self.manager.hook.tradeloom_pipeline_stopped, pipeline=self, result=self.result
         )
+        if self._failure is not None:
+            raise self._failure
         return self.result
 
     async def _run_tasks(self) -> None:
@@ -318,8 +353,15 @@ class Pipeline:
             if self.mode == "live":
                 tasks.start_soon(self._ticker)
             if self.feed is not None:
-                await self._pump(self.feed)
-            if self.feed is None or (self.mode == "live" and not self.transport.synchronous):
+                try:
+                    await self._pump(self.feed)
+                except ReconnectExhausted as exc:
+                    self._give_up(exc)
+            # Live on a broker, the end of a finite feed ends only a process that runs nothing
+            # but the feed: stages keep consuming what other processes publish until stop().
+            if self.feed is None or (
+                self.mode == "live" and not self.transport.synchronous and self.stages
+            ):
                 await self._stop_event.wait()
             await self._drain(consuming_done)
             tasks.cancel_scope.cancel()
@@ -327,6 +369,8 @@ class Pipeline:
     async def _consume(self, done: anyio.Event) -> None:
         try:
             await self.transport.run()
+        except Exception as exc:  # noqa: BLE001 - reported by run() after a clean drain
+            self._give_up(exc)
         finally:
             done.set()
 
@@ -350,16 +394,20 @@ class Pipeline:
         count = 0
         if hasattr(source, "__aiter__"):
             async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
-            async for event in async_source:
-                advance(event.ts)
-                last_times[event.instrument] = event.ts
-                self.status.last_market_wall_time = WallClock().now()
-                publish(market, event, event.instrument)
-                count += 1
-                if result.first_event_time is None:
-                    result.first_event_time = event.ts
+            with anyio.CancelScope() as self._feed_wait:
                 if self._stop_requested:
-                    break
+                    self._feed_wait.cancel()
+                async for event in async_source:
+                    advance(event.ts)
+                    last_times[event.instrument] = event.ts
+                    self.status.last_market_wall_time = WallClock().now()
+                    publish(market, event, event.instrument)
+                    count += 1
+                    if result.first_event_time is None:
+                        result.first_event_time = event.ts
+                    if self._stop_requested:
+                        break
+            self._feed_wait = None
         else:
             for event in source:
                 advance(event.ts)
