@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tradeloom.components import Codec, DeadLetter
 from tradeloom.events import Event
 
+if TYPE_CHECKING:
+    from tradeloom.runtime.status import PipelineStatus
+    from tradeloom.settings import Settings
+
 Handler = Callable[[str, Event], None]
 """Called with the topic and the event. Synchronous; publishes its output through the
 transport before returning."""
+
+CommitBarrier = Callable[[], Awaitable[bool]]
+"""Awaited before a transport commits what a role consumed; True when the role's effects are
+durable (e.g. fills journaled), False to keep the positions uncommitted for now."""
 
 
 class Topics:
@@ -48,11 +56,17 @@ class Transport(abc.ABC):
         on_dead_letter: Callable[[DeadLetter], None],
         logger: logging.Logger,
         clock: Any,
+        settings: Settings | None = None,
+        status: PipelineStatus | None = None,
     ) -> None:
+        """Called once by the pipeline before :meth:`subscribe`. ``settings`` (reconnection,
+        dedupe window) and ``status`` (counters) are given by the runtime; tests may omit them."""
         self.codec = codec
         self.on_dead_letter = on_dead_letter
         self.logger = logger
         self.clock = clock
+        self.settings = settings
+        self.status = status
 
     @abc.abstractmethod
     def subscribe(self, role: str, topics: Sequence[str], handler: Handler) -> None:
@@ -61,6 +75,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def publish(self, topic: str, event: Event, key: str | None = None) -> None:
         """Send an event; ``key`` (the instrument) keeps one instrument's events in order."""
+
+    def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:  # noqa: B027
+        """Await ``barrier`` before committing positions consumed by ``role``; commit only when
+        it returns True. Transports that commit nothing (in-process) ignore it."""
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep input that could not be used, with its reason."""
