@@ -1,0 +1,112 @@
+"""``tradeloom health URL`` against a real server: readable report, exit code by severity."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from uuid6 import uuid7
+
+from tradeloom.cli import main
+from tradeloom.events import HealthReport, Severity
+from tradeloom_health.commands import health_url
+from tradeloom_health.server import MonitoringServer
+
+NOW = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
+
+
+def report(severity: Severity, check: str, message: str) -> HealthReport:
+    return HealthReport(
+        event_id=uuid7(), ts=NOW, stage="feed", check=check, severity=severity, message=message
+    )
+
+
+@pytest.fixture
+def served() -> Any:
+    reports: list[HealthReport] = []
+    with MonitoringServer(lambda: reports, None) as server:
+        yield server, reports
+
+
+@pytest.mark.parametrize(
+    ("severities", "code", "headline"),
+    [
+        ([], 0, "OK"),
+        ([Severity.INFO, Severity.INFO], 0, "OK"),
+        ([Severity.INFO, Severity.WARNING], 1, "WARNING"),
+        ([Severity.WARNING, Severity.CRITICAL, Severity.INFO], 2, "CRITICAL"),
+    ],
+)
+def test_exit_code_follows_the_worst_severity(
+    served: Any,
+    capsys: pytest.CaptureFixture[str],
+    severities: list[Severity],
+    code: int,
+    headline: str,
+) -> None:
+    server, reports = served
+    reports.extend(report(s, f"check_{i}", f"message {i}") for i, s in enumerate(severities))
+    assert main(["health", server.url]) == code
+    out = capsys.readouterr().out
+    assert out.startswith(f"{headline}  {server.url}/health (HTTP {503 if code == 2 else 200}")
+    lines = out.splitlines()[1:]
+    assert len(lines) == len(severities)
+    if severities:
+        # Worst first, every report on its own line with its check and message.
+        assert lines[0].split()[0] == max(severities, key=list(Severity).index).value
+        for i in range(len(severities)):
+            assert any(f"check_{i}" in line and f"message {i}" in line for line in lines)
+
+
+def test_json_output(served: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    server, reports = served
+    reports.append(report(Severity.WARNING, "consumer_lag", "risk/signals: 2000 behind"))
+    assert main(["health", server.url + "/health", "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert printed[0]["check"] == "consumer_lag" and printed[0]["severity"] == "warning"
+
+
+def test_unreachable_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    with MonitoringServer(list, None) as server:
+        url = server.url
+    assert main(["health", url, "--timeout", "2"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"UNKNOWN  {url}/health: cannot read health")
+
+
+def test_not_a_health_endpoint_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    with MonitoringServer(list, lambda: b"up 1\n") as server:
+        assert main(["health", server.url + "/metrics"]) == 3
+    assert "cannot read health" in capsys.readouterr().err
+
+
+def test_token_from_option_or_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MonitoringServer(list, None, auth_token=SecretStr("tok-123")) as server:
+        assert main(["health", server.url]) == 3
+        assert "HTTP 401" in capsys.readouterr().err
+        assert main(["health", server.url, "--token", "tok-123"]) == 0
+        monkeypatch.setenv("TRADELOOM_MONITORING__AUTH_TOKEN", "tok-123")
+        assert main(["health", server.url]) == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://127.0.0.1:9108", "http://127.0.0.1:9108/health"),
+        ("http://127.0.0.1:9108/", "http://127.0.0.1:9108/health"),
+        ("127.0.0.1:9108", "http://127.0.0.1:9108/health"),
+        ("http://host:1/custom/health", "http://host:1/custom/health"),
+    ],
+)
+def test_health_url(given: str, expected: str) -> None:
+    assert health_url(given) == expected
+
+
+def test_a_bad_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health", "ftp://example/health"]) == 3
+    assert "not an http URL" in capsys.readouterr().err
