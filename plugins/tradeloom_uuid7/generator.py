@@ -2,10 +2,12 @@
 
 ``uuid6.uuid7()`` keeps its ids increasing by moving the millisecond timestamp one step into the
 future whenever two calls fall in the same millisecond. Under a burst (a backtest mints hundreds
-of thousands of ids a second) the timestamps run far ahead of the wall clock, and its module
-state is not protected by a lock. This wrapper asks ``uuid6.uuid7()`` for a fresh id at most once
-per wall-clock millisecond and, within a millisecond, increments the 74 random bits by a random
-step (RFC 9562, section 6.2, method 2 "monotonic random"), so timestamps stay on the wall clock.
+of thousands of ids a second) the timestamps run far ahead of the wall clock, that drift is
+shared by every caller in the process, and its module state is not protected by a lock. This
+generator asks ``uuid6.uuid7()`` for the first id of each wall-clock millisecond (and uses the
+wall clock with fresh random bits if that id's clock has drifted) and, within a millisecond,
+increments the 74 random bits by a random step (RFC 9562, section 6.2, method 2 "monotonic
+random"), so timestamps stay on the wall clock.
 """
 
 from __future__ import annotations
@@ -57,11 +59,15 @@ class _State:
         with self.lock:
             last = self.last
             last_ms = last >> 80
-            if time.time_ns() // 1_000_000 > last_ms:
+            now_ms = time.time_ns() // 1_000_000
+            if now_ms > last_ms:
                 value = uuid6.uuid7().int
-                if value > last:
-                    self.last = value
-                    return value
+                if value >> 80 != now_ms:
+                    # uuid6's module-wide clock ran ahead (a burst of calls elsewhere in the
+                    # process): keep to the wall clock with fresh random bits instead.
+                    value = _compose(now_ms, secrets.randbits(_RAND_BITS))
+                self.last = value
+                return value
             random_part = _random_part(last) + secrets.randbits(_STEP_BITS) + 1
             if random_part >> _RAND_BITS:
                 # Counter exhausted within this millisecond: borrow the next one.
