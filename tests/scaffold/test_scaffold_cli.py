@@ -1,0 +1,206 @@
+"""`tradeloom new plugin`: options, prompts and the errors a user can run into."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tradeloom.cli import main
+from tradeloom.scaffold import KINDS, create_project, template_dir, template_options
+
+try:
+    import cookiecutter  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the environment
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip(
+        "cookiecutter is not installed (pip install 'tradeloom[scaffold]')",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(autouse=True)
+def cookiecutter_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep cookiecutter's replay files out of the user's home."""
+    config = tmp_path / "cookiecutter.yaml"
+    config.write_text(f"replay_dir: '{tmp_path / 'replay'}'\n")
+    monkeypatch.setenv("COOKIECUTTER_CONFIG", str(config))
+
+
+def new(tmp_path: Path, *args: str) -> int:
+    return main(["new", "plugin", "--no-input", "-o", str(tmp_path / "out"), *args])
+
+
+def test_template_options_match_the_cli() -> None:
+    options = template_options()
+    assert options["kind"] == list(KINDS)
+    assert {"plugin_name", "project_name", "package_name", "component_name"} <= set(options)
+    assert (template_dir() / "hooks" / "pre_gen_project.py").is_file()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_valid_python(tmp_path: Path, kind: str) -> None:
+    project = create_project(
+        output_dir=tmp_path, options={"plugin_name": f"sample {kind}", "kind": kind}
+    )
+    assert project == tmp_path / f"tradeloom-sample-{kind}"
+    package = project / "src" / f"tradeloom_sample_{kind}"
+    modules = sorted(p.name for p in package.glob("*.py"))
+    assert modules == sorted(["__init__.py", "plugin.py", f"{kind}.py"])
+    for path in [*package.glob("*.py"), *(project / "tests").glob("*.py")]:
+        ast.parse(path.read_text(), filename=str(path))
+    plugin = (package / "plugin.py").read_text()
+    hook = {"strategy": "strategies", "feed": "feeds", "executor": "executors"}[kind]
+    assert f"def tradeloom_register_{hook}()" in plugin
+    assert plugin.count("\n@hookimpl\n") == 1
+    class_name = f"Sample{kind.title()}"
+    assert f'"sample_{kind}": {class_name}' in plugin
+    assert "tradeloom.testing" in (project / "tests" / f"test_{kind}.py").read_text()
+    assert len(list((project / "data").iterdir())) == 1
+    if shutil.which("ruff") is not None:
+        lint = subprocess.run(
+            ["ruff", "check", "--no-cache", "."],  # with the project's own ruff settings
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout
+
+
+def test_options_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = new(
+        tmp_path,
+        "--option",
+        "plugin_name=Mean Revert",
+        "--option",
+        "author=Ada",
+        "--option",
+        "version=2.3.4",
+        "--kind",
+        "strategy",
+    )
+    assert code == 0
+    project = tmp_path / "out" / "tradeloom-mean-revert"
+    out = capsys.readouterr().out
+    assert f"Created {project}" in out
+    assert "tradeloom backtest -c tradeloom.toml" in out
+    pyproject = (project / "pyproject.toml").read_text()
+    assert 'version = "2.3.4"' in pyproject
+    assert '{ name = "Ada" }' in pyproject
+    assert 'mean_revert = "tradeloom_mean_revert.plugin"' in pyproject
+    assert (
+        "class MeanRevertStrategy(Strategy)"
+        in (project / "src" / "tradeloom_mean_revert" / "strategy.py").read_text()
+    )
+
+
+def test_unknown_option_lists_the_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert new(tmp_path, "--option", "colour=blue") == 1
+    err = capsys.readouterr().err
+    assert "--option colour: unknown option" in err
+    assert "plugin_name" in err and "kind" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_kind_lists_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert new(tmp_path, "--option", "kind=broker") == 1
+    assert "kind=broker: must be one of strategy, feed, executor" in capsys.readouterr().err
+
+
+def test_option_without_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert new(tmp_path, "--option", "plugin_name") == 1
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_unknown_template_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["new", "project"])
+    assert info.value.code == 2
+    assert "invalid choice: 'project'" in capsys.readouterr().err
+
+
+def test_existing_project_needs_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert new(tmp_path, "--option", "plugin_name=twice") == 0
+    marker = tmp_path / "out" / "tradeloom-twice" / "notes.txt"
+    marker.write_text("mine")
+    capsys.readouterr()
+    assert new(tmp_path, "--option", "plugin_name=twice") == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert new(tmp_path, "--option", "plugin_name=twice", "--overwrite", "--kind", "feed") == 0
+    assert (tmp_path / "out" / "tradeloom-twice" / "src" / "tradeloom_twice" / "feed.py").is_file()
+    assert marker.read_text() == "mine"
+
+
+def test_invalid_names_are_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert new(tmp_path, "--option", "plugin_name=9 lives!") == 1
+    err = capfd.readouterr().err
+    assert "component_name '9_lives!' must start with a letter" in err
+    assert "the template refused the options" in err
+    assert not (tmp_path / "out" / "tradeloom-9-lives!").exists()
+
+
+def test_a_name_taken_by_an_installed_plugin_is_refused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert new(tmp_path, "--option", "plugin_name=paper", "--kind", "executor") == 1
+    err = capfd.readouterr().err
+    assert "a plugin named 'paper' is installed already" in err
+    assert "executor 'paper' is registered already by plugin 'paper'" in err
+
+
+def test_prompts_read_answers(tmp_path: Path) -> None:
+    answers = "zeta\n3\n\n\n\n\n\n\n\n"
+    env = {**os.environ, "COOKIECUTTER_CONFIG": os.environ["COOKIECUTTER_CONFIG"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "tradeloom.cli", "new", "plugin", "-o", str(tmp_path)],
+        input=answers,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "What does the plugin provide?" in done.stdout
+    assert (tmp_path / "tradeloom-zeta" / "src" / "tradeloom_zeta" / "executor.py").is_file()
+
+
+def test_missing_cookiecutter_says_how_to_install(tmp_path: Path) -> None:
+    # Run the CLI in a fresh interpreter where importing cookiecutter fails.
+    out = tmp_path / "out"
+    code = (
+        "import sys; sys.modules['cookiecutter'] = None; "
+        "from tradeloom.cli import main; "
+        f"raise SystemExit(main(['new', 'plugin', '--no-input', '-o', {str(out)!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "needs the cookiecutter package, which is not installed" in done.stderr
+    assert "pip install 'tradeloom[scaffold]'" in done.stderr
+    assert not out.exists()
+
+
+def test_help_lists_new(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "new" in capsys.readouterr().out
+
+
+def test_template_json_is_valid() -> None:
+    data = json.loads((template_dir() / "cookiecutter.json").read_text())
+    assert data["_copy_without_render"] == ["data/*"]
