@@ -51,12 +51,14 @@ def backtest(
     feed: Feed | None = None,
     plugins: Sequence[Any] = (),
     progress: Callable[[int], None] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Replay market data through the pipeline on a simulated clock and return the result.
 
     ``config`` is a ``tradeloom.toml`` path, a mapping of the same shape or :class:`Settings`.
     Strategies, events and a feed may also be given from code; ``plugins`` are registered
-    in addition to the installed ones.
+    in addition to the installed ones. A backtest refuses persistence that already holds state
+    unless ``resume`` is true.
     """
     settings = make_settings(config, overrides)
     pipeline = Pipeline(
@@ -67,6 +69,7 @@ def backtest(
         feed=feed,
         plugins=plugins,
         progress=progress,
+        resume=resume,
     )
     return anyio.run(pipeline.run)
 

@@ -41,6 +41,11 @@ def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     backtest.add_argument("-c", "--config", required=True, help="tradeloom.toml")
     backtest.add_argument("--out", required=True, help="folder for result.json and equity.png")
     backtest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    backtest.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the state already in the configured persistence",
+    )
     backtest.set_defaults(func=cmd_backtest)
 
     run = subparsers.add_parser(
@@ -86,7 +91,11 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable
 def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> RunResult:
     update, close = _progress_bar(progress)
     pipeline = Pipeline(
-        settings, manager=_manager_for(args, settings), mode="backtest", progress=update
+        settings,
+        manager=_manager_for(args, settings),
+        mode="backtest",
+        progress=update,
+        resume=getattr(args, "resume", False),
     )
     try:
         return anyio.run(pipeline.run)

@@ -178,3 +178,41 @@ def test_missing_config_file(tmp_path: Path, command: list[str]) -> None:
     done = tradeloom(*command, cwd=tmp_path)
     assert done.returncode == 1
     assert "configuration file not found: missing.toml" in done.stderr
+
+
+def test_a_corrupt_state_file_stops_the_run_and_is_never_reset(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    first = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "a"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    state = tmp_path / "state.sqlite"
+    for leftover in tmp_path.glob("state.sqlite-*"):
+        leftover.unlink()  # WAL files: the damage must be in the main file
+    damaged = state.read_bytes()[: state.stat().st_size // 2]
+    state.write_bytes(damaged)
+    done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert str(state) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert state.read_bytes() == damaged  # left as it was for someone to look at
+
+
+def test_a_backtest_refuses_stored_state_unless_told_to_resume(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    first = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "a"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert again.returncode == 1
+    assert "already holds state from an earlier run (1 portfolio snapshots, 195 fills)" in (
+        again.stderr
+    )
+    resumed = tradeloom(
+        "backtest", "-c", str(config), "--out", str(tmp_path / "c"), "--resume", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "c" / "result.json").read_text())["summary"]
+    first_summary = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
+    assert summary["starting_equity"] == first_summary["final_equity"]

@@ -95,9 +95,12 @@ class Pipeline:
         plugins: Sequence[Any] = (),
         progress: Callable[[int], None] | None = None,
         logger: logging.Logger | None = None,
+        resume: bool | None = None,
     ) -> None:
         self.settings = settings
         self.mode = mode
+        # A live pipeline always continues from stored state; a backtest only when asked.
+        self.resume = mode == "live" if resume is None else resume
         self.roles = resolve_roles(roles)
         self.manager = manager or load_plugin_manager(settings, plugins)
         if manager is not None:
@@ -221,6 +224,13 @@ class Pipeline:
             await maybe_await(self.persistence.open())
             snapshots = await maybe_await(self.persistence.load_snapshots())
             fills = await maybe_await(self.persistence.load_fills())
+            if (snapshots or fills) and not self.resume:
+                raise ConfigError(
+                    f"the {self.settings.persistence.name!r} persistence already holds state "
+                    f"from an earlier run ({len(snapshots)} portfolio snapshots, {len(fills)} "
+                    "fills); a backtest starts from empty books, so point it at a new location, "
+                    "or resume from that state (tradeloom backtest --resume, resume=True)"
+                )
             advance_ids_past(
                 self.ids,
                 itertools.chain(
@@ -369,7 +379,7 @@ class Pipeline:
     async def _consume(self, done: anyio.Event) -> None:
         try:
             await self.transport.run()
-        except Exception as exc:  # noqa: BLE001 - reported by run() after a clean drain
+        except Exception as exc:  # reported by run() after a clean drain
             self._give_up(exc)
         finally:
             done.set()
