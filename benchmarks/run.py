@@ -1,0 +1,192 @@
+"""tradeloom benchmarks: ``python benchmarks/run.py`` (``--help`` for the options).
+
+1. The event-driven backtest workload (SMA(10/30) crossover, long or flat 1 unit, market
+   orders filled at the next price, zero commission) on synthetic ticks and bars, in
+   tradeloom and in backtrader on the same CSV files in the same run. Each engine runs in its
+   own process, so its peak memory is its own. Both must report the same fills and P&L:
+   MATCH or MISMATCH is printed, and a mismatch exits with status 1.
+2. Micro benchmarks: codec round trips, ids, tick-to-fill latency, one order's life cycle.
+
+Figures are printed and written as JSON to ``benchmarks/results/``. Data files are generated
+deterministically into ``benchmarks/data/`` (not committed) on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_common import machine, parse  # noqa: E402
+from bench_data import ensure  # noqa: E402
+
+
+def child(script: str, *args: str) -> dict[str, Any]:
+    command = [sys.executable, str(HERE / script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"benchmark step failed: {' '.join(command)}")
+    return parse(done.stdout)
+
+
+def best_of(repeat: int, script: str, *args: str) -> dict[str, Any]:
+    """The run with the least CPU time of ``repeat`` runs (the machine may be shared)."""
+    runs = [child(script, *args) for _ in range(repeat)]
+    best = min(runs, key=lambda r: r["cpu_seconds"])
+    best["runs"] = [{k: r[k] for k in ("seconds", "cpu_seconds")} for r in runs]
+    return best
+
+
+def backtest(kind: str, count: int, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    path = ensure(data_dir / f"{kind}s-{count}.csv", kind, count)
+    label = f"{count:,} {kind}s"
+    print(f"\n== backtest: {label} ({path.name}) ==", flush=True)
+    tradeloom = best_of(args.repeat, "engine_tradeloom.py", str(path), "--kind", kind)
+    show(tradeloom)
+    entry: dict[str, Any] = {"kind": kind, "events": count, "tradeloom": tradeloom}
+    if not args.skip_backtrader:
+        backtrader = best_of(args.repeat, "engine_backtrader.py", str(path), "--kind", kind)
+        show(backtrader)
+        same = tradeloom["fills"] == backtrader["fills"] and Decimal(tradeloom["pnl"]) == Decimal(
+            backtrader["pnl"]
+        )
+        entry["backtrader"] = backtrader
+        entry["match"] = same
+        entry["ratio_wall"] = tradeloom["events_per_second"] / backtrader["events_per_second"]
+        entry["ratio_cpu"] = backtrader["cpu_seconds"] / tradeloom["cpu_seconds"]
+        print(
+            f"  {'MATCH' if same else 'MISMATCH'}: fills {tradeloom['fills']} / "
+            f"{backtrader['fills']}, P&L {tradeloom['pnl']} / {backtrader['pnl']}; "
+            f"tradeloom/backtrader = {entry['ratio_wall']:.1f}x (wall), "
+            f"{entry['ratio_cpu']:.1f}x (CPU)",
+            flush=True,
+        )
+    return entry
+
+
+def show(run: dict[str, Any]) -> None:
+    cpu_rate = run["events"] / run["cpu_seconds"]
+    print(
+        f"  {run['engine']:<10} {run['events_per_second']:>10,.0f} events/s "
+        f"({cpu_rate:,.0f}/s of CPU)  {run['seconds']:7.2f} s wall  "
+        f"{run['cpu_seconds']:7.2f} s CPU  peak RSS {run['peak_rss_mb']:6.1f} MiB  "
+        f"fills {run['fills']:,}  round trips {run['round_trips']:,}  P&L {run['pnl']}",
+        flush=True,
+    )
+
+
+def show_micro(micro: dict[str, Any]) -> None:
+    print("\n== codec round trips (encode + decode) ==")
+    for name, rate in micro["codec"]["round_trips_per_second"].items():
+        print(f"  {name:<20} {rate:>12,.0f} /s")
+    print(
+        f"  {'tick stream':<20} {micro['codec']['tick_stream_round_trips_per_second']:>12,.0f} /s"
+        " (distinct ticks)"
+    )
+    print(f"\n== ids ==\n  uuid7 {micro['ids']['ids_per_second']:,.0f} ids/s")
+    print("\n== tick-to-fill latency (one process, memory transport) ==")
+    for entry in micro["tick_to_fill"]:
+        for what in ("tick_to_fill", "tick_handling"):
+            print(f"  fill_at={entry['fill_at']:<5} {what:<14} {_pcts(entry[what])}")
+    print("\n== one order's life cycle (signal -> validators -> paper fill -> portfolios) ==")
+    for entry in micro["order_life_cycle"]:
+        names = ", ".join(entry["validators"]) or "no validators"
+        print(f"  {names:<52} {_pcts(entry['life_cycle'])}")
+
+
+def _pcts(stats: dict[str, Any]) -> str:
+    return (
+        f"p50 {stats['p50_us']:8.1f} us  p99 {stats['p99_us']:8.1f} us  "
+        f"p99.9 {stats['p99_9_us']:8.1f} us  mean {stats['mean_us']:7.1f} us  "
+        f"(n={stats['count']:,})"
+    )
+
+
+def write(out_dir: Path, name: str, payload: dict[str, Any]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="tradeloom benchmarks", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ticks", type=int, default=1_000_000, help="ticks (default 1,000,000)")
+    parser.add_argument("--bars", type=int, default=200_000, help="bars (default 200,000)")
+    parser.add_argument(
+        "--latency-ticks",
+        type=int,
+        default=200_000,
+        help="ticks for the tick-to-fill latency runs (default 200,000)",
+    )
+    parser.add_argument("--codec-rounds", type=int, default=100_000)
+    parser.add_argument("--ids", type=int, default=1_000_000)
+    parser.add_argument("--orders", type=int, default=50_000, help="orders for the life cycle")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per engine; the least CPU time is kept"
+    )
+    parser.add_argument("--skip-backtrader", action="store_true")
+    parser.add_argument(
+        "--only", choices=("backtest", "micro"), help="run only the backtests or the micro set"
+    )
+    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+
+    if not args.skip_backtrader and args.only != "micro":
+        try:
+            import backtrader  # noqa: F401
+        except ImportError:
+            parser.error(
+                "backtrader is not installed: pip install -r benchmarks/requirements.txt "
+                "(or pass --skip-backtrader)"
+            )
+
+    started = time.perf_counter()
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
+    status = 0
+    if args.only in (None, "backtest"):
+        runs = [
+            backtest(kind, count, args.data_dir, args)
+            for kind, count in (("tick", args.ticks), ("bar", args.bars))
+            if count > 0
+        ]
+        print(f"\nwrote {write(args.out, 'backtest', {'machine': info, 'runs': runs})}")
+        if any(run.get("match") is False for run in runs):
+            print("MISMATCH: tradeloom and backtrader disagree", file=sys.stderr)
+            status = 1
+    if args.only in (None, "micro"):
+        ticks_file = ensure(
+            args.data_dir / f"ticks-{args.latency_ticks}.csv", "tick", args.latency_ticks
+        )
+        micro = child(
+            "micro.py",
+            "--ticks-file",
+            str(ticks_file),
+            "--codec-rounds",
+            str(args.codec_rounds),
+            "--ids",
+            str(args.ids),
+            "--orders",
+            str(args.orders),
+        )
+        show_micro(micro)
+        print(f"\nwrote {write(args.out, 'micro', {'machine': info, **micro})}")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
