@@ -182,3 +182,22 @@ def test_10000_orders_on_one_instrument_get_distinct_time_sortable_ids() -> None
     assert order_ids == sorted(order_ids)  # minted in order, so they sort by creation time
     assert all(order_id.version == 7 for order_id in order_ids)
     assert result.snapshots["strategy"].positions["X"].quantity == 10_000
+
+
+def test_plugins_hear_pipeline_stopped_even_when_a_strategy_fails() -> None:
+    from tradeloom import hookimpl
+
+    heard: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def tradeloom_pipeline_stopped(self, pipeline, result):  # type: ignore[no-untyped-def]
+            heard.append("stopped")
+
+    class Broken(Strategy):
+        def on_bar(self, bar, ctx):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom")
+
+    with pytest.raises(StrategyError):
+        run_strategy(Broken(), bars("X", ["1"]), plugins=[Listener()])
+    assert heard == ["stopped"]

@@ -344,10 +344,12 @@ class Pipeline:
                 raise
         finally:
             await self._close()
-        self.result.wall_seconds = time.perf_counter() - started
-        await call_hook_and_await(
-            self.manager.hook.tradeloom_pipeline_stopped, pipeline=self, result=self.result
-        )
+            self.result.wall_seconds = time.perf_counter() - started
+            # Also after an error: plugins release what they started (servers, files).
+            with anyio.CancelScope(shield=True):
+                await call_hook_and_await(
+                    self.manager.hook.tradeloom_pipeline_stopped, pipeline=self, result=self.result
+                )
         if self._failure is not None:
             raise self._failure
         return self.result
@@ -443,6 +445,8 @@ class Pipeline:
         if self.progress is not None:
             self.progress(_YIELD_EVERY)
         self.status.market_events = count
+        if self.mode == "live":
+            self.status.last_market_wall_time = WallClock().now()
         if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
             await self.portfolio_stage.checkpoint()
         await anyio.sleep(0)  # let signal handlers and other tasks run
