@@ -72,7 +72,9 @@ class ReconnectSettings(_Section):
     max_attempts: int = Field(default=10, ge=0, description="0 means: never give up.")
     base_delay_seconds: float = Field(default=0.5, gt=0)
     max_delay_seconds: float = Field(default=30.0, gt=0)
-    jitter: float = Field(default=0.5, ge=0, le=1, description="Fraction of a delay drawn at random.")
+    jitter: float = Field(
+        default=0.5, ge=0, le=1, description="Fraction of a delay drawn at random."
+    )
 
 
 class PortfolioSettings(_Section):
@@ -129,9 +131,7 @@ class Settings(BaseSettings):
     strategies: list[StrategySettings] = Field(default_factory=list)
     validators: list[ComponentSettings] = Field(default_factory=list)
     executor: ComponentSettings = Field(default_factory=lambda: ComponentSettings(name="paper"))
-    persistence: ComponentSettings = Field(
-        default_factory=lambda: ComponentSettings(name="memory")
-    )
+    persistence: ComponentSettings = Field(default_factory=lambda: ComponentSettings(name="memory"))
     transport: dict[str, Any] = Field(
         default_factory=dict, description="Parameters of the configured transport."
     )
