@@ -201,3 +201,26 @@ def test_plugins_hear_pipeline_stopped_even_when_a_strategy_fails() -> None:
     with pytest.raises(StrategyError):
         run_strategy(Broken(), bars("X", ["1"]), plugins=[Listener()])
     assert heard == ["stopped"]
+
+
+def test_event_observers_see_every_stage_in_and_out() -> None:
+    from collections import Counter
+
+    from tradeloom import hookimpl
+
+    seen: Counter[tuple[str, str, str]] = Counter()
+
+    class Observer:
+        @hookimpl
+        def tradeloom_event_observed(self, stage, direction, event):  # type: ignore[no-untyped-def]
+            seen[(stage, direction, event.type)] += 1
+
+    strategy = BuyOnFirst("X", "X")
+    run_strategy(strategy, bars("X", ["10", "11", "12"]), plugins=[Observer()])
+    assert seen[("strategy", "in", "bar")] == 3
+    assert seen[("strategy", "out", "signal")] == 1
+    assert seen[("risk", "in", "signal")] == 1
+    assert seen[("risk", "out", "order")] == 1
+    assert seen[("execution", "in", "order")] == 1
+    assert seen[("execution", "out", "fill")] == 1
+    assert seen[("portfolio", "in", "fill")] == 1

@@ -196,6 +196,16 @@ class Pipeline:
             built.append((name, self.manager.create("validator", entry.name, entry.params)))
         return built
 
+    def _event_observer(self) -> Callable[[str, str, Any], None] | None:
+        hook = self.manager.hook.tradeloom_event_observed
+        if not hook.get_hookimpls():
+            return None  # nothing to call per event
+
+        def observe(stage: str, direction: str, event: Any) -> None:
+            hook(stage=stage, direction=direction, event=event)
+
+        return observe
+
     def _portfolio_ids(self) -> list[str]:
         ids = [entry.strategy_id for entry in self.settings.strategies]
         return ids + [sid for sid in self.strategies if sid not in ids]
@@ -217,6 +227,7 @@ class Pipeline:
             clock=self.clock,
             status=self.status,
             logger=self.logger,
+            event_observer=self._event_observer(),
         )
         snapshots: Any = {}
         fills: Any = []

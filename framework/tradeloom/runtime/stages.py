@@ -48,6 +48,8 @@ class StageServices:
     clock: Clock
     status: PipelineStatus
     logger: logging.Logger
+    event_observer: Callable[[str, str, Event], None] | None = None
+    """Dispatches ``tradeloom_event_observed``; None when no plugin implements it."""
 
 
 class Stage:
@@ -58,6 +60,7 @@ class Stage:
         self.services = services
         self.transport = services.transport
         self.counters = services.status.stage(self.role)
+        self._observer = services.event_observer
 
     def handler(self) -> Callable[[str, Event], None]:
         """The function the transport calls for each event of ``topics``."""
@@ -79,13 +82,23 @@ class Stage:
             finally:
                 observe(role, topic, event, perf_counter() - started)
 
-        return handle
+        observer = self._observer
+        if observer is None:
+            return handle
+
+        def handle_observed(topic: str, event: Event) -> None:
+            observer(role, "in", event)
+            handle(topic, event)
+
+        return handle_observed
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         raise NotImplementedError
 
     def publish(self, topic: str, event: Event, key: str | None) -> None:
         self.counters.events_out += 1
+        if self._observer is not None:
+            self._observer(self.role, "out", event)
         self.transport.publish(topic, event, key)
 
     def start(self) -> None:
