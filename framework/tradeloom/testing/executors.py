@@ -339,7 +339,7 @@ class ExecutorConformance:
     # ---- plumbing ----------------------------------------------------------------------------
 
     @pytest.fixture
-    def harness(self, executor: Executor) -> ExecutorHarness:
+    def conformance_harness(self, executor: Executor) -> ExecutorHarness:
         assert isinstance(executor, Executor), (
             f"the executor fixture returned {type(executor).__name__}, "
             "not a tradeloom.components.Executor"
@@ -361,7 +361,10 @@ class ExecutorConformance:
         assert isinstance(executor, Executor)
 
     @pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
-    def test_market_order_fills_once(self, harness: ExecutorHarness, side: Side) -> None:
+    def test_market_order_fills_once(
+        self, conformance_harness: ExecutorHarness, side: Side
+    ) -> None:
+        harness = conformance_harness
         first, *later = self.bars(["100", "101", "102", "103"])
         harness.market(first)
         order = harness.order(self.instrument, side, "10")
@@ -374,7 +377,8 @@ class ExecutorConformance:
         )
         assert_fill_matches(outcome, order)
 
-    def test_market_order_on_ticks(self, harness: ExecutorHarness) -> None:
+    def test_market_order_on_ticks(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         times = steps(4, START, timedelta(seconds=1))
         harness.market(make_tick(self.instrument, "50.25", times[0]))
         order = harness.order(self.instrument, Side.BUY, "3")
@@ -390,7 +394,8 @@ class ExecutorConformance:
         assert isinstance(outcome, Fill)
         assert_fill_matches(outcome, order)
 
-    def test_exact_decimal_quantity(self, harness: ExecutorHarness) -> None:
+    def test_exact_decimal_quantity(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         first, *later = self.bars(["2.5", "2.6", "2.7"])
         harness.market(first)
         order = harness.order(self.instrument, Side.BUY, "0.00100")
@@ -402,7 +407,8 @@ class ExecutorConformance:
         assert_fill_matches(outcome, order)
         assert str(outcome.quantity) == "0.00100"
 
-    def test_order_before_any_price(self, harness: ExecutorHarness) -> None:
+    def test_order_before_any_price(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         order = harness.order(self.instrument, Side.BUY, "1")
         harness.market(*self.bars(["10", "11", "12"]))
         harness.drain()
@@ -413,7 +419,10 @@ class ExecutorConformance:
         else:
             assert_rejection_matches(outcome, order)
 
-    def test_order_with_no_later_price_is_settled_by_drain(self, harness: ExecutorHarness) -> None:
+    def test_order_with_no_later_price_is_settled_by_drain(
+        self, conformance_harness: ExecutorHarness
+    ) -> None:
+        harness = conformance_harness
         harness.market(*self.bars(["10", "11"]))
         order = harness.order(self.instrument, Side.SELL, "5")
         harness.drain()
@@ -424,7 +433,8 @@ class ExecutorConformance:
         else:
             assert_rejection_matches(outcome, order)
 
-    def test_same_order_twice_gives_one_outcome(self, harness: ExecutorHarness) -> None:
+    def test_same_order_twice_gives_one_outcome(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         first, *later = self.bars(["100", "101", "102"])
         harness.market(first)
         order = harness.order(self.instrument, Side.BUY, "4")
@@ -435,7 +445,10 @@ class ExecutorConformance:
         harness.check_emitted()
         harness.outcome(order)
 
-    def test_every_order_ends_in_exactly_one_outcome(self, harness: ExecutorHarness) -> None:
+    def test_every_order_ends_in_exactly_one_outcome(
+        self, conformance_harness: ExecutorHarness
+    ) -> None:
+        harness = conformance_harness
         a, b = self.instrument, self.other_instrument
         a_bars = self.bars(["20", "21", "19", "22", "23", "18"], a)
         b_bars = self.bars(["5.10", "5.00", "5.20", "5.05", "4.90", "5.30"], b)
@@ -461,7 +474,8 @@ class ExecutorConformance:
 
     # ---- limit orders ------------------------------------------------------------------------
 
-    def test_limit_prices_are_respected(self, harness: ExecutorHarness) -> None:
+    def test_limit_prices_are_respected(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         times = steps(5, START + timedelta(minutes=1))
         harness.market(make_bar(self.instrument, "100", "100", times[0]))
         buy = harness.order(self.instrument, Side.BUY, "1", limit_price="95")
@@ -490,7 +504,8 @@ class ExecutorConformance:
                     f"limit sell at {order.limit_price} filled at {outcome.price}"
                 )
 
-    def test_unreachable_limit_never_fills(self, harness: ExecutorHarness) -> None:
+    def test_unreachable_limit_never_fills(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         first, *later = self.bars(["100", "99", "101", "100"])
         harness.market(first)
         buy = harness.order(self.instrument, Side.BUY, "1", limit_price="1")
@@ -506,7 +521,8 @@ class ExecutorConformance:
 
     # ---- idle ----------------------------------------------------------------------------------
 
-    def test_idle_executor_emits_nothing(self, harness: ExecutorHarness) -> None:
+    def test_idle_executor_emits_nothing(self, conformance_harness: ExecutorHarness) -> None:
+        harness = conformance_harness
         harness.market(*self.bars(["10", "10.5", "11"]))
         harness.time_passes(START + timedelta(hours=1))
         harness.drain()

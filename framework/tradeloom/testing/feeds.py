@@ -292,7 +292,7 @@ class FeedConformance:
         )
 
     @pytest.fixture
-    def feed_run(self, feed: Feed) -> FeedRun:
+    def conformance_feed_run(self, feed: Feed) -> FeedRun:
         """The ``feed`` fixture, run to its end (or to ``max_events`` for a live feed)."""
         run = self.collect(feed)
         if self.finite and not run.ended:
@@ -312,32 +312,32 @@ class FeedConformance:
         # closes every component it built.
         _call_close(feed, self.anyio_backend_name)
 
-    def test_events_returns_an_iterator(self, feed_run: FeedRun) -> None:
-        source = feed_run.source
+    def test_events_returns_an_iterator(self, conformance_feed_run: FeedRun) -> None:
+        source = conformance_feed_run.source
         assert hasattr(source, "__anext__") or hasattr(source, "__next__"), (
             f"events() must return an iterator or an async iterator (e.g. be a generator), "
             f"got {type(source).__name__}"
         )
 
-    def test_yields_market_events(self, feed_run: FeedRun) -> None:
-        assert feed_run.items, "the feed fixture's data gave no events"
-        for index, item in enumerate(feed_run.items):
+    def test_yields_market_events(self, conformance_feed_run: FeedRun) -> None:
+        assert conformance_feed_run.items, "the feed fixture's data gave no events"
+        for index, item in enumerate(conformance_feed_run.items):
             assert isinstance(item, MarketTick | Bar), (
                 f"item {index} is a {type(item).__name__}; a feed yields MarketTick or Bar only"
             )
         if self.expected_events is not None:
-            assert len(feed_run.items) == self.expected_events
+            assert len(conformance_feed_run.items) == self.expected_events
         if not self.finite:
-            assert len(feed_run.items) == self.max_events
+            assert len(conformance_feed_run.items) == self.max_events
 
-    def test_clean_data_reports_no_bad_input(self, feed_run: FeedRun) -> None:
-        assert feed_run.dead_letters == [], (
+    def test_clean_data_reports_no_bad_input(self, conformance_feed_run: FeedRun) -> None:
+        assert conformance_feed_run.dead_letters == [], (
             "the feed fixture's data is meant to be clean, but the feed reported: "
-            + "; ".join(letter.reason for letter in feed_run.dead_letters[:5])
+            + "; ".join(letter.reason for letter in conformance_feed_run.dead_letters[:5])
         )
 
-    def test_events_are_valid(self, feed_run: FeedRun) -> None:
-        for event in feed_run.events:
+    def test_events_are_valid(self, conformance_feed_run: FeedRun) -> None:
+        for event in conformance_feed_run.events:
             # Builders that skip validation (model_construct, fast paths) must still produce
             # events the model accepts, with exact Decimals.
             again = type(event).model_validate(event.model_dump())
@@ -350,18 +350,18 @@ class FeedConformance:
                     "complete; anything earlier is look-ahead)"
                 )
 
-    def test_event_ids_come_from_the_context(self, feed_run: FeedRun) -> None:
-        ids = [event.event_id for event in feed_run.events]
+    def test_event_ids_come_from_the_context(self, conformance_feed_run: FeedRun) -> None:
+        ids = [event.event_id for event in conformance_feed_run.events]
         assert len(set(ids)) == len(ids), "two events share an event_id"
-        foreign = [event_id for event_id in ids if event_id not in feed_run.ids.minted]
+        foreign = [event_id for event_id in ids if event_id not in conformance_feed_run.ids.minted]
         assert not foreign, (
             f"{len(foreign)} event id(s) were not minted by ctx.ids (e.g. {foreign[0]}); take "
             "every event_id from ctx.ids.new_id() so the configured id generator is used"
         )
 
-    def test_time_order_per_instrument(self, feed_run: FeedRun) -> None:
+    def test_time_order_per_instrument(self, conformance_feed_run: FeedRun) -> None:
         last: dict[str, Any] = {}
-        for index, event in enumerate(feed_run.events):
+        for index, event in enumerate(conformance_feed_run.events):
             previous = last.get(event.instrument)
             assert previous is None or event.ts >= previous, (
                 f"event {index} for {event.instrument} at {event.ts} comes after one at "
@@ -371,10 +371,10 @@ class FeedConformance:
 
     # ---- ending and closing --------------------------------------------------------------------
 
-    def test_finite_feed_ends(self, feed_run: FeedRun) -> None:
+    def test_finite_feed_ends(self, conformance_feed_run: FeedRun) -> None:
         if not self.finite:
             pytest.skip("a live feed (finite = False) runs until it is stopped")
-        assert feed_run.ended
+        assert conformance_feed_run.ended
 
     def test_close_after_a_partial_read(self, feed: Feed) -> None:
         # A pipeline that is stopped leaves the iterator unfinished and closes the feed.
