@@ -12,7 +12,7 @@ CLASS = "{{ cookiecutter.class_name }}"
 problems = []
 if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", PROJECT):
     problems.append(f"project_name {PROJECT!r} is not a valid distribution name")
-if not PACKAGE.isidentifier() or PACKAGE != PACKAGE.lower():
+if not PACKAGE.isidentifier() or any(c.isupper() for c in PACKAGE):
     problems.append(f"package_name {PACKAGE!r} is not a lower-case Python identifier")
 if not re.fullmatch(r"[a-z][a-z0-9_]*", COMPONENT):
     problems.append(
