@@ -184,7 +184,20 @@ class PortfolioBook:
         self.marks[instrument] = price
 
     def equity(self) -> Decimal:
-        return sum((p.equity(self.marks) for p in self.portfolios.values()), ZERO)
+        marks = self.marks
+        total = ZERO
+        for portfolio in self.portfolios.values():
+            total += portfolio.equity(marks)
+        return total
+
+    def held_instruments(self) -> frozenset[str]:
+        """Instruments some portfolio holds a non-zero quantity of."""
+        return frozenset(
+            instrument
+            for portfolio in self.portfolios.values()
+            for instrument, holding in portfolio.holdings.items()
+            if holding.quantity
+        )
 
     # -- recovery and saving --------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -49,6 +50,10 @@ class PortfolioStage(Stage):
         self.record_equity = record_equity
         self._unjournaled: list[Fill] = []
         self._last_checkpoint = time.monotonic()
+        # Equity changes only with a fill or with the price of an instrument some portfolio
+        # holds, so it is recomputed only then (None: recompute at the next market event).
+        self._equity: Decimal | None = None
+        self._held: frozenset[str] = frozenset()
         self.blocking_io_in_thread = blocking_io_in_thread
         self._journal_lock = anyio.Lock()
         self._checkpoint_lock = anyio.Lock()
@@ -61,15 +66,26 @@ class PortfolioStage(Stage):
         }
 
     def on_market(self, event: Bar | MarketTick) -> None:
-        book = self.book
-        book.marks[event.instrument] = event.price
+        instrument = event.instrument
+        self.book.marks[instrument] = event.price
         if self.record_equity:
-            self.result.equity_curve.add(event.ts, book.equity())
+            equity = self._equity
+            if equity is None or instrument in self._held:
+                equity = self._current_equity()
+            self.result.equity_curve.add(event.ts, equity)
+
+    def _current_equity(self) -> Decimal:
+        book = self.book
+        if self._equity is None:
+            self._held = book.held_instruments()
+        equity = self._equity = book.equity()
+        return equity
 
     def on_fill(self, fill: Fill) -> None:
         if not self.book.apply_fill(fill):
             self.services.status.duplicates_ignored += 1
             return
+        self._equity = None
         self._unjournaled.append(fill)
         self.result.fills.append(fill)
 

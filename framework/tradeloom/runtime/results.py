@@ -26,24 +26,33 @@ class EquityCurve:
         self.points: list[tuple[datetime, Decimal]] = []
         self._stride = 1
         self._count = 0
+        self._next_point = 0  # the count of the next point kept: the next multiple of stride
         self.last: tuple[datetime, Decimal] | None = None
         self.peak: Decimal | None = None
         self.max_drawdown = ZERO  # a fraction of the peak
 
     def add(self, ts: datetime, equity: Decimal) -> None:
-        if self.peak is None or equity > self.peak:
-            self.peak = equity
-        elif self.peak > 0:
-            drawdown = (self.peak - equity) / self.peak
-            if drawdown > self.max_drawdown:
-                self.max_drawdown = drawdown
-        self.last = (ts, equity)
-        if self._count % self._stride == 0:
-            self.points.append((ts, equity))
-            if len(self.points) > self.max_points:
-                self.points = self.points[::2]
+        last = self.last
+        # Called for every market event, and equity mostly stays as it was: the same value as
+        # the point before cannot make a new peak or a deeper drawdown.
+        if last is None or equity != last[1]:
+            peak = self.peak
+            if peak is None or equity > peak:
+                self.peak = equity
+            elif peak > 0:
+                drawdown = (peak - equity) / peak
+                if drawdown > self.max_drawdown:
+                    self.max_drawdown = drawdown
+        self.last = point = (ts, equity)
+        count = self._count
+        self._count = count + 1
+        if count == self._next_point:
+            points = self.points
+            points.append(point)
+            if len(points) > self.max_points:
+                self.points = points[::2]
                 self._stride *= 2
-        self._count += 1
+            self._next_point = (count // self._stride + 1) * self._stride
 
     def series(self) -> list[tuple[datetime, Decimal]]:
         if self.last is not None and (not self.points or self.points[-1] != self.last):

@@ -1,0 +1,121 @@
+"""The hot path's shortcuts give exactly what the plain computations give."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import uuid6
+
+from tradeloom.events import Fill, MarketTick, Side
+from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.clock import SimulatedClock
+from tradeloom.runtime.portfolio_stage import PortfolioStage
+from tradeloom.runtime.results import EquityCurve, RunResult
+from tradeloom.runtime.stages import StageServices
+from tradeloom.runtime.status import PipelineStatus
+from tradeloom_memory.persistence import MemoryPersistence
+from tradeloom_memory.transport import MemoryTransport
+from tradeloom_uuid7.generator import Uuid7Generator
+
+T0 = datetime(2024, 1, 2, tzinfo=UTC)
+
+
+class PlainCurve:
+    """The equity curve computed the obvious way: every point, then every other one dropped
+    whenever there are more than ``max_points``."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self.points: list[tuple[datetime, Decimal]] = []
+        self.stride = 1
+        self.count = 0
+        self.peak: Decimal | None = None
+        self.max_drawdown = Decimal(0)
+
+    def add(self, ts: datetime, equity: Decimal) -> None:
+        if self.peak is None or equity > self.peak:
+            self.peak = equity
+        elif self.peak > 0:
+            self.max_drawdown = max(self.max_drawdown, (self.peak - equity) / self.peak)
+        if self.count % self.stride == 0:
+            self.points.append((ts, equity))
+            if len(self.points) > self.max_points:
+                self.points = self.points[::2]
+                self.stride *= 2
+        self.count += 1
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_equity_curve_keeps_the_same_points_peak_and_drawdown(seed: int) -> None:
+    rng = random.Random(seed)
+    max_points = rng.choice([10, 11, 13, 64])
+    curve, plain = EquityCurve(max_points), PlainCurve(max_points)
+    equity = Decimal(1000)
+    for i in range(rng.randrange(1, 2000)):
+        if rng.random() < 0.4:  # equity often stays the same from one event to the next
+            equity += Decimal(rng.randrange(-50, 51)) / 10
+        ts = T0 + timedelta(seconds=i)
+        curve.add(ts, equity)
+        plain.add(ts, equity)
+    assert curve.points == plain.points
+    assert curve.peak == plain.peak
+    assert curve.max_drawdown == plain.max_drawdown
+    assert curve.last == (ts, equity)
+
+
+def _fill(pid: str, instrument: str, side: Side, quantity: str, price: Decimal) -> Fill:
+    return Fill(
+        event_id=uuid6.uuid7(),
+        ts=T0,
+        order_id=uuid6.uuid7(),
+        signal_id=uuid6.uuid7(),
+        strategy_id=pid,
+        instrument=instrument,
+        side=side,
+        quantity=Decimal(quantity),
+        price=price,
+        commission=Decimal("0.5"),
+    )
+
+
+def test_portfolio_stage_equity_equals_the_books_equity_after_every_event() -> None:
+    """The stage recomputes equity only after a fill or a price move of a held instrument."""
+    services = StageServices(
+        transport=MemoryTransport(),
+        ids=Uuid7Generator(),
+        clock=SimulatedClock(),
+        status=PipelineStatus(),
+        logger=logging.getLogger("test"),
+    )
+    result = RunResult()
+    book = PortfolioBook(Decimal(10_000))
+    stage = PortfolioStage(
+        services, book, MemoryPersistence(), result, snapshot_interval_seconds=60
+    )
+    rng = random.Random(3)
+    prices = {"A": Decimal(100), "B": Decimal(50), "C": Decimal(20)}
+    for i in range(3000):
+        instrument = rng.choice("ABC")
+        prices[instrument] += Decimal(rng.choice([-1, 1])) / 100
+        stage.on_market(
+            MarketTick(
+                event_id=uuid6.uuid7(),
+                ts=T0 + timedelta(seconds=i),
+                instrument=instrument,
+                last_price=prices[instrument],
+            )
+        )
+        assert result.equity_curve.last == (T0 + timedelta(seconds=i), book.equity())
+        if rng.random() < 0.05:  # A and B are traded by two portfolios; C never is
+            traded = rng.choice("AB")
+            pid = rng.choice(["p1", "p2"])
+            held = book.portfolio(pid).position(traded)
+            side = Side.SELL if held > 0 and rng.random() < 0.6 else Side.BUY
+            quantity = str(held) if side is Side.SELL else str(rng.randrange(1, 4))
+            stage.on_fill(_fill(pid, traded, side, quantity, prices[traded]))
+    assert book.portfolio("p1").fills_applied + book.portfolio("p2").fills_applied > 100
+    assert book.held_instruments() <= {"A", "B"}
