@@ -12,11 +12,14 @@ import threading
 from collections.abc import Sequence
 
 import attrs
-from pydantic import ValidationError
 
 from tradeloom.components import Persistence
-from tradeloom.errors import CorruptStateError, PersistenceError
+from tradeloom.errors import PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.storage import (
+    decode_stored_fill,
+    decode_stored_snapshot,
+)
 
 
 @attrs.define
@@ -30,16 +33,6 @@ class MemoryStore:
     snapshots: dict[str, str] = attrs.field(factory=dict)
     """``portfolio_id -> snapshot JSON``, the latest saved."""
     lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        parts.append(f"{where}: {item['msg']}")
-    if error.error_count() > 3:
-        parts.append(f"and {error.error_count() - 3} more")
-    return "; ".join(parts)
 
 
 class MemoryPersistence(Persistence):
@@ -90,19 +83,9 @@ class MemoryPersistence(Persistence):
             stored = dict(self.store.snapshots)
         loaded: dict[str, PortfolioSnapshot] = {}
         for portfolio_id, data in stored.items():
-            try:
-                snapshot = PortfolioSnapshot.model_validate_json(data)
-            except ValidationError as exc:
-                raise CorruptStateError(
-                    f"memory store: snapshot of portfolio {portfolio_id!r} is invalid: "
-                    f"{_describe(exc)}"
-                ) from None
-            if snapshot.portfolio_id != portfolio_id:
-                raise CorruptStateError(
-                    f"memory store: snapshot stored under portfolio {portfolio_id!r} belongs to "
-                    f"portfolio {snapshot.portfolio_id!r}"
-                )
-            loaded[portfolio_id] = snapshot
+            loaded[portfolio_id] = decode_stored_snapshot(
+                data, where=f"memory store: portfolio {portfolio_id!r}", portfolio_id=portfolio_id
+            )
         return loaded
 
     def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
@@ -113,11 +96,6 @@ class MemoryPersistence(Persistence):
         for position, (owner, data) in enumerate(stored):
             if portfolio_id is not None and owner != portfolio_id:
                 continue
-            try:
-                fills.append(Fill.model_validate_json(data))
-            except ValidationError as exc:
-                raise CorruptStateError(
-                    f"memory store: fill #{position + 1} of portfolio {owner!r} is invalid: "
-                    f"{_describe(exc)}"
-                ) from None
+            where = f"memory store: fill #{position + 1}, portfolio {owner!r}"
+            fills.append(decode_stored_fill(data, where=where, portfolio_id=owner))
         return fills

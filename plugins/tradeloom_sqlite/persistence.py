@@ -25,11 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import ValidationError
-
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.storage import (
+    decode_stored_fill,
+    decode_stored_snapshot,
+)
 
 JournalMode = Literal["wal", "delete", "truncate", "persist"]
 Synchronous = Literal["normal", "full", "extra"]
@@ -69,16 +71,6 @@ SCHEMA_VERSION = max(MIGRATIONS)
 # Primary SQLite result codes that mean "the file's content is damaged".
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        parts.append(f"{where}: {item['msg']}")
-    if error.error_count() > 3:
-        parts.append(f"and {error.error_count() - 3} more")
-    return "; ".join(parts)
 
 
 class SqlitePersistence(Persistence):
@@ -303,15 +295,7 @@ class SqlitePersistence(Persistence):
 
     def _decode_fill(self, seq: int, portfolio_id: Any, data: Any) -> Fill:
         where = f"{self.path}: table fills, row seq={seq}, portfolio {portfolio_id!r}"
-        try:
-            fill = Fill.model_validate_json(data)
-        except ValidationError as exc:
-            raise CorruptStateError(f"{where}: stored fill is invalid: {_describe(exc)}") from None
-        if fill.strategy_id != portfolio_id:
-            raise CorruptStateError(
-                f"{where}: the stored fill belongs to portfolio {fill.strategy_id!r}"
-            )
-        return fill
+        return decode_stored_fill(data, where=where, portfolio_id=portfolio_id)
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -343,15 +327,7 @@ class SqlitePersistence(Persistence):
         loaded: dict[str, PortfolioSnapshot] = {}
         for portfolio_id, data in rows:
             where = f"{self.path}: table snapshots, portfolio {portfolio_id!r}"
-            try:
-                snapshot = PortfolioSnapshot.model_validate_json(data)
-            except ValidationError as exc:
-                raise CorruptStateError(
-                    f"{where}: stored snapshot is invalid: {_describe(exc)}"
-                ) from None
-            if snapshot.portfolio_id != portfolio_id:
-                raise CorruptStateError(
-                    f"{where}: the stored snapshot belongs to portfolio {snapshot.portfolio_id!r}"
-                )
-            loaded[portfolio_id] = snapshot
+            loaded[portfolio_id] = decode_stored_snapshot(
+                data, where=where, portfolio_id=portfolio_id
+            )
         return loaded

@@ -33,7 +33,7 @@ class TestMemoryPersistence(PersistenceConformance):
         assert isinstance(persistence, MemoryPersistence)
         stored = persistence.store.snapshots[portfolio_id]
         persistence.store.snapshots[portfolio_id] = stored.replace('"cash":"9.90"', '"cash":"lots"')
-        return f"portfolio {portfolio_id!r} is invalid: cash:"
+        return f"portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
 
 
 def test_use_before_open_is_refused() -> None:
@@ -49,7 +49,9 @@ def test_snapshot_under_wrong_key_is_corrupt() -> None:
     memory.open()
     memory.save_snapshots([make_snapshot("a")])
     memory.store.snapshots["b"] = memory.store.snapshots["a"]
-    with pytest.raises(CorruptStateError, match=r"stored under portfolio 'b' belongs to .*'a'"):
+    with pytest.raises(
+        CorruptStateError, match=r"portfolio .b.: the stored snapshot belongs to portfolio .a."
+    ):
         memory.load_snapshots()
 
 
@@ -59,7 +61,9 @@ def test_invalid_fill_names_its_position_and_portfolio() -> None:
     memory.record_fills([make_fill("a"), make_fill("b")])
     owner, data = memory.store.fills[1]
     memory.store.fills[1] = (owner, data.replace('"side":"buy"', '"side":"hold"'))
-    with pytest.raises(CorruptStateError, match=r"fill #2 of portfolio 'b' is invalid: side:"):
+    with pytest.raises(
+        CorruptStateError, match=r"fill #2, portfolio .b.: stored fill is invalid: side:"
+    ):
         memory.load_fills()
     assert len(memory.load_fills("a")) == 1
 

@@ -25,8 +25,13 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from tradeloom.components import Persistence
-from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
+from tradeloom.errors import ConfigError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.storage import (
+    decode_stored_fill,
+    decode_stored_snapshot,
+    describe_validation_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,17 +133,6 @@ class PostgresParams(BaseModel):
         return kwargs
 
 
-def _describe(error: ValidationError) -> str:
-    """Locations and messages only: pydantic's own text would echo the input values."""
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        parts.append(f"{where}: {item['msg']}")
-    if error.error_count() > 3:
-        parts.append(f"and {error.error_count() - 3} more")
-    return "; ".join(parts)
-
-
 def _lock_key(schema: str) -> int:
     """A stable signed 64-bit advisory-lock key for migrating ``schema``."""
     digest = hashlib.sha256(f"tradeloom-postgres:migrate:{schema}".encode()).digest()
@@ -160,7 +154,9 @@ class PostgresPersistence(Persistence):
         try:
             self.params = PostgresParams.model_validate(params)
         except ValidationError as exc:
-            raise ConfigError(f"postgres persistence: invalid params: {_describe(exc)}") from None
+            raise ConfigError(
+                f"postgres persistence: invalid params: {describe_validation_error(exc)}"
+            ) from None
         self.schema = self.params.db_schema
         self._ident = sql.Identifier(self.schema)
         self._pool: ConnectionPool | None = None
@@ -328,17 +324,7 @@ class PostgresPersistence(Persistence):
         fills: list[Fill] = []
         for seq, owner, data in rows:
             where = f"{self.where}: table {self.schema}.fills, row seq={seq}, portfolio {owner!r}"
-            try:
-                fill = Fill.model_validate_json(data)
-            except ValidationError as exc:
-                raise CorruptStateError(
-                    f"{where}: stored fill is invalid: {_describe(exc)}"
-                ) from None
-            if fill.strategy_id != owner:
-                raise CorruptStateError(
-                    f"{where}: the stored fill belongs to portfolio {fill.strategy_id!r}"
-                )
-            fills.append(fill)
+            fills.append(decode_stored_fill(data, where=where, portfolio_id=owner))
         return fills
 
     # ---- snapshots ---------------------------------------------------------------------------
@@ -391,15 +377,7 @@ class PostgresPersistence(Persistence):
         loaded: dict[str, PortfolioSnapshot] = {}
         for portfolio_id, data in rows:
             where = f"{self.where}: table {self.schema}.snapshots, portfolio {portfolio_id!r}"
-            try:
-                snapshot = PortfolioSnapshot.model_validate_json(data)
-            except ValidationError as exc:
-                raise CorruptStateError(
-                    f"{where}: stored snapshot is invalid: {_describe(exc)}"
-                ) from None
-            if snapshot.portfolio_id != portfolio_id:
-                raise CorruptStateError(
-                    f"{where}: the stored snapshot belongs to portfolio {snapshot.portfolio_id!r}"
-                )
-            loaded[portfolio_id] = snapshot
+            loaded[portfolio_id] = decode_stored_snapshot(
+                data, where=where, portfolio_id=portfolio_id
+            )
         return loaded
