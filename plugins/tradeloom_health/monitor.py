@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-from uuid6 import uuid7
+from typing import TYPE_CHECKING
 
 from tradeloom.components import HealthCheck
-from tradeloom.events import HealthReport, Severity
+from tradeloom.events import HealthReport
+from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.transport import Topics
 from tradeloom_health.checks import STOCK_CHECKS
 from tradeloom_health.metrics import PipelineMetrics
@@ -25,25 +24,8 @@ logger = logging.getLogger("tradeloom.monitoring")
 _FILL_STAGES = ("portfolio", "risk", "strategy")
 
 
-def run_checks(
-    checks: list[tuple[str, HealthCheck]], status: Any, now: datetime
-) -> list[HealthReport]:
-    """Run checks; a check that raises becomes a critical report naming it."""
-    reports: list[HealthReport] = []
-    for name, check in checks:
-        try:
-            found = check.check(status, now)
-        except Exception as exc:
-            found = HealthReport(
-                event_id=uuid7(),
-                ts=now,
-                stage="pipeline",
-                check=name,
-                severity=Severity.CRITICAL,
-                message=f"health check {name!r} failed: {type(exc).__name__}: {exc}",
-            )
-        reports.extend([found] if isinstance(found, HealthReport) else found)
-    return reports
+run_checks = run_health_checks
+"""Run checks; a check that raises becomes a critical report naming it."""
 
 
 class PipelineMonitor:

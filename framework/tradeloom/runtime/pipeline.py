@@ -27,10 +27,11 @@ from tradeloom.components import (
     advance_ids_past,
 )
 from tradeloom.errors import ConfigError
-from tradeloom.events import HealthReport, MarketEvent, Severity
+from tradeloom.events import HealthReport, MarketEvent
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock, WallClock
+from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.stages import (
@@ -519,22 +520,9 @@ class Pipeline:
 
     def health(self, now: datetime | None = None) -> list[HealthReport]:
         """Run every configured health check against the current status."""
-        now = now or WallClock().now()
-        reports: list[HealthReport] = []
-        for name, check in self.health_checks:
-            try:
-                found = check.check(self.status, now)
-            except Exception as exc:
-                found = HealthReport(
-                    event_id=self.ids.new_id(),
-                    ts=now,
-                    stage="pipeline",
-                    check=name,
-                    severity=Severity.CRITICAL,
-                    message=f"health check {name!r} failed: {type(exc).__name__}: {exc}",
-                )
-            reports.extend([found] if isinstance(found, HealthReport) else found)
-        return reports
+        return run_health_checks(
+            self.health_checks, self.status, now or WallClock().now(), self.ids.new_id
+        )
 
 
 def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
