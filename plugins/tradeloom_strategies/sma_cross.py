@@ -24,25 +24,30 @@ class _Crossing:
 
     def update(self, price: Decimal) -> int:
         """Add a price; return +1 when fast crossed above slow, -1 below, 0 otherwise."""
+        # Runs for every price: locals instead of repeated attribute lookups.
         prices = self.prices
-        if len(prices) == self.slow:
-            self.slow_sum -= prices[0]
-        if len(prices) >= self.fast:
-            self.fast_sum -= prices[-self.fast]
+        fast, slow = self.fast, self.slow
+        count = len(prices)
+        slow_sum = self.slow_sum - prices[0] if count == slow else self.slow_sum
+        fast_sum = self.fast_sum - prices[-fast] if count >= fast else self.fast_sum
         prices.append(price)
-        self.fast_sum += price
-        self.slow_sum += price
-        if len(prices) < self.slow:
+        self.fast_sum = fast_sum = fast_sum + price
+        self.slow_sum = slow_sum = slow_sum + price
+        if count < slow - 1:
             return 0
         # Compare fast_sum/fast with slow_sum/slow without dividing: exact in Decimal.
-        difference = self.fast_sum * self.slow - self.slow_sum * self.fast
-        sign = (difference > 0) - (difference < 0)
-        if sign == 0:
+        scaled_fast, scaled_slow = fast_sum * slow, slow_sum * fast
+        if scaled_fast > scaled_slow:
+            sign = 1
+        elif scaled_fast < scaled_slow:
+            sign = -1
+        else:
             return 0
-        previous, self.last_sign = self.last_sign, sign
-        if previous and sign != previous:
-            return sign
-        return 0
+        previous = self.last_sign
+        if sign == previous:
+            return 0
+        self.last_sign = sign
+        return sign if previous else 0
 
 
 class SmaCross(Strategy):
@@ -65,21 +70,29 @@ class SmaCross(Strategy):
         self.quantity = quantity
         self._crossings: dict[str, _Crossing] = {}
 
-    def _on_price(self, instrument: str, price: Decimal, ctx: StrategyContext) -> None:
-        crossing = self._crossings.get(instrument)
-        if crossing is None:
-            crossing = self._crossings[instrument] = _Crossing(self.fast, self.slow)
-        direction = crossing.update(price)
+    def _crossing(self, instrument: str) -> _Crossing:
+        crossing = self._crossings[instrument] = _Crossing(self.fast, self.slow)
+        return crossing
+
+    def _trade(self, instrument: str, direction: int, ctx: StrategyContext) -> None:
         if direction > 0:
             if ctx.position(instrument) == 0:
                 ctx.buy(instrument, self.quantity)
-        elif direction < 0:
+        else:
             position = ctx.position(instrument)
             if position > 0:
                 ctx.sell(instrument, position)
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self._on_price(bar.instrument, bar.close, ctx)
+        instrument = bar.instrument
+        crossing = self._crossings.get(instrument) or self._crossing(instrument)
+        direction = crossing.update(bar.close)
+        if direction:
+            self._trade(instrument, direction, ctx)
 
     def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
-        self._on_price(tick.instrument, tick.last_price, ctx)
+        instrument = tick.instrument
+        crossing = self._crossings.get(instrument) or self._crossing(instrument)
+        direction = crossing.update(tick.last_price)
+        if direction:
+            self._trade(instrument, direction, ctx)

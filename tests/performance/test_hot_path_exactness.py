@@ -119,3 +119,37 @@ def test_portfolio_stage_equity_equals_the_books_equity_after_every_event() -> N
             stage.on_fill(_fill(pid, traded, side, quantity, prices[traded]))
     assert book.portfolio("p1").fills_applied + book.portfolio("p2").fills_applied > 100
     assert book.held_instruments() <= {"A", "B"}
+
+
+def _plain_crossings(prices: list[Decimal], fast: int, slow: int) -> list[int]:
+    """+1/-1 where the sign of SMA(fast) - SMA(slow) changed from the last non-zero one."""
+    out, last = [], 0
+    for i in range(len(prices)):
+        if i + 1 < slow:
+            out.append(0)
+            continue
+        difference = (
+            sum(prices[i + 1 - fast : i + 1]) / fast - sum(prices[i + 1 - slow : i + 1]) / slow
+        )
+        sign = (difference > 0) - (difference < 0)
+        out.append(sign if sign and last and sign != last else 0)
+        last = sign or last
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sma_crossing_matches_the_plain_moving_averages(seed: int) -> None:
+    from tradeloom_strategies.sma_cross import _Crossing
+
+    rng = random.Random(seed)
+    fast = rng.randrange(1, 6)
+    slow = rng.randrange(fast + 1, 12)
+    price, prices = Decimal(100), []
+    for _ in range(600):
+        # Mostly cent steps and flat stretches, so the averages are often exactly equal.
+        price += Decimal(rng.choice([-1, 0, 0, 1])) / 100
+        prices.append(price)
+    crossing = _Crossing(fast, slow)
+    got = [crossing.update(p) for p in prices]
+    assert got == _plain_crossings(prices, fast, slow)
+    assert any(got)
