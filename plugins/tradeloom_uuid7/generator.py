@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import struct
 import threading
 import time
 import uuid
@@ -27,6 +28,8 @@ _RAND_A_MASK = (1 << 12) - 1
 _VERSION_7 = 0x7 << 76
 _VARIANT_RFC = 0b10 << 62
 _STEP_BITS = 32  # random increment; 2**42 ids per millisecond before the counter overflows
+_STEPS_PER_READ = 1024  # random steps drawn from the OS per read (one read, not one per id)
+_STEPS = struct.Struct(f">{_STEPS_PER_READ}I")  # 32-bit steps, matching _STEP_BITS
 
 
 def _random_part(value: int) -> int:
@@ -50,10 +53,18 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last = 0
+        self._steps: list[int] = []
 
     def reset_lock(self) -> None:
         # A fork while another thread holds the lock would leave the child's copy locked.
         self.lock = threading.Lock()
+        # The child must not reuse the parent's unused random steps.
+        self._steps = []
+
+    def _refill_steps(self) -> list[int]:
+        # os.urandom, as secrets uses, but one system call per _STEPS_PER_READ ids.
+        self._steps = steps = list(_STEPS.unpack(os.urandom(_STEPS.size)))
+        return steps
 
     def next_value(self) -> int:
         with self.lock:
@@ -68,12 +79,19 @@ class _State:
                     value = _compose(now_ms, secrets.randbits(_RAND_BITS))
                 self.last = value
                 return value
-            random_part = _random_part(last) + secrets.randbits(_STEP_BITS) + 1
-            if random_part >> _RAND_BITS:
-                # Counter exhausted within this millisecond: borrow the next one.
-                last_ms += 1
-                random_part = secrets.randbits(_RAND_BITS)
-            value = _compose(last_ms, random_part)
+            steps = self._steps or self._refill_steps()
+            step = steps.pop() + 1
+            if (last & _RAND_B_MASK) + step <= _RAND_B_MASK:
+                # The step stays within rand_b (all but about one in 2**30 times): adding it to
+                # the whole value is the same as _compose(last_ms, _random_part(last) + step).
+                value = last + step
+            else:
+                random_part = _random_part(last) + step
+                if random_part >> _RAND_BITS:
+                    # Counter exhausted within this millisecond: borrow the next one.
+                    last_ms += 1
+                    random_part = secrets.randbits(_RAND_BITS)
+                value = _compose(last_ms, random_part)
             self.last = value
             return value
 
@@ -83,6 +101,9 @@ class _State:
 
 
 _STATE = _State()
+_new_uuid = uuid.UUID.__new__
+_set = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_STATE.reset_lock)
 
@@ -98,7 +119,11 @@ class Uuid7Generator:
 
     def new_id(self) -> uuid.UUID:
         """Return the next id."""
-        return uuid.UUID(int=_STATE.next_value())
+        # uuid.UUID(int=...) without its argument parsing: the value is a valid 128-bit int.
+        new = _new_uuid(uuid.UUID)
+        _set(new, "int", _STATE.next_value())
+        _set(new, "is_safe", _UNKNOWN_SAFETY)
+        return new
 
     def advance_past(self, seen: uuid.UUID) -> None:
         """Make every later id greater than ``seen`` (an id loaded from storage), so a restart
