@@ -1,0 +1,254 @@
+"""The broker link shared by the transport and the feed: topic creation, connection probes and
+reconnection with backoff from ``[reconnect]``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from tradeloom.backoff import ReconnectExhausted, backoff_delays
+from tradeloom.errors import TradeloomError
+from tradeloom.settings import ReconnectSettings
+from tradeloom_redpanda.options import ConnectionOptions
+
+
+class BrokerSetupError(TradeloomError):
+    """The broker refused something that retrying will not fix (e.g. creating a topic with a
+    replication factor larger than the cluster)."""
+
+
+class BrokerLink:
+    """An admin connection that keeps the needed topics in place and tells whether the broker
+    is reachable.
+
+    :meth:`probe` checks the connection and (re)creates missing topics, which also heals a
+    broker that came back without them. :meth:`recover` runs the reconnection policy: up to
+    ``max_attempts`` probes with exponential backoff and jitter, then
+    :class:`~tradeloom.backoff.ReconnectExhausted`. Concurrent callers share one recovery.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        options: ConnectionOptions,
+        topics: Sequence[str],
+        reconnect: ReconnectSettings,
+        logger: logging.Logger,
+    ) -> None:
+        self.what = what
+        self.options = options
+        self.topics = list(dict.fromkeys(topics))
+        self.reconnect = reconnect
+        self.logger = logger
+        self.exhausted: ReconnectExhausted | None = None
+        self.reconnections = 0
+        self.topics_created = 0
+        self._admin: AIOKafkaAdminClient | None = None
+        self._recovery: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"BrokerLink({self.what!r}, {self.options.describe()})"
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Reach the broker and create missing topics, retrying per the reconnect settings."""
+        try:
+            await self.probe()
+        except BrokerSetupError:
+            raise
+        except Exception as exc:  # any failure to reach the broker is retried
+            await self.recover(exc)
+        await self._check_partitions()
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**self.options.client_kwargs())
+            try:
+                await admin.start()
+            except BaseException:
+                await _quietly(admin.close())
+                raise
+            self._admin = admin
+        return self._admin
+
+    async def probe(self) -> None:
+        """Check the connection, creating missing topics. Raises on failure."""
+        async with asyncio.timeout(self.options.operation_timeout_seconds):
+            try:
+                admin = await self._admin_client()
+                existing = set(await admin.list_topics())
+            except BaseException:
+                await self._drop_admin()
+                raise
+            missing = [topic for topic in self.topics if topic not in existing]
+            if missing and self.options.create_topics:
+                await self._create(admin, missing)
+
+    async def _create(self, admin: AIOKafkaAdminClient, names: list[str]) -> None:
+        options = self.options
+        response = await admin.create_topics(
+            [NewTopic(name, options.partitions, options.replication_factor) for name in names]
+        )
+        for topic, code, message in _topic_errors(response):
+            if code == 0:
+                self.topics_created += 1
+                self.logger.info(
+                    "%s: created topic %s (%d partitions)", self.what, topic, options.partitions
+                )
+                continue
+            error = for_code(code)
+            if error is TopicAlreadyExistsError:
+                continue  # another process created it first
+            if getattr(error, "retriable", False):
+                raise error(message or topic)
+            raise BrokerSetupError(
+                f"{self.what}: the broker refused to create topic {topic!r}: "
+                f"{error.__name__}: {message or 'no message'}"
+            )
+
+    async def _check_partitions(self) -> None:
+        """Warn when topics differ in partition count: records keyed by instrument then land
+        in differently numbered partitions and one consumer no longer owns an instrument on
+        every topic."""
+        if len(self.topics) < 2:
+            return
+        try:
+            async with asyncio.timeout(self.options.operation_timeout_seconds):
+                admin = await self._admin_client()
+                described = await admin.describe_topics(self.topics)
+        except Exception as exc:  # a warning only
+            self.logger.debug("%s: could not describe topics: %s", self.what, exc)
+            return
+        counts = {
+            item["topic"]: len(item.get("partitions", []))
+            for item in described
+            if not item.get("error_code")
+        }
+        if len(set(counts.values())) > 1:
+            listed = ", ".join(f"{topic}={count}" for topic, count in sorted(counts.items()))
+            self.logger.warning(
+                "%s: topics have different partition counts (%s); give them one count so each "
+                "instrument's events of every topic go to the same consumer",
+                self.what,
+                listed,
+            )
+
+    async def _drop_admin(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await _quietly(admin.close())
+
+    # -- reconnecting ---------------------------------------------------------------------------
+
+    async def recover(self, error: BaseException) -> None:
+        """The broker looked unreachable (``error``): probe with backoff until it answers.
+
+        Raises :class:`~tradeloom.backoff.ReconnectExhausted` when every attempt failed."""
+        if self.exhausted is not None:
+            raise self.exhausted
+        if self._recovery is not None:
+            await asyncio.shield(self._recovery)
+            return
+        self._recovery = asyncio.get_running_loop().create_future()
+        try:
+            await self._reconnect(error)
+            self._recovery.set_result(None)
+        except BaseException as exc:
+            self._recovery.set_exception(exc)
+            self._recovery.exception()  # retrieved: waiters re-raise their own copy
+            raise
+        finally:
+            self._recovery = None
+
+    async def _reconnect(self, error: BaseException) -> None:
+        limit = self.reconnect.max_attempts
+        self.logger.warning(
+            "%s: broker %s unreachable (%s); reconnecting (%s)",
+            self.what,
+            self.options.describe(),
+            _describe(error),
+            f"at most {limit} attempts" if limit else "until it answers",
+        )
+        attempts = 0
+        last: BaseException = error
+        for delay in backoff_delays(self.reconnect):
+            attempts += 1
+            await asyncio.sleep(delay)
+            try:
+                await self.probe()
+            except BrokerSetupError:
+                raise
+            except Exception as exc:  # every failure counts as an attempt
+                last = exc
+                self.logger.warning(
+                    "%s: reconnection attempt %d%s failed: %s",
+                    self.what,
+                    attempts,
+                    f"/{limit}" if limit else "",
+                    _describe(exc),
+                )
+                continue
+            self.reconnections += 1
+            self.logger.warning("%s: reconnected after %d attempt(s)", self.what, attempts)
+            return
+        self.exhausted = ReconnectExhausted(self.what, attempts, last)
+        raise self.exhausted
+
+    async def watch(self) -> None:
+        """Probe every ``probe_interval_seconds`` until cancelled; recover when a probe fails.
+        Raises :class:`~tradeloom.backoff.ReconnectExhausted` when recovery gives up."""
+        while True:
+            await asyncio.sleep(self.options.probe_interval_seconds)
+            try:
+                await self.probe()
+            except BrokerSetupError:
+                raise
+            except Exception as exc:  # recovery decides
+                await self.recover(exc)
+
+    async def close(self) -> None:
+        await self._drop_admin()
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    errors = []
+    for entry in getattr(response, "topic_errors", []):
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        errors.append((topic, code, message))
+    return errors
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text and not text.startswith(name) else text or name
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    await close_bounded(awaitable, None)
+
+
+async def close_bounded(
+    awaitable: Awaitable[object], seconds: float | None
+) -> BaseException | None:
+    """Await a client's close or stop for at most ``seconds``; return what it raised.
+
+    aiokafka clients closed during an outage can raise the CancelledError of one of their own
+    internal tasks; that is swallowed unless this task itself is being cancelled."""
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return exc
+    except Exception as exc:  # closing anyway
+        return exc
+    return None

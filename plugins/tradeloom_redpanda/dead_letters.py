@@ -1,0 +1,37 @@
+"""How a dead letter is written to the dead-letter topic: the original bytes as the value, the
+error and where the record came from in headers."""
+
+from __future__ import annotations
+
+from tradeloom.components import DeadLetter
+
+MAX_REASON_BYTES = 4000
+
+HEADER_ERROR_TYPE = "tradeloom-error-type"
+HEADER_ERROR = "tradeloom-error"
+HEADER_SOURCE = "tradeloom-source"
+HEADER_LOCATION = "tradeloom-location"
+HEADER_TS = "tradeloom-ts"
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """Kafka record headers describing ``letter`` (UTF-8 values; the reason is cut to
+    :data:`MAX_REASON_BYTES`)."""
+    reason = letter.reason.encode("utf-8", "replace")
+    if len(reason) > MAX_REASON_BYTES:
+        reason = reason[: MAX_REASON_BYTES - 3] + b"..."
+    return [
+        (HEADER_ERROR_TYPE, letter.error_type.encode("utf-8", "replace")),
+        (HEADER_ERROR, reason),
+        (HEADER_SOURCE, letter.source.encode("utf-8", "replace")),
+        (HEADER_LOCATION, letter.location.encode("utf-8", "replace")),
+        (HEADER_TS, letter.ts.isoformat().encode()),
+    ]
+
+
+def read_headers(headers: object) -> dict[str, str]:
+    """Decode a consumed record's headers into a dict (for tools and tests)."""
+    return {
+        str(name): bytes(value).decode("utf-8", "replace")
+        for name, value in (headers or ())  # type: ignore[attr-defined]
+    }

@@ -1,0 +1,223 @@
+"""The ``redpanda`` feed: market ticks from a Kafka-protocol topic, acknowledged only once the
+pipeline has delivered them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from tradeloom.components import Codec, DeadLetter, Feed, FeedContext
+from tradeloom.errors import DecodeError
+from tradeloom.events import Bar, MarketEvent, MarketTick
+from tradeloom_redpanda.connection import BrokerLink, close_bounded
+from tradeloom_redpanda.options import FeedOptions
+from tradeloom_redpanda.ticks import TickMapping
+
+
+@attrs.define
+class FeedStats:
+    """Counters of one feed instance."""
+
+    consumed: int = 0
+    events: int = 0
+    bad_records: int = 0
+    commits: int = 0
+
+
+class RedpandaFeed(Feed):
+    """Reads market ticks from ``topic`` through the consumer group ``group_id``.
+
+    ``format = "tradeloom"`` reads events in the pipeline codec's format (the stock codec's
+    JSON: ``MarketTick`` or ``Bar``); ``format = "json"`` reads plain JSON ticks through the
+    ``fields`` mapping (see :class:`~tradeloom_redpanda.ticks.TickMapping`). A record that
+    cannot be read is reported as bad input (the redpanda transport writes it to the
+    dead-letter topic) and skipped.
+
+    Positions are committed after each batch, once the transport has delivered the batch's
+    events (at least once: a crash in between makes the broker deliver them again). Several
+    feed processes in one group share the topic's partitions. Broker outages follow the
+    pipeline's ``[reconnect]`` settings; when the attempts run out the iterator raises
+    :class:`~tradeloom.backoff.ReconnectExhausted` and the pipeline drains and stops.
+    """
+
+    def __init__(self, **params: Any) -> None:
+        self.options = FeedOptions.from_params("redpanda feed", params)
+        self.mapping = TickMapping(self.options.field_paths(), self.options.ts_unit)
+        self.stats = FeedStats()
+        self.logger = logging.getLogger("tradeloom.redpanda.feed")
+        self._transport: Any = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._link: BrokerLink | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._handed_out: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedpandaFeed({self.options.describe()}, topic={self.options.topic!r})"
+
+    def attach_transport(self, transport: Any) -> None:
+        """Called by the pipeline: positions are committed once ``transport`` has delivered
+        what was published (when it can tell, through ``delivered()``)."""
+        self._transport = transport
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def events(self, ctx: FeedContext) -> AsyncIterator[MarketEvent]:
+        return self._events(ctx)
+
+    async def _events(self, ctx: FeedContext) -> AsyncIterator[MarketEvent]:
+        self.logger = ctx.logger
+        options = self.options
+        codec = ctx.codec
+        if codec is None and options.format == "tradeloom":
+            from tradeloom_decimal.codec import DecimalJsonCodec
+
+            codec = DecimalJsonCodec()
+        self._link = BrokerLink(
+            f"redpanda feed ({options.topic})",
+            options,
+            [options.topic],
+            ctx.reconnect,
+            self.logger,
+        )
+        await self._link.connect()
+        consumer = AIOKafkaConsumer(
+            **options.consumer_kwargs(),
+            group_id=options.group_id,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        await consumer.start()
+        consumer.subscribe([options.topic])
+        self._consumer = consumer
+        self._watchdog = asyncio.get_running_loop().create_task(self._link.watch())
+        self.logger.info(
+            "reading %s from %s as group %s", options.topic, options.describe(), options.group_id
+        )
+        while True:
+            if self._watchdog.done() and not self._watchdog.cancelled():
+                error = self._watchdog.exception()
+                if error is not None:
+                    raise error
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=options.poll_timeout_ms, max_records=options.max_batch
+                )
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                await self._link.recover(exc)
+                continue
+            if not batch:
+                continue
+            for partition, records in batch.items():
+                for record in records:
+                    self.stats.consumed += 1
+                    event = self._read(record, ctx, codec)
+                    self._handed_out[partition] = record.offset + 1
+                    if event is not None:
+                        self.stats.events += 1
+                        yield event
+            await self._acknowledge()
+
+    def _read(self, record: Any, ctx: FeedContext, codec: Codec | None) -> MarketEvent | None:
+        value = record.value
+        try:
+            if value is None:
+                raise DecodeError("empty record (no value)", error_type="empty")
+            if self.options.format == "json":
+                record_ts = None
+                if self.options.ts_source == "record":
+                    record_ts = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                return self.mapping.decode(value, ctx.ids, record_ts)
+            assert codec is not None
+            event = codec.decode(value)
+            if not isinstance(event, MarketTick | Bar):
+                raise DecodeError(
+                    f"a {type(event).__name__} is not market data (MarketTick or Bar)",
+                    error_type="wrong_type",
+                )
+            return event
+        except DecodeError as exc:
+            self.stats.bad_records += 1
+            ctx.report_bad_input(
+                DeadLetter(
+                    source=f"redpanda feed ({self.options.topic})",
+                    reason=exc.reason,
+                    error_type=exc.error_type,
+                    raw=bytes(value or b""),
+                    ts=ctx.clock.now(),
+                    location=f"{record.topic}[{record.partition}]@{record.offset}",
+                )
+            )
+            return None
+
+    async def _acknowledge(self) -> None:
+        """Commit what was handed out, once the transport delivered it."""
+        delivered = getattr(self._transport, "delivered", None)
+        if delivered is not None:
+            await delivered()
+        await self._commit()
+
+    async def _commit(self) -> None:
+        consumer = self._consumer
+        offsets = {
+            tp: offset
+            for tp, offset in self._handed_out.items()
+            if self._committed.get(tp) != offset
+        }
+        if consumer is None or not offsets:
+            return
+        try:
+            async with asyncio.timeout(self.options.operation_timeout_seconds):
+                await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            self.logger.warning("feed positions not committed after a rebalance: %s", exc)
+            for partition in offsets:
+                self._handed_out.pop(partition, None)
+            return
+        except (KafkaError, TimeoutError, OSError) as exc:
+            assert self._link is not None
+            await self._link.recover(exc)
+            return
+        self.stats.commits += 1
+        self._committed.update(offsets)
+
+    # -- closing --------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Commit what the pipeline delivered, leave the group, disconnect. Safe to call twice
+        and before :meth:`events`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        undelivered = getattr(self._transport, "undelivered", 0)
+        if undelivered:
+            self.logger.error(
+                "%d event(s) were not delivered: feed positions left uncommitted (they are "
+                "read again on restart)",
+                undelivered,
+            )
+        else:
+            try:
+                await self._commit()
+            except Exception as exc:  # read again on restart
+                self.logger.error("final commit of feed positions failed: %s", exc)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            error = await close_bounded(consumer.stop(), self.options.operation_timeout_seconds)
+            if isinstance(error, Exception):
+                self.logger.warning("feed consumer did not stop cleanly: %s", error)
+        if self._link is not None:
+            await self._link.close()

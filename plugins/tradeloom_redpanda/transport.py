@@ -1,0 +1,644 @@
+"""The ``redpanda`` transport: every stage boundary is a Kafka topic, every role a consumer
+group, delivery at least once with positions committed only after the events' effects are
+delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+from collections import deque
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import attrs
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from tradeloom.backoff import ReconnectExhausted
+from tradeloom.components import DeadLetter
+from tradeloom.errors import DecodeError
+from tradeloom.events import (
+    Bar,
+    Event,
+    Fill,
+    MarketTick,
+    Order,
+    PortfolioSnapshot,
+    Rejection,
+    Signal,
+)
+from tradeloom.runtime.clock import WallClock
+from tradeloom.runtime.dedupe import RecentIds
+from tradeloom.runtime.transport import CommitBarrier, Handler, Topics, Transport
+from tradeloom.settings import ReconnectSettings
+from tradeloom_decimal.codec import DecimalJsonCodec
+from tradeloom_redpanda.connection import BrokerLink, close_bounded
+from tradeloom_redpanda.dead_letters import dead_letter_headers
+from tradeloom_redpanda.options import TransportOptions
+
+EXPECTED_TYPES: dict[str, tuple[type[Event], ...]] = {
+    Topics.MARKET: (MarketTick, Bar),
+    Topics.SIGNALS: (Signal,),
+    Topics.ORDERS: (Order,),
+    Topics.REJECTIONS: (Rejection,),
+    Topics.FILLS: (Fill,),
+    Topics.SNAPSHOTS: (PortfolioSnapshot,),
+}
+
+
+@attrs.define(slots=True)
+class _Outgoing:
+    seq: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@attrs.define
+class TransportStats:
+    """Counters of one transport instance (this process)."""
+
+    published: int = 0
+    delivered: int = 0
+    consumed: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+    commits_failed: int = 0
+    resent: int = 0
+
+
+class _Role:
+    """One role of this process: its consumer group, handlers and uncommitted positions."""
+
+    def __init__(self, role: str, group_id: str) -> None:
+        self.role = role
+        self.group_id = group_id
+        self.handlers: dict[str, list[Handler]] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.lock = asyncio.Lock()
+        self.pending: dict[TopicPartition, int] = {}
+        self.assigned: set[TopicPartition] = set()
+        self.seen: RecentIds | None = None
+        self.barrier: CommitBarrier | None = None
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits a role's handled positions before its partitions move to another member."""
+
+    def __init__(self, transport: RedpandaTransport, role: _Role) -> None:
+        self.transport = transport
+        self.role = role
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        role = self.role
+        async with role.lock:  # the batch being handled finishes first
+            try:
+                await self.transport._commit(role)
+            except Exception as exc:  # the rebalance must go on
+                self.transport.logger.warning(
+                    "role %s: positions not committed before rebalance: %s", role.role, exc
+                )
+            for partition in revoked:
+                role.pending.pop(partition, None)
+        role.assigned.difference_update(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        role = self.role
+        role.assigned = set(assigned)
+        self.transport.logger.info(
+            "role %s (group %s): assigned partitions %s",
+            role.role,
+            role.group_id,
+            _partitions(assigned) or "none",
+        )
+
+
+class RedpandaTransport(Transport):
+    """Carries events between stages over a Kafka-protocol broker (Redpanda, Kafka).
+
+    Each stage boundary (market, signals, orders, rejections, fills, snapshots, dead letters)
+    is a topic named ``topic_prefix + boundary`` (or as set in ``topics``); records are keyed
+    by instrument, so one instrument's events stay in order. Each role consumes through the
+    consumer group ``group_prefix + role``: processes of one role share the partitions and take
+    over a leaving member's partitions.
+
+    Delivery is at least once. After handling a batch of records, the transport waits until
+    the broker acknowledged everything the handlers published, runs the role's commit barrier
+    (the portfolio's: fills journaled), and only then commits the batch's positions. A record
+    delivered again (after a crash or a failed commit) is skipped by event id within the
+    ``[pipeline] dedupe_window``; fills are also idempotent by order id in the portfolio.
+
+    Records that do not decode, or carry the wrong event type for their topic, are written to
+    the dead-letter topic with the error in headers and the original bytes, counted, and
+    skipped. Broker outages follow ``[reconnect]``; when the attempts run out, :meth:`run`
+    raises :class:`~tradeloom.backoff.ReconnectExhausted` and the pipeline drains and stops.
+    """
+
+    synchronous = False
+    may_redeliver = True
+
+    def __init__(self, **params: Any) -> None:
+        self.options = TransportOptions.from_params("redpanda transport", params)
+        self.stats = TransportStats()
+        self.logger = logging.getLogger("tradeloom.redpanda.transport")
+        self._roles: dict[str, _Role] = {}
+        self._logical = {self.options.topic_name(t): t for t in Topics.ALL}
+        self._physical = {t: self.options.topic_name(t) for t in Topics.ALL}
+        self._seq = 0
+        self._outbox: deque[_Outgoing] = deque()
+        self._unconfirmed: dict[int, _Outgoing] = {}
+        self._unconfirmed_heap: list[int] = []
+        self._failed: list[tuple[_Outgoing, BaseException]] = []
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._link: BrokerLink | None = None
+        self._started = False
+        self._closed = False
+        # Replaced by bind() in a pipeline; these let the transport run on its own too.
+        self.codec = DecimalJsonCodec()
+        self.clock: Any = WallClock()
+        self.on_dead_letter = _ignore
+
+    def __repr__(self) -> str:
+        return f"RedpandaTransport({self.options.describe()}, prefix={self.options.topic_prefix!r})"
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def topic(self, boundary: str) -> str:
+        """The broker topic of a stage boundary (one of :class:`Topics`)."""
+        return self._physical[boundary]
+
+    def group_id(self, role: str) -> str:
+        return f"{self.options.group_prefix}{role}"
+
+    @property
+    def link(self) -> BrokerLink:
+        if self._link is None:
+            raise RuntimeError("the redpanda transport is not started")
+        return self._link
+
+    def subscribe(self, role: str, topics: Sequence[str], handler: Handler) -> None:
+        entry = self._roles.get(role)
+        if entry is None:
+            entry = self._roles[role] = _Role(role, self.group_id(role))
+        for topic in topics:
+            if topic not in self._physical:
+                raise ValueError(f"unknown topic {topic!r}; known: {', '.join(Topics.ALL)}")
+            entry.handlers.setdefault(topic, []).append(handler)
+
+    def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:
+        entry = self._roles.get(role)
+        if entry is None:
+            entry = self._roles[role] = _Role(role, self.group_id(role))
+        entry.barrier = barrier
+
+    def _reconnect_settings(self) -> ReconnectSettings:
+        settings = getattr(self, "settings", None)
+        return settings.reconnect if settings is not None else ReconnectSettings()
+
+    def _dedupe_window(self) -> int:
+        settings = getattr(self, "settings", None)
+        return settings.pipeline.dedupe_window if settings is not None else 100_000
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        options = self.options
+        self._link = BrokerLink(
+            "redpanda transport",
+            options,
+            [self._physical[t] for t in Topics.ALL],
+            self._reconnect_settings(),
+            self.logger,
+        )
+        await self._link.connect()
+        producer = AIOKafkaProducer(
+            **options.client_kwargs(),
+            acks=options.acks,
+            linger_ms=options.linger_ms,
+            compression_type=options.compression_type,
+            enable_idempotence=False,
+        )
+        await producer.start()
+        self._producer = producer
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+        window = self._dedupe_window()
+        for role in self._roles.values():
+            if not role.handlers:
+                continue
+            role.seen = RecentIds(window) if window else None
+            consumer = AIOKafkaConsumer(
+                **options.consumer_kwargs(),
+                group_id=role.group_id,
+                partition_assignment_strategy=(RangePartitionAssignor,),
+            )
+            await consumer.start()
+            consumer.subscribe(
+                [self._physical[t] for t in role.handlers], listener=_Rebalance(self, role)
+            )
+            role.consumer = consumer
+        self.logger.info(
+            "connected to %s; roles %s",
+            options.describe(),
+            ", ".join(r.role for r in self._roles.values() if r.handlers) or "none (publish only)",
+        )
+
+    async def run(self) -> None:
+        """Consume every subscribed role until :meth:`stop_consuming`; raise what made the
+        transport give up (e.g. :class:`~tradeloom.backoff.ReconnectExhausted`)."""
+        loops = [
+            asyncio.ensure_future(self._consume(role))
+            for role in self._roles.values()
+            if role.consumer is not None
+        ]
+        watchdog = asyncio.ensure_future(self._watch())
+        try:
+            await self._stopping.wait()
+            await asyncio.gather(*loops)
+        finally:
+            watchdog.cancel()
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(watchdog, *loops, return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
+
+    def stop_consuming(self) -> None:
+        self._stopping.set()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+        self._stopping.set()
+        self._notify()
+
+    async def _watch(self) -> None:
+        try:
+            await self.link.watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # run() raises it
+            self._fail(exc)
+
+    async def flush(self) -> None:
+        """Deliver everything published and commit what was handled, each within
+        ``operation_timeout_seconds``; failures are logged (the positions stay uncommitted and
+        the events are delivered again later)."""
+        await self._deliver_bounded("flush")
+        for role in self._roles.values():
+            if role.consumer is None or not role.pending:
+                continue
+            async with role.lock:
+                try:
+                    await self._commit(role)
+                except Exception as exc:  # reported; redelivered later
+                    self.logger.error("role %s: final commit failed: %s", role.role, exc)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._producer is not None:
+            await self._deliver_bounded("close")
+        for role in self._roles.values():
+            consumer, role.consumer = role.consumer, None
+            if consumer is not None:
+                await close_bounded(consumer.stop(), self.options.operation_timeout_seconds)
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+        if self._producer is not None:
+            await close_bounded(self._producer.stop(), self.options.operation_timeout_seconds)
+        if self._link is not None:
+            await self._link.close()
+        stats = self.stats
+        self.logger.info(
+            "closed: %d published, %d consumed, %d duplicates skipped, %d dead letters, "
+            "%d commits (%d failed), %d resent, %d reconnections",
+            stats.published,
+            stats.consumed,
+            stats.duplicates,
+            stats.dead_letters,
+            stats.commits,
+            stats.commits_failed,
+            stats.resent,
+            self._link.reconnections if self._link else 0,
+        )
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(self, topic: str, event: Event, key: str | None = None) -> None:
+        self._enqueue(
+            self._physical[topic],
+            key.encode() if key is not None else None,
+            self.codec.encode(event),
+        )
+
+    def _enqueue(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._seq += 1
+        self._outbox.append(_Outgoing(self._seq, topic, key, value, headers))
+        self.stats.published += 1
+        self._wake.set()
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Count and log ``letter`` (through the pipeline) and write it to the dead-letter
+        topic: the original bytes, with the error in headers."""
+        self.stats.dead_letters += 1
+        self.on_dead_letter(letter)
+        self._enqueue(
+            self._physical[Topics.DEAD_LETTERS], None, letter.raw, dead_letter_headers(letter)
+        )
+
+    @property
+    def undelivered(self) -> int:
+        """Events published but not yet acknowledged by the broker."""
+        return len(self._outbox) + len(self._unconfirmed) + len(self._failed)
+
+    async def delivered(self) -> None:
+        """Wait until the broker acknowledged every event published so far. Raises what made
+        the transport give up when it cannot deliver any more."""
+        target = self._seq
+        while self._lowest_pending() <= target:
+            if self._failure is not None:
+                raise self._failure
+            progress = self._progress
+            await progress.wait()
+
+    def _lowest_pending(self) -> float:
+        lowest: float = math.inf
+        if self._failed:
+            lowest = min(item.seq for item, _ in self._failed)
+        if self._outbox:
+            lowest = min(lowest, self._outbox[0].seq)
+        heap = self._unconfirmed_heap
+        while heap and heap[0] not in self._unconfirmed:
+            heapq.heappop(heap)
+        if heap:
+            lowest = min(lowest, heap[0])
+        return lowest
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def _send_loop(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            while True:
+                if self._failed:
+                    await self._resend_failed()
+                    continue
+                if not self._outbox:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                item = self._outbox.popleft()
+                try:
+                    future = await producer.send(
+                        item.topic, item.value, key=item.key, headers=item.headers
+                    )
+                except KafkaError as exc:
+                    self._outbox.appendleft(item)
+                    await self.link.recover(exc)
+                    continue
+                self._unconfirmed[item.seq] = item
+                heapq.heappush(self._unconfirmed_heap, item.seq)
+                future.add_done_callback(partial(self._on_delivery, item))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. ReconnectExhausted; run() raises it
+            self.logger.error("delivery stopped: %s", exc)
+            self._fail(exc)
+
+    def _on_delivery(self, item: _Outgoing, future: asyncio.Future[Any]) -> None:
+        if item.seq not in self._unconfirmed:
+            return
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
+        del self._unconfirmed[item.seq]
+        if error is None:
+            self.stats.delivered += 1
+        else:
+            self._failed.append((item, error))
+            self._wake.set()
+        self._notify()
+
+    async def _resend_failed(self) -> None:
+        failed = sorted(self._failed, key=lambda entry: entry[0].seq)
+        self._failed = []
+        # Older than anything never sent: they go first, in their original order.
+        self._outbox.extendleft(item for item, _ in reversed(failed))
+        self.stats.resent += len(failed)
+        self.logger.warning("%d event(s) not acknowledged; sending them again", len(failed))
+        self._notify()
+        await self.link.recover(failed[0][1])
+
+    async def _deliver_bounded(self, what: str) -> None:
+        if self._producer is None or self._sender is None or self._sender.done():
+            if self.undelivered:
+                self.logger.error("%s: %d event(s) could not be delivered", what, self.undelivered)
+            return
+        try:
+            async with asyncio.timeout(self.options.operation_timeout_seconds):
+                await self.delivered()
+        except TimeoutError:
+            self.logger.error(
+                "%s: %d event(s) not acknowledged within %.1fs",
+                what,
+                self.undelivered,
+                self.options.operation_timeout_seconds,
+            )
+        except Exception as exc:  # reported by run(); here only logged
+            self.logger.error("%s: %d event(s) not delivered: %s", what, self.undelivered, exc)
+
+    # -- consuming ------------------------------------------------------------------------------
+
+    async def _consume(self, role: _Role) -> None:
+        consumer = role.consumer
+        assert consumer is not None
+        options = self.options
+        try:
+            while not self._stopping.is_set():
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=options.poll_timeout_ms, max_records=options.max_batch
+                    )
+                except KafkaError as exc:
+                    if not exc.retriable:
+                        raise
+                    await self.link.recover(exc)
+                    continue
+                if not batch and not role.pending:
+                    continue
+                async with role.lock:
+                    error = self._handle_batch(role, batch)
+                    await self._commit(role)
+                if error is not None:
+                    raise error
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # run() raises it after the others stop
+            self._fail(exc)
+
+    def _handle_batch(
+        self, role: _Role, batch: dict[TopicPartition, list[Any]]
+    ) -> Exception | None:
+        """Handle every record; return the handler error that stops the role, if any (the
+        positions of the records before it are recorded for commit)."""
+        for partition, records in batch.items():
+            for record in records:
+                try:
+                    self._handle(role, record)
+                except Exception as exc:
+                    if self.options.on_handler_error == "dead_letter":
+                        self._reject_record(role, record, f"{exc}", type(exc).__name__)
+                    else:
+                        self.logger.error(
+                            "role %s: handling %s failed: %s",
+                            role.role,
+                            _location(record),
+                            exc,
+                        )
+                        return exc
+                role.pending[partition] = record.offset + 1
+        return None
+
+    def _handle(self, role: _Role, record: Any) -> None:
+        self.stats.consumed += 1
+        boundary = self._logical[record.topic]
+        value = record.value
+        if value is None:
+            self._reject_record(role, record, "empty record (no value)", "empty")
+            return
+        try:
+            event = self.codec.decode(value)
+        except DecodeError as exc:
+            self._reject_record(role, record, exc.reason, exc.error_type)
+            return
+        expected = EXPECTED_TYPES.get(boundary)
+        if expected is not None and not isinstance(event, expected):
+            names = " or ".join(cls.__name__ for cls in expected)
+            self._reject_record(
+                role,
+                record,
+                f"a {type(event).__name__} on the {boundary} topic, which carries {names}",
+                "wrong_type",
+            )
+            return
+        seen = role.seen
+        if seen is not None and seen.seen(event.event_id):
+            self.stats.duplicates += 1
+            status = getattr(self, "status", None)
+            if status is not None:
+                status.duplicates_ignored += 1
+            return
+        if boundary == Topics.MARKET:
+            self.clock.advance(event.ts)
+        for handler in role.handlers[boundary]:
+            handler(boundary, event)
+
+    def _reject_record(self, role: _Role, record: Any, reason: str, error_type: str) -> None:
+        raw = record.value if record.value is not None else b""
+        self.dead_letter(
+            DeadLetter(
+                source=f"redpanda transport, role {role.role} (group {role.group_id})",
+                reason=reason,
+                error_type=error_type,
+                raw=bytes(raw),
+                ts=self.clock.now(),
+                location=_location(record),
+            )
+        )
+
+    async def _commit(self, role: _Role) -> None:
+        """Commit the role's handled positions once their effects are delivered (and durable,
+        per the role's barrier). Call with ``role.lock`` held."""
+        if not role.pending or role.consumer is None:
+            return
+        if not await self._effects_delivered(role):
+            return
+        if role.barrier is not None and not await role.barrier():
+            self.logger.warning(
+                "role %s: positions not committed: its effects are not durable yet", role.role
+            )
+            return
+        offsets = dict(role.pending)
+        try:
+            async with asyncio.timeout(self.options.operation_timeout_seconds):
+                await role.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced: these partitions may be another member's now. Their records
+            # are delivered again from the last commit, and deduplicated.
+            self.stats.commits_failed += 1
+            self.logger.warning("role %s: commit refused after a rebalance: %s", role.role, exc)
+            role.pending.clear()
+            return
+        except (KafkaError, TimeoutError, OSError) as exc:
+            self.stats.commits_failed += 1
+            await self.link.recover(exc)
+            return  # kept pending: committed with the next batch
+        self.stats.commits += 1
+        for partition, offset in offsets.items():
+            if role.pending.get(partition) == offset:
+                del role.pending[partition]
+
+    async def _effects_delivered(self, role: _Role) -> bool:
+        """Wait until what the role published is acknowledged. While stopping, wait at most
+        ``operation_timeout_seconds``: the positions then stay uncommitted (redelivered later)."""
+        waited = 0.0
+        step = self.options.probe_interval_seconds
+        while True:
+            try:
+                async with asyncio.timeout(step):
+                    await self.delivered()
+                return True
+            except TimeoutError:
+                waited += step
+                if self._stopping.is_set() and waited >= self.options.operation_timeout_seconds:
+                    self.logger.error(
+                        "role %s: %d event(s) still unacknowledged at stop; positions left "
+                        "uncommitted",
+                        role.role,
+                        self.undelivered,
+                    )
+                    return False
+
+
+def _ignore(letter: DeadLetter) -> None:
+    """Dead letters of a transport used outside a pipeline: only written to the topic."""
+
+
+def _location(record: Any) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+def _partitions(partitions: Any) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for partition in partitions:
+        by_topic.setdefault(partition.topic, []).append(partition.partition)
+    return ", ".join(
+        f"{topic}[{','.join(map(str, sorted(numbers)))}]"
+        for topic, numbers in sorted(by_topic.items())
+    )
+
+
+__all__ = ["ReconnectExhausted", "RedpandaTransport", "TransportStats"]
