@@ -1,0 +1,212 @@
+"""The redpanda feed: the plain JSON tick mapping, the feed conformance suite against a real
+broker, the codec format, and resuming from the committed position."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from redpanda_support import FAST, produce
+
+from conftest import Broker
+from tradeloom.components import Feed
+from tradeloom.errors import ConfigError, DecodeError
+from tradeloom.events import Fill, MarketTick, Side
+from tradeloom.plugins import PluginManager
+from tradeloom.testing.feeds import FeedConformance, collect_events
+from tradeloom_decimal.codec import DecimalJsonCodec
+from tradeloom_redpanda.feed import RedpandaFeed
+from tradeloom_redpanda.options import FeedOptions
+from tradeloom_redpanda.ticks import TickMapping
+from tradeloom_uuid7.generator import Uuid7Generator
+
+IDS = Uuid7Generator()
+CODEC = DecimalJsonCodec()
+T0 = datetime(2024, 5, 6, 13, 30, tzinfo=UTC)
+
+
+def mapping(**params: Any) -> TickMapping:
+    options = FeedOptions(topic="ticks", **params)
+    return TickMapping(options.field_paths(), options.ts_unit)
+
+
+# -- the JSON mapping ----------------------------------------------------------------------------
+
+
+def test_plain_json_ticks_read_exact_decimals_from_the_json_text() -> None:
+    tick = mapping().decode(
+        b'{"symbol": "INFY", "price": 1501.05, "qty": 3, "bid": "1501.00", '
+        b'"ask": 1501.1, "volume": 12000, "ts": "2024-05-06T13:30:00.250Z", "venue": "X"}',
+        IDS,
+    )
+    assert tick.instrument == "INFY"
+    assert tick.last_price == Decimal("1501.05") and str(tick.last_price) == "1501.05"
+    assert tick.ask == Decimal("1501.1") and str(tick.ask) == "1501.1"
+    assert (tick.last_quantity, tick.bid, tick.volume) == (
+        Decimal(3),
+        Decimal("1501.00"),
+        Decimal(12000),
+    )
+    assert tick.ts == T0 + timedelta(milliseconds=250)
+
+
+@pytest.mark.parametrize(
+    ("unit", "value", "expected"),
+    [
+        ("auto", 1715002200250, 250_000),
+        ("ms", 1715002200250, 250_000),
+        ("s", Decimal("1715002200.25"), 250_000),
+        ("us", 1715002200250001, 250_001),
+        ("ns", 1715002200250001999, 250_001),
+    ],
+)
+def test_epoch_timestamps_in_each_unit(unit: str, value: Any, expected: int) -> None:
+    data = b'{"symbol": "A", "price": "1", "ts": ' + str(value).encode() + b"}"
+    tick = mapping(ts_unit=unit).decode(data, IDS)
+    assert tick.ts == datetime(2024, 5, 6, 13, 30, tzinfo=UTC) + timedelta(microseconds=expected)
+
+
+def test_field_names_and_nested_paths_are_configurable() -> None:
+    tick = mapping(
+        fields={"instrument": "s", "last_price": "data.p", "ts": "data.T", "event_id": "uid"}
+    ).decode(
+        b'{"s": "BTCUSDT", "uid": "0190b4c2-7e5f-7a00-8000-000000000001", '
+        b'"data": {"p": "64000.10", "T": 1715002200000}}',
+        IDS,
+    )
+    assert (tick.instrument, tick.last_price, tick.ts) == ("BTCUSDT", Decimal("64000.10"), T0)
+    assert tick.event_id == uuid.UUID("0190b4c2-7e5f-7a00-8000-000000000001")
+
+
+@pytest.mark.parametrize(
+    ("data", "error_type", "reason"),
+    [
+        (b"\xff\xfe", "json", "not UTF-8 text: invalid byte at offset 0"),
+        (b'{"symbol": "A",', "json", "invalid JSON"),
+        (b'["A", 1]', "schema", "expected a JSON object (one tick), got list"),
+        (b'{"price": "1", "ts": 1}', "schema", "field 'symbol' (instrument) is missing"),
+        (b'{"symbol": 7, "price": "1", "ts": 1}', "schema", "must be a string, got a number"),
+        (b'{"symbol": "A", "ts": 1}', "schema", "field 'price' (last_price) is missing"),
+        (b'{"symbol": "A", "price": "abc", "ts": 1}', "schema", "'abc' is not a number"),
+        (b'{"symbol": "A", "price": true, "ts": 1}', "schema", "got a boolean"),
+        (b'{"symbol": "A", "price": NaN, "ts": 1}', "json", "NaN is not a number"),
+        (b'{"symbol": "A", "price": "-2", "ts": 1}', "schema", "must be greater than zero"),
+        (b'{"symbol": "A", "price": "1", "qty": 0, "ts": 1}', "schema", "'qty' (last_quantity)"),
+        (b'{"symbol": "A", "price": "1"}', "schema", "field 'ts' is missing"),
+        (b'{"symbol": "A", "price": "1", "ts": "2024-05-06 13:30"}', "schema", "no UTC offset"),
+        (b'{"symbol": "A", "price": "1", "ts": "yesterday"}', "schema", "not an ISO 8601"),
+        (b'{"symbol": "A", "price": "1", "ts": 1e30}', "schema", "out of range for epoch ms"),
+    ],
+)
+def test_bad_ticks_raise_decode_errors_naming_the_field(
+    data: bytes, error_type: str, reason: str
+) -> None:
+    with pytest.raises(DecodeError) as caught:
+        mapping().decode(data, IDS)
+    assert caught.value.error_type == error_type
+    assert reason in caught.value.reason
+
+
+def test_feed_parameters_are_checked() -> None:
+    manager = PluginManager().load()
+    with pytest.raises(ConfigError) as caught:
+        manager.create("feed", "redpanda", {"format": "csv", "fields": {"price": "p"}})
+    message = str(caught.value)
+    assert "redpanda feed: invalid parameters" in message
+    assert "topic: Field required" in message
+    assert "format: Input should be 'tradeloom' or 'json'" in message
+    assert "unknown tick field 'price'" in message
+    assert isinstance(manager.create("feed", "redpanda", {"topic": "ticks"}), RedpandaFeed)
+
+
+# -- against the broker --------------------------------------------------------------------------
+
+
+def _json_tick(symbol: str, n: int) -> bytes:
+    ts = T0 + timedelta(seconds=n)
+    return json.dumps({"symbol": symbol, "price": f"{100 + n}.5", "ts": ts.isoformat()}).encode()
+
+
+def _feed(broker: Broker, topic: str, **params: Any) -> RedpandaFeed:
+    return RedpandaFeed(
+        bootstrap_servers=broker.bootstrap,
+        topic=topic,
+        group_id=f"{topic}.group",
+        **{"format": "json", **FAST, **params},
+    )
+
+
+def _fill_topic(broker: Broker, topic: str, values: list[bytes]) -> None:
+    asyncio.run(produce(broker.bootstrap, topic, [(b"K", value) for value in values]))
+
+
+class TestRedpandaFeedConformance(FeedConformance):
+    """The feed keeps the feed contract (tradeloom.testing.feeds) over a real topic."""
+
+    finite = False
+    max_events = 12
+
+    @pytest.fixture
+    def feed(self, broker: Broker, prefix: str) -> Feed:
+        topic = f"{prefix}ticks"
+        _fill_topic(broker, topic, [_json_tick(s, n) for n in range(6) for s in ("A", "B")])
+        return _feed(broker, topic)
+
+    @pytest.fixture
+    def bad_input_feed(self, broker: Broker, prefix: str) -> Feed:
+        topic = f"{prefix}bad"
+        values = [_json_tick("A", 0), b"\x00garbage", b'{"symbol": "A", "price": "0", "ts": 5}']
+        values += [_json_tick("A", n) for n in range(1, 12)]
+        _fill_topic(broker, topic, values)
+        return _feed(broker, topic)
+
+
+def test_codec_format_reads_tradeloom_events_and_refuses_other_event_types(
+    broker: Broker, prefix: str
+) -> None:
+    topic = f"{prefix}events"
+    ticks = [
+        MarketTick(event_id=IDS.new_id(), ts=T0, instrument="A", last_price=Decimal(f"{n}.10"))
+        for n in range(1, 4)
+    ]
+    a_fill = Fill(
+        event_id=IDS.new_id(),
+        ts=T0,
+        order_id=IDS.new_id(),
+        signal_id=IDS.new_id(),
+        strategy_id="s",
+        instrument="A",
+        side=Side.SELL,
+        quantity=Decimal(1),
+        price=Decimal(1),
+    )
+    _fill_topic(
+        broker, topic, [CODEC.encode(ticks[0]), CODEC.encode(a_fill), *map(CODEC.encode, ticks[1:])]
+    )
+    run = collect_events(_feed(broker, topic, format="tradeloom"), limit=3, codec=CODEC)
+    assert run.events == ticks  # ids and exact prices kept
+    assert [(d.error_type, d.reason) for d in run.dead_letters] == [
+        ("wrong_type", "a Fill is not market data (MarketTick or Bar)")
+    ]
+    assert run.dead_letters[0].raw == CODEC.encode(a_fill)
+    assert run.dead_letters[0].location.startswith(f"{topic}[")
+
+
+def test_a_restarted_feed_resumes_after_the_last_tick_it_handed_out(
+    broker: Broker, prefix: str
+) -> None:
+    topic = f"{prefix}resume"
+    _fill_topic(broker, topic, [_json_tick("A", n) for n in range(10)])
+    first = collect_events(_feed(broker, topic), limit=4)
+    second = collect_events(_feed(broker, topic), limit=6)
+    prices = [e.price for e in first.events] + [e.price for e in second.events]
+    assert prices == [Decimal(f"{100 + n}.5") for n in range(10)]
+    # Nothing left over: a third reader in the group waits for new ticks.
+    _fill_topic(broker, topic, [_json_tick("A", 10)])
+    third = collect_events(_feed(broker, topic), limit=1)
+    assert [e.price for e in third.events] == [Decimal("110.5")]

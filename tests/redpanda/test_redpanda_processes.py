@@ -1,0 +1,181 @@
+"""A pipeline spread over role processes (``tradeloom run --role ...``) on a real broker:
+drain-then-stop on SIGTERM, restart where it stopped, and consumer groups sharing the work.
+
+Every tick becomes exactly one buy of one unit (``buy_every_tick``), so the fills journal
+shows any lost tick (a missing fill) and any doubled effect (an extra fill) by counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from redpanda_support import (
+    RoleProcess,
+    journal,
+    keys_covering,
+    pipeline_config,
+    snapshots,
+    tick_json,
+    wait_until,
+    wall_ts,
+    write_config,
+)
+
+from conftest import Broker
+
+EVERY_TICK = {"name": "buy_every_tick", "id": "every"}
+FILL_AT_LAST = {"name": "paper", "params": {"fill_at": "last"}}
+
+
+def _ticks(symbols: list[str], rounds: int, start: int = 0) -> list[tuple[bytes, bytes]]:
+    return [
+        (symbol.encode(), tick_json(symbol, Decimal(100 + n) + Decimal("0.25"), wall_ts()))
+        for n in range(start, start + rounds)
+        for symbol in symbols
+    ]
+
+
+def _produce_paced(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], gap: float
+) -> threading.Thread:
+    """Write records one by one, ``gap`` seconds apart, from a thread (an outside producer)."""
+
+    async def paced() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(topic, value, key=key)
+                await asyncio.sleep(gap)
+        finally:
+            await producer.stop()
+
+    thread = threading.Thread(target=lambda: asyncio.run(paced()), daemon=True)
+    thread.start()
+    return thread
+
+
+def _assert_each_tick_filled_once(db: Path, per_symbol: dict[str, int]) -> None:
+    fills = journal(db)
+    order_ids = [fill.order_id for fill in fills]
+    assert len(set(order_ids)) == len(order_ids), "a fill was journaled twice"
+    assert Counter(fill.instrument for fill in fills) == Counter(per_symbol)
+    assert all(fill.quantity == 1 for fill in fills)
+    snapshot = snapshots(db)["every"]
+    assert snapshot.fills_applied == sum(per_symbol.values())
+    assert {i: p.quantity for i, p in snapshot.positions.items()} == {
+        symbol: Decimal(count) for symbol, count in per_symbol.items()
+    }
+
+
+def test_sigterm_to_execution_and_portfolio_mid_stream_then_restart(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "book.sqlite"
+    config = write_config(
+        tmp_path / "pipeline.toml",
+        pipeline_config(
+            bootstrap=broker.bootstrap,
+            prefix=prefix,
+            db_path=db,
+            strategy=EVERY_TICK,
+            executor=FILL_AT_LAST,
+        ),
+    )
+    symbols = ["AAA", "BBB", "CCC"]
+    front = RoleProcess(config, ["feed", "strategy", "risk"], tmp_path, "front").start()
+    execution = RoleProcess(config, ["execution"], tmp_path, "execution").start()
+    portfolio = RoleProcess(config, ["portfolio"], tmp_path, "portfolio").start()
+    processes = [front, execution, portfolio]
+    try:
+        for process in processes:
+            process.wait_ready()
+        # 30 rounds flow for about two seconds; both processes are stopped in the middle.
+        first = _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 30), 0.02)
+        wait_until(lambda: len(journal(db)) >= 15, 30, "the first fills")
+        assert execution.terminate() == 0, execution.current_log()[-2000:]
+        assert portfolio.terminate() == 0, portfolio.current_log()[-2000:]
+        stopped_with = len(journal(db))
+        assert "SIGTERM: draining, then stopping" in portfolio.current_log()
+        assert first.is_alive(), "the stream ended before the processes were stopped"
+        first.join(30)
+        second = _produce_paced(
+            broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 10, start=30), 0.0
+        )
+        second.join(30)
+        assert stopped_with < 90
+        execution.start()
+        portfolio.start()
+        execution.wait_ready()
+        portfolio.wait_ready()
+        wait_until(lambda: len(journal(db)) >= 120, 60, "all 120 fills")
+        time.sleep(0.5)  # anything redelivered would arrive now
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    _assert_each_tick_filled_once(db, {symbol: 40 for symbol in symbols})
+
+
+def _market_partitions(assignment: str, prefix: str) -> set[int]:
+    found = re.search(re.escape(f"{prefix}market") + r"\[([\d,]+)\]", assignment)
+    return {int(p) for p in found.group(1).split(",")} if found else set()
+
+
+def test_two_strategy_processes_share_partitions_and_one_takes_over(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "book.sqlite"
+    config = write_config(
+        tmp_path / "pipeline.toml",
+        pipeline_config(
+            bootstrap=broker.bootstrap,
+            prefix=prefix,
+            db_path=db,
+            strategy=EVERY_TICK,
+            executor=FILL_AT_LAST,
+        ),
+    )
+    symbols = keys_covering(6)  # one instrument on each of the 6 partitions
+    back = RoleProcess(config, ["feed", "risk", "execution", "portfolio"], tmp_path, "back")
+    first = RoleProcess(config, ["strategy"], tmp_path, "strategy-1")
+    second = RoleProcess(config, ["strategy"], tmp_path, "strategy-2")
+    processes = [back.start(), first.start(), second.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+
+        def shared() -> bool:
+            mine = _market_partitions(first.assignments("strategy")[-1], prefix)
+            theirs = _market_partitions(second.assignments("strategy")[-1], prefix)
+            return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
+
+        wait_until(shared, 30, "the two strategy processes to split the 6 partitions")
+        stream = _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 30), 0.01)
+        wait_until(lambda: len(journal(db)) >= 40, 30, "fills from both strategy processes")
+        assert first.terminate() == 0, first.current_log()[-2000:]
+        wait_until(
+            lambda: _market_partitions(second.assignments("strategy")[-1], prefix) == set(range(6)),
+            30,
+            "the remaining strategy process to take every partition",
+        )
+        stream.join(30)
+        wait_until(lambda: len(journal(db)) >= 180, 60, "all 180 fills")
+        time.sleep(0.5)
+        for process in (back, second):
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    _assert_each_tick_filled_once(db, {symbol: 30 for symbol in symbols})
+    for process in (first, second):
+        published = re.search(r"closed: (\d+) published", process.current_log())
+        assert published and int(published.group(1)) > 0, f"{process.name} sent no signals"

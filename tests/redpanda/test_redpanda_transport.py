@@ -1,0 +1,405 @@
+"""The redpanda transport on its own against a real broker: topics and keys, dead letters,
+deduplication, commits only after handling, and its parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from redpanda_support import FAST, read_topic
+
+from conftest import Broker
+from tradeloom.components import DeadLetter
+from tradeloom.errors import ConfigError
+from tradeloom.events import Event, Fill, MarketTick, Side
+from tradeloom.plugins import PluginManager
+from tradeloom.runtime.clock import WallClock
+from tradeloom.runtime.status import PipelineStatus
+from tradeloom.runtime.transport import Topics
+from tradeloom.settings import Settings
+from tradeloom_decimal.codec import DecimalJsonCodec
+from tradeloom_redpanda.dead_letters import read_headers
+from tradeloom_redpanda.transport import RedpandaTransport
+
+GUARD_SECONDS = 30.0
+T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
+CODEC = DecimalJsonCodec()
+
+
+def tick(instrument: str, price: str, n: int = 0) -> MarketTick:
+    return MarketTick(
+        event_id=uuid4(),
+        ts=T0 + timedelta(seconds=n),
+        instrument=instrument,
+        last_price=Decimal(price),
+    )
+
+
+def fill(instrument: str) -> Fill:
+    return Fill(
+        event_id=uuid4(),
+        ts=T0,
+        order_id=uuid4(),
+        signal_id=uuid4(),
+        strategy_id="s",
+        instrument=instrument,
+        side=Side.BUY,
+        quantity=Decimal(1),
+        price=Decimal("10.5"),
+    )
+
+
+class Harness:
+    """A transport bound the way a pipeline binds it, with what it reports collected."""
+
+    def __init__(self, broker: Broker, prefix: str, **params: Any) -> None:
+        self.transport = RedpandaTransport(
+            bootstrap_servers=broker.bootstrap,
+            topic_prefix=prefix,
+            group_prefix=prefix,
+            **{**FAST, **params},
+        )
+        self.letters: list[DeadLetter] = []
+        self.status = PipelineStatus()
+        self.received: list[tuple[str, Event]] = []
+        self.transport.bind(
+            codec=CODEC,
+            on_dead_letter=self.letters.append,
+            logger=logging.getLogger("test.redpanda.transport"),
+            clock=WallClock(),
+            settings=Settings(reconnect={"max_attempts": 3, "base_delay_seconds": 0.05}),
+            status=self.status,
+        )
+
+    def collect(self, topic: str, event: Event) -> None:
+        self.received.append((topic, event))
+
+    async def run_until(
+        self,
+        done: Callable[[], bool],
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> BaseException | None:
+        """Start, run until ``done()``, then drain like a pipeline does; return what run()
+        raised."""
+        transport = self.transport
+        await transport.start()
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(GUARD_SECONDS):
+                runner = asyncio.ensure_future(transport.run())
+                if between is not None:
+                    await between()
+                while not done() and not runner.done():
+                    await asyncio.sleep(0.02)
+                transport.stop_consuming()
+                try:
+                    await runner
+                except Exception as exc:
+                    error = exc
+                await transport.flush()
+        finally:
+            await transport.close()
+        return error
+
+
+async def _produce_raw(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in values:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def test_events_cross_the_broker_on_prefixed_topics_keyed_by_instrument(
+    broker: Broker, prefix: str
+) -> None:
+    harness = Harness(broker, prefix, topics={"fills": f"{prefix}custom-fills"})
+    harness.transport.subscribe("strategy", (Topics.MARKET, Topics.FILLS), harness.collect)
+    ticks = [tick(symbol, f"{100 + n}.{n:02d}", n) for n in range(10) for symbol in ("AB", "CD")]
+    one_fill = fill("AB")
+
+    async def publish() -> None:
+        for event in ticks:
+            harness.transport.publish(Topics.MARKET, event, event.instrument)
+        harness.transport.publish(Topics.FILLS, one_fill, one_fill.instrument)
+        await harness.transport.delivered()
+
+    error = asyncio.run(harness.run_until(lambda: len(harness.received) == 21, publish))
+    assert error is None
+    market = [event for topic, event in harness.received if topic == Topics.MARKET]
+    for symbol in ("AB", "CD"):  # the same events, exact, in order per instrument
+        assert [e for e in market if e.instrument == symbol] == [
+            t for t in ticks if t.instrument == symbol
+        ]
+    assert (Topics.FILLS, one_fill) in harness.received
+    assert harness.transport.topic(Topics.MARKET) == f"{prefix}market"
+
+    records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}market", 20))
+    by_key: dict[bytes, set[int]] = {}
+    for record in records:
+        by_key.setdefault(record.key, set()).add(record.partition)
+    assert set(by_key) == {b"AB", b"CD"}
+    assert all(len(partitions) == 1 for partitions in by_key.values())
+    fills = asyncio.run(read_topic(broker.bootstrap, f"{prefix}custom-fills", 1))
+    assert [CODEC.decode(r.value) for r in fills] == [one_fill]
+
+
+def test_bad_records_are_dead_lettered_with_the_error_and_processing_goes_on(
+    broker: Broker, prefix: str
+) -> None:
+    harness = Harness(broker, prefix)
+    harness.transport.subscribe("risk", (Topics.MARKET,), harness.collect)
+    first, last = tick("AB", "10"), tick("AB", "11", 1)
+    invalid = CODEC.encode(tick("AB", "12", 2)).replace(b'"12"', b'"-12"')
+    garbage = b"\x00\xffnot json"
+    wrong_type = CODEC.encode(fill("AB"))
+    bad = [garbage, invalid, wrong_type]
+
+    async def write() -> None:
+        await _produce_raw(
+            broker.bootstrap,
+            f"{prefix}market",
+            [
+                (b"AB", CODEC.encode(first)),
+                *((b"AB", value) for value in bad),
+                (b"AB", CODEC.encode(last)),
+            ],
+        )
+
+    error = asyncio.run(harness.run_until(lambda: len(harness.received) == 2, write))
+    assert error is None
+    assert [event for _, event in harness.received] == [first, last]
+    assert [letter.error_type for letter in harness.letters] == ["json", "schema", "wrong_type"]
+    assert "last_price" in harness.letters[1].reason
+    assert "Fill on the market topic" in harness.letters[2].reason
+    assert harness.transport.stats.dead_letters == 3
+
+    records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}dead_letters", 3))
+    headers = [read_headers(record.headers) for record in records]
+    by_offset = sorted(
+        zip(headers, records, strict=True),
+        key=lambda pair: int(pair[0]["tradeloom-location"].rsplit("@", 1)[1]),
+    )
+    headers = [h for h, _ in by_offset]
+    assert [record.value for _, record in by_offset] == bad  # the original bytes
+    assert [h["tradeloom-error-type"] for h in headers] == ["json", "schema", "wrong_type"]
+    assert headers[0]["tradeloom-error"].startswith("not UTF-8 text")
+    assert headers[1]["tradeloom-error"] == harness.letters[1].reason
+    assert all(h["tradeloom-location"].startswith(f"{prefix}market[") for h in headers)
+    assert all("role risk" in h["tradeloom-source"] for h in headers)
+
+
+def test_an_event_delivered_twice_is_handled_once(broker: Broker, prefix: str) -> None:
+    harness = Harness(broker, prefix)
+    harness.transport.subscribe("portfolio", (Topics.FILLS,), harness.collect)
+    once, other = fill("AB"), fill("AB")
+
+    async def publish_twice() -> None:
+        for event in (once, once, other):
+            harness.transport.publish(Topics.FILLS, event, event.instrument)
+
+    error = asyncio.run(
+        harness.run_until(lambda: harness.transport.stats.consumed == 3, publish_twice)
+    )
+    assert error is None
+    assert [event for _, event in harness.received] == [once, other]
+    assert harness.transport.stats.duplicates == 1
+    assert harness.status.duplicates_ignored == 1
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_a_failing_handler_stops_after_committing_what_was_handled_before_it(
+    broker: Broker, prefix: str
+) -> None:
+    ticks = [tick("AB", str(10 + n), n) for n in range(5)]
+    first = Harness(broker, prefix)
+
+    def fail_on_third(topic: str, event: Event) -> None:
+        if event == ticks[2]:
+            raise Boom("cannot handle the third tick")
+        first.collect(topic, event)
+
+    first.transport.subscribe("strategy", (Topics.MARKET,), fail_on_third)
+
+    async def publish() -> None:
+        for event in ticks:
+            first.transport.publish(Topics.MARKET, event, "AB")
+
+    error = asyncio.run(first.run_until(lambda: False, publish))
+    assert isinstance(error, Boom)
+    assert [event for _, event in first.received] == ticks[:2]
+
+    # The next member of the group starts at the failing event: nothing is lost.
+    second = Harness(broker, prefix)
+    second.transport.subscribe("strategy", (Topics.MARKET,), second.collect)
+    assert asyncio.run(second.run_until(lambda: len(second.received) == 3)) is None
+    assert [event for _, event in second.received] == ticks[2:]
+
+
+def test_dead_letter_policy_sets_a_failing_event_aside_and_goes_on(
+    broker: Broker, prefix: str
+) -> None:
+    ticks = [tick("AB", str(10 + n), n) for n in range(3)]
+    harness = Harness(broker, prefix, on_handler_error="dead_letter")
+
+    def fail_on_second(topic: str, event: Event) -> None:
+        if event == ticks[1]:
+            raise Boom("strategy bug")
+        harness.collect(topic, event)
+
+    harness.transport.subscribe("strategy", (Topics.MARKET,), fail_on_second)
+
+    async def publish() -> None:
+        for event in ticks:
+            harness.transport.publish(Topics.MARKET, event, "AB")
+
+    assert asyncio.run(harness.run_until(lambda: len(harness.received) == 2, publish)) is None
+    assert [event for _, event in harness.received] == [ticks[0], ticks[2]]
+    assert [(letter.error_type, letter.reason) for letter in harness.letters] == [
+        ("Boom", "strategy bug")
+    ]
+    assert CODEC.decode(harness.letters[0].raw) == ticks[1]
+
+
+def test_positions_stay_uncommitted_while_the_commit_barrier_refuses(
+    broker: Broker, prefix: str
+) -> None:
+    ticks = [tick("AB", str(10 + n), n) for n in range(3)]
+    refusing = Harness(broker, prefix)
+    refusing.transport.subscribe("portfolio", (Topics.MARKET,), refusing.collect)
+    calls = 0
+
+    async def not_durable() -> bool:
+        nonlocal calls
+        calls += 1
+        return False
+
+    refusing.transport.add_commit_barrier("portfolio", not_durable)
+
+    async def publish() -> None:
+        for event in ticks:
+            refusing.transport.publish(Topics.MARKET, event, "AB")
+
+    assert asyncio.run(refusing.run_until(lambda: len(refusing.received) == 3, publish)) is None
+    assert calls >= 1
+
+    # Nothing was committed, so the group gets every event again.
+    again = Harness(broker, prefix)
+    again.transport.subscribe("portfolio", (Topics.MARKET,), again.collect)
+    assert asyncio.run(again.run_until(lambda: len(again.received) == 3)) is None
+    assert [event for _, event in again.received] == ticks
+
+
+# -- parameters and secrets --------------------------------------------------------------------
+
+SECRET = "hunter2-do-not-print"
+
+
+def test_parameters_are_checked_with_clear_messages() -> None:
+    manager = PluginManager().load()
+    with pytest.raises(ConfigError) as caught:
+        manager.create(
+            "transport",
+            "redpanda",
+            {"bootstrap_servers": "no-port", "partitions": 0, "colour": "blue"},
+        )
+    message = str(caught.value)
+    assert "redpanda transport: invalid parameters" in message
+    assert "bootstrap_servers: broker address 'no-port' is not host:port" in message
+    assert "partitions: Input should be greater than or equal to 1" in message
+    assert "colour: unknown parameter" in message
+    with pytest.raises(ConfigError, match="needs sasl_username, sasl_password"):
+        manager.create(
+            "transport",
+            "redpanda",
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"},
+        )
+    with pytest.raises(ConfigError, match="SASL options are set but security_protocol is"):
+        manager.create("transport", "redpanda", {"sasl_username": "u", "sasl_password": SECRET})
+    with pytest.raises(ConfigError, match=r"ssl_cafile '/nonexistent/ca\.pem' is not a readable"):
+        manager.create(
+            "transport",
+            "redpanda",
+            {"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"},
+        )
+    with pytest.raises(ConfigError, match="unknown stage boundary 'ticks'"):
+        manager.create("transport", "redpanda", {"topics": {"ticks": "x"}})
+
+
+def _self_signed_ca(directory: Path) -> Path:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a CA file")
+    cert, key = directory / "ca.pem", directory / "ca.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=tradeloom-test-ca"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert
+
+
+def test_security_options_reach_the_clients_and_secrets_stay_hidden(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = _self_signed_ca(tmp_path)
+    transport = RedpandaTransport(
+        bootstrap_servers="127.0.0.1:1",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="trader",
+        sasl_password=SECRET,
+        ssl_cafile=str(ca),
+        request_timeout_ms=500,
+        operation_timeout_seconds=0.5,
+    )
+    kwargs = transport.options.client_kwargs()
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["sasl_plain_username"] == "trader"
+    assert kwargs["sasl_plain_password"] == SECRET  # only handed to aiokafka
+    context = kwargs["ssl_context"]
+    assert any(
+        ("commonName", "tradeloom-test-ca") in subject[0]
+        for subject in (cert["subject"] for cert in context.get_ca_certs())
+    )
+    for shown in (repr(transport), repr(transport.options), str(transport.options.model_dump())):
+        assert SECRET not in shown
+    assert "trader" in transport.options.describe()
+
+    # A connection that fails: the error and every log line (aiokafka's too) keep the secret.
+    caplog.set_level(logging.DEBUG)
+    transport.bind(
+        codec=CODEC,
+        on_dead_letter=lambda letter: None,
+        logger=logging.getLogger("test.redpanda.secrets"),
+        clock=WallClock(),
+        settings=Settings(
+            reconnect={"max_attempts": 1, "base_delay_seconds": 0.01, "max_delay_seconds": 0.01}
+        ),
+    )
+    with pytest.raises(Exception) as caught:
+        asyncio.run(transport.start())
+    assert "gave up after 1 reconnection attempts" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert caplog.records, "the failed attempts are logged"
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+    assert SECRET not in caplog.text
