@@ -114,7 +114,9 @@ class RedpandaFeed(Feed):
             except KafkaError as exc:
                 if not exc.retriable:
                     raise
-                await self._link.recover(exc)
+                # The watchdog runs the reconnection policy; polling just goes on.
+                self.logger.debug("feed poll failed: %s", exc)
+                await asyncio.sleep(options.poll_timeout_ms / 1000)
                 continue
             if not batch:
                 continue
@@ -185,8 +187,8 @@ class RedpandaFeed(Feed):
                 self._handed_out.pop(partition, None)
             return
         except (KafkaError, TimeoutError, OSError) as exc:
-            assert self._link is not None
-            await self._link.recover(exc)
+            # Committed with the next batch (or at close); the watchdog handles reconnecting.
+            self.logger.warning("feed positions not committed, will retry: %r", exc)
             return
         self.stats.commits += 1
         self._committed.update(offsets)

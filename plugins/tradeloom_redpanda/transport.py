@@ -40,6 +40,8 @@ from tradeloom_redpanda.connection import BrokerLink, close_bounded
 from tradeloom_redpanda.dead_letters import dead_letter_headers
 from tradeloom_redpanda.options import TransportOptions
 
+LAG_INTERVAL_SECONDS = 1.0
+
 EXPECTED_TYPES: dict[str, tuple[type[Event], ...]] = {
     Topics.MARKET: (MarketTick, Bar),
     Topics.SIGNALS: (Signal,),
@@ -83,6 +85,8 @@ class _Role:
         self.consumer: AIOKafkaConsumer | None = None
         self.lock = asyncio.Lock()
         self.pending: dict[TopicPartition, int] = {}
+        self.positions: dict[TopicPartition, int] = {}
+        self.lag_measured = 0.0
         self.assigned: set[TopicPartition] = set()
         self.seen: RecentIds | None = None
         self.barrier: CommitBarrier | None = None
@@ -106,6 +110,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
             for partition in revoked:
                 role.pending.pop(partition, None)
+                role.positions.pop(partition, None)
         role.assigned.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -485,15 +490,17 @@ class RedpandaTransport(Transport):
                 except KafkaError as exc:
                     if not exc.retriable:
                         raise
-                    await self.link.recover(exc)
+                    # The watchdog runs the reconnection policy; polling just goes on.
+                    self.logger.debug("role %s: poll failed: %s", role.role, exc)
+                    await asyncio.sleep(options.poll_timeout_ms / 1000)
                     continue
-                if not batch and not role.pending:
-                    continue
-                async with role.lock:
-                    error = self._handle_batch(role, batch)
-                    await self._commit(role)
-                if error is not None:
-                    raise error
+                if batch or role.pending:
+                    async with role.lock:
+                        error = self._handle_batch(role, batch)
+                        await self._commit(role)
+                    if error is not None:
+                        raise error
+                self._measure_lag(role)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # run() raises it after the others stop
@@ -519,7 +526,7 @@ class RedpandaTransport(Transport):
                             exc,
                         )
                         return exc
-                role.pending[partition] = record.offset + 1
+                role.pending[partition] = role.positions[partition] = record.offset + 1
         return None
 
     def _handle(self, role: _Role, record: Any) -> None:
@@ -593,13 +600,36 @@ class RedpandaTransport(Transport):
             role.pending.clear()
             return
         except (KafkaError, TimeoutError, OSError) as exc:
+            # Kept pending and tried again with the next poll; the watchdog runs the
+            # reconnection policy.
             self.stats.commits_failed += 1
-            await self.link.recover(exc)
-            return  # kept pending: committed with the next batch
+            self.logger.warning("role %s: commit failed, will retry: %r", role.role, exc)
+            return
         self.stats.commits += 1
         for partition, offset in offsets.items():
             if role.pending.get(partition) == offset:
                 del role.pending[partition]
+
+    def _measure_lag(self, role: _Role) -> None:
+        """Publish how far behind the role is, per topic (``status.consumer_lag``), at most
+        once a second: the broker's high watermark (from the last fetch) minus the next
+        position to handle, summed over the partitions this process owns."""
+        now = asyncio.get_running_loop().time()
+        status = getattr(self, "status", None)
+        if status is None or now - role.lag_measured < LAG_INTERVAL_SECONDS:
+            return
+        role.lag_measured = now
+        consumer = role.consumer
+        if consumer is None:
+            return
+        totals: dict[str, int] = {}
+        for partition, position in role.positions.items():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            key = f"{role.role}/{self._logical[partition.topic]}"
+            totals[key] = totals.get(key, 0) + max(0, highwater - position)
+        status.consumer_lag.update(totals)
 
     async def _effects_delivered(self, role: _Role) -> bool:
         """Wait until what the role published is acknowledged. While stopping, wait at most

@@ -134,8 +134,12 @@ def test_events_cross_the_broker_on_prefixed_topics_keyed_by_instrument(
         harness.transport.publish(Topics.FILLS, one_fill, one_fill.instrument)
         await harness.transport.delivered()
 
-    error = asyncio.run(harness.run_until(lambda: len(harness.received) == 21, publish))
+    def all_received_and_lag_measured() -> bool:
+        return len(harness.received) == 21 and "strategy/market" in harness.status.consumer_lag
+
+    error = asyncio.run(harness.run_until(all_received_and_lag_measured, publish))
     assert error is None
+    assert harness.status.consumer_lag["strategy/market"] == 0
     market = [event for topic, event in harness.received if topic == Topics.MARKET]
     for symbol in ("AB", "CD"):  # the same events, exact, in order per instrument
         assert [e for e in market if e.instrument == symbol] == [
