@@ -153,3 +153,16 @@ def test_sma_crossing_matches_the_plain_moving_averages(seed: int) -> None:
     got = [crossing.update(p) for p in prices]
     assert got == _plain_crossings(prices, fast, slow)
     assert any(got)
+
+
+def test_run_result_repr_counts_instead_of_listing_every_fill() -> None:
+    """asyncio builds the repr of a finished run's result; it must not list every fill."""
+    from tradeloom.testing import run_strategy, ticks
+    from tradeloom_strategies.sma_cross import SmaCross
+
+    prices = [Decimal(100) + Decimal(i % 7 - (i // 7) % 2 * 3) / 100 for i in range(400)]
+    result = run_strategy(SmaCross(2, 5, Decimal(1)), ticks("X", prices))
+    assert result.trade_count > 20
+    text = repr(result)
+    assert f"fills={result.trade_count}" in text
+    assert "Fill(" not in text and len(text) < 200

@@ -60,7 +60,7 @@ class EquityCurve:
         return list(self.points)
 
 
-@attrs.define
+@attrs.define(repr=False)
 class RunResult:
     """The outcome of a backtest or run, as returned by the Python API."""
 
@@ -76,6 +76,16 @@ class RunResult:
     wall_seconds: float = 0.0
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
+
+    def __repr__(self) -> str:
+        # Counts, not contents: asyncio builds the repr of a finished task's result (this
+        # object, with every fill) when a run ends, and a repr of a million-tick run's fills
+        # would cost seconds.
+        return (
+            f"RunResult(market_events={self.market_events}, fills={len(self.fills)}, "
+            f"rejections={len(self.rejections)}, dead_letters={len(self.dead_letters)}, "
+            f"final_equity={self.final_equity}, wall_seconds={self.wall_seconds:.3f})"
+        )
 
     @property
     def final_equity(self) -> Decimal:
