@@ -9,11 +9,10 @@ from typing import Any
 import anyio
 
 from tradeloom.components import Feed
-from tradeloom.errors import ConfigError
 from tradeloom.events import MarketEvent
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.results import RunResult
-from tradeloom.settings import Settings, format_validation_error, load_settings
+from tradeloom.settings import Settings, build_settings, load_settings
 from tradeloom.strategy import Strategy
 
 ConfigLike = str | Path | Settings | Mapping[str, Any] | None
@@ -22,24 +21,16 @@ ConfigLike = str | Path | Settings | Mapping[str, Any] | None
 def make_settings(
     config: ConfigLike = None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
-    """Settings from a TOML path, a mapping shaped like the TOML file, or Settings."""
+    """Settings from a TOML path, a mapping shaped like the TOML file, or Settings; the
+    environment applies to paths and mappings, and ``overrides`` win over everything."""
+    extra = dict(overrides or {})
     if isinstance(config, Settings):
-        if not overrides:
+        if not extra:
             return config
-        config = config.model_dump()
+        return build_settings(config.model_dump(), extra)
     if config is None or isinstance(config, str | Path):
-        return load_settings(config, dict(overrides or {}))
-    from pydantic import ValidationError
-
-    data = dict(config)
-    if overrides:
-        from tradeloom.settings import _merge
-
-        data = _merge(data, dict(overrides))
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "configuration")) from None
+        return load_settings(config, extra)
+    return build_settings(dict(config), extra)
 
 
 def backtest(

@@ -8,6 +8,7 @@ TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` s
 from __future__ import annotations
 
 import tomllib
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tradeloom.errors import ConfigError
+from tradeloom.events import Price
 
 DEFAULT_CONFIG_FILE = "tradeloom.toml"
 
@@ -31,11 +33,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SECRET_PARAM_WORDS = ("password", "secret", "token", "api_key", "apikey", "credential")
+
+
+def _is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_PARAM_WORDS)
+
+
 class ComponentSettings(_Section):
-    """Picks a component by name; ``params`` go to its factory as keyword arguments."""
+    """Picks a component by name; ``params`` go to its factory as keyword arguments.
+
+    Parameters whose names look like secrets (password, token, secret, api_key, credential)
+    are kept as :class:`~pydantic.SecretStr`, so they never show in reprs or logs; the factory
+    gets the plain value unless it asks for a ``SecretStr``.
+    """
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: SecretStr(item) if isinstance(item, str) and _is_secret_name(key) else item
+            for key, item in value.items()
+        }
 
 
 class StrategySettings(ComponentSettings):
@@ -78,8 +101,8 @@ class ReconnectSettings(_Section):
 
 
 class PortfolioSettings(_Section):
-    starting_cash: Decimal = Field(default=Decimal("100000"), gt=0)
-    starting_cash_by_portfolio: dict[str, Decimal] = Field(default_factory=dict)
+    starting_cash: Price = Decimal("100000")
+    starting_cash_by_portfolio: dict[str, Price] = Field(default_factory=dict)
     snapshot_interval_seconds: float = Field(default=5.0, gt=0)
     equity_curve_points: int = Field(default=5000, ge=10)
 
@@ -114,6 +137,22 @@ class MonitoringSettings(_Section):
         default=None, description="When set, requests need 'Authorization: Bearer <token>'."
     )
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+
+_OVERRIDES: ContextVar[dict[str, Any] | None] = ContextVar(
+    "tradeloom_settings_overrides", default=None
+)
+
+
+class _OverridesSource(PydanticBaseSettingsSource):
+    """Overrides given from code (``load_settings(path, overrides)``): they win over the
+    environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_OVERRIDES.get() or {})
 
 
 class Settings(BaseSettings):
@@ -161,8 +200,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first: it overrides the file, which arrives as init arguments.
-        return (env_settings, init_settings)
+        # Highest priority first: explicit overrides, the environment, then the file (which
+        # arrives as init arguments).
+        return (_OverridesSource(settings_cls), env_settings, init_settings)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -193,20 +233,54 @@ def load_settings(
     Raises :class:`ConfigError` with every problem listed by its dotted key.
     """
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    if overrides:
-        data = _merge(data, overrides)
     source = str(path) if path is not None else "configuration"
+    return build_settings(data, overrides, source)
+
+
+def build_settings(
+    data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "configuration"
+) -> Settings:
+    """Settings from file data (a dict shaped like the TOML file), then the environment, then
+    ``overrides`` (which win over both)."""
+    token = _OVERRIDES.set(overrides or {})
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+    finally:
+        _OVERRIDES.reset(token)
+    _refuse_case_collisions(merge_tables(data, overrides or {}), settings.model_dump())
+    return settings
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _refuse_case_collisions(given: Any, built: Any, where: str = "") -> None:
+    """Environment variable names are case-insensitive, so keys they add to free-form tables
+    (params, starting_cash_by_portfolio) arrive lowercased. Refuse the silent duplicate that
+    results when the file has the same key in another case."""
+    if isinstance(given, dict) and isinstance(built, dict):
+        for key, value in built.items():
+            if key not in given:
+                twins = [k for k in given if isinstance(k, str) and k.lower() == str(key).lower()]
+                if twins:
+                    raise ConfigError(
+                        f"{where}{key}: set by an environment variable (lowercased) while the "
+                        f"file has {twins[0]!r}; give the whole table as JSON instead, e.g. "
+                        f"TRADELOOM_{where.upper().replace('.', '__')}"
+                        "='{...}'"
+                    )
+            else:
+                _refuse_case_collisions(given[key], value, f"{where}{key}.")
+    elif isinstance(given, list) and isinstance(built, list):
+        for index, (a, b) in enumerate(zip(given, built, strict=False)):
+            _refuse_case_collisions(a, b, f"{where}{index}.")
+
+
+def merge_tables(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``, nested tables merged key by key."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_tables(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tradeloom.api import make_settings
 from tradeloom.errors import ConfigError
 from tradeloom.settings import load_settings
 
@@ -46,7 +47,10 @@ params = { quantity = 0.1 }
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[portfolio]\nstarting_cash = -5\n", "portfolio.starting_cash: Input should be greater"),
+        (
+            "[portfolio]\nstarting_cash = -5\n",
+            "portfolio.starting_cash: Value error, must be greater than zero",
+        ),
         ("[reconnect]\nmax_attempts = 'many'\n", "reconnect.max_attempts: Input should be a valid"),
         ("[pipeline]\ntransprt = 'memory'\n", "pipeline.transprt: Extra inputs"),
         ("[portfolio\n", "invalid TOML"),
@@ -72,3 +76,37 @@ def test_missing_file_and_bad_environment_are_config_errors(
     monkeypatch.setenv("TRADELOOM_PENDING__MAX_WAIT_SECONDS", "soon")
     with pytest.raises(ConfigError, match=r"pending\.max_wait_seconds"):
         load_settings(write(tmp_path, ""))
+
+
+def test_overrides_win_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADELOOM_PORTFOLIO__STARTING_CASH", "7000")
+    path = write(tmp_path, "[portfolio]\nstarting_cash = 5\n")
+    assert load_settings(path).portfolio.starting_cash == 7000
+    settings = load_settings(path, {"portfolio": {"starting_cash": "1"}})
+    assert settings.portfolio.starting_cash == 1
+
+
+def test_an_environment_key_that_differs_only_in_case_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[feed]\nname = 'replay'\nparams = { paths = { ORCL = 'a.csv' } }\n")
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__PATHS__ORCL", "b.csv")
+    with pytest.raises(ConfigError, match=r"feed\.params\.paths\.orcl: set by an environment"):
+        load_settings(path)
+
+
+def test_money_settings_refuse_floats_and_non_positive_amounts() -> None:
+    with pytest.raises(ConfigError, match=r"float 1\.5 is not accepted"):
+        make_settings({"portfolio": {"starting_cash": 1.5}})
+    with pytest.raises(ConfigError, match=r"starting_cash_by_portfolio\.a: .*greater than zero"):
+        make_settings({"portfolio": {"starting_cash_by_portfolio": {"a": "-5"}}})
+
+
+def test_secret_looking_params_are_hidden_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__ACCESS_TOKEN", "abc123secret")
+    settings = make_settings({"feed": {"name": "kite", "params": {"api_key": "k-visible?"}}})
+    assert "abc123secret" not in repr(settings) and "k-visible?" not in repr(settings)
+    assert settings.feed is not None
+    assert settings.feed.params["access_token"].get_secret_value() == "abc123secret"
