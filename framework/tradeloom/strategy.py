@@ -6,15 +6,34 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradeloom.events import Bar, Fill, MarketTick, OrderType, Rejection, Side, Signal
+from tradeloom.runtime.trusted import build_signal
 
 if TYPE_CHECKING:
     from tradeloom.components import Clock, IdGenerator
     from tradeloom.portfolio import Portfolio
 
 QuantityLike = Decimal | int | str
+
+_ZERO = Decimal(0)
+_MAX_INSTRUMENT: int = next(
+    rule.max_length
+    for rule in Signal.model_fields["instrument"].metadata
+    if getattr(rule, "max_length", None) is not None
+)
+
+
+def _plain_amount(value: Any) -> Decimal | None:
+    """``value`` as the Decimal validation would make of it, when that is obvious: a finite,
+    positive Decimal or a positive int. None: let validation decide (and explain)."""
+    kind = type(value)
+    if kind is Decimal:
+        return value if value.is_finite() and value > _ZERO else None
+    if kind is int and value > 0:
+        return Decimal(value)
+    return None
 
 
 class Strategy:
@@ -82,15 +101,27 @@ class StrategyContext:
         quantity: QuantityLike,
         limit_price: QuantityLike | None,
     ) -> Signal:
-        signal = Signal(
+        # Values a strategy passes are validated; the common plain case (a positive Decimal
+        # or int, a short instrument name) is checked here and built without a second pass.
+        amount = _plain_amount(quantity)
+        limit = None if limit_price is None else _plain_amount(limit_price)
+        plain = (
+            amount is not None
+            and (limit is not None or limit_price is None)
+            and type(instrument) is str
+            and 0 < len(instrument) <= _MAX_INSTRUMENT
+            and type(self.strategy_id) is str
+        )
+        build = build_signal if plain else Signal
+        signal = build(
             event_id=self._ids.new_id(),
             ts=self._clock.now(),
             strategy_id=self.strategy_id,
             instrument=instrument,
             side=side,
-            quantity=quantity,
+            quantity=amount if plain else quantity,
             order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
-            limit_price=limit_price,
+            limit_price=limit if plain else limit_price,
         )
         self._send(signal)
         return signal

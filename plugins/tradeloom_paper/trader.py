@@ -4,14 +4,17 @@ slippage, and never with a price from the future."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
 from tradeloom.components import Executor
 from tradeloom.events import Bar, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
 from tradeloom.runtime.dedupe import RecentIds
+from tradeloom.runtime.trusted import build_fill
 
 BPS = Decimal(10_000)
+ZERO = Decimal(0)
 
 
 def _non_negative_decimal(value: Decimal | int | str, name: str) -> Decimal:
@@ -49,22 +52,30 @@ class PaperTrader(Executor):
         self.fill_at = fill_at
         self.commission_rate = _non_negative_decimal(commission_bps, "commission_bps") / BPS
         self.slippage_rate = _non_negative_decimal(slippage_bps, "slippage_bps") / BPS
-        self.last_prices: dict[str, Decimal] = {}
+        self.last_events: dict[str, Bar | MarketTick] = {}
         self.pending: dict[str, list[Order]] = {}
         self._seen_orders = RecentIds(100_000)
 
     def on_market(self, event: Bar | MarketTick) -> None:
+        # Called for every market event: remember the event (its price is read only when an
+        # order fills at the last price) and look at waiting orders only when there are some.
         instrument = event.instrument
-        waiting = self.pending.get(instrument)
-        if waiting:
-            self._work(instrument, waiting, event)
-        self.last_prices[instrument] = event.price
+        if self.pending:
+            waiting = self.pending.get(instrument)
+            if waiting:
+                self._work(instrument, waiting, event)
+        self.last_events[instrument] = event
+
+    def last_price(self, instrument: str) -> Decimal | None:
+        """The latest price seen for ``instrument`` (a tick's last price, a bar's close)."""
+        event = self.last_events.get(instrument)
+        return event.price if event is not None else None
 
     def on_order(self, order: Order) -> None:
         if self._seen_orders.seen(order.event_id):
             return
         if self.fill_at == "last":
-            price = self.last_prices.get(order.instrument)
+            price = self.last_price(order.instrument)
             if price is not None:
                 fill_price = self._execution_price(order, price, price, price)
                 if fill_price is not None:
@@ -113,9 +124,12 @@ class PaperTrader(Executor):
             return price
         return price * (1 + self.slippage_rate) if buying else price * (1 - self.slippage_rate)
 
-    def _fill(self, order: Order, price: Decimal, ts: object = None) -> None:
+    def _fill(self, order: Order, price: Decimal, ts: datetime | None = None) -> None:
         ctx = self.ctx
-        fill = Fill(
+        # A fill copies a validated order at a validated market price: built without a second
+        # validation, unless slippage took the price to zero or below (then refused).
+        build = build_fill if price > ZERO else Fill
+        fill = build(
             event_id=ctx.ids.new_id(),
             ts=ts or ctx.clock.now(),
             order_id=order.event_id,

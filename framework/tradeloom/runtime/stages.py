@@ -20,7 +20,6 @@ from tradeloom.events import (
     Event,
     Fill,
     MarketTick,
-    Order,
     Rejection,
     Side,
     Signal,
@@ -29,6 +28,7 @@ from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.pending import PriceWait
 from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics, Transport
+from tradeloom.runtime.trusted import build_order
 from tradeloom.settings import PendingSettings
 from tradeloom.strategy import Strategy, StrategyContext
 
@@ -317,7 +317,7 @@ class RiskStage(Stage):
                 self.reject(signal, name, reason)
                 return
         view.order_sent(signal)
-        order = Order(
+        order = build_order(  # copies a validated signal: not validated again
             event_id=self.services.ids.new_id(),
             ts=self.services.clock.now(),
             signal_id=signal.event_id,

@@ -1,0 +1,121 @@
+"""Building events from values that are already valid, without validating them a second time.
+
+pydantic validates every event built from outside data: a decoded message, a feed's row, a
+strategy's order. Inside the pipeline many events are made from events that were validated
+already: an order copies its signal, a fill copies its order and takes a price from a market
+event. Validating those again costs a few microseconds each (the money fields run Python
+validators), which is most of an order's life cycle on the in-process transport.
+
+:func:`trusted_builder` returns a function that builds such an event the way
+``model_construct`` does (which is itself slower than validation for these small models): it
+fills the instance from a template of defaults. The builder only trusts what its caller
+guarantees; it still checks the two values that come from pluggable components, the id
+(a :class:`~uuid.UUID` from the id generator) and the time (a UTC datetime from the clock),
+and validates the normal way when they are anything else. It touches pydantic's instance
+slots, so it proves itself once, on a sample, against validated construction, and validates
+always if the two ever disagree (a future pydantic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from tradeloom.events import Event, Fill, Order, OrderType, Side, Signal
+
+E = TypeVar("E", bound=Event)
+
+_set = object.__setattr__
+
+
+def _direct(cls: type[E]) -> Callable[[dict[str, Any]], E] | None:
+    template: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            return None
+        template[name] = None if info.is_required() else info.default
+    new = cls.__new__
+
+    def build(values: dict[str, Any]) -> E:
+        data = template.copy()
+        data.update(values)
+        event = new(cls)
+        _set(event, "__dict__", data)
+        _set(event, "__pydantic_fields_set__", set(values))
+        _set(event, "__pydantic_extra__", None)
+        _set(event, "__pydantic_private__", None)
+        return event
+
+    return build
+
+
+def _agrees(cls: type[E], build: Callable[[dict[str, Any]], E], sample: Mapping[str, Any]) -> bool:
+    try:
+        built = build(dict(sample))
+        checked = cls(**sample)
+        return (
+            built == checked
+            and built.model_fields_set == checked.model_fields_set
+            and built.model_dump_json() == checked.model_dump_json()
+            and hash(built) == hash(checked)
+        )
+    except Exception:
+        return False
+
+
+def trusted_builder(cls: type[E], sample: Mapping[str, Any]) -> Callable[..., E]:
+    """Return ``build(**values)`` making a ``cls`` from keyword values the caller guarantees
+    valid, except ``event_id`` and ``ts``, which are checked (a UUID; a datetime in UTC).
+
+    ``sample`` is one valid set of values: at import, the fast path must give the same event
+    as ``cls(**sample)``, or every call validates.
+    """
+    direct = _direct(cls)
+    if direct is None or not _agrees(cls, direct, sample):
+        return cls
+
+    def build(**values: Any) -> E:
+        ts = values["ts"]
+        if type(values["event_id"]) is UUID and type(ts) is datetime and ts.tzinfo is UTC:
+            return direct(values)
+        return cls(**values)
+
+    return build
+
+
+_ID = UUID("01900000-0000-7000-8000-000000000000")
+_TS = datetime(2024, 1, 2, tzinfo=UTC)
+_ORDER_SAMPLE: dict[str, Any] = {
+    "event_id": _ID,
+    "ts": _TS,
+    "strategy_id": "sample",
+    "instrument": "SAMPLE",
+    "side": Side.BUY,
+    "quantity": Decimal("1.5"),
+    "order_type": OrderType.LIMIT,
+    "limit_price": Decimal("10.25"),
+}
+
+build_signal: Callable[..., Signal] = trusted_builder(Signal, _ORDER_SAMPLE)
+"""A :class:`~tradeloom.events.Signal` from checked values (see ``StrategyContext``)."""
+build_order: Callable[..., Order] = trusted_builder(Order, {**_ORDER_SAMPLE, "signal_id": _ID})
+"""An :class:`~tradeloom.events.Order` copying a validated signal."""
+build_fill: Callable[..., Fill] = trusted_builder(
+    Fill,
+    {
+        "event_id": _ID,
+        "ts": _TS,
+        "order_id": _ID,
+        "signal_id": _ID,
+        "strategy_id": "sample",
+        "instrument": "SAMPLE",
+        "side": Side.SELL,
+        "quantity": Decimal("1.5"),
+        "price": Decimal("10.25"),
+        "commission": Decimal("0.01"),
+    },
+)
+"""A :class:`~tradeloom.events.Fill` of a validated order at a validated, positive price."""
