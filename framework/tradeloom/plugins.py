@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 import importlib_metadata
 import pluggy
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, create_model
 
 from tradeloom import hookspecs
 from tradeloom.errors import (
@@ -93,6 +93,7 @@ class PluginManager:
         self.hook_manager.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, Registration]] | None = None
+        self._conflicts: list[str] = []
 
     @property
     def hook(self) -> Any:
@@ -125,15 +126,31 @@ class PluginManager:
         return self
 
     def _load_entry_points(self, *, autoload: bool, enable: set[str], blocked: set[str]) -> None:
-        seen: set[str] = set()
-        for entry_point in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry_point.name in seen:  # the same distribution found twice on sys.path
-                continue
-            seen.add(entry_point.name)
+        seen: dict[str, str | None] = {}
+        found = importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
+        # The stock plugins come first, so a third-party entry point of the same name cannot
+        # shadow one; it is reported instead (replace a stock plugin by blocking it).
+        ordered = sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "tradeloom")
+        for entry_point in ordered:
             dist = entry_point.dist
+            dist_name = dist.name if dist else None
+            if entry_point.name in seen:
+                if seen[entry_point.name] == dist_name:
+                    continue  # the same distribution found twice on sys.path
+                # Another distribution uses the same plugin name: never shadow silently.
+                clash = PluginInfo(
+                    name=f"{entry_point.name} ({dist_name})",
+                    distribution=dist_name,
+                    version=dist.version if dist else None,
+                    error=f"plugin name {entry_point.name!r} is already used by distribution "
+                    f"{seen[entry_point.name]!r}; this one is not loaded",
+                )
+                self.infos[clash.name] = clash
+                continue
+            seen[entry_point.name] = dist_name
             info = PluginInfo(
                 name=entry_point.name,
-                distribution=dist.name if dist else None,
+                distribution=dist_name,
                 version=dist.version if dist else None,
             )
             self.infos[entry_point.name] = info
@@ -150,7 +167,7 @@ class PluginManager:
                     raise
                 info.error = _describe_import_error(exc)
                 continue
-            self._register(plugin, entry_point.name)
+            self._register_reporting(plugin, info)
 
     def _load_module(self, module_name: str, blocked: set[str]) -> None:
         info = PluginInfo(name=module_name, source="module")
@@ -166,7 +183,14 @@ class PluginManager:
         dist = _distribution_of_module(module_name)
         if dist is not None:
             info.distribution, info.version = dist
-        self._register(module, module_name)
+        self._register_reporting(module, info)
+
+    def _register_reporting(self, plugin: Any, info: PluginInfo) -> None:
+        """Register a discovered plugin; an invalid one is reported, not raised."""
+        try:
+            self._register(plugin, info.name)
+        except PluginError as exc:
+            info.error = str(exc)
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin object (module, class instance) from code."""
@@ -183,49 +207,71 @@ class PluginManager:
             raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+        unknown = sorted(
+            caller.name
+            for caller in self.hook_manager.get_hookcallers(plugin) or []
+            if caller.spec is None
+        )
+        if unknown:
+            self.hook_manager.unregister(plugin)
+            raise PluginError(
+                f"plugin {name!r} implements unknown hook(s) {', '.join(unknown)} "
+                "(see the hook reference for the tradeloom_* hooks)"
+            )
         self._registry = None
 
     # -- registry ------------------------------------------------------------------------
 
     def registrations(self) -> dict[str, dict[str, Registration]]:
-        """Every registered component by kind and name; conflicts raise naming both plugins."""
-        if self._registry is not None:
-            return self._registry
+        """Every registered component by kind and name.
+
+        A plugin whose registration hook fails or returns something other than a mapping is
+        marked failed (its error shows in the listing) and contributes nothing. Names
+        registered by two plugins raise one :class:`DuplicateComponentError` naming every
+        conflict and both plugins of each, after the whole registry has been built.
+        """
+        if self._registry is None:
+            self._registry, self._conflicts = self._collect_registrations()
+        if self._conflicts:
+            raise DuplicateComponentError(
+                "; ".join(self._conflicts) + "; block one of each pair ([plugins] block = [...])"
+            )
+        return self._registry
+
+    def _collect_registrations(self) -> tuple[dict[str, dict[str, Registration]], list[str]]:
         registry: dict[str, dict[str, Registration]] = {kind: {} for kind in COMPONENT_KINDS}
+        conflicts: list[str] = []
         for info in self.infos.values():
             info.registers = {}
         for kind, hook_name in COMPONENT_KINDS.items():
             hook_caller = getattr(self.hook, hook_name)
             # Called one implementation at a time so each name is attributed to its plugin.
             for impl in reversed(hook_caller.get_hookimpls()):
+                owner = self.infos.get(impl.plugin_name)
                 try:
                     result = impl.function()
+                    if result is not None and not isinstance(result, Mapping):
+                        raise TypeError(
+                            f"must return a mapping of name to factory, not {type(result).__name__}"
+                        )
                 except Exception as exc:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                if result is None:
+                    problem = f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                    if owner is None:
+                        raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from exc
+                    owner.error = problem
                     continue
-                if not isinstance(result, Mapping):
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r}: {hook_name} must return a mapping of "
-                        f"name to factory, got {type(result).__name__}"
-                    )
-                for name, factory in result.items():
+                for name, factory in (result or {}).items():
                     existing = registry[kind].get(name)
                     if existing is not None:
-                        raise DuplicateComponentError(
+                        conflicts.append(
                             f"{kind} {name!r} is registered by two plugins: "
-                            f"{existing.plugin!r} and {impl.plugin_name!r}; block one of them "
-                            f"([plugins] block = [...])"
+                            f"{existing.plugin!r} and {impl.plugin_name!r}"
                         )
+                        continue
                     registry[kind][name] = Registration(kind, name, factory, impl.plugin_name)
-                    owner = self.infos.get(impl.plugin_name)
                     if owner is not None:
                         owner.registers.setdefault(kind, []).append(name)
-        self._registry = registry
-        return registry
+        return registry, conflicts
 
     def factory(self, kind: str, name: str) -> Registration:
         """The registration of component ``name`` of ``kind``, or a ConfigError saying what
@@ -265,6 +311,7 @@ def build_component(registration: Registration, params: dict[str, Any]) -> Any:
     factory = registration.factory
     label = f"{registration.kind} {registration.name!r} (plugin {registration.plugin!r})"
     model = _parameters_model(factory)
+    params = _prepare_parameters(params, model, label)
     if model is not None:
         try:
             checked = model(**params)
@@ -283,6 +330,26 @@ def build_component(registration: Registration, params: dict[str, Any]) -> Any:
         return factory(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{label}: {exc}") from exc
+
+
+def _prepare_parameters(
+    params: dict[str, Any], model: type[BaseModel] | None, label: str
+) -> dict[str, Any]:
+    """Refuse floats where the factory wants a Decimal, and reveal secret parameters (kept
+    as SecretStr by the settings) to factories that declare a plain ``str``."""
+    prepared = {}
+    for name, value in params.items():
+        field = model.model_fields.get(name) if model is not None else None
+        annotation = repr(field.annotation) if field is not None else ""
+        if isinstance(value, float) and "Decimal" in annotation:
+            raise ConfigError(
+                f"{label}: parameter {name}: float {value!r} is not accepted for a Decimal; "
+                "write it as a string or an exact TOML number"
+            )
+        if isinstance(value, SecretStr) and field is not None and "SecretStr" not in annotation:
+            value = value.get_secret_value()
+        prepared[name] = value
+    return prepared
 
 
 def _parameters_model(factory: Any) -> type[BaseModel] | None:

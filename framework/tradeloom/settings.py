@@ -55,10 +55,15 @@ class ComponentSettings(_Section):
     @field_validator("params")
     @classmethod
     def _hide_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return {
-            key: SecretStr(item) if isinstance(item, str) and _is_secret_name(key) else item
-            for key, item in value.items()
-        }
+        return hide_secret_params(value)
+
+
+def hide_secret_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with secret-looking string values wrapped in SecretStr."""
+    return {
+        key: SecretStr(item) if isinstance(item, str) and _is_secret_name(key) else item
+        for key, item in params.items()
+    }
 
 
 class StrategySettings(ComponentSettings):
@@ -180,6 +185,11 @@ class Settings(BaseSettings):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    @field_validator("transport")
+    @classmethod
+    def _hide_transport_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return hide_secret_params(value)
 
     @field_validator("strategies")
     @classmethod

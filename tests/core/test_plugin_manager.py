@@ -140,3 +140,85 @@ def test_modules_and_objects_can_be_registered_explicitly(site: Path) -> None:
     assert manager.factory("strategy", "explicit").plugin == module
     failed = [i for i in manager.plugin_list() if i.source == "module" and i.error]
     assert len(failed) == 1 and "ModuleNotFoundError" in (failed[0].error or "")
+
+
+def test_a_plugin_with_an_invalid_hook_is_listed_as_failed_and_harms_nothing(site: Path) -> None:
+    module = unique("badhook")
+    make_distribution(
+        site,
+        "badhook-dist",
+        {module: "from tradeloom import hookimpl\n@hookimpl\ndef tradeloom_no_such_hook(): ...\n"},
+        {"badhook": module},
+    )
+    manager = PluginManager().load()
+    info = {i.name: i for i in manager.plugin_list()}["badhook"]
+    assert info.error is not None and "tradeloom_no_such_hook" in info.error
+    assert manager.factory("executor", "paper").plugin == "paper"
+
+
+def test_a_registration_hook_that_raises_marks_only_its_plugin_failed(site: Path) -> None:
+    module = unique("raising_register")
+    make_distribution(
+        site,
+        "raising-dist",
+        {
+            module: "from tradeloom import hookimpl\n@hookimpl\ndef tradeloom_register_feeds():\n"
+            "    raise LookupError('no licence file')\n"
+        },
+        {"raising": module},
+    )
+    manager = PluginManager().load()
+    assert "replay" in manager.registrations()["feed"]
+    info = {i.name: i for i in manager.plugin_list()}["raising"]
+    assert info.error == "tradeloom_register_feeds failed: LookupError: no licence file"
+
+
+def test_an_entry_point_name_used_by_two_distributions_never_shadows(site: Path) -> None:
+    module = unique("impostor")
+    make_distribution(
+        site, "other-dist", {module: STRATEGY_PLUGIN % {"name": "other"}}, {"paper": module}
+    )
+    manager = PluginManager().load()
+    infos = {i.name: i for i in manager.plugin_list()}
+    assert infos["paper"].distribution == "tradeloom"
+    assert manager.factory("executor", "paper").plugin == "paper"
+    clash = infos["paper (other-dist)"]
+    assert clash.error is not None and "already used by distribution 'tradeloom'" in clash.error
+
+
+def test_every_conflict_is_reported_and_the_listing_stays_complete(site: Path) -> None:
+    module = unique("double_trouble")
+    code = (
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_register_executors():\n    return {'paper': object}\n"
+        "@hookimpl\ndef tradeloom_register_codecs():\n    return {'decimal': object}\n"
+    )
+    make_distribution(site, "trouble-dist", {module: code}, {"trouble": module})
+    manager = PluginManager().load()
+    with pytest.raises(DuplicateComponentError) as caught:
+        manager.registrations()
+    assert "executor 'paper'" in str(caught.value) and "codec 'decimal'" in str(caught.value)
+    infos = {i.name: i for i in manager.plugin_list()}
+    assert infos["sqlite"].registers == {"persistence": ["sqlite"]}
+    assert infos["uuid7"].registers == {"id_generator": ["uuid7"]}
+
+
+def test_float_and_secret_parameters(site: Path) -> None:
+    from pydantic import SecretStr
+
+    manager = PluginManager().load()
+    with pytest.raises(ConfigError, match=r"quantity: float 0\.1 is not accepted"):
+        manager.create("strategy", "sma_cross", {"quantity": 0.1})
+    with pytest.raises(ConfigError, match=r"commission_bps: float 1\.1 is not accepted"):
+        manager.create("executor", "paper", {"commission_bps": 1.1})
+    module = unique("secretive")
+    (site / f"{module}.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "class Feed:\n"
+        "    def __init__(self, api_key: str, url: str = 'x') -> None:\n"
+        "        self.api_key = api_key\n"
+        "@hookimpl\ndef tradeloom_register_feeds():\n    return {'secretive': Feed}\n"
+    )
+    manager = PluginManager().load(modules=[module])
+    feed = manager.create("feed", "secretive", {"api_key": SecretStr("k-123")})
+    assert feed.api_key == "k-123"
