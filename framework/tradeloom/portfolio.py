@@ -157,7 +157,8 @@ class PortfolioBook:
         self._starting_cash = starting_cash
         self.portfolios: dict[str, Portfolio] = {}
         self.marks: dict[str, Decimal] = {}
-        self.applied_orders: set[UUID] = set()
+        # Order ids as their 128-bit ints: hashing a UUID runs Python code, an int's does not.
+        self.applied_orders: set[int] = set()
         self._saved_versions: dict[str, int] = {}
 
     def starting_cash(self, portfolio_id: str) -> Decimal:
@@ -174,9 +175,11 @@ class PortfolioBook:
 
     def apply_fill(self, fill: Fill) -> bool:
         """Apply a fill; False (and no change) when its order was filled before."""
-        if fill.order_id in self.applied_orders:
+        order = fill.order_id.int
+        applied = self.applied_orders
+        if order in applied:
             return False
-        self.applied_orders.add(fill.order_id)
+        applied.add(order)
         self.portfolio(fill.strategy_id).apply_fill(fill)
         return True
 
@@ -214,7 +217,7 @@ class PortfolioBook:
             if portfolio_id in waiting_for:
                 if fill.event_id == waiting_for[portfolio_id]:
                     del waiting_for[portfolio_id]
-                self.applied_orders.add(fill.order_id)
+                self.applied_orders.add(fill.order_id.int)
                 continue
             if self.apply_fill(fill):
                 reapplied += 1
