@@ -48,6 +48,7 @@ from tradeloom.strategy import Strategy
 
 ROLES = ("feed", "strategy", "risk", "execution", "portfolio")
 MAX_DEAD_LETTERS_KEPT = 10_000
+LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (counts are complete)
 _YIELD_EVERY = 1024
 
 Mode = Literal["backtest", "live"]
@@ -110,7 +111,10 @@ class Pipeline:
         self.logger = logger or logging.getLogger("tradeloom.pipeline")
         self.progress = progress
         self.status = PipelineStatus()
-        self.result = RunResult(equity_curve=EquityCurve(settings.portfolio.equity_curve_points))
+        self.result = RunResult(
+            equity_curve=EquityCurve(settings.portfolio.equity_curve_points),
+            keep_events=None if mode == "backtest" else LIVE_EVENTS_KEPT,
+        )
         self._stop_requested = False
         self._stop_event: anyio.Event | None = None
         self._feed_wait: anyio.CancelScope | None = None

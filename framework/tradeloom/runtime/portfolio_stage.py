@@ -82,15 +82,17 @@ class PortfolioStage(Stage):
         return equity
 
     def on_fill(self, fill: Fill) -> None:
+        before = self.book.portfolio(fill.strategy_id).position(fill.instrument)
         if not self.book.apply_fill(fill):
             self.services.status.duplicates_ignored += 1
             return
         self._equity = None
         self._unjournaled.append(fill)
-        self.result.fills.append(fill)
+        after = self.book.portfolios[fill.strategy_id].position(fill.instrument)
+        self.result.add_fill(fill, before, after)
 
     def on_rejection(self, rejection: Rejection) -> None:
-        self.result.rejections.append(rejection)
+        self.result.add_rejection(rejection)
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint >= self.snapshot_interval

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from tradeloom.components import DeadLetter
-from tradeloom.events import Fill, PortfolioSnapshot, Rejection, Side
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 
 ZERO = Decimal(0)
 
@@ -76,6 +76,33 @@ class RunResult:
     wall_seconds: float = 0.0
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
+    keep_events: int | None = None
+    """Fills and rejections kept in the lists: all (None, backtests) or about the latest
+    this many (live runs, so memory stays bounded). The counts below are always complete."""
+    fill_count: int = 0
+    rejection_count: int = 0
+    round_trip_count: int = 0
+    commission_total: Decimal = ZERO
+
+    def add_fill(self, fill: Fill, position_before: Decimal, position_after: Decimal) -> None:
+        self.fill_count += 1
+        self.commission_total += fill.commission
+        if position_before and (
+            not position_after or (position_after > 0) != (position_before > 0)
+        ):
+            self.round_trip_count += 1
+        self.fills = self._kept(self.fills)
+        self.fills.append(fill)
+
+    def add_rejection(self, rejection: Rejection) -> None:
+        self.rejection_count += 1
+        self.rejections = self._kept(self.rejections)
+        self.rejections.append(rejection)
+
+    def _kept(self, events: list[Any]) -> list[Any]:
+        if self.keep_events is not None and len(events) >= self.keep_events:
+            return events[len(events) - self.keep_events // 2 :]
+        return events
 
     def __repr__(self) -> str:
         # Counts, not contents: asyncio builds the repr of a finished task's result (this
@@ -106,26 +133,16 @@ class RunResult:
     @property
     def trade_count(self) -> int:
         """Number of fills."""
-        return len(self.fills)
+        return self.fill_count
 
     @property
     def round_trips(self) -> int:
-        """Number of times a position went back to flat."""
-        positions: dict[tuple[str, str], Decimal] = {}
-        closed = 0
-        for fill in self.fills:
-            key = (fill.strategy_id, fill.instrument)
-            before = positions.get(key, ZERO)
-            signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-            after = before + signed
-            positions[key] = after
-            if before != 0 and (after == 0 or (after > 0) != (before > 0)):
-                closed += 1
-        return closed
+        """Number of times a position went back to flat (or through it)."""
+        return self.round_trip_count
 
     @property
     def commission(self) -> Decimal:
-        return sum((f.commission for f in self.fills), ZERO)
+        return self.commission_total
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -136,7 +153,7 @@ class RunResult:
             "trade_count": self.trade_count,
             "round_trips": self.round_trips,
             "commission": str(self.commission),
-            "rejections": len(self.rejections),
+            "rejections": self.rejection_count,
             "dead_letters": len(self.dead_letters),
             "market_events": self.market_events,
             "first_event_time": self.first_event_time.isoformat()
