@@ -122,8 +122,8 @@ class RiskView(Protocol):
 class Validator(abc.ABC):
     """A pre-trade check. Returns ``None`` to pass a signal, or the reason to reject it."""
 
-    #: When true, a signal for an instrument without a known price waits for its first price
-    #: before this validator sees it.
+    #: A signal for an instrument without a known price always waits for its first price.
+    #: Validators with ``needs_price = False`` judge it before that wait; the others after.
     needs_price: bool = True
 
     @abc.abstractmethod

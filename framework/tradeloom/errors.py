@@ -42,3 +42,11 @@ class PersistenceError(TradeloomError):
 
 class CorruptStateError(PersistenceError):
     """Stored state exists but cannot be read back; it is never silently replaced."""
+
+
+class StageError(TradeloomError):
+    """A component running in a stage (validator, executor, persistence) raised."""
+
+
+class StrategyError(StageError):
+    """A strategy's own code raised."""

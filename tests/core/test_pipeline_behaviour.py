@@ -224,3 +224,93 @@ def test_event_observers_see_every_stage_in_and_out() -> None:
     assert seen[("execution", "in", "order")] == 1
     assert seen[("execution", "out", "fill")] == 1
     assert seen[("portfolio", "in", "fill")] == 1
+
+
+def test_state_is_saved_when_a_strategy_fails_mid_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tradeloom_sqlite.persistence import SqlitePersistence
+
+    class BuyThenBreak(Strategy):
+        def on_bar(self, bar, ctx):  # type: ignore[no-untyped-def]
+            if ctx.position("X") == 0:
+                ctx.buy("X", 2)
+            elif bar.close == Decimal(14):
+                raise RuntimeError("bug in bar 5")
+
+    db = tmp_path / "state.sqlite"
+    with pytest.raises(StrategyError, match="bug in bar 5"):
+        run_strategy(
+            {"s": BuyThenBreak()},
+            bars("X", ["10", "11", "12", "13", "14", "15"]),
+            config={"persistence": {"name": "sqlite", "params": {"path": str(db)}}},
+        )
+    store = SqlitePersistence(path=str(db))
+    store.open()
+    assert [f.quantity for f in store.load_fills()] == [Decimal(2)]
+    assert store.load_snapshots()["s"].positions["X"].quantity == 2
+    store.close()
+
+
+def test_a_validator_that_raises_is_named_and_not_blamed_on_the_strategy() -> None:
+    from tradeloom import hookimpl
+    from tradeloom.components import Validator
+    from tradeloom.errors import StageError
+
+    class Broken(Validator):
+        def validate(self, signal, view):  # type: ignore[no-untyped-def]
+            raise KeyError("missing")
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_validators(self):  # type: ignore[no-untyped-def]
+            return {"broken": Broken}
+
+    with pytest.raises(StageError) as caught:
+        run_strategy(
+            BuyOnFirst("X", "X"),
+            bars("X", ["1", "2"]),
+            validators=[{"name": "broken"}],
+            plugins=[Plugin()],
+        )
+    assert not isinstance(caught.value, StrategyError)
+    assert "validator 'broken' raised on signal" in str(caught.value)
+
+
+def test_a_signal_without_a_price_waits_bounded_even_with_no_validators() -> None:
+    strategy = BuyOnFirst("Y", "X")
+    x = ticks("X", ["10"] * 3, interval=timedelta(minutes=1))
+    y = ticks("Y", ["50"], start=x[-1].ts + timedelta(hours=2))
+    result = run_strategy(
+        strategy, merge(x, y), fill_at="last", config={"pending": {"max_wait_seconds": 60}}
+    )
+    assert not result.fills
+    assert "no price for Y within 60s" in result.rejections[0].reason
+
+
+def test_every_strategy_gets_on_stop_even_when_one_raises() -> None:
+    stopped: list[str] = []
+
+    class Stops(Strategy):
+        def __init__(self, name: str, fail: bool) -> None:
+            self.name, self.fail = name, fail
+
+        def on_stop(self, ctx):  # type: ignore[no-untyped-def]
+            stopped.append(self.name)
+            if self.fail:
+                raise ValueError("cannot stop")
+
+    with pytest.raises(StrategyError, match="on_stop"):
+        run_strategy({"a": Stops("a", True), "b": Stops("b", False)}, bars("X", ["1"]))
+    assert stopped == ["a", "b"]
+
+
+def test_split_roles_need_a_transport_between_processes() -> None:
+    from tradeloom import Pipeline, make_settings
+    from tradeloom.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="runs every role"):
+        Pipeline(
+            make_settings({"strategies": [{"name": "sma_cross"}]}),
+            mode="live",
+            roles=["strategy"],
+            events=[],
+        )

@@ -33,5 +33,20 @@ def run_health_checks(
                 severity=Severity.CRITICAL,
                 message=f"health check {name!r} failed: {type(exc).__name__}: {exc}",
             )
-        reports.extend([found] if isinstance(found, HealthReport) else found)
+        if isinstance(found, HealthReport):
+            reports.append(found)
+        elif isinstance(found, list | tuple) and all(isinstance(r, HealthReport) for r in found):
+            reports.extend(found)
+        else:
+            reports.append(
+                HealthReport(
+                    event_id=new_id(),
+                    ts=now,
+                    stage="pipeline",
+                    check=name,
+                    severity=Severity.CRITICAL,
+                    message=f"health check {name!r} returned {type(found).__name__}, "
+                    "not HealthReports",
+                )
+            )
     return reports

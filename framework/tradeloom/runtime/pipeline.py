@@ -132,6 +132,12 @@ class Pipeline:
         self.transport: Transport = manager_.create(
             "transport", settings.pipeline.transport, settings.transport
         )
+        if self.transport.synchronous and self.roles != frozenset(ROLES):
+            raise ConfigError(
+                f"the {settings.pipeline.transport!r} transport connects stages within one "
+                f"process only, so it runs every role; roles {sorted(self.roles)} need a "
+                "transport between processes, such as redpanda"
+            )
         self.feed: Feed | None = None
         if "feed" in self.roles:
             self.feed = self._build_feed(feed, events)
@@ -358,8 +364,12 @@ class Pipeline:
                 if len(leaves) == 1:
                     raise leaves[0] from None  # the one real error, not a task-group wrapper
                 raise
+        except BaseException:
+            await self._save_after_failure()
+            raise
         finally:
-            await self._close()
+            with anyio.CancelScope(shield=True):
+                await self._close()
             self.result.wall_seconds = time.perf_counter() - started
             # Also after an error: plugins release what they started (servers, files).
             with anyio.CancelScope(shield=True):
@@ -494,6 +504,18 @@ class Pipeline:
             self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
         self.result.duplicates_ignored = self.status.duplicates_ignored
+
+    async def _save_after_failure(self) -> None:
+        """The run failed: still journal the fills already applied and save what changed, so a
+        restart starts from everything that happened (best effort; the error is raised)."""
+        if self.portfolio_stage is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.portfolio_stage.checkpoint()
+                self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
+            except Exception as exc:
+                self.logger.error("could not save state after a failure: %s", exc)
 
     async def _close(self) -> None:
         self.status.stopped_at = WallClock().now()

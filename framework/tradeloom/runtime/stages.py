@@ -14,7 +14,7 @@ from uuid import UUID
 import attrs
 
 from tradeloom.components import Clock, ExecutionContext, Executor, IdGenerator, Validator
-from tradeloom.errors import TradeloomError
+from tradeloom.errors import StageError, StrategyError, TradeloomError
 from tradeloom.events import (
     Bar,
     Event,
@@ -33,10 +33,6 @@ from tradeloom.settings import PendingSettings
 from tradeloom.strategy import Strategy, StrategyContext
 
 ZERO = Decimal(0)
-
-
-class StrategyError(TradeloomError):
-    """A strategy's own code raised."""
 
 
 @attrs.define
@@ -72,15 +68,26 @@ class Stage:
 
         def handle(topic: str, event: Event) -> None:
             counters.events_in += 1
-            observe = status.stage_observer
-            if observe is None:  # no metrics plugin: no timing on the hot path
-                routes[topic](event)
-                return
-            started = perf_counter()
             try:
-                routes[topic](event)
-            finally:
-                observe(role, topic, event, perf_counter() - started)
+                observe = status.stage_observer
+                if observe is None:  # no metrics plugin: no timing on the hot path
+                    routes[topic](event)
+                    return
+                started = perf_counter()
+                try:
+                    routes[topic](event)
+                finally:
+                    observe(role, topic, event, perf_counter() - started)
+            except TradeloomError:
+                raise
+            except Exception as exc:
+                # Named here, so that an executor's error delivered depth-first through a
+                # strategy's ctx.buy is not taken for the strategy's own.
+                counters.errors += 1
+                raise StageError(
+                    f"{role} stage failed on {getattr(event, 'type', type(event).__name__)} "
+                    f"{event.event_id}: {type(exc).__name__}: {exc}"
+                ) from exc
 
         observer = self._observer
         if observer is None:
@@ -220,8 +227,14 @@ class StrategyStage(Stage):
             self._call(strategy_id, strategy.on_start, None)
 
     def drain(self) -> None:
+        failure: StrategyError | None = None
         for strategy_id, strategy in self.strategies.items():
-            self._call(strategy_id, strategy.on_stop, None)
+            try:
+                self._call(strategy_id, strategy.on_stop, None)
+            except StrategyError as exc:
+                failure = failure or exc  # every strategy still gets its on_stop
+        if failure is not None:
+            raise failure
 
 
 class _RiskView:
@@ -264,7 +277,8 @@ class RiskStage(Stage):
     """Runs every validator on each signal; passes orders on or publishes rejections.
 
     Signals for an instrument with no price yet wait for its first price (bounded by
-    ``[pending]``) when any validator needs a price.
+    ``[pending]``); validators that need no price (``needs_price = False``) judge them before
+    the wait, the others after it.
     """
 
     role = "risk"
@@ -281,7 +295,7 @@ class RiskStage(Stage):
         self.validators = list(validators)
         self.book = book
         self.view = _RiskView(book)
-        self.needs_price = any(v.needs_price for _, v in self.validators)
+        self._priceless_validators = [(n, v) for n, v in self.validators if not v.needs_price]
         self.waiting = PriceWait(
             max_signals=pending.max_signals,
             max_wait_seconds=pending.max_wait_seconds,
@@ -304,18 +318,34 @@ class RiskStage(Stage):
                 self.judge(signal)
 
     def on_signal(self, signal: Signal) -> None:
-        if self.needs_price and signal.instrument not in self.book.marks:
+        if signal.instrument not in self.book.marks:
+            # Nothing trades without a price: wait for the first one (bounded). Validators
+            # that need no price may refuse the signal now rather than after the wait.
+            if self._refused(signal, self._priceless_validators):
+                return
             self.waiting.hold(signal, self.services.clock.now())
             return
         self.judge(signal)
 
-    def judge(self, signal: Signal) -> None:
+    def _refused(self, signal: Signal, validators: Sequence[tuple[str, Validator]]) -> bool:
         view = self.view
-        for name, validator in self.validators:
-            reason = validator.validate(signal, view)
+        for name, validator in validators:
+            try:
+                reason = validator.validate(signal, view)
+            except Exception as exc:
+                raise StageError(
+                    f"validator {name!r} raised on signal {signal.event_id} "
+                    f"({signal.instrument}): {type(exc).__name__}: {exc}"
+                ) from exc
             if reason is not None:
                 self.reject(signal, name, reason)
-                return
+                return True
+        return False
+
+    def judge(self, signal: Signal) -> None:
+        view = self.view
+        if self._refused(signal, self.validators):
+            return
         view.order_sent(signal)
         order = build_order(  # copies a validated signal: not validated again
             event_id=self.services.ids.new_id(),
