@@ -19,3 +19,17 @@ async def call_hook_and_await(hook_caller: Any, **kwargs: Any) -> list[Any]:
         return []
     results = hook_caller(**kwargs)
     return [await maybe_await(result) for result in results]
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one real error inside (possibly nested) task-group exception groups, or None when
+    there are several."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    return leaves[0] if len(leaves) == 1 else None

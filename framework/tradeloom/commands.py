@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from tradeloom import hookimpl
+from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
@@ -184,7 +185,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             tasks.cancel_scope.cancel()
         return result
 
-    result = anyio.run(main)
+    try:
+        result = anyio.run(main)
+    except BaseExceptionGroup as group:
+        sole = sole_exception(group)
+        if sole is None:
+            raise
+        raise sole from None  # reported like any other error, not as a task-group traceback
     if args.out:
         _report(result, Path(args.out), "Run")
     else:

@@ -216,3 +216,26 @@ def test_a_backtest_refuses_stored_state_unless_told_to_resume(
     summary = json.loads((tmp_path / "c" / "result.json").read_text())["summary"]
     first_summary = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
     assert summary["starting_equity"] == first_summary["final_equity"]
+
+
+def test_run_reports_a_failing_strategy_as_an_error_not_a_traceback(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    (tmp_path / "explode_on_bar.py").write_text(
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Explode(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        raise RuntimeError('kaboom')\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'explode': Explode}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "explode",
+        extra='[plugins]\nmodules = ["explode_on_bar"]\n',
+    )
+    done = tradeloom("run", "-c", str(config), cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1
+    assert "tradeloom: error: strategy 'explode' raised on bar" in done.stderr
+    assert "RuntimeError: kaboom" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception Group" not in done.stderr

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import anyio
 
-from tradeloom.awaitables import call_hook_and_await, maybe_await
+from tradeloom.awaitables import call_hook_and_await, maybe_await, sole_exception
 from tradeloom.backoff import ReconnectExhausted
 from tradeloom.components import (
     Codec,
@@ -360,9 +360,9 @@ class Pipeline:
             try:
                 await self._run_tasks()
             except BaseExceptionGroup as group:
-                leaves = _leaf_exceptions(group)
-                if len(leaves) == 1:
-                    raise leaves[0] from None  # the one real error, not a task-group wrapper
+                sole = sole_exception(group)
+                if sole is not None:
+                    raise sole from None  # the one real error, not a task-group wrapper
                 raise
         except BaseException:
             await self._save_after_failure()
@@ -549,13 +549,3 @@ class Pipeline:
         return run_health_checks(
             self.health_checks, self.status, now or WallClock().now(), self.ids.new_id
         )
-
-
-def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            leaves.extend(_leaf_exceptions(exc))
-        else:
-            leaves.append(exc)
-    return leaves
