@@ -150,6 +150,8 @@ class Bar(Event):
             )
         if self.end < self.start:
             raise ValueError("bar end is before its start")
+        if self.ts < self.end:
+            raise ValueError("bar ts is before its end: a bar is known only once it has ended")
         return self
 
     @property
@@ -174,11 +176,15 @@ class Signal(Event):
 
     @model_validator(mode="after")
     def _check_limit(self) -> Signal:
-        if self.order_type is OrderType.LIMIT and self.limit_price is None:
-            raise ValueError("a limit signal needs a limit_price")
-        if self.order_type is OrderType.MARKET and self.limit_price is not None:
-            raise ValueError("a market signal must not carry a limit_price")
+        _check_order_type("signal", self.order_type, self.limit_price)
         return self
+
+
+def _check_order_type(kind: str, order_type: OrderType, limit_price: Decimal | None) -> None:
+    if order_type is OrderType.LIMIT and limit_price is None:
+        raise ValueError(f"a limit {kind} needs a limit_price")
+    if order_type is OrderType.MARKET and limit_price is not None:
+        raise ValueError(f"a market {kind} must not carry a limit_price")
 
 
 class Order(Event):
@@ -192,6 +198,11 @@ class Order(Event):
     quantity: Quantity
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _check_limit(self) -> Order:
+        _check_order_type("order", self.order_type, self.limit_price)
+        return self
 
     @property
     def order_id(self) -> UUID:

@@ -72,8 +72,10 @@ def bars(draw: st.DrawFn) -> Bar:
     if draw(st.booleans()):
         a, b = b, a  # a falling bar
     start = draw(moments)
+    end = start + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1)))
     return Bar(
-        **{k: draw(v) for k, v in common.items()},
+        event_id=draw(st.uuids()),
+        ts=end + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=1))),
         instrument=draw(text),
         open=a,
         high=high,
@@ -81,7 +83,7 @@ def bars(draw: st.DrawFn) -> Bar:
         close=b,
         volume=draw(non_negative),
         start=start,
-        end=start + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1))),
+        end=end,
     )
 
 

@@ -103,3 +103,32 @@ def test_unknown_fields_are_refused_and_the_discriminator_picks_the_class() -> N
     )
     again = any_event_adapter.validate_python(fill.model_dump())
     assert type(again) is Fill and again == fill
+
+
+def test_orders_check_limit_consistency_and_bars_are_stamped_at_their_end() -> None:
+    from tradeloom.events import Order
+
+    with pytest.raises(ValidationError, match="a limit order needs a limit_price"):
+        Order(
+            event_id=uuid6.uuid7(),
+            ts=TS,
+            signal_id=uuid6.uuid7(),
+            strategy_id="s",
+            instrument="X",
+            side="buy",
+            quantity="1",
+            order_type="limit",  # type: ignore[arg-type]
+        )
+    with pytest.raises(ValidationError, match="known only once it has ended"):
+        Bar(
+            event_id=uuid6.uuid7(),
+            ts=TS - timedelta(hours=1),
+            instrument="X",
+            open="1",  # type: ignore[arg-type]
+            high="1",
+            low="1",
+            close="1",
+            volume="0",
+            start=TS - timedelta(days=1),
+            end=TS,
+        )

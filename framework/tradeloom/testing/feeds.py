@@ -338,17 +338,17 @@ class FeedConformance:
 
     def test_events_are_valid(self, conformance_feed_run: FeedRun) -> None:
         for event in conformance_feed_run.events:
+            if isinstance(event, Bar):
+                assert event.ts >= event.end, (
+                    f"{event!r}: a bar's ts must not be before its end (it is known only once "
+                    "complete; anything earlier is look-ahead)"
+                )
             # Builders that skip validation (model_construct, fast paths) must still produce
             # events the model accepts, with exact Decimals.
             again = type(event).model_validate(event.model_dump())
             assert again == event, f"{event!r} does not survive validation unchanged"
             assert event.ts.utcoffset() == timedelta(0), f"{event!r}: ts is not UTC"
             assert isinstance(event.price, Decimal)
-            if isinstance(event, Bar):
-                assert event.ts >= event.end, (
-                    f"{event!r}: a bar's ts must not be before its end (it is known only once "
-                    "complete; anything earlier is look-ahead)"
-                )
 
     def test_event_ids_come_from_the_context(self, conformance_feed_run: FeedRun) -> None:
         ids = [event.event_id for event in conformance_feed_run.events]
