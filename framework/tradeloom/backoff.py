@@ -30,8 +30,11 @@ def backoff_delays(
     """
     rng = rng or random.Random()
     attempt = 0
+    ceiling = min(settings.max_delay_seconds, settings.base_delay_seconds)
     while settings.max_attempts == 0 or attempt < settings.max_attempts:
-        ceiling = min(settings.max_delay_seconds, settings.base_delay_seconds * 2**attempt)
+        if attempt:
+            # Doubling a float, capped: never grows past max_delay, however many attempts.
+            ceiling = min(settings.max_delay_seconds, ceiling * 2)
         fixed = ceiling * (1 - settings.jitter)
         yield fixed + rng.uniform(0, ceiling - fixed)
         attempt += 1

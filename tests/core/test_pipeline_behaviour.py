@@ -314,3 +314,19 @@ def test_split_roles_need_a_transport_between_processes() -> None:
             roles=["strategy"],
             events=[],
         )
+
+
+def test_test_helpers_refuse_floats_and_merge_config_with_their_arguments() -> None:
+    with pytest.raises(TypeError, match="not exact"):
+        bars("X", [11.2])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="not exact"):
+        ticks("X", [0.1])  # type: ignore[list-item]
+    result = run_strategy(
+        BuyOnFirst("X", "X"),
+        bars("X", ["10", "11"]),
+        starting_cash=5000,
+        commission_bps=100,
+        config={"portfolio": {"snapshot_interval_seconds": 1}, "executor": {"name": "paper"}},
+    )
+    assert result.starting_equity == 5000
+    assert result.fills[0].commission == Decimal("0.10")

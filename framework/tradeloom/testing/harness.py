@@ -21,9 +21,16 @@ import uuid6
 from tradeloom.api import backtest
 from tradeloom.events import Bar, MarketEvent, MarketTick
 from tradeloom.runtime.results import RunResult
+from tradeloom.settings import merge_tables
 from tradeloom.strategy import Strategy
 
 DEFAULT_START = datetime(2024, 1, 2, tzinfo=UTC)
+
+
+def _exact(value: Decimal | int | str) -> Decimal:
+    if isinstance(value, float):
+        raise TypeError(f"float {value!r} is not exact: pass a str, int or Decimal")
+    return Decimal(value)
 
 
 def bars(
@@ -37,9 +44,9 @@ def bars(
 ) -> list[Bar]:
     """Bars with the given closes. Each bar opens at ``opens[i]`` (default: the previous close,
     the first at its own close); high and low span open and close."""
-    closes = [Decimal(c) for c in closes]
+    closes = [_exact(c) for c in closes]
     open_prices = (
-        [Decimal(o) for o in opens]
+        [_exact(o) for o in opens]
         if opens is not None
         else [closes[i - 1] if i else closes[0] for i in range(len(closes))]
     )
@@ -57,7 +64,7 @@ def bars(
                 high=max(open_, close),
                 low=min(open_, close),
                 close=close,
-                volume=Decimal(volume),
+                volume=_exact(volume),
                 start=bar_start,
                 end=bar_start + interval,
             )
@@ -78,7 +85,7 @@ def ticks(
             event_id=uuid6.uuid7(),
             ts=start + index * interval,
             instrument=instrument,
-            last_price=Decimal(price),
+            last_price=_exact(price),
         )
         for index, price in enumerate(prices)
     ]
@@ -119,5 +126,5 @@ def run_strategy(
         "validators": list(validators),
     }
     if config:
-        settings.update(config)
+        settings = merge_tables(settings, dict(config))
     return backtest(settings, strategies=strategies, events=events, plugins=plugins)
