@@ -125,6 +125,13 @@ def run_strategy(
         "portfolio": {"starting_cash": str(starting_cash)},
         "validators": list(validators),
     }
-    if config:
-        settings = merge_tables(settings, dict(config))
+    for key, value in (config or {}).items():
+        current = settings.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            if "name" in value and value["name"] != current.get("name"):
+                settings[key] = dict(value)  # another component: its own params only
+            else:
+                settings[key] = merge_tables(dict(current), dict(value))
+        else:
+            settings[key] = value
     return backtest(settings, strategies=strategies, events=events, plugins=plugins)
