@@ -87,6 +87,10 @@ class PipelineSettings(_Section):
         default="auto", description="auto: simulated for backtests, wall clock for runs."
     )
     dedupe_window: int = Field(default=100_000, ge=0, description="Event ids remembered per stage.")
+    dead_letter_file: str | None = Field(
+        default=None,
+        description="Also append every dead letter to this JSON-lines file (reason and raw input).",
+    )
 
 
 class PendingSettings(_Section):

@@ -117,11 +117,17 @@ def test_bad_csv_rows_are_reported_and_the_rest_is_used(tmp_path: Path, shared_d
     rows[300] = rows[300].replace(rows[300].split(",")[2], "NaN", 1)
     data = tmp_path / "orcl-damaged.csv"
     data.write_text("\n".join(rows) + "\n")
-    config = backtest_toml(tmp_path, data, "sma_cross")
+    dead_letters = tmp_path / "dead-letters.jsonl"
+    config = backtest_toml(
+        tmp_path, data, "sma_cross", extra=f'[pipeline]\ndead_letter_file = "{dead_letters}"\n'
+    )
     done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["summary"]["market_events"] == 5036 - 3
+    letters = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+    assert [letter["location"] for letter in letters] == ["line 101", "line 201", "line 301"]
+    assert letters[0]["raw"].strip() == rows[100] and "-3.5" in letters[0]["reason"]
     assert [d["location"] for d in result["dead_letters"]] == ["line 101", "line 201", "line 301"]
     assert "bad input       3" in done.stdout
 

@@ -31,6 +31,7 @@ from tradeloom.events import HealthReport, MarketEvent
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock, WallClock
+from tradeloom.runtime.dead_letter_file import DeadLetterFile
 from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
@@ -164,6 +165,8 @@ class Pipeline:
             for entry in settings.health.checks
         ]
         self.stages: list[Stage] = []
+        path = settings.pipeline.dead_letter_file
+        self.dead_letter_file = DeadLetterFile(path) if path else None
         self.portfolio_stage: PortfolioStage | None = None
 
     # -- assembly ------------------------------------------------------------------------
@@ -524,6 +527,7 @@ class Pipeline:
             ("transport", self.transport.close),
             ("persistence", getattr(self.persistence, "close", None)),
             ("feed", getattr(self.feed, "close", None)),
+            ("dead-letter file", getattr(self.dead_letter_file, "close", None)),
         ):
             if closer is None:
                 continue
@@ -538,6 +542,8 @@ class Pipeline:
         self.status.dead_letters += 1
         if len(self.result.dead_letters) < MAX_DEAD_LETTERS_KEPT:
             self.result.dead_letters.append(letter)
+        if self.dead_letter_file is not None:
+            self.dead_letter_file.write(letter)
         self.logger.warning(
             "bad input from %s %s: %s", letter.source, letter.location, letter.reason
         )
