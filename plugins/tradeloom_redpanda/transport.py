@@ -16,7 +16,13 @@ from typing import Any
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 
 from tradeloom.backoff import ReconnectExhausted
 from tradeloom.components import DeadLetter
@@ -36,7 +42,7 @@ from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.transport import CommitBarrier, Handler, Topics, Transport
 from tradeloom.settings import ReconnectSettings
 from tradeloom_decimal.codec import DecimalJsonCodec
-from tradeloom_redpanda.connection import BrokerLink, close_bounded
+from tradeloom_redpanda.connection import BrokerLink, BrokerSetupError, close_bounded
 from tradeloom_redpanda.dead_letters import dead_letter_headers
 from tradeloom_redpanda.options import TransportOptions
 
@@ -422,8 +428,9 @@ class RedpandaTransport(Transport):
                     future = await producer.send(
                         item.topic, item.value, key=item.key, headers=item.headers
                     )
-                except KafkaError as exc:
+                except Exception as exc:
                     self._outbox.appendleft(item)
+                    self._refuse_if_permanent(item, exc)
                     await self.link.recover(exc)
                     continue
                 self._unconfirmed[item.seq] = item
@@ -447,8 +454,20 @@ class RedpandaTransport(Transport):
             self._wake.set()
         self._notify()
 
+    def _refuse_if_permanent(self, item: _Outgoing, error: BaseException) -> None:
+        """Raise when sending ``item`` again cannot help (a record too large, no permission
+        for the topic): the transport then stops instead of retrying forever."""
+        if _transient(error):
+            return
+        raise BrokerSetupError(
+            f"redpanda transport: the broker refused an event for topic {item.topic!r}: "
+            f"{type(error).__name__}: {error}"
+        )
+
     async def _resend_failed(self) -> None:
         failed = sorted(self._failed, key=lambda entry: entry[0].seq)
+        for item, error in failed:
+            self._refuse_if_permanent(item, error)
         self._failed = []
         # Older than anything never sent: they go first, in their original order.
         self._outbox.extendleft(item for item, _ in reversed(failed))
@@ -651,6 +670,15 @@ class RedpandaTransport(Transport):
                         self.undelivered,
                     )
                     return False
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether sending again may succeed: connection trouble, timeouts, leadership moves."""
+    if isinstance(error, KafkaTimeoutError | KafkaConnectionError | TimeoutError | OSError):
+        return True
+    if isinstance(error, asyncio.CancelledError):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
 
 
 def _ignore(letter: DeadLetter) -> None:

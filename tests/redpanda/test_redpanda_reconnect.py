@@ -93,7 +93,6 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             # Both links re-create their topics; then the stream goes on.
             while not (
                 pipeline.transport.link.reconnections  # type: ignore[attr-defined]
-                and pipeline.feed.stats.commits >= 0  # type: ignore[union-attr]
                 and pipeline.feed._link.reconnections  # type: ignore[union-attr]
             ):
                 await anyio.sleep(0.05)
@@ -143,7 +142,7 @@ def test_a_pipeline_gives_up_after_max_attempts_and_stops_cleanly(
         r"attempts: .*; draining, then stopping",
         log,
     ), log[-3000:]
-    assert "ReconnectExhausted" in log  # what the process ends with
+    assert re.search(r"tradeloom: error: redpanda (feed|transport).*: gave up after 3", log)
     assert "Task exception was never retrieved" not in log
     # The drain still saved the book: three fills, and a snapshot that includes them.
     assert len(journal(db)) == 3

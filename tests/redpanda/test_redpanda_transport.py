@@ -407,3 +407,24 @@ def test_security_options_reach_the_clients_and_secrets_stay_hidden(
     assert caplog.records, "the failed attempts are logged"
     assert all(SECRET not in record.getMessage() for record in caplog.records)
     assert SECRET not in caplog.text
+
+
+def test_an_event_the_broker_can_never_take_stops_the_transport(
+    broker: Broker, prefix: str
+) -> None:
+    from tradeloom.events import Rejection, Signal
+    from tradeloom_redpanda.connection import BrokerSetupError
+
+    harness = Harness(broker, prefix)
+    signal = Signal(
+        event_id=uuid4(), ts=T0, strategy_id="s", instrument="AB", side=Side.BUY, quantity=1
+    )
+    huge = Rejection(event_id=uuid4(), ts=T0, signal=signal, validator="v", reason="x" * 2_000_000)
+
+    async def publish() -> None:
+        harness.transport.publish(Topics.REJECTIONS, huge, "AB")
+
+    error = asyncio.run(harness.run_until(lambda: False, publish))
+    assert isinstance(error, BrokerSetupError)
+    assert f"refused an event for topic '{prefix}rejections'" in str(error)
+    assert "MessageSizeTooLargeError" in str(error)
