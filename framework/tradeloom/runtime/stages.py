@@ -197,7 +197,8 @@ class StrategyStage(Stage):
         strategy = self.strategies.get(fill.strategy_id)
         if strategy is None or not self.book.apply_fill(fill):
             return
-        self._call(fill.strategy_id, strategy.on_fill, fill)
+        if type(strategy).on_fill is not Strategy.on_fill:  # not overridden: nothing to call
+            self._call(fill.strategy_id, strategy.on_fill, fill)
 
     def on_rejection(self, rejection: Rejection) -> None:
         strategy = self.strategies.get(rejection.signal.strategy_id)
