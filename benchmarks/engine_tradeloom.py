@@ -56,7 +56,14 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--kind", choices=("tick", "bar"), required=True)
     parser.add_argument("--profile", type=Path, help="write cProfile stats to this file")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="disable the cyclic garbage collector (its cost)"
+    )
     args = parser.parse_args()
+    if args.no_gc:
+        import gc
+
+        gc.disable()
 
     import tradeloom
 
