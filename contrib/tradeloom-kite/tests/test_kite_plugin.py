@@ -8,6 +8,7 @@ import pluggy
 import pytest
 import tradeloom.hookspecs
 from tradeloom.errors import ConfigError
+from tradeloom.plugins import load_plugin_manager
 from tradeloom.settings import load_settings
 
 from tradeloom_kite import KiteFeed
@@ -39,7 +40,11 @@ def test_feed_is_built_from_the_documented_toml_and_environment(
     monkeypatch.setenv("TRADELOOM_FEED__PARAMS__ACCESS_TOKEN", "from-env")
     settings = load_settings(config)
     assert settings.feed is not None and settings.feed.name == "kite"
-    feed = KiteFeed(**settings.feed.params)
+    # Built as the runtime builds it: secrets stay SecretStr in the settings and reach the
+    # feed as the types its signature asks for.
+    feed = load_plugin_manager(settings).create("feed", "kite", settings.feed.params)
+    assert isinstance(feed, KiteFeed)
+    assert "from-env" not in repr(settings)
     assert feed.params.access_token.get_secret_value() == "from-env"
     assert feed.params.instruments == {408065: "INFY"}
     assert feed.params.mode == "full"
