@@ -11,7 +11,7 @@ from typing import Literal
 from uuid import UUID
 
 from tradeloom.components import Executor
-from tradeloom.events import Bar, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom.events import Bar, MarketTick, Order, OrderType, Rejection, Side, Signal
 from tradeloom.runtime.trusted import build_fill
 
 BPS = Decimal(10_000)
@@ -55,6 +55,11 @@ class PaperTrader(Executor):
     bar's open. ``fill_at="last"`` fills at once at the latest price, as a live paper trader
     does (an order for an instrument without a price waits for its first one).
 
+    "Later than the order" is judged in data time, the latest market time the trader has seen
+    when the order arrives (not the order's own timestamp, which is wall-clock time in a live
+    run): a tick must be stamped after it, a bar must start at or after it, so no order ever
+    fills at a price from before it was placed.
+
     Limit orders fill when the price reaches the limit: a buy at the bar's open if that is at
     or below the limit, else at the limit if the bar's low reaches it (ticks: at the last
     price when at or below the limit); sells mirror this. Slippage (``slippage_bps``) makes
@@ -72,9 +77,13 @@ class PaperTrader(Executor):
             raise ValueError(f"fill_at must be 'next' or 'last', got {fill_at!r}")
         self.fill_at = fill_at
         self.commission_rate = _non_negative_decimal(commission_bps, "commission_bps") / BPS
-        self.slippage_rate = _non_negative_decimal(slippage_bps, "slippage_bps") / BPS
+        slippage = _non_negative_decimal(slippage_bps, "slippage_bps")
+        if slippage >= BPS:
+            raise ValueError(f"slippage_bps must be below 10000 (100%), got {slippage_bps}")
+        self.slippage_rate = slippage / BPS
         self.last_events: dict[str, Bar | MarketTick] = {}
-        self.pending: dict[str, list[Order]] = {}
+        self.pending: dict[str, list[tuple[Order, datetime | None]]] = {}
+        self.data_time: datetime | None = None  # the latest market time seen
         self._seen_orders = _RecentOrders(100_000)
 
     def on_market(self, event: Bar | MarketTick) -> None:
@@ -86,6 +95,9 @@ class PaperTrader(Executor):
             if waiting:
                 self._work(instrument, waiting, event)
         self.last_events[instrument] = event
+        data_time = self.data_time
+        if data_time is None or event.ts > data_time:
+            self.data_time = event.ts
 
     def last_price(self, instrument: str) -> Decimal | None:
         """The latest price seen for ``instrument`` (a tick's last price, a bar's close)."""
@@ -102,21 +114,31 @@ class PaperTrader(Executor):
                 if fill_price is not None:
                     self._fill(order, fill_price)
                     return
-        self.pending.setdefault(order.instrument, []).append(order)
+        self.pending.setdefault(order.instrument, []).append((order, self.data_time))
 
-    def _work(self, instrument: str, waiting: list[Order], event: Bar | MarketTick) -> None:
+    def _work(
+        self,
+        instrument: str,
+        waiting: list[tuple[Order, datetime | None]],
+        event: Bar | MarketTick,
+    ) -> None:
         if isinstance(event, Bar):
             first, low, high = event.open, event.low, event.high
+            begins = event.start  # a bar may fill an order only if it began after the order
         else:
             first = low = high = event.last_price
+            begins = event.ts
         still_waiting = []
-        for order in waiting:
-            if self.fill_at == "next" and not event.ts > order.ts:
-                still_waiting.append(order)  # not later than the order: no look-ahead
+        for entry in waiting:
+            order, placed = entry
+            if placed is not None and (
+                begins < placed if isinstance(event, Bar) else begins <= placed
+            ):
+                still_waiting.append(entry)  # not after the order: no look-ahead
                 continue
             price = self._execution_price(order, first, low, high)
             if price is None:
-                still_waiting.append(order)
+                still_waiting.append(entry)
             else:
                 self._fill(order, price, event.ts)
         if still_waiting:
@@ -147,10 +169,9 @@ class PaperTrader(Executor):
 
     def _fill(self, order: Order, price: Decimal, ts: datetime | None = None) -> None:
         ctx = self.ctx
-        # A fill copies a validated order at a validated market price: built without a second
-        # validation, unless slippage took the price to zero or below (then refused).
-        build = build_fill if price > ZERO else Fill
-        fill = build(
+        # A fill copies a validated order at a validated market price (slippage is below 100%,
+        # so the price stays positive): built without a second validation.
+        fill = build_fill(
             event_id=ctx.ids.new_id(),
             ts=ts or ctx.clock.now(),
             order_id=order.event_id,
@@ -166,7 +187,8 @@ class PaperTrader(Executor):
 
     def drain(self) -> None:
         for instrument in list(self.pending):
-            self._reject(self.pending.pop(instrument), "input ended before the order could fill")
+            orders = [order for order, _ in self.pending.pop(instrument)]
+            self._reject(orders, "input ended before the order could fill")
 
     def _reject(self, orders: Iterable[Order], reason: str) -> None:
         ctx = self.ctx

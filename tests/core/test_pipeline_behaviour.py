@@ -330,3 +330,57 @@ def test_test_helpers_refuse_floats_and_merge_config_with_their_arguments() -> N
     )
     assert result.starting_equity == 5000
     assert result.fills[0].commission == Decimal("0.10")
+
+
+def test_an_order_never_fills_from_a_bar_that_began_before_it() -> None:
+    # Y has minute bars; an X tick at 00:01:01 makes the strategy buy Y. The Y bar that ends
+    # at 00:02 began at 00:01, before the order: its open is in the order's past.
+    start = ticks("X", ["1"])[0].ts
+    y = bars(
+        "Y",
+        ["50", "60", "70"],
+        opens=["49", "55", "65"],
+        start=start,
+        interval=timedelta(minutes=1),
+    )  # [00:00,00:01) [00:01,00:02) [00:02,00:03)
+    x = ticks("X", ["10"], start=start + timedelta(seconds=61))
+    strategy = BuyOnFirst("Y", "X")
+    result = run_strategy(strategy, [y[0], x[0], y[1], y[2]], fill_at="next")
+    assert [f.price for f in result.fills] == [Decimal(65)]
+
+
+def test_a_resting_limit_order_never_fills_from_an_earlier_bar_in_last_mode() -> None:
+    # Daily Y bars; the order rests from midday of day 1. Day 1's bar (which dipped to 8,
+    # perhaps in the morning) began before the order and must not fill it.
+    start = ticks("X", ["1"])[0].ts
+    y = bars("Y", ["10", "10", "12"], opens=["10", "10", "12"], start=start)
+    day1 = y[1].model_copy(update={"low": Decimal(8)})
+    midday = ticks("X", ["10"], start=y[0].ts + timedelta(hours=12))
+    strategy = BuyOnFirst("Y", "X", limit="9")
+    result = run_strategy(strategy, [y[0], midday[0], day1, y[2]], fill_at="last")
+    assert not result.fills
+    assert "limit order not filled" in result.rejections[0].reason
+
+
+def test_a_live_run_over_replayed_data_fills_like_the_backtest(tmp_path, shared_data) -> None:  # type: ignore[no-untyped-def]
+    import tradeloom
+
+    def config(name: str) -> dict:  # type: ignore[type-arg]
+        return {
+            "feed": {
+                "name": "replay",
+                "params": {
+                    "path": str(shared_data / "orcl-1995-2014.txt"),
+                    "format": "yahoo",
+                    "instrument": "ORCL",
+                },
+            },
+            "strategies": [{"name": "sma_cross"}],
+            "executor": {"name": "paper", "params": {"fill_at": "next"}},
+            "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / name)}},
+        }
+
+    live = tradeloom.run(config("live.sqlite"))
+    replayed = tradeloom.backtest(config("backtest.sqlite"))
+    assert live.trade_count == replayed.trade_count == 195
+    assert [f.price for f in live.fills] == [f.price for f in replayed.fills]
