@@ -3,15 +3,14 @@ slippage, and never with a price from the future."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
-from uuid import UUID
 
 from tradeloom.components import Executor
 from tradeloom.events import Bar, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.trusted import build_fill
 
 BPS = Decimal(10_000)
@@ -25,26 +24,6 @@ def _non_negative_decimal(value: Decimal | int | str, name: str) -> Decimal:
     if not number.is_finite() or number < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return number
-
-
-class _RecentOrders:
-    """Ids of the orders seen lately, the oldest forgotten past ``capacity``, so a redelivered
-    order is not filled twice. Kept as ints: hashing a UUID runs Python code."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[int, None] = OrderedDict()
-
-    def seen(self, order_id: UUID) -> bool:
-        """True if ``order_id`` was seen before; otherwise remember it."""
-        key = order_id.int
-        ids = self._ids
-        if key in ids:
-            return True
-        ids[key] = None
-        if len(ids) > self.capacity:
-            ids.popitem(last=False)
-        return False
 
 
 class PaperTrader(Executor):
@@ -84,7 +63,7 @@ class PaperTrader(Executor):
         self.last_events: dict[str, Bar | MarketTick] = {}
         self.pending: dict[str, list[tuple[Order, datetime | None]]] = {}
         self.data_time: datetime | None = None  # the latest market time seen
-        self._seen_orders = _RecentOrders(100_000)
+        self._seen_orders = RecentIds(100_000)
 
     def on_market(self, event: Bar | MarketTick) -> None:
         # Called for every market event: remember the event (its price is read only when an

@@ -7,20 +7,25 @@ from uuid import UUID
 
 
 class RecentIds:
-    """A bounded set of ids: the oldest are forgotten once ``capacity`` is reached."""
+    """A bounded set of ids: the oldest are forgotten once ``capacity`` is reached.
+
+    Ids are kept as ints: hashing a ``UUID`` runs Python code, hashing its int does not.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._ids: OrderedDict[int, None] = OrderedDict()
 
     def seen(self, event_id: UUID) -> bool:
         """Return True if ``event_id`` was seen before; otherwise remember it."""
-        if event_id in self._ids:
+        key = event_id.int
+        ids = self._ids
+        if key in ids:
             return True
         if self.capacity:
-            self._ids[event_id] = None
-            if len(self._ids) > self.capacity:
-                self._ids.popitem(last=False)
+            ids[key] = None
+            if len(ids) > self.capacity:
+                ids.popitem(last=False)
         return False
 
     def __len__(self) -> int:
