@@ -8,7 +8,7 @@ validators), which is most of an order's life cycle on the in-process transport.
 
 :func:`trusted_builder` returns a function that builds such an event the way
 ``model_construct`` does (which is itself slower than validation for these small models): it
-fills the instance from a template of defaults. The builder only trusts what its caller
+sets the instance's dict directly. The builder only trusts what its caller
 guarantees; it still checks the two values that come from pluggable components, the id
 (a :class:`~uuid.UUID` from the id generator) and the time (a UTC datetime from the clock),
 and validates the normal way when they are anything else. It touches pydantic's instance
@@ -56,29 +56,46 @@ def trusted_builder(cls: type[E], sample: Mapping[str, Any]) -> Callable[..., E]
     """Return ``build(**values)`` making a ``cls`` from keyword values the caller guarantees
     valid, except ``event_id`` and ``ts``, which are checked (a UUID; a datetime in UTC).
 
-    ``sample`` is one valid set of values: at import, the fast path must give the same event
-    as ``cls(**sample)``, or every call validates.
+    The builder takes exactly the fields ``sample`` has, as keyword arguments; the others get
+    their defaults. ``sample`` is one valid set of values: at import, the fast path must give
+    the same event as ``cls(**sample)``, or every call validates.
     """
-    template: dict[str, Any] = {}
-    for name, info in cls.model_fields.items():
-        if info.default_factory is not None:
+    given = [name for name in cls.model_fields if name in sample]
+    if "event_id" not in given or "ts" not in given:
+        return cls
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "new": cls.__new__,
+        "_set": _set,
+        "UUID": UUID,
+        "datetime": datetime,
+        "UTC": UTC,
+        "given": set(given),
+    }
+    items = []
+    for index, (name, info) in enumerate(cls.model_fields.items()):
+        if name in sample:
+            items.append(f"{name!r}: {name}")
+        elif info.is_required() or info.default_factory is not None:
             return cls
-        template[name] = None if info.is_required() else info.default
-    new = cls.__new__
-
-    def build(**values: Any) -> E:
-        ts = values["ts"]
-        if type(values["event_id"]) is not UUID or type(ts) is not datetime or ts.tzinfo is not UTC:
-            return cls(**values)
-        data = template.copy()
-        data.update(values)
-        event = new(cls)
-        _set(event, "__dict__", data)
-        _set(event, "__pydantic_fields_set__", set(values))
-        _set(event, "__pydantic_extra__", None)
-        _set(event, "__pydantic_private__", None)
-        return event
-
+        else:
+            namespace[f"default_{index}"] = info.default
+            items.append(f"{name!r}: default_{index}")
+    # Generated, as dataclasses and attrs do, so a call binds its keywords straight to locals
+    # and builds the instance dict in one expression.
+    source = (
+        f"def build(*, {', '.join(given)}):\n"
+        "    if type(event_id) is not UUID or type(ts) is not datetime or ts.tzinfo is not UTC:\n"
+        f"        return cls({', '.join(f'{name}={name}' for name in given)})\n"
+        "    event = new(cls)\n"
+        f"    _set(event, '__dict__', {{{', '.join(items)}}})\n"
+        "    _set(event, '__pydantic_fields_set__', given.copy())\n"
+        "    _set(event, '__pydantic_extra__', None)\n"
+        "    _set(event, '__pydantic_private__', None)\n"
+        "    return event\n"
+    )
+    exec(compile(source, f"<trusted builder of {cls.__name__}>", "exec"), namespace)
+    build: Callable[..., E] = namespace["build"]
     return build if _agrees(cls, build, sample) else cls
 
 
