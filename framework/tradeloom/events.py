@@ -173,6 +173,9 @@ class Signal(Event):
     quantity: Quantity
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
+    market_ts: UtcDatetime | None = None
+    """The time of the latest market event the strategy had seen when it decided (data time,
+    which in a live run differs from ``ts``): executors fill only at later prices."""
 
     @model_validator(mode="after")
     def _check_limit(self) -> Signal:
@@ -198,6 +201,8 @@ class Order(Event):
     quantity: Quantity
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
+    market_ts: UtcDatetime | None = None
+    """Copied from the signal: the data time the order was decided at."""
 
     @model_validator(mode="after")
     def _check_limit(self) -> Order:

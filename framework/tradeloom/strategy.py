@@ -62,6 +62,15 @@ class Strategy:
         """After the last event, before the pipeline saves its final state."""
 
 
+class MarketTime:
+    """The time of the latest market event a strategy stage has handed to its strategies."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: datetime | None = None
+
+
 class StrategyContext:
     """How a strategy trades and looks at its portfolio."""
 
@@ -73,8 +82,10 @@ class StrategyContext:
         ids: IdGenerator,
         clock: Clock,
         send: Callable[[Signal], None],
+        market_time: MarketTime | None = None,
     ) -> None:
         self.strategy_id = strategy_id
+        self._market_time = market_time or MarketTime()
         self._portfolio = portfolio
         self._marks = marks
         self._ids = ids
@@ -122,6 +133,7 @@ class StrategyContext:
             quantity=amount if plain else quantity,
             order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
             limit_price=limit if plain else limit_price,
+            market_ts=self._market_time.value,
         )
         self._send(signal)
         return signal

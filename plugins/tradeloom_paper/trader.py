@@ -86,14 +86,20 @@ class PaperTrader(Executor):
     def on_order(self, order: Order) -> None:
         if self._seen_orders.seen(order.event_id):
             return
-        if self.fill_at == "last":
+        # After the order: later than anything this trader has seen, and than what the
+        # strategy had seen when it decided (across processes it may be ahead of us).
+        placed = self.data_time
+        decided = order.market_ts
+        if decided is not None and (placed is None or decided > placed):
+            placed = decided
+        if self.fill_at == "last" and placed == self.data_time:
             price = self.last_price(order.instrument)
             if price is not None:
                 fill_price = self._execution_price(order, price, price, price)
                 if fill_price is not None:
                     self._fill(order, fill_price)
                     return
-        self.pending.setdefault(order.instrument, []).append((order, self.data_time))
+        self.pending.setdefault(order.instrument, []).append((order, placed))
 
     def _work(
         self,

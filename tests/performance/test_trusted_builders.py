@@ -31,6 +31,7 @@ ORDER_VALUES: dict[str, Any] = {
     "quantity": Decimal("2.50"),
     "order_type": OrderType.MARKET,
     "limit_price": None,
+    "market_ts": TS,
 }
 FILL_VALUES: dict[str, Any] = {
     "event_id": ID,

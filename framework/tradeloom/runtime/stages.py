@@ -30,7 +30,7 @@ from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics, Transport
 from tradeloom.runtime.trusted import build_order
 from tradeloom.settings import PendingSettings
-from tradeloom.strategy import Strategy, StrategyContext
+from tradeloom.strategy import MarketTime, Strategy, StrategyContext
 
 ZERO = Decimal(0)
 
@@ -137,6 +137,7 @@ class StrategyStage(Stage):
         self._instrument_filter: dict[str, frozenset[str] | None] = {}
         self._targets: dict[tuple[str, type], list[tuple[Callable[..., None], StrategyContext]]]
         self._targets = {}
+        self.market_time = MarketTime()
         for strategy_id, (strategy, instruments) in strategies.items():
             strategy.strategy_id = strategy_id
             self.strategies[strategy_id] = strategy
@@ -147,6 +148,7 @@ class StrategyStage(Stage):
                 services.ids,
                 services.clock,
                 self._send,
+                self.market_time,
             )
             self._instrument_filter[strategy_id] = frozenset(instruments) if instruments else None
 
@@ -178,6 +180,9 @@ class StrategyStage(Stage):
     def on_market(self, event: Bar | MarketTick) -> None:
         instrument = event.instrument
         self.book.marks[instrument] = event.price
+        market_time = self.market_time
+        if market_time.value is None or event.ts > market_time.value:
+            market_time.value = event.ts
         targets = self._targets.get((instrument, type(event)))
         if targets is None:
             targets = self._targets_for(instrument, type(event))
@@ -358,6 +363,7 @@ class RiskStage(Stage):
             quantity=signal.quantity,
             order_type=signal.order_type,
             limit_price=signal.limit_price,
+            market_ts=signal.market_ts,
         )
         self.publish(Topics.ORDERS, order, order.instrument)
 

@@ -110,6 +110,7 @@ _ORDER_SAMPLE: dict[str, Any] = {
     "quantity": Decimal("1.5"),
     "order_type": OrderType.LIMIT,
     "limit_price": Decimal("10.25"),
+    "market_ts": _TS,
 }
 
 build_signal: Callable[..., Signal] = trusted_builder(Signal, _ORDER_SAMPLE)

@@ -1,0 +1,67 @@
+"""The paper trader across processes: the executor may lag behind the strategy."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+import uuid6
+
+from tradeloom.components import ExecutionContext
+from tradeloom.events import Event, Fill, Order, Side
+from tradeloom.runtime.clock import WallClock
+from tradeloom.testing import ticks
+from tradeloom_paper.trader import PaperTrader
+
+
+class Ids:
+    def new_id(self):  # type: ignore[no-untyped-def]
+        return uuid6.uuid7()
+
+
+def trader(fill_at: str) -> tuple[PaperTrader, list[Event]]:
+    emitted: list[Event] = []
+    paper = PaperTrader(fill_at=fill_at)  # type: ignore[arg-type]
+    paper.bind(
+        ExecutionContext(
+            ids=Ids(), clock=WallClock(), emit=emitted.append, logger=logging.getLogger("test")
+        )
+    )
+    return paper, emitted
+
+
+def order(decided_at) -> Order:  # type: ignore[no-untyped-def]
+    return Order(
+        event_id=uuid6.uuid7(),
+        ts=WallClock().now(),
+        signal_id=uuid6.uuid7(),
+        strategy_id="s",
+        instrument="X",
+        side=Side.BUY,
+        quantity=Decimal(1),
+        market_ts=decided_at,
+    )
+
+
+def test_a_lagging_executor_fills_only_after_what_the_strategy_had_seen() -> None:
+    prices = ticks("X", ["10", "11", "12", "13"], interval=timedelta(seconds=1))
+    for fill_at in ("next", "last"):
+        paper, emitted = trader(fill_at)
+        paper.on_market(prices[0])
+        paper.on_order(order(decided_at=prices[2].ts))  # the strategy had seen tick 3
+        paper.on_market(prices[1])
+        paper.on_market(prices[2])
+        assert emitted == [], fill_at
+        paper.on_market(prices[3])
+        assert [(type(e), e.price) for e in emitted] == [(Fill, Decimal(13))], fill_at  # type: ignore[attr-defined]
+
+
+def test_orders_from_a_replay_run_live_are_judged_in_data_time() -> None:
+    # Data from years ago, orders stamped now: the order's wall-clock ts must not matter.
+    prices = ticks("X", ["10", "11"])
+    paper, emitted = trader("next")
+    paper.on_market(prices[0])
+    paper.on_order(order(decided_at=prices[0].ts))
+    paper.on_market(prices[1])
+    assert [e.price for e in emitted] == [Decimal(11)]  # type: ignore[attr-defined]
