@@ -34,10 +34,12 @@ class PaperTrader(Executor):
     bar's open. ``fill_at="last"`` fills at once at the latest price, as a live paper trader
     does (an order for an instrument without a price waits for its first one).
 
-    "Later than the order" is judged in data time, the latest market time the trader has seen
-    when the order arrives (not the order's own timestamp, which is wall-clock time in a live
-    run): a tick must be stamped after it, a bar must start at or after it, so no order ever
-    fills at a price from before it was placed.
+    "Later than the order" is judged in data time: the later of the latest market time the
+    trader has seen when the order arrives and the order's ``market_ts`` (what the strategy
+    had seen when it decided; across processes the trader may lag behind). Not the order's
+    own timestamp, which is wall-clock time in a live run. A tick must be stamped after it, a
+    bar must start at or after it, so no order fills at a price from before it was placed;
+    with ``fill_at="last"``, an event stamped at that data time gives its latest price.
 
     Limit orders fill when the price reaches the limit: a buy at the bar's open if that is at
     or below the limit, else at the limit if the bar's low reaches it (ticks: at the last
@@ -107,21 +109,30 @@ class PaperTrader(Executor):
         waiting: list[tuple[Order, datetime | None]],
         event: Bar | MarketTick,
     ) -> None:
-        if isinstance(event, Bar):
+        is_bar = isinstance(event, Bar)
+        if is_bar:
             first, low, high = event.open, event.low, event.high
-            begins = event.start  # a bar may fill an order only if it began after the order
         else:
             first = low = high = event.last_price
-            begins = event.ts
+        latest = event.price  # a tick's last price, a bar's close
+        at_last = self.fill_at == "last"
         still_waiting = []
         for entry in waiting:
             order, placed = entry
-            if placed is not None and (
-                begins < placed if isinstance(event, Bar) else begins <= placed
-            ):
-                still_waiting.append(entry)  # not after the order: no look-ahead
-                continue
-            price = self._execution_price(order, first, low, high)
+            prices = (first, low, high)
+            if placed is not None:
+                # The whole event may fill the order only if it began after the order (a
+                # bar's start, a tick's time). With fill_at="last", an event stamped at the
+                # order's own data time or later still gives its latest price: that is the
+                # price the strategy decided on (an executor behind the strategy meets it
+                # late).
+                after = event.start >= placed if is_bar else event.ts > placed
+                if not after:
+                    if not (at_last and event.ts >= placed):
+                        still_waiting.append(entry)  # no look-ahead
+                        continue
+                    prices = (latest, latest, latest)
+            price = self._execution_price(order, *prices)
             if price is None:
                 still_waiting.append(entry)
             else:

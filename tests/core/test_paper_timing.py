@@ -46,15 +46,16 @@ def order(decided_at) -> Order:  # type: ignore[no-untyped-def]
 
 def test_a_lagging_executor_fills_only_after_what_the_strategy_had_seen() -> None:
     prices = ticks("X", ["10", "11", "12", "13"], interval=timedelta(seconds=1))
-    for fill_at in ("next", "last"):
+    # next: the first price after the decision; last: the price decided on, met late.
+    for fill_at, expected in (("next", Decimal(13)), ("last", Decimal(12))):
         paper, emitted = trader(fill_at)
         paper.on_market(prices[0])
         paper.on_order(order(decided_at=prices[2].ts))  # the strategy had seen tick 3
         paper.on_market(prices[1])
+        assert emitted == [], fill_at  # never a price from before the decision
         paper.on_market(prices[2])
-        assert emitted == [], fill_at
         paper.on_market(prices[3])
-        assert [(type(e), e.price) for e in emitted] == [(Fill, Decimal(13))], fill_at  # type: ignore[attr-defined]
+        assert [(type(e), e.price) for e in emitted] == [(Fill, expected)], fill_at  # type: ignore[attr-defined]
 
 
 def test_orders_from_a_replay_run_live_are_judged_in_data_time() -> None:
