@@ -23,6 +23,7 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+from pydantic.types import AllowInfNan
 
 SCHEMA_VERSION = 1
 
@@ -36,42 +37,46 @@ def _refuse_float(value: Any) -> Any:
     return value
 
 
-def _finite(value: Decimal) -> Decimal:
+def _positive(value: Decimal) -> Decimal:
+    # One validator for both checks: pydantic calls each Python validator separately, per field.
     if not value.is_finite():
         raise ValueError(f"{value} is not a finite number")
-    return value
-
-
-def _positive(value: Decimal) -> Decimal:
     if value <= 0:
         raise ValueError(f"must be greater than zero, got {value}")
     return value
 
 
 def _non_negative(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
     if value < 0:
         raise ValueError(f"must not be negative, got {value}")
     return value
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
+    tzinfo = value.tzinfo
+    if tzinfo is UTC:
+        return value  # what astimezone(UTC) would return
+    if tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must be timezone-aware (UTC)")
     return value.astimezone(UTC)
 
 
-# Decimal types. pydantic's Decimal accepts NaN and infinities when they are spelled as strings
-# ("NaN"), so finiteness is checked explicitly after parsing.
-Amount = Annotated[Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite)]
+# Decimal types. pydantic refuses NaN and infinities itself ("Input should be a finite number",
+# also when spelled as strings) with ``allow_inf_nan=False``, stated here rather than relied on
+# as a default; the validators still check finiteness before comparing, as a NaN cannot be
+# compared.
+Amount = Annotated[Decimal, AllowInfNan(False), BeforeValidator(_refuse_float)]
 """Any finite Decimal (cash, P&L, signed position quantities)."""
 Price = Annotated[
-    Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite), AfterValidator(_positive)
+    Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_positive)
 ]
 """A finite, strictly positive Decimal."""
 Quantity = Price
 """A finite, strictly positive Decimal."""
 NonNegative = Annotated[
-    Decimal, BeforeValidator(_refuse_float), AfterValidator(_finite), AfterValidator(_non_negative)
+    Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_non_negative)
 ]
 """A finite Decimal that is zero or more (volumes, commissions)."""
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
