@@ -248,7 +248,8 @@ class _RiskView:
 
     def __init__(self, book: PortfolioBook) -> None:
         self.book = book
-        self.open_orders: dict[UUID, tuple[str, str, Decimal]] = {}  # by signal id
+        # By the signal id's int: hashing a UUID runs Python code, hashing its int does not.
+        self.open_orders: dict[int, tuple[str, str, Decimal]] = {}
         self._open_exposure: dict[tuple[str, str], Decimal] = {}
 
     def last_price(self, instrument: str) -> Decimal | None:
@@ -263,12 +264,12 @@ class _RiskView:
 
     def order_sent(self, signal: Signal) -> None:
         signed = signal.quantity if signal.side is Side.BUY else -signal.quantity
-        self.open_orders[signal.event_id] = (signal.strategy_id, signal.instrument, signed)
+        self.open_orders[signal.event_id.int] = (signal.strategy_id, signal.instrument, signed)
         key = (signal.strategy_id, signal.instrument)
         self._open_exposure[key] = self._open_exposure.get(key, ZERO) + signed
 
     def order_closed(self, signal_id: UUID) -> None:
-        entry = self.open_orders.pop(signal_id, None)
+        entry = self.open_orders.pop(signal_id.int, None)
         if entry is not None:
             strategy_id, instrument, signed = entry
             key = (strategy_id, instrument)
