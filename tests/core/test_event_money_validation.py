@@ -1,0 +1,143 @@
+"""The money and time validators of the event models: every kind of input, exact messages.
+
+The validators were merged for speed (one Python call per field); these pin that every money
+type still refuses floats, non-finite values (also as ``Decimal`` instances and in JSON) and
+values out of range, with the same messages, and that timestamps end up in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import uuid6
+from pydantic import ValidationError
+
+from tradeloom.events import Fill, MarketTick, PortfolioSnapshot, Position, Side
+
+TS = datetime(2024, 1, 2, 15, 30, tzinfo=UTC)
+
+
+def _tick(**overrides: Any) -> MarketTick:
+    fields: dict[str, Any] = {
+        "event_id": uuid6.uuid7(),
+        "ts": TS,
+        "instrument": "ORCL",
+        "last_price": "101.25",
+    }
+    fields.update(overrides)
+    return MarketTick(**fields)
+
+
+def _message(caught: pytest.ExceptionInfo[ValidationError]) -> str:
+    errors = caught.value.errors()
+    assert len(errors) == 1
+    return str(errors[0]["msg"])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            1.5,
+            "Value error, float 1.5 is not accepted for money, prices or quantities; "
+            "pass a Decimal, an int or a numeric string",
+        ),
+        (Decimal("NaN"), "Input should be a finite number"),
+        (Decimal("-Infinity"), "Input should be a finite number"),
+        ("sNaN", "Input should be a finite number"),
+        ("inf", "Input should be a finite number"),
+        (Decimal("0"), "Value error, must be greater than zero, got 0"),
+        (-2, "Value error, must be greater than zero, got -2"),
+        ("-0.01", "Value error, must be greater than zero, got -0.01"),
+    ],
+)
+def test_prices_refuse_with_exact_messages(value: object, message: str) -> None:
+    for field in ("last_price", "bid", "last_quantity"):
+        with pytest.raises(ValidationError) as caught:
+            _tick(**{field: value})
+        assert _message(caught) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            0.0,
+            "Value error, float 0.0 is not accepted for money, prices or quantities; "
+            "pass a Decimal, an int or a numeric string",
+        ),
+        (Decimal("NaN"), "Input should be a finite number"),
+        ("-1", "Value error, must not be negative, got -1"),
+    ],
+)
+def test_non_negative_amounts_refuse_with_exact_messages(value: object, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _tick(volume=value)
+    assert _message(caught) == message
+
+
+def test_non_negative_and_signed_amounts_accept_zero_and_negatives() -> None:
+    assert _tick(volume=0).volume == Decimal(0)
+    position = Position(quantity="-3", average_price="0", realized_pnl=Decimal("-1.5"))
+    assert (position.quantity, position.realized_pnl) == (Decimal(-3), Decimal("-1.5"))
+    for bad, message in [
+        (
+            2.5,
+            "Value error, float 2.5 is not accepted for money, prices or quantities; "
+            "pass a Decimal, an int or a numeric string",
+        ),
+        (Decimal("Infinity"), "Input should be a finite number"),
+        ("NaN", "Input should be a finite number"),
+    ]:
+        with pytest.raises(ValidationError) as caught:
+            Position(quantity=bad, average_price="1")
+        assert _message(caught) == message
+
+
+def test_json_numbers_and_non_finite_strings_are_refused() -> None:
+    tick = _tick()
+    good = tick.model_dump_json()
+    assert MarketTick.model_validate_json(good) == tick
+    with pytest.raises(ValidationError) as caught:
+        MarketTick.model_validate_json(good.replace('"101.25"', "101.25"))
+    assert "float 101.25 is not accepted" in _message(caught)
+    snapshot = PortfolioSnapshot(
+        event_id=uuid6.uuid7(), ts=TS, portfolio_id="p", cash="10", equity="10"
+    )
+    with pytest.raises(ValidationError) as caught:
+        PortfolioSnapshot.model_validate_json(
+            snapshot.model_dump_json().replace('"equity":"10"', '"equity":"NaN"')
+        )
+    assert _message(caught) == "Input should be a finite number"
+
+
+def test_timestamps_keep_utc_as_is_and_convert_other_zones() -> None:
+    same = _tick(ts=TS)
+    assert same.ts is TS
+    east = datetime(2024, 1, 2, 17, 30, tzinfo=timezone(timedelta(hours=2)))
+    converted = _tick(ts=east)
+    assert converted.ts == TS and converted.ts.tzinfo is UTC
+    parsed = MarketTick.model_validate_json(same.model_dump_json())
+    assert parsed.ts == TS and parsed.ts.tzinfo is UTC
+    fill = Fill.model_validate_json(
+        Fill(
+            event_id=uuid6.uuid7(),
+            ts=TS,
+            order_id=uuid6.uuid7(),
+            signal_id=uuid6.uuid7(),
+            strategy_id="s",
+            instrument="ORCL",
+            side=Side.BUY,
+            quantity="1",
+            price="101.25",
+        )
+        .model_dump_json()
+        .replace("Z", "+01:00")
+    )
+    assert fill.ts == TS - timedelta(hours=1) and fill.ts.tzinfo is UTC
+    with pytest.raises(ValidationError) as caught:
+        _tick(ts=datetime(2024, 1, 2, 15, 30))
+    assert _message(caught) == "Value error, timestamp must be timezone-aware (UTC)"
