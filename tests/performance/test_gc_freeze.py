@@ -1,0 +1,70 @@
+"""A backtest freezes the collector's view of what existed before the run, and undoes it."""
+
+from __future__ import annotations
+
+import gc
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import uuid6
+
+import tradeloom
+from tradeloom.events import MarketTick
+from tradeloom.strategy import Strategy, StrategyContext
+
+START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+
+
+def _ticks(count: int) -> list[MarketTick]:
+    return [
+        MarketTick(
+            event_id=uuid6.uuid7(),
+            ts=START + timedelta(seconds=index),
+            instrument="ACME",
+            last_price=Decimal("10.00") + index,
+        )
+        for index in range(count)
+    ]
+
+
+class _SeesFreezeCount(Strategy):
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        self.counts.append(gc.get_freeze_count())
+        if len(self.counts) == 1:
+            ctx.buy(tick.instrument, 1)
+
+
+def test_a_backtest_runs_frozen_and_unfreezes_after() -> None:
+    assert gc.get_freeze_count() == 0
+    strategy = _SeesFreezeCount()
+    result = tradeloom.backtest(events=_ticks(3), strategies={"s": strategy})
+    assert result.trade_count == 1
+    assert len(strategy.counts) == 3 and all(count > 0 for count in strategy.counts)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_failed_backtest_unfreezes_too() -> None:
+    class Fails(Strategy):
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(tradeloom.errors.StrategyError, match="boom"):
+        tradeloom.backtest(events=_ticks(2), strategies={"s": Fails()})
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_the_application_froze_stay_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        strategy = _SeesFreezeCount()
+        tradeloom.backtest(events=_ticks(2), strategies={"s": strategy})
+        # The run froze nothing more (frozen objects may still be freed) and undid nothing.
+        assert len(strategy.counts) == 2 and all(0 < n <= frozen for n in strategy.counts)
+        assert 0 < gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()
