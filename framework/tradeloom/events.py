@@ -179,8 +179,9 @@ class Signal(Event):
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
     market_ts: UtcDatetime | None = None
-    """The time of the latest market event the strategy had seen when it decided (data time,
-    which in a live run differs from ``ts``): executors fill only at later prices."""
+    """The time of the latest market event of this instrument the strategy had seen when it
+    decided (data time, which in a live run differs from ``ts``): executors fill only at
+    prices from then on."""
 
     @model_validator(mode="after")
     def _check_limit(self) -> Signal:

@@ -63,12 +63,20 @@ class Strategy:
 
 
 class MarketTime:
-    """The time of the latest market event a strategy stage has handed to its strategies."""
+    """The times of the latest market events a strategy stage has handed to its strategies:
+    per instrument, and the latest of all."""
 
-    __slots__ = ("value",)
+    __slots__ = ("by_instrument", "value")
 
     def __init__(self) -> None:
         self.value: datetime | None = None
+        self.by_instrument: dict[str, datetime] = {}
+
+    def of(self, instrument: str) -> datetime | None:
+        """The data time of a decision about ``instrument``: its latest event's time. Across
+        processes instruments arrive on different partitions, so the latest time of all may
+        be ahead of any price of this instrument still to come."""
+        return self.by_instrument.get(instrument, self.value)
 
 
 class StrategyContext:
@@ -133,7 +141,7 @@ class StrategyContext:
             quantity=amount if plain else quantity,
             order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
             limit_price=limit if plain else limit_price,
-            market_ts=self._market_time.value,
+            market_ts=self._market_time.of(instrument),
         )
         self._send(signal)
         return signal

@@ -38,8 +38,10 @@ class PaperTrader(Executor):
     trader has seen when the order arrives and the order's ``market_ts`` (what the strategy
     had seen when it decided; across processes the trader may lag behind). Not the order's
     own timestamp, which is wall-clock time in a live run. A tick must be stamped after it, a
-    bar must start at or after it, so no order fills at a price from before it was placed;
-    with ``fill_at="last"``, an event stamped at that data time gives its latest price.
+    bar must start at or after it, so no order fills at a price from before it was placed.
+    With ``fill_at="last"`` an order fills at once at the latest price the trader knows; one
+    for an instrument without a price yet fills at the first event stamped at or after the
+    order's data time, at that event's latest price.
 
     Limit orders fill when the price reaches the limit: a buy at the bar's open if that is at
     or below the limit, else at the limit if the bar's low reaches it (ticks: at the last
@@ -94,7 +96,9 @@ class PaperTrader(Executor):
         decided = order.market_ts
         if decided is not None and (placed is None or decided > placed):
             placed = decided
-        if self.fill_at == "last" and placed == self.data_time:
+        if self.fill_at == "last":
+            # As a live paper trader does: at once, at the latest price this trader knows
+            # (in one process that is the price the strategy decided on).
             price = self.last_price(order.instrument)
             if price is not None:
                 fill_price = self._execution_price(order, price, price, price)
@@ -200,6 +204,9 @@ class PaperTrader(Executor):
                 limit_price=order.limit_price,
             )
             what = "limit order not filled" if order.order_type is OrderType.LIMIT else reason
+            ctx.logger.warning(
+                "order %s for %s rejected: %s", order.event_id, order.instrument, reason
+            )
             ctx.emit(
                 Rejection(
                     event_id=ctx.ids.new_id(),

@@ -46,16 +46,32 @@ def order(decided_at) -> Order:  # type: ignore[no-untyped-def]
 
 def test_a_lagging_executor_fills_only_after_what_the_strategy_had_seen() -> None:
     prices = ticks("X", ["10", "11", "12", "13"], interval=timedelta(seconds=1))
-    # next: the first price after the decision; last: the price decided on, met late.
-    for fill_at, expected in (("next", Decimal(13)), ("last", Decimal(12))):
-        paper, emitted = trader(fill_at)
-        paper.on_market(prices[0])
-        paper.on_order(order(decided_at=prices[2].ts))  # the strategy had seen tick 3
-        paper.on_market(prices[1])
-        assert emitted == [], fill_at  # never a price from before the decision
-        paper.on_market(prices[2])
-        paper.on_market(prices[3])
-        assert [(type(e), e.price) for e in emitted] == [(Fill, expected)], fill_at  # type: ignore[attr-defined]
+    paper, emitted = trader("next")
+    paper.on_market(prices[0])
+    paper.on_order(order(decided_at=prices[2].ts))  # the strategy had seen tick 3
+    paper.on_market(prices[1])
+    paper.on_market(prices[2])
+    assert emitted == []  # never a price from before the decision, nor the decision's own
+    paper.on_market(prices[3])
+    assert [(type(e), e.price) for e in emitted] == [(Fill, Decimal(13))]  # type: ignore[attr-defined]
+
+
+def test_fill_at_last_fills_at_once_at_the_latest_known_price() -> None:
+    prices = ticks("X", ["10", "11", "12"], interval=timedelta(seconds=1))
+    paper, emitted = trader("last")
+    paper.on_market(prices[0])
+    paper.on_order(order(decided_at=prices[2].ts))  # a live trader fills now, at its price
+    assert [e.price for e in emitted] == [Decimal(10)]  # type: ignore[attr-defined]
+
+
+def test_fill_at_last_without_a_price_waits_for_the_decided_time() -> None:
+    prices = ticks("X", ["10", "11", "12"], interval=timedelta(seconds=1))
+    paper, emitted = trader("last")
+    paper.on_order(order(decided_at=prices[1].ts))
+    paper.on_market(prices[0])
+    assert emitted == []  # a price from before the decision
+    paper.on_market(prices[1])
+    assert [e.price for e in emitted] == [Decimal(11)]  # type: ignore[attr-defined]
 
 
 def test_orders_from_a_replay_run_live_are_judged_in_data_time() -> None:

@@ -181,8 +181,10 @@ class StrategyStage(Stage):
         instrument = event.instrument
         self.book.marks[instrument] = event.price
         market_time = self.market_time
-        if market_time.value is None or event.ts > market_time.value:
-            market_time.value = event.ts
+        ts = event.ts
+        market_time.by_instrument[instrument] = ts
+        if market_time.value is None or ts > market_time.value:
+            market_time.value = ts
         targets = self._targets.get((instrument, type(event)))
         if targets is None:
             targets = self._targets_for(instrument, type(event))
