@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, Self, TypeAlias
 from uuid import UUID
 
 from pydantic import (
@@ -168,10 +168,9 @@ class Bar(Event):
 MarketEvent: TypeAlias = MarketTick | Bar
 
 
-class Signal(Event):
-    """A strategy's wish to trade. Becomes an :class:`Order` or a :class:`Rejection`."""
+class _TradeIntent(Event):
+    """What a signal and the order made from it both say: who trades what, how much, how."""
 
-    type: Literal["signal"] = "signal"
     strategy_id: str
     instrument: Instrument
     side: Side
@@ -181,39 +180,29 @@ class Signal(Event):
     market_ts: UtcDatetime | None = None
     """The time of the latest market event of this instrument the strategy had seen when it
     decided (data time, which in a live run differs from ``ts``): executors fill only at
-    prices from then on."""
+    prices from then on. An order copies its signal's."""
 
     @model_validator(mode="after")
-    def _check_limit(self) -> Signal:
-        _check_order_type("signal", self.order_type, self.limit_price)
+    def _check_limit(self) -> Self:
+        kind = type(self).__name__.lower()
+        if self.order_type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError(f"a limit {kind} needs a limit_price")
+        if self.order_type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError(f"a market {kind} must not carry a limit_price")
         return self
 
 
-def _check_order_type(kind: str, order_type: OrderType, limit_price: Decimal | None) -> None:
-    if order_type is OrderType.LIMIT and limit_price is None:
-        raise ValueError(f"a limit {kind} needs a limit_price")
-    if order_type is OrderType.MARKET and limit_price is not None:
-        raise ValueError(f"a market {kind} must not carry a limit_price")
+class Signal(_TradeIntent):
+    """A strategy's wish to trade. Becomes an :class:`Order` or a :class:`Rejection`."""
+
+    type: Literal["signal"] = "signal"
 
 
-class Order(Event):
+class Order(_TradeIntent):
     """A signal that passed every validator. ``event_id`` is the order id."""
 
     type: Literal["order"] = "order"
     signal_id: UUID
-    strategy_id: str
-    instrument: Instrument
-    side: Side
-    quantity: Quantity
-    order_type: OrderType = OrderType.MARKET
-    limit_price: Price | None = None
-    market_ts: UtcDatetime | None = None
-    """Copied from the signal: the data time the order was decided at."""
-
-    @model_validator(mode="after")
-    def _check_limit(self) -> Order:
-        _check_order_type("order", self.order_type, self.limit_price)
-        return self
 
     @property
     def order_id(self) -> UUID:
