@@ -141,6 +141,26 @@ def write_config(path: Path, document: Mapping[str, Any]) -> Path:
     return path
 
 
+def write_pipeline(
+    folder: Path,
+    *,
+    bootstrap: str,
+    prefix: str,
+    strategy: Mapping[str, Any],
+    executor: Mapping[str, Any],
+) -> tuple[Path, Path]:
+    """``folder/pipeline.toml`` for a multi-process pipeline journaling into
+    ``folder/book.sqlite``; returns both paths (config, database)."""
+    db = folder / "book.sqlite"
+    config = write_config(
+        folder / "pipeline.toml",
+        pipeline_config(
+            bootstrap=bootstrap, prefix=prefix, db_path=db, strategy=strategy, executor=executor
+        ),
+    )
+    return config, db
+
+
 # -- processes -------------------------------------------------------------------------------
 
 ASSIGNED = re.compile(r"role (\w+) \(group [^)]*\): assigned partitions (.*)$", re.MULTILINE)

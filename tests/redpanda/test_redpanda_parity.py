@@ -23,12 +23,11 @@ from redpanda_support import (
     GroupPositions,
     RoleProcess,
     journal,
-    pipeline_config,
     synthetic_ts,
     tick_json,
     wait_until,
     wall_ts,
-    write_config,
+    write_pipeline,
 )
 
 from conftest import Broker
@@ -169,16 +168,12 @@ def test_role_processes_give_the_fills_of_one_memory_process(
     orders_after = {tick: n + 1 for n, tick in enumerate(order_ticks)}
     fills_after = {tick: n + 1 for n, tick in enumerate(sorted(fill_ticks))}
 
-    db = tmp_path / "book.sqlite"
-    config = write_config(
-        tmp_path / "pipeline.toml",
-        pipeline_config(
-            bootstrap=broker.bootstrap,
-            prefix=prefix,
-            db_path=db,
-            strategy=SMA,
-            executor=FILL_AT_NEXT,
-        ),
+    config, db = write_pipeline(
+        tmp_path,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        strategy=SMA,
+        executor=FILL_AT_NEXT,
     )
     processes = [
         RoleProcess(config, [role], tmp_path, role).start()

@@ -20,12 +20,11 @@ from redpanda_support import (
     RoleProcess,
     journal,
     keys_covering,
-    pipeline_config,
     snapshots,
     tick_json,
     wait_until,
     wall_ts,
-    write_config,
+    write_pipeline,
 )
 
 from conftest import Broker
@@ -78,16 +77,12 @@ def _assert_each_tick_filled_once(db: Path, per_symbol: dict[str, int]) -> None:
 def test_sigterm_to_execution_and_portfolio_mid_stream_then_restart(
     broker: Broker, prefix: str, tmp_path: Path
 ) -> None:
-    db = tmp_path / "book.sqlite"
-    config = write_config(
-        tmp_path / "pipeline.toml",
-        pipeline_config(
-            bootstrap=broker.bootstrap,
-            prefix=prefix,
-            db_path=db,
-            strategy=EVERY_TICK,
-            executor=FILL_AT_LAST,
-        ),
+    config, db = write_pipeline(
+        tmp_path,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        strategy=EVERY_TICK,
+        executor=FILL_AT_LAST,
     )
     symbols = ["AAA", "BBB", "CCC"]
     front = RoleProcess(config, ["feed", "strategy", "risk"], tmp_path, "front").start()
@@ -133,16 +128,12 @@ def _market_partitions(assignment: str, prefix: str) -> set[int]:
 def test_two_strategy_processes_share_partitions_and_one_takes_over(
     broker: Broker, prefix: str, tmp_path: Path
 ) -> None:
-    db = tmp_path / "book.sqlite"
-    config = write_config(
-        tmp_path / "pipeline.toml",
-        pipeline_config(
-            bootstrap=broker.bootstrap,
-            prefix=prefix,
-            db_path=db,
-            strategy=EVERY_TICK,
-            executor=FILL_AT_LAST,
-        ),
+    config, db = write_pipeline(
+        tmp_path,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        strategy=EVERY_TICK,
+        executor=FILL_AT_LAST,
     )
     symbols = keys_covering(6)  # one instrument on each of the 6 partitions
     back = RoleProcess(config, ["feed", "risk", "execution", "portfolio"], tmp_path, "back")
