@@ -27,6 +27,9 @@ class MemoryTransport(Transport):
         for topic in topics:
             self._handlers.setdefault(topic, []).append(handler)
 
+    def local_subscribers(self, topic: str) -> Sequence[Handler]:
+        return tuple(self._handlers.get(topic, ()))
+
     def publish(self, topic: str, event: Event, key: str | None = None) -> None:
         handlers = self._handlers.get(topic)
         if handlers:

@@ -27,7 +27,7 @@ from tradeloom.components import (
     Validator,
     advance_ids_past,
 )
-from tradeloom.errors import ConfigError
+from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.events import HealthReport, MarketEvent
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
@@ -169,6 +169,8 @@ class Pipeline:
         path = settings.pipeline.dead_letter_file
         self.dead_letter_file = DeadLetterFile(path) if path else None
         self.portfolio_stage: PortfolioStage | None = None
+        self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
+        self._event_observer_set: Callable[[str, str, Any], None] | None = None
 
     # -- assembly ------------------------------------------------------------------------
 
@@ -236,13 +238,14 @@ class Pipeline:
         return book
 
     async def _assemble_stages(self) -> None:
+        self._event_observer_set = self._event_observer()
         services = StageServices(
             transport=self.transport,
             ids=self.ids,
             clock=self.clock,
             status=self.status,
             logger=self.logger,
-            event_observer=self._event_observer(),
+            event_observer=self._event_observer_set,
         )
         snapshots: Any = {}
         fills: Any = []
@@ -320,7 +323,9 @@ class Pipeline:
             status=self.status,
         )
         for stage in self.stages:
-            self.transport.subscribe(stage.role, stage.topics, stage.handler())
+            handler = stage.handler()
+            self._stage_handlers.append((handler, stage))
+            self.transport.subscribe(stage.role, stage.topics, handler)
         if self.portfolio_stage is not None:
             # Consumed fills are acknowledged only once they are in the journal.
             self.transport.add_commit_barrier("portfolio", self.portfolio_stage.flush_journal)
@@ -461,18 +466,79 @@ class Pipeline:
                         break
             self._feed_wait = None
         else:
-            for event in source:
-                advance(event.ts)
-                last_times[event.instrument] = event.ts
-                publish(market, event, event.instrument)
-                count += 1
-                if count % _YIELD_EVERY == 0:
-                    await self._yield_point(count, event.ts)
-                    if self._stop_requested:
-                        break
-                elif count == 1:
-                    result.first_event_time = event.ts
+            while True:
+                block = itertools.islice(source, _YIELD_EVERY)
+                direct = self._direct_market_route()
+                delivered = self._deliver(block, direct) if direct else self._publish(block)
+                count += delivered
+                if delivered < _YIELD_EVERY:
+                    break
+                await self._yield_point(count)
+                if self._stop_requested:
+                    break
         self._count_market(count)
+
+    def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
+        """The stages' own market methods, in delivery order, when the transport would only
+        call their handlers in this process and nothing observes events per stage; else None."""
+        if self.status.stage_observer is not None or self._event_observer_set is not None:
+            return None
+        subscribers = self.transport.local_subscribers(Topics.MARKET)
+        if subscribers is None:
+            return None
+        route = []
+        for subscriber in subscribers:
+            stage = next((s for h, s in self._stage_handlers if h is subscriber), None)
+            if stage is None:
+                return None  # a handler that is not a stage's: only publish() knows it
+            route.append((stage, stage.routes()[Topics.MARKET]))
+        return route
+
+    def _publish(self, events: Iterable[MarketEvent]) -> int:
+        publish = self.transport.publish
+        advance = self.clock.advance
+        last_times = self.status.last_market_time
+        market = Topics.MARKET
+        count = 0
+        for event in events:
+            ts = event.ts
+            advance(ts)
+            last_times[event.instrument] = ts
+            if count == 0 and self.result.first_event_time is None:
+                self.result.first_event_time = ts
+            publish(market, event, event.instrument)
+            count += 1
+        return count
+
+    def _deliver(
+        self, events: Iterable[MarketEvent], route: list[tuple[Stage, Callable[[Any], None]]]
+    ) -> int:
+        """What publish() would do for each event, minus a handler layer per stage; each
+        stage's ``events_in`` is counted once for the block."""
+        advance = self.clock.advance
+        last_times = self.status.last_market_time
+        methods = [method for _, method in route]
+        count = 0
+        try:
+            for event in events:
+                ts = event.ts
+                advance(ts)
+                last_times[event.instrument] = ts
+                if count == 0 and self.result.first_event_time is None:
+                    self.result.first_event_time = ts
+                count += 1
+                try:
+                    for method in methods:
+                        method(event)
+                except TradeloomError:
+                    raise
+                except Exception as exc:
+                    stage = route[methods.index(method)][0]
+                    raise stage.failed(event, exc) from exc
+        finally:
+            for stage, _ in route:
+                stage.counters.events_in += count
+        return count
 
     def _count_market(self, count: int) -> None:
         self.status.market_events = self.result.market_events = count
@@ -481,7 +547,7 @@ class Pipeline:
         if self.progress is not None:
             self.progress(count % _YIELD_EVERY)
 
-    async def _yield_point(self, count: int, ts: datetime) -> None:
+    async def _yield_point(self, count: int) -> None:
         if self.progress is not None:
             self.progress(_YIELD_EVERY)
         self.status.market_events = count

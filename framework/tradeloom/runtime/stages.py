@@ -81,13 +81,7 @@ class Stage:
             except TradeloomError:
                 raise
             except Exception as exc:
-                # Named here, so that an executor's error delivered depth-first through a
-                # strategy's ctx.buy is not taken for the strategy's own.
-                counters.errors += 1
-                raise StageError(
-                    f"{role} stage failed on {getattr(event, 'type', type(event).__name__)} "
-                    f"{event.event_id}: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise self.failed(event, exc) from exc
 
         observer = self._observer
         if observer is None:
@@ -99,7 +93,18 @@ class Stage:
 
         return handle_observed
 
+    def failed(self, event: Event, exc: Exception) -> StageError:
+        """Count a failure and name it: this stage, the event, the error. Named here, so that
+        an executor's error delivered depth-first through a strategy's ctx.buy is not taken
+        for the strategy's own."""
+        self.counters.errors += 1
+        return StageError(
+            f"{self.role} stage failed on {getattr(event, 'type', type(event).__name__)} "
+            f"{event.event_id}: {type(exc).__name__}: {exc}"
+        )
+
     def routes(self) -> dict[str, Callable[[Any], None]]:
+        """The method handling each topic of ``topics``."""
         raise NotImplementedError
 
     def publish(self, topic: str, event: Event, key: str | None) -> None:

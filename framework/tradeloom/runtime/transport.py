@@ -76,6 +76,15 @@ class Transport(abc.ABC):
     def publish(self, topic: str, event: Event, key: str | None = None) -> None:
         """Send an event; ``key`` (the instrument) keeps one instrument's events in order."""
 
+    def local_subscribers(self, topic: str) -> Sequence[Handler] | None:
+        """The handlers ``publish(topic, ...)`` calls, in order, when publishing does nothing
+        but call them in this process; None for any other delivery (the default).
+
+        With it the pipeline hands market events to the stages itself, in the same order,
+        which saves a layer of calls per stage and event on the hottest path of a backtest.
+        """
+        return None
+
     def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:  # noqa: B027
         """Await ``barrier`` before committing positions consumed by ``role``; commit only when
         it returns True. Transports that commit nothing (in-process) ignore it."""

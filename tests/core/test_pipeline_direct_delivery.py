@@ -1,0 +1,179 @@
+"""Market events handed to the stages directly on the in-process transport.
+
+When the transport only calls the stages' handlers in this process (``local_subscribers``)
+and nothing observes events per stage, the pipeline calls each stage's market method itself.
+It must be the same run: same fills, same equity, same counters, same error messages, and it
+must give way to the normal path as soon as a stage observer is attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pytest
+
+from tradeloom import Strategy, hookimpl
+from tradeloom.components import Executor
+from tradeloom.errors import StageError
+from tradeloom.events import Event, MarketTick
+from tradeloom.runtime.pipeline import Pipeline
+from tradeloom.runtime.transport import Handler
+from tradeloom.settings import Settings
+from tradeloom.strategy import StrategyContext
+from tradeloom.testing import ticks
+from tradeloom_memory.transport import MemoryTransport
+
+PRICES = [Decimal(100) + Decimal((i * 37) % 23 - 11) / 4 for i in range(5000)]
+
+
+class Alternate(Strategy):
+    """Buys on every 7th tick while flat, sells on every 11th while long."""
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        self.seen = getattr(self, "seen", 0) + 1
+        held = ctx.position(tick.instrument)
+        if not held and self.seen % 7 == 0:
+            ctx.buy(tick.instrument, 2)
+        elif held and self.seen % 11 == 0:
+            ctx.sell(tick.instrument, held)
+
+
+class PublishOnly(MemoryTransport):
+    """The memory transport without local_subscribers: every event goes through publish()."""
+
+    def local_subscribers(self, topic: str) -> Sequence[Handler] | None:
+        return None
+
+
+class TransportPlugin:
+    @hookimpl
+    def tradeloom_register_transports(self) -> dict[str, Any]:
+        return {"publish_only": PublishOnly}
+
+
+def run(transport: str = "memory", plugins: Sequence[Any] = ()) -> tuple[Pipeline, Any]:
+    settings = Settings(
+        executor={"name": "paper", "params": {"fill_at": "next"}},
+        pipeline={"transport": transport},
+    )
+    pipeline = Pipeline(
+        settings,
+        events=ticks("X", PRICES),
+        strategies={"alt": Alternate()},
+        plugins=[TransportPlugin(), *plugins],
+    )
+    return pipeline, anyio.run(pipeline.run)
+
+
+def outcome(pipeline: Pipeline, result: Any) -> tuple[Any, ...]:
+    return (
+        [(f.ts, f.side, f.quantity, f.price) for f in result.fills],
+        result.equity_curve.series(),
+        result.equity_curve.max_drawdown,
+        result.snapshots["alt"].cash,
+        {role: counters.events_in for role, counters in pipeline.status.stages.items()},
+        result.market_events,
+        result.first_event_time,
+        result.last_event_time,
+    )
+
+
+def test_direct_delivery_is_the_same_run_as_publishing() -> None:
+    direct = run()
+    published = run("publish_only")
+    assert len(direct[1].fills) > 100
+    assert outcome(*direct) == outcome(*published)
+    counts = direct[0].status.stages
+    assert counts["execution"].events_in == len(PRICES) + len(direct[1].fills)  # ticks, orders
+    assert counts["portfolio"].events_in == len(PRICES) + len(direct[1].fills)  # ticks, fills
+
+
+class ObserveFromTick:
+    """Attaches a stage observer half way through the run, from inside a strategy."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.pipeline: Pipeline | None = None
+        self.observed: list[tuple[str, str]] = []
+
+    @hookimpl
+    def tradeloom_pipeline_started(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def observe(self, role: str, topic: str, event: Event, seconds: float) -> None:
+        self.observed.append((role, topic))
+
+    def strategy(self) -> Strategy:
+        attach = self
+
+        class Attaching(Alternate):
+            def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+                super().on_tick(tick, ctx)
+                if self.seen == attach.at:
+                    assert attach.pipeline is not None
+                    attach.pipeline.status.stage_observer = attach.observe
+
+        return Attaching()
+
+
+def test_an_observer_attached_during_the_run_sees_every_later_block() -> None:
+    attach = ObserveFromTick(at=1500)
+    settings = Settings(executor={"name": "paper", "params": {"fill_at": "next"}})
+    pipeline = Pipeline(
+        settings,
+        events=ticks("X", PRICES),
+        strategies={"alt": attach.strategy()},
+        plugins=[attach],
+    )
+    result = anyio.run(pipeline.run)
+    market = [role for role, topic in attach.observed if topic == "market"]
+    # From the next block of 1024 events on, every tick is seen by each of the four stages.
+    assert market.count("strategy") == len(PRICES) - 2048
+    assert {role: market.count(role) for role in set(market)} == dict.fromkeys(
+        ("execution", "portfolio", "risk", "strategy"), len(PRICES) - 2048
+    )
+    assert outcome(pipeline, result) == outcome(*run())
+
+
+class FailingTrader(Executor):
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def on_market(self, event: Any) -> None:
+        self.seen += 1
+        if self.seen == 1100:
+            raise ValueError("no quote")
+
+    def on_order(self, order: Any) -> None:
+        raise AssertionError("no orders expected")
+
+
+class FailingTraderPlugin:
+    @hookimpl
+    def tradeloom_register_executors(self) -> dict[str, Any]:
+        return {"failing": FailingTrader}
+
+
+@pytest.mark.parametrize("transport", ["memory", "publish_only"])
+def test_a_stage_failure_names_the_stage_on_either_path(transport: str) -> None:
+    settings = Settings(executor={"name": "failing"}, pipeline={"transport": transport})
+
+    class Idle(Strategy):
+        pass
+
+    events = ticks("X", PRICES)
+    pipeline = Pipeline(
+        settings,
+        events=events,
+        strategies={"idle": Idle()},
+        plugins=[TransportPlugin(), FailingTraderPlugin()],
+    )
+    with pytest.raises(StageError) as caught:
+        anyio.run(pipeline.run)
+    assert str(caught.value) == (
+        f"execution stage failed on market_tick {events[1099].event_id}: ValueError: no quote"
+    )
+    assert pipeline.status.stages["execution"].errors == 1
