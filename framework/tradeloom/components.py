@@ -34,9 +34,25 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class IdGenerator(Protocol):
-    """Mints event ids. Ids must be unique and sort by creation time (UUIDv7)."""
+    """Mints event ids. Ids must be unique and sort by creation time (UUIDv7).
+
+    A generator may also offer ``new_ids(count) -> list[UUID]``: ``count`` increasing ids
+    at once, for events created together (see :func:`mint_ids`).
+    """
 
     def new_id(self) -> UUID: ...
+
+
+def mint_ids(ids: IdGenerator, count: int) -> list[UUID]:
+    """``count`` new ids for events created together, in increasing order: from the
+    generator's ``new_ids(count)`` when it has one (one call, for a block of events), else
+    from as many ``new_id()`` calls."""
+    new_ids = getattr(ids, "new_ids", None)
+    if new_ids is not None:
+        minted: list[UUID] = new_ids(count)
+        return minted
+    new_id = ids.new_id
+    return [new_id() for _ in range(count)]
 
 
 def advance_ids_past(ids: IdGenerator, seen: Iterable[UUID]) -> None:

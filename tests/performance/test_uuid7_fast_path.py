@@ -74,3 +74,49 @@ def test_a_forked_child_draws_fresh_random_steps() -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 10) == b"empty"
     os.close(read)
+
+
+def test_new_ids_are_what_as_many_new_id_calls_would_give() -> None:
+    ids = Uuid7Generator()
+    minted = [*ids.new_ids(3), ids.new_id(), *ids.new_ids(1000), *ids.new_ids(0)]
+    assert len(minted) == 1004 and len(set(minted)) == 1004
+    assert all(a < b for a, b in itertools.pairwise(minted))
+    for value in minted[:5] + minted[-5:]:
+        assert type(value) is uuid.UUID and value.version == 7
+        assert value.is_safe is uuid.SafeUUID.unknown
+        assert uuid.UUID(str(value)) == value and pickle.loads(pickle.dumps(value)) == value
+        assert abs((value.int >> 80) - time.time_ns() // 1_000_000) < 60_000  # on the clock
+
+
+def test_next_values_carry_like_next_value_near_the_end_of_rand_b() -> None:
+    ms = _future_ms()
+    start = generator._compose(ms, (7 << 62) | (generator._RAND_B_MASK - 100))
+    at_once, one_by_one = generator._State(), generator._State()
+    at_once.last = one_by_one.last = start
+    values = at_once.next_values(50)
+    assert all(a < b for a, b in itertools.pairwise([start, *values]))
+    assert any((v >> 64) & generator._RAND_A_MASK == 8 for v in values)  # carried into rand_a
+    assert all(v >> 80 == ms for v in values)
+    # The same arithmetic as single steps: each value is the previous plus a step of 1..2**32.
+    for before, after in itertools.pairwise([start, *values]):
+        step = generator._random_part(after) - generator._random_part(before)
+        assert 1 <= step <= 2**32
+    one_by_one.next_value()
+    assert one_by_one.last > start
+
+
+def test_mint_ids_falls_back_to_new_id() -> None:
+    from tradeloom.components import mint_ids
+
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def new_id(self) -> uuid.UUID:
+            self.calls += 1
+            return uuid.UUID(int=self.calls)
+
+    plain = Counting()
+    assert mint_ids(plain, 3) == [uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3)]
+    assert plain.calls == 3
+    assert len(mint_ids(Uuid7Generator(), 4)) == 4
