@@ -18,7 +18,10 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
+from pydantic import BaseModel
+
 from tradeloom.events import Bar, Event, MarketTick
+from tradeloom_replay.rows import TICK_ROW_FIELDS, TickRow
 
 E = TypeVar("E", bound=Event)
 Builder = Callable[[dict[str, Any]], E]
@@ -107,3 +110,88 @@ build_bar: Builder[Bar] = checked_builder(
         "end": _SAMPLE_START + timedelta(minutes=1),
     },
 )
+
+
+TickBuilder = Callable[[UUID, TickRow], MarketTick]
+
+
+def _direct_tick_builder(fields_set: frozenset[str]) -> TickBuilder:
+    # The instance dict written out in the model's field order (model_dump keeps that order).
+    given = {"event_id": "event_id", **{name: name for name in TICK_ROW_FIELDS}}
+    items = []
+    for name, _info in MarketTick.model_fields.items():
+        if name in given:
+            items.append(f"{name!r}: {name}")
+        else:
+            items.append(f"{name!r}: _default_{name}")
+    source = (
+        "def build(event_id, row):\n"
+        f"    {', '.join(TICK_ROW_FIELDS)} = row\n"
+        "    event = new(MarketTick)\n"
+        f"    set_dict(event, {{{', '.join(items)}}})\n"
+        "    set_fields(event, set(fields_set))\n"
+        "    set_extra(event, None)\n"
+        "    set_private(event, None)\n"
+        "    return event\n"
+    )
+    namespace: dict[str, Any] = {
+        "new": MarketTick.__new__,
+        "MarketTick": MarketTick,
+        "fields_set": fields_set,
+        # The instance slots' own descriptors: cheaper than object.__setattr__ on a model.
+        **{
+            f"set_{short}": BaseModel.__dict__[slot].__set__
+            for short, slot in (
+                ("dict", "__dict__"),
+                ("fields", "__pydantic_fields_set__"),
+                ("extra", "__pydantic_extra__"),
+                ("private", "__pydantic_private__"),
+            )
+        },
+        **{
+            f"_default_{name}": info.default
+            for name, info in MarketTick.model_fields.items()
+            if name not in given
+        },
+    }
+    exec(source, namespace)
+    return cast(TickBuilder, namespace["build"])
+
+
+def tick_builder(fields: frozenset[str]) -> TickBuilder:
+    """Return ``build(event_id, row)`` making a :class:`MarketTick` from a checked tick row
+    (``TICK_ROW_FIELDS``); ``fields`` are the row's fields the file has (its
+    ``model_fields_set``, with ``event_id``). Proven against validated construction first;
+    validates every tick if the two disagree."""
+    fields_set = frozenset(fields | {"event_id", "ts", "instrument"})
+    build = _direct_tick_builder(fields_set)
+    full = (_SAMPLE_START, "SAMPLE", Decimal("10.5"), Decimal("10.4"), Decimal("10.6"))
+    full += (Decimal(2), Decimal(0))
+    sample = tuple(
+        value if name in fields_set else None
+        for name, value in zip(TICK_ROW_FIELDS, full, strict=True)
+    )
+    if _tick_agrees(build, fields_set, sample):  # type: ignore[arg-type]
+        return build
+
+    def validate(event_id: UUID, row: TickRow) -> MarketTick:
+        values = dict(zip(TICK_ROW_FIELDS, row, strict=True))
+        return MarketTick(event_id=event_id, **{k: v for k, v in values.items() if k in fields_set})
+
+    return validate
+
+
+def _tick_agrees(build: TickBuilder, fields_set: frozenset[str], row: TickRow) -> bool:
+    values = dict(zip(TICK_ROW_FIELDS, row, strict=True))
+    given = {k: v for k, v in values.items() if k in fields_set}
+    try:
+        built = build(_SAMPLE_ID, row)
+        checked = MarketTick(event_id=_SAMPLE_ID, **given)
+        return (
+            built == checked
+            and built.model_fields_set == checked.model_fields_set
+            and built.model_dump_json() == checked.model_dump_json()
+            and hash(built) == hash(checked)
+        )
+    except Exception:
+        return False

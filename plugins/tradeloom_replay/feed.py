@@ -5,18 +5,20 @@ from __future__ import annotations
 import codecs
 import heapq
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, timedelta, tzinfo
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tradeloom.components import DeadLetter, Feed, FeedContext
+from tradeloom.components import DeadLetter, Feed, FeedContext, mint_ids
 from tradeloom.errors import BadInputError
 from tradeloom.events import MarketEvent
-from tradeloom_replay.construct import build_bar, build_tick
+from tradeloom_replay.construct import build_bar, tick_builder
 from tradeloom_replay.formats import (
     BAR_FIELDS,
     COMMON_FIELDS,
@@ -30,6 +32,7 @@ from tradeloom_replay.formats import (
 )
 from tradeloom_replay.rows import (
     MAX_INSTRUMENT_LENGTH,
+    TICK_ROW_FIELDS,
     BadRow,
     BarTiming,
     Layout,
@@ -48,6 +51,8 @@ from tradeloom_replay.sources import (
 
 #: Bad rows logged one by one; after that only the per-file summary is logged.
 LOGGED_BAD_ROWS = 10
+#: Event ids asked of the id generator at a time (when it can mint several at once).
+IDS_MINTED_AT_ONCE = 128
 
 _TICK_TIMES = tuple(map(frozenset, (["ts"], ["date"], ["date", "time"])))
 _BAR_TIMES = _TICK_TIMES + tuple(map(frozenset, (["start"], ["end"], ["start", "end"])))
@@ -127,10 +132,14 @@ class ReplayFeed(Feed):
         for file in self.files:
             self._layout(file)
 
-        self.rows_read = 0
         self.bad_rows = 0
         self.events_emitted = 0
         self._running: weakref.WeakSet[Iterator[MarketEvent]] = weakref.WeakSet()
+
+    @property
+    def rows_read(self) -> int:
+        """Rows of the last replay handled so far: made into events or reported as bad."""
+        return self.events_emitted + self.bad_rows
 
     # ----------------------------------------------------------------------------------------
     # Configuration
@@ -280,7 +289,6 @@ class ReplayFeed(Feed):
 
     def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:
         """Stream the files' rows as events, merged in time order. Counters restart at zero."""
-        self.rows_read = 0
         self.bad_rows = 0
         self.events_emitted = 0
         replay = self._replay(ctx)
@@ -294,22 +302,36 @@ class ReplayFeed(Feed):
             replay.close()  # type: ignore[attr-defined]
 
     def _replay(self, ctx: FeedContext) -> Iterator[MarketEvent]:
-        streams = [self._file_rows(ctx, file) for file in self.files]
-        merged: Iterator[tuple[Any, dict[str, Any]]] = (
-            streams[0] if len(streams) == 1 else heapq.merge(*streams, key=itemgetter(0))
+        streams = [self._file_blocks(ctx, file) for file in self.files]
+        rows: Iterator[Any] = (
+            chain.from_iterable(streams[0])
+            if len(streams) == 1
+            else heapq.merge(*map(chain.from_iterable, streams), key=itemgetter(0))
         )
-        build = build_tick if self.kind == "tick" else build_bar
-        new_id = ctx.ids.new_id
+        # Ids are minted a few at a time (one call for many), and each event is made only
+        # when it is asked for: objects made ahead would outlive the garbage collector's
+        # youngest generation and cost more in collections than they save.
+        ids = ctx.ids
+        minted = chain.from_iterable(iter(lambda: mint_ids(ids, IDS_MINTED_AT_ONCE), None))
+        build: Callable[[UUID, Any], MarketEvent]
+        build = tick_builder(self._tick_fields()) if self.kind == "tick" else _build_bar
+        emitted = 0
         try:
-            for _, values in merged:
-                values["event_id"] = new_id()
-                self.events_emitted += 1
-                yield build(values)
+            for emitted, (row, event_id) in enumerate(zip(rows, minted, strict=False), 1):  # noqa: B007
+                yield build(event_id, row)
         finally:
+            self.events_emitted += emitted
             for stream in streams:
                 stream.close()  # type: ignore[attr-defined]
 
-    def _file_rows(self, ctx: FeedContext, file: _File) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def _tick_fields(self) -> frozenset[str]:
+        """The tick fields the files give (mapped columns; last_price also as a mid)."""
+        fields = {name for name in self.columns if name in TICK_ROW_FIELDS}
+        return frozenset(fields | {"last_price"})
+
+    def _file_blocks(self, ctx: FeedContext, file: _File) -> Iterator[list[Any]]:
+        """The file's good rows, parsed (tick rows, or ``(ts, values)`` of bars), a block at
+        a time; bad rows are reported (and skipped, or the end of the replay)."""
         try:
             layout = self._layout(file)
         except ValueError as exc:
@@ -330,15 +352,28 @@ class ReplayFeed(Feed):
             source = CsvSource(
                 file.path, delimiter=self.delimiter, encoding=self.encoding, header=self.header
             )
+        parse_block = parser.parse_block
         bad_before = self.bad_rows
-        for row in source.rows():
-            self.rows_read += 1
-            try:
-                item = parse(row)
-            except BadRow as exc:
-                self._reject(ctx, file.path, source.location(), str(exc), source.raw())
+        for block in source.blocks():
+            rows = block.rows
+            parsed = parse_block(rows)
+            if parsed is not None:
+                yield list(parsed)
                 continue
-            yield item
+            good = []
+            for index, row in enumerate(rows):
+                try:
+                    good.append(parse(row))
+                except BadRow as exc:
+                    where, raw = source.location(block, index), source.raw(block, index)
+                    try:
+                        self._reject(ctx, file.path, where, str(exc), raw)
+                    except BadInputError:
+                        if good:
+                            yield good  # the rows before the one that stops the replay
+                        raise
+            if good:
+                yield good
         skipped = self.bad_rows - bad_before
         if skipped:
             ctx.logger.warning(
@@ -363,6 +398,12 @@ class ReplayFeed(Feed):
                 location=location,
             )
         )
+
+
+def _build_bar(event_id: UUID, item: tuple[Any, dict[str, Any]]) -> MarketEvent:
+    values = item[1]
+    values["event_id"] = event_id
+    return build_bar(values)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,15 +7,23 @@ Numbers are read with ``Decimal(text)``: the value in the file, never a float's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from itertools import islice, repeat
+from operator import add, attrgetter, itemgetter, le
 from typing import Any
 
 from tradeloom_replay.formats import BarTimestamp, Kind
 
 MAX_INSTRUMENT_LENGTH = 200
+
+#: The fields of a tick row, in order: what the parser returns and the builder takes.
+TICK_ROW_FIELDS = ("ts", "instrument", "last_price", "bid", "ask", "last_quantity", "volume")
+TickRow = tuple[
+    datetime, str, Decimal, Decimal | None, Decimal | None, Decimal | None, Decimal | None
+]
 
 # The mid of two prices is exact: (bid + ask) / 2 always terminates. Refuse rather than round
 # should a file hold absurdly long numbers.
@@ -25,6 +33,7 @@ _ADJUST = Context(prec=28)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _combine = datetime.combine
+_fromisoformat = datetime.fromisoformat
 _ONE_DAY = timedelta(days=1)
 
 
@@ -180,6 +189,16 @@ class TimeReader:
         """Date and time columns are joined with a space for a pattern, with ``T`` for ISO."""
         return self.timestamp_format not in (None, "iso")
 
+    def parse_text(self, text: str) -> datetime:
+        """Parse text exactly as given (no stripping); raises ValueError and the like."""
+        return self._parse(text)
+
+    def to_utc(self, value: datetime) -> datetime:
+        """A parsed timestamp in UTC: naive ones are wall-clock times in ``zone``."""
+        if value.tzinfo is None:
+            value = _combine(value.date(), value.time(), self.zone)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
     def read(self, text: str, label: str) -> datetime:
         try:
             value = self._parse(text.strip())
@@ -267,7 +286,15 @@ class RowParser:
         self._ts_at = index["ts"] if self._time_fields[:1] == ["ts"] else None
         self._ts_label = layout.label("ts") if self._ts_at is not None else ""
         self._numbers: list[tuple[str, int, str, Callable[[str, str], Decimal], bool]] = []
-        self.parse: Callable[[Sequence[str]], tuple[datetime, dict[str, Any]]]
+        self.parse: Callable[[Sequence[str]], Any]
+        # parse_block handles ticks of one instrument per file, with rows of a known width.
+        self._block_ready = (
+            kind == "tick"
+            and self._good_width is not None
+            and self._ts_at is not None
+            and self._instrument_at is None
+            and instrument is not None
+        )
         if kind == "tick":
             self._mid = "last_price" not in index
             self._add_number("last_price", read_positive, required=True)
@@ -351,7 +378,63 @@ class RowParser:
 
     # -- ticks
 
-    def _tick(self, row: Sequence[str]) -> tuple[datetime, dict[str, Any]]:
+    def parse_block(self, rows: Sequence[Sequence[str]]) -> Iterator[TickRow] | None:
+        """Many tick rows at once, column by column: the ticks if every row is good, else
+        None, and the caller parses the rows one by one (which gives each bad row's reason).
+        Also None for layouts this does not handle (an instrument column, bars)."""
+        if not self._block_ready or not rows:
+            return None
+        width = self._good_width
+        if len(rows[0]) != width or len(set(map(len, rows))) != 1:
+            return None
+        instrument: str = self.instrument  # type: ignore[assignment]
+        try:
+            times = self._block_times(list(map(itemgetter(self._ts_at), rows)))  # type: ignore[arg-type]
+            if times is None:
+                return None
+            columns: dict[str, Any] = {}
+            for name, position, _label, read, _required in self._numbers:
+                values = list(map(Decimal, map(itemgetter(position), rows)))
+                low, high = min(values), max(values)
+                if not high.is_finite() or low < 0 or (low == 0 and read is read_positive):
+                    return None
+                columns[name] = values
+            if self._mid:
+                columns["last_price"] = list(map(mid_price, columns["bid"], columns["ask"]))
+        except (ValueError, ArithmeticError, BadRow):
+            return None  # InvalidOperation, also from comparing a NaN, is an ArithmeticError
+        previous = self._last.get(instrument)
+        if previous is not None and times[0] < previous:
+            return None
+        if not all(map(le, times, islice(times, 1, None))):
+            return None
+        self._last[instrument] = times[-1]
+        absent = repeat(None)
+        return zip(
+            times,
+            repeat(instrument),
+            *(columns.get(name, absent) for name in TICK_ROW_FIELDS[2:]),
+        )
+
+    def _block_times(self, texts: list[str]) -> list[datetime] | None:
+        """The timestamps in UTC, or None if any needs a closer look (row by row)."""
+        reader = self.times
+        if reader.zone is UTC and reader.timestamp_format in (None, "iso"):
+            # A naive ISO timestamp is UTC: parsed with an explicit +00:00 it comes out in
+            # UTC at once; one that has its own offset fails this and takes the general way.
+            try:
+                return list(map(_fromisoformat, map(add, texts, repeat("+00:00"))))
+            except ValueError:
+                pass
+        values = list(map(reader.parse_text, texts))
+        zones = set(map(attrgetter("tzinfo"), values))
+        if zones == {UTC}:
+            return values
+        if any(zone is not None and zone.utcoffset(None) is None for zone in zones):
+            return None  # rare: let the row path decide (and explain)
+        return [reader.to_utc(value) for value in values]
+
+    def _tick(self, row: Sequence[str]) -> TickRow:
         if len(row) != self._good_width:
             self._check_width(row)
         ts_at = self._ts_at
@@ -373,7 +456,7 @@ class RowParser:
                 f"before it at {previous.isoformat()}"
             )
         self._last[instrument] = ts
-        return ts, values
+        return (ts, instrument, *(values.get(name) for name in TICK_ROW_FIELDS[2:]))  # type: ignore[return-value]
 
     # -- bars
 

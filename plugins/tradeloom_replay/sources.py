@@ -1,26 +1,30 @@
-"""Reading files row by row: CSV (any delimiter) and, when pyarrow is installed, Parquet.
+"""Reading files in blocks of rows: CSV (any delimiter) and, when pyarrow is installed, Parquet.
 
-A source yields each row as a sequence of text fields; while a row is handled, ``location()``
-says where it is and ``raw()`` returns its original content as bytes, for a dead letter.
-Nothing is read ahead beyond one row (CSV) or one record batch (Parquet), so memory stays
-bounded whatever the file's size.
+A source yields blocks of rows, each row a sequence of text fields; ``location(block, i)``
+says where row ``i`` is and ``raw(block, i)`` returns its original content as bytes, for a
+dead letter. Nothing is read ahead beyond one block (about 64 KiB of CSV text, or one Parquet
+record batch), so memory stays bounded whatever the file's size.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 Row = Sequence[str]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_BATCH_ROWS = 8192
+CSV_CHUNK_CHARS = 1 << 16  # read at a time; a block holds the whole lines among them
+CSV_BLOCK_ROWS = 1024  # rows per block when the csv module parses
 
 
 def is_parquet(path: Path) -> bool:
@@ -57,46 +61,126 @@ def _tap(lines: Iterator[str], pending: list[str]) -> Iterator[str]:
         yield line
 
 
-class CsvSource:
-    """Rows of a delimited text file. Blank lines are skipped. While a row is being handled,
-    :meth:`location` says where it is (``line N``: the physical line it ends on, the header
-    being line 1) and :meth:`raw` returns its original bytes."""
+def _lone_cr(text: str) -> bool:
+    return text.count("\r") != text.count("\r\n")
 
-    def __init__(self, path: Path, *, delimiter: str, encoding: str, header: bool) -> None:
+
+@dataclass(slots=True)
+class RowBlock:
+    """Consecutive rows of one file. ``numbers[i]`` is where row ``i`` is (its line, or its
+    row in a Parquet file); ``texts[i]`` its original text (CSV), for a dead letter."""
+
+    rows: list[Row]
+    numbers: Sequence[int]
+    texts: Sequence[str] = ()
+
+
+class CsvSource:
+    """Rows of a delimited text file, in blocks. Blank lines are skipped. A row's location is
+    ``line N`` (the physical line it ends on, the header being line 1) and its raw content the
+    original bytes of its line(s).
+
+    Text without quotes, NUL characters or lone carriage returns is split on the delimiter,
+    many rows at once, which is what :mod:`csv` would do with it; from the first block that
+    has any of those on, the rest of the file is read by :mod:`csv`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        delimiter: str,
+        encoding: str,
+        header: bool,
+        chunk_chars: int = CSV_CHUNK_CHARS,
+    ) -> None:
         self.path = path
         self.delimiter = delimiter
         self.encoding = encoding
         self.has_header = header
         self.header: list[str] | None = None
-        self._pending: list[str] = []
+        self.chunk_chars = chunk_chars
         self._line = 0
         # Encoding back must not add a byte-order mark to every row.
         self._raw_encoding = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
 
-    def rows(self) -> Iterator[Row]:
-        pending = self._pending
+    def blocks(self) -> Iterator[RowBlock]:
         # Undecodable bytes are carried as surrogates: they make their row bad (and come back
         # byte for byte in its dead letter) instead of ending the replay.
         with self.path.open(newline="", encoding=self.encoding, errors="surrogateescape") as handle:
-            reader = csv.reader(_tap(iter(handle), pending), delimiter=self.delimiter)
             if self.has_header:
-                for row in reader:
-                    pending.clear()
-                    if row:
-                        self.header = row
-                        break
-            for row in reader:
-                if row:
-                    self._line = reader.line_num
-                    yield row
-                pending.clear()
+                self._read_header(handle)
+            rest = ""
+            while True:
+                chunk = handle.read(self.chunk_chars)
+                text = rest + chunk
+                if chunk:
+                    cut = text.rfind("\n") + 1
+                    if not cut:
+                        rest = text
+                        continue
+                    text, rest = text[:cut], text[cut:]
+                elif not text:
+                    return
+                else:
+                    rest = ""  # the last line, without a line break
+                if '"' in text or "\0" in text or ("\r" in text and _lone_cr(text)):
+                    # Complete the partial last line, so the csv module sees whole lines.
+                    read = text + rest + handle.readline()
+                    yield from self._csv_blocks(chain(io.StringIO(read, newline=""), handle))
+                    return
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n")
+                block = self._split(text)
+                if block.rows:
+                    yield block
+                if not chunk:
+                    return
 
-    def location(self) -> str:
-        return f"line {self._line}"
+    def _read_header(self, handle: TextIO) -> None:
+        reader = csv.reader(iter(handle.readline, ""), delimiter=self.delimiter)
+        for row in reader:
+            if row:
+                self.header = row
+                break
+        self._line = reader.line_num
 
-    def raw(self) -> bytes:
-        text = "".join(self._pending).rstrip("\r\n")
-        return text.encode(self._raw_encoding, errors="surrogateescape")
+    def _split(self, text: str) -> RowBlock:
+        texts = text.split("\n")
+        if not texts[-1]:
+            texts.pop()
+        first = self._line + 1
+        self._line += len(texts)
+        numbers: Sequence[int] = range(first, self._line + 1)
+        if "" in texts:  # blank lines are skipped
+            kept = [(number, line) for number, line in zip(numbers, texts, strict=True) if line]
+            numbers = [number for number, _ in kept]
+            texts = [line for _, line in kept]
+        delimiter = self.delimiter
+        return RowBlock([line.split(delimiter) for line in texts], numbers, texts)
+
+    def _csv_blocks(self, lines: Iterator[str]) -> Iterator[RowBlock]:
+        pending: list[str] = []
+        reader = csv.reader(_tap(lines, pending), delimiter=self.delimiter)
+        offset = self._line
+        block = RowBlock([], [], [])
+        for row in reader:
+            if row:
+                block.rows.append(row)
+                block.numbers.append(offset + reader.line_num)  # type: ignore[attr-defined]
+                block.texts.append("".join(pending).rstrip("\r\n"))  # type: ignore[attr-defined]
+                if len(block.rows) >= CSV_BLOCK_ROWS:
+                    yield block
+                    block = RowBlock([], [], [])
+            pending.clear()
+        if block.rows:
+            yield block
+
+    def location(self, block: RowBlock, index: int) -> str:
+        return f"line {block.numbers[index]}"
+
+    def raw(self, block: RowBlock, index: int) -> bytes:
+        return block.texts[index].encode(self._raw_encoding, errors="surrogateescape")
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,12 +217,11 @@ class ParquetSource:
         self.path = path
         self.needed = frozenset(needed)
         self.header: list[str] | None = None
-        self._number = 0
-        self._row: Row = ()
 
-    def rows(self) -> Iterator[Row]:
+    def blocks(self) -> Iterator[RowBlock]:
         pq = require_pyarrow()
         parquet = pq.ParquetFile(self.path)
+        number = 0
         try:
             self.header = list(parquet.schema_arrow.names)
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
@@ -148,21 +231,22 @@ class ParquetSource:
                     else repeat("", batch.num_rows)
                     for i in range(batch.num_columns)
                 ]
-                for row in zip(*columns, strict=False):
-                    self._number += 1
-                    self._row = row
-                    yield row
+                rows: list[Row] = list(zip(*columns, strict=False))
+                yield RowBlock(rows, range(number + 1, number + len(rows) + 1))
+                number += len(rows)
         finally:
             parquet.close()
 
-    def location(self) -> str:
-        return f"row {self._number}"
+    def location(self, block: RowBlock, index: int) -> str:
+        return f"row {block.numbers[index]}"
 
-    def raw(self) -> bytes:
+    def raw(self, block: RowBlock, index: int) -> bytes:
         """The row's values that the feed reads, as JSON."""
         shown = {
             name: text
-            for i, (name, text) in enumerate(zip(self.header or [], self._row, strict=False))
+            for i, (name, text) in enumerate(
+                zip(self.header or [], block.rows[index], strict=False)
+            )
             if i in self.needed
         }
         return json.dumps(shown).encode("utf-8")
