@@ -1,0 +1,568 @@
+"""Decoding the codec's own output without running the event models' Python validators.
+
+pydantic validates a decoded event in about 4.5 us, a good part of it in the models' Python
+validators (money, UTC), one call per field. The encoder always writes an event the same way:
+Decimals as ``str(decimal)`` strings, UUIDs in lower case, timestamps as
+``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, every field present (``null`` when unset).
+:func:`decode_canonical` reads a document only in that shape, with one pydantic-core validator
+whose checks all run in pydantic-core (no Python call), and which accepts only:
+
+- exactly the fields of the event type named by ``type``, none missing, none extra, and
+  ``"schema_version":1`` (a JSON integer; any other version goes the usual way);
+- every value in the one spelling that proves it valid: a positive Decimal is a string with no
+  sign and a non-zero digit (a non-negative one: no sign), never a JSON number, ``NaN`` or
+  ``Infinity``; a UUID is canonical lower-case text; a timestamp is the UTC text above, read by
+  :meth:`datetime.fromisoformat` (which refuses dates and times that do not exist and gives
+  tzinfo :data:`datetime.UTC`); an instrument is a string of 1 to 200 characters; an enum is one
+  of its values; an optional field is that or ``null``;
+
+and then checks in Python what the model validators check across fields (a bar's open and close
+within its low and high, its start, end and ts in order; a limit price on a limit order or
+signal and none on a market one, for a rejection's signal too). The JSON text is parsed by the
+same parser as pydantic's own path, so key order, whitespace, string escapes and repeated keys
+read the same.
+
+The event is then built the way :mod:`tradeloom.runtime.trusted` builds one: its instance dict
+and fields set are set directly, holding what pydantic would make (``Decimal(text)`` with its
+exponent, a UUID, an aware datetime, enum members; every field set). Anything else returns
+``None`` and the caller validates with pydantic, which also words every error.
+
+This relies on how :mod:`tradeloom.events` declares each field. At import, each type's model is
+compared with the declarations this module was written for (fields in order, annotations,
+validator functions, constraints, defaults, model validators, config), and documents of each
+type, including values at the edges of what the fast path accepts, must decode to exactly what
+pydantic makes of them. A type that differs in any way is always validated by pydantic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic.types import AllowInfNan
+from pydantic_core import CoreSchema, PydanticUndefined, SchemaValidator
+from pydantic_core import core_schema as cs
+
+from tradeloom.events import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    Bar,
+    Event,
+    Fill,
+    Instrument,
+    MarketTick,
+    NonNegative,
+    Order,
+    OrderType,
+    Price,
+    Rejection,
+    Side,
+    Signal,
+    UtcDatetime,
+    any_event_adapter,
+)
+
+__all__ = [
+    "EDGES",
+    "agrees",
+    "decode_canonical",
+    "edge_documents",
+    "fast_types",
+    "fits",
+    "same_event",
+]
+
+Decoder = Callable[[bytes | bytearray], Event | None]
+
+# Patterns for pydantic-core's regex engine (not Python's re): anchored, ASCII classes only.
+_UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# What pydantic writes for a UTC datetime: whole seconds, or exactly six fraction digits.
+_TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$"
+# A finite Decimal as str() writes it, without sign; positive: a non-zero digit in the
+# coefficient. At most 9 exponent digits: Decimal() reads those without an error.
+_EXPONENT = "(?:E[+-][0-9]{1,9})?"
+_POSITIVE = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)" + _EXPONENT + "$"
+_NON_NEGATIVE = r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
+
+
+def _spelled(pattern: str, make: Callable[[str], Any]) -> CoreSchema:
+    """A JSON string matching ``pattern``, made into a value by ``make`` (a C function)."""
+    return cs.no_info_after_validator_function(make, cs.str_schema(strict=True, pattern=pattern))
+
+
+_TIMESTAMP = _spelled(_TS, datetime.fromisoformat)
+_POSITIVE_DECIMAL = _spelled(_POSITIVE, Decimal)
+_NON_NEGATIVE_DECIMAL = _spelled(_NON_NEGATIVE, Decimal)
+_KINDS: dict[str, CoreSchema] = {
+    "version": cs.int_schema(strict=True, ge=SCHEMA_VERSION, le=SCHEMA_VERSION),
+    "uuid": cs.chain_schema([cs.str_schema(strict=True, pattern=_UUID), cs.uuid_schema()]),
+    "ts": _TIMESTAMP,
+    "ts_optional": cs.nullable_schema(_TIMESTAMP),
+    "instrument": cs.str_schema(strict=True, min_length=1, max_length=200),
+    "text": cs.str_schema(strict=True),
+    "side": cs.enum_schema(Side, list(Side), sub_type="str"),
+    "order_type": cs.enum_schema(OrderType, list(OrderType), sub_type="str"),
+    "price": _POSITIVE_DECIMAL,
+    "price_optional": cs.nullable_schema(_POSITIVE_DECIMAL),
+    "non_negative": _NON_NEGATIVE_DECIMAL,
+    "non_negative_optional": cs.nullable_schema(_NON_NEGATIVE_DECIMAL),
+    "non_negative_zero": _NON_NEGATIVE_DECIMAL,
+}
+"""How the fast path reads each kind of field; the kinds are the fields of ``_Declared``."""
+
+
+class _Declared(BaseModel):
+    """Each kind of field, declared as :mod:`tradeloom.events` declares it (see ``_fits``)."""
+
+    version: int = SCHEMA_VERSION
+    uuid: UUID
+    ts: UtcDatetime
+    ts_optional: UtcDatetime | None = None
+    instrument: Instrument
+    text: str
+    side: Side
+    order_type: OrderType = OrderType.MARKET
+    price: Price
+    price_optional: Price | None = None
+    non_negative: NonNegative
+    non_negative_optional: NonNegative | None = None
+    non_negative_zero: NonNegative = Decimal(0)
+
+
+def _validator_names(metadata: list[Any]) -> list[Any]:
+    """The metadata with each validator function replaced by its module and name."""
+    named: list[Any] = []
+    for item in metadata:
+        if isinstance(item, AfterValidator | BeforeValidator):
+            func = item.func
+            named.append(
+                (type(item), getattr(func, "__module__", None), getattr(func, "__name__", None))
+            )
+        else:
+            named.append(item)
+    return named
+
+
+# The declarations the patterns above stand for: the money and time validators by name (their
+# behaviour is pinned by the codec's tests), the constraints by value.
+_EVENTS = "tradeloom.events"
+_MONEY: list[Any] = [AllowInfNan(False), (BeforeValidator, _EVENTS, "_refuse_float")]
+_INSTRUMENT: Any = Annotated[str, Field(min_length=1, max_length=200)]
+_ALIASES: list[tuple[Any, list[Any]]] = [
+    (Price, [*_MONEY, (AfterValidator, _EVENTS, "_positive")]),
+    (NonNegative, [*_MONEY, (AfterValidator, _EVENTS, "_non_negative")]),
+    (UtcDatetime, [(AfterValidator, _EVENTS, "_utc")]),
+    (Instrument, FieldInfo.from_annotation(_INSTRUMENT).metadata),
+]
+
+_INTENT = {
+    "schema_version": "version",
+    "event_id": "uuid",
+    "ts": "ts",
+    "strategy_id": "text",
+    "instrument": "instrument",
+    "side": "side",
+    "quantity": "price",
+    "order_type": "order_type",
+    "limit_price": "price_optional",
+    "market_ts": "ts_optional",
+}
+_SPECS: dict[type[Event], dict[str, str]] = {
+    MarketTick: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "instrument": "instrument",
+        "last_price": "price",
+        "last_quantity": "price_optional",
+        "bid": "price_optional",
+        "ask": "price_optional",
+        "volume": "non_negative_optional",
+    },
+    Bar: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "instrument": "instrument",
+        "open": "price",
+        "high": "price",
+        "low": "price",
+        "close": "price",
+        "volume": "non_negative",
+        "start": "ts",
+        "end": "ts",
+    },
+    Signal: {**_INTENT, "type": "tag"},
+    Order: {**_INTENT, "type": "tag", "signal_id": "uuid"},
+    Rejection: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "signal": "signal",
+        "validator": "text",
+        "reason": "text",
+    },
+    Fill: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "order_id": "uuid",
+        "signal_id": "uuid",
+        "strategy_id": "text",
+        "instrument": "instrument",
+        "side": "side",
+        "quantity": "price",
+        "price": "price",
+        "commission": "non_negative_zero",
+    },
+}
+"""The kind of every field of the types decoded here, in the models' order."""
+
+_MODEL_VALIDATORS: dict[type[Event], set[str]] = {
+    Bar: {"_check_shape"},
+    Signal: {"_check_limit"},
+    Order: {"_check_limit"},
+}
+_CONFIG = {"frozen": True, "extra": "forbid", "use_enum_values": False}
+
+
+def _fingerprint(info: Any) -> tuple[Any, ...]:
+    return (
+        info.annotation,
+        _validator_names(info.metadata),
+        info.default,
+        info.default_factory,
+        info.alias,
+        info.validation_alias,
+        info.serialization_alias,
+        info.exclude,
+        info.discriminator,
+        info.validate_default,
+    )
+
+
+def _aliases_fit() -> bool:
+    return all(
+        _validator_names(FieldInfo.from_annotation(alias).metadata) == expected
+        for alias, expected in _ALIASES
+    )
+
+
+def fits(cls: type[BaseModel], spec: dict[str, str], model_validators: set[str]) -> bool:
+    """Whether ``cls`` declares what ``spec`` (field name to kind, in order) assumes, field by
+    field, with exactly ``model_validators`` and the events' config."""
+    decorators = cls.__pydantic_decorators__
+    if (
+        list(cls.model_fields) != list(spec)
+        or dict(cls.model_config) != _CONFIG
+        or set(decorators.model_validators) != model_validators
+        or decorators.field_validators
+        or decorators.validators
+        or decorators.root_validators
+        or decorators.field_serializers
+        or decorators.model_serializers
+    ):
+        return False
+    declared = _Declared.model_fields
+    plain = _fingerprint(declared["text"])[4:]  # no alias and the like: as a bare annotation
+    for name, kind in spec.items():
+        info = cls.model_fields[name]
+        if kind == "tag":
+            expected = (Literal[info.default], [], info.default, None, *plain)
+        elif kind == "signal":
+            expected = (Signal, [], PydanticUndefined, None, *plain)
+        else:
+            expected = _fingerprint(declared[kind])
+        if _fingerprint(info) != expected:
+            return False
+    return True
+
+
+def _fits(cls: type[Event]) -> bool:
+    return fits(cls, _SPECS[cls], _MODEL_VALIDATORS.get(cls, set()))
+
+
+def _fields_schema(cls: type[Event]) -> CoreSchema:
+    fields = {}
+    schema: CoreSchema
+    for name, kind in _SPECS[cls].items():
+        if kind == "tag":
+            schema = cs.literal_schema([cls.model_fields[name].default])
+        elif kind == "signal":
+            schema = _fields_schema(Signal)
+        else:
+            schema = _KINDS[kind]
+        fields[name] = cs.model_field(schema)
+    return cs.model_fields_schema(fields, extra_behavior="forbid")
+
+
+_new = object.__new__
+_set = object.__setattr__
+_LIMIT = OrderType.LIMIT
+
+
+def _event(cls: type[Event], values: dict[str, Any], fields_set: set[str]) -> Event:
+    # What pydantic's own construction leaves on an instance of a model with extra="forbid".
+    event = _new(cls)
+    _set(event, "__dict__", values)
+    _set(event, "__pydantic_fields_set__", fields_set)
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
+
+def _bar(values: dict[str, Any], fields_set: set[str]) -> Event | None:
+    low = values["low"]
+    high = values["high"]
+    if (
+        low <= values["open"] <= high
+        and low <= values["close"] <= high
+        and values["start"] <= values["end"] <= values["ts"]
+    ):
+        return _event(Bar, values, fields_set)
+    return None
+
+
+def _intent(cls: type[Event], values: dict[str, Any], fields_set: set[str]) -> Event | None:
+    if (values["order_type"] is _LIMIT) is (values["limit_price"] is not None):
+        return _event(cls, values, fields_set)
+    return None
+
+
+def _rejection(values: dict[str, Any], fields_set: set[str]) -> Event | None:
+    signal_values, _, signal_fields_set = values["signal"]
+    signal = _intent(Signal, signal_values, signal_fields_set)
+    if signal is None:
+        return None
+    values["signal"] = signal
+    return _event(Rejection, values, fields_set)
+
+
+_BUILD: dict[type[Event], Callable[[dict[str, Any], set[str]], Event | None]] = {
+    MarketTick: partial(_event, MarketTick),
+    Bar: _bar,
+    Signal: partial(_intent, Signal),
+    Order: partial(_intent, Order),
+    Rejection: _rejection,
+    Fill: partial(_event, Fill),
+}
+"""Builds each type from its validated values if its model validator's rule holds."""
+
+# The other types are only recognised (their fields are not read): a failed validation would
+# cost more, as pydantic-core builds its errors.
+_OTHER = cs.model_fields_schema({"type": cs.model_field(cs.str_schema())}, extra_behavior="ignore")
+
+
+def _compile(classes: list[type[Event]]) -> Decoder:
+    """The decoder of ``classes``, ``None`` for anything else."""
+    tags = {cls.model_fields["type"].default: cls for cls in classes}
+    choices: dict[str, CoreSchema] = {tag: _OTHER for tag in EVENT_TYPES}
+    choices.update({tag: _fields_schema(cls) for tag, cls in tags.items()})
+    validate_json = SchemaValidator(
+        cs.tagged_union_schema(choices, discriminator="type")
+    ).validate_json
+    build_for = {tag: _BUILD[cls] for tag, cls in tags.items()}.get
+
+    def decode(data: bytes | bytearray) -> Event | None:
+        try:
+            values, _, fields_set = validate_json(data)
+        except ValidationError:
+            return None
+        build = build_for(values["type"])
+        return None if build is None else build(values, fields_set)
+
+    return decode
+
+
+def same_event(built: Any, checked: Any) -> bool:
+    """Whether two events are the same in every way a program can tell them apart: equal, with
+    the same fields set, JSON and hash, and every value of the same type (a nested event
+    compared the same way, a Decimal with the same exponent, a datetime with the same tzinfo
+    object, a UUID with the same ``is_safe``)."""
+    if type(built) is not type(checked) or not isinstance(built, BaseModel):
+        return False
+    if (
+        built != checked
+        or built.model_fields_set != checked.model_fields_set
+        or built.model_dump_json() != checked.model_dump_json()
+        or list(built.__dict__) != list(checked.__dict__)
+        or built.__pydantic_extra__ != checked.__pydantic_extra__
+        or built.__pydantic_private__ != checked.__pydantic_private__
+        or hash(built) != hash(checked)
+    ):
+        return False
+    for name, value in built.__dict__.items():
+        other = checked.__dict__[name]
+        if type(value) is not type(other):
+            return False
+        if isinstance(value, BaseModel) and not same_event(value, other):
+            return False
+        if isinstance(value, datetime) and value.tzinfo is not other.tzinfo:
+            return False
+        if isinstance(value, Decimal) and value.as_tuple() != other.as_tuple():
+            return False
+        if isinstance(value, UUID) and value.is_safe is not other.is_safe:
+            return False
+    return True
+
+
+def _samples() -> list[Event]:
+    """Two events of every type decoded here: every optional field set, then none set."""
+    uid = UUID("01900000-0000-7000-8000-0000000000a1")
+    ts = datetime(2024, 1, 2, 14, 30, 0, 123456, tzinfo=UTC)
+    whole = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+    intent: dict[str, Any] = {
+        "event_id": uid,
+        "ts": ts,
+        "strategy_id": "sample",
+        "instrument": "SAMPLE",
+        "side": Side.SELL,
+        "quantity": Decimal("1.50"),
+        "order_type": OrderType.LIMIT,
+        "limit_price": Decimal("1E+3"),
+        "market_ts": ts,
+    }
+    market = {**intent, "ts": whole, "order_type": OrderType.MARKET, "limit_price": None}
+    market["market_ts"] = None
+    fill: dict[str, Any] = {
+        "event_id": uid,
+        "ts": ts,
+        "order_id": uid,
+        "signal_id": uid,
+        "strategy_id": "sample",
+        "instrument": "SAMPLE",
+        "side": Side.BUY,
+        "quantity": Decimal("2"),
+        "price": Decimal("99.5"),
+        "commission": Decimal("0.01"),
+    }
+    bar: dict[str, Any] = {
+        "event_id": uid,
+        "ts": ts,
+        "instrument": "SAMPLE",
+        "open": Decimal("10"),
+        "high": Decimal("12.5"),
+        "low": Decimal("9.75"),
+        "close": Decimal("11"),
+        "volume": Decimal("7875"),
+        "start": whole - timedelta(minutes=1),
+        "end": whole,
+    }
+    tick: dict[str, Any] = {"event_id": uid, "instrument": "SAMPLE", "last_price": Decimal("1")}
+    quote = {"last_quantity": Decimal("0.001"), "bid": Decimal("0.90"), "ask": Decimal("1.1")}
+    return [
+        MarketTick(**tick, ts=ts, **quote, volume=Decimal("0")),
+        MarketTick(**tick, ts=whole),
+        Bar(**bar),
+        Bar(**{**bar, "ts": whole, "volume": Decimal("0E-8")}),
+        Signal(**intent),
+        Signal(**market),
+        Order(**intent, signal_id=uid),
+        Order(**market, signal_id=uid),
+        Rejection(event_id=uid, ts=ts, signal=Signal(**intent), validator="v", reason="why"),
+        Rejection(event_id=uid, ts=whole, signal=Signal(**market), validator="", reason=""),
+        Fill(**fill),
+        Fill(**{**fill, "ts": whole, "commission": Decimal(0)}),
+    ]
+
+
+_POSITIVE_EDGES = ["1E+999999999", "1E-999999999", "0.0000001", "9" * 80, "1.000", "0.1E+5"]
+EDGES: dict[str, list[Any]] = {
+    "uuid": ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"],
+    "ts": ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T00:00:00.000000Z"],
+    "instrument": ["x", "é" * 200, '\u2028\t"\\/' + "y" * 195],
+    "text": ["", "\x00\n", "z" * 1000],
+    "price": _POSITIVE_EDGES,
+    "non_negative": ["0", "0.00", "0E-999999999", "0E+999999999", *_POSITIVE_EDGES],
+}
+"""JSON string values at the edges of what the fast path accepts, per kind of field; the
+optional kinds take these and ``None``. Used at import and by the tests."""
+
+
+def edge_documents(sample: Event) -> Iterator[bytes]:
+    """``sample``'s JSON, then variants of it with one field at a time set to each edge value
+    of its kind (a nested signal's fields too). Many are invalid (a bar whose low is now above
+    its high): what matters is that the fast path agrees with pydantic on each."""
+    document = json.loads(sample.model_dump_json())
+    yield sample.__pydantic_serializer__.to_json(sample)
+    for path, kind in _paths(type(sample)):
+        base = kind.removesuffix("_optional").removesuffix("_zero")
+        values = EDGES.get(base, [])
+        if kind.endswith("_optional"):
+            values = [*values, None]
+        for value in values:
+            variant = json.loads(json.dumps(document))
+            target = variant
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+            yield json.dumps(variant, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _paths(cls: type[Event]) -> Iterator[tuple[tuple[str, ...], str]]:
+    for name, kind in _SPECS[cls].items():
+        if kind == "signal":
+            for path, inner in _paths(Signal):
+                yield (name, *path), inner
+        else:
+            yield (name,), kind
+
+
+def agrees(decode: Decoder, data: bytes) -> bool:
+    """Whether ``decode`` reads ``data`` as pydantic does, or leaves it to pydantic."""
+    try:
+        built = decode(data)
+    except (ValueError, ArithmeticError):
+        return False
+    if built is None:
+        return True
+    try:
+        checked = any_event_adapter.validate_json(data)
+    except ValidationError:
+        return False
+    return same_event(built, checked)
+
+
+def _proven(decode: Decoder, sample: Event, edges: bool) -> bool:
+    data = sample.__pydantic_serializer__.to_json(sample)
+    if decode(data) != sample or not agrees(decode, data):
+        return False
+    return not edges or all(agrees(decode, data) for data in edge_documents(sample))
+
+
+def _decoder() -> tuple[Decoder, frozenset[str]]:
+    samples = [sample for sample in _samples() if _fits(type(sample))]
+    if not _aliases_fit() or not _fits(Signal):
+        samples = []
+    while True:
+        classes = list(dict.fromkeys(type(sample) for sample in samples))
+        decode = _compile(classes)
+        failed = {
+            type(sample)
+            for position, sample in enumerate(samples)
+            if not _proven(decode, sample, edges=position % 2 == 0)
+        }
+        if not failed:
+            return decode, frozenset(cls.model_fields["type"].default for cls in classes)
+        samples = [sample for sample in samples if type(sample) not in failed]
+
+
+decode_canonical, _FAST_TYPES = _decoder()
+"""``decode_canonical(data)``: the event ``data`` holds if it is in the encoder's canonical shape
+and valid, else ``None`` (the caller then validates it with pydantic)."""
+
+
+def fast_types() -> frozenset[str]:
+    """The event types (``type`` tags) :func:`decode_canonical` decodes itself."""
+    return _FAST_TYPES
