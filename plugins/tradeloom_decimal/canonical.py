@@ -40,7 +40,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -53,16 +52,21 @@ from pydantic_core import core_schema as cs
 from tradeloom.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
+    Amount,
     Bar,
     Event,
     Fill,
+    HealthReport,
     Instrument,
     MarketTick,
     NonNegative,
     Order,
     OrderType,
+    PortfolioSnapshot,
+    Position,
     Price,
     Rejection,
+    Severity,
     Side,
     Signal,
     UtcDatetime,
@@ -90,6 +94,7 @@ _TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$"
 _EXPONENT = "(?:E[+-][0-9]{1,9})?"
 _POSITIVE = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)" + _EXPONENT + "$"
 _NON_NEGATIVE = r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
+_SIGNED = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
 
 
 def _spelled(pattern: str, make: Callable[[str], Any]) -> CoreSchema:
@@ -100,20 +105,30 @@ def _spelled(pattern: str, make: Callable[[str], Any]) -> CoreSchema:
 _TIMESTAMP = _spelled(_TS, datetime.fromisoformat)
 _POSITIVE_DECIMAL = _spelled(_POSITIVE, Decimal)
 _NON_NEGATIVE_DECIMAL = _spelled(_NON_NEGATIVE, Decimal)
+_SIGNED_DECIMAL = _spelled(_SIGNED, Decimal)
+_UUID_TEXT = cs.chain_schema([cs.str_schema(strict=True, pattern=_UUID), cs.uuid_schema()])
 _KINDS: dict[str, CoreSchema] = {
     "version": cs.int_schema(strict=True, ge=SCHEMA_VERSION, le=SCHEMA_VERSION),
-    "uuid": cs.chain_schema([cs.str_schema(strict=True, pattern=_UUID), cs.uuid_schema()]),
+    "uuid": _UUID_TEXT,
+    "uuid_optional": cs.nullable_schema(_UUID_TEXT),
     "ts": _TIMESTAMP,
     "ts_optional": cs.nullable_schema(_TIMESTAMP),
     "instrument": cs.str_schema(strict=True, min_length=1, max_length=200),
     "text": cs.str_schema(strict=True),
+    "text_empty": cs.str_schema(strict=True),
     "side": cs.enum_schema(Side, list(Side), sub_type="str"),
+    "severity": cs.enum_schema(Severity, list(Severity), sub_type="str"),
     "order_type": cs.enum_schema(OrderType, list(OrderType), sub_type="str"),
     "price": _POSITIVE_DECIMAL,
     "price_optional": cs.nullable_schema(_POSITIVE_DECIMAL),
     "non_negative": _NON_NEGATIVE_DECIMAL,
     "non_negative_optional": cs.nullable_schema(_NON_NEGATIVE_DECIMAL),
     "non_negative_zero": _NON_NEGATIVE_DECIMAL,
+    "amount": _SIGNED_DECIMAL,
+    "amount_zero": _SIGNED_DECIMAL,
+    "count": cs.int_schema(strict=True, ge=0),
+    # A JSON number (an integer too) read the same way by both paths' parser, never a string.
+    "seconds_optional": cs.nullable_schema(cs.float_schema(strict=True, ge=0, allow_inf_nan=False)),
 }
 """How the fast path reads each kind of field; the kinds are the fields of ``_Declared``."""
 
@@ -134,6 +149,14 @@ class _Declared(BaseModel):
     non_negative: NonNegative
     non_negative_optional: NonNegative | None = None
     non_negative_zero: NonNegative = Decimal(0)
+    uuid_optional: UUID | None = None
+    text_empty: str = ""
+    severity: Severity
+    amount: Amount
+    amount_zero: Amount = Decimal(0)
+    count: int = Field(default=0, ge=0)
+    positions: dict[str, Position] = Field(default_factory=dict)
+    seconds_optional: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 def _validator_names(metadata: list[Any]) -> list[Any]:
@@ -158,6 +181,7 @@ _INSTRUMENT: Any = Annotated[str, Field(min_length=1, max_length=200)]
 _ALIASES: list[tuple[Any, list[Any]]] = [
     (Price, [*_MONEY, (AfterValidator, _EVENTS, "_positive")]),
     (NonNegative, [*_MONEY, (AfterValidator, _EVENTS, "_non_negative")]),
+    (Amount, _MONEY),
     (UtcDatetime, [(AfterValidator, _EVENTS, "_utc")]),
     (Instrument, FieldInfo.from_annotation(_INSTRUMENT).metadata),
 ]
@@ -226,6 +250,30 @@ _SPECS: dict[type[Event], dict[str, str]] = {
         "price": "price",
         "commission": "non_negative_zero",
     },
+    PortfolioSnapshot: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "portfolio_id": "text",
+        "cash": "amount",
+        "positions": "positions",
+        "equity": "amount",
+        "commission_paid": "non_negative_zero",
+        "fills_applied": "count",
+        "last_fill_id": "uuid_optional",
+    },
+    HealthReport: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "stage": "text",
+        "check": "text_empty",
+        "severity": "severity",
+        "message": "text",
+        "age_seconds": "seconds_optional",
+    },
 }
 """The kind of every field of the types decoded here, in the models' order."""
 
@@ -234,7 +282,15 @@ _MODEL_VALIDATORS: dict[type[Event], set[str]] = {
     Signal: {"_check_limit"},
     Order: {"_check_limit"},
 }
+_POSITION = {
+    "quantity": "amount",
+    "average_price": "non_negative",
+    "realized_pnl": "amount_zero",
+    "last_price": "non_negative_optional",
+}
+"""The kinds of a snapshot's positions' fields."""
 _CONFIG = {"frozen": True, "extra": "forbid", "use_enum_values": False}
+_POSITION_CONFIG = {"frozen": True, "extra": "forbid"}
 
 
 def _fingerprint(info: Any) -> tuple[Any, ...]:
@@ -259,13 +315,18 @@ def _aliases_fit() -> bool:
     )
 
 
-def fits(cls: type[BaseModel], spec: dict[str, str], model_validators: set[str]) -> bool:
+def fits(
+    cls: type[BaseModel],
+    spec: dict[str, str],
+    model_validators: set[str],
+    config: dict[str, Any] = _CONFIG,
+) -> bool:
     """Whether ``cls`` declares what ``spec`` (field name to kind, in order) assumes, field by
-    field, with exactly ``model_validators`` and the events' config."""
+    field, with exactly ``model_validators`` and ``config``."""
     decorators = cls.__pydantic_decorators__
     if (
         list(cls.model_fields) != list(spec)
-        or dict(cls.model_config) != _CONFIG
+        or dict(cls.model_config) != config
         or set(decorators.model_validators) != model_validators
         or decorators.field_validators
         or decorators.validators
@@ -290,7 +351,16 @@ def fits(cls: type[BaseModel], spec: dict[str, str], model_validators: set[str])
 
 
 def _fits(cls: type[Event]) -> bool:
+    if cls is PortfolioSnapshot and not fits(Position, _POSITION, set(), _POSITION_CONFIG):
+        return False
     return fits(cls, _SPECS[cls], _MODEL_VALIDATORS.get(cls, set()))
+
+
+def _model_fields_schema(spec: dict[str, str]) -> CoreSchema:
+    return cs.model_fields_schema(
+        {name: cs.model_field(_KINDS[kind]) for name, kind in spec.items()},
+        extra_behavior="forbid",
+    )
 
 
 def _fields_schema(cls: type[Event]) -> CoreSchema:
@@ -301,6 +371,8 @@ def _fields_schema(cls: type[Event]) -> CoreSchema:
             schema = cs.literal_schema([cls.model_fields[name].default])
         elif kind == "signal":
             schema = _fields_schema(Signal)
+        elif kind == "positions":
+            schema = cs.dict_schema(cs.str_schema(strict=True), _model_fields_schema(_POSITION))
         else:
             schema = _KINDS[kind]
         fields[name] = cs.model_field(schema)
@@ -312,7 +384,7 @@ _set = object.__setattr__
 _LIMIT = OrderType.LIMIT
 
 
-def _event(cls: type[Event], values: dict[str, Any], fields_set: set[str]) -> Event:
+def _event(cls: type[BaseModel], values: dict[str, Any], fields_set: set[str]) -> Any:
     # What pydantic's own construction leaves on an instance of a model with extra="forbid".
     event = _new(cls)
     _set(event, "__dict__", values)
@@ -322,42 +394,49 @@ def _event(cls: type[Event], values: dict[str, Any], fields_set: set[str]) -> Ev
     return event
 
 
-def _bar(values: dict[str, Any], fields_set: set[str]) -> Event | None:
+def _bar_rule(values: dict[str, Any]) -> bool:
     low = values["low"]
     high = values["high"]
-    if (
+    return bool(
         low <= values["open"] <= high
         and low <= values["close"] <= high
         and values["start"] <= values["end"] <= values["ts"]
-    ):
-        return _event(Bar, values, fields_set)
-    return None
+    )
 
 
-def _intent(cls: type[Event], values: dict[str, Any], fields_set: set[str]) -> Event | None:
-    if (values["order_type"] is _LIMIT) is (values["limit_price"] is not None):
-        return _event(cls, values, fields_set)
-    return None
+def _limit_rule(values: dict[str, Any]) -> bool:
+    return (values["order_type"] is _LIMIT) is (values["limit_price"] is not None)
 
 
-def _rejection(values: dict[str, Any], fields_set: set[str]) -> Event | None:
+def _signal_rule(values: dict[str, Any]) -> bool:
+    # The nested signal comes as (values, extra, fields set): check it and build it in place.
     signal_values, _, signal_fields_set = values["signal"]
-    signal = _intent(Signal, signal_values, signal_fields_set)
-    if signal is None:
-        return None
-    values["signal"] = signal
-    return _event(Rejection, values, fields_set)
+    if not _limit_rule(signal_values):
+        return False
+    values["signal"] = _event(Signal, signal_values, signal_fields_set)
+    return True
 
 
-_BUILD: dict[type[Event], Callable[[dict[str, Any], set[str]], Event | None]] = {
-    MarketTick: partial(_event, MarketTick),
-    Bar: _bar,
-    Signal: partial(_intent, Signal),
-    Order: partial(_intent, Order),
-    Rejection: _rejection,
-    Fill: partial(_event, Fill),
+def _positions_rule(values: dict[str, Any]) -> bool:
+    # Each position comes as (values, extra, fields set): build them in place.
+    values["positions"] = {
+        key: _event(Position, position, position_fields_set)
+        for key, (position, _, position_fields_set) in values["positions"].items()
+    }
+    return True
+
+
+_RULES: dict[type[Event], Callable[[dict[str, Any]], bool] | None] = {
+    MarketTick: None,
+    Bar: _bar_rule,
+    Signal: _limit_rule,
+    Order: _limit_rule,
+    Rejection: _signal_rule,
+    Fill: None,
+    PortfolioSnapshot: _positions_rule,
+    HealthReport: None,
 }
-"""Builds each type from its validated values if its model validator's rule holds."""
+"""What each type's model validators require of its values (``None``: nothing)."""
 
 # The other types are only recognised (their fields are not read): a failed validation would
 # cost more, as pydantic-core builds its errors.
@@ -372,17 +451,36 @@ def _compile(classes: list[type[Event]]) -> Decoder:
     validate_json = SchemaValidator(
         cs.tagged_union_schema(choices, discriminator="type")
     ).validate_json
-    build_for = {tag: _BUILD[cls] for tag, cls in tags.items()}.get
+    found_type = {tag: (cls, _RULES[cls]) for tag, cls in tags.items()}.get
+    new = _new
+    set_ = _set
 
     def decode(data: bytes | bytearray) -> Event | None:
         try:
             values, _, fields_set = validate_json(data)
         except ValidationError:
             return None
-        build = build_for(values["type"])
-        return None if build is None else build(values, fields_set)
+        found = found_type(values["type"])
+        if found is None:
+            return None
+        cls, rule = found
+        if rule is not None and not rule(values):
+            return None
+        event = new(cls)  # as _event does, inline
+        set_(event, "__dict__", values)
+        set_(event, "__pydantic_fields_set__", fields_set)
+        set_(event, "__pydantic_extra__", None)
+        set_(event, "__pydantic_private__", None)
+        return event
 
     return decode
+
+
+def _hash(event: BaseModel) -> int | None:
+    try:
+        return hash(event)
+    except TypeError:  # a snapshot holds a dict
+        return None
 
 
 def same_event(built: Any, checked: Any) -> bool:
@@ -399,7 +497,7 @@ def same_event(built: Any, checked: Any) -> bool:
         or list(built.__dict__) != list(checked.__dict__)
         or built.__pydantic_extra__ != checked.__pydantic_extra__
         or built.__pydantic_private__ != checked.__pydantic_private__
-        or hash(built) != hash(checked)
+        or _hash(built) != _hash(checked)
     ):
         return False
     for name, value in built.__dict__.items():
@@ -407,6 +505,11 @@ def same_event(built: Any, checked: Any) -> bool:
         if type(value) is not type(other):
             return False
         if isinstance(value, BaseModel) and not same_event(value, other):
+            return False
+        if isinstance(value, dict) and (
+            list(value) != list(other)
+            or not all(same_event(item, other[key]) for key, item in value.items())
+        ):
             return False
         if isinstance(value, datetime) and value.tzinfo is not other.tzinfo:
             return False
@@ -474,34 +577,78 @@ def _samples() -> list[Event]:
         Rejection(event_id=uid, ts=whole, signal=Signal(**market), validator="", reason=""),
         Fill(**fill),
         Fill(**{**fill, "ts": whole, "commission": Decimal(0)}),
+        PortfolioSnapshot(
+            event_id=uid,
+            ts=ts,
+            portfolio_id="sample",
+            cash=Decimal("-12.50"),
+            positions={
+                "SAMPLE": Position(
+                    quantity=Decimal("-3"),
+                    average_price=Decimal("10.5"),
+                    realized_pnl=Decimal("-0.25"),
+                    last_price=Decimal("11"),
+                ),
+                "OTHER": Position(quantity=Decimal("0"), average_price=Decimal("0")),
+            },
+            equity=Decimal("100.00"),
+            commission_paid=Decimal("0.02"),
+            fills_applied=3,
+            last_fill_id=uid,
+        ),
+        PortfolioSnapshot(
+            event_id=uid, ts=whole, portfolio_id="", cash=Decimal(0), equity=Decimal(0)
+        ),
+        HealthReport(
+            event_id=uid,
+            ts=ts,
+            stage="feed",
+            check="freshness",
+            severity=Severity.WARNING,
+            message="late",
+            age_seconds=12.5,
+        ),
+        HealthReport(event_id=uid, ts=whole, stage="", severity=Severity.INFO, message=""),
     ]
 
 
-_POSITIVE_EDGES = ["1E+999999999", "1E-999999999", "0.0000001", "9" * 80, "1.000", "0.1E+5"]
+_UUIDS = ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]
+_TIMES = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T00:00:00.000000Z"]
+_TEXTS = ["", "\x00\n", "z" * 1000]
+_POSITIVES = ["1E+999999999", "1E-999999999", "0.0000001", "9" * 80, "1.000", "0.1E+5"]
+_ZEROS = ["0", "0.00", "0E-999999999", "0E+999999999"]
+_AMOUNTS = [*_POSITIVES, *_ZEROS, "-0", "-0.00", "-1E+999999999", "-0.0000001"]
 EDGES: dict[str, list[Any]] = {
-    "uuid": ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"],
-    "ts": ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T00:00:00.000000Z"],
+    "uuid": _UUIDS,
+    "uuid_optional": [*_UUIDS, None],
+    "ts": _TIMES,
+    "ts_optional": [*_TIMES, None],
     "instrument": ["x", "é" * 200, '\u2028\t"\\/' + "y" * 195],
-    "text": ["", "\x00\n", "z" * 1000],
-    "price": _POSITIVE_EDGES,
-    "non_negative": ["0", "0.00", "0E-999999999", "0E+999999999", *_POSITIVE_EDGES],
+    "text": _TEXTS,
+    "text_empty": _TEXTS,
+    "price": _POSITIVES,
+    "price_optional": [*_POSITIVES, None],
+    "non_negative": [*_ZEROS, *_POSITIVES],
+    "non_negative_optional": [*_ZEROS, *_POSITIVES, None],
+    "non_negative_zero": [*_ZEROS, *_POSITIVES],
+    "amount": _AMOUNTS,
+    "amount_zero": _AMOUNTS,
+    "count": [0, 10**30],
+    "seconds_optional": [0, 0.0, -0.0, 5, 5e-324, 1e300, None],
+    "positions": [{}],
 }
-"""JSON string values at the edges of what the fast path accepts, per kind of field; the
-optional kinds take these and ``None``. Used at import and by the tests."""
+"""JSON values at the edges of what the fast path accepts, per kind of field. Used at import
+and by the tests."""
 
 
 def edge_documents(sample: Event) -> Iterator[bytes]:
     """``sample``'s JSON, then variants of it with one field at a time set to each edge value
-    of its kind (a nested signal's fields too). Many are invalid (a bar whose low is now above
-    its high): what matters is that the fast path agrees with pydantic on each."""
+    of its kind (a nested signal's or position's fields too). Many are invalid (a bar whose low
+    is now above its high): what matters is that the fast path agrees with pydantic on each."""
     document = json.loads(sample.model_dump_json())
     yield sample.__pydantic_serializer__.to_json(sample)
-    for path, kind in _paths(type(sample)):
-        base = kind.removesuffix("_optional").removesuffix("_zero")
-        values = EDGES.get(base, [])
-        if kind.endswith("_optional"):
-            values = [*values, None]
-        for value in values:
+    for path, kind in _paths(_SPECS[type(sample)], document):
+        for value in EDGES.get(kind, []):
             variant = json.loads(json.dumps(document))
             target = variant
             for key in path[:-1]:
@@ -510,13 +657,16 @@ def edge_documents(sample: Event) -> Iterator[bytes]:
             yield json.dumps(variant, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _paths(cls: type[Event]) -> Iterator[tuple[tuple[str, ...], str]]:
-    for name, kind in _SPECS[cls].items():
+def _paths(spec: dict[str, str], document: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    for name, kind in spec.items():
+        yield (name,), kind
         if kind == "signal":
-            for path, inner in _paths(Signal):
+            for path, inner in _paths(_SPECS[Signal], document[name]):
                 yield (name, *path), inner
-        else:
-            yield (name,), kind
+        elif kind == "positions":
+            for key in list(document[name])[:1]:
+                for path, inner in _paths(_POSITION, document[name][key]):
+                    yield (name, key, *path), inner
 
 
 def agrees(decode: Decoder, data: bytes) -> bool:
