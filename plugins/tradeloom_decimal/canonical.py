@@ -5,22 +5,24 @@ validators (money, UTC), one call per field. The encoder always writes an event 
 Decimals as ``str(decimal)`` strings, UUIDs in lower case, timestamps as
 ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, every field present (``null`` when unset).
 :func:`decode_canonical` reads a document only in that shape, with one pydantic-core validator
-whose checks all run in pydantic-core (no Python call), and which accepts only:
+that calls no Python function but the C constructors ``Decimal`` and
+:meth:`datetime.fromisoformat`, and accepts only:
 
 - exactly the fields of the event type named by ``type``, none missing, none extra, and
   ``"schema_version":1`` (a JSON integer; any other version goes the usual way);
 - every value in the one spelling that proves it valid: a positive Decimal is a string with no
-  sign and a non-zero digit (a non-negative one: no sign), never a JSON number, ``NaN`` or
-  ``Infinity``; a UUID is canonical lower-case text; a timestamp is the UTC text above, read by
-  :meth:`datetime.fromisoformat` (which refuses dates and times that do not exist and gives
-  tzinfo :data:`datetime.UTC`); an instrument is a string of 1 to 200 characters; an enum is one
-  of its values; an optional field is that or ``null``;
+  sign and a non-zero digit (a non-negative one: no sign; a signed amount: at most a ``-``),
+  never a JSON number, ``NaN`` or ``Infinity``; a UUID is canonical lower-case text; a timestamp
+  is the UTC text above, read by :meth:`datetime.fromisoformat` (which refuses dates and times
+  that do not exist and gives tzinfo :data:`datetime.UTC`); an instrument is a string of 1 to
+  200 characters; an enum is one of its values; a count is a JSON integer of at least 0; a
+  health report's age a finite JSON number of at least 0; an optional field is that or ``null``;
 
 and then checks in Python what the model validators check across fields (a bar's open and close
 within its low and high, its start, end and ts in order; a limit price on a limit order or
-signal and none on a market one, for a rejection's signal too). The JSON text is parsed by the
-same parser as pydantic's own path, so key order, whitespace, string escapes and repeated keys
-read the same.
+signal and none on a market one, for a rejection's signal too; a snapshot's positions are
+built the same way). The JSON text is parsed by the same parser as pydantic's own path, so key
+order, whitespace, string escapes and repeated keys read the same.
 
 The event is then built the way :mod:`tradeloom.runtime.trusted` builds one: its instance dict
 and fields set are set directly, holding what pydantic would make (``Decimal(text)`` with its
