@@ -18,15 +18,14 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
-from pydantic import BaseModel
-
 from tradeloom.events import Bar, Event, MarketTick
+from tradeloom.runtime.trusted import MODEL_SLOT_SETTERS, builds_the_same
 from tradeloom_replay.rows import TICK_ROW_FIELDS, TickRow
 
 E = TypeVar("E", bound=Event)
 Builder = Callable[[dict[str, Any]], E]
 
-_set = object.__setattr__
+set_dict, set_fields, set_extra, set_private = MODEL_SLOT_SETTERS.values()
 
 
 def _direct_builder(cls: type[E]) -> Builder[E] | None:
@@ -41,27 +40,17 @@ def _direct_builder(cls: type[E]) -> Builder[E] | None:
         data = template.copy()
         data.update(values)
         event = new(cls)
-        _set(event, "__dict__", data)
-        _set(event, "__pydantic_fields_set__", set(values))
-        _set(event, "__pydantic_extra__", None)
-        _set(event, "__pydantic_private__", None)
+        set_dict(event, data)
+        set_fields(event, set(values))
+        set_extra(event, None)
+        set_private(event, None)
         return event
 
     return build
 
 
 def _agrees(cls: type[E], build: Builder[E], sample: dict[str, Any]) -> bool:
-    try:
-        built = build(dict(sample))
-        checked = cls(**sample)
-        return (
-            built == checked
-            and built.model_fields_set == checked.model_fields_set
-            and built.model_dump_json() == checked.model_dump_json()
-            and hash(built) == hash(checked)
-        )
-    except Exception:
-        return False
+    return builds_the_same(lambda: build(dict(sample)), lambda: cls(**sample))
 
 
 def checked_builder(cls: type[E], sample: dict[str, Any]) -> Builder[E]:
@@ -138,16 +127,7 @@ def _direct_tick_builder(fields_set: frozenset[str]) -> TickBuilder:
         "new": MarketTick.__new__,
         "MarketTick": MarketTick,
         "fields_set": fields_set,
-        # The instance slots' own descriptors: cheaper than object.__setattr__ on a model.
-        **{
-            f"set_{short}": BaseModel.__dict__[slot].__set__
-            for short, slot in (
-                ("dict", "__dict__"),
-                ("fields", "__pydantic_fields_set__"),
-                ("extra", "__pydantic_extra__"),
-                ("private", "__pydantic_private__"),
-            )
-        },
+        **MODEL_SLOT_SETTERS,
         **{
             f"_default_{name}": info.default
             for name, info in MarketTick.model_fields.items()
@@ -184,14 +164,6 @@ def tick_builder(fields: frozenset[str]) -> TickBuilder:
 def _tick_agrees(build: TickBuilder, fields_set: frozenset[str], row: TickRow) -> bool:
     values = dict(zip(TICK_ROW_FIELDS, row, strict=True))
     given = {k: v for k, v in values.items() if k in fields_set}
-    try:
-        built = build(_SAMPLE_ID, row)
-        checked = MarketTick(event_id=_SAMPLE_ID, **given)
-        return (
-            built == checked
-            and built.model_fields_set == checked.model_fields_set
-            and built.model_dump_json() == checked.model_dump_json()
-            and hash(built) == hash(checked)
-        )
-    except Exception:
-        return False
+    return builds_the_same(
+        lambda: build(_SAMPLE_ID, row), lambda: MarketTick(event_id=_SAMPLE_ID, **given)
+    )
