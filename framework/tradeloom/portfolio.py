@@ -34,7 +34,13 @@ class Holding:
 
     def apply(self, signed_quantity: Decimal, price: Decimal) -> None:
         quantity = self.quantity
-        if quantity == 0 or (quantity > 0) == (signed_quantity > 0):
+        if not quantity:
+            # Opening from flat: the average price is the price (what the general formula
+            # gives, |q| * price / |q|, exactly and with the price's own exponent).
+            self.quantity = signed_quantity
+            self.average_price = price
+            return
+        if (quantity > 0) == (signed_quantity > 0):
             total = quantity + signed_quantity
             self.average_price = (
                 abs(quantity) * self.average_price + abs(signed_quantity) * price
@@ -93,16 +99,19 @@ class Portfolio:
         return portfolio
 
     def apply_fill(self, fill: Fill) -> None:
-        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-        holding = self.holdings.get(fill.instrument)
+        values = fill.__dict__  # one dict read per field instead of an attribute lookup each
+        quantity, price, commission = values["quantity"], values["price"], values["commission"]
+        signed = quantity if values["side"] is Side.BUY else -quantity
+        instrument = values["instrument"]
+        holding = self.holdings.get(instrument)
         if holding is None:
-            holding = self.holdings[fill.instrument] = Holding()
-        holding.apply(signed, fill.price)
-        holding.last_price = fill.price
-        self.cash -= signed * fill.price + fill.commission
-        self.commission_paid += fill.commission
+            holding = self.holdings[instrument] = Holding()
+        holding.apply(signed, price)
+        holding.last_price = price
+        self.cash -= signed * price + commission
+        self.commission_paid += commission
         self.fills_applied += 1
-        self.last_fill_id = fill.event_id
+        self.last_fill_id = values["event_id"]
         self.version += 1
 
     def position(self, instrument: str) -> Decimal:

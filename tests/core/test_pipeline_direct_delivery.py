@@ -177,3 +177,37 @@ def test_a_stage_failure_names_the_stage_on_either_path(transport: str) -> None:
         f"execution stage failed on market_tick {events[1099].event_id}: ValueError: no quote"
     )
     assert pipeline.status.stages["execution"].errors == 1
+
+
+class RefusingTrader(FailingTrader):
+    def on_market(self, event: Any) -> None:
+        pass
+
+    def on_order(self, order: Any) -> None:
+        raise RuntimeError("venue closed")
+
+
+class RefusingTraderPlugin:
+    @hookimpl
+    def tradeloom_register_executors(self) -> dict[str, Any]:
+        return {"refusing": RefusingTrader}
+
+
+@pytest.mark.parametrize("transport", ["memory", "publish_only"])
+def test_an_executor_failing_on_an_order_is_named_not_blamed_on_the_strategy(
+    transport: str,
+) -> None:
+    settings = Settings(executor={"name": "refusing"}, pipeline={"transport": transport})
+    pipeline = Pipeline(
+        settings,
+        events=ticks("X", PRICES[:50]),
+        strategies={"alt": Alternate()},
+        plugins=[TransportPlugin(), RefusingTraderPlugin()],
+    )
+    with pytest.raises(StageError) as caught:
+        anyio.run(pipeline.run)
+    assert type(caught.value) is StageError  # not a StrategyError from inside ctx.buy
+    assert str(caught.value).startswith("execution stage failed on order ")
+    assert str(caught.value).endswith(": RuntimeError: venue closed")
+    assert pipeline.status.stages["execution"].errors == 1
+    assert pipeline.status.stages["execution"].events_in == 7 + 1  # ticks so far, the order

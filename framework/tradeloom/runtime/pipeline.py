@@ -326,6 +326,11 @@ class Pipeline:
             handler = stage.handler()
             self._stage_handlers.append((handler, stage))
             self.transport.subscribe(stage.role, stage.topics, handler)
+        for topic in Topics.ALL:
+            route = self.direct_route(topic)
+            if topic != Topics.MARKET and route:
+                for stage in self.stages:
+                    stage.direct_routes[topic] = route
         if self.portfolio_stage is not None:
             # Consumed fills are acknowledged only once they are in the journal.
             self.transport.add_commit_barrier("portfolio", self.portfolio_stage.flush_journal)
@@ -479,11 +484,18 @@ class Pipeline:
         self._count_market(count)
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
-        """The stages' own market methods, in delivery order, when the transport would only
-        call their handlers in this process and nothing observes events per stage; else None."""
-        if self.status.stage_observer is not None or self._event_observer_set is not None:
+        if self.status.stage_observer is not None:
             return None
-        subscribers = self.transport.local_subscribers(Topics.MARKET)
+        return self.direct_route(Topics.MARKET)
+
+    def direct_route(self, topic: str) -> list[tuple[Stage, Callable[[Any], None]]] | None:
+        """The stages' own methods for ``topic``, in delivery order, when the transport would
+        only call their handlers in this process and no plugin observes every event; else None.
+        Calling them is what publishing would do, minus a layer of calls per stage and event.
+        (A stage observer, which may come and go during a run, is checked per delivery.)"""
+        if self._event_observer_set is not None:
+            return None
+        subscribers = self.transport.local_subscribers(topic)
         if subscribers is None:
             return None
         route = []
@@ -491,7 +503,7 @@ class Pipeline:
             stage = next((s for h, s in self._stage_handlers if h is subscriber), None)
             if stage is None:
                 return None  # a handler that is not a stage's: only publish() knows it
-            route.append((stage, stage.routes()[Topics.MARKET]))
+            route.append((stage, stage.routes()[topic]))
         return route
 
     def _publish(self, events: Iterable[MarketEvent]) -> int:

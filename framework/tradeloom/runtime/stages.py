@@ -57,6 +57,9 @@ class Stage:
         self.transport = services.transport
         self.counters = services.status.stage(self.role)
         self._observer = services.event_observer
+        #: Per topic, the stages (and their methods) the in-process transport would call, in
+        #: order, when the pipeline may call them itself; set by the pipeline before the run.
+        self.direct_routes: dict[str, list[tuple[Stage, Callable[[Any], None]]]] = {}
 
     def handler(self) -> Callable[[str, Event], None]:
         """The function the transport calls for each event of ``topics``."""
@@ -111,7 +114,19 @@ class Stage:
         self.counters.events_out += 1
         if self._observer is not None:
             self._observer(self.role, "out", event)
-        self.transport.publish(topic, event, key)
+        route = self.direct_routes.get(topic)
+        if route is None or self.services.status.stage_observer is not None:
+            self.transport.publish(topic, event, key)
+            return
+        # What the transport would do, without its handler layer (see Pipeline.direct_route).
+        for stage, method in route:
+            stage.counters.events_in += 1
+            try:
+                method(event)
+            except TradeloomError:
+                raise
+            except Exception as exc:
+                raise stage.failed(event, exc) from exc
 
     def start(self) -> None:
         """Before input flows."""
