@@ -52,6 +52,7 @@ ROLES = ("feed", "strategy", "risk", "execution", "portfolio")
 MAX_DEAD_LETTERS_KEPT = 10_000
 LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (counts are complete)
 _YIELD_EVERY = 1024
+_FREEZE_EVERY = _YIELD_EVERY * 8
 
 Mode = Literal["backtest", "live"]
 
@@ -171,6 +172,7 @@ class Pipeline:
         self.portfolio_stage: PortfolioStage | None = None
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
+        self._freezing = False
 
     # -- assembly ------------------------------------------------------------------------
 
@@ -378,6 +380,7 @@ class Pipeline:
             frozen = self.mode == "backtest" and gc.isenabled() and gc.get_freeze_count() == 0
             if frozen:
                 gc.freeze()
+            self._freezing = frozen
             try:
                 await self._run_tasks()
             except BaseExceptionGroup as group:
@@ -527,14 +530,19 @@ class Pipeline:
     ) -> int:
         """What publish() would do for each event, minus a handler layer per stage; each
         stage's ``events_in`` is counted once for the block."""
-        advance = self.clock.advance
+        clock = self.clock
+        simulated = type(clock) is SimulatedClock  # moved here, without a call per event
+        advance = clock.advance
         last_times = self.status.last_market_time
         methods = [method for _, method in route]
         count = 0
         try:
             for event in events:
                 ts = event.ts
-                advance(ts)
+                if not simulated:
+                    advance(ts)
+                elif ts > clock._now:  # type: ignore[union-attr]
+                    clock._now = ts  # type: ignore[union-attr]
                 last_times[event.instrument] = ts
                 if count == 0 and self.result.first_event_time is None:
                     self.result.first_event_time = ts
@@ -567,6 +575,12 @@ class Pipeline:
             self.status.last_market_wall_time = WallClock().now()
         if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
             await self.portfolio_stage.checkpoint()
+        if self._freezing and count % _FREEZE_EVERY == 0:
+            # What outlived these events (fills kept in the result, the journal) stays to the
+            # end of a backtest: collect the garbage among the few objects made since the last
+            # freeze, then freeze the rest, so that later collections never walk it again.
+            gc.collect()
+            gc.freeze()
         await anyio.sleep(0)  # let signal handlers and other tasks run
 
     async def _ticker(self, interval: float = 0.25) -> None:
