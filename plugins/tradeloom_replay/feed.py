@@ -355,13 +355,12 @@ class ReplayFeed(Feed):
         parse_block = parser.parse_block
         bad_before = self.bad_rows
         for block in source.blocks():
-            rows = block.rows
-            parsed = parse_block(rows)
+            parsed = parse_block(block)
             if parsed is not None:
-                yield list(parsed)
+                yield parsed
                 continue
             good = []
-            for index, row in enumerate(rows):
+            for index, row in enumerate(block.rows):
                 try:
                     good.append(parse(row))
                 except BadRow as exc:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from itertools import islice, repeat
-from operator import add, attrgetter, itemgetter, le
+from operator import add, attrgetter, le
 from typing import Any
 
 from tradeloom_replay.formats import BarTimestamp, Kind
+from tradeloom_replay.sources import RowBlock
 
 MAX_INSTRUMENT_LENGTH = 200
 
@@ -378,29 +379,29 @@ class RowParser:
 
     # -- ticks
 
-    def parse_block(self, rows: Sequence[Sequence[str]]) -> Iterator[TickRow] | None:
-        """Many tick rows at once, column by column: the ticks if every row is good, else
-        None, and the caller parses the rows one by one (which gives each bad row's reason).
-        Also None for layouts this does not handle (an instrument column, bars)."""
-        if not self._block_ready or not rows:
+    def parse_block(self, block: RowBlock) -> Iterator[TickRow] | None:
+        """A block of tick rows at once, column by column: the ticks if every row is good,
+        else None, and the caller parses the rows one by one (which gives each bad row's
+        reason). Also None for layouts this does not handle (an instrument column, bars)."""
+        if not self._block_ready:
             return None
-        width = self._good_width
-        if len(rows[0]) != width or len(set(map(len, rows))) != 1:
+        columns = block.columns(self._good_width)  # type: ignore[arg-type]
+        if columns is None:
             return None
         instrument: str = self.instrument  # type: ignore[assignment]
         try:
-            times = self._block_times(list(map(itemgetter(self._ts_at), rows)))  # type: ignore[arg-type]
+            times = self._block_times(columns[self._ts_at])  # type: ignore[index]
             if times is None:
                 return None
-            columns: dict[str, Any] = {}
+            values_of: dict[str, Any] = {}
             for name, position, _label, read, _required in self._numbers:
-                values = list(map(Decimal, map(itemgetter(position), rows)))
+                values = list(map(Decimal, columns[position]))
                 low, high = min(values), max(values)
                 if not high.is_finite() or low < 0 or (low == 0 and read is read_positive):
                     return None
-                columns[name] = values
+                values_of[name] = values
             if self._mid:
-                columns["last_price"] = list(map(mid_price, columns["bid"], columns["ask"]))
+                values_of["last_price"] = list(map(mid_price, values_of["bid"], values_of["ask"]))
         except (ValueError, ArithmeticError, BadRow):
             return None  # InvalidOperation, also from comparing a NaN, is an ArithmeticError
         previous = self._last.get(instrument)
@@ -413,10 +414,10 @@ class RowParser:
         return zip(
             times,
             repeat(instrument),
-            *(columns.get(name, absent) for name in TICK_ROW_FIELDS[2:]),
+            *(values_of.get(name, absent) for name in TICK_ROW_FIELDS[2:]),
         )
 
-    def _block_times(self, texts: list[str]) -> list[datetime] | None:
+    def _block_times(self, texts: Sequence[str]) -> list[datetime] | None:
         """The timestamps in UTC, or None if any needs a closer look (row by row)."""
         reader = self.times
         if reader.zone is UTC and reader.timestamp_format in (None, "iso"):

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import chain, repeat
 from pathlib import Path
@@ -65,14 +64,55 @@ def _lone_cr(text: str) -> bool:
     return text.count("\r") != text.count("\r\n")
 
 
-@dataclass(slots=True)
 class RowBlock:
     """Consecutive rows of one file. ``numbers[i]`` is where row ``i`` is (its line, or its
-    row in a Parquet file); ``texts[i]`` its original text (CSV), for a dead letter."""
+    row in a Parquet file); ``texts[i]`` its original text (CSV), for a dead letter.
 
-    rows: list[Row]
-    numbers: Sequence[int]
-    texts: Sequence[str] = ()
+    A block of delimited lines is split into rows only when ``rows`` is asked for;
+    :meth:`columns` reads it column by column without making a list per row.
+    """
+
+    __slots__ = ("_delimiter", "_rows", "numbers", "texts")
+
+    def __init__(
+        self,
+        rows: list[Row] | None,
+        numbers: Sequence[int],
+        texts: Sequence[str] = (),
+        *,
+        delimiter: str | None = None,
+    ) -> None:
+        self._rows = rows
+        self.numbers = numbers
+        self.texts = texts
+        self._delimiter = delimiter
+
+    @property
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            delimiter = self._delimiter
+            self._rows = [line.split(delimiter) for line in self.texts]
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def columns(self, width: int) -> Sequence[Sequence[str]] | None:
+        """The fields column by column when every row has ``width`` fields; else None."""
+        if not len(self):
+            return None
+        if self._rows is None:
+            texts, delimiter = self.texts, self._delimiter
+            assert delimiter is not None
+            counts = list(map(str.count, texts, repeat(delimiter)))
+            if min(counts) != width - 1 or max(counts) != width - 1:
+                return None
+            fields = delimiter.join(texts).split(delimiter)
+            return [fields[column::width] for column in range(width)]
+        rows = self._rows
+        if len(rows[0]) != width or len(set(map(len, rows))) != 1:
+            return None
+        return list(zip(*rows, strict=True))
 
 
 class CsvSource:
@@ -132,7 +172,7 @@ class CsvSource:
                 if "\r" in text:
                     text = text.replace("\r\n", "\n")
                 block = self._split(text)
-                if block.rows:
+                if len(block):
                     yield block
                 if not chunk:
                     return
@@ -156,8 +196,7 @@ class CsvSource:
             kept = [(number, line) for number, line in zip(numbers, texts, strict=True) if line]
             numbers = [number for number, _ in kept]
             texts = [line for _, line in kept]
-        delimiter = self.delimiter
-        return RowBlock([line.split(delimiter) for line in texts], numbers, texts)
+        return RowBlock(None, numbers, texts, delimiter=self.delimiter)
 
     def _csv_blocks(self, lines: Iterator[str]) -> Iterator[RowBlock]:
         pending: list[str] = []

@@ -20,7 +20,7 @@ import pytest
 
 from tradeloom_replay.feed import ReplayFeed
 from tradeloom_replay.rows import BadRow, RowParser, TimeReader, resolve_layout
-from tradeloom_replay.sources import CsvSource
+from tradeloom_replay.sources import CsvSource, RowBlock
 
 CHUNKS = (1, 7, 64, 1 << 16)
 
@@ -115,6 +115,12 @@ def parser(zone: str = "UTC", timestamp_format: str | None = None, **columns: st
     )
 
 
+def block_of(rows: list[list[str]], as_text: bool = False) -> RowBlock:
+    if as_text:
+        return RowBlock(None, range(len(rows)), [",".join(row) for row in rows], delimiter=",")
+    return RowBlock(rows, range(len(rows)))
+
+
 def row_by_row(rows: list[list[str]], **kwargs: str) -> list[object]:
     one = parser(**kwargs)
     out: list[object] = []
@@ -145,7 +151,7 @@ GOOD_BLOCKS = {
 @pytest.mark.parametrize("name", sorted(GOOD_BLOCKS))
 def test_a_good_block_parses_as_row_by_row(name: str) -> None:
     rows, kwargs = GOOD_BLOCKS[name]
-    block = parser(**kwargs).parse_block(rows)
+    block = parser(**kwargs).parse_block(block_of(rows))
     assert block is not None
     parsed = list(block)
     assert parsed == row_by_row(rows, **kwargs)
@@ -156,7 +162,7 @@ def test_a_good_block_parses_as_row_by_row(name: str) -> None:
 def test_optional_columns_and_mids_parse_as_row_by_row() -> None:
     rows = [["2024-01-02T10:00:00", "1.01", "1.03", "5"], ["2024-01-02T10:00:01", "1", "2", "0"]]
     kwargs = {"ts": "ts", "bid": "bid", "ask": "ask", "volume": "volume"}
-    block = parser(**kwargs).parse_block(rows)
+    block = parser(**kwargs).parse_block(block_of(rows))
     assert block is not None
     parsed = list(block)
     assert parsed == row_by_row(rows, **kwargs)
@@ -184,7 +190,7 @@ def test_a_block_with_a_bad_row_is_left_to_the_row_parser(name: str) -> None:
     good = [["2024-01-02 10:00:00", "1"], ["2024-01-02 10:00:01", "2"]]
     rows = [*good, BAD_ROWS[name], ["2024-01-02 10:00:03", "3"]]
     one = parser()
-    assert one.parse_block(rows) is None
+    assert one.parse_block(block_of(rows)) is None
     # Nothing was remembered from the refused block: the row path still sees every row.
     results = []
     for row in rows:
@@ -198,9 +204,9 @@ def test_a_block_with_a_bad_row_is_left_to_the_row_parser(name: str) -> None:
 
 def test_a_block_earlier_than_the_block_before_is_refused() -> None:
     one = parser()
-    first = one.parse_block([["2024-01-02 10:00:00", "1"], ["2024-01-02 10:00:05", "2"]])
+    first = one.parse_block(block_of([["2024-01-02 10:00:00", "1"], ["2024-01-02 10:00:05", "2"]]))
     assert first is not None and len(list(first)) == 2
-    assert one.parse_block([["2024-01-02 10:00:04", "1"]]) is None
+    assert one.parse_block(block_of([["2024-01-02 10:00:04", "1"]])) is None
     with pytest.raises(BadRow, match="out of order"):
         one.parse(["2024-01-02 10:00:04", "1"])
 
@@ -238,3 +244,16 @@ def test_feed_events_match_a_reference_built_by_validation(tmp_path: Path, conte
         assert event.model_fields_set == {"event_id", "ts", "instrument", "last_price", "volume"}
     ids = [event.event_id for event in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_columns_need_every_row_to_have_the_width(as_text: bool) -> None:
+    good = [["a", "1"], ["b", "2"], ["c", "3"]]
+    assert [list(c) for c in block_of(good, as_text).columns(2)] == [
+        ["a", "b", "c"],
+        ["1", "2", "3"],
+    ]
+    # One row short and one long: as many fields in all, but not row by row.
+    assert block_of([["a"], ["b", "2", "x"], ["c", "3"]], as_text).columns(2) is None
+    assert block_of(good, as_text).columns(3) is None
+    assert block_of([], as_text).columns(2) is None
