@@ -27,19 +27,20 @@ class PriceWait:
         self.max_signals = max_signals
         self.max_wait = timedelta(seconds=max_wait_seconds)
         self._reject = reject
-        self._waiting: dict[str, deque[tuple[datetime, Signal]]] = {}
+        #: What waits, per instrument (empty when nothing does: cheap to test per event).
+        self.by_instrument: dict[str, deque[tuple[datetime, Signal]]] = {}
 
     def __len__(self) -> int:
-        return sum(len(queue) for queue in self._waiting.values())
+        return sum(len(queue) for queue in self.by_instrument.values())
 
     def __bool__(self) -> bool:
-        return bool(self._waiting)
+        return bool(self.by_instrument)
 
     def hold(self, signal: Signal, now: datetime) -> None:
-        queue = self._waiting.setdefault(signal.instrument, deque())
+        queue = self.by_instrument.setdefault(signal.instrument, deque())
         if len(queue) >= self.max_signals:
             if not queue:
-                del self._waiting[signal.instrument]
+                del self.by_instrument[signal.instrument]
             self._reject(
                 signal,
                 f"no price for {signal.instrument} yet and {self.max_signals} signals already "
@@ -49,12 +50,12 @@ class PriceWait:
         queue.append((now, signal))
 
     def release(self, instrument: str) -> list[Signal]:
-        queue = self._waiting.pop(instrument, None)
+        queue = self.by_instrument.pop(instrument, None)
         return [signal for _, signal in queue] if queue else []
 
     def expire(self, now: datetime) -> None:
-        for instrument in list(self._waiting):
-            queue = self._waiting[instrument]
+        for instrument in list(self.by_instrument):
+            queue = self.by_instrument[instrument]
             while queue and now - queue[0][0] > self.max_wait:
                 _, signal = queue.popleft()
                 self._reject(
@@ -63,9 +64,9 @@ class PriceWait:
                     "(pending.max_wait_seconds)",
                 )
             if not queue:
-                del self._waiting[instrument]
+                del self.by_instrument[instrument]
 
     def reject_all(self, reason: str) -> None:
-        for instrument in list(self._waiting):
-            for _, signal in self._waiting.pop(instrument):
+        for instrument in list(self.by_instrument):
+            for _, signal in self.by_instrument.pop(instrument):
                 self._reject(signal, reason.format(instrument=instrument))

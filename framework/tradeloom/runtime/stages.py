@@ -155,8 +155,9 @@ class StrategyStage(Stage):
         self.strategies: dict[str, Strategy] = {}
         self.contexts: dict[str, StrategyContext] = {}
         self._instrument_filter: dict[str, frozenset[str] | None] = {}
-        self._targets: dict[tuple[str, type], list[tuple[Callable[..., None], StrategyContext]]]
-        self._targets = {}
+        # Per instrument, the strategies to call and their contexts (ticks and bars apart).
+        self._tick_targets: dict[str, list[tuple[Callable[..., None], StrategyContext]]] = {}
+        self._bar_targets: dict[str, list[tuple[Callable[..., None], StrategyContext]]] = {}
         self.market_time = MarketTime()
         for strategy_id, (strategy, instruments) in strategies.items():
             strategy.strategy_id = strategy_id
@@ -194,7 +195,7 @@ class StrategyStage(Stage):
             if getattr(type(strategy), method_name) is getattr(Strategy, method_name):
                 continue  # not overridden: skip the call entirely
             targets.append((getattr(strategy, method_name), self.contexts[strategy_id]))
-        self._targets[(instrument, kind)] = targets
+        (self._tick_targets if kind is MarketTick else self._bar_targets)[instrument] = targets
         return targets
 
     def on_market(self, event: Bar | MarketTick) -> None:
@@ -205,9 +206,10 @@ class StrategyStage(Stage):
         market_time.by_instrument[instrument] = ts
         if market_time.value is None or ts > market_time.value:
             market_time.value = ts
-        targets = self._targets.get((instrument, type(event)))
+        kind = type(event)
+        targets = (self._tick_targets if kind is MarketTick else self._bar_targets).get(instrument)
         if targets is None:
-            targets = self._targets_for(instrument, type(event))
+            targets = self._targets_for(instrument, kind)
         for callback, ctx in targets:
             try:
                 callback(event, ctx)
@@ -341,7 +343,7 @@ class RiskStage(Stage):
 
     def on_market(self, event: Bar | MarketTick) -> None:
         self.book.marks[event.instrument] = event.price
-        if self.waiting:
+        if self.waiting.by_instrument:
             self.waiting.expire(self.services.clock.now())
             for signal in self.waiting.release(event.instrument):
                 self.judge(signal)
