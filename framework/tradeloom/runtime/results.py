@@ -29,6 +29,7 @@ class EquityCurve:
         self._next_point = 0  # the count of the next point kept: the next multiple of stride
         self.last: tuple[datetime, Decimal] | None = None
         self.peak: Decimal | None = None
+        self._trough = ZERO  # the lowest equity since the peak
         self.max_drawdown = ZERO  # a fraction of the peak
 
     def add(self, ts: datetime, equity: Decimal) -> None:
@@ -38,11 +39,15 @@ class EquityCurve:
         if last is None or equity != last[1]:
             peak = self.peak
             if peak is None or equity > peak:
-                self.peak = equity
-            elif peak > 0:
-                drawdown = (peak - equity) / peak
-                if drawdown > self.max_drawdown:
-                    self.max_drawdown = drawdown
+                self.peak = self._trough = equity
+            elif equity < self._trough:
+                # The deepest drawdown from a peak is at the lowest equity after it, so the
+                # division is needed only at a new low (not at every other change).
+                self._trough = equity
+                if peak > 0:
+                    drawdown = (peak - equity) / peak
+                    if drawdown > self.max_drawdown:
+                        self.max_drawdown = drawdown
         self.last = point = (ts, equity)
         count = self._count
         self._count = count + 1
