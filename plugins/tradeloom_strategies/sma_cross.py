@@ -12,11 +12,22 @@ from tradeloom.strategy import Strategy, StrategyContext
 class _Crossing:
     """Two moving sums over one price series, and the sign of fast - slow."""
 
-    __slots__ = ("fast", "fast_sum", "last_sign", "prices", "slow", "slow_sum")
+    __slots__ = (
+        "fast",
+        "fast_sum",
+        "fast_weight",
+        "last_sign",
+        "prices",
+        "slow",
+        "slow_sum",
+        "slow_weight",
+    )
 
     def __init__(self, fast: int, slow: int) -> None:
         self.fast = fast
         self.slow = slow
+        # As Decimals once, rather than an int converted at every product.
+        self.fast_weight, self.slow_weight = Decimal(fast), Decimal(slow)
         self.prices: deque[Decimal] = deque(maxlen=slow)
         self.fast_sum = Decimal(0)
         self.slow_sum = Decimal(0)
@@ -36,7 +47,7 @@ class _Crossing:
         if count < slow - 1:
             return 0
         # Compare fast_sum/fast with slow_sum/slow without dividing: exact in Decimal.
-        scaled_fast, scaled_slow = fast_sum * slow, slow_sum * fast
+        scaled_fast, scaled_slow = fast_sum * self.slow_weight, slow_sum * self.fast_weight
         if scaled_fast > scaled_slow:
             sign = 1
         elif scaled_fast < scaled_slow:
