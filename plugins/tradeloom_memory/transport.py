@@ -28,7 +28,7 @@ class MemoryTransport(Transport):
             self._handlers.setdefault(topic, []).append(handler)
 
     def local_subscribers(self, topic: str) -> Sequence[Handler]:
-        return tuple(self._handlers.get(topic, ()))
+        return self._handlers.setdefault(topic, [])  # the live list
 
     def publish(self, topic: str, event: Event, key: str | None = None) -> None:
         handlers = self._handlers.get(topic)

@@ -211,3 +211,29 @@ def test_an_executor_failing_on_an_order_is_named_not_blamed_on_the_strategy(
     assert str(caught.value).endswith(": RuntimeError: venue closed")
     assert pipeline.status.stages["execution"].errors == 1
     assert pipeline.status.stages["execution"].events_in == 7 + 1  # ticks so far, the order
+
+
+class Listener:
+    """A plugin that subscribes its own handlers when the pipeline starts, as monitoring and
+    benchmark plugins do: they must get every event, direct delivery or not."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {"market": 0, "fills": 0, "signals": 0}
+
+    @hookimpl
+    def tradeloom_pipeline_started(self, pipeline: Pipeline) -> None:
+        def count(topic: str, event: Event) -> None:
+            self.seen[topic] += 1
+
+        pipeline.transport.subscribe("listener", tuple(self.seen), count)
+
+
+def test_a_handler_subscribed_when_the_run_starts_gets_every_event() -> None:
+    listener = Listener()
+    pipeline, result = run(plugins=[listener])
+    assert listener.seen == {
+        "market": len(PRICES),
+        "fills": len(result.fills),
+        "signals": len(result.fills),
+    }
+    assert outcome(pipeline, result) == outcome(*run())

@@ -37,6 +37,7 @@ from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.stages import (
+    DirectRoute,
     ExecutionStage,
     RiskStage,
     Stage,
@@ -330,7 +331,7 @@ class Pipeline:
             self.transport.subscribe(stage.role, stage.topics, handler)
         for topic in Topics.ALL:
             route = self.direct_route(topic)
-            if topic != Topics.MARKET and route:
+            if topic != Topics.MARKET and route is not None and route.targets:
                 for stage in self.stages:
                     stage.direct_routes[topic] = route
         if self.portfolio_stage is not None:
@@ -489,25 +490,27 @@ class Pipeline:
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
         if self.status.stage_observer is not None:
             return None
-        return self.direct_route(Topics.MARKET)
+        route = self.direct_route(Topics.MARKET)
+        return route.targets if route is not None and route.targets else None
 
-    def direct_route(self, topic: str) -> list[tuple[Stage, Callable[[Any], None]]] | None:
+    def direct_route(self, topic: str) -> DirectRoute | None:
         """The stages' own methods for ``topic``, in delivery order, when the transport would
         only call their handlers in this process and no plugin observes every event; else None.
         Calling them is what publishing would do, minus a layer of calls per stage and event.
-        (A stage observer, which may come and go during a run, is checked per delivery.)"""
+        (A stage observer, which may come and go during a run, is checked per delivery; the
+        market route is made again for every block of events.)"""
         if self._event_observer_set is not None:
             return None
         subscribers = self.transport.local_subscribers(topic)
         if subscribers is None:
             return None
-        route = []
+        targets = []
         for subscriber in subscribers:
             stage = next((s for h, s in self._stage_handlers if h is subscriber), None)
             if stage is None:
                 return None  # a handler that is not a stage's: only publish() knows it
-            route.append((stage, stage.routes()[topic]))
-        return route
+            targets.append((stage, stage.routes()[topic]))
+        return DirectRoute(subscribers, len(subscribers), targets)
 
     def _publish(self, events: Iterable[MarketEvent]) -> int:
         publish = self.transport.publish

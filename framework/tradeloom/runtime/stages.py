@@ -48,6 +48,21 @@ class StageServices:
     """Dispatches ``tradeloom_event_observed``; None when no plugin implements it."""
 
 
+@attrs.define
+class DirectRoute:
+    """Where events of one topic go in this process: the subscribed stages and their methods,
+    in the transport's order. Valid while the transport's live list of subscribers still has
+    the length it had when the route was made (subscribing only appends): a handler added
+    later, such as a plugin's, makes the events go through the transport again."""
+
+    subscribers: Sequence[Callable[..., None]]
+    count: int
+    targets: list[tuple[Stage, Callable[[Any], None]]]
+
+    def valid(self) -> bool:
+        return len(self.subscribers) == self.count
+
+
 class Stage:
     role: str = ""
     topics: tuple[str, ...] = ()
@@ -59,7 +74,7 @@ class Stage:
         self._observer = services.event_observer
         #: Per topic, the stages (and their methods) the in-process transport would call, in
         #: order, when the pipeline may call them itself; set by the pipeline before the run.
-        self.direct_routes: dict[str, list[tuple[Stage, Callable[[Any], None]]]] = {}
+        self.direct_routes: dict[str, DirectRoute] = {}
 
     def handler(self) -> Callable[[str, Event], None]:
         """The function the transport calls for each event of ``topics``."""
@@ -115,11 +130,15 @@ class Stage:
         if self._observer is not None:
             self._observer(self.role, "out", event)
         route = self.direct_routes.get(topic)
-        if route is None or self.services.status.stage_observer is not None:
+        if (
+            route is None
+            or len(route.subscribers) != route.count
+            or self.services.status.stage_observer is not None
+        ):
             self.transport.publish(topic, event, key)
             return
         # What the transport would do, without its handler layer (see Pipeline.direct_route).
-        for stage, method in route:
+        for stage, method in route.targets:
             stage.counters.events_in += 1
             try:
                 method(event)
