@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tradeloom.components import DeadLetter, Feed, FeedContext, mint_ids
 from tradeloom.errors import BadInputError
 from tradeloom.events import MarketEvent
-from tradeloom_replay.construct import build_bar, tick_builder
+from tradeloom_replay.construct import bar_builder, tick_builder
 from tradeloom_replay.formats import (
     BAR_FIELDS,
     COMMON_FIELDS,
@@ -314,7 +314,7 @@ class ReplayFeed(Feed):
         ids = ctx.ids
         minted = chain.from_iterable(iter(lambda: mint_ids(ids, IDS_MINTED_AT_ONCE), None))
         build: Callable[[UUID, Any], MarketEvent]
-        build = tick_builder(self._tick_fields()) if self.kind == "tick" else _build_bar
+        build = tick_builder(self._tick_fields()) if self.kind == "tick" else bar_builder()
         emitted = 0
         try:
             for emitted, (row, event_id) in enumerate(zip(rows, minted, strict=False), 1):  # noqa: B007
@@ -397,12 +397,6 @@ class ReplayFeed(Feed):
                 location=location,
             )
         )
-
-
-def _build_bar(event_id: UUID, item: tuple[Any, dict[str, Any]]) -> MarketEvent:
-    values = item[1]
-    values["event_id"] = event_id
-    return build_bar(values)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ Numbers are read with ``Decimal(text)``: the value in the file, never a float's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from itertools import islice, repeat
-from operator import add, attrgetter, le
+from operator import add, attrgetter, le, sub
 from typing import Any
 
 from tradeloom_replay.formats import BarTimestamp, Kind
@@ -25,6 +25,9 @@ TICK_ROW_FIELDS = ("ts", "instrument", "last_price", "bid", "ask", "last_quantit
 TickRow = tuple[
     datetime, str, Decimal, Decimal | None, Decimal | None, Decimal | None, Decimal | None
 ]
+#: The fields of a bar row, in order (``ts`` is the bar's end).
+BAR_ROW_FIELDS = ("ts", "instrument", "open", "high", "low", "close", "volume", "start", "end")
+BarRow = tuple[datetime, str, Decimal, Decimal, Decimal, Decimal, Decimal, datetime, datetime]
 
 # The mid of two prices is exact: (bid + ask) / 2 always terminates. Refuse rather than round
 # should a file hold absurdly long numbers.
@@ -286,15 +289,30 @@ class RowParser:
         self._good_width = self._width if width_ok else None
         self._ts_at = index["ts"] if self._time_fields[:1] == ["ts"] else None
         self._ts_label = layout.label("ts") if self._ts_at is not None else ""
+        # The position of the one time column, when there is one (ts, or a date alone).
+        self._stamp_at = (
+            index[self._time_fields[0]]
+            if len(self._time_fields) == 1 and self._time_fields[0] in ("ts", "date")
+            else None
+        )
         self._numbers: list[tuple[str, int, str, Callable[[str, str], Decimal], bool]] = []
         self.parse: Callable[[Sequence[str]], Any]
-        # parse_block handles ticks of one instrument per file, with rows of a known width.
+        # parse_block handles one instrument per file, rows of a known width and one time
+        # column; for bars, one interval added in UTC as BarTiming.span does it (not whole
+        # days in a zone with daylight saving) and no adjusted close.
         self._block_ready = (
-            kind == "tick"
-            and self._good_width is not None
-            and self._ts_at is not None
+            self._good_width is not None
+            and self._stamp_at is not None
             and self._instrument_at is None
             and instrument is not None
+            and (
+                kind == "tick"
+                or (
+                    timing is not None
+                    and not adjusted
+                    and (bool(timing.interval % _ONE_DAY) or times.zone is UTC)
+                )
+            )
         )
         if kind == "tick":
             self._mid = "last_price" not in index
@@ -379,31 +397,45 @@ class RowParser:
 
     # -- ticks
 
-    def parse_block(self, block: RowBlock) -> Iterator[TickRow] | None:
-        """A block of tick rows at once, column by column: the ticks if every row is good,
-        else None, and the caller parses the rows one by one (which gives each bad row's
-        reason). Also None for layouts this does not handle (an instrument column, bars)."""
+    def parse_block(self, block: RowBlock) -> Iterator[TickRow] | Iterator[BarRow] | None:
+        """A block of rows at once, column by column: the rows as :meth:`parse` gives them
+        if every one is good, else None, and the caller parses them one by one (which gives
+        each bad row's reason). Also None for layouts this does not handle (see
+        ``_block_ready``)."""
         if not self._block_ready:
             return None
         columns = block.columns(self._good_width)  # type: ignore[arg-type]
         if columns is None:
             return None
-        instrument: str = self.instrument  # type: ignore[assignment]
         try:
-            times = self._block_times(columns[self._ts_at])  # type: ignore[index]
+            times = self._block_times(columns[self._stamp_at])  # type: ignore[index]
             if times is None:
                 return None
-            values_of: dict[str, Any] = {}
-            for name, position, _label, read, _required in self._numbers:
-                values = list(map(Decimal, columns[position]))
-                low, high = min(values), max(values)
-                if not high.is_finite() or low < 0 or (low == 0 and read is read_positive):
-                    return None
-                values_of[name] = values
-            if self._mid:
-                values_of["last_price"] = list(map(mid_price, values_of["bid"], values_of["ask"]))
+            numbers = self._block_numbers(columns)
+            if numbers is None:
+                return None
+            if self.kind == "tick":
+                return self._tick_block(times, numbers)
+            return self._bar_block(times, numbers)
         except (ValueError, ArithmeticError, BadRow):
             return None  # InvalidOperation, also from comparing a NaN, is an ArithmeticError
+
+    def _block_numbers(self, columns: Sequence[Sequence[str]]) -> dict[str, list[Decimal]] | None:
+        values_of: dict[str, list[Decimal]] = {}
+        for name, position, _label, read, _required in self._numbers:
+            values = list(map(Decimal, columns[position]))
+            low, high = min(values), max(values)
+            if not high.is_finite() or low < 0 or (low == 0 and read is read_positive):
+                return None
+            values_of[name] = values
+        return values_of
+
+    def _tick_block(
+        self, times: list[datetime], values_of: dict[str, list[Decimal]]
+    ) -> Iterator[TickRow] | None:
+        instrument: str = self.instrument  # type: ignore[assignment]
+        if self._mid:
+            values_of["last_price"] = list(map(mid_price, values_of["bid"], values_of["ask"]))
         previous = self._last.get(instrument)
         if previous is not None and times[0] < previous:
             return None
@@ -417,6 +449,36 @@ class RowParser:
             *(values_of.get(name, absent) for name in TICK_ROW_FIELDS[2:]),
         )
 
+    def _bar_block(
+        self, stamps: list[datetime], values_of: dict[str, list[Decimal]]
+    ) -> Iterator[BarRow] | None:
+        instrument: str = self.instrument  # type: ignore[assignment]
+        timing: BarTiming = self.timing  # type: ignore[assignment]
+        at_start = timing.marks == "start"
+        shifted = list(map(add if at_start else sub, stamps, repeat(timing.interval)))
+        starts, ends = (stamps, shifted) if at_start else (shifted, stamps)
+        opens, highs, lows = values_of["open"], values_of["high"], values_of["low"]
+        closes = values_of["close"]
+        volumes: Iterable[Decimal] = (
+            repeat(Decimal(0)) if self._fixed_volume else values_of["volume"]
+        )
+        if not (
+            all(map(le, lows, highs))
+            and all(map(le, lows, opens))
+            and all(map(le, opens, highs))
+            and all(map(le, lows, closes))
+            and all(map(le, closes, highs))
+        ):
+            return None
+        previous = self._last.get(instrument)
+        if previous is not None and (starts[0] <= previous[0] or starts[0] < previous[1]):
+            return None
+        # Each bar starts at or after the end of the one before (so also after its start).
+        if not all(map(le, ends, islice(starts, 1, None))):
+            return None
+        self._last[instrument] = (starts[-1], ends[-1])
+        return zip(ends, repeat(instrument), opens, highs, lows, closes, volumes, starts, ends)
+
     def _block_times(self, texts: Sequence[str]) -> list[datetime] | None:
         """The timestamps in UTC, or None if any needs a closer look (row by row)."""
         reader = self.times
@@ -424,9 +486,13 @@ class RowParser:
             # A naive ISO timestamp is UTC: parsed with an explicit +00:00 it comes out in
             # UTC at once; one that has its own offset fails this and takes the general way.
             try:
-                return list(map(_fromisoformat, map(add, texts, repeat("+00:00"))))
+                values = list(map(_fromisoformat, map(add, texts, repeat("+00:00"))))
             except ValueError:
                 pass
+            else:
+                # A date alone keeps no offset (Python 3.11 drops it): then the general way.
+                if set(map(attrgetter("tzinfo"), values)) == {UTC}:
+                    return values
         values = list(map(reader.parse_text, texts))
         zones = set(map(attrgetter("tzinfo"), values))
         if zones == {UTC}:
@@ -472,7 +538,7 @@ class RowParser:
         assert self.timing is not None
         return self.timing.span(self._read_stamp(row, self._time_fields[0]))
 
-    def _bar(self, row: Sequence[str]) -> tuple[datetime, dict[str, Any]]:
+    def _bar(self, row: Sequence[str]) -> BarRow:
         self._check_width(row)
         start, end = self._bar_span(row)
         instrument = self._read_instrument(row)
@@ -513,4 +579,4 @@ class RowParser:
                     f"which ends {previous_end.isoformat()} (is bar_interval right?)"
                 )
         self._last[instrument] = (start, end)
-        return end, values
+        return (end, instrument, open_, high, low, close, values["volume"], start, end)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tradeloom_replay.feed import ReplayFeed
-from tradeloom_replay.rows import BadRow, RowParser, TimeReader, resolve_layout
+from tradeloom_replay.rows import BadRow, BarTiming, RowParser, TimeReader, resolve_layout
 from tradeloom_replay.sources import CsvSource, RowBlock
 
 CHUNKS = (1, 7, 64, 1 << 16)
@@ -141,6 +141,8 @@ GOOD_BLOCKS = {
         {"zone": "America/New_York"},
     ),
     "unix": ([["1704189600", "1"], ["1704189600.5", "2"]], {"timestamp_format": "unix"}),
+    "date only": ([["2024-01-02", "1"], ["2024-01-03", "2"]], {}),
+    "mixed date and time": ([["2024-01-02", "1"], ["2024-01-02T10:00:00", "2"]], {}),
     "pattern": (
         [["01/02/2024 10:00:00", "1"], ["01/02/2024 10:00:05", "2"]],
         {"timestamp_format": "%m/%d/%Y %H:%M:%S"},
@@ -257,3 +259,114 @@ def test_columns_need_every_row_to_have_the_width(as_text: bool) -> None:
     assert block_of([["a"], ["b", "2", "x"], ["c", "3"]], as_text).columns(2) is None
     assert block_of(good, as_text).columns(3) is None
     assert block_of([], as_text).columns(2) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Bar rows, a column at a time
+
+BAR_COLUMNS = {"ts": "ts", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}
+
+
+def bar_parser(
+    interval: timedelta = timedelta(minutes=1),
+    marks: str = "start",
+    zone: str = "UTC",
+    columns: dict[str, str] | None = None,
+) -> RowParser:
+    mapping = columns or BAR_COLUMNS
+    layout = resolve_layout(mapping, list(mapping.values()), source="test")
+    return RowParser(
+        kind="bar",
+        layout=layout,
+        instrument="X",
+        times=TimeReader(None, UTC if zone == "UTC" else ZoneInfo(zone)),
+        timing=BarTiming(interval=interval, marks=marks),  # type: ignore[arg-type]
+        adjusted=False,
+    )
+
+
+def bars_row_by_row(rows: list[list[str]], **kwargs: object) -> list[object]:
+    one = bar_parser(**kwargs)  # type: ignore[arg-type]
+    out: list[object] = []
+    for row in rows:
+        try:
+            out.append(one.parse(row))
+        except BadRow as exc:
+            out.append(f"bad: {exc}")
+    return out
+
+
+GOOD_BARS = [
+    ["2024-01-02 10:00:00", "10", "11", "9", "10.5", "100"],
+    ["2024-01-02 10:01:00", "10.5", "10.5", "10.5", "10.5", "0"],
+    ["2024-01-02 10:05:00", "1E+1", "12", "10", "11", "7"],
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"marks": "end"},
+        {"interval": timedelta(days=1)},
+        {"interval": timedelta(minutes=5), "zone": "America/New_York"},
+    ],
+    ids=["start", "end", "days in UTC", "minutes in New York"],
+)
+def test_a_good_bar_block_parses_as_row_by_row(kwargs: dict[str, object]) -> None:
+    rows = GOOD_BARS
+    if kwargs.get("interval") == timedelta(days=1):
+        rows = [["2024-01-02", *GOOD_BARS[0][1:]], ["2024-01-03", *GOOD_BARS[1][1:]]]
+    if kwargs.get("interval") == timedelta(minutes=5):
+        rows = [GOOD_BARS[0], GOOD_BARS[2]]
+    block = bar_parser(**kwargs).parse_block(block_of(rows, as_text=True))  # type: ignore[arg-type]
+    assert block is not None
+    parsed = list(block)
+    assert parsed == bars_row_by_row(rows, **kwargs)
+    assert all(bar[0].tzinfo is UTC and bar[7].tzinfo is UTC for bar in parsed)
+
+
+def test_bars_without_a_volume_column_have_volume_zero() -> None:
+    columns = {k: v for k, v in BAR_COLUMNS.items() if k != "volume"}
+    rows = [row[:5] for row in GOOD_BARS]
+    block = bar_parser(columns=columns).parse_block(block_of(rows))
+    assert block is not None
+    parsed = list(block)
+    assert parsed == bars_row_by_row(rows, columns=columns)
+    assert {bar[6] for bar in parsed} == {Decimal(0)}
+
+
+def test_whole_days_in_a_zone_with_daylight_saving_go_row_by_row() -> None:
+    one = bar_parser(interval=timedelta(days=1), zone="America/New_York")
+    rows = [["2024-03-09", "10", "11", "9", "10", "1"], ["2024-03-10", "10", "11", "9", "10", "1"]]
+    assert one.parse_block(block_of(rows)) is None
+    one.parse(rows[0])
+    second = one.parse(rows[1])
+    assert second[8] - second[7] == timedelta(hours=23)  # the day clocks go forward
+
+
+BAD_BARS = {
+    "high below low": ["2024-01-02 10:02:00", "10", "9", "11", "10", "1"],
+    "open above high": ["2024-01-02 10:02:00", "12", "11", "9", "10", "1"],
+    "close below low": ["2024-01-02 10:02:00", "10", "11", "9", "8", "1"],
+    "negative volume": ["2024-01-02 10:02:00", "10", "11", "9", "10", "-1"],
+    "zero price": ["2024-01-02 10:02:00", "0", "11", "9", "10", "1"],
+    "duplicate": ["2024-01-02 10:01:00", "10", "11", "9", "10", "1"],
+    "overlap": ["2024-01-02 10:01:30", "10", "11", "9", "10", "1"],
+    "out of order": ["2024-01-02 09:00:00", "10", "11", "9", "10", "1"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BARS))
+def test_a_bar_block_with_a_bad_row_is_left_to_the_row_parser(name: str) -> None:
+    rows = [*GOOD_BARS[:2], BAD_BARS[name]]
+    one = bar_parser()
+    assert one.parse_block(block_of(rows)) is None
+    results = []
+    for row in rows:
+        try:
+            results.append(one.parse(row))
+        except BadRow as exc:
+            results.append(f"bad: {exc}")
+    assert results == bars_row_by_row(rows)
+    assert isinstance(results[2], str)
