@@ -9,7 +9,9 @@ The ``tradeloom_register_*`` hooks are called once, when a pipeline is assembled
 a mapping of component name to factory (usually a class). Configuration picks components by
 name and passes its parameters to the factory as keyword arguments, validated against the
 factory's signature. Two plugins registering the same name for the same kind is an error that
-names both.
+names both. A factory may also be given as a ``"package.module:Name"`` string: it is imported
+only when such a component is first built, so a plugin whose components a run does not use
+adds nothing to its start-up (a failing import is then an error naming the plugin).
 
 Lifecycle and observer hooks may return an awaitable; the runtime awaits it. Observer hooks
 that run per event (:func:`tradeloom_event_observed`) are only dispatched when at least one

@@ -78,7 +78,31 @@ class Registration:
     kind: str
     name: str
     factory: Any
+    """The factory, or a ``"package.module:Name"`` reference to it, imported when built."""
     plugin: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name!r} (plugin {self.plugin!r})"
+
+    def resolve(self) -> Any:
+        """The factory itself: a reference is imported (once; Python caches the module)."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module_name, _, attribute = self.factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"{self.label}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            return getattr(module, attribute)
+        except AttributeError:
+            raise PluginError(
+                f"{self.label}: module {module_name!r} has no {attribute!r} "
+                f"(registered as {self.factory!r})"
+            ) from None
 
 
 def _truthy(value: str | None) -> bool:
@@ -260,6 +284,15 @@ class PluginManager:
                         raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from exc
                     owner.error = problem
                     continue
+                references = [
+                    f for f in (result or {}).values() if isinstance(f, str) and not _reference(f)
+                ]
+                if references and owner is not None:
+                    owner.error = (
+                        f"{hook_name}: factory {references[0]!r} is neither callable nor a "
+                        "'package.module:Name' reference"
+                    )
+                    continue
                 for name, factory in (result or {}).items():
                     existing = registry[kind].get(name)
                     if existing is not None:
@@ -305,11 +338,17 @@ class PluginManager:
         return sorted(self.infos.values(), key=lambda info: info.name)
 
 
+def _reference(text: str) -> bool:
+    module_name, colon, attribute = text.partition(":")
+    names = [*module_name.split("."), attribute]
+    return bool(colon) and all(part.isidentifier() for part in names)
+
+
 def build_component(registration: Registration, params: dict[str, Any]) -> Any:
     """Call a factory with keyword parameters validated against its signature and type hints;
     a ConfigError names the component, its plugin and every mistake."""
-    factory = registration.factory
-    label = f"{registration.kind} {registration.name!r} (plugin {registration.plugin!r})"
+    factory = registration.resolve()
+    label = registration.label
     model = _parameters_model(factory)
     params = _prepare_parameters(params, model, label)
     if model is not None:

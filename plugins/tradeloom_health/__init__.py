@@ -2,27 +2,23 @@
 endpoints, ``tradeloom health URL`` and JSON logging.
 
 Registered through the ``tradeloom`` entry point ``health`` (module
-:mod:`tradeloom_health.plugin`). See docs/monitoring.md.
+:mod:`tradeloom_health.plugin`). See docs/monitoring.md. The names below are imported when
+first used: a run without monitoring does not import the metrics library or the server.
 """
 
-from tradeloom_health.checks import (
-    ConsumerLag,
-    MarketDataFreshness,
-    PersistenceErrors,
-    ReconnectionExhausted,
-)
-from tradeloom_health.logs import JsonFormatter, event_fields, install_json_logging
-from tradeloom_health.metrics import PipelineMetrics
-from tradeloom_health.server import MonitoringServer
+from tradeloom.lazy import lazy_exports
 
-__all__ = [
-    "ConsumerLag",
-    "JsonFormatter",
-    "MarketDataFreshness",
-    "MonitoringServer",
-    "PersistenceErrors",
-    "PipelineMetrics",
-    "ReconnectionExhausted",
-    "event_fields",
-    "install_json_logging",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ConsumerLag": "tradeloom_health.checks",
+        "JsonFormatter": "tradeloom_health.logs",
+        "MarketDataFreshness": "tradeloom_health.checks",
+        "MonitoringServer": "tradeloom_health.server",
+        "PersistenceErrors": "tradeloom_health.checks",
+        "PipelineMetrics": "tradeloom_health.metrics",
+        "ReconnectionExhausted": "tradeloom_health.checks",
+        "event_fields": "tradeloom_health.logs",
+        "install_json_logging": "tradeloom_health.logs",
+    },
+)

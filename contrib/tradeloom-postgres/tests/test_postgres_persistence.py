@@ -17,6 +17,7 @@ from psycopg import sql
 from pydantic import SecretStr
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
+from tradeloom.plugins import PluginManager
 from tradeloom.testing.persistence import (
     PersistenceConformance,
     assert_exactly_equal,
@@ -81,7 +82,12 @@ def store(postgres_server: PostgresServer, schema: str) -> Iterator[PostgresPers
 
 
 def test_plugin_registers_postgres() -> None:
-    assert plugin.tradeloom_register_persistence() == {"postgres": PostgresPersistence}
+    # Registered by reference, imported only when a postgres persistence is built.
+    assert plugin.tradeloom_register_persistence() == {
+        "postgres": "tradeloom_postgres.persistence:PostgresPersistence"
+    }
+    manager = PluginManager().load()
+    assert manager.factory("persistence", "postgres").resolve() is PostgresPersistence
     entry_points = importlib.metadata.entry_points(group="tradeloom", name="postgres")
     assert [ep.value for ep in entry_points] == ["tradeloom_postgres.plugin"]
 

@@ -1,22 +1,21 @@
-"""tradeloom feed plugin for the Zerodha Kite Connect WebSocket ticker."""
+"""tradeloom feed plugin for the Zerodha Kite Connect WebSocket ticker.
 
-from __future__ import annotations
+The names below are imported when first used, so loading the plugin (which every tradeloom
+process does) does not import the feed and its WebSocket client.
+"""
 
-from tradeloom_kite.feed import (
-    KiteAuthenticationError,
-    KiteConnectionError,
-    KiteFeed,
-    KiteFeedParams,
+from tradeloom.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "KiteAuthenticationError": "tradeloom_kite.feed",
+        "KiteConnectionError": "tradeloom_kite.feed",
+        "KiteFeed": "tradeloom_kite.feed",
+        "KiteFeedParams": "tradeloom_kite.feed",
+        "KitePacket": "tradeloom_kite.packets",
+        "PacketError": "tradeloom_kite.packets",
+        "ParsedMessage": "tradeloom_kite.packets",
+        "parse_message": "tradeloom_kite.packets",
+    },
 )
-from tradeloom_kite.packets import KitePacket, PacketError, ParsedMessage, parse_message
-
-__all__ = [
-    "KiteAuthenticationError",
-    "KiteConnectionError",
-    "KiteFeed",
-    "KiteFeedParams",
-    "KitePacket",
-    "PacketError",
-    "ParsedMessage",
-    "parse_message",
-]

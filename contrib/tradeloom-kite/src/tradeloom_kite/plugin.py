@@ -7,9 +7,7 @@ from typing import Any
 
 from tradeloom import hookimpl
 
-from tradeloom_kite.feed import KiteFeed
-
 
 @hookimpl
 def tradeloom_register_feeds() -> Mapping[str, Any]:
-    return {"kite": KiteFeed}
+    return {"kite": "tradeloom_kite.feed:KiteFeed"}

@@ -7,9 +7,7 @@ from typing import Any
 
 from tradeloom import hookimpl
 
-from tradeloom_postgres.persistence import PostgresPersistence
-
 
 @hookimpl
 def tradeloom_register_persistence() -> Mapping[str, Any]:
-    return {"postgres": PostgresPersistence}
+    return {"postgres": "tradeloom_postgres.persistence:PostgresPersistence"}
