@@ -49,17 +49,24 @@ _SAMPLE_VALUES: dict[str, Any] = {
 def _direct_builder(
     cls: type[E], row_fields: Sequence[str], fields_set: frozenset[str]
 ) -> RowBuilder[E]:
-    # The instance dict written out in the model's field order (model_dump keeps that order).
-    given = {"event_id", *row_fields}
-    items = [
-        f"{name!r}: {name}" if name in given else f"{name!r}: _default_{name}"
-        for name in cls.model_fields
-    ]
+    # A copy of a template of the instance dict, in the model's field order (model_dump
+    # keeps that order), with the given fields set: a row leaves the others None, which is
+    # what the template holds for them (their defaults).
+    template = {name: info.default for name, info in cls.model_fields.items()}
+    if any(template[name] is not None for name in row_fields if name not in fields_set):
+        raise ValueError("a field a row leaves out must default to None")
+    assignments = "".join(
+        f"    data[{name!r}] = row[{index}]\n"
+        for index, name in enumerate(row_fields)
+        if name in fields_set
+    )
     source = (
         "def build(event_id, row):\n"
-        f"    {', '.join(row_fields)}, = row\n"
+        "    data = template.copy()\n"
+        "    data['event_id'] = event_id\n"
+        f"{assignments}"
         "    event = new(cls)\n"
-        f"    set_dict(event, {{{', '.join(items)}}})\n"
+        "    set_dict(event, data)\n"
         "    set_fields(event, set(fields_set))\n"
         "    set_extra(event, None)\n"
         "    set_private(event, None)\n"
@@ -68,13 +75,9 @@ def _direct_builder(
     namespace: dict[str, Any] = {
         "new": cls.__new__,
         "cls": cls,
+        "template": template,
         "fields_set": fields_set,
         **MODEL_SLOT_SETTERS,
-        **{
-            f"_default_{name}": info.default
-            for name, info in cls.model_fields.items()
-            if name not in given
-        },
     }
     exec(compile(source, f"<row builder of {cls.__name__}>", "exec"), namespace)
     return cast(RowBuilder[E], namespace["build"])
@@ -94,7 +97,10 @@ def row_builder(cls: type[E], row_fields: Sequence[str], fields: frozenset[str])
         values = dict(zip(row_fields, row, strict=True))
         return cls(event_id=event_id, **{k: v for k, v in values.items() if k in fields_set})
 
-    build = _direct_builder(cls, row_fields, fields_set)
+    try:
+        build = _direct_builder(cls, row_fields, fields_set)
+    except ValueError:
+        return validate
     sample = tuple(
         (_SAMPLE_END if name == "ts" else _SAMPLE_VALUES[name]) if name in fields_set else None
         for name in row_fields
