@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from tradeloom import Strategy, hookimpl
-from tradeloom.components import Executor
+from tradeloom.components import Executor, Feed, FeedContext
 from tradeloom.errors import StageError
 from tradeloom.events import Event, MarketTick
 from tradeloom.runtime.pipeline import Pipeline
@@ -237,3 +237,23 @@ def test_a_handler_subscribed_when_the_run_starts_gets_every_event() -> None:
         "signals": len(result.fills),
     }
     assert outcome(pipeline, result) == outcome(*run())
+
+
+class ListFeed(Feed):
+    """A feed whose events() returns a list, not an iterator."""
+
+    def __init__(self, events: list[MarketTick]) -> None:
+        self.events_given = events
+
+    def events(self, ctx: FeedContext) -> list[MarketTick]:  # type: ignore[override]
+        return self.events_given
+
+
+def test_a_feed_may_return_any_iterable() -> None:
+    settings = Settings(executor={"name": "paper", "params": {"fill_at": "next"}})
+    events = ticks("X", PRICES[:3000])
+    pipeline = Pipeline(settings, feed=ListFeed(events), strategies={"alt": Alternate()})
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 3000
+    assert result.first_event_time == events[0].ts and result.last_event_time == events[-1].ts
+    assert pipeline.status.stages["strategy"].events_in == 3000 + len(result.fills)

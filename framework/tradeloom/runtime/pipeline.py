@@ -27,12 +27,13 @@ from tradeloom.components import (
     Validator,
     advance_ids_past,
 )
-from tradeloom.errors import ConfigError, TradeloomError
+from tradeloom.errors import ConfigError
 from tradeloom.events import HealthReport, MarketEvent
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock, WallClock
 from tradeloom.runtime.dead_letter_file import DeadLetterFile
+from tradeloom.runtime.delivery import BlockDelivery, block_delivery
 from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
@@ -174,6 +175,7 @@ class Pipeline:
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
         self._freezing = False
+        self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
     # -- assembly ------------------------------------------------------------------------
 
@@ -475,6 +477,11 @@ class Pipeline:
                         break
             self._feed_wait = None
         else:
+            source = iter(source)  # a feed may return any iterable
+            first = next(source, None)
+            if first is not None:
+                result.first_event_time = first.ts
+                source = itertools.chain((first,), source)
             while True:
                 block = itertools.islice(source, _YIELD_EVERY)
                 direct = self._direct_market_route()
@@ -522,8 +529,6 @@ class Pipeline:
             ts = event.ts
             advance(ts)
             last_times[event.instrument] = ts
-            if count == 0 and self.result.first_event_time is None:
-                self.result.first_event_time = ts
             publish(market, event, event.instrument)
             count += 1
         return count
@@ -533,35 +538,13 @@ class Pipeline:
     ) -> int:
         """What publish() would do for each event, minus a handler layer per stage; each
         stage's ``events_in`` is counted once for the block."""
-        clock = self.clock
-        simulated = type(clock) is SimulatedClock  # moved here, without a call per event
-        advance = clock.advance
-        last_times = self.status.last_market_time
-        methods = [method for _, method in route]
-        count = 0
-        try:
-            for event in events:
-                ts = event.ts
-                if not simulated:
-                    advance(ts)
-                elif ts > clock._now:  # type: ignore[union-attr]
-                    clock._now = ts  # type: ignore[union-attr]
-                last_times[event.instrument] = ts
-                if count == 0 and self.result.first_event_time is None:
-                    self.result.first_event_time = ts
-                count += 1
-                try:
-                    for method in methods:
-                        method(event)
-                except TradeloomError:
-                    raise
-                except Exception as exc:
-                    stage = route[methods.index(method)][0]
-                    raise stage.failed(event, exc) from exc
-        finally:
-            for stage, _ in route:
-                stage.counters.events_in += count
-        return count
+        key = tuple(id(stage) for stage, _ in route)
+        deliver = self._deliveries.get(key)
+        if deliver is None:
+            deliver = self._deliveries[key] = block_delivery(
+                route, self.clock, self.status.last_market_time
+            )
+        return deliver(events)
 
     def _count_market(self, count: int) -> None:
         self.status.market_events = self.result.market_events = count
