@@ -121,8 +121,8 @@ def block_of(rows: list[list[str]], as_text: bool = False) -> RowBlock:
     return RowBlock(rows, range(len(rows)))
 
 
-def row_by_row(rows: list[list[str]], **kwargs: str) -> list[object]:
-    one = parser(**kwargs)
+def parse_each(one: RowParser, rows: list[list[str]]) -> list[object]:
+    """Each row through the row parser: its result, or "bad: reason"."""
     out: list[object] = []
     for row in rows:
         try:
@@ -130,6 +130,10 @@ def row_by_row(rows: list[list[str]], **kwargs: str) -> list[object]:
         except BadRow as exc:
             out.append(f"bad: {exc}")
     return out
+
+
+def row_by_row(rows: list[list[str]], **kwargs: str) -> list[object]:
+    return parse_each(parser(**kwargs), rows)
 
 
 GOOD_BLOCKS = {
@@ -194,12 +198,7 @@ def test_a_block_with_a_bad_row_is_left_to_the_row_parser(name: str) -> None:
     one = parser()
     assert one.parse_block(block_of(rows)) is None
     # Nothing was remembered from the refused block: the row path still sees every row.
-    results = []
-    for row in rows:
-        try:
-            results.append(one.parse(row))
-        except BadRow as exc:
-            results.append(f"bad: {exc}")
+    results = parse_each(one, rows)
     assert results == row_by_row(rows)
     assert isinstance(results[2], str) and results[2].startswith("bad: ")
 
@@ -286,14 +285,7 @@ def bar_parser(
 
 
 def bars_row_by_row(rows: list[list[str]], **kwargs: object) -> list[object]:
-    one = bar_parser(**kwargs)  # type: ignore[arg-type]
-    out: list[object] = []
-    for row in rows:
-        try:
-            out.append(one.parse(row))
-        except BadRow as exc:
-            out.append(f"bad: {exc}")
-    return out
+    return parse_each(bar_parser(**kwargs), rows)  # type: ignore[arg-type]
 
 
 GOOD_BARS = [
@@ -362,11 +354,6 @@ def test_a_bar_block_with_a_bad_row_is_left_to_the_row_parser(name: str) -> None
     rows = [*GOOD_BARS[:2], BAD_BARS[name]]
     one = bar_parser()
     assert one.parse_block(block_of(rows)) is None
-    results = []
-    for row in rows:
-        try:
-            results.append(one.parse(row))
-        except BadRow as exc:
-            results.append(f"bad: {exc}")
+    results = parse_each(one, rows)
     assert results == bars_row_by_row(rows)
     assert isinstance(results[2], str)
