@@ -1,4 +1,4 @@
-"""The ``replay`` feed: market data from CSV (or Parquet) files, streamed row by row."""
+"""The ``replay`` feed: market data from CSV (or Parquet) files, streamed a block at a time."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class ReplayFeed(Feed):
     """Replays market data files as :class:`~tradeloom.events.Bar` or
     :class:`~tradeloom.events.MarketTick` events, in time order.
 
-    Files are streamed one row at a time, so their size does not matter. Several files are
+    Files are streamed a block at a time, so their size does not matter. Several files are
     merged by timestamp (ties keep the order the files were given in). A bar's ``ts`` is its
     ``end``, the moment it is complete, so a backtest never sees a bar before it could have.
 
