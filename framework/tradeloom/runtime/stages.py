@@ -130,11 +130,7 @@ class Stage:
         if self._observer is not None:
             self._observer(self.role, "out", event)
         route = self.direct_routes.get(topic)
-        if (
-            route is None
-            or len(route.subscribers) != route.count
-            or self.services.status.stage_observer is not None
-        ):
+        if route is None or not route.valid() or self.services.status.stage_observer is not None:
             self.transport.publish(topic, event, key)
             return
         # What the transport would do, without its handler layer (see Pipeline.direct_route).
