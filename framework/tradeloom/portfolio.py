@@ -15,6 +15,27 @@ from tradeloom.events import Fill, PortfolioSnapshot, Position, Side
 ZERO = Decimal(0)
 
 
+HeldTerms = list[tuple[str, Decimal, Decimal]]
+EquityTerms = list[tuple[Decimal, HeldTerms]]
+
+
+def holdings_value(cash: Decimal, held: HeldTerms, marks: Mapping[str, Decimal]) -> Decimal:
+    """A portfolio's equity: cash plus each holding at its latest price (``marks``), or, without
+    one, at its last fill price, or its average price."""
+    value = cash
+    for instrument, quantity, unmarked in held:
+        value += quantity * marks.get(instrument, unmarked)
+    return value
+
+
+def book_value(terms: EquityTerms, marks: Mapping[str, Decimal]) -> Decimal:
+    """The equity of every portfolio together (a book's :meth:`PortfolioBook.equity`)."""
+    total = ZERO
+    for cash, held in terms:
+        total += holdings_value(cash, held, marks)
+    return total
+
+
 class Holding:
     """A mutable position. ``quantity`` is signed; ``average_price`` is that of the open part."""
 
@@ -118,13 +139,21 @@ class Portfolio:
         holding = self.holdings.get(instrument)
         return holding.quantity if holding is not None else ZERO
 
+    def held_terms(self) -> HeldTerms:
+        """``(instrument, quantity, price without a mark)`` of each non-zero holding, in order:
+        all :func:`holdings_value` needs besides cash and the latest prices."""
+        return [
+            (
+                instrument,
+                holding.quantity,
+                holding.last_price if holding.last_price is not None else holding.average_price,
+            )
+            for instrument, holding in self.holdings.items()
+            if holding.quantity
+        ]
+
     def equity(self, marks: Mapping[str, Decimal]) -> Decimal:
-        value = self.cash
-        for instrument, holding in self.holdings.items():
-            if holding.quantity:
-                mark = marks.get(instrument, holding.last_price)
-                value += holding.quantity * (mark if mark is not None else holding.average_price)
-        return value
+        return holdings_value(self.cash, self.held_terms(), marks)
 
     def realized_pnl(self) -> Decimal:
         return sum((h.realized_pnl for h in self.holdings.values()), ZERO)
@@ -195,12 +224,13 @@ class PortfolioBook:
     def mark(self, instrument: str, price: Decimal) -> None:
         self.marks[instrument] = price
 
+    def equity_terms(self) -> EquityTerms:
+        """Cash and held terms of every portfolio: what :func:`book_value` needs besides the
+        latest prices. Valid until the next fill."""
+        return [(portfolio.cash, portfolio.held_terms()) for portfolio in self.portfolios.values()]
+
     def equity(self) -> Decimal:
-        marks = self.marks
-        total = ZERO
-        for portfolio in self.portfolios.values():
-            total += portfolio.equity(marks)
-        return total
+        return book_value(self.equity_terms(), self.marks)
 
     def held_instruments(self) -> frozenset[str]:
         """Instruments some portfolio holds a non-zero quantity of."""

@@ -11,7 +11,7 @@ import pytest
 import uuid6
 
 from tradeloom.events import Fill, MarketTick, Side
-from tradeloom.portfolio import PortfolioBook
+from tradeloom.portfolio import ZERO, Holding, PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
@@ -166,3 +166,36 @@ def test_run_result_repr_counts_instead_of_listing_every_fill() -> None:
     text = repr(result)
     assert f"fills={result.trade_count}" in text
     assert "Fill(" not in text and len(text) < 200
+
+
+def _plain_portfolio(book: PortfolioBook, pid: str) -> Decimal:
+    """A portfolio's equity the obvious way: cash plus every non-zero holding at its mark,
+    else its last fill price, else its average price."""
+    portfolio = book.portfolios[pid]
+    value = portfolio.cash
+    for instrument, holding in portfolio.holdings.items():
+        if holding.quantity:
+            mark = book.marks.get(instrument, holding.last_price)
+            value += holding.quantity * (mark if mark is not None else holding.average_price)
+    return value
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_equity_from_terms_is_the_plain_sum_digit_for_digit(seed: int) -> None:
+    rng = random.Random(seed)
+    book = PortfolioBook(Decimal("1E+4"))
+    for pid in ("p1", "p2", "p3"):
+        portfolio = book.portfolio(pid)
+        portfolio.cash = Decimal(rng.choice(["10000", "9999.5", "1.2E+4", "0.001"]))
+        for instrument in "ABCD":
+            quantity = Decimal(rng.choice(["0", "1", "-2", "0.25", "1E+1"]))
+            last = rng.choice([None, Decimal("10.10"), Decimal("9.9")])
+            portfolio.holdings[instrument] = Holding(quantity, Decimal("10.005"), ZERO, last)
+    for instrument in rng.sample("ABCD", 2):  # some instruments have no price yet
+        book.marks[instrument] = Decimal(rng.choice(["10", "10.25", "1.1E+1"]))
+    plain = Decimal(0)
+    for pid, portfolio in book.portfolios.items():
+        value = _plain_portfolio(book, pid)
+        assert str(portfolio.equity(book.marks)) == str(value)  # same value, same exponent
+        plain += value
+    assert str(book.equity()) == str(plain)

@@ -13,7 +13,7 @@ import anyio
 from tradeloom.awaitables import maybe_await
 from tradeloom.components import Persistence
 from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
-from tradeloom.portfolio import PortfolioBook
+from tradeloom.portfolio import EquityTerms, PortfolioBook, book_value
 from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import Stage, StageServices
 from tradeloom.runtime.transport import Topics
@@ -54,6 +54,8 @@ class PortfolioStage(Stage):
         # holds, so it is recomputed only then (None: recompute at the next market event).
         self._equity: Decimal | None = None
         self._held: frozenset[str] = frozenset()
+        self._terms: EquityTerms = []
+        self._add_point = result.equity_curve.add
         self.blocking_io_in_thread = blocking_io_in_thread
         self._journal_lock = anyio.Lock()
         self._checkpoint_lock = anyio.Lock()
@@ -67,18 +69,21 @@ class PortfolioStage(Stage):
 
     def on_market(self, event: Bar | MarketTick) -> None:
         instrument = event.instrument
-        self.book.marks[instrument] = event.price
+        marks = self.book.marks
+        marks[instrument] = event.price
         if self.record_equity:
             equity = self._equity
-            if equity is None or instrument in self._held:
-                equity = self._current_equity()
-            self.result.equity_curve.add(event.ts, equity)
+            if equity is None:
+                equity = self._equity_after_fills()
+            elif instrument in self._held:
+                equity = self._equity = book_value(self._terms, marks)
+            self._add_point(event.ts, equity)
 
-    def _current_equity(self) -> Decimal:
+    def _equity_after_fills(self) -> Decimal:
         book = self.book
-        if self._equity is None:
-            self._held = book.held_instruments()
-        equity = self._equity = book.equity()
+        self._held = book.held_instruments()
+        self._terms = book.equity_terms()  # the same until the next fill
+        equity = self._equity = book_value(self._terms, book.marks)
         return equity
 
     def on_fill(self, fill: Fill) -> None:
