@@ -232,15 +232,6 @@ class PortfolioBook:
     def equity(self) -> Decimal:
         return book_value(self.equity_terms(), self.marks)
 
-    def held_instruments(self) -> frozenset[str]:
-        """Instruments some portfolio holds a non-zero quantity of."""
-        return frozenset(
-            instrument
-            for portfolio in self.portfolios.values()
-            for instrument, holding in portfolio.holdings.items()
-            if holding.quantity
-        )
-
     # -- recovery and saving --------------------------------------------------------------
 
     def restore(self, snapshots: Mapping[str, PortfolioSnapshot], fills: Iterable[Fill]) -> int:

@@ -81,8 +81,8 @@ class PortfolioStage(Stage):
 
     def _equity_after_fills(self) -> Decimal:
         book = self.book
-        self._held = book.held_instruments()
         self._terms = book.equity_terms()  # the same until the next fill
+        self._held = frozenset(instrument for _, held in self._terms for instrument, _, _ in held)
         equity = self._equity = book_value(self._terms, book.marks)
         return equity
 
