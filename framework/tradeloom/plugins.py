@@ -92,6 +92,8 @@ class Registration:
         module_name, _, attribute = self.factory.partition(":")
         try:
             module = importlib.import_module(module_name)
+        except PluginError:
+            raise  # the module explains itself (a missing extra, say)
         except Exception as exc:
             raise PluginError(
                 f"{self.label}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
@@ -201,6 +203,8 @@ class PluginManager:
             return
         try:
             module = importlib.import_module(module_name)
+        except PluginError:
+            raise  # the module explains itself (a missing extra, say)
         except Exception as exc:
             info.error = _describe_import_error(exc)
             return
