@@ -27,33 +27,45 @@ class EquityCurve:
         self._stride = 1
         self._count = 0
         self._next_point = 0  # the count of the next point kept: the next multiple of stride
-        self.last: tuple[datetime, Decimal] | None = None
+        # The latest point, kept as two fields: no tuple is built per call.
+        self._last_ts: datetime | None = None
+        self._last_equity: Decimal | None = None
         self.peak: Decimal | None = None
         self._trough = ZERO  # the lowest equity since the peak
         self.max_drawdown = ZERO  # a fraction of the peak
 
+    @property
+    def last(self) -> tuple[datetime, Decimal] | None:
+        """The latest point added (kept even when the stored curve thinned it out)."""
+        if self._last_ts is None or self._last_equity is None:
+            return None
+        return (self._last_ts, self._last_equity)
+
     def add(self, ts: datetime, equity: Decimal) -> None:
-        last = self.last
-        # Called for every market event, and equity mostly stays as it was: the same value as
-        # the point before cannot make a new peak or a deeper drawdown.
-        if last is None or equity != last[1]:
-            peak = self.peak
-            if peak is None or equity > peak:
-                self.peak = self._trough = equity
-            elif equity < self._trough:
-                # The deepest drawdown from a peak is at the lowest equity after it, so the
-                # division is needed only at a new low (not at every other change).
-                self._trough = equity
-                if peak > 0:
-                    drawdown = (peak - equity) / peak
-                    if drawdown > self.max_drawdown:
-                        self.max_drawdown = drawdown
-        self.last = point = (ts, equity)
+        # Called for every market event, and equity mostly stays as it was (mostly the very
+        # same object): the same value as the point before cannot make a new peak or a
+        # deeper drawdown.
+        last_equity = self._last_equity
+        if equity is not last_equity:
+            self._last_equity = equity
+            if last_equity is None or equity != last_equity:
+                peak = self.peak
+                if peak is None or equity > peak:
+                    self.peak = self._trough = equity
+                elif equity < self._trough:
+                    # The deepest drawdown from a peak is at the lowest equity after it, so the
+                    # division is needed only at a new low (not at every other change).
+                    self._trough = equity
+                    if peak > 0:
+                        drawdown = (peak - equity) / peak
+                        if drawdown > self.max_drawdown:
+                            self.max_drawdown = drawdown
+        self._last_ts = ts
         count = self._count
         self._count = count + 1
         if count == self._next_point:
             points = self.points
-            points.append(point)
+            points.append((ts, equity))
             if len(points) > self.max_points:
                 self.points = points[::2]
                 self._stride *= 2
