@@ -63,7 +63,11 @@ class MemoryPersistence(Persistence):
 
     def record_fills(self, fills: Sequence[Fill]) -> None:
         self._check_open()
-        encoded = [(str(fill.order_id), fill.strategy_id, fill.model_dump_json()) for fill in fills]
+        # The model's serializer, as model_dump_json() calls it, without its per-call wrapper.
+        encoded = [
+            (str(f.order_id), f.strategy_id, f.__pydantic_serializer__.to_json(f).decode())
+            for f in fills
+        ]
         with self.store.lock:
             for order_id, portfolio_id, data in encoded:
                 if order_id not in self.store.order_ids:
