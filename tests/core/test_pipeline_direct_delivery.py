@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -19,11 +20,13 @@ from tradeloom import Strategy, hookimpl
 from tradeloom.components import Executor, Feed, FeedContext
 from tradeloom.errors import StageError
 from tradeloom.events import Event, MarketTick
+from tradeloom.runtime.clock import SimulatedClock
+from tradeloom.runtime.delivery import block_delivery
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.transport import Handler
 from tradeloom.settings import Settings
 from tradeloom.strategy import StrategyContext
-from tradeloom.testing import ticks
+from tradeloom.testing import bars, merge, ticks
 from tradeloom_memory.transport import MemoryTransport
 
 PRICES = [Decimal(100) + Decimal((i * 37) % 23 - 11) / 4 for i in range(5000)]
@@ -257,3 +260,47 @@ def test_a_feed_may_return_any_iterable() -> None:
     assert result.market_events == 3000
     assert result.first_event_time == events[0].ts and result.last_event_time == events[-1].ts
     assert pipeline.status.stages["strategy"].events_in == 3000 + len(result.fills)
+
+
+class PricedStage:
+    """What block_delivery needs of a stage, with a market method that takes the price."""
+
+    def __init__(self) -> None:
+        self.counters = SimpleNamespace(events_in=0)
+        self.calls: list[tuple[str, Any, Any]] = []
+
+    def priced_market_method(self) -> Any:
+        return self.on_market_at
+
+    def on_market(self, event: Any) -> None:
+        self.on_market_at(event, event.price)
+
+    def on_market_at(self, event: Any, price: Decimal) -> None:
+        self.calls.append(("priced", event, price))
+
+    def failed(self, event: Any, exc: Exception) -> StageError:
+        return StageError(f"failed on {event.event_id}: {exc}")
+
+
+class OverridingStage(PricedStage):
+    def on_market(self, event: Any) -> None:
+        self.calls.append(("own", event, None))
+
+
+def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> None:
+    events = merge(ticks("X", [Decimal("10.5"), Decimal(11)]), bars("Y", ["12.25"]))
+    priced, overriding, replaced = PricedStage(), OverridingStage(), PricedStage()
+    replaced_calls: list[Any] = []
+    replaced.on_market = replaced_calls.append  # type: ignore[method-assign]
+    targets: list[tuple[Any, Any]] = [
+        (priced, priced.on_market),
+        (overriding, overriding.on_market),
+        (replaced, replaced.on_market),
+    ]
+    deliver = block_delivery(targets, SimulatedClock(), {})
+    assert deliver(events) == 3
+    assert priced.calls == [("priced", event, event.price) for event in events]
+    assert [price for _, _, price in priced.calls] == [Decimal("10.5"), Decimal(11), Decimal("12.25")]
+    assert overriding.calls == [("own", event, None) for event in events]
+    assert replaced_calls == events and replaced.calls == []
+    assert priced.counters.events_in == overriding.counters.events_in == 3

@@ -40,12 +40,17 @@ def block_delivery(
         "last_times": last_times,
     }
     calls = []
+    priced = False
     for index, (stage, method) in enumerate(targets):
         namespace[f"stage_{index}"] = stage
-        namespace[f"method_{index}"] = method
+        # The price is read once for the stages whose market method can take it.
+        priced_method = stage.priced_market_method() if _is_own(stage, method) else None
+        namespace[f"method_{index}"] = priced_method or method
+        priced = priced or priced_method is not None
+        arguments = "event, price" if priced_method is not None else "event"
         calls.append(
             "            try:\n"
-            f"                method_{index}(event)\n"
+            f"                method_{index}({arguments})\n"
             "            except TradeloomError:\n"
             "                raise\n"
             "            except Exception as exc:\n"
@@ -66,6 +71,7 @@ def block_delivery(
         "    try:\n"
         "        for event in events:\n"
         "            ts = event.ts\n"
+        f"            {'price = event.price' if priced else 'pass'}\n"
         f"            {move}\n"
         "            last_times[event.instrument] = ts\n"
         "            count += 1\n"
@@ -77,3 +83,13 @@ def block_delivery(
     exec(compile(source, "<market delivery>", "exec"), namespace)
     deliver: BlockDelivery = namespace["deliver"]
     return deliver
+
+
+def _is_own(stage: Stage, method: Callable[[Any], None]) -> bool:
+    # The route's method is the very on_market that the stage's priced method stands for (of
+    # the class that defines priced_market_method): not one overridden in a subclass, nor
+    # replaced on the instance, which are called as they are.
+    owner = next(c for c in type(stage).__mro__ if "priced_market_method" in vars(c))
+    return getattr(method, "__self__", None) is stage and getattr(method, "__func__", None) is vars(
+        owner
+    ).get("on_market")

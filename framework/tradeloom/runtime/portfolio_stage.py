@@ -68,9 +68,15 @@ class PortfolioStage(Stage):
         }
 
     def on_market(self, event: Bar | MarketTick) -> None:
+        self.on_market_at(event, event.price)
+
+    def priced_market_method(self) -> Callable[[Any, Decimal], None]:
+        return self.on_market_at
+
+    def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
         instrument = event.instrument
         marks = self.book.marks
-        marks[instrument] = event.price
+        marks[instrument] = price
         if self.record_equity:
             equity = self._equity
             if equity is None:

@@ -125,6 +125,13 @@ class Stage:
         """The method handling each topic of ``topics``."""
         raise NotImplementedError
 
+    def priced_market_method(self) -> Callable[[Any, Decimal], None] | None:
+        """The market method taking the event's price as well, ``method(event, event.price)``,
+        doing what the market route does; None when the stage has none. Delivery in one
+        process reads the price once for every stage that has one (``price`` is a property,
+        which costs a Python call per read)."""
+        return None
+
     def publish(self, topic: str, event: Event, key: str | None) -> None:
         self.counters.events_out += 1
         if self._observer is not None:
@@ -214,8 +221,14 @@ class StrategyStage(Stage):
         return targets
 
     def on_market(self, event: Bar | MarketTick) -> None:
+        self.on_market_at(event, event.price)
+
+    def priced_market_method(self) -> Callable[[Any, Decimal], None]:
+        return self.on_market_at
+
+    def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
         instrument = event.instrument
-        self.book.marks[instrument] = event.price
+        self.book.marks[instrument] = price
         market_time = self.market_time
         ts = event.ts
         market_time.by_instrument[instrument] = ts
@@ -357,7 +370,13 @@ class RiskStage(Stage):
         }
 
     def on_market(self, event: Bar | MarketTick) -> None:
-        self.book.marks[event.instrument] = event.price
+        self.on_market_at(event, event.price)
+
+    def priced_market_method(self) -> Callable[[Any, Decimal], None]:
+        return self.on_market_at
+
+    def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
+        self.book.marks[event.instrument] = price
         if self.waiting.by_instrument:
             self.waiting.expire(self.services.clock.now())
             for signal in self.waiting.release(event.instrument):
