@@ -67,7 +67,14 @@ def test_equity_curve_keeps_the_same_points_peak_and_drawdown(seed: int) -> None
     assert curve.last == (ts, equity)
 
 
-def _fill(pid: str, instrument: str, side: Side, quantity: str, price: Decimal) -> Fill:
+def _fill(
+    pid: str,
+    instrument: str,
+    side: Side,
+    quantity: str,
+    price: Decimal,
+    commission: Decimal = Decimal("0.5"),
+) -> Fill:
     return Fill(
         event_id=uuid6.uuid7(),
         ts=T0,
@@ -78,12 +85,11 @@ def _fill(pid: str, instrument: str, side: Side, quantity: str, price: Decimal) 
         side=side,
         quantity=Decimal(quantity),
         price=price,
-        commission=Decimal("0.5"),
+        commission=commission,
     )
 
 
-def test_portfolio_stage_equity_equals_the_books_equity_after_every_event() -> None:
-    """The stage recomputes equity only after a fill or a price move of a held instrument."""
+def _portfolio_stage(book: PortfolioBook, result: RunResult) -> PortfolioStage:
     services = StageServices(
         transport=MemoryTransport(),
         ids=Uuid7Generator(),
@@ -91,11 +97,14 @@ def test_portfolio_stage_equity_equals_the_books_equity_after_every_event() -> N
         status=PipelineStatus(),
         logger=logging.getLogger("test"),
     )
+    return PortfolioStage(services, book, MemoryPersistence(), result, snapshot_interval_seconds=60)
+
+
+def test_portfolio_stage_equity_equals_the_books_equity_after_every_event() -> None:
+    """The stage recomputes equity only after a fill or a price move of a held instrument."""
     result = RunResult()
     book = PortfolioBook(Decimal(10_000))
-    stage = PortfolioStage(
-        services, book, MemoryPersistence(), result, snapshot_interval_seconds=60
-    )
+    stage = _portfolio_stage(book, result)
     rng = random.Random(3)
     prices = {"A": Decimal(100), "B": Decimal(50), "C": Decimal(20)}
     for i in range(3000):
@@ -200,3 +209,39 @@ def test_equity_from_terms_is_the_plain_sum_digit_for_digit(seed: int) -> None:
         assert str(portfolio.equity(book.marks)) == str(value)  # same value, same exponent
         plain += value
     assert str(book.equity()) == str(plain)
+
+
+# Prices, quantities and cash with positive exponents too: 0 + 9E+3 is 9000, not 9E+3.
+@pytest.mark.parametrize("cash", ["1E+4", "10000", "0.00", "-2.5E+2"])
+def test_one_portfolio_holding_one_instrument_gets_the_books_equity_digit_for_digit(
+    cash: str,
+) -> None:
+    """The stage's shortcut for a single holding: the same value and the same exponent."""
+    result = RunResult()
+    book = PortfolioBook(Decimal(cash))
+    stage = _portfolio_stage(book, result)
+    rng = random.Random(cash)
+    spellings = ["1E+2", "2E+2", "1.5E+2", "150", "149.99", "3E+1"]
+    shortcut_used = 0
+    for i in range(2000):
+        instrument = rng.choice("AAC")
+        price = Decimal(rng.choice(spellings))
+        tick = MarketTick(
+            event_id=uuid6.uuid7(),
+            ts=T0 + timedelta(seconds=i),
+            instrument=instrument,
+            last_price=price,
+        )
+        stage.on_market(tick)
+        shortcut_used += stage._only_holding is not None and instrument == "A"
+        recorded = result.equity_curve.last
+        assert recorded is not None
+        assert recorded[1].as_tuple() == book.equity().as_tuple()
+        if rng.random() < 0.05:  # only p1 trades, only A
+            held = book.portfolio("p1").position("A")
+            side = Side.SELL if held > 0 and rng.random() < 0.5 else Side.BUY
+            quantity = str(held) if side is Side.SELL else rng.choice(["1", "1E+1", "2.50"])
+            commission = Decimal(rng.choice(["0E+1", "0", "0.5"]))
+            fill_price = Decimal(rng.choice(spellings))
+            stage.on_fill(_fill("p1", "A", side, quantity, fill_price, commission))
+    assert shortcut_used > 500

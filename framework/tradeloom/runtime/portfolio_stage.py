@@ -18,6 +18,8 @@ from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import Stage, StageServices
 from tradeloom.runtime.transport import Topics
 
+ZERO = Decimal(0)
+
 
 class PortfolioStage(Stage):
     """Applies each fill once, journals it, and saves snapshots of changed portfolios.
@@ -55,6 +57,9 @@ class PortfolioStage(Stage):
         self._equity: Decimal | None = None
         self._held: frozenset[str] = frozenset()
         self._terms: EquityTerms = []
+        # (cash, quantity) when one portfolio holds one instrument: the common case, computed
+        # without book_value's calls.
+        self._only_holding: tuple[Decimal, Decimal] | None = None
         self._add_point = result.equity_curve.add
         self.blocking_io_in_thread = blocking_io_in_thread
         self._journal_lock = anyio.Lock()
@@ -82,13 +87,24 @@ class PortfolioStage(Stage):
             if equity is None:
                 equity = self._equity_after_fills()
             elif instrument in self._held:
-                equity = self._equity = book_value(self._terms, marks)
+                only = self._only_holding
+                if only is None:
+                    equity = self._equity = book_value(self._terms, marks)
+                else:
+                    # book_value() when one portfolio holds one instrument, this one: the same
+                    # operations in the same order, so the same value and exponent.
+                    cash, quantity = only
+                    equity = self._equity = ZERO + (cash + quantity * price)
             self._add_point(event.ts, equity)
 
     def _equity_after_fills(self) -> Decimal:
         book = self.book
         self._terms = book.equity_terms()  # the same until the next fill
         self._held = frozenset(instrument for _, held in self._terms for instrument, _, _ in held)
+        terms = self._terms
+        self._only_holding = (
+            (terms[0][0], terms[0][1][0][1]) if len(terms) == 1 and len(terms[0][1]) == 1 else None
+        )
         equity = self._equity = book_value(self._terms, book.marks)
         return equity
 
