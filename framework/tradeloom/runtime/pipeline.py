@@ -172,6 +172,7 @@ class Pipeline:
         path = settings.pipeline.dead_letter_file
         self.dead_letter_file = DeadLetterFile(path) if path else None
         self.portfolio_stage: PortfolioStage | None = None
+        self._portfolios_at_start: frozenset[str] = frozenset()
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
         self._freezing = False
@@ -281,6 +282,10 @@ class Pipeline:
             portfolio_book = await self._restored_book(snapshots, fills)
             for portfolio_id in self._portfolio_ids():
                 portfolio_book.portfolio(portfolio_id)  # equity counts from the first event
+            # The return is measured over the portfolios the final equity sums: every one in
+            # this book, restored ones too (a resumed run may not run all their strategies).
+            self.result.starting_equity = portfolio_book.equity()
+            self._portfolios_at_start = frozenset(portfolio_book.portfolios)
             self.portfolio_stage = PortfolioStage(
                 services,
                 portfolio_book,
@@ -312,13 +317,14 @@ class Pipeline:
                     strategy_book,
                 )
             )
-            self.result.starting_equity = sum(
-                (
-                    strategy_book.portfolio(sid).equity(strategy_book.marks)
-                    for sid in self.strategies
-                ),
-                Decimal(0),
-            )
+            if self.portfolio_stage is None:
+                self.result.starting_equity = sum(
+                    (
+                        strategy_book.portfolio(sid).equity(strategy_book.marks)
+                        for sid in self.strategies
+                    ),
+                    Decimal(0),
+                )
         self.transport.bind(
             codec=self.codec,
             on_dead_letter=self._on_dead_letter,
@@ -595,7 +601,16 @@ class Pipeline:
             await self.portfolio_stage.checkpoint()
             self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
+            self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
+
+    def _count_late_portfolios(self, book: PortfolioBook) -> None:
+        # A portfolio first seen during the run (a fill of a strategy run by another process)
+        # started from its starting cash: count that in the starting equity too, so the
+        # return compares the same portfolios at both ends.
+        for portfolio_id in self.result.snapshots:
+            if portfolio_id not in self._portfolios_at_start:
+                self.result.starting_equity += book.starting_cash(portfolio_id)
 
     async def _save_after_failure(self) -> None:
         """The run failed: still journal the fills already applied and save what changed, so a
