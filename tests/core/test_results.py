@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import uuid6
 
+import tradeloom
 from tradeloom.events import Fill, Side
-from tradeloom.runtime.results import RunResult
+from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult
 
 
 def fill(side: Side) -> Fill:
@@ -43,3 +45,34 @@ def test_a_backtest_result_keeps_every_fill() -> None:
     for _ in range(50):
         result.add_fill(fill(Side.BUY), Decimal(0), Decimal(1))
     assert len(result.fills) == 50 and result.round_trips == 0
+
+
+def test_bad_input_is_counted_beyond_the_dead_letters_kept(tmp_path: Path) -> None:
+    kept = MAX_DEAD_LETTERS_KEPT
+    lines = ["ts,price"]
+    for second in range(kept + 30):
+        hours, rest = divmod(second, 3600)
+        stamp = f"2024-01-02T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
+        lines.append(f"{stamp},{'oops' if second % 500 else '100.25'}")
+    data = tmp_path / "ticks.csv"
+    data.write_text("\n".join(lines) + "\n")
+    bad = sum(1 for second in range(kept + 30) if second % 500)
+    assert bad > kept
+    config = {
+        "feed": {
+            "name": "replay",
+            "params": {
+                "path": str(data),
+                "format": "custom",
+                "kind": "tick",
+                "instrument": "X",
+                "columns": {"ts": "ts", "last_price": "price"},
+            },
+        }
+    }
+    result = tradeloom.backtest(config, strategies={"idle": tradeloom.Strategy()})
+    assert result.dead_letter_count == bad
+    assert len(result.dead_letters) == kept
+    assert result.summary()["dead_letters"] == bad
+    assert f"bad input       {bad:,}" in result.format_summary()
+    assert f"dead_letters={bad}" in repr(result)

@@ -51,7 +51,6 @@ from tradeloom.settings import Settings
 from tradeloom.strategy import Strategy
 
 ROLES = ("feed", "strategy", "risk", "execution", "portfolio")
-MAX_DEAD_LETTERS_KEPT = 10_000
 LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (counts are complete)
 _YIELD_EVERY = 1024
 _FREEZE_EVERY = _YIELD_EVERY * 8
@@ -644,8 +643,7 @@ class Pipeline:
 
     def _on_dead_letter(self, letter: DeadLetter) -> None:
         self.status.dead_letters += 1
-        if len(self.result.dead_letters) < MAX_DEAD_LETTERS_KEPT:
-            self.result.dead_letters.append(letter)
+        self.result.add_dead_letter(letter)
         if self.dead_letter_file is not None:
             self.dead_letter_file.write(letter)
         self.logger.warning(

@@ -15,6 +15,8 @@ from tradeloom.components import DeadLetter
 from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 
 ZERO = Decimal(0)
+MAX_DEAD_LETTERS_KEPT = 10_000
+"""Dead letters a run result keeps (the first ones); its count is always complete."""
 
 
 class EquityCurve:
@@ -98,6 +100,9 @@ class RunResult:
     this many (live runs, so memory stays bounded). The counts below are always complete."""
     fill_count: int = 0
     rejection_count: int = 0
+    dead_letter_count: int = 0
+    """Bad input sent to the dead-letter destination; ``dead_letters`` keeps the first
+    :data:`MAX_DEAD_LETTERS_KEPT` of them."""
     round_trip_count: int = 0
     commission_total: Decimal = ZERO
 
@@ -110,6 +115,11 @@ class RunResult:
             self.round_trip_count += 1
         self.fills = self._kept(self.fills)
         self.fills.append(fill)
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        self.dead_letter_count += 1
+        if len(self.dead_letters) < MAX_DEAD_LETTERS_KEPT:
+            self.dead_letters.append(letter)
 
     def add_rejection(self, rejection: Rejection) -> None:
         self.rejection_count += 1
@@ -127,7 +137,7 @@ class RunResult:
         # would cost seconds.
         return (
             f"RunResult(market_events={self.market_events}, fills={len(self.fills)}, "
-            f"rejections={len(self.rejections)}, dead_letters={len(self.dead_letters)}, "
+            f"rejections={len(self.rejections)}, dead_letters={self.dead_letter_count}, "
             f"final_equity={self.final_equity}, wall_seconds={self.wall_seconds:.3f})"
         )
 
@@ -171,7 +181,7 @@ class RunResult:
             "round_trips": self.round_trips,
             "commission": str(self.commission),
             "rejections": self.rejection_count,
-            "dead_letters": len(self.dead_letters),
+            "dead_letters": self.dead_letter_count,
             "market_events": self.market_events,
             "first_event_time": self.first_event_time.isoformat()
             if self.first_event_time
