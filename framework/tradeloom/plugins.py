@@ -201,16 +201,19 @@ class PluginManager:
         if module_name in blocked:
             info.blocked = True
             return
+        dist = _distribution_of_module(module_name)  # found without importing: named on failure
+        if dist is not None:
+            info.distribution, info.version = dist
+        # Reported, never raised: a failing plugin does not take the listing (or the other
+        # plugins) down; a run that needs what it registers says it failed (factory()).
         try:
             module = importlib.import_module(module_name)
-        except PluginError:
-            raise  # the module explains itself (a missing extra, say)
+        except PluginError as exc:
+            info.error = str(exc)  # the module explains itself (a missing extra, say)
+            return
         except Exception as exc:
             info.error = _describe_import_error(exc)
             return
-        dist = _distribution_of_module(module_name)
-        if dist is not None:
-            info.distribution, info.version = dist
         self._register_reporting(module, info)
 
     def _register_reporting(self, plugin: Any, info: PluginInfo) -> None:

@@ -142,6 +142,28 @@ def test_modules_and_objects_can_be_registered_explicitly(site: Path) -> None:
     assert len(failed) == 1 and "ModuleNotFoundError" in (failed[0].error or "")
 
 
+def test_a_module_plugin_that_explains_its_failure_is_listed_not_raised(site: Path) -> None:
+    module = unique("needs_extra")
+    make_distribution(
+        site,
+        "needs-extra-dist",
+        {
+            module: "from tradeloom.errors import PluginError\n"
+            "raise PluginError(\"needs extra foo: pip install 'needs-extra-dist[foo]'\")\n"
+        },
+        {},
+        version="0.3.0",
+    )
+    manager = PluginManager().load(modules=[module])
+    info = {i.name: i for i in manager.plugin_list()}[module]
+    assert info.error == "needs extra foo: pip install 'needs-extra-dist[foo]'"
+    assert (info.distribution, info.version) == ("needs-extra-dist", "0.3.0")
+    assert manager.factory("executor", "paper").plugin == "paper"  # the others still load
+    with pytest.raises(ConfigError) as caught:
+        manager.factory("executor", "foo")
+    assert f"{module} (needs-extra-dist): needs extra foo" in str(caught.value)
+
+
 def test_a_plugin_with_an_invalid_hook_is_listed_as_failed_and_harms_nothing(site: Path) -> None:
     module = unique("badhook")
     make_distribution(
