@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    failed = _failed_modules(manager, modules)
+    if failed and args.command != "plugins":  # the listing shows them; nothing else may run
+        print(f"tradeloom: error: {failed}", file=sys.stderr)
+        return 2
     args.plugin_manager = manager
     args.blocked_plugins = blocked
     args.plugin_modules = modules
@@ -83,10 +88,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: Any = handler(args)
     except TradeloomError as exc:
         print(f"tradeloom: error: {exc}", file=sys.stderr)
+        _print_cause(exc, verbose=args.verbose > 0)
         return 1
     except KeyboardInterrupt:
         return 130
     return int(code or 0)
+
+
+def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
+    """Where a strategy's (or a plugin's) own exception was raised: the innermost frame, or
+    with ``-v`` the whole traceback."""
+    cause = exc.__cause__
+    if cause is None or cause.__traceback__ is None:
+        return
+    if verbose:
+        traceback.print_exception(cause, file=sys.stderr)
+        return
+    frame = traceback.extract_tb(cause.__traceback__)[-1]
+    print(
+        f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)",
+        file=sys.stderr,
+    )
+
+
+def _failed_modules(manager: PluginManager, modules: Sequence[str]) -> str:
+    """What went wrong with the modules asked for by ``-p MODULE`` ('' when nothing did)."""
+    infos = {info.name: info for info in manager.plugin_list()}
+    problems = [
+        f"plugin module {name!r} cannot be loaded: {infos[name].error}"
+        for name in modules
+        if name in infos and infos[name].error and not infos[name].blocked
+    ]
+    return "; ".join(problems)
 
 
 def print_json(data: Any) -> None:

@@ -191,7 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sole = sole_exception(group)
         if sole is None:
             raise
-        raise sole from None  # reported like any other error, not as a task-group traceback
+        # Reported like any other error, not as a task-group traceback; its cause kept.
+        raise sole from sole.__cause__
     if args.out:
         _report(result, Path(args.out), "Run")
     else:

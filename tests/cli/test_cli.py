@@ -245,3 +245,26 @@ def test_run_reports_a_failing_strategy_as_an_error_not_a_traceback(
     assert "tradeloom: error: strategy 'explode' raised on bar" in done.stderr
     assert "RuntimeError: kaboom" in done.stderr
     assert "Traceback" not in done.stderr and "Exception Group" not in done.stderr
+    # Where in the strategy: the line that raised, and the whole traceback with -v.
+    assert f"raised at {tmp_path / 'explode_on_bar.py'}:4 in on_bar" in done.stderr
+    verbose = tradeloom(
+        "-v", "run", "-c", str(config), cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}
+    )
+    assert verbose.returncode == 1
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert "raise RuntimeError('kaboom')" in verbose.stderr
+
+
+def test_a_plugin_module_that_cannot_be_loaded_stops_every_command_but_the_listing(
+    tmp_path: Path,
+) -> None:
+    done = tradeloom(
+        "-p", "no_such_plugin_module", "demo", "--out", str(tmp_path / "o"), cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "plugin module 'no_such_plugin_module' cannot be loaded: ModuleNotFoundError" in (
+        done.stderr
+    )
+    assert not (tmp_path / "o").exists()
+    listed = tradeloom("-p", "no_such_plugin_module", "plugins", cwd=tmp_path)
+    assert listed.returncode == 0 and "no_such_plugin_module" in listed.stdout

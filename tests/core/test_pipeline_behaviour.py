@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import traceback
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
+import tradeloom
 from tradeloom import Strategy
+from tradeloom.events import MarketTick
 from tradeloom.runtime.stages import StrategyError
+from tradeloom.strategy import StrategyContext
 from tradeloom.testing import bars, merge, run_strategy, ticks
 
 
@@ -384,3 +388,17 @@ def test_a_live_run_over_replayed_data_fills_like_the_backtest(tmp_path, shared_
     replayed = tradeloom.backtest(config("backtest.sqlite"))
     assert live.trade_count == replayed.trade_count == 195
     assert [f.price for f in live.fills] == [f.price for f in replayed.fills]
+
+
+def test_a_strategy_error_keeps_the_strategy_exception_as_its_cause() -> None:
+    class Dividing(Strategy):
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            tick.last_price / 0
+
+    with pytest.raises(StrategyError) as caught:
+        tradeloom.backtest(strategies={"div": Dividing()}, events=ticks("X", ["10"]))
+    cause = caught.value.__cause__
+    assert isinstance(cause, ArithmeticError)
+    assert cause.__traceback__ is not None
+    frames = traceback.extract_tb(cause.__traceback__)
+    assert frames[-1].name == "on_tick" and frames[-1].filename == __file__

@@ -394,7 +394,9 @@ class Pipeline:
             except BaseExceptionGroup as group:
                 sole = sole_exception(group)
                 if sole is not None:
-                    raise sole from None  # the one real error, not a task-group wrapper
+                    # The one real error, not a task-group wrapper, with its own cause (a
+                    # strategy's exception, say, and where in the strategy it was raised).
+                    raise sole from sole.__cause__
                 raise
             finally:
                 if frozen:
