@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import anyio
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
+from tradeloom.errors import ConfigError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
 from tradeloom.runtime.results import RunResult
@@ -104,6 +106,21 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
         close()
 
 
+def output_directory(path: str | Path) -> Path:
+    """The directory results go to, made now: a path that cannot be one is an error before
+    the run, not after it (when its state is already saved)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--out {out}: exists and is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the directory: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {out}: the directory is not writable")
+    return out
+
+
 def _report(result: RunResult, out: Path, title: str) -> None:
     written = result.write(out)
     print(title)
@@ -127,8 +144,7 @@ def demo_settings(out: Path) -> Settings:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(args.out)
     for stale in out.glob("demo.sqlite*"):
         stale.unlink()  # the demo always starts from an empty book
     settings = demo_settings(out)
@@ -142,8 +158,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    out = output_directory(args.out)
     result = _backtest(settings, args, progress=not args.no_progress and sys.stderr.isatty())
-    _report(result, Path(args.out), f"Backtest of {args.config}")
+    _report(result, out, f"Backtest of {args.config}")
     return _exit_code(result)
 
 
@@ -160,6 +177,7 @@ def _exit_code(result: RunResult) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    out = output_directory(args.out) if args.out else None
     pipeline = Pipeline(
         settings,
         manager=_manager_for(args, settings),
@@ -193,8 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         # Reported like any other error, not as a task-group traceback; its cause kept.
         raise sole from sole.__cause__
-    if args.out:
-        _report(result, Path(args.out), "Run")
+    if out is not None:
+        _report(result, out, "Run")
     else:
         print(result.format_summary())
     return _exit_code(result)

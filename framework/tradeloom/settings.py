@@ -227,6 +227,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle, parse_float=Decimal)
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path}: cannot read it: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 

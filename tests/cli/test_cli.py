@@ -268,3 +268,23 @@ def test_a_plugin_module_that_cannot_be_loaded_stops_every_command_but_the_listi
     assert not (tmp_path / "o").exists()
     listed = tradeloom("-p", "no_such_plugin_module", "plugins", cwd=tmp_path)
     assert listed.returncode == 0 and "no_such_plugin_module" in listed.stdout
+
+
+def test_an_output_path_that_cannot_be_a_directory_is_refused_before_the_run(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    (tmp_path / "taken").write_text("a file, not a directory\n")
+    done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "taken"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"--out {tmp_path / 'taken'}: exists and is not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "state.sqlite").exists()  # nothing ran, so a re-run is not refused
+    demo = tradeloom("demo", "--out", str(tmp_path / "taken" / "sub"), cwd=tmp_path)
+    assert demo.returncode == 1 and "cannot create the directory" in demo.stderr
+
+
+def test_a_directory_given_as_the_configuration_file(tmp_path: Path) -> None:
+    done = tradeloom("backtest", "-c", str(tmp_path), "--out", "o", cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"configuration file {tmp_path} is a directory, not a file" in done.stderr
