@@ -95,6 +95,8 @@ class DeadLetter:
     error_type: str
     raw: bytes
     ts: datetime
+    """When the input was refused (the replay feed: the wall-clock time, as its rows have no
+    valid time of their own and are read ahead of a backtest's simulated clock)."""
     location: str = ""
 
 

@@ -7,7 +7,7 @@ import heapq
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -393,7 +393,9 @@ class ReplayFeed(Feed):
                 reason=reason,
                 error_type="bad_row",
                 raw=raw,
-                ts=ctx.clock.now(),
+                # When it was refused. Not the run's clock: rows are read a block ahead of
+                # it, and a backtest's clock is the data's time.
+                ts=datetime.now(UTC),
                 location=location,
             )
         )
