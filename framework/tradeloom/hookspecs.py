@@ -119,7 +119,8 @@ def tradeloom_register_transports() -> Mapping[str, Any]:
     """Register transports that carry events between pipeline stages.
 
     Return ``{name: factory}``; the factory builds a
-    :class:`tradeloom.runtime.transport.Transport` from ``[transport.params]``.
+    :class:`tradeloom.runtime.transport.Transport` from the ``[transport]`` table (its keys are the
+    parameters; ``[pipeline] transport`` names it).
     """
 
 
