@@ -332,6 +332,15 @@ class PluginManager:
         blocked = [info.name for info in self.infos.values() if info.blocked]
         if blocked:
             message += "\nblocked plugins: " + ", ".join(blocked)
+        not_loaded = sorted(
+            info.name for info in self.infos.values() if info.error and "autoload" in info.error
+        )
+        if not_loaded:
+            message += (
+                "\nplugin autoload is disabled, so these installed plugins were not loaded: "
+                + ", ".join(not_loaded)
+                + "; add the one that registers it to [plugins] enable"
+            )
         raise UnknownComponentError(message)
 
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:

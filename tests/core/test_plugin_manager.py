@@ -118,6 +118,12 @@ def test_blocking_from_the_environment_and_disabling_autoload(
     assert "autoload is disabled" in (
         {i.name: i for i in manager.plugin_list()}["strategies"].error or ""
     )
+    with pytest.raises(UnknownComponentError) as caught:
+        manager.factory("id_generator", "uuid7")
+    assert "plugin autoload is disabled, so these installed plugins were not loaded: " in str(
+        caught.value
+    )
+    assert "uuid7" in str(caught.value) and "[plugins] enable" in str(caught.value)
 
 
 def test_component_parameters_are_checked_against_the_factory(site: Path) -> None:
