@@ -7,6 +7,7 @@ TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` s
 
 from __future__ import annotations
 
+import os
 import tomllib
 from contextvars import ContextVar
 from decimal import Decimal
@@ -21,10 +22,17 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from tradeloom.errors import ConfigError
 from tradeloom.events import Price
+
+ENV_PREFIX = "TRADELOOM_"
 
 DEFAULT_CONFIG_FILE = "tradeloom.toml"
 
@@ -168,7 +176,7 @@ class Settings(BaseSettings):
     """The whole configuration of a pipeline."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TRADELOOM_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
@@ -264,11 +272,44 @@ def build_settings(
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, _with_environment(source))) from None
+    except SettingsError as exc:  # an environment variable that is not the JSON it must be
+        raise ConfigError(_environment_error(exc)) from None
     finally:
         _OVERRIDES.reset(token)
     _refuse_case_collisions(merge_tables(data, overrides or {}), settings.model_dump())
     return settings
+
+
+# Read by the plugin manager itself, not part of Settings.
+_PLUGIN_MANAGER_ENV = {"TRADELOOM_DISABLE_PLUGIN_AUTOLOAD", "TRADELOOM_BLOCK_PLUGINS"}
+
+
+def _settings_variables() -> list[str]:
+    return sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in _PLUGIN_MANAGER_ENV
+    )
+
+
+def _with_environment(source: str) -> str:
+    """The source of a validation error: the file, and any environment variables that also
+    set values (a typo in one is reported by its dotted key, not blamed on the file)."""
+    variables = _settings_variables()
+    return f"{source} with environment {', '.join(variables)}" if variables else source
+
+
+def _environment_error(exc: SettingsError) -> str:
+    field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+    prefix = f"{ENV_PREFIX}{field.upper()}"
+    variables = [name for name in _settings_variables() if name.upper().startswith(prefix)]
+    detail = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    named = ", ".join(f"{name}={os.environ[name]!r}" for name in variables) or str(exc)
+    return (
+        f"invalid environment variable {named}: cannot read its value{detail}; a list or "
+        f"table must be written as JSON, e.g. {ENV_PREFIX}PLUGINS__BLOCK='[\"paper\"]'"
+    )
 
 
 def _refuse_case_collisions(given: Any, built: Any, where: str = "") -> None:

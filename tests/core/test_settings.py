@@ -110,3 +110,28 @@ def test_secret_looking_params_are_hidden_in_reprs(monkeypatch: pytest.MonkeyPat
     assert "abc123secret" not in repr(settings) and "k-visible?" not in repr(settings)
     assert settings.feed is not None
     assert settings.feed.params["access_token"].get_secret_value() == "abc123secret"
+
+
+def test_an_environment_variable_that_is_not_json_names_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRADELOOM_PLUGINS__BLOCK", "paper")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid environment variable TRADELOOM_PLUGINS__BLOCK='paper'")
+    assert "written as JSON" in message
+
+
+def test_a_typo_in_an_environment_variable_is_not_blamed_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "tradeloom.toml"
+    config.write_text('[portfolio]\nstarting_cash = "1000"\n')
+    monkeypatch.setenv("TRADELOOM_PORTFOLIO__STARTNG_CASH", "5")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).splitlines() == [
+        f"{config} with environment TRADELOOM_PORTFOLIO__STARTNG_CASH: invalid configuration",
+        "  portfolio.startng_cash: Extra inputs are not permitted",
+    ]
