@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
+from uuid import UUID
 
+import anyio
 import pytest
 
 import tradeloom
-from tradeloom import Strategy
+from tradeloom import Pipeline, Strategy, make_settings
+from tradeloom.components import Feed, FeedContext
 from tradeloom.events import MarketTick
 from tradeloom.runtime.stages import StrategyError
 from tradeloom.strategy import StrategyContext
@@ -402,3 +406,43 @@ def test_a_strategy_error_keeps_the_strategy_exception_as_its_cause() -> None:
     assert cause.__traceback__ is not None
     frames = traceback.extract_tb(cause.__traceback__)
     assert frames[-1].name == "on_tick" and frames[-1].filename == __file__
+
+
+class Redelivering(Feed):
+    """An async feed that hands out some ticks twice, as a broker feed may after a crash."""
+
+    def __init__(self, events: list[MarketTick]) -> None:
+        self.given = events
+
+    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+        for index, tick in enumerate(self.given):
+            yield tick
+            if index % 3 == 0:
+                yield tick  # the same event, the same id
+
+
+class Counting(Strategy):
+    def __init__(self) -> None:
+        self.seen: list[UUID] = []
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        self.seen.append(tick.event_id)
+
+
+@pytest.mark.parametrize("window", [100, 0])
+def test_a_live_feed_handing_out_an_event_again_is_deduplicated_by_id(window: int) -> None:
+    events = ticks("X", [str(10 + i) for i in range(10)])
+    strategy = Counting()
+    settings = make_settings({"pipeline": {"dedupe_window": window}})
+    pipeline = Pipeline(
+        settings, mode="live", feed=Redelivering(events), strategies={"count": strategy}
+    )
+    result = anyio.run(pipeline.run)
+    repeats = len(range(0, 10, 3))
+    if window:
+        assert strategy.seen == [tick.event_id for tick in events]
+        assert result.duplicates_ignored == repeats
+        assert result.market_events == 10
+    else:  # dedupe_window = 0 turns it off
+        assert len(strategy.seen) == 10 + repeats
+        assert result.duplicates_ignored == 0

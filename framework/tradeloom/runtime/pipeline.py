@@ -33,6 +33,7 @@ from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock, WallClock
 from tradeloom.runtime.dead_letter_file import DeadLetterFile
+from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.delivery import BlockDelivery, block_delivery
 from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
@@ -469,10 +470,17 @@ class Pipeline:
         count = 0
         if hasattr(source, "__aiter__"):
             async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
+            # A live feed reading a broker may hand out an event again (after a crash or a
+            # rebalance, from its last commit): it is recognised by its id, as on transports.
+            window = self.settings.pipeline.dedupe_window
+            seen = RecentIds(window) if window else None
             with anyio.CancelScope() as self._feed_wait:
                 if self._stop_requested:
                     self._feed_wait.cancel()
                 async for event in async_source:
+                    if seen is not None and seen.seen(event.event_id):
+                        self.status.duplicates_ignored += 1
+                        continue
                     advance(event.ts)
                     last_times[event.instrument] = event.ts
                     self.status.last_market_wall_time = WallClock().now()
