@@ -648,7 +648,12 @@ class RedpandaTransport(Transport):
                 continue
             key = f"{role.role}/{self._logical[partition.topic]}"
             totals[key] = totals.get(key, 0) + max(0, highwater - position)
-        status.consumer_lag.update(totals)
+        # A topic none of whose partitions this process owns any more (moved away in a
+        # rebalance) has no lag here: its last figure would otherwise stay for good.
+        lag = status.consumer_lag
+        for key in [k for k in lag if k.startswith(f"{role.role}/") and k not in totals]:
+            del lag[key]
+        lag.update(totals)
 
     async def _effects_delivered(self, role: _Role) -> bool:
         """Wait until what the role published is acknowledged. While stopping, wait at most

@@ -27,7 +27,7 @@ from tradeloom.runtime.transport import Topics
 from tradeloom.settings import Settings
 from tradeloom_decimal.codec import DecimalJsonCodec
 from tradeloom_redpanda.dead_letters import read_headers
-from tradeloom_redpanda.transport import RedpandaTransport
+from tradeloom_redpanda.transport import RedpandaTransport, _Rebalance
 
 GUARD_SECONDS = 30.0
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
@@ -428,3 +428,31 @@ def test_an_event_the_broker_can_never_take_stops_the_transport(
     assert isinstance(error, BrokerSetupError)
     assert f"refused an event for topic '{prefix}rejections'" in str(error)
     assert "MessageSizeTooLargeError" in str(error)
+
+
+def test_lag_of_partitions_moved_away_in_a_rebalance_is_not_kept(
+    broker: Broker, prefix: str
+) -> None:
+    harness = Harness(broker, prefix)
+    harness.transport.subscribe("strategy", (Topics.MARKET,), harness.collect)
+    transport = harness.transport
+    after_revocation: list[dict[str, int]] = []
+
+    async def publish_then_revoke() -> None:
+        for n in range(5):
+            transport.publish(Topics.MARKET, tick("AB", f"{100 + n}", n), "AB")
+        await transport.delivered()
+        async with asyncio.timeout(GUARD_SECONDS):
+            while "strategy/market" not in harness.status.consumer_lag:
+                await asyncio.sleep(0.02)
+        role = transport._roles["strategy"]
+        # What aiokafka calls when the group gives this member's partitions to another one.
+        await _Rebalance(transport, role).on_partitions_revoked(list(role.assigned))
+        role.lag_measured = 0.0
+        transport._measure_lag(role)
+        after_revocation.append(dict(harness.status.consumer_lag))
+
+    error = asyncio.run(harness.run_until(lambda: bool(after_revocation), publish_then_revoke))
+    assert error is None
+    assert len(harness.received) == 5
+    assert len(after_revocation) == 1 and "strategy/market" not in after_revocation[0]
