@@ -171,6 +171,9 @@ def tradeloom_pipeline_stopped(pipeline: Pipeline, result: RunResult) -> Any:
 def tradeloom_event_observed(stage: str, direction: str, event: Event) -> None:
     """An event entered (``direction="in"``) or left (``"out"``) a stage.
 
+    ``stage`` is the role: ``"feed"`` (market events leaving the feed, ``"out"`` only),
+    ``"strategy"``, ``"risk"``, ``"execution"`` or ``"portfolio"``.
+
     Called synchronously for every event, so it must be fast and must not raise; it is only
     dispatched when at least one plugin implements it.
     """

@@ -225,6 +225,7 @@ def test_event_observers_see_every_stage_in_and_out() -> None:
 
     strategy = BuyOnFirst("X", "X")
     run_strategy(strategy, bars("X", ["10", "11", "12"]), plugins=[Observer()])
+    assert seen[("feed", "out", "bar")] == 3
     assert seen[("strategy", "in", "bar")] == 3
     assert seen[("strategy", "out", "signal")] == 1
     assert seen[("risk", "in", "signal")] == 1

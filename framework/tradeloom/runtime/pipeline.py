@@ -484,6 +484,8 @@ class Pipeline:
                     advance(event.ts)
                     last_times[event.instrument] = event.ts
                     self.status.last_market_wall_time = WallClock().now()
+                    if self._event_observer_set is not None:
+                        self._event_observer_set("feed", "out", event)
                     publish(market, event, event.instrument)
                     count += 1
                     if result.first_event_time is None:
@@ -539,11 +541,14 @@ class Pipeline:
         advance = self.clock.advance
         last_times = self.status.last_market_time
         market = Topics.MARKET
+        observe = self._event_observer_set
         count = 0
         for event in events:
             ts = event.ts
             advance(ts)
             last_times[event.instrument] = ts
+            if observe is not None:
+                observe("feed", "out", event)
             publish(market, event, event.instrument)
             count += 1
         return count
