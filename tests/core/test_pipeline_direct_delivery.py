@@ -300,7 +300,8 @@ def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> Non
     deliver = block_delivery(targets, SimulatedClock(), {})
     assert deliver(events) == 3
     assert priced.calls == [("priced", event, event.price) for event in events]
-    assert [price for _, _, price in priced.calls] == [Decimal("10.5"), Decimal(11), Decimal("12.25")]
+    prices = [price for _, _, price in priced.calls]
+    assert prices == [Decimal("10.5"), Decimal(11), Decimal("12.25")]
     assert overriding.calls == [("own", event, None) for event in events]
     assert replaced_calls == events and replaced.calls == []
     assert priced.counters.events_in == overriding.counters.events_in == 3
