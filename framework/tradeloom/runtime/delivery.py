@@ -89,7 +89,7 @@ def _is_own(stage: Stage, method: Callable[[Any], None]) -> bool:
     # The route's method is the very on_market that the stage's priced method stands for (of
     # the class that defines priced_market_method): not one overridden in a subclass, nor
     # replaced on the instance, which are called as they are.
-    owner = next(c for c in type(stage).__mro__ if "priced_market_method" in vars(c))
-    return getattr(method, "__self__", None) is stage and getattr(method, "__func__", None) is vars(
-        owner
-    ).get("on_market")
+    owner = next((c for c in type(stage).__mro__ if "priced_market_method" in vars(c)), None)
+    if owner is None or getattr(method, "__self__", None) is not stage:
+        return False
+    return getattr(method, "__func__", None) is vars(owner).get("on_market")
