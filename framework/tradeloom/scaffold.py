@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -129,6 +130,11 @@ def create_project(
     parse_options([f"{key}={value}" for key, value in extra.items()], known)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The template's hook prints why it refuses options; cookiecutter would add an ERROR log
+    # with its own traceback.
+    hooks_log = logging.getLogger("cookiecutter.hooks")
+    hooks_level = hooks_log.level
+    hooks_log.setLevel(logging.CRITICAL)
     try:
         created = cookiecutter(
             str(template),
@@ -137,6 +143,11 @@ def create_project(
             output_dir=str(out),
             overwrite_if_exists=overwrite,
         )
+    except EOFError:
+        raise ScaffoldError(
+            "standard input ended while prompting; pass --no-input and set the options with "
+            "--option KEY=VALUE"
+        ) from None
     except OutputDirExistsException as exc:
         raise ScaffoldError(f"{exc}; choose another plugin_name or pass --overwrite") from None
     except FailedHookException:
@@ -144,6 +155,8 @@ def create_project(
         raise ScaffoldError("the template refused the options (see the message above)") from None
     except CookiecutterException as exc:
         raise ScaffoldError(f"cookiecutter: {type(exc).__name__}: {exc}") from None
+    finally:
+        hooks_log.setLevel(hooks_level)
     return Path(created)
 
 

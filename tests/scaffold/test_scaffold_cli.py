@@ -159,6 +159,23 @@ def test_a_name_taken_by_an_installed_plugin_is_refused(
     err = capfd.readouterr().err
     assert "a plugin named 'paper' is installed already" in err
     assert "executor 'paper' is registered already by plugin 'paper'" in err
+    assert "Traceback" not in err and "ERROR" not in err  # only the reason, once
+
+
+def test_prompting_without_answers_says_to_pass_no_input(tmp_path: Path) -> None:
+    env = {**os.environ, "COOKIECUTTER_CONFIG": os.environ["COOKIECUTTER_CONFIG"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "tradeloom.cli", "new", "plugin", "-o", str(tmp_path)],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "standard input ended while prompting; pass --no-input" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_prompts_read_answers(tmp_path: Path) -> None:
