@@ -31,6 +31,7 @@ from pydantic_settings import (
 
 from tradeloom.errors import ConfigError
 from tradeloom.events import Price
+from tradeloom.plugins import BLOCK_ENV, DISABLE_AUTOLOAD_ENV
 
 ENV_PREFIX = "TRADELOOM_"
 
@@ -282,7 +283,7 @@ def build_settings(
 
 
 # Read by the plugin manager itself, not part of Settings.
-_PLUGIN_MANAGER_ENV = {"TRADELOOM_DISABLE_PLUGIN_AUTOLOAD", "TRADELOOM_BLOCK_PLUGINS"}
+_PLUGIN_MANAGER_ENV = {DISABLE_AUTOLOAD_ENV, BLOCK_ENV}
 
 
 def _settings_variables() -> list[str]:

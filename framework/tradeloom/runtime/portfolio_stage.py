@@ -13,12 +13,10 @@ import anyio
 from tradeloom.awaitables import maybe_await
 from tradeloom.components import Persistence
 from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
-from tradeloom.portfolio import EquityTerms, PortfolioBook, book_value
+from tradeloom.portfolio import ZERO, EquityTerms, PortfolioBook, book_value
 from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import Stage, StageServices
 from tradeloom.runtime.transport import Topics
-
-ZERO = Decimal(0)
 
 
 class PortfolioStage(Stage):
