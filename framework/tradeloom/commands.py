@@ -243,6 +243,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                     for info in infos
                 ],
                 "error": conflict,
+                "warnings": manager.unknown_names,
             }
         )
         return 1 if conflict else 0
@@ -253,6 +254,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"    {kind:<14} {', '.join(sorted(names))}")
         if info.error and not info.blocked:
             print(f"    error          {info.error}")
+    for message in manager.unknown_names:
+        print(f"tradeloom: warning: {message}", file=sys.stderr)
     if conflict:
         print(f"\nerror: {conflict}", file=sys.stderr)
         return 1

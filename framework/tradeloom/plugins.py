@@ -18,6 +18,7 @@ component only that plugin provides fails with the import error in the message.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import inspect
 import os
@@ -120,6 +121,10 @@ class PluginManager:
         self.infos: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, Registration]] | None = None
         self._conflicts: list[str] = []
+        self.unknown_names: list[str] = []
+        """One message per name in ``block`` or ``enable`` that no plugin has (a typo, most
+        likely: the plugin meant to be blocked still loads). Pipelines log them as warnings
+        and ``tradeloom plugins`` prints them."""
 
     @property
     def hook(self) -> Any:
@@ -149,7 +154,25 @@ class PluginManager:
             self._load_module(module_name, blocked)
         for plugin in plugins:
             self.register(plugin)
+        self.unknown_names = self._unknown_names(blocked, set(enable))
         return self
+
+    def _unknown_names(self, blocked: set[str], enable: set[str]) -> list[str]:
+        known = sorted(name for name in self.infos if " " not in name)  # not "name (dist)"
+        from_entry_points = [name for name in known if self.infos[name].source == "entry point"]
+        messages = []
+        for what, names, candidates in (
+            ("blocked", blocked, known),
+            ("enabled", enable, from_entry_points),
+        ):
+            for name in sorted(names - set(candidates)):
+                close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                messages.append(
+                    f"{what} plugin {name!r} matches no installed plugin{hint}; "
+                    f"installed: {', '.join(candidates) or 'none'}"
+                )
+        return messages
 
     def _load_entry_points(self, *, autoload: bool, enable: set[str], blocked: set[str]) -> None:
         seen: dict[str, str | None] = {}

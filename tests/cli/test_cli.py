@@ -175,6 +175,20 @@ def test_blocking_a_plugin_on_the_command_line(tmp_path: Path) -> None:
     plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
     assert plugins["validators"]["status"] == "blocked"
     assert plugins["paper"]["status"] == "loaded"
+    assert json.loads(done.stdout)["warnings"] == []
+
+
+def test_blocking_a_plugin_no_one_has_warns_once(tmp_path: Path, shared_data: Path) -> None:
+    listed = tradeloom("-p", "no:validatrs", "plugins", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "warning: blocked plugin 'validatrs' matches no installed plugin" in listed.stderr
+    assert "(did you mean 'validators'?)" in listed.stderr
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    done = tradeloom(
+        "-p", "no:validatrs", "backtest", "-c", str(config), "--out", "o", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("blocked plugin 'validatrs' matches no installed plugin") == 1
 
 
 @pytest.mark.parametrize(

@@ -250,3 +250,26 @@ def test_float_and_secret_parameters(site: Path) -> None:
     manager = PluginManager().load(modules=[module])
     feed = manager.create("feed", "secretive", {"api_key": SecretStr("k-123")})
     assert feed.api_key == "k-123"
+
+
+def test_block_and_enable_names_no_plugin_has_are_reported(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADELOOM_BLOCK_PLUGINS", "validatrs")
+    manager = PluginManager().load(block=["papr", "sqlite"], enable=["uuid7x", "memory"])
+    messages = manager.unknown_names
+    assert len(messages) == 3, messages
+    assert messages[0].startswith("blocked plugin 'papr' matches no installed plugin")
+    assert "(did you mean 'paper'?)" in messages[0]
+    assert "(did you mean 'validators'?)" in messages[1]
+    assert messages[2].startswith("enabled plugin 'uuid7x' matches no installed plugin")
+    assert "(did you mean 'uuid7'?)" in messages[2]
+    # the typo blocked nothing: the plugin meant to be blocked still loads
+    assert manager.factory("executor", "paper").plugin == "paper"
+    # a module plugin is blocked by its module name; names that exist are not reported
+    monkeypatch.delenv("TRADELOOM_BLOCK_PLUGINS")
+    clean = PluginManager().load(
+        block=["sqlite", "tradeloom_paper.plugin"], modules=["tradeloom_paper.plugin"]
+    )
+    assert clean.unknown_names == []
+    assert {i.name: i for i in clean.plugin_list()}["tradeloom_paper.plugin"].blocked

@@ -114,6 +114,8 @@ class Pipeline:
             for plugin in plugins:
                 manager.register(plugin)
         self.logger = logger or logging.getLogger("tradeloom.pipeline")
+        for message in self.manager.unknown_names:
+            self.logger.warning(message)
         self.progress = progress
         self.status = PipelineStatus()
         self.result = RunResult(
