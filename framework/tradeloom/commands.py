@@ -20,7 +20,7 @@ from tradeloom.errors import ConfigError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
 from tradeloom.runtime.results import RunResult
-from tradeloom.settings import Settings, load_settings
+from tradeloom.settings import Settings, build_settings, load_settings
 
 DEMO_DATA = "orcl-1995-2014.csv"
 
@@ -131,23 +131,28 @@ def _report(result: RunResult, out: Path, title: str) -> None:
 
 def demo_settings(out: Path) -> Settings:
     data = resources.files("tradeloom.demo").joinpath(DEMO_DATA)
-    return Settings(
-        feed={
-            "name": "replay",
-            "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
+    return build_settings(
+        {
+            "feed": {
+                "name": "replay",
+                "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
+            },
+            "strategies": [
+                {"name": "sma_cross", "params": {"fast": 10, "slow": 30, "quantity": "10"}}
+            ],
+            "executor": {"name": "paper", "params": {"fill_at": "next", "commission_bps": "10"}},
+            "persistence": {"name": "sqlite", "params": {"path": str(out / "demo.sqlite")}},
+            "portfolio": {"starting_cash": "100000"},
         },
-        strategies=[{"name": "sma_cross", "params": {"fast": 10, "slow": 30, "quantity": "10"}}],
-        executor={"name": "paper", "params": {"fill_at": "next", "commission_bps": "10"}},
-        persistence={"name": "sqlite", "params": {"path": str(out / "demo.sqlite")}},
-        portfolio={"starting_cash": "100000"},
+        source="the demo's configuration",
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     out = output_directory(args.out)
+    settings = demo_settings(out)
     for stale in out.glob("demo.sqlite*"):
         stale.unlink()  # the demo always starts from an empty book
-    settings = demo_settings(out)
     print("tradeloom demo: SMA(10/30) crossover on ORCL daily bars, 1995-2014")
     print("  replay feed -> sma_cross -> paper trader (next open, 10 bps) -> sqlite\n")
     result = _backtest(settings, args, progress=sys.stderr.isatty())
@@ -219,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config) if args.config else Settings()
+    settings = load_settings(args.config) if args.config else build_settings({})
     manager = _manager_for(args, settings)
     infos = manager.plugin_list()
     conflict = None

@@ -7,6 +7,7 @@ TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` s
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from contextvars import ContextVar
@@ -269,6 +270,7 @@ def build_settings(
 ) -> Settings:
     """Settings from file data (a dict shaped like the TOML file), then the environment, then
     ``overrides`` (which win over both)."""
+    _refuse_unknown_variables()
     token = _OVERRIDES.set(overrides or {})
     try:
         settings = Settings(**data)
@@ -292,6 +294,23 @@ def _settings_variables() -> list[str]:
         for name in os.environ
         if name.upper().startswith(ENV_PREFIX) and name.upper() not in _PLUGIN_MANAGER_ENV
     )
+
+
+def _refuse_unknown_variables() -> None:
+    """pydantic-settings reads only the variables of known sections and ignores the rest, so a
+    misspelled section (``TRADELOOM_PORTFOLI__STARTING_CASH``) would change nothing, silently.
+    Keys inside a known section are checked by the sections themselves (extra="forbid")."""
+    sections = list(Settings.model_fields)
+    for name in _settings_variables():
+        section = name[len(ENV_PREFIX) :].lower().split("__", 1)[0]
+        if section in sections:
+            continue
+        close = difflib.get_close_matches(section, sections, n=1, cutoff=0.6)
+        hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
+        raise ConfigError(
+            f"environment variable {name} sets no setting: {section!r} is not a section "
+            f"(sections: {', '.join(sections)}){hint}"
+        )
 
 
 def _with_environment(source: str) -> str:

@@ -135,3 +135,30 @@ def test_a_typo_in_an_environment_variable_is_not_blamed_on_the_file(
         f"{config} with environment TRADELOOM_PORTFOLIO__STARTNG_CASH: invalid configuration",
         "  portfolio.startng_cash: Extra inputs are not permitted",
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("TRADELOOM_PORTFOLI__STARTING_CASH", "; did you mean TRADELOOM_PORTFOLIO?"),
+        ("tradeloom_reconect__max_attempts", "; did you mean TRADELOOM_RECONNECT?"),
+        ("TRADELOOM_STARTING_CASH", ""),
+    ],
+)
+def test_an_environment_variable_of_no_section_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, hint: str
+) -> None:
+    # pydantic-settings ignores it: the setting meant would keep its value, silently
+    monkeypatch.setenv(variable, "5")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, ""))
+    section = variable[len("TRADELOOM_") :].lower().split("__")[0]
+    assert str(caught.value) == (
+        f"environment variable {variable} sets no setting: {section!r} is not a section "
+        "(sections: pipeline, feed, strategies, validators, executor, persistence, transport, "
+        f"portfolio, pending, reconnect, plugins, health, monitoring){hint}"
+    )
+    # the plugin manager's own variables are not settings and are let through
+    monkeypatch.delenv(variable)
+    monkeypatch.setenv("TRADELOOM_BLOCK_PLUGINS", "kite")
+    assert make_settings({}).portfolio.starting_cash == Decimal("100000")

@@ -5,7 +5,7 @@ temporary folder, starts the server on a free port of 127.0.0.1 (Unix sockets in
 folder), creates a database and a login role with a password, and stops the server at the end.
 As root it runs the server as the ``postgres`` system user: PostgreSQL refuses to run as root.
 
-Binaries are looked up in ``$TRADELOOM_PG_BINDIR`` when it is set (only there), else on
+Binaries are looked up in ``$PG_BINDIR`` when it is set (only there), else on
 ``PATH``, then in ``/usr/lib/postgresql/<version>/bin`` (Debian, newest first). Without them
 the tests are skipped with the reason, except when ``CI=true``: there they fail, so CI never
 skips silently.
@@ -82,8 +82,8 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 def find_bin_dir() -> Path | None:
     candidates: list[Path] = []
-    if os.environ.get("TRADELOOM_PG_BINDIR"):  # when set, the only place looked at
-        candidates.append(Path(os.environ["TRADELOOM_PG_BINDIR"]))
+    if os.environ.get("PG_BINDIR"):  # when set, the only place looked at
+        candidates.append(Path(os.environ["PG_BINDIR"]))
         return candidates[0] if _has_server(candidates[0]) else None
     on_path = shutil.which("initdb")
     if on_path:
@@ -143,7 +143,7 @@ def start_server() -> Iterator[PostgresServer]:
     if bin_dir is None:
         _unavailable(
             "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in "
-            "$TRADELOOM_PG_BINDIR (when set) or on PATH or in /usr/lib/postgresql/*/bin; "
+            "$PG_BINDIR (when set) or on PATH or in /usr/lib/postgresql/*/bin; "
             "install them with: apt-get install -y postgresql"
         )
     assert bin_dir is not None
