@@ -18,7 +18,6 @@ component only that plugin provides fails with the import error in the message.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import inspect
 import os
@@ -39,6 +38,7 @@ from tradeloom.errors import (
     PluginError,
     UnknownComponentError,
 )
+from tradeloom.suggestions import closest_name
 
 ENTRY_POINT_GROUP = "tradeloom"
 DISABLE_AUTOLOAD_ENV = "TRADELOOM_DISABLE_PLUGIN_AUTOLOAD"
@@ -166,8 +166,8 @@ class PluginManager:
             ("enabled", enable, from_entry_points),
         ):
             for name in sorted(names - set(candidates)):
-                close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                close = closest_name(name, candidates)
+                hint = f" (did you mean {close!r}?)" if close else ""
                 messages.append(
                     f"{what} plugin {name!r} matches no installed plugin{hint}; "
                     f"installed: {', '.join(candidates) or 'none'}"

@@ -7,7 +7,6 @@ TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` s
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from contextvars import ContextVar
@@ -33,6 +32,7 @@ from pydantic_settings import (
 from tradeloom.errors import ConfigError
 from tradeloom.events import Price
 from tradeloom.plugins import BLOCK_ENV, DISABLE_AUTOLOAD_ENV
+from tradeloom.suggestions import closest_name
 
 ENV_PREFIX = "TRADELOOM_"
 
@@ -305,8 +305,8 @@ def _refuse_unknown_variables() -> None:
         section = name[len(ENV_PREFIX) :].lower().split("__", 1)[0]
         if section in sections:
             continue
-        close = difflib.get_close_matches(section, sections, n=1, cutoff=0.6)
-        hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
+        close = closest_name(section, sections)
+        hint = f"; did you mean {ENV_PREFIX}{close.upper()}?" if close else ""
         raise ConfigError(
             f"environment variable {name} sets no setting: {section!r} is not a section "
             f"(sections: {', '.join(sections)}){hint}"

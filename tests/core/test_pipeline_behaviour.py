@@ -447,3 +447,31 @@ def test_a_live_feed_handing_out_an_event_again_is_deduplicated_by_id(window: in
     else:  # dedupe_window = 0 turns it off
         assert len(strategy.seen) == 10 + repeats
         assert result.duplicates_ignored == 0
+
+
+def test_names_that_match_nothing_in_the_run_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Both typos used to pass silently: the strategy never traded, its portfolio started with
+    # the default cash.
+    config = {
+        "strategies": [{"name": "sma_cross", "id": "sma", "instruments": ["orcl", "MSFT"]}],
+        "portfolio": {"starting_cash": "1000", "starting_cash_by_portfolio": {"SMA": "5000"}},
+        "persistence": {"name": "memory"},
+    }
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        result = tradeloom.backtest(config, events=bars("ORCL", ["10", "11", "12"]))
+    assert result.starting_equity == Decimal("1000")
+    assert caplog.messages == [
+        "portfolio.starting_cash_by_portfolio names 'SMA', which is not a portfolio of this "
+        "run (did you mean 'sma'?); portfolios are strategy ids: sma",
+        "strategy 'sma' asked for instruments that no market event carried: MSFT, "
+        "orcl (did you mean ORCL?); instruments in the data: ORCL",
+    ]
+    caplog.clear()
+    config["strategies"][0]["instruments"] = ["ORCL"]  # type: ignore[index]
+    config["portfolio"]["starting_cash_by_portfolio"] = {"sma": "5000"}  # type: ignore[index]
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        result = tradeloom.backtest(config, events=bars("ORCL", ["10", "11", "12"]))
+    assert result.starting_equity == Decimal("5000")
+    assert caplog.messages == []

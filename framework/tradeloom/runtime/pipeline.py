@@ -50,6 +50,7 @@ from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics, Transport
 from tradeloom.settings import Settings
 from tradeloom.strategy import Strategy
+from tradeloom.suggestions import closest_name
 
 ROLES = ("feed", "strategy", "risk", "execution", "portfolio")
 LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (counts are complete)
@@ -235,6 +236,22 @@ class Pipeline:
         ids = [entry.strategy_id for entry in self.settings.strategies]
         return ids + [sid for sid in self.strategies if sid not in ids]
 
+    def _warn_unknown_portfolios(self, portfolio_ids: list[str]) -> None:
+        # Keys are strategy ids, case and all: one that matches none is most likely a typo,
+        # and that portfolio would silently start with the default cash.
+        for key in self.settings.portfolio.starting_cash_by_portfolio:
+            if key in portfolio_ids:
+                continue
+            close = closest_name(key, portfolio_ids)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            self.logger.warning(
+                "portfolio.starting_cash_by_portfolio names %r, which is not a portfolio of "
+                "this run%s; portfolios are strategy ids: %s",
+                key,
+                hint,
+                ", ".join(portfolio_ids) or "none",
+            )
+
     def _new_book(self) -> PortfolioBook:
         cash: dict[str, Decimal] = dict(self.settings.portfolio.starting_cash_by_portfolio)
         cash["*"] = self.settings.portfolio.starting_cash
@@ -284,6 +301,7 @@ class Pipeline:
             portfolio_book = await self._restored_book(snapshots, fills)
             for portfolio_id in self._portfolio_ids():
                 portfolio_book.portfolio(portfolio_id)  # equity counts from the first event
+            self._warn_unknown_portfolios(sorted(portfolio_book.portfolios))
             # The return is measured over the portfolios the final equity sums: every one in
             # this book, restored ones too (a resumed run may not run all their strategies).
             self.result.starting_equity = portfolio_book.equity()
@@ -612,6 +630,8 @@ class Pipeline:
             for stage in self.stages:
                 if stage.role == role:
                     stage.drain()
+        if self.mode == "backtest":
+            self._warn_unseen_instruments()
         await self.transport.flush()
         if self.portfolio_stage is not None:
             await self.portfolio_stage.checkpoint()
@@ -619,6 +639,22 @@ class Pipeline:
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
+
+    def _warn_unseen_instruments(self) -> None:
+        # A backtest's data is all there will be: an instrument a strategy asked for that never
+        # came is a typo or the wrong file, and the strategy silently never traded it.
+        seen: set[str] = set()
+        for stage in self.stages:
+            if isinstance(stage, StrategyStage):
+                seen.update(stage.market_time.by_instrument)
+                for strategy_id, names in stage.unseen_instruments().items():
+                    self.logger.warning(
+                        "strategy %r asked for instruments that no market event carried: %s; "
+                        "instruments in the data: %s",
+                        strategy_id,
+                        ", ".join(_with_closest(name, seen) for name in names),
+                        ", ".join(sorted(seen)) or "none",
+                    )
 
     def _count_late_portfolios(self, book: PortfolioBook) -> None:
         # A portfolio first seen during the run (a fill of a strategy run by another process)
@@ -674,3 +710,8 @@ class Pipeline:
         return run_health_checks(
             self.health_checks, self.status, now or WallClock().now(), self.ids.new_id
         )
+
+
+def _with_closest(name: str, known: Iterable[str]) -> str:
+    close = closest_name(name, known)
+    return f"{name} (did you mean {close}?)" if close else name

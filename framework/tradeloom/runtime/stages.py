@@ -284,6 +284,17 @@ class StrategyStage(Stage):
         for strategy_id, strategy in self.strategies.items():
             self._call(strategy_id, strategy.on_start, None)
 
+    def unseen_instruments(self) -> dict[str, list[str]]:
+        """Per strategy, the instruments it asked for (``instruments``) that no market event
+        has carried so far."""
+        seen = self.market_time.by_instrument
+        unseen = {
+            strategy_id: sorted(wanted - seen.keys())
+            for strategy_id, wanted in self._instrument_filter.items()
+            if wanted is not None
+        }
+        return {strategy_id: names for strategy_id, names in unseen.items() if names}
+
     def drain(self) -> None:
         failure: StrategyError | None = None
         for strategy_id, strategy in self.strategies.items():
