@@ -324,6 +324,9 @@ class PluginManager:
                     )
                     continue
                 for name, factory in (result or {}).items():
+                    # The listing shows what each plugin registers, a name in conflict too.
+                    if owner is not None:
+                        owner.registers.setdefault(kind, []).append(name)
                     existing = registry[kind].get(name)
                     if existing is not None:
                         conflicts.append(
@@ -332,8 +335,6 @@ class PluginManager:
                         )
                         continue
                     registry[kind][name] = Registration(kind, name, factory, impl.plugin_name)
-                    if owner is not None:
-                        owner.registers.setdefault(kind, []).append(name)
         return registry, conflicts
 
     def factory(self, kind: str, name: str) -> Registration:

@@ -95,7 +95,9 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both(site: Path) ->
     assert "strategy 'twin' is registered by two plugins" in str(caught.value)
     assert "'dupa'" in str(caught.value) and "'dupb'" in str(caught.value)
     # the listing still works, and blocking one of them resolves the conflict
-    assert {"dupa", "dupb"} <= {i.name for i in manager.plugin_list()}
+    listed = {i.name: i for i in manager.plugin_list()}
+    assert listed["dupa"].registers == {"strategy": ["twin"]}
+    assert listed["dupb"].registers == {"strategy": ["twin"]}
     resolved = PluginManager().load(block=["dupb"])
     assert resolved.factory("strategy", "twin").plugin == "dupa"
 
