@@ -47,7 +47,9 @@ class PaperTrader(Executor):
     or below the limit, else at the limit if the bar's low reaches it (ticks: at the last
     price when at or below the limit); sells mirror this. Slippage (``slippage_bps``) makes
     buys pay more and sells get less, never beyond a limit price. Commission is
-    ``commission_bps`` of the filled notional. There is one fill per order.
+    ``commission_bps`` of the filled notional. There is one fill per order: an order
+    delivered again is ignored while it is among the last ``dedupe_window`` orders seen (0
+    remembers none).
     """
 
     def __init__(
@@ -55,9 +57,14 @@ class PaperTrader(Executor):
         fill_at: Literal["next", "last"] = "next",
         commission_bps: Decimal = Decimal(0),
         slippage_bps: Decimal = Decimal(0),
+        dedupe_window: int = 100_000,
     ) -> None:
         if fill_at not in ("next", "last"):
             raise ValueError(f"fill_at must be 'next' or 'last', got {fill_at!r}")
+        if isinstance(dedupe_window, bool) or not isinstance(dedupe_window, int):
+            raise ValueError(f"dedupe_window must be a whole number, got {dedupe_window!r}")
+        if dedupe_window < 0:
+            raise ValueError(f"dedupe_window must be >= 0, got {dedupe_window}")
         self.fill_at = fill_at
         self.commission_rate = _non_negative_decimal(commission_bps, "commission_bps") / BPS
         slippage = _non_negative_decimal(slippage_bps, "slippage_bps")
@@ -67,7 +74,7 @@ class PaperTrader(Executor):
         self.last_events: dict[str, Bar | MarketTick] = {}
         self.pending: dict[str, list[tuple[Order, datetime | None]]] = {}
         self.data_time: datetime | None = None  # the latest market time seen
-        self._seen_orders = RecentIds(100_000)
+        self._seen_orders = RecentIds(dedupe_window)
 
     def on_market(self, event: Bar | MarketTick) -> None:
         # Called for every market event: remember the event (its price is read only when an

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 import uuid6
 
 from tradeloom.components import ExecutionContext
@@ -82,3 +83,29 @@ def test_orders_from_a_replay_run_live_are_judged_in_data_time() -> None:
     paper.on_order(order(decided_at=prices[0].ts))
     paper.on_market(prices[1])
     assert [e.price for e in emitted] == [Decimal(11)]  # type: ignore[attr-defined]
+
+
+def test_an_order_delivered_again_fills_once_within_the_dedupe_window() -> None:
+    prices = ticks("X", ["10", "11", "12", "13"], interval=timedelta(seconds=1))
+    emitted: list[Event] = []
+    paper = PaperTrader(fill_at="last", dedupe_window=2)
+    paper.bind(
+        ExecutionContext(
+            ids=Ids(), clock=WallClock(), emit=emitted.append, logger=logging.getLogger("test")
+        )
+    )
+    paper.on_market(prices[0])
+    first = order(decided_at=prices[0].ts)
+    paper.on_order(first)
+    paper.on_order(first)  # redelivered: still remembered
+    assert len(emitted) == 1
+    paper.on_order(order(decided_at=prices[0].ts))
+    paper.on_order(order(decided_at=prices[0].ts))
+    paper.on_order(first)  # two orders later it is forgotten, as configured
+    assert len(emitted) == 4
+
+
+@pytest.mark.parametrize("window", [-1, 1.5, True, "10"])
+def test_a_dedupe_window_that_is_not_a_count_is_refused(window: object) -> None:
+    with pytest.raises(ValueError, match="dedupe_window must be"):
+        PaperTrader(dedupe_window=window)  # type: ignore[arg-type]
