@@ -8,13 +8,14 @@ awaits whatever they return when it is awaitable.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import attrs
+import uuid6
 
 from tradeloom.events import (
     Event,
@@ -212,7 +213,13 @@ class Persistence(abc.ABC):
 
 
 class HealthCheck(abc.ABC):
-    """Looks at the pipeline's status and reports on one concern."""
+    """Looks at the pipeline's status and reports on one concern.
+
+    Give each report an id from :attr:`new_id`: a pipeline that builds the check sets it to
+    its configured id generator (``[pipeline] id_generator``); until then it mints UUIDv7s.
+    """
+
+    new_id: Callable[[], UUID] = staticmethod(uuid6.uuid7)
 
     @abc.abstractmethod
     def check(self, status: Any, now: datetime) -> Sequence[HealthReport] | HealthReport:

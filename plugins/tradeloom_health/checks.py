@@ -4,10 +4,9 @@ passing ``now``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-
-from uuid6 import uuid7
+from uuid import UUID
 
 from tradeloom.components import HealthCheck
 from tradeloom.events import HealthReport, Severity
@@ -15,6 +14,7 @@ from tradeloom.runtime.status import PipelineStatus
 
 
 def _report(
+    new_id: Callable[[], UUID],
     now: datetime,
     stage: str,
     check: str,
@@ -22,10 +22,8 @@ def _report(
     message: str,
     age_seconds: float | None = None,
 ) -> HealthReport:
-    # Health reports are answers to a request, not pipeline events: they take their id from a
-    # UUIDv7 here because HealthCheck.check() is not handed the pipeline's id generator.
     return HealthReport(
-        event_id=uuid7(),
+        event_id=new_id(),
         ts=now,
         stage=stage,
         check=check,
@@ -69,12 +67,15 @@ class MarketDataFreshness(HealthCheck):
         started = status.started_at
         last = status.last_market_wall_time
         if started is None and last is None:
-            return _report(now, "feed", self.name, Severity.INFO, "pipeline has not started yet")
+            return _report(
+                self.new_id, now, "feed", self.name, Severity.INFO, "pipeline has not started yet"
+            )
         if last is None:
             assert started is not None
             running = (now - started).total_seconds()
             if running < self.grace_period_seconds:
                 return _report(
+                    self.new_id,
                     now,
                     "feed",
                     self.name,
@@ -83,6 +84,7 @@ class MarketDataFreshness(HealthCheck):
                     f"{self.grace_period_seconds - running:.1f} s of grace left",
                 )
             return _report(
+                self.new_id,
                 now,
                 "feed",
                 self.name,
@@ -93,6 +95,7 @@ class MarketDataFreshness(HealthCheck):
         age = (now - last).total_seconds()
         if age <= self.max_tick_age_seconds:
             return _report(
+                self.new_id,
                 now,
                 "feed",
                 self.name,
@@ -101,6 +104,7 @@ class MarketDataFreshness(HealthCheck):
                 age,
             )
         return _report(
+            self.new_id,
             now,
             "feed",
             self.name,
@@ -136,6 +140,7 @@ class ConsumerLag(HealthCheck):
         if not lags:
             return [
                 _report(
+                    self.new_id,
                     now,
                     "transport",
                     self.name,
@@ -154,7 +159,7 @@ class ConsumerLag(HealthCheck):
             else:
                 severity = Severity.INFO
                 message = f"{source}: {lag} messages behind"
-            reports.append(_report(now, "transport", self.name, severity, message))
+            reports.append(_report(self.new_id, now, "transport", self.name, severity, message))
         return reports
 
 
@@ -170,6 +175,7 @@ class PersistenceErrors(HealthCheck):
         last_error = status.last_persistence_error
         if last_error is not None:
             return _report(
+                self.new_id,
                 now,
                 "portfolio",
                 self.name,
@@ -178,13 +184,16 @@ class PersistenceErrors(HealthCheck):
             )
         if count:
             return _report(
+                self.new_id,
                 now,
                 "portfolio",
                 self.name,
                 Severity.INFO,
                 f"state is being saved again after {count} earlier failure(s)",
             )
-        return _report(now, "portfolio", self.name, Severity.INFO, "no persistence errors")
+        return _report(
+            self.new_id, now, "portfolio", self.name, Severity.INFO, "no persistence errors"
+        )
 
 
 class ReconnectionExhausted(HealthCheck):
@@ -197,6 +206,7 @@ class ReconnectionExhausted(HealthCheck):
         exhausted = status.reconnect_exhausted
         if exhausted:
             return _report(
+                self.new_id,
                 now,
                 "pipeline",
                 self.name,
@@ -204,7 +214,12 @@ class ReconnectionExhausted(HealthCheck):
                 f"reconnection attempts exhausted: {exhausted}",
             )
         return _report(
-            now, "pipeline", self.name, Severity.INFO, "no connection has given up reconnecting"
+            self.new_id,
+            now,
+            "pipeline",
+            self.name,
+            Severity.INFO,
+            "no connection has given up reconnecting",
         )
 
 

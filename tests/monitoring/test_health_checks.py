@@ -215,3 +215,38 @@ def test_the_plugin_registers_every_stock_check() -> None:
         names
     )
     assert {names[n].plugin for n in ("consumer_lag", "reconnection")} == {"health"}
+
+
+def test_a_pipeline_gives_its_checks_the_configured_id_generator() -> None:
+    from uuid import UUID
+
+    import tradeloom
+    from tradeloom import hookimpl
+
+    class Counting:
+        def __init__(self) -> None:
+            self.count = 0
+
+        def new_id(self) -> UUID:
+            self.count += 1
+            return UUID(int=(7 << 76) | self.count)
+
+    class CountingIds:
+        @hookimpl
+        def tradeloom_register_id_generators(self):  # type: ignore[no-untyped-def]
+            return {"counting": Counting}
+
+    settings = tradeloom.make_settings(
+        {
+            "pipeline": {"id_generator": "counting"},
+            "strategies": [{"name": "sma_cross"}],
+            "health": {"checks": [{"name": "market_data_freshness"}]},
+        }
+    )
+    pipeline = tradeloom.Pipeline(settings, events=[], plugins=[CountingIds()])
+    first, second = pipeline.health(), pipeline.health()
+    assert [report.event_id.int & 0xFFFF for report in first + second] == [1, 2]
+    assert pipeline.ids.count == 2  # type: ignore[attr-defined]
+    # a check built outside a pipeline mints UUIDv7s
+    check = PluginManager().load().create("health_check", "market_data_freshness")
+    assert check.check(PipelineStatus(), datetime.now(UTC)).event_id.version == 7

@@ -171,6 +171,8 @@ class Pipeline:
             (entry.name, manager_.create("health_check", entry.name, entry.params))
             for entry in settings.health.checks
         ]
+        for _, check in self.health_checks:
+            check.new_id = self.ids.new_id
         self.stages: list[Stage] = []
         path = settings.pipeline.dead_letter_file
         self.dead_letter_file = DeadLetterFile(path) if path else None
