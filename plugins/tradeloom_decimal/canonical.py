@@ -29,15 +29,17 @@ and fields set are set directly, holding what pydantic would make (``Decimal(tex
 exponent, a UUID, an aware datetime, enum members; every field set). Anything else returns
 ``None`` and the caller validates with pydantic, which also words every error.
 
-This relies on how :mod:`tradeloom.events` declares each field. At import, each type's model is
-compared with the declarations this module was written for (fields in order, annotations,
-validator functions, constraints, defaults, model validators, config), and documents of each
+This relies on how :mod:`tradeloom.events` declares each field. On first use
+(:func:`proven_decoder`), each type's model is compared with the declarations this module was
+written for (fields in order, annotations, validator functions, constraints, defaults, model
+validators, config), and documents of each
 type, including values at the edges of what the fast path accepts, must decode to exactly what
 pydantic makes of them. A type that differs in any way is always validated by pydantic.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -82,6 +84,7 @@ __all__ = [
     "edge_documents",
     "fast_types",
     "fits",
+    "proven_decoder",
     "same_event",
 ]
 
@@ -710,11 +713,19 @@ def _decoder() -> tuple[Decoder, frozenset[str]]:
         samples = [sample for sample in samples if type(sample) not in failed]
 
 
-decode_canonical, _FAST_TYPES = _decoder()
-"""``decode_canonical(data)``: the event ``data`` holds if it is in the encoder's canonical shape
-and valid, else ``None`` (the caller then validates it with pydantic)."""
+@functools.cache
+def proven_decoder() -> tuple[Decoder, frozenset[str]]:
+    """The fast decoder and the event types it decodes itself, built and proven against
+    pydantic on first use (about 45 ms; a process that never decodes never pays it)."""
+    return _decoder()
+
+
+def decode_canonical(data: bytes | bytearray) -> Event | None:
+    """The event ``data`` holds if it is in the encoder's canonical shape and valid, else
+    ``None`` (the caller then validates it with pydantic)."""
+    return proven_decoder()[0](data)
 
 
 def fast_types() -> frozenset[str]:
     """The event types (``type`` tags) :func:`decode_canonical` decodes itself."""
-    return _FAST_TYPES
+    return proven_decoder()[1]

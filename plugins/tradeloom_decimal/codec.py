@@ -17,7 +17,7 @@ from tradeloom.events import (
     Rejection,
     any_event_adapter,
 )
-from tradeloom_decimal.canonical import decode_canonical
+from tradeloom_decimal.canonical import Decoder, proven_decoder
 
 _MAX_REPORTED_ERRORS = 10
 _MAX_INPUT_REPR = 80
@@ -39,6 +39,9 @@ class DecimalJsonCodec(Codec):
 
     content_type = "application/json"
 
+    def __init__(self) -> None:
+        self._decode_canonical: Decoder | None = None  # proven on the first decode
+
     def encode(self, event: Event) -> bytes:
         """Serialize one event to JSON bytes."""
         if type(event) not in _EVENT_CLASSES and not isinstance(event, Event):
@@ -55,6 +58,9 @@ class DecimalJsonCodec(Codec):
             data = data.tobytes()
         # The encoder's own output, when valid, is read without the models' Python validators
         # (see canonical.py); anything else, valid or not, is validated by pydantic.
+        decode_canonical = self._decode_canonical
+        if decode_canonical is None:
+            decode_canonical = self._decode_canonical = proven_decoder()[0]
         event = decode_canonical(data)
         if event is None:
             event = decode_validated(data)
