@@ -177,12 +177,24 @@ class PluginManager:
     def _load_entry_points(self, *, autoload: bool, enable: set[str], blocked: set[str]) -> None:
         seen: dict[str, str | None] = {}
         found = importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
+        # Each name or version read parses the distribution's METADATA file again: read them
+        # once per distribution (its entry points share one Distribution object).
+        identities: dict[int, tuple[str | None, str | None]] = {}
+
+        def identity(entry_point: Any) -> tuple[str | None, str | None]:
+            dist = entry_point.dist
+            if dist is None:
+                return None, None
+            if id(dist) not in identities:
+                metadata = dist.metadata
+                identities[id(dist)] = (metadata.get("Name"), metadata.get("Version"))
+            return identities[id(dist)]
+
         # The stock plugins come first, so a third-party entry point of the same name cannot
         # shadow one; it is reported instead (replace a stock plugin by blocking it).
-        ordered = sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "tradeloom")
+        ordered = sorted(found, key=lambda ep: identity(ep)[0] != "tradeloom")
         for entry_point in ordered:
-            dist = entry_point.dist
-            dist_name = dist.name if dist else None
+            dist_name, dist_version = identity(entry_point)
             if entry_point.name in seen:
                 if seen[entry_point.name] == dist_name:
                     continue  # the same distribution found twice on sys.path
@@ -190,18 +202,14 @@ class PluginManager:
                 clash = PluginInfo(
                     name=f"{entry_point.name} ({dist_name})",
                     distribution=dist_name,
-                    version=dist.version if dist else None,
+                    version=dist_version,
                     error=f"plugin name {entry_point.name!r} is already used by distribution "
                     f"{seen[entry_point.name]!r}; this one is not loaded",
                 )
                 self.infos[clash.name] = clash
                 continue
             seen[entry_point.name] = dist_name
-            info = PluginInfo(
-                name=entry_point.name,
-                distribution=dist_name,
-                version=dist.version if dist else None,
-            )
+            info = PluginInfo(name=entry_point.name, distribution=dist_name, version=dist_version)
             self.infos[entry_point.name] = info
             if entry_point.name in blocked:
                 info.blocked = True
