@@ -52,9 +52,10 @@ def test_a_resumed_run_of_fewer_strategies_counts_the_restored_portfolios_at_bot
     second = tradeloom.backtest(
         config(tmp_path),
         strategies={"a": BuyOnce()},
-        events=ticks("X", ["12", "13"]),
+        events=ticks("X", ["10", "11", "12", "13"]),  # the same series, one tick longer
         resume=True,
     )
+    assert (second.skipped_events, second.market_events) == (3, 1)  # resumed after tick 3
     assert sorted(second.snapshots) == ["a", "b"]
     # Both portfolios count at the start (as saved, X at 12) and at the end (X at 13).
     assert second.final_equity == Decimal(2006)

@@ -6,7 +6,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -287,6 +287,12 @@ class Pipeline:
                     "fills); a backtest starts from empty books, so point it at a new location, "
                     "or resume from that state (tradeloom backtest --resume, resume=True)"
                 )
+            if self.mode == "backtest" and (snapshots or fills):
+                # The stored state already holds every event up to its latest (simulated)
+                # time: replaying those again would count their fills twice.
+                self.result.resumed_after = max(
+                    itertools.chain((s.ts for s in snapshots.values()), (f.ts for f in fills))
+                )
             advance_ids_past(
                 self.ids,
                 itertools.chain(
@@ -517,6 +523,8 @@ class Pipeline:
             self._feed_wait = None
         else:
             source = iter(source)  # a feed may return any iterable
+            if result.resumed_after is not None:
+                source = self._after_resume_point(source, result.resumed_after)
             first = next(source, None)
             if first is not None:
                 result.first_event_time = first.ts
@@ -532,6 +540,28 @@ class Pipeline:
                 if self._stop_requested:
                     break
         self._count_market(count)
+
+    def _after_resume_point(
+        self, events: Iterator[MarketEvent], resumed_after: datetime
+    ) -> Iterator[MarketEvent]:
+        for event in events:
+            if event.ts > resumed_after:
+                self.logger.info(
+                    "resumed after %s, the latest time in the stored state: skipped %d "
+                    "market event(s) at or before it",
+                    resumed_after.isoformat(),
+                    self.result.skipped_events,
+                )
+                yield event
+                yield from events  # in time order: nothing later is at or before the point
+                return
+            self.result.skipped_events += 1
+        self.logger.warning(
+            "resumed after %s, the latest time in the stored state: all %d market events of "
+            "the feed are at or before it, so there was nothing new to backtest",
+            resumed_after.isoformat(),
+            self.result.skipped_events,
+        )
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
         if self.status.stage_observer is not None:

@@ -95,6 +95,10 @@ class RunResult:
     wall_seconds: float = 0.0
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
+    resumed_after: datetime | None = None
+    """A resumed backtest: the latest time in the stored state it continued from; market
+    events at or before it were skipped (``skipped_events``), as the state already holds them."""
+    skipped_events: int = 0
     keep_events: int | None = None
     """Fills and rejections kept in the lists: all (None, backtests) or about the latest
     this many (live runs, so memory stays bounded). The counts below are always complete."""
@@ -187,6 +191,8 @@ class RunResult:
             if self.first_event_time
             else None,
             "last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
+            "resumed_after": self.resumed_after.isoformat() if self.resumed_after else None,
+            "skipped_events": self.skipped_events,
             "wall_seconds": round(self.wall_seconds, 3),
         }
 
@@ -240,6 +246,11 @@ class RunResult:
         lines = [
             f"  period          {s['first_event_time'] or '-'} .. {s['last_event_time'] or '-'}",
             f"  market events   {s['market_events']:,}",
+            *(
+                [f"  resumed after   {s['resumed_after']} ({s['skipped_events']:,} skipped)"]
+                if self.resumed_after
+                else []
+            ),
             f"  starting equity {self.starting_equity:,.2f}",
             f"  final equity    {self.final_equity:,.2f}",
             f"  total return    {self.total_return * pct:.2f}%",

@@ -1,0 +1,82 @@
+"""A resumed backtest continues after the stored state instead of replaying it again.
+
+The stored state already holds every event up to its latest time; a backtest resumed on the
+same data (after Ctrl-C, or on a file that has grown since) skips those events, so no fill and
+no P&L is counted twice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tradeloom
+from tradeloom.portfolio import PortfolioBook
+from tradeloom_sqlite.persistence import SqlitePersistence
+
+
+def config(data: Path, state: Path) -> dict[str, Any]:
+    return {
+        "feed": {
+            "name": "replay",
+            "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
+        },
+        "strategies": [{"name": "sma_cross", "params": {"quantity": "10"}}],
+        "executor": {"name": "paper", "params": {"commission_bps": "10"}},
+        "persistence": {"name": "sqlite", "params": {"path": str(state)}},
+    }
+
+
+def test_a_backtest_resumed_on_longer_data_continues_where_the_state_ends(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    full = shared_data / "orcl-1995-2014.txt"
+    lines = full.read_text().splitlines(keepends=True)
+    first_half = tmp_path / "orcl-first-half.txt"
+    first_half.write_text("".join(lines[:2501]))  # the header and 2,500 days
+    state = tmp_path / "state.sqlite"
+
+    first = tradeloom.backtest(config(first_half, state))
+    assert first.market_events == 2500 and first.fill_count > 0
+    with caplog.at_level("INFO", logger="tradeloom.pipeline"):
+        second = tradeloom.backtest(config(full, state), resume=True)
+    assert second.resumed_after == first.last_event_time
+    assert (second.skipped_events, second.market_events) == (2500, 5036 - 2500)
+    assert second.first_event_time is not None and second.resumed_after is not None
+    assert second.first_event_time > second.resumed_after
+    assert all(fill.ts > second.resumed_after for fill in second.fills)
+    assert "skipped 2500 market event(s) at or before it" in caplog.text
+    assert second.starting_equity == first.final_equity
+
+    # Each order's fill is in the journal once, and the books add up to the journal.
+    persistence = SqlitePersistence(path=str(state))
+    persistence.open()
+    try:
+        snapshots, fills = persistence.load_snapshots(), persistence.load_fills()
+    finally:
+        persistence.close()
+    assert len(fills) == first.fill_count + second.fill_count
+    assert len({fill.order_id for fill in fills}) == len(fills)
+    snapshot = snapshots["sma_cross"]
+    assert snapshot.fills_applied == len(fills)
+    replayed = PortfolioBook(Decimal(100000))
+    for fill in fills:
+        replayed.apply_fill(fill)
+    assert snapshot.cash == replayed.portfolio("sma_cross").cash
+    assert second.final_equity == snapshot.equity
+
+
+def test_resuming_on_the_same_data_backtests_nothing_and_says_so(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = config(shared_data / "orcl-1995-2014.txt", tmp_path / "state.sqlite")
+    first = tradeloom.backtest(settings)
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        again = tradeloom.backtest(settings, resume=True)
+    assert (again.skipped_events, again.market_events, again.fill_count) == (5036, 0, 0)
+    assert again.final_equity == again.starting_equity == first.final_equity
+    assert "all 5036 market events of the feed are at or before it" in caplog.text
+    assert again.summary()["resumed_after"] == first.last_event_time.isoformat()  # type: ignore[union-attr]
