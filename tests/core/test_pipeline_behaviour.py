@@ -395,6 +395,34 @@ def test_a_live_run_over_replayed_data_fills_like_the_backtest(tmp_path, shared_
     assert [f.price for f in live.fills] == [f.price for f in replayed.fills]
 
 
+def test_a_live_run_replaying_its_feed_over_stored_state_warns(
+    tmp_path, shared_data, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    import tradeloom
+
+    config = {
+        "feed": {
+            "name": "replay",
+            "params": {
+                "path": str(shared_data / "orcl-1995-2014.txt"),
+                "format": "yahoo",
+                "instrument": "ORCL",
+            },
+        },
+        "strategies": [{"name": "sma_cross"}],
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "live.sqlite")}},
+    }
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        tradeloom.run(config)
+        assert caplog.messages == []
+        tradeloom.run(config)
+    assert caplog.messages == [
+        "this live run replays its feed from the start on top of state from an earlier run: "
+        "those events will trade again; to continue after the stored state, backtest with "
+        "--resume, or start from a new state file"
+    ]
+
+
 def test_a_strategy_error_keeps_the_strategy_exception_as_its_cause() -> None:
     class Dividing(Strategy):
         def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:

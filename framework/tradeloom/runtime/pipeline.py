@@ -181,6 +181,7 @@ class Pipeline:
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
         self._freezing = False
+        self._resumed_from_state = False
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
     # -- assembly ------------------------------------------------------------------------
@@ -287,6 +288,7 @@ class Pipeline:
                     "fills); a backtest starts from empty books, so point it at a new location, "
                     "or resume from that state (tradeloom backtest --resume, resume=True)"
                 )
+            self._resumed_from_state = bool(snapshots or fills)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
                 # time: replaying those again would count their fills twice.
@@ -525,6 +527,13 @@ class Pipeline:
             source = iter(source)  # a feed may return any iterable
             if result.resumed_after is not None:
                 source = self._after_resume_point(source, result.resumed_after)
+            elif self.mode == "live" and self._resumed_from_state:
+                # Live state has wall-clock times, so there is no data time to resume after.
+                self.logger.warning(
+                    "this live run replays its feed from the start on top of state from an "
+                    "earlier run: those events will trade again; to continue after the stored "
+                    "state, backtest with --resume, or start from a new state file"
+                )
             first = next(source, None)
             if first is not None:
                 result.first_event_time = first.ts
