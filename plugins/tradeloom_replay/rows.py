@@ -112,10 +112,27 @@ def _find(names: Sequence[str], column: str, *, source: str, field_name: str) ->
 # Numbers
 
 
+def to_decimal(text: str) -> Decimal:
+    """``Decimal(text)`` for the numbers a data file holds: ASCII digits, an optional sign,
+    point and exponent, with surrounding whitespace ignored. Raises InvalidOperation for the
+    rest of what ``Decimal()`` accepts: underscores between digits (``"2_5"`` would be 25) and
+    non-ASCII digits or spaces (``"١٢"`` would be 12)."""
+    if "_" in text or not text.isascii():
+        raise InvalidOperation
+    return Decimal(text)
+
+
+def plain_numbers(texts: Sequence[str]) -> bool:
+    """Whether no text of ``texts`` holds what :func:`to_decimal` refuses but ``Decimal()``
+    takes: one check over a whole column, before ``Decimal`` is mapped over it."""
+    joined = "".join(texts)
+    return "_" not in joined and joined.isascii()
+
+
 def read_decimal(text: str, label: str) -> Decimal:
     """Any finite number."""
     try:
-        value = Decimal(text)
+        value = to_decimal(text)
     except InvalidOperation:
         raise BadRow(_not_a_number(text, label)) from None
     if not value.is_finite():
@@ -126,7 +143,7 @@ def read_decimal(text: str, label: str) -> Decimal:
 def read_positive(text: str, label: str) -> Decimal:
     """A finite number greater than zero (prices, quantities)."""
     try:
-        value = Decimal(text)
+        value = to_decimal(text)
     except InvalidOperation:
         raise BadRow(_not_a_number(text, label)) from None
     if not value.is_finite():
@@ -221,7 +238,7 @@ class TimeReader:
 
 
 def _from_epoch(text: str, scale: int) -> datetime:
-    value = Decimal(text)
+    value = to_decimal(text)
     if not value.is_finite():
         raise ValueError("not a finite number")
     return _EPOCH + timedelta(microseconds=int(value * 1_000_000 / scale))
@@ -423,7 +440,10 @@ class RowParser:
     def _block_numbers(self, columns: Sequence[Sequence[str]]) -> dict[str, list[Decimal]] | None:
         values_of: dict[str, list[Decimal]] = {}
         for name, position, _label, read, _required in self._numbers:
-            values = list(map(Decimal, columns[position]))
+            texts = columns[position]
+            if not plain_numbers(texts):
+                return None  # the row path says which cell is not a number
+            values = list(map(Decimal, texts))
             low, high = min(values), max(values)
             if not high.is_finite() or low < 0 or (low == 0 and read is read_positive):
                 return None
