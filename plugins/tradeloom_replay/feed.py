@@ -56,6 +56,8 @@ IDS_MINTED_AT_ONCE = 128
 
 _TICK_TIMES = tuple(map(frozenset, (["ts"], ["date"], ["date", "time"])))
 _BAR_TIMES = _TICK_TIMES + tuple(map(frozenset, (["start"], ["end"], ["start", "end"])))
+#: Written and read back with a strptime pattern to check it.
+_SAMPLE_TIME = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
 class ReplayFileNotFoundError(FileNotFoundError, ValueError):
@@ -483,6 +485,16 @@ def _check_timestamp_format(timestamp_format: Any) -> str | None:
             f"timestamp_format {timestamp_format!r} is not a strptime pattern "
             "(e.g. '%m/%d/%Y %H:%M:%S') nor one of 'iso', 'unix', 'unix_ms'"
         )
+    # A pattern strptime cannot use ('%Q', '%s', a stray '%', '%G' without '%V') would make
+    # every row bad; one that writes a sample time and reads it back can be used.
+    try:
+        datetime.strptime(_SAMPLE_TIME.strftime(timestamp_format), timestamp_format)
+    except ValueError as exc:
+        raise ValueError(
+            f"timestamp_format {timestamp_format!r} is not a usable strptime pattern: {exc} "
+            "(see the format codes of Python's datetime.strptime; epoch numbers are 'unix' or "
+            "'unix_ms')"
+        ) from None
     return timestamp_format
 
 

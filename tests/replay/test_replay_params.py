@@ -84,6 +84,14 @@ def test_a_directory_is_not_a_file(tmp_path) -> None:
         ({"columns": TICK_COLUMNS, "encoding": "klingon"}, "unknown encoding"),
         ({"columns": TICK_COLUMNS, "timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
         ({"columns": TICK_COLUMNS, "timestamp_format": "YYYY-MM-DD"}, "not a strptime pattern"),
+        (
+            {"columns": TICK_COLUMNS, "timestamp_format": "%Q"},
+            "timestamp_format '%Q' is not a usable strptime pattern: 'Q' is a bad directive",
+        ),
+        ({"columns": TICK_COLUMNS, "timestamp_format": "%s"}, "'s' is a bad directive.*'unix'"),
+        ({"columns": TICK_COLUMNS, "timestamp_format": "%Y-%m-%d %"}, "stray %"),
+        ({"columns": TICK_COLUMNS, "timestamp_format": "%G-%m-%d"}, "ISO year directive"),
+        ({"format": "bidask", "timestamp_format": "%d/%m/%Y %Q"}, "'Q' is a bad directive"),
         ({"columns": TICK_COLUMNS, "bar_interval": "1d"}, "bar_interval applies to bars only"),
         ({"columns": TICK_COLUMNS, "bar_timestamp": "end"}, "bar_timestamp applies to bars only"),
         ({"columns": TICK_COLUMNS, "price_column": "adj_close"}, "applies to bars only"),
@@ -178,6 +186,27 @@ def test_interval_spellings(text, expected) -> None:
     assert parse_interval(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        ("%m/%d/%Y %H:%M:%S", "01/02/2024 10:00:00"),
+        ("%d.%m.%Y %H:%M:%S.%f", "02.01.2024 10:00:00.5"),
+        ("%Y-%m-%dT%H:%M:%S%z", "2024-01-02T11:00:00+0100"),
+        ("%d %b %Y %I:%M %p %Z", "02 Jan 2024 10:00 AM UTC"),
+        ("%G-W%V-%u %H:%M", "2024-W01-2 10:00"),
+    ],
+)
+def test_usable_strptime_patterns_are_accepted(write, context, pattern, text) -> None:
+    path = write("stamps.csv", f"t;p\n{text};1\n")
+    feed = ReplayFeed(
+        path=path, instrument="X", columns=TICK_COLUMNS, delimiter=";", timestamp_format=pattern
+    )
+    (tick,) = feed.events(context.feed)
+    assert tick.ts.isoformat() == "2024-01-02T10:00:00" + (
+        ".500000+00:00" if "%f" in pattern else "+00:00"
+    )
+
+
 def test_registered_as_replay_feed() -> None:
     assert tradeloom_register_feeds() == {"replay": ReplayFeed}
     names = {ep.name: ep.value for ep in entry_points(group="tradeloom")}
@@ -195,6 +224,17 @@ def test_built_by_the_plugin_manager_from_toml_params(data_dir, context) -> None
     assert len(list(feed.events(context.feed))) == 10
     with pytest.raises(ConfigError, match="instrument is required"):
         manager.create("feed", "replay", {"path": str(data_dir / "bidask.csv"), "format": "bidask"})
+    with pytest.raises(ConfigError, match="timestamp_format '%Q' is not a usable"):
+        manager.create(
+            "feed",
+            "replay",
+            {
+                "path": str(data_dir / "bidask.csv"),
+                "format": "bidask",
+                "instrument": "AUDUSD",
+                "timestamp_format": "%Q",
+            },
+        )
     with pytest.raises(ConfigError, match="file not found"):
         manager.create(
             "feed", "replay", {"path": "no/such.csv", "format": "bidask", "instrument": "X"}
