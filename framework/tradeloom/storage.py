@@ -2,14 +2,24 @@
 
 A back end passes ``where`` (its file or table, and the row) so that
 :class:`~tradeloom.errors.CorruptStateError` names exactly what is damaged.
+
+A stored event whose ``schema_version`` is newer than this tradeloom's is refused with a
+:class:`~tradeloom.errors.PersistenceError` (not a ``CorruptStateError``: nothing is damaged, it
+was written by a newer tradeloom), as the codec refuses such an event on the wire. Reading it
+as if it were of the current version could misread fields whose meaning changed.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any, TypeVar
+
 from pydantic import ValidationError
 
-from tradeloom.errors import CorruptStateError
-from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.errors import CorruptStateError, PersistenceError
+from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot
+
+_E = TypeVar("_E", bound=Event)
 
 
 def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
@@ -23,14 +33,47 @@ def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts)
 
 
-def decode_stored_fill(data: str | bytes, *, where: str, portfolio_id: str) -> Fill:
-    """A journaled fill, checked to belong to the portfolio it is stored under."""
-    try:
-        fill = Fill.model_validate_json(data)
-    except ValidationError as exc:
+def _check_stored_version(version: Any, *, where: str, what: str) -> None:
+    """Refuse a stored event of a newer (or an impossible) schema version."""
+    if isinstance(version, bool) or not isinstance(version, int):
+        return  # not a number: validation reports it
+    if version > SCHEMA_VERSION:
+        raise PersistenceError(
+            f"{where}: stored {what} has schema_version {version}, newer than the supported "
+            f"version {SCHEMA_VERSION}: written by a newer tradeloom; upgrade tradeloom to read "
+            "this state"
+        )
+    if version < 1:
         raise CorruptStateError(
-            f"{where}: stored fill is invalid: {describe_validation_error(exc)}"
+            f"{where}: stored {what} has schema_version {version}, which is not valid; "
+            "versions start at 1"
+        )
+
+
+def _decode(model: type[_E], data: str | bytes, *, where: str, what: str) -> _E:
+    try:
+        event = model.model_validate_json(data)
+    except ValidationError as exc:
+        # An event of a newer version may not validate (new fields): say it is newer, not
+        # damaged. Parsed again only on this error path, so loading stays one parse per row.
+        try:
+            document = json.loads(data)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            _check_stored_version(document.get("schema_version"), where=where, what=what)
+        raise CorruptStateError(
+            f"{where}: stored {what} is invalid: {describe_validation_error(exc)}"
         ) from None
+    if event.schema_version != SCHEMA_VERSION:
+        _check_stored_version(event.schema_version, where=where, what=what)
+    return event
+
+
+def decode_stored_fill(data: str | bytes, *, where: str, portfolio_id: str) -> Fill:
+    """A journaled fill, checked to be of a supported schema version and to belong to the
+    portfolio it is stored under."""
+    fill = _decode(Fill, data, where=where, what="fill")
     if fill.strategy_id != portfolio_id:
         raise CorruptStateError(
             f"{where}: the stored fill belongs to portfolio {fill.strategy_id!r}"
@@ -41,13 +84,9 @@ def decode_stored_fill(data: str | bytes, *, where: str, portfolio_id: str) -> F
 def decode_stored_snapshot(
     data: str | bytes, *, where: str, portfolio_id: str
 ) -> PortfolioSnapshot:
-    """A stored snapshot, checked to belong to the portfolio it is stored under."""
-    try:
-        snapshot = PortfolioSnapshot.model_validate_json(data)
-    except ValidationError as exc:
-        raise CorruptStateError(
-            f"{where}: stored snapshot is invalid: {describe_validation_error(exc)}"
-        ) from None
+    """A stored snapshot, checked to be of a supported schema version and to belong to the
+    portfolio it is stored under."""
+    snapshot = _decode(PortfolioSnapshot, data, where=where, what="snapshot")
     if snapshot.portfolio_id != portfolio_id:
         raise CorruptStateError(
             f"{where}: the stored snapshot belongs to portfolio {snapshot.portfolio_id!r}"

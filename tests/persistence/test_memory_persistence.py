@@ -68,6 +68,28 @@ def test_invalid_fill_names_its_position_and_portfolio() -> None:
     assert len(memory.load_fills("a")) == 1
 
 
+def test_stored_events_of_a_newer_schema_version_are_refused() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    memory.record_fills([make_fill("a"), make_fill("b")])
+    memory.save_snapshots([make_snapshot("a")])
+    owner, data = memory.store.fills[1]
+    memory.store.fills[1] = (owner, data.replace('"schema_version":1', '"schema_version":7'))
+    memory.store.snapshots["a"] = memory.store.snapshots["a"].replace(
+        '"schema_version":1', '"schema_version":2'
+    )
+    with pytest.raises(PersistenceError) as fill_error:
+        memory.load_fills()
+    assert not isinstance(fill_error.value, CorruptStateError)
+    assert "memory store: fill #2, portfolio 'b': stored fill has schema_version 7, newer " in (
+        str(fill_error.value)
+    )
+    assert "upgrade tradeloom" in str(fill_error.value)
+    with pytest.raises(PersistenceError, match=r"portfolio 'a': stored snapshot has schema_vers"):
+        memory.load_snapshots()
+    assert len(memory.load_fills("a")) == 1  # the current-version fill still reads
+
+
 def test_concurrent_writers_store_each_order_once() -> None:
     memory = MemoryPersistence(MemoryStore())
     memory.open()

@@ -233,6 +233,93 @@ def test_fill_row_failing_validation(filled_db: Path) -> None:
 # ---- schema versions and foreign files ------------------------------------------------------
 
 
+def _file_bytes(path: Path) -> bytes:
+    assert not Path(f"{path}-wal").exists()
+    return path.read_bytes()
+
+
+def test_stored_snapshot_of_a_newer_schema_version_is_refused(filled_db: Path) -> None:
+    _raw(
+        filled_db,
+        "UPDATE snapshots SET snapshot = json_set(snapshot, '$.schema_version', 2) "
+        "WHERE portfolio_id = 'p4'",
+    )
+    before = _file_bytes(filled_db)
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(PersistenceError) as info:
+        store.load_snapshots()
+    store.close()
+    message = str(info.value)
+    assert not isinstance(info.value, CorruptStateError)  # not damaged: written by a newer one
+    assert message.startswith(f"{filled_db}: table snapshots, portfolio 'p4': ")
+    assert "stored snapshot has schema_version 2, newer than the supported version 1" in message
+    assert "upgrade tradeloom" in message
+    assert _file_bytes(filled_db) == before
+
+
+def test_stored_fill_of_a_newer_schema_version_is_refused(filled_db: Path) -> None:
+    # A newer event may also carry fields this version does not know: still "newer".
+    _raw(
+        filled_db,
+        "UPDATE fills SET event = json_set(event, '$.schema_version', 7, '$.venue', 'X') "
+        "WHERE seq = 12",
+    )
+    before = _file_bytes(filled_db)
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(PersistenceError) as info:
+        store.load_fills()
+    with pytest.raises(PersistenceError, match="schema_version 7, newer"):
+        store.load_fills("p4")
+    assert len(store.load_fills("p3")) > 0  # other portfolios' fills still read
+    store.close()
+    assert not isinstance(info.value, CorruptStateError)
+    assert f"{filled_db}: table fills, row seq=12, portfolio 'p4': stored fill has " in str(
+        info.value
+    )
+    assert "schema_version 7, newer than the supported version 1" in str(info.value)
+    assert _file_bytes(filled_db) == before
+
+
+def test_stored_event_of_schema_version_zero_is_corrupt(filled_db: Path) -> None:
+    _raw(filled_db, "UPDATE fills SET event = json_set(event, '$.schema_version', 0) WHERE seq = 3")
+    store = SqlitePersistence(filled_db)
+    store.open()
+    with pytest.raises(
+        CorruptStateError, match=r"row seq=3, .*schema_version 0, which is not valid"
+    ):
+        store.load_fills()
+    store.close()
+
+
+def test_resuming_from_newer_state_is_refused_and_leaves_the_file_as_it_is(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    import tradeloom
+
+    state = tmp_path / "state.sqlite"
+    settings = {
+        "feed": {
+            "name": "replay",
+            "params": {
+                "path": str(shared_data / "orcl-1995-2014.txt"),
+                "format": "yahoo",
+                "instrument": "ORCL",
+            },
+        },
+        "strategies": [{"name": "sma_cross", "params": {"quantity": "10"}}],
+        "executor": {"name": "paper"},
+        "persistence": {"name": "sqlite", "params": {"path": str(state)}},
+    }
+    tradeloom.backtest(settings)
+    _raw(state, "UPDATE snapshots SET snapshot = json_set(snapshot, '$.schema_version', 2)")
+    before = _file_bytes(state)
+    with pytest.raises(PersistenceError, match="stored snapshot has schema_version 2, newer"):
+        tradeloom.backtest(settings, resume=True)
+    assert _file_bytes(state) == before
+
+
 def test_newer_schema_version_is_refused(filled_db: Path) -> None:
     _raw(filled_db, f"PRAGMA user_version = {SCHEMA_VERSION + 98}")
     with pytest.raises(PersistenceError) as info:
