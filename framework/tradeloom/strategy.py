@@ -7,8 +7,10 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from tradeloom.events import Bar, Fill, MarketTick, OrderType, Rejection, Side, Signal
+from tradeloom.open_orders import OpenOrders
 from tradeloom.runtime.trusted import build_signal
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ class StrategyContext:
         self._clock = clock
         self._send = send
         self.logger = logging.getLogger(f"tradeloom.strategy.{strategy_id}")
+        self._open_orders: OpenOrders[str] = OpenOrders()  # by instrument
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None
@@ -143,12 +146,30 @@ class StrategyContext:
             limit_price=limit if plain else limit_price,
             market_ts=self._market_time.of(instrument),
         )
+        self._open_orders.add(instrument, signal)
         self._send(signal)
         return signal
 
+    def resolve(self, signal_id: UUID) -> None:
+        """The signal ``signal_id`` was filled or rejected: it is open no more. Called by the
+        runtime before the strategy's ``on_fill`` or ``on_rejection``; once per signal counts
+        (a fill or rejection delivered again changes nothing)."""
+        self._open_orders.close(signal_id)
+
     def position(self, instrument: str) -> Decimal:
-        """Filled quantity held (negative when short)."""
+        """Filled quantity held (negative when short). Orders on their way are not in it:
+        see :meth:`open_quantity`."""
         return self._portfolio.position(instrument)
+
+    def open_quantity(self, instrument: str) -> Decimal:
+        """The quantity of this strategy's signals for ``instrument`` that are neither filled
+        nor rejected yet, signed like a position (buys add, sells subtract).
+
+        In one process a market order usually fills on the next price, before the strategy
+        sees it; across processes it may still be on its way when the next events arrive.
+        ``position(instrument) + open_quantity(instrument)`` is what the strategy will hold
+        once everything it sent is done: decide on that, or the same order is sent again."""
+        return self._open_orders.quantity(instrument)
 
     def average_price(self, instrument: str) -> Decimal | None:
         holding = self._portfolio.holdings.get(instrument)

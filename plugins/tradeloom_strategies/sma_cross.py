@@ -63,7 +63,8 @@ class _Crossing:
 
 class SmaCross(Strategy):
     """Buy ``quantity`` when the fast SMA crosses above the slow one while flat; sell the whole
-    position when it crosses below while long.
+    position when it crosses below while long. Flat and long count the orders still on their
+    way (:meth:`~tradeloom.strategy.StrategyContext.open_quantity`).
 
     A crossing is a change of the sign of (fast - slow) from the last non-zero difference.
     Works on bars (close) and ticks (last price), per instrument.
@@ -86,13 +87,14 @@ class SmaCross(Strategy):
         return crossing
 
     def _trade(self, instrument: str, direction: int, ctx: StrategyContext) -> None:
+        # What it will hold once the orders on their way are done (across processes an order
+        # may still be on its way at the next crossing): never the same order twice.
+        holding = ctx.position(instrument) + ctx.open_quantity(instrument)
         if direction > 0:
-            if ctx.position(instrument) == 0:
+            if holding == 0:
                 ctx.buy(instrument, self.quantity)
-        else:
-            position = ctx.position(instrument)
-            if position > 0:
-                ctx.sell(instrument, position)
+        elif holding > 0:
+            ctx.sell(instrument, holding)
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
         instrument = bar.instrument

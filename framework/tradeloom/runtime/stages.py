@@ -21,9 +21,9 @@ from tradeloom.events import (
     Fill,
     MarketTick,
     Rejection,
-    Side,
     Signal,
 )
+from tradeloom.open_orders import OpenOrders
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.pending import PriceWait
 from tradeloom.runtime.status import PipelineStatus
@@ -254,13 +254,16 @@ class StrategyStage(Stage):
         strategy = self.strategies.get(fill.strategy_id)
         if strategy is None or not self.book.apply_fill(fill):
             return
+        self.contexts[fill.strategy_id].resolve(fill.signal_id)
         if type(strategy).on_fill is not Strategy.on_fill:  # not overridden: nothing to call
             self._call(fill.strategy_id, strategy.on_fill, fill)
 
     def on_rejection(self, rejection: Rejection) -> None:
-        strategy = self.strategies.get(rejection.signal.strategy_id)
+        signal = rejection.signal
+        strategy = self.strategies.get(signal.strategy_id)
         if strategy is not None:
-            self._call(rejection.signal.strategy_id, strategy.on_rejection, rejection)
+            self.contexts[signal.strategy_id].resolve(signal.event_id)
+            self._call(signal.strategy_id, strategy.on_rejection, rejection)
 
     def _call(self, strategy_id: str, callback: Callable[..., None], event: Event | None) -> None:
         ctx = self.contexts[strategy_id]
@@ -311,36 +314,23 @@ class _RiskView:
 
     def __init__(self, book: PortfolioBook) -> None:
         self.book = book
-        # By the signal id's int: hashing a UUID runs Python code, hashing its int does not.
-        self.open_orders: dict[int, tuple[str, str, Decimal]] = {}
-        self._open_exposure: dict[tuple[str, str], Decimal] = {}
+        self.open_orders: OpenOrders[tuple[str, str]] = OpenOrders()
 
     def last_price(self, instrument: str) -> Decimal | None:
         return self.book.marks.get(instrument)
 
     def position(self, strategy_id: str, instrument: str) -> Decimal:
         filled = self.book.portfolio(strategy_id).position(instrument)
-        return filled + self._open_exposure.get((strategy_id, instrument), ZERO)
+        return filled + self.open_orders.quantity((strategy_id, instrument))
 
     def cash(self, strategy_id: str) -> Decimal:
         return self.book.portfolio(strategy_id).cash
 
     def order_sent(self, signal: Signal) -> None:
-        signed = signal.quantity if signal.side is Side.BUY else -signal.quantity
-        self.open_orders[signal.event_id.int] = (signal.strategy_id, signal.instrument, signed)
-        key = (signal.strategy_id, signal.instrument)
-        self._open_exposure[key] = self._open_exposure.get(key, ZERO) + signed
+        self.open_orders.add((signal.strategy_id, signal.instrument), signal)
 
     def order_closed(self, signal_id: UUID) -> None:
-        entry = self.open_orders.pop(signal_id.int, None)
-        if entry is not None:
-            strategy_id, instrument, signed = entry
-            key = (strategy_id, instrument)
-            remaining = self._open_exposure[key] - signed
-            if remaining:
-                self._open_exposure[key] = remaining
-            else:
-                del self._open_exposure[key]
+        self.open_orders.close(signal_id)
 
 
 class RiskStage(Stage):

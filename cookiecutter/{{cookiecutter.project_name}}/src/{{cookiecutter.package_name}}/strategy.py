@@ -34,10 +34,11 @@ class {{ cookiecutter.class_name }}(Strategy):
     def _on_price(self, instrument: str, price: Decimal, ctx: StrategyContext) -> None:
         window = self._windows.setdefault(instrument, deque(maxlen=self.lookback))
         if len(window) == self.lookback:
-            position = ctx.position(instrument)
-            if position == 0 and price > max(window):
+            # What it holds once its orders on their way are done: never the same order twice.
+            held = ctx.position(instrument) + ctx.open_quantity(instrument)
+            if held == 0 and price > max(window):
                 ctx.logger.info("%s broke out above %s at %s", instrument, max(window), price)
                 ctx.buy(instrument, self.quantity)
-            elif position > 0 and price < min(window):
-                ctx.sell(instrument, position)
+            elif held > 0 and price < min(window):
+                ctx.sell(instrument, held)
         window.append(price)
