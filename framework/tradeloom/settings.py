@@ -243,6 +243,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path}: cannot read it: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid TOML: not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

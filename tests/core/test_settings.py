@@ -162,3 +162,13 @@ def test_an_environment_variable_of_no_section_is_refused(
     monkeypatch.delenv(variable)
     monkeypatch.setenv("TRADELOOM_BLOCK_PLUGINS", "kite")
     assert make_settings({}).portfolio.starting_cash == Decimal("100000")
+
+
+def test_a_configuration_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "tradeloom.toml"
+    path.write_bytes(b'[feed]\nname = "caf\xe9"\n')  # Latin-1, as an old editor may save it
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value) == (
+        f"{path}: invalid TOML: not UTF-8 text (invalid byte at offset 15)"
+    )
