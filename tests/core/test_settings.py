@@ -170,5 +170,5 @@ def test_a_configuration_file_that_is_not_utf8_is_a_config_error(tmp_path: Path)
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(caught.value) == (
-        f"{path}: invalid TOML: not UTF-8 text (invalid byte at offset 15)"
+        f"{path}: invalid TOML: not UTF-8 text (invalid byte at offset 18)"
     )
