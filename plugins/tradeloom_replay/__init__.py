@@ -3,6 +3,6 @@
 Registered through the ``tradeloom`` entry point ``replay`` (module :mod:`tradeloom_replay.plugin`).
 """
 
-from tradeloom_replay.feed import ReplayFeed, ReplayFileNotFoundError
+from tradeloom_replay.feed import ReplayFeed, ReplayFileNotFoundError, ReplayIsADirectoryError
 
-__all__ = ["ReplayFeed", "ReplayFileNotFoundError"]
+__all__ = ["ReplayFeed", "ReplayFileNotFoundError", "ReplayIsADirectoryError"]

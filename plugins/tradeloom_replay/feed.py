@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import heapq
 import weakref
 from collections.abc import Callable, Iterator
@@ -60,8 +61,21 @@ _BAR_TIMES = _TICK_TIMES + tuple(map(frozenset, (["start"], ["end"], ["start", "
 _SAMPLE_TIME = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
-class ReplayFileNotFoundError(FileNotFoundError, ValueError):
+class _OneSentence:
+    # An OSError made with (errno, message, filename) prints "[Errno 2] message: 'filename'";
+    # the message already names the file.
+    strerror: str
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class ReplayFileNotFoundError(_OneSentence, FileNotFoundError, ValueError):
     """A file to replay does not exist. Also a ValueError: a configuration mistake."""
+
+
+class ReplayIsADirectoryError(_OneSentence, IsADirectoryError, ValueError):
+    """A path to replay is a directory. Also a ValueError: a configuration mistake."""
 
 
 @dataclass(frozen=True)
@@ -265,11 +279,7 @@ class ReplayFeed(Feed):
                 )
             files = [_File(_path(p), instrument) for p in listed]
         for file in files:
-            if not file.path.is_file():
-                where = "" if file.path.is_absolute() else f" (from {Path.cwd()})"
-                raise ReplayFileNotFoundError(
-                    2, f"replay feed: file not found: {file.path}{where}", str(file.path)
-                )
+            _check_is_file(file.path)
             if is_parquet(file.path):
                 require_pyarrow()
         return files
@@ -525,6 +535,19 @@ def _zone(name: Any) -> tzinfo:
         raise ValueError(
             f"unknown timezone {name!r}; use an IANA name like 'America/New_York' or 'UTC'"
         ) from None
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_file():
+        return
+    where = "" if path.is_absolute() else f" (resolved from the current directory {Path.cwd()})"
+    if path.is_dir():
+        raise ReplayIsADirectoryError(
+            errno.EISDIR, f"path is a directory, not a file: {path}{where}", str(path)
+        )
+    if path.exists():
+        raise ValueError(f"path is not a regular file: {path}{where}")
+    raise ReplayFileNotFoundError(errno.ENOENT, f"file not found: {path}{where}", str(path))
 
 
 def _path(value: Any) -> Path:

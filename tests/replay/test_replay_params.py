@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from tradeloom.errors import ConfigError
 from tradeloom.plugins import PluginManager
-from tradeloom_replay import ReplayFeed, ReplayFileNotFoundError
+from tradeloom_replay import ReplayFeed, ReplayFileNotFoundError, ReplayIsADirectoryError
 from tradeloom_replay.formats import parse_interval
 from tradeloom_replay.plugin import tradeloom_register_feeds
 
@@ -42,17 +43,41 @@ def test_path_combinations(params, message) -> None:
         ReplayFeed(**params, format="yahoo", instrument="X")
 
 
-def test_missing_file_names_the_path(tmp_path) -> None:
+def test_missing_file_names_the_path_once(tmp_path, monkeypatch) -> None:
     missing = tmp_path / "nope.csv"
-    with pytest.raises(ReplayFileNotFoundError, match=r"file not found: .*nope\.csv") as caught:
+    with pytest.raises(ReplayFileNotFoundError) as caught:
         ReplayFeed(path=str(missing), format="yahoo", instrument="X")
+    assert str(caught.value) == f"file not found: {missing}"
     assert isinstance(caught.value, FileNotFoundError)
     assert isinstance(caught.value, ValueError)
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOENT, str(missing))
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ReplayFileNotFoundError) as caught:
+        ReplayFeed(paths={"A": "nope.csv"}, format="yahoo")
+    assert str(caught.value) == (
+        f"file not found: nope.csv (resolved from the current directory {tmp_path})"
+    )
 
 
-def test_a_directory_is_not_a_file(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="file not found"):
-        ReplayFeed(path=tmp_path, format="yahoo", instrument="X")
+def test_a_directory_is_not_a_file(tmp_path, monkeypatch) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ReplayIsADirectoryError) as caught:
+        ReplayFeed(path="data", format="yahoo", instrument="X")
+    assert str(caught.value) == (
+        f"path is a directory, not a file: data (resolved from the current directory {tmp_path})"
+    )
+    assert isinstance(caught.value, IsADirectoryError)
+    assert isinstance(caught.value, ValueError)
+    assert not isinstance(caught.value, FileNotFoundError)
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_device_is_not_a_file() -> None:
+    with pytest.raises(ValueError) as caught:
+        ReplayFeed(path="/dev/null", format="yahoo", instrument="X")
+    assert str(caught.value) == "path is not a regular file: /dev/null"
 
 
 @pytest.mark.parametrize(
