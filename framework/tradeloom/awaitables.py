@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import traceback
 from typing import Any
+
+from tradeloom.errors import PluginError
 
 
 async def maybe_await(value: Any) -> Any:
@@ -14,11 +17,27 @@ async def maybe_await(value: Any) -> Any:
 
 
 async def call_hook_and_await(hook_caller: Any, **kwargs: Any) -> list[Any]:
-    """Call a pluggy hook (synchronous) and await every awaitable it returned."""
-    if not hook_caller.get_hookimpls():
+    """Call a pluggy hook (synchronous) and await every awaitable it returned.
+
+    The implementations are called one at a time, in pluggy's order, so that one that raises
+    (or whose awaitable raises) is named: a :class:`~tradeloom.errors.PluginError` saying
+    which plugin failed in which hook, with the plugin's exception as its cause. Hooks with
+    wrappers are left to pluggy's own call.
+    """
+    impls = hook_caller.get_hookimpls()
+    if not impls:
         return []
-    results = hook_caller(**kwargs)
-    return [await maybe_await(result) for result in results]
+    if any(impl.hookwrapper or impl.wrapper for impl in impls):
+        return [await maybe_await(result) for result in hook_caller(**kwargs)]
+    results = []
+    for impl in reversed(impls):  # pluggy calls the last registered first
+        try:
+            result = await maybe_await(impl.function(*(kwargs[arg] for arg in impl.argnames)))
+        except Exception as exc:
+            raise plugin_failure(hook_caller, exc) from exc
+        if result is not None:
+            results.append(result)
+    return results
 
 
 def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -33,3 +52,13 @@ def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | 
         else:
             leaves.append(current)
     return leaves[0] if len(leaves) == 1 else None
+
+
+def plugin_failure(hook_caller: Any, exc: Exception) -> PluginError:
+    """A :class:`~tradeloom.errors.PluginError` for ``exc``, raised by one of the hook's
+    implementations: named after the plugin whose function is in the traceback."""
+    codes = {impl.function.__code__: impl.plugin_name for impl in hook_caller.get_hookimpls()}
+    frames = traceback.walk_tb(exc.__traceback__)
+    names = [codes[frame.f_code] for frame, _ in frames if frame.f_code in codes]
+    who = f"plugin {names[-1]!r}" if names else "a plugin"
+    return PluginError(f"{who} failed in {hook_caller.name}: {type(exc).__name__}: {exc}")

@@ -269,6 +269,31 @@ def test_run_reports_a_failing_strategy_as_an_error_not_a_traceback(
     assert "raise RuntimeError('kaboom')" in verbose.stderr
 
 
+def test_a_plugin_failing_in_a_lifecycle_hook_is_named_not_a_traceback(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    (tmp_path / "lifeboom.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_pipeline_started(pipeline):\n"
+        "    raise RuntimeError('no dashboard')\n"
+    )
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = tradeloom(
+        "-p", "lifeboom", "backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env
+    )
+    assert done.returncode == 1
+    assert (
+        "tradeloom: error: plugin 'lifeboom' failed in tradeloom_pipeline_started: "
+        "RuntimeError: no dashboard"
+    ) in done.stderr
+    assert f"raised at {tmp_path / 'lifeboom.py'}:4 in tradeloom_pipeline_started" in done.stderr
+    assert "Traceback" not in done.stderr
+    # It failed before anything happened, so the next backtest finds no state to refuse.
+    again = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
 def test_a_plugin_module_that_cannot_be_loaded_stops_every_command_but_the_listing(
     tmp_path: Path,
 ) -> None:

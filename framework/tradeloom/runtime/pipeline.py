@@ -13,7 +13,12 @@ from typing import Any, Literal
 
 import anyio
 
-from tradeloom.awaitables import call_hook_and_await, maybe_await, sole_exception
+from tradeloom.awaitables import (
+    call_hook_and_await,
+    maybe_await,
+    plugin_failure,
+    sole_exception,
+)
 from tradeloom.backoff import ReconnectExhausted
 from tradeloom.components import (
     Codec,
@@ -27,7 +32,7 @@ from tradeloom.components import (
     Validator,
     advance_ids_past,
 )
-from tradeloom.errors import ConfigError
+from tradeloom.errors import ConfigError, PluginError
 from tradeloom.events import HealthReport, MarketEvent
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
@@ -231,7 +236,10 @@ class Pipeline:
             return None  # nothing to call per event
 
         def observe(stage: str, direction: str, event: Any) -> None:
-            hook(stage=stage, direction=direction, event=event)
+            try:
+                hook(stage=stage, direction=direction, event=event)
+            except Exception as exc:
+                raise plugin_failure(hook, exc) from exc
 
         return observe
 
@@ -441,9 +449,15 @@ class Pipeline:
             self.result.wall_seconds = time.perf_counter() - started
             # Also after an error: plugins release what they started (servers, files).
             with anyio.CancelScope(shield=True):
-                await call_hook_and_await(
-                    self.manager.hook.tradeloom_pipeline_stopped, pipeline=self, result=self.result
-                )
+                try:
+                    await call_hook_and_await(
+                        self.manager.hook.tradeloom_pipeline_stopped,
+                        pipeline=self,
+                        result=self.result,
+                    )
+                except PluginError as exc:
+                    # The run is over and its state saved: say so, and keep its result.
+                    self.logger.error("%s", exc, exc_info=exc.__cause__)
         if self._failure is not None:
             raise self._failure
         return self.result
@@ -710,6 +724,8 @@ class Pipeline:
         restart starts from everything that happened (best effort; the error is raised)."""
         if self.portfolio_stage is None:
             return
+        if not any(p.version for p in self.portfolio_stage.book.portfolios.values()):
+            return  # nothing changed (it failed before any fill): nothing to save
         with anyio.CancelScope(shield=True):
             try:
                 await self.portfolio_stage.checkpoint()
