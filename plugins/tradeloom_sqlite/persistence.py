@@ -13,17 +13,32 @@ fsync per commit.
 Stored data that cannot be read back raises :class:`~tradeloom.errors.CorruptStateError`
 naming the file (and the table and portfolio when a single row is damaged). The file is never
 replaced or emptied to make an error go away.
+
+One writer per file: the first write (or :meth:`SqlitePersistence.claim_for_writing`) takes an
+exclusive ``flock`` on the sidecar file ``<path>.lock``, held until :meth:`close` or the death
+of the process, and checks that nobody wrote to the file since this instance opened it. Two runs
+on one file (two backtests started together, a second live run) would otherwise both start from
+the same state and journal their fills on top of each other. Readers (the strategy and risk
+processes of a split deployment) take no hold.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no writer hold, see SqlitePersistence
+    fcntl = None  # type: ignore[assignment]
 
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
@@ -68,6 +83,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
+_SQLITE_BUSY = 5
 # Primary SQLite result codes that mean "the file's content is damaged".
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -86,8 +102,14 @@ class SqlitePersistence(Persistence):
     - ``busy_timeout_seconds``: how long to wait for another process's write lock.
 
     Methods are synchronous and thread-safe: one connection (``check_same_thread=False``)
-    guarded by a lock, so the runtime may call them from worker threads. Several processes may
-    share one file; SQLite's file locks serialize their writes.
+    guarded by a lock, so the runtime may call them from worker threads.
+
+    Several processes may read one file, but only one may write to it: the first write (or
+    :meth:`claim_for_writing`) takes the writer hold, an exclusive ``flock`` on ``<path>.lock``
+    kept until :meth:`close` (the kernel drops it when the process dies, ``kill -9`` too), and
+    refuses with :class:`~tradeloom.errors.PersistenceError` when another process holds it or
+    has written to the file since this instance opened it. Without ``fcntl`` (Windows) there is
+    no hold, only the check for writes since open.
 
     ``snapshots`` keeps only the latest snapshot of each portfolio (with the number of the save
     that wrote it); the fills journal is the history.
@@ -123,6 +145,11 @@ class SqlitePersistence(Persistence):
         self.busy_timeout_seconds = float(busy_timeout_seconds)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        # The writer hold: None until claimed; -1 when held without a lock file (":memory:",
+        # no fcntl); else the descriptor of the flocked ``<path>.lock``.
+        self._hold: int | None = None
+        self._opened_state: tuple[int, int] = (0, 0)
+        self._refused: PersistenceError | None = None
 
     def __repr__(self) -> str:
         return f"SqlitePersistence(path={str(self.path)!r})"
@@ -151,8 +178,11 @@ class SqlitePersistence(Persistence):
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed when the block succeeds, rolled back otherwise."""
+        """A write transaction, under the writer hold: committed when the block succeeds,
+        rolled back otherwise."""
         with self._connection(action) as conn:
+            if self._hold is None:
+                self._claim(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -189,12 +219,19 @@ class SqlitePersistence(Persistence):
                 conn.close()
                 raise
             self._conn = conn
+            self._refused = None
+            try:
+                self._opened_state = self._state_marker(conn)
+            except sqlite3.Error as exc:
+                self._conn = None
+                conn.close()
+                raise self._translate(exc, "opening the database") from exc
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         # Reading the header first: a garbage or truncated file fails here, before anything
         # could be written into it.
         self._check_version(conn)
-        mode = conn.execute(f"PRAGMA journal_mode = {self.journal_mode}").fetchone()[0]
+        mode = self._switch_journal_mode(conn)
         if str(mode).lower() != self.journal_mode and str(self.path) != ":memory:":
             raise PersistenceError(
                 f"{self.path}: could not switch to journal_mode {self.journal_mode} (still {mode})"
@@ -215,6 +252,22 @@ class SqlitePersistence(Persistence):
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+    def _switch_journal_mode(self, conn: sqlite3.Connection) -> str:
+        # Switching a file into (or out of) WAL needs an exclusive lock, and SQLite fails it at
+        # once, without the busy handler, while another connection writes (another process
+        # creating the schema of a new file): retry it for up to busy_timeout_seconds.
+        deadline = time.monotonic() + self.busy_timeout_seconds
+        delay = 0.005
+        while True:
+            try:
+                return str(conn.execute(f"PRAGMA journal_mode = {self.journal_mode}").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if code is None or code & 0xFF != _SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _check_version(self, conn: sqlite3.Connection) -> int:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -244,10 +297,106 @@ class SqlitePersistence(Persistence):
                 )
         return version
 
+    # ---- the writer hold ---------------------------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        """The sidecar file whose ``flock`` is the writer hold: ``<path>.lock``."""
+        return Path(f"{self.path}.lock")
+
+    def claim_for_writing(self) -> None:
+        """Take the writer hold now rather than at the first write.
+
+        A run that will write calls this right after :meth:`open`, before it loads the state,
+        so that a second run on the same file fails at once instead of at its first write.
+        Raises :class:`~tradeloom.errors.PersistenceError` when another process holds the file
+        or has written to it since :meth:`open`. Idempotent while open.
+        """
+        with self._connection("taking the writer hold") as conn:
+            if self._hold is None:
+                self._claim(conn)
+
+    @staticmethod
+    def _state_marker(conn: sqlite3.Connection) -> tuple[int, int]:
+        """(highest fill seq ever used, highest snapshot save number): any write raises one."""
+        row = conn.execute(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'fills'), "
+            "(SELECT COALESCE(MAX(saved_seq), 0) FROM snapshots)"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _claim(self, conn: sqlite3.Connection) -> None:
+        """Take the writer hold (called under ``_lock``). Raises when it cannot be had."""
+        if self._refused is not None:
+            raise self._refused
+        fd = -1 if str(self.path) == ":memory:" or fcntl is None else self._lock_file()
+        try:
+            now = self._state_marker(conn)
+            if now != self._opened_state:
+                self._refused = PersistenceError(
+                    f"{self.path}: another process wrote to this state file after this one "
+                    f"opened it (fills journal at seq {self._opened_state[0]} then "
+                    f"{now[0]}, snapshot saves {self._opened_state[1]} then {now[1]}); two "
+                    "runs on one state file would corrupt it, so this one writes nothing (it "
+                    "loaded its state before those writes)"
+                )
+                raise self._refused
+            if fd >= 0:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)  # drops the flock
+            raise
+        self._hold = fd
+
+    def _lock_file(self) -> int:
+        """The flocked descriptor of ``<path>.lock``; raises when another process holds it."""
+        assert fcntl is not None
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise PersistenceError(
+                f"{self.path}: could not open the writer lock file {self.lock_path}: {exc}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                raise PersistenceError(
+                    f"{self.path}: could not lock {self.lock_path}: {exc}"
+                ) from exc
+            text = ""
+            with suppress(OSError):
+                text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if not text.isdigit():
+                holder = "another tradeloom process"
+            elif int(text) == os.getpid():
+                holder = f"another instance in this process (pid {text})"
+            else:
+                holder = f"another tradeloom process (pid {text})"
+            raise PersistenceError(
+                f"state file {self.path} is in use by {holder}; two "
+                f"runs on one state file would corrupt it (the hold is a lock on "
+                f"{self.lock_path}, released when that process closes or dies)"
+            ) from None
+        return fd
+
+    def _release_hold(self) -> None:
+        fd, self._hold = self._hold, None
+        if fd is not None and fd >= 0:
+            with suppress(OSError):
+                os.ftruncate(fd, 0)  # no stale pid for the next reader of the file
+            os.close(fd)
+
     def close(self) -> None:
-        """Close the connection (in WAL mode this also checkpoints the write-ahead log)."""
+        """Close the connection (in WAL mode this also checkpoints the write-ahead log) and
+        release the writer hold."""
         with self._lock:
             conn, self._conn = self._conn, None
+            self._release_hold()
             if conn is not None:
                 try:
                     conn.close()

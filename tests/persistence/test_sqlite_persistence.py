@@ -4,8 +4,14 @@ versions and concurrent use."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import re
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -377,20 +383,195 @@ def test_worker_threads_share_one_instance(db_path: Path) -> None:
     store.close()
 
 
-def test_two_instances_on_one_file(db_path: Path) -> None:
+def test_two_instances_read_one_file_and_the_first_to_write_holds_it(db_path: Path) -> None:
     first, second = SqlitePersistence(db_path), SqlitePersistence(db_path)
     first.open()
     second.open()
+    assert first.load_fills() == second.load_fills() == []  # readers take no hold
     shared = make_fill("a")
     first.record_fills([shared, make_fill("a")])
-    second.record_fills([shared, make_fill("b")])
-    assert len(first.load_fills()) == 3
-    assert second.load_fills() == first.load_fills()
+    with pytest.raises(PersistenceError) as info:
+        second.record_fills([shared, make_fill("b")])
+    message = str(info.value)
+    assert message.startswith(f"state file {db_path} is in use by another instance in this ")
+    assert f"(pid {os.getpid()}); two runs on one state file would corrupt it" in message
+    with pytest.raises(PersistenceError, match="in use by another instance"):
+        second.save_snapshots([make_snapshot("b")])
+    assert len(second.load_fills()) == 2  # still a reader
     snapshot = make_snapshot("a", cash="12.340")
-    second.save_snapshots([snapshot])
-    assert_exactly_equal(first.load_snapshots(), {"a": snapshot})
+    first.save_snapshots([snapshot])
     first.close()
+    # The hold is free now, but `second` loaded its state before `first` wrote: writing on top
+    # of it would mix two runs, so it is refused for as long as `second` stays open.
+    with pytest.raises(PersistenceError) as stale:
+        second.record_fills([make_fill("b")])
+    assert f"{db_path}: another process wrote to this state file after this one opened it" in (
+        str(stale.value)
+    )
+    assert "(fills journal at seq 0 then 2, snapshot saves 0 then 1)" in str(stale.value)
+    with pytest.raises(PersistenceError, match="another process wrote"):
+        second.claim_for_writing()
     second.close()
+    assert _raw(db_path, "SELECT count(*) FROM fills") == [(2,)]
+    third = SqlitePersistence(db_path)
+    third.open()
+    third.record_fills([make_fill("b")])  # opened after the writes: may write
+    assert_exactly_equal(third.load_snapshots(), {"a": snapshot})
+    assert len(third.load_fills()) == 3
+    third.close()
+
+
+def test_claim_for_writing_fails_at_once_and_close_releases_the_hold(db_path: Path) -> None:
+    holder = SqlitePersistence(db_path)
+    holder.open()
+    holder.claim_for_writing()
+    holder.claim_for_writing()  # idempotent
+    assert holder.lock_path == Path(f"{db_path}.lock")
+    assert holder.lock_path.read_text() == f"{os.getpid()}\n"
+    other = SqlitePersistence(db_path)
+    other.open()
+    with pytest.raises(PersistenceError, match=f"state file {re.escape(str(db_path))} is in use"):
+        other.claim_for_writing()
+    holder.close()
+    assert holder.lock_path.read_text() == ""  # no stale pid left behind
+    other.claim_for_writing()  # nothing was written meanwhile: free to write
+    other.record_fills([make_fill("a")])
+    other.close()
+    # The same instance closes and reopens (a resumed run): it holds the file again.
+    for _ in range(2):
+        holder.open()
+        holder.record_fills([make_fill("a")])
+        holder.close()
+    assert _raw(db_path, "SELECT count(*) FROM fills") == [(3,)]
+
+
+def test_claim_needs_an_open_instance(db_path: Path) -> None:
+    with pytest.raises(PersistenceError, match="not open; call open"):
+        SqlitePersistence(db_path).claim_for_writing()
+
+
+def test_an_in_memory_database_needs_no_lock_file(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = SqlitePersistence(":memory:")
+    store.open()
+    store.claim_for_writing()
+    store.record_fills([make_fill("a")])
+    assert len(store.load_fills()) == 1
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+_HOLDER = """
+import sys
+from tradeloom_sqlite.persistence import SqlitePersistence
+store = SqlitePersistence(sys.argv[1])
+store.open()
+store.claim_for_writing()
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_another_process_holding_the_file_is_named_and_kill_9_frees_it(db_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "holding\n"
+        store = SqlitePersistence(db_path)
+        store.open()
+        with pytest.raises(PersistenceError) as info:
+            store.record_fills([make_fill("a")])
+        assert f"in use by another tradeloom process (pid {process.pid})" in str(info.value)
+    finally:
+        process.kill()  # SIGKILL: no close() runs
+        process.wait()
+    store.record_fills([make_fill("a")])  # the kernel dropped the dead process's lock
+    store.close()
+    assert _raw(db_path, "SELECT count(*) FROM fills") == [(1,)]
+
+
+def test_two_backtests_started_together_on_one_file_leave_consistent_state(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    state = tmp_path / "state.sqlite"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"""
+[feed]
+name = "replay"
+params = {{ path = "{shared_data / "orcl-1995-2014.txt"}", format = "yahoo", instrument = "ORCL" }}
+
+[[strategies]]
+name = "sma_cross"
+params = {{ quantity = "10" }}
+
+[executor]
+name = "paper"
+
+[persistence]
+name = "sqlite"
+params = {{ path = "{state}" }}
+"""
+    )
+    tradeloom = Path(sys.executable).with_name("tradeloom")
+    runs = [
+        subprocess.Popen(
+            [str(tradeloom), "backtest", "-c", str(config), "--out", str(tmp_path / out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for out in ("o1", "o2")
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    assert codes[0] == 0 and codes[1] != 0, outputs
+    refused = outputs[[run.returncode for run in runs].index(codes[1])]
+    assert re.search(
+        "in use by another tradeloom process|another process wrote to this state file|"
+        "already holds state from an earlier run",
+        refused,
+    ), refused
+    fills = _raw(state, "SELECT count(*) FROM fills")[0][0]
+    applied = _raw(state, "SELECT json_extract(snapshot, '$.fills_applied') FROM snapshots")
+    assert fills > 0 and applied == [(fills,)]
+    assert _raw(state, "SELECT count(DISTINCT order_id) FROM fills") == [(fills,)]
+
+
+def test_open_waits_while_another_connection_writes_a_new_file(db_path: Path) -> None:
+    # Another process creating the schema of a new file holds its write lock; switching to WAL
+    # is refused at once by SQLite then (no busy handler): open() waits like other statements.
+    writer = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE scratch (x)")
+    release = threading.Timer(0.3, writer.execute, ("ROLLBACK",))
+    release.start()
+    store = SqlitePersistence(db_path)
+    try:
+        store.open()
+        assert _raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+        assert store.load_fills() == []
+    finally:
+        release.join()
+        writer.close()
+        store.close()
+
+
+def test_open_gives_up_after_busy_timeout(db_path: Path) -> None:
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE scratch (x)")
+    try:
+        with pytest.raises(PersistenceError, match="opening the database failed: database is lo"):
+            SqlitePersistence(db_path, busy_timeout_seconds=0.05).open()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_saved_seq_counts_saves(db_path: Path) -> None:
