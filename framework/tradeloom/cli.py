@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -32,8 +33,25 @@ def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
         help="block a plugin with -p no:NAME, or load module NAME as a plugin",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    manager.hook.tradeloom_add_commands(subparsers=subparsers)
+    _add_commands(manager, subparsers)
     return parser
+
+
+def _add_commands(manager: PluginManager, subparsers: Any) -> None:
+    """Each plugin's commands, in the order the plugins were registered (the built-in ones
+    first). A plugin that fails, say by adding a command that exists, loses its commands with
+    a warning; it cannot take the command line down."""
+    hook = manager.hook.tradeloom_add_commands
+    for impl in hook.get_hookimpls():
+        try:
+            impl.function(*({"subparsers": subparsers}[arg] for arg in impl.argnames))
+        except Exception as exc:
+            print(
+                f"tradeloom: warning: plugin {impl.plugin_name!r} failed in "
+                f"tradeloom_add_commands, so its commands are missing: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
 
 def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -92,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tradeloom plugins | head`): stop writing, quietly. Python
+        # would otherwise report the pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return int(code or 0)
 
 

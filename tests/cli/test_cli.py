@@ -327,3 +327,40 @@ def test_a_directory_given_as_the_configuration_file(tmp_path: Path) -> None:
     done = tradeloom("backtest", "-c", str(tmp_path), "--out", "o", cwd=tmp_path)
     assert done.returncode == 1
     assert f"configuration file {tmp_path} is a directory, not a file" in done.stderr
+
+
+def test_a_plugin_adding_a_command_that_exists_cannot_take_the_command_line_down(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "cmdboom.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_add_commands(subparsers):\n"
+        "    subparsers.add_parser('demo', help='a demo of my own')\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    for command in (["--help"], ["plugins"]):
+        done = tradeloom("-p", "cmdboom", *command, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert (
+            "tradeloom: warning: plugin 'cmdboom' failed in tradeloom_add_commands, so its "
+            "commands are missing: ArgumentError: argument COMMAND: conflicting subparser: demo"
+        ) in done.stderr
+        assert "Traceback" not in done.stderr
+    # the built-in demo is the one that runs
+    demo = tradeloom("-p", "cmdboom", "demo", "--help", cwd=tmp_path, env=env)
+    assert "Backtests SMA(10/30) on bundled ORCL daily bars" in demo.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradeloom.cli", "plugins", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # as `| head` does once it has read enough
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""
