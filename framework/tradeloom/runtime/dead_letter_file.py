@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from tradeloom.components import DeadLetter
+from tradeloom.errors import ConfigError
 
 
 class DeadLetterFile:
@@ -16,8 +17,16 @@ class DeadLetterFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] | None = self.path.open("a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: IO[str] | None = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            # Found before any input is read: nothing refused can be lost for want of a file.
+            reason = "it is a directory" if self.path.is_dir() else (exc.strerror or str(exc))
+            raise ConfigError(
+                f"pipeline.dead_letter_file {str(self.path)!r} cannot be opened for appending: "
+                f"{reason}"
+            ) from None
 
     def write(self, letter: DeadLetter) -> None:
         if self._handle is None:

@@ -1,0 +1,53 @@
+"""The dead-letter file: every refused input appended as one JSON line, flushed at once; a
+path that cannot be written is a configuration error before any input is read."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tradeloom.components import DeadLetter
+from tradeloom.errors import ConfigError
+from tradeloom.runtime.dead_letter_file import DeadLetterFile
+
+
+def letter(raw: bytes) -> DeadLetter:
+    return DeadLetter(
+        source="replay",
+        location="data.csv:3",
+        reason="price is not a number",
+        raw=raw,
+        ts=datetime(2024, 1, 2, tzinfo=UTC),
+        error_type="schema",
+    )
+
+
+def test_letters_are_appended_as_json_lines_raw_kept_as_text_or_base64(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dead.jsonl"
+    first = DeadLetterFile(path)
+    first.write(letter(b"2024-01-02,abc"))
+    first.close()
+    second = DeadLetterFile(path)  # appends: an earlier run's letters stay
+    second.write(letter(b"\xff\xfe"))
+    second.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line.get("raw") for line in lines] == ["2024-01-02,abc", None]
+    assert lines[1]["raw_base64"] == "//4="
+    assert lines[0]["location"] == "data.csv:3" and lines[0]["error_type"] == "schema"
+
+
+@pytest.mark.parametrize("kind", ["directory", "under a file"])
+def test_a_path_that_cannot_be_appended_to_is_a_config_error(tmp_path: Path, kind: str) -> None:
+    if kind == "directory":
+        path, reason = tmp_path, "it is a directory"
+    else:
+        (tmp_path / "file").write_text("")
+        path, reason = tmp_path / "file" / "dead.jsonl", "File exists"
+    with pytest.raises(ConfigError) as caught:
+        DeadLetterFile(path)
+    assert str(caught.value) == (
+        f"pipeline.dead_letter_file {str(path)!r} cannot be opened for appending: {reason}"
+    )
