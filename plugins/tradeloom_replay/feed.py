@@ -377,8 +377,9 @@ class ReplayFeed(Feed):
                     good.append(parse(row))
                 except BadRow as exc:
                     where, raw = source.location(block, index), source.raw(block, index)
+                    reason = f"{exc}{source.note(block, index)}"
                     try:
-                        self._reject(ctx, file.path, where, str(exc), raw)
+                        self._reject(ctx, file.path, where, reason, raw)
                     except BadInputError:
                         if good:
                             yield good  # the rows before the one that stops the replay

@@ -65,14 +65,15 @@ def _lone_cr(text: str) -> bool:
 
 
 class RowBlock:
-    """Consecutive rows of one file. ``numbers[i]`` is where row ``i`` is (its line, or its
-    row in a Parquet file); ``texts[i]`` its original text (CSV), for a dead letter.
+    """Consecutive rows of one file. ``numbers[i]`` is where row ``i`` is (the line it starts
+    on, or its row in a Parquet file); ``texts[i]`` its original text (CSV), for a dead letter;
+    ``last_lines[i]`` the line it ends on, when rows may span lines (quoted line breaks).
 
     A block of delimited lines is split into rows only when ``rows`` is asked for;
     :meth:`columns` reads it column by column without making a list per row.
     """
 
-    __slots__ = ("_delimiter", "_rows", "numbers", "texts")
+    __slots__ = ("_delimiter", "_rows", "last_lines", "numbers", "texts")
 
     def __init__(
         self,
@@ -81,11 +82,13 @@ class RowBlock:
         texts: Sequence[str] = (),
         *,
         delimiter: str | None = None,
+        last_lines: Sequence[int] | None = None,
     ) -> None:
         self._rows = rows
         self.numbers = numbers
         self.texts = texts
         self._delimiter = delimiter
+        self.last_lines = last_lines
 
     @property
     def rows(self) -> list[Row]:
@@ -117,8 +120,9 @@ class RowBlock:
 
 class CsvSource:
     """Rows of a delimited text file, in blocks. Blank lines are skipped. A row's location is
-    ``line N`` (the physical line it ends on, the header being line 1) and its raw content the
-    original bytes of its line(s).
+    ``line N`` (the physical line it starts on, the header being line 1) and its raw content the
+    original bytes of its line(s). A row that spans lines (a quoted field holding a line break,
+    often a quote left open) says so in :meth:`note`.
 
     Text without quotes, NUL characters or lone carriage returns is split on the delimiter,
     many rows at once, which is what :mod:`csv` would do with it; from the first block that
@@ -202,21 +206,41 @@ class CsvSource:
         pending: list[str] = []
         reader = csv.reader(_tap(lines, pending), delimiter=self.delimiter)
         offset = self._line
-        block = RowBlock([], [], [])
+        block = RowBlock([], [], [], last_lines=[])
         for row in reader:
             if row:
+                last = offset + reader.line_num
                 block.rows.append(row)
-                block.numbers.append(offset + reader.line_num)  # type: ignore[attr-defined]
+                # pending holds the record's physical lines: more than one if a quoted field
+                # holds a line break.
+                block.numbers.append(last - len(pending) + 1)  # type: ignore[attr-defined]
+                block.last_lines.append(last)  # type: ignore[union-attr]
                 block.texts.append("".join(pending).rstrip("\r\n"))  # type: ignore[attr-defined]
                 if len(block.rows) >= CSV_BLOCK_ROWS:
                     yield block
-                    block = RowBlock([], [], [])
+                    block = RowBlock([], [], [], last_lines=[])
             pending.clear()
         if block.rows:
             yield block
 
     def location(self, block: RowBlock, index: int) -> str:
         return f"line {block.numbers[index]}"
+
+    def note(self, block: RowBlock, index: int) -> str:
+        """What to add to a bad row's reason: that it spans lines, when it does."""
+        first = block.numbers[index]
+        last = block.last_lines[index] if block.last_lines is not None else first
+        if last == first:
+            return ""
+        if block.texts[index].count('"') % 2:
+            return (
+                f"; unclosed quote: the quoted field starting on line {first} runs on to line "
+                f"{last}, taking in every line up to there"
+            )
+        return (
+            f"; the row runs from line {first} to line {last}: a quoted field holds a line "
+            "break (is a quote not closed where it should be?)"
+        )
 
     def raw(self, block: RowBlock, index: int) -> bytes:
         return block.texts[index].encode(self._raw_encoding, errors="surrogateescape")
@@ -278,6 +302,9 @@ class ParquetSource:
 
     def location(self, block: RowBlock, index: int) -> str:
         return f"row {block.numbers[index]}"
+
+    def note(self, block: RowBlock, index: int) -> str:
+        return ""
 
     def raw(self, block: RowBlock, index: int) -> bytes:
         """The row's values that the feed reads, as JSON."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -200,7 +200,7 @@ def test_bad_instrument_values(write, context) -> None:
     ]
 
 
-def test_multiline_quoted_record_reports_its_last_line_and_all_its_text(write, context) -> None:
+def test_multiline_quoted_record_reports_its_first_line_and_all_its_text(write, context) -> None:
     path = write(
         "ml.csv",
         'sym,t,p\nA,2024-01-01T00:00:00,1\n"B\nC",2024-01-01T00:00:00,x\nA,2024-01-01T00:00:01,2\n',
@@ -208,7 +208,12 @@ def test_multiline_quoted_record_reports_its_last_line_and_all_its_text(write, c
     feed = ReplayFeed(path=path, columns={"instrument": "sym", "ts": "t", "last_price": "p"})
     assert len(list(feed.events(context.feed))) == 2
     (letter,) = context.dead_letters
-    assert letter.location == "line 4"
+    assert letter.location == "line 3"
+    assert letter.reason == (
+        "column 'sym': instrument 'B\\nC' has unprintable characters; the row runs from line 3 "
+        "to line 4: a quoted field "
+        "holds a line break (is a quote not closed where it should be?)"
+    )
     assert letter.raw == b'"B\nC",2024-01-01T00:00:00,x'
 
 
@@ -219,3 +224,56 @@ def test_bad_rows_are_logged_with_a_summary(write, context, caplog) -> None:
     messages = [record.getMessage() for record in caplog.records]
     assert any("line 3" in m and "row skipped" in m for m in messages)
     assert messages[-1] == f"replay: {path}: skipped 9 bad row(s); each was reported as bad input"
+
+
+def unclosed_quote_file(rows: int, at_line: int) -> str:
+    start = datetime(2024, 1, 2, 10, tzinfo=UTC)
+    lines = ["time,px,qty"]
+    lines += [f"{(start + timedelta(seconds=i)).isoformat()},{10 + i % 7},1" for i in range(rows)]
+    stamp = lines[at_line - 1].split(",")[0]
+    lines[at_line - 1] = f'{stamp},"10.5,1'  # the quote is never closed
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("rows", "at_line"), [(36, 32), (5000, 4990)], ids=["short", "long"])
+def test_an_unclosed_quote_is_reported_where_it_opens(write, context, rows, at_line) -> None:
+    # The csv module reads everything after the quote as one field, to the end of the file
+    # (the lines after it are lost with it): the dead letter points at the opening quote.
+    path = write("unclosed.csv", unclosed_quote_file(rows, at_line))
+    feed = tick_feed(path)
+    events = list(feed.events(context.feed))
+    last_line = rows + 1
+    assert len(events) == at_line - 2
+    (letter,) = context.dead_letters
+    assert letter.location == f"line {at_line}"
+    assert letter.reason == (
+        "row has 2 fields, expected 3 (missing column 'qty'); unclosed quote: the quoted field "
+        f"starting on line {at_line} runs on to line {last_line}, taking in every line up to there"
+    )
+    assert letter.raw.startswith(b"2024-01-02T") and b'"10.5,1\n' in letter.raw
+    assert letter.raw.count(b"\n") == last_line - at_line
+
+
+def test_an_unclosed_quote_stops_the_replay_at_its_line(write, context) -> None:
+    path = write("unclosed.csv", unclosed_quote_file(36, 32))
+    with pytest.raises(BadInputError, match=rf"{path}: line 32: .*unclosed quote.*line 32"):
+        list(tick_feed(path, on_error="stop").events(context.feed))
+
+
+def test_a_quote_closed_by_a_later_line_reports_where_it_opens(write, context) -> None:
+    text = (
+        "time,px,qty\n"
+        '"2024-01-02T10:00:00",10,1\n'  # 2 ok
+        '"2024-01-02T10:00:01","11,1\n'  # 3 the quote closes at the start of line 4
+        '"2024-01-02T10:00:02",12,1\n'  # 4
+        '"2024-01-02T10:00:03",13,1\n'  # 5 ok
+    )
+    path = write("late.csv", text)
+    feed = tick_feed(path)
+    assert [t.last_price for t in feed.events(context.feed)] == [D(10), D(13)]
+    (letter,) = context.dead_letters
+    assert letter.location == "line 3"
+    assert letter.reason == (
+        "row has 4 fields, expected 3; unclosed quote: the quoted field starting on line 3 "
+        "runs on to line 4, taking in every line up to there"
+    )

@@ -26,7 +26,7 @@ CHUNKS = (1, 7, 64, 1 << 16)
 
 
 def reference_rows(text: str) -> list[tuple[int, list[str], str]]:
-    """(line number, fields, raw text) of each non-blank record after the header, per csv."""
+    """(first line, fields, raw text) of each non-blank record after the header, per csv."""
     physical: list[str] = []
 
     def tap():
@@ -39,13 +39,14 @@ def reference_rows(text: str) -> list[tuple[int, list[str], str]]:
     header_seen = False
     for row in reader:
         raw = "".join(physical).rstrip("\r\n")
+        first = reader.line_num - len(physical) + 1
         physical.clear()
         if not row:
             continue
         if not header_seen:
             header_seen = True
             continue
-        found.append((reader.line_num, row, raw))
+        found.append((first, row, raw))
     return found
 
 
