@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -129,7 +130,11 @@ def create_project(
     extra = dict(options or {})
     parse_options([f"{key}={value}" for key, value in extra.items()], known)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it is a file" if out.is_file() else (exc.strerror or str(exc))
+        raise ScaffoldError(f"output folder {out} cannot be used: {reason}") from None
     # The template's hook prints why it refuses options; cookiecutter would add an ERROR log
     # with its own traceback.
     hooks_log = logging.getLogger("cookiecutter.hooks")
@@ -149,7 +154,8 @@ def create_project(
             "--option KEY=VALUE"
         ) from None
     except OutputDirExistsException as exc:
-        raise ScaffoldError(f"{exc}; choose another plugin_name or pass --overwrite") from None
+        found = str(exc).removeprefix("Error: ")  # cookiecutter's own prefix: said once
+        raise ScaffoldError(f"{found}; choose another plugin_name or pass --overwrite") from None
     except FailedHookException:
         # The hook printed why (a name that is invalid or already taken).
         raise ScaffoldError("the template refused the options (see the message above)") from None
@@ -168,7 +174,11 @@ def cmd_new(args: argparse.Namespace) -> int:
         known = template_options()
     except (OSError, ValueError) as exc:
         raise ScaffoldError(f"cannot read the plugin template: {exc}") from None
-    options = parse_options(pairs, known)
+    try:
+        options = parse_options(pairs, known)
+    except ScaffoldError as exc:  # a bad command-line option: a usage error
+        print(f"tradeloom: error: {exc}", file=sys.stderr)
+        return 2
     project = create_project(
         output_dir=args.output_dir,
         options=options,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 import urllib.error
@@ -32,7 +33,10 @@ def add_health_command(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("url", help="e.g. http://127.0.0.1:9108 (/health is added if missing)")
     parser.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait (default: %(default)s)"
+        "--timeout",
+        type=_positive_seconds,
+        default=5.0,
+        help="seconds to wait (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     parser.add_argument(
@@ -77,6 +81,16 @@ def health_url(url: str) -> str:
         raise ValueError(f"not an http URL: {url!r}")
     path = parts.path if parts.path not in ("", "/") else "/health"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return seconds
 
 
 def fetch_health(url: str, *, timeout: float, token: str | None) -> tuple[int, Any]:

@@ -110,3 +110,13 @@ def test_health_url(given: str, expected: str) -> None:
 def test_a_bad_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["health", "ftp://example/health"]) == 3
     assert "not an http URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["health", "http://127.0.0.1:1/health", "--timeout", timeout])
+    assert exited.value.code == 2
+    assert "argument --timeout:" in capsys.readouterr().err

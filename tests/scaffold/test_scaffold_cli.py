@@ -105,7 +105,7 @@ def test_options_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_unknown_option_lists_the_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert new(tmp_path, "--option", "colour=blue") == 1
+    assert new(tmp_path, "--option", "colour=blue") == 2  # a usage error
     err = capsys.readouterr().err
     assert "--option colour: unknown option" in err
     assert "plugin_name" in err and "kind" in err
@@ -113,12 +113,12 @@ def test_unknown_option_lists_the_options(
 
 
 def test_bad_kind_lists_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert new(tmp_path, "--option", "kind=broker") == 1
+    assert new(tmp_path, "--option", "kind=broker") == 2
     assert "kind=broker: must be one of strategy, feed, executor" in capsys.readouterr().err
 
 
 def test_option_without_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert new(tmp_path, "--option", "plugin_name") == 1
+    assert new(tmp_path, "--option", "plugin_name") == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
@@ -138,10 +138,24 @@ def test_existing_project_needs_overwrite(
     capsys.readouterr()
     assert new(tmp_path, "--option", "plugin_name=twice") == 1
     err = capsys.readouterr().err
-    assert "already exists" in err and "--overwrite" in err
+    assert err == (
+        f'tradeloom: error: "{tmp_path / "out" / "tradeloom-twice"}" directory already exists; '
+        "choose another plugin_name or pass --overwrite\n"
+    )
     assert new(tmp_path, "--option", "plugin_name=twice", "--overwrite", "--kind", "feed") == 0
     assert (tmp_path / "out" / "tradeloom-twice" / "src" / "tradeloom_twice" / "feed.py").is_file()
     assert marker.read_text() == "mine"
+
+
+def test_an_output_folder_that_is_a_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert main(["new", "plugin", "--no-input", "-o", str(taken)]) == 1
+    assert capsys.readouterr().err == (
+        f"tradeloom: error: output folder {taken} cannot be used: it is a file\n"
+    )
 
 
 def test_invalid_names_are_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
