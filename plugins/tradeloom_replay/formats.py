@@ -111,7 +111,7 @@ _UNITS = {
     "week": 604800,
     "weeks": 604800,
 }
-_INTERVAL = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+_INTERVAL = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$", re.ASCII)
 
 
 def parse_interval(value: str | int | timedelta) -> timedelta:
