@@ -4,9 +4,14 @@ NUMERIC scale, secrets and damaged rows."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -345,3 +350,169 @@ def test_built_from_configuration(postgres_server: PostgresServer, schema: str) 
     persistence.record_fills([make_fill("cfg")])
     assert [fill.strategy_id for fill in persistence.load_fills()] == ["cfg"]
     persistence.close()
+
+
+# ---- one writer per schema --------------------------------------------------------------------
+
+
+def test_two_instances_read_one_schema_and_the_first_to_write_holds_it(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    first = PostgresPersistence(**postgres_server.params(schema=schema, application_name="one"))
+    second = PostgresPersistence(**postgres_server.params(schema=schema))
+    first.open()
+    second.open()
+    try:
+        assert first.load_fills() == second.load_fills() == []  # readers take no hold
+        first.record_fills([make_fill("a"), make_fill("a")])
+        with pytest.raises(PersistenceError) as info:
+            second.record_fills([make_fill("b")])
+        message = str(info.value)
+        assert f"postgres {postgres_server.user}@" in message and f"schema={schema}" in message
+        assert (
+            f"is in use by another tradeloom process (application_name 'one pid {os.getpid()}'"
+            in (message)
+        )
+        assert "two runs on one schema would corrupt it" in message
+        with pytest.raises(PersistenceError, match="in use by another tradeloom process"):
+            second.save_snapshots([make_snapshot("b")])
+        first.save_snapshots([make_snapshot("a")])
+        first.close()
+        # Free now, but `second` loaded its state before `first` wrote.
+        with pytest.raises(PersistenceError) as stale:
+            second.claim_for_writing()
+        assert "another process wrote to this schema after this one opened it" in str(stale.value)
+        assert "(fills journal at seq 0 then 2, snapshot saves 0 then 1)" in str(stale.value)
+        with pytest.raises(PersistenceError, match="another process wrote"):
+            second.record_fills([make_fill("b")])
+    finally:
+        first.close()
+        second.close()
+    assert _admin(postgres_server, "SELECT count(*) FROM {schema}.fills", schema) == [(2,)]
+    third = PostgresPersistence(**postgres_server.params(schema=schema))
+    third.open()
+    third.claim_for_writing()
+    third.claim_for_writing()  # idempotent
+    third.record_fills([make_fill("b")])
+    assert len(third.load_fills()) == 3
+    third.close()
+    # The same instance closes and reopens (a resumed run): it holds the schema again.
+    third.open()
+    third.record_fills([make_fill("c")])
+    third.close()
+    assert _admin(postgres_server, "SELECT count(*) FROM {schema}.fills", schema) == [(4,)]
+
+
+def test_claim_needs_an_open_instance() -> None:
+    with pytest.raises(PersistenceError, match="not open; call open"):
+        PostgresPersistence().claim_for_writing()
+
+
+_HOLDER = """
+import json, sys
+from tradeloom_postgres.persistence import PostgresPersistence
+store = PostgresPersistence(**json.loads(sys.argv[1]))
+store.open()
+store.claim_for_writing()
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_process_releases_the_schema(postgres_server: PostgresServer, schema: str) -> None:
+    params = postgres_server.params(schema=schema, application_name="holder")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, json.dumps(params)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    store = PostgresPersistence(**postgres_server.params(schema=schema))
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "holding\n"
+        store.open()
+        with pytest.raises(PersistenceError) as info:
+            store.record_fills([make_fill("a")])
+        assert f"application_name 'holder pid {process.pid}'" in str(info.value)
+    finally:
+        process.kill()  # SIGKILL: no close() runs
+        process.wait()
+    # The server ends the dead client's session, and with it the lock (shortly after).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            store.record_fills([make_fill("a")])
+            break
+        except PersistenceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    store.close()
+    assert _admin(postgres_server, "SELECT count(*) FROM {schema}.fills", schema) == [(1,)]
+
+
+def test_a_lost_hold_is_taken_again_when_nobody_else_wrote(
+    postgres_server: PostgresServer, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresPersistence(**postgres_server.params(schema=schema, application_name="lost"))
+    store.open()
+    try:
+        store.record_fills([make_fill("a")])
+        store.save_snapshots([make_snapshot("a")])
+        _admin(
+            postgres_server,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE application_name = 'lost pid {os.getpid()}'",
+            schema,
+        )
+        deadline = time.monotonic() + 10
+        while store._hold_alive():  # the server's goodbye arrives shortly
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with caplog.at_level(logging.WARNING):
+            store.record_fills([make_fill("a")])  # its own writes do not count against it
+        assert "writer hold's connection was lost; taking it again" in caplog.text
+        other = PostgresPersistence(**postgres_server.params(schema=schema))
+        other.open()
+        with pytest.raises(PersistenceError, match="is in use by another tradeloom process"):
+            other.claim_for_writing()
+        other.close()
+    finally:
+        store.close()
+
+
+# ---- newer schema versions of stored events ---------------------------------------------------
+
+
+def test_stored_events_of_a_newer_schema_version_are_refused(
+    store: PostgresPersistence, postgres_server: PostgresServer, schema: str
+) -> None:
+    store.record_fills([make_fill("a"), make_fill("b")])
+    store.save_snapshots([make_snapshot("a")])
+    _admin(
+        postgres_server,
+        "UPDATE {schema}.fills SET event = jsonb_set(event, '{{schema_version}}', '7') "
+        "WHERE portfolio_id = 'b'",
+        schema,
+    )
+    _admin(
+        postgres_server,
+        "UPDATE {schema}.snapshots SET snapshot = jsonb_set(snapshot, '{{schema_version}}', '2')",
+        schema,
+    )
+    before = _admin(postgres_server, "SELECT event::text FROM {schema}.fills ORDER BY seq", schema)
+    with pytest.raises(PersistenceError) as fill_error:
+        store.load_fills()
+    assert not isinstance(fill_error.value, CorruptStateError)
+    assert f"table {schema}.fills, row seq=2, portfolio 'b': stored fill has schema_version 7" in (
+        str(fill_error.value)
+    )
+    assert "newer than the supported version 1" in str(fill_error.value)
+    with pytest.raises(
+        PersistenceError, match="portfolio 'a': stored snapshot has schema_version 2"
+    ):
+        store.load_snapshots()
+    assert len(store.load_fills("a")) == 1
+    after = _admin(postgres_server, "SELECT event::text FROM {schema}.fills ORDER BY seq", schema)
+    assert after == before

@@ -8,6 +8,12 @@ there, so they read back with their exact digits and exponent (``100.10`` stays 
 The schema lives in its own PostgreSQL schema (``tradeloom`` by default) and is created or
 migrated on :meth:`PostgresPersistence.open`, under an advisory lock so that several processes
 may open at once. Applied versions are recorded in ``<schema>.tradeloom_migrations``.
+
+One writer per schema: the first write (or :meth:`PostgresPersistence.claim_for_writing`) takes
+a session-level advisory lock on a connection of its own, held until :meth:`close` (the server
+drops it when that connection ends, with the process), and checks that nobody wrote to the
+schema since this instance opened it. Readers (strategy and risk processes of a split
+deployment) take no hold.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import select
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,9 +141,9 @@ class PostgresParams(BaseModel):
         return kwargs
 
 
-def _lock_key(schema: str) -> int:
-    """A stable signed 64-bit advisory-lock key for migrating ``schema``."""
-    digest = hashlib.sha256(f"tradeloom-postgres:migrate:{schema}".encode()).digest()
+def _lock_key(schema: str, purpose: str = "migrate") -> int:
+    """A stable signed 64-bit advisory-lock key for ``purpose`` (migrate, write) on ``schema``."""
+    digest = hashlib.sha256(f"tradeloom-postgres:{purpose}:{schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -148,6 +156,13 @@ class PostgresPersistence(Persistence):
 
     Methods are synchronous and thread-safe (the pool hands each call its own connection), so
     the runtime may call them from worker threads.
+
+    Several processes may read one schema, but only one may write to it: the first write (or
+    :meth:`claim_for_writing`) takes the writer hold, a session advisory lock on a connection
+    of its own kept until :meth:`close`, and refuses with
+    :class:`~tradeloom.errors.PersistenceError` when another session holds it or has written to
+    the schema since this instance opened it. A hold lost with its connection (server restart)
+    is taken again at the next write when nobody else wrote meanwhile.
     """
 
     def __init__(self, **params: Any) -> None:
@@ -161,6 +176,11 @@ class PostgresPersistence(Persistence):
         self._ident = sql.Identifier(self.schema)
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
+        self._hold: psycopg.Connection[Any] | None = None
+        # (highest fill seq, highest snapshot save) as this instance last knew them: at open,
+        # then after each of its own writes. Another writer raises one of them.
+        self._known_state: tuple[int, int] = (0, 0)
+        self._refused: PersistenceError | None = None
 
     @property
     def where(self) -> str:
@@ -200,6 +220,7 @@ class PostgresPersistence(Persistence):
             try:
                 with psycopg.connect(**kwargs) as conn:
                     self._migrate(conn)
+                    known_state = self._state_marker(conn)
             except psycopg.Error as exc:
                 raise self._fail(exc, "opening") from None
             pool = ConnectionPool(
@@ -218,6 +239,8 @@ class PostgresPersistence(Persistence):
                 pool.close()
                 raise self._fail(exc, "starting the connection pool") from None
             self._pool = pool
+            self._known_state = known_state
+            self._refused = None
             logger.info("opened %r (schema version %d)", self, SCHEMA_VERSION)
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
@@ -257,11 +280,118 @@ class PostgresPersistence(Persistence):
                 logger.info("%s: applied migration %d", self.where, migration.version)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and release the writer hold."""
         with self._lock:
             pool, self._pool = self._pool, None
+            hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.close()  # ends the session: the server releases its advisory lock
         if pool is not None:
             pool.close()
+
+    # ---- the writer hold ---------------------------------------------------------------------
+
+    def claim_for_writing(self) -> None:
+        """Take the writer hold now rather than at the first write.
+
+        A run that will write calls this right after :meth:`open`, before it loads the state,
+        so that a second run on the same schema fails at once instead of at its first write.
+        Raises :class:`~tradeloom.errors.PersistenceError` when another session holds the
+        schema or has written to it since :meth:`open`. Idempotent while open.
+        """
+        self._ensure_hold()
+
+    def _state_marker(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        row = conn.execute(
+            self._q(
+                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM {schema}.fills), "
+                "(SELECT COALESCE(MAX(saved_seq), 0) FROM {schema}.snapshots)"
+            )
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def _hold_alive(self) -> bool:
+        hold = self._hold
+        if hold is None or hold.closed or hold.broken:
+            return False
+        try:
+            # An idle session gets nothing from the server unless it ends it (restart,
+            # pg_terminate_backend): anything to read means the hold is gone. No round trip.
+            readable, _, _ = select.select([hold.pgconn.socket], [], [], 0)
+        except (OSError, ValueError, psycopg.Error):
+            return False
+        return not readable
+
+    def _ensure_hold(self) -> None:
+        """Take (or take again) the writer hold; raises when it cannot be had."""
+        with self._lock:
+            if self._pool is None:
+                raise PersistenceError(
+                    f"{self.where}: postgres persistence is not open; call open()"
+                )
+            if self._refused is not None:
+                raise self._refused
+            if self._hold_alive():
+                return
+            if self._hold is not None:
+                logger.warning("%s: the writer hold's connection was lost; taking it again", self)
+                self._hold.close()
+                self._hold = None
+            self._hold = self._take_hold()
+
+    def _take_hold(self) -> psycopg.Connection[Any]:
+        kwargs = self.params.connect_kwargs()
+        # Names this process in pg_stat_activity, for the error another process shows.
+        kwargs["application_name"] = f"{self.params.application_name} pid {os.getpid()}"[:63]
+        key = _lock_key(self.schema, "write")
+        try:
+            hold = psycopg.connect(**kwargs, autocommit=True)
+        except psycopg.Error as exc:
+            raise self._fail(exc, "taking the writer hold") from None
+        try:
+            row = hold.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not (row and row[0]):
+                raise PersistenceError(
+                    f"{self.where} is in use by another tradeloom process "
+                    f"({self._holder(hold, key)}); two runs on one schema would corrupt it"
+                )
+            now = self._state_marker(hold)
+            if now != self._known_state:
+                known = self._known_state
+                self._refused = PersistenceError(
+                    f"{self.where}: another process wrote to this schema after this one "
+                    f"opened it (fills journal at seq {known[0]} then {now[0]}, snapshot saves "
+                    f"{known[1]} then {now[1]}); two runs on one schema would corrupt it, so "
+                    "this one writes nothing (it loaded its state before those writes)"
+                )
+                raise self._refused
+        except psycopg.Error as exc:
+            hold.close()
+            raise self._fail(exc, "taking the writer hold") from None
+        except BaseException:
+            hold.close()
+            raise
+        return hold
+
+    def _holder(self, conn: psycopg.Connection[Any], key: int) -> str:
+        """Who holds the writer lock ``key``, as far as this role may see."""
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        row = conn.execute(
+            "SELECT a.pid, a.application_name, host(a.client_addr) FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
+            (unsigned >> 32, unsigned & 0xFFFFFFFF),
+        ).fetchone()
+        if row is None:
+            return "unknown session"
+        backend, application, client = row
+        parts = [f"application_name {application!r}"] if application else []
+        parts.append(f"client {client or 'local socket'}")
+        parts.append(f"server backend pid {backend}")
+        return ", ".join(parts)
 
     def _get_pool(self) -> ConnectionPool:
         pool = self._pool
@@ -291,14 +421,23 @@ class PostgresPersistence(Persistence):
         statement = self._q(
             "INSERT INTO {schema}.fills (order_id, fill_id, portfolio_id, instrument, ts, "
             "quantity, price, event) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
-            "ON CONFLICT (order_id) DO NOTHING"
+            "ON CONFLICT (order_id) DO NOTHING RETURNING seq"
         )
+        self._ensure_hold()
         pool = self._get_pool()
         try:
             with pool.connection() as conn, conn.cursor() as cursor:
-                cursor.executemany(statement, rows)
+                cursor.executemany(statement, rows, returning=True)
+                written = [0]
+                while True:
+                    written.extend(int(row[0]) for row in cursor.fetchall())
+                    if not cursor.nextset():
+                        break
         except psycopg.Error as exc:
             raise self._fail(exc, "recording fills") from exc
+        with self._lock:
+            known = self._known_state
+            self._known_state = (max(known[0], *written), known[1])
 
     def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
         """The journaled fills (of one portfolio, or all) in the order recorded."""
@@ -344,6 +483,7 @@ class PostgresPersistence(Persistence):
             "saved_seq = EXCLUDED.saved_seq, saved_at = now(), cash = EXCLUDED.cash, "
             "equity = EXCLUDED.equity, snapshot = EXCLUDED.snapshot"
         )
+        self._ensure_hold()
         pool = self._get_pool()
         try:
             with pool.connection() as conn, conn.transaction():
@@ -360,6 +500,9 @@ class PostgresPersistence(Persistence):
                     )
         except psycopg.Error as exc:
             raise self._fail(exc, "saving snapshots") from exc
+        with self._lock:
+            known = self._known_state
+            self._known_state = (known[0], max(known[1], int(saved_seq)))
 
     def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
         """The latest snapshot of every portfolio, by portfolio id."""
