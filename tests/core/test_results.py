@@ -9,6 +9,7 @@ import uuid6
 import tradeloom
 from tradeloom.events import Fill, Side
 from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult
+from tradeloom.testing.persistence import make_snapshot
 
 
 def fill(side: Side) -> Fill:
@@ -76,3 +77,20 @@ def test_bad_input_is_counted_beyond_the_dead_letters_kept(tmp_path: Path) -> No
     assert result.summary()["dead_letters"] == bad
     assert f"bad input       {bad:,}" in result.format_summary()
     assert f"dead_letters={bad}" in repr(result)
+
+
+def test_the_summary_rounds_returns_of_any_size_and_never_shows_a_negative_zero() -> None:
+    result = RunResult(starting_equity=Decimal("1e-25"))
+    # A return of about 2e31 (1e-25 of starting cash, then some trading) used to fail in
+    # quantize: its digits exceed the context's 28.
+    result.snapshots = {"a": make_snapshot("a", cash="2000000", equity="2000000")}
+    summary = result.summary()
+    assert summary["total_return"] == "20000000000000000000000000000000.000000"
+    assert "  total return    2,000,000,000,000,000,000,000,000,000,000,000.00%" in (
+        result.format_summary()
+    )
+    # A tiny loss rounds to 0.00%, not -0.00%.
+    result.snapshots = {"a": make_snapshot("a", cash="99.9999", equity="99.9999")}
+    result.starting_equity = Decimal(100)
+    assert "  total return    0.00%" in result.format_summary()
+    assert result.summary()["total_return"] == "-0.000001"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +179,8 @@ class RunResult:
         return {
             "starting_equity": str(self.starting_equity),
             "final_equity": str(self.final_equity),
-            "total_return": str(self.total_return.quantize(Decimal("1e-6"))),
-            "max_drawdown": str(self.max_drawdown.quantize(Decimal("1e-6"))),
+            "total_return": str(_rounded(self.total_return, 6)),
+            "max_drawdown": str(_rounded(self.max_drawdown, 6)),
             "trade_count": self.trade_count,
             "round_trips": self.round_trips,
             "commission": str(self.commission),
@@ -253,14 +253,23 @@ class RunResult:
             ),
             f"  starting equity {self.starting_equity:,.2f}",
             f"  final equity    {self.final_equity:,.2f}",
-            f"  total return    {self.total_return * pct:.2f}%",
-            f"  max drawdown    {self.max_drawdown * pct:.2f}%",
+            f"  total return    {_rounded(self.total_return * pct, 2):,}%",
+            f"  max drawdown    {_rounded(self.max_drawdown * pct, 2):,}%",
             f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round trips)",
             f"  commission      {self.commission:,.2f}",
             f"  rejections      {s['rejections']:,}",
             f"  bad input       {s['dead_letters']:,}",
         ]
         return "\n".join(lines)
+
+
+def _rounded(value: Decimal, places: int) -> Decimal:
+    """``value`` to ``places`` decimal places, however large (the context's 28 digits would
+    make ``quantize`` fail on a huge one), and never a negative zero."""
+    with localcontext() as context:
+        context.prec = max(context.prec, value.adjusted() + places + 2)
+        rounded = value.quantize(Decimal(1).scaleb(-places))
+    return rounded if rounded else abs(rounded)
 
 
 def plot_equity_curve(
