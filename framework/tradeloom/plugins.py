@@ -352,7 +352,7 @@ class PluginManager:
         if name in available:
             return available[name]
         known = ", ".join(sorted(available)) or "none"
-        message = f"unknown {kind} {name!r}; registered {kind}s: {known}"
+        message = f"unknown {kind} {name!r}; registered {_PLURALS.get(kind, kind + 's')}: {known}"
         failed = [
             info for info in self.infos.values() if info.error and "autoload" not in info.error
         ]
@@ -386,6 +386,9 @@ class PluginManager:
         return sorted(self.infos.values(), key=lambda info: info.name)
 
 
+_PLURALS = {"strategy": "strategies", "persistence": "persistence back ends"}
+
+
 def _reference(text: str) -> bool:
     module_name, colon, attribute = text.partition(":")
     names = [*module_name.split("."), attribute]
@@ -403,11 +406,7 @@ def build_component(registration: Registration, params: dict[str, Any]) -> Any:
         try:
             checked = model(**params)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in err['loc']) or '(parameters)'}: "
-                + ("unknown parameter" if err["type"] == "extra_forbidden" else err["msg"])
-                for err in exc.errors()
-            )
+            problems = "; ".join(_parameter_problems(model, params, exc))
             accepted = ", ".join(model.model_fields) or "none"
             raise ConfigError(
                 f"{label}: invalid parameters: {problems} (accepted: {accepted})"
@@ -417,6 +416,43 @@ def build_component(registration: Registration, params: dict[str, Any]) -> Any:
         return factory(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{label}: {exc}") from exc
+
+
+def _parameter_problems(
+    model: type[BaseModel], params: dict[str, Any], exc: ValidationError
+) -> list[str]:
+    """Each mistake by its dotted key (``columns.ts``). A value that fits no member of a union
+    gets one error per member from pydantic, located by its internal schema names
+    (``path.lax-or-strict[...]``): such a parameter gets one problem saying what it accepts."""
+    problems: list[str] = []
+    unions: set[str] = set()
+    for err in exc.errors():
+        loc = err["loc"]
+        name = str(loc[0]) if loc else "(parameters)"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{name}: unknown parameter")
+        elif len(loc) > 1 and not _holds(params.get(name), loc[1]):
+            if name not in unions:
+                unions.add(name)
+                accepted = _type_name(model.model_fields[name].annotation)
+                problems.append(f"{name}: {params.get(name)!r} is not a valid {accepted}")
+        else:
+            problems.append(f"{'.'.join(str(part) for part in loc)}: {err['msg']}")
+    return problems
+
+
+def _holds(value: Any, key: Any) -> bool:
+    """Whether ``key`` is a key or index in ``value`` (else it names a union member)."""
+    if isinstance(value, Mapping):
+        return key in value
+    return isinstance(value, list | tuple) and isinstance(key, int) and 0 <= key < len(value)
+
+
+def _type_name(annotation: Any) -> str:
+    text = annotation.__name__ if isinstance(annotation, type) else repr(annotation)
+    for module in ("typing.", "pathlib.", "decimal.", "datetime."):
+        text = text.replace(module, "")
+    return text
 
 
 def _prepare_parameters(

@@ -156,7 +156,7 @@ def test_unknown_plugin_in_config_is_a_clear_error(tmp_path: Path, shared_data: 
     config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "no_such_strategy")
     done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 1
-    assert "unknown strategy 'no_such_strategy'; registered strategys: sma_cross" in done.stderr
+    assert "unknown strategy 'no_such_strategy'; registered strategies: sma_cross" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -141,6 +141,21 @@ def test_component_parameters_are_checked_against_the_factory(site: Path) -> Non
         manager.create("strategy", "sma_cross", {"fast": 30, "slow": 10})
 
 
+def test_a_value_fitting_no_member_of_a_union_says_what_the_parameter_accepts() -> None:
+    # pydantic reports one error per union member, named by its internal schema
+    # ("path.lax-or-strict[lax=union[json-or-python[..."): one readable problem instead.
+    manager = PluginManager().load()
+    with pytest.raises(ConfigError) as caught:
+        manager.create("feed", "replay", {"path": 5, "instrument": "X", "header": "maybe"})
+    problems = str(caught.value).split(": invalid parameters: ")[1].split(" (accepted:")[0]
+    assert problems == (
+        "path: 5 is not a valid str | Path | list[str | Path] | None; "
+        "header: Input should be a valid boolean, unable to interpret input"
+    )
+    with pytest.raises(ConfigError, match=r"path: \['a', 5\] is not a valid str \| Path"):
+        manager.create("feed", "replay", {"path": ["a", 5], "instrument": "X"})
+
+
 def test_modules_and_objects_can_be_registered_explicitly(site: Path) -> None:
     module = unique("explicit_plugin")
     (site / f"{module}.py").write_text(STRATEGY_PLUGIN % {"name": "explicit"})
