@@ -10,9 +10,14 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from tradeloom.errors import TradeloomError
+import pydantic
+import pydantic_core
+
+import tradeloom
+from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.plugins import PluginManager
 
 
@@ -127,11 +132,27 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
     if verbose:
         traceback.print_exception(cause, file=sys.stderr)
         return
-    frame = traceback.extract_tb(cause.__traceback__)[-1]
+    if isinstance(exc, ConfigError):
+        return  # a parameter a component refused: the message says it all
+    frames = traceback.extract_tb(cause.__traceback__)
+    # The innermost frame of the strategy's (or plugin's) own code: a float quantity is
+    # refused deep in pydantic, called from tradeloom, called from the line that passed it.
+    own = [frame for frame in frames if not _is_library(frame.filename)]
+    frame = (own or frames)[-1]
     print(
         f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)",
         file=sys.stderr,
     )
+
+
+_LIBRARIES = tuple(
+    str(Path(str(module.__file__)).parent) + os.sep
+    for module in (pydantic, pydantic_core, tradeloom)
+)
+
+
+def _is_library(filename: str) -> bool:
+    return filename.startswith(_LIBRARIES)
 
 
 def _failed_modules(manager: PluginManager, modules: Sequence[str]) -> str:

@@ -364,3 +364,34 @@ def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path) -> Non
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 1
     assert stderr == ""
+
+
+def test_a_refused_float_points_at_the_strategy_line_not_pydantic(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    (tmp_path / "floaty.py").write_text(
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Floaty(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        ctx.buy(bar.instrument, 1.5)\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'floaty': Floaty}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "floaty",
+        extra='[plugins]\nmodules = ["floaty"]\n',
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert "float 1.5 is not accepted for money, prices or quantities" in done.stderr
+    assert f"raised at {tmp_path / 'floaty.py'}:4 in on_bar" in done.stderr
+
+
+def test_a_configuration_error_has_no_raised_at_line(tmp_path: Path, shared_data: Path) -> None:
+    config = backtest_toml(tmp_path, tmp_path / "missing.csv", "sma_cross")
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("tradeloom: error: feed 'replay' (plugin 'replay'): ")
+    assert "raised at" not in done.stderr and "Traceback" not in done.stderr
