@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_cause(exc, verbose=args.verbose > 0)
         return 1
     except KeyboardInterrupt:
+        print("tradeloom: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`tradeloom plugins | head`): stop writing, quietly. Python

@@ -109,6 +109,8 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
 def output_directory(path: str | Path) -> Path:
     """The directory results go to, made now: a path that cannot be one is an error before
     the run, not after it (when its state is already saved)."""
+    if not str(path).strip():
+        raise ConfigError("--out: give a directory (an empty path would mean the current one)")
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)

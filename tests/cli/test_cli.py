@@ -321,6 +321,9 @@ def test_an_output_path_that_cannot_be_a_directory_is_refused_before_the_run(
     assert not (tmp_path / "state.sqlite").exists()  # nothing ran, so a re-run is not refused
     demo = tradeloom("demo", "--out", str(tmp_path / "taken" / "sub"), cwd=tmp_path)
     assert demo.returncode == 1 and "cannot create the directory" in demo.stderr
+    empty = tradeloom("backtest", "-c", str(config), "--out", " ", cwd=tmp_path)
+    assert empty.returncode == 1
+    assert "--out: give a directory (an empty path would mean the current one)" in empty.stderr
 
 
 def test_a_directory_given_as_the_configuration_file(tmp_path: Path) -> None:

@@ -7,6 +7,12 @@ no P&L is counted twice.
 
 from __future__ import annotations
 
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -80,3 +86,48 @@ def test_resuming_on_the_same_data_backtests_nothing_and_says_so(
     assert again.final_equity == again.starting_equity == first.final_equity
     assert "all 5036 market events of the feed are at or before it" in caplog.text
     assert again.summary()["resumed_after"] == first.last_event_time.isoformat()  # type: ignore[union-attr]
+
+
+def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    cents = 10_000
+    rows = ["ts,price\n"]
+    for second in range(600_000):
+        cents = max(100, cents + rng.choice((-1, 1)))
+        rows.append(f"{1_704_067_200 + second},{cents // 100}.{cents % 100:02d}\n")
+    (tmp_path / "ticks.csv").write_text("".join(rows))
+    (tmp_path / "c.toml").write_text(
+        '[feed]\nname = "replay"\nparams = { path = "ticks.csv", instrument = "SYN", '
+        'format = "custom", columns = { ts = "ts", last_price = "price" }, '
+        'timestamp_format = "unix" }\n[[strategies]]\nname = "sma_cross"\n'
+        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
+    )
+    command = [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", "c.toml"]
+    running = subprocess.Popen(
+        [*command, "--out", "a"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # well into the ticks, far from their end
+    running.send_signal(signal.SIGINT)
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130, stderr
+    assert stderr.decode() == "tradeloom: interrupted\n"
+
+    resumed = subprocess.run(
+        [*command, "--out", "b", "--resume"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "b" / "result.json").read_text())["summary"]
+    assert summary["skipped_events"] > 0 and summary["resumed_after"] is not None
+    assert summary["skipped_events"] + summary["market_events"] == 600_000
+    assert "resumed after" in resumed.stdout
+    persistence = SqlitePersistence(path=str(tmp_path / "state.sqlite"))
+    persistence.open()
+    try:
+        fills = persistence.load_fills()
+        snapshot = persistence.load_snapshots()["sma_cross"]
+    finally:
+        persistence.close()
+    assert len({fill.order_id for fill in fills}) == len(fills) == snapshot.fills_applied
