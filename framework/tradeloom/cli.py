@@ -43,11 +43,11 @@ def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
 
 
 def _add_commands(manager: PluginManager, subparsers: Any) -> None:
-    """Each plugin's commands, in the order the plugins were registered (the built-in ones
-    first). A plugin that fails, say by adding a command that exists, loses its commands with
-    a warning; it cannot take the command line down."""
+    """Each plugin's commands, in pluggy's order (the built-in ones are ``tryfirst``). A
+    plugin that fails, say by adding a command that exists, loses its commands with a
+    warning; it cannot take the command line down."""
     hook = manager.hook.tradeloom_add_commands
-    for impl in hook.get_hookimpls():
+    for impl in reversed(hook.get_hookimpls()):  # the order pluggy calls them in
         try:
             impl.function(*({"subparsers": subparsers}[arg] for arg in impl.argnames))
         except Exception as exc:

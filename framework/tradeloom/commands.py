@@ -25,7 +25,7 @@ from tradeloom.settings import Settings, build_settings, load_settings
 DEMO_DATA = "orcl-1995-2014.csv"
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # the built-in commands first: a plugin cannot take their names
 def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     demo = subparsers.add_parser(
         "demo",

@@ -29,7 +29,7 @@ class ScaffoldError(TradeloomError):
     """The template could not be rendered with the options given."""
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # a built-in command: added before any plugin's
 def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     new = subparsers.add_parser(
         "new",
