@@ -193,6 +193,11 @@ class Persistence(abc.ABC):
     def close(self) -> Any:  # noqa: B027 - optional hook
         """Release connections."""
 
+    # Optional: ``claim_for_writing()``. The pipeline calls it right after open() in the
+    # process that writes the state (the portfolio role); a back end that allows one writer
+    # per store takes its hold there and raises PersistenceError while another process has
+    # it, so that the second of two runs on one store fails before it reads anything.
+
     @abc.abstractmethod
     def record_fills(self, fills: Sequence[Fill]) -> Any:
         """Append fills to the journal, ignoring fills already stored (by ``order_id``)."""

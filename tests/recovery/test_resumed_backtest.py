@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import tradeloom
+from tradeloom.errors import PersistenceError
 from tradeloom.portfolio import PortfolioBook
 from tradeloom_sqlite.persistence import SqlitePersistence
 
@@ -131,3 +132,21 @@ def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: P
     finally:
         persistence.close()
     assert len({fill.order_id for fill in fills}) == len(fills) == snapshot.fills_applied
+
+
+def test_a_backtest_on_a_state_file_another_run_writes_fails_before_it_reads_it(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    state = tmp_path / "state.sqlite"
+    other_run = SqlitePersistence(path=str(state))  # holds the file, as a running backtest does
+    other_run.open()
+    other_run.claim_for_writing()
+    try:
+        with pytest.raises(PersistenceError, match="two runs on one state file would corrupt it"):
+            tradeloom.backtest(config(shared_data / "orcl-1995-2014.txt", state))
+        # Refused before it read or wrote anything.
+        assert (other_run.load_snapshots(), other_run.load_fills()) == ({}, [])
+    finally:
+        other_run.close()
+    # Once the file is free, a backtest runs on it.
+    assert tradeloom.backtest(config(shared_data / "orcl-1995-2014.txt", state)).fill_count > 0

@@ -287,6 +287,12 @@ class Pipeline:
         fills: Any = []
         if self.persistence is not None:
             await maybe_await(self.persistence.open())
+            if "portfolio" in self.roles:
+                # The one process that writes the state: hold it before reading it, so that a
+                # second writer on the same store fails now, not at its first write.
+                claim = getattr(self.persistence, "claim_for_writing", None)
+                if claim is not None:
+                    await maybe_await(claim())
             snapshots = await maybe_await(self.persistence.load_snapshots())
             fills = await maybe_await(self.persistence.load_fills())
             if (snapshots or fills) and not self.resume:
