@@ -160,6 +160,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = _backtest(settings, args, progress=sys.stderr.isatty())
     _report(result, out, "Result")
     print(f"  {'database':<15} {out / 'demo.sqlite'}")
+    # A copy of the sample data, for the configuration examples of the README and the docs.
+    data = out / DEMO_DATA
+    data.write_bytes(resources.files("tradeloom.demo").joinpath(DEMO_DATA).read_bytes())
+    print(f"  {'sample data':<15} {data}")
     return _exit_code(result)
 
 

@@ -398,3 +398,19 @@ def test_a_configuration_error_has_no_raised_at_line(tmp_path: Path, shared_data
     assert done.returncode == 1
     assert done.stderr.startswith("tradeloom: error: feed 'replay' (plugin 'replay'): ")
     assert "raised at" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_getting_started_walk_runs_as_written(tmp_path: Path) -> None:
+    # The demo, then the configuration of the getting-started page, in the same directory:
+    # the data file it names is the copy the demo wrote.
+    demo = tradeloom("demo", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "sample data     tradeloom-demo/orcl-1995-2014.csv" in demo.stdout
+    page = (REPO / "docs" / "getting-started.md").read_text()
+    config = page.split("```toml\n# tradeloom.toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tradeloom.toml").write_text(config)
+    done = tradeloom("backtest", "-c", "tradeloom.toml", "--out", "results/", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "market events   5,036" in done.stdout
+    readme = (REPO / "README.md").read_text()
+    assert 'path = "tradeloom-demo/orcl-1995-2014.csv"' in readme
