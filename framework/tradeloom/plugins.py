@@ -301,48 +301,45 @@ class PluginManager:
         return self._registry
 
     def _collect_registrations(self) -> tuple[dict[str, dict[str, Registration]], list[str]]:
+        # First every registration hook of every plugin, one implementation at a time so each
+        # result is attributed to its plugin; then the registry, from the plugins none of
+        # whose hooks failed (a plugin that is half registered would be hard to reason about).
+        returned: list[tuple[str, str, Mapping[str, Any]]] = []
+        failed: set[str] = set()
+        for kind, hook_name in COMPONENT_KINDS.items():
+            for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+                try:
+                    result = impl.function()
+                    _check_registrations(result)
+                except Exception as exc:
+                    problem = f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                    owner = self.infos.get(impl.plugin_name)
+                    if owner is None:
+                        raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from exc
+                    owner.error = f"{owner.error}; {problem}" if owner.error else problem
+                    failed.add(impl.plugin_name)
+                    continue
+                returned.append((kind, impl.plugin_name, result or {}))
         registry: dict[str, dict[str, Registration]] = {kind: {} for kind in COMPONENT_KINDS}
         conflicts: list[str] = []
         for info in self.infos.values():
             info.registers = {}
-        for kind, hook_name in COMPONENT_KINDS.items():
-            hook_caller = getattr(self.hook, hook_name)
-            # Called one implementation at a time so each name is attributed to its plugin.
-            for impl in reversed(hook_caller.get_hookimpls()):
-                owner = self.infos.get(impl.plugin_name)
-                try:
-                    result = impl.function()
-                    if result is not None and not isinstance(result, Mapping):
-                        raise TypeError(
-                            f"must return a mapping of name to factory, not {type(result).__name__}"
-                        )
-                except Exception as exc:
-                    problem = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-                    if owner is None:
-                        raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from exc
-                    owner.error = problem
-                    continue
-                references = [
-                    f for f in (result or {}).values() if isinstance(f, str) and not _reference(f)
-                ]
-                if references and owner is not None:
-                    owner.error = (
-                        f"{hook_name}: factory {references[0]!r} is neither callable nor a "
-                        "'package.module:Name' reference"
+        for kind, plugin_name, factories in returned:
+            if plugin_name in failed:
+                continue
+            owner = self.infos.get(plugin_name)
+            for name, factory in factories.items():
+                # The listing shows what each plugin registers, a name in conflict too.
+                if owner is not None:
+                    owner.registers.setdefault(kind, []).append(name)
+                existing = registry[kind].get(name)
+                if existing is not None:
+                    conflicts.append(
+                        f"{kind} {name!r} is registered by two plugins: "
+                        f"{existing.plugin!r} and {plugin_name!r}"
                     )
                     continue
-                for name, factory in (result or {}).items():
-                    # The listing shows what each plugin registers, a name in conflict too.
-                    if owner is not None:
-                        owner.registers.setdefault(kind, []).append(name)
-                    existing = registry[kind].get(name)
-                    if existing is not None:
-                        conflicts.append(
-                            f"{kind} {name!r} is registered by two plugins: "
-                            f"{existing.plugin!r} and {impl.plugin_name!r}"
-                        )
-                        continue
-                    registry[kind][name] = Registration(kind, name, factory, impl.plugin_name)
+                registry[kind][name] = Registration(kind, name, factory, plugin_name)
         return registry, conflicts
 
     def factory(self, kind: str, name: str) -> Registration:
@@ -387,6 +384,24 @@ class PluginManager:
 
 
 _PLURALS = {"strategy": "strategies", "persistence": "persistence back ends"}
+
+
+def _check_registrations(result: Any) -> None:
+    """What a registration hook returned: nothing, or a mapping of names to factories (each
+    a callable or a ``"package.module:Name"`` reference)."""
+    if result is None:
+        return
+    if not isinstance(result, Mapping):
+        raise TypeError(f"must return a mapping of name to factory, not {type(result).__name__}")
+    for name, factory in result.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"component names must be non-empty strings, not {name!r}")
+        if (isinstance(factory, str) and _reference(factory)) or callable(factory):
+            continue
+        raise TypeError(
+            f"factory {factory!r} of {name!r} is neither callable nor a "
+            "'package.module:Name' reference"
+        )
 
 
 def _reference(text: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tradeloom import hookimpl
+from tradeloom import Strategy, hookimpl
 from tradeloom.errors import ConfigError, PluginError
 from tradeloom.lazy import lazy_exports
 from tradeloom.plugins import PluginManager
@@ -90,7 +90,9 @@ def test_a_string_that_is_not_a_reference_marks_the_plugin_failed() -> None:
     manager.load(autoload=False)
     assert "patient" not in manager.registrations()["strategy"]
     info = {i.name: i for i in manager.plugin_list()}[name]
-    assert info.error is not None and "'just some text' is neither callable nor" in info.error
+    assert info.error is not None and "'just some text' of 'patient' is neither callable nor" in (
+        info.error
+    )
 
 
 def test_lazy_exports_import_on_first_use(heavy: str) -> None:
@@ -115,3 +117,31 @@ def test_plugin_packages_do_not_import_their_heavy_modules_on_load() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_plugin_with_one_bad_registration_hook_contributes_nothing() -> None:
+    class HalfBroken:
+        @hookimpl
+        def tradeloom_register_strategies(self):  # type: ignore[no-untyped-def]
+            return {"fine": Strategy}
+
+        @hookimpl
+        def tradeloom_register_feeds(self):  # type: ignore[no-untyped-def]
+            return {"nocall": 42}
+
+        @hookimpl
+        def tradeloom_register_executors(self):  # type: ignore[no-untyped-def]
+            return ["paper"]
+
+    manager = PluginManager()
+    name = manager.register(HalfBroken())
+    manager.load(autoload=False)
+    registry = manager.registrations()
+    assert "fine" not in registry["strategy"] and "nocall" not in registry["feed"]
+    info = {i.name: i for i in manager.plugin_list()}[name]
+    assert info.registers == {}
+    assert info.error == (
+        "tradeloom_register_feeds failed: TypeError: factory 42 of 'nocall' is neither "
+        "callable nor a 'package.module:Name' reference; tradeloom_register_executors failed: "
+        "TypeError: must return a mapping of name to factory, not list"
+    )
