@@ -503,3 +503,25 @@ def test_names_that_match_nothing_in_the_run_are_warned_about(
         result = tradeloom.backtest(config, events=bars("ORCL", ["10", "11", "12"]))
     assert result.starting_equity == Decimal("5000")
     assert caplog.messages == []
+
+
+def test_a_backtest_with_no_market_events_says_so(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import tradeloom
+
+    def backtest(text: str) -> None:
+        data = tmp_path / "bars.csv"
+        data.write_text(text)
+        params = {"path": str(data), "format": "yahoo", "instrument": "X"}
+        tradeloom.backtest(
+            {"feed": {"name": "replay", "params": params}, "strategies": [{"name": "sma_cross"}]}
+        )
+
+    header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        backtest(header)
+        backtest(header + "1995-01-03,x,1,1,1,1,100\n1995-01-04,2,2,2,2,2,y\n")
+    assert [m for m in caplog.messages if m.startswith("the feed")] == [
+        "the feed delivered no market events: nothing was backtested",
+        "the feed delivered no market events (2 input(s) were bad, see the dead letters): "
+        "nothing was backtested",
+    ]

@@ -693,6 +693,12 @@ class Pipeline:
                     stage.drain()
         if self.mode == "backtest":
             self._warn_unseen_instruments()
+            if self.feed is not None and not self.result.market_events + self.result.skipped_events:
+                bad = self.result.dead_letter_count
+                self.logger.warning(
+                    "the feed delivered no market events%s: nothing was backtested",
+                    f" ({bad} input(s) were bad, see the dead letters)" if bad else "",
+                )
         await self.transport.flush()
         if self.portfolio_stage is not None:
             await self.portfolio_stage.checkpoint()
