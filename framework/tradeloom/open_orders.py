@@ -12,6 +12,7 @@ from tradeloom.events import Side, Signal
 Key = TypeVar("Key", bound=Hashable)
 
 _ZERO = Decimal(0)
+_BUY = Side.BUY
 
 
 class OpenOrders(Generic[Key]):
@@ -22,31 +23,35 @@ class OpenOrders(Generic[Key]):
     one of a signal that was never added here.
     """
 
+    __slots__ = ("_by_key", "_open")
+
     def __init__(self) -> None:
-        # By the signal id's int: hashing a UUID runs Python code, hashing its int does not.
-        self._signals: dict[int, tuple[Key, Decimal]] = {}
-        self._quantities: dict[Key, Decimal] = {}
+        # Per key, the open signals' signed quantities by signal id (as an int: hashing a UUID
+        # runs Python code, hashing its int does not); and, per open signal, its key's dict.
+        # A key's dict stays once made (there is one per instrument, or strategy and
+        # instrument), so that sending and closing a signal make and drop no dict. Sums are
+        # made when asked for: few signals are open at a time, and most are never asked about.
+        self._by_key: dict[Key, dict[int, Decimal]] = {}
+        self._open: dict[int, dict[int, Decimal]] = {}
 
     def add(self, key: Key, signal: Signal) -> None:
-        signed = signal.quantity if signal.side is Side.BUY else -signal.quantity
-        self._signals[signal.event_id.int] = (key, signed)
-        self._quantities[key] = self._quantities.get(key, _ZERO) + signed
+        signal_id = signal.event_id.int
+        quantity = signal.quantity
+        open_here = self._by_key.get(key)
+        if open_here is None:
+            open_here = self._by_key[key] = {}
+        open_here[signal_id] = quantity if signal.side is _BUY else -quantity
+        self._open[signal_id] = open_here
 
     def close(self, signal_id: UUID) -> None:
-        found = self._signals.pop(signal_id.int, None)
-        if found is None:
-            return
-        key, signed = found
-        # The sum may be zero while other signals are open (a buy and a sell): it is then
-        # not stored, so read it with its default.
-        remaining = self._quantities.get(key, _ZERO) - signed
-        if remaining:
-            self._quantities[key] = remaining
-        else:
-            self._quantities.pop(key, None)
+        number = signal_id.int
+        open_here = self._open.pop(number, None)
+        if open_here is not None:
+            del open_here[number]
 
     def quantity(self, key: Key) -> Decimal:
-        return self._quantities.get(key, _ZERO)
+        open_here = self._by_key.get(key)
+        return sum(open_here.values(), _ZERO) if open_here else _ZERO
 
     def __len__(self) -> int:
-        return len(self._signals)
+        return len(self._open)

@@ -103,6 +103,10 @@ class StrategyContext:
         self._send = send
         self.logger = logging.getLogger(f"tradeloom.strategy.{strategy_id}")
         self._open_orders: OpenOrders[str] = OpenOrders()  # by instrument
+        self.resolve: Callable[[UUID], None] = self._open_orders.close
+        """``resolve(signal_id)``: the signal was filled or rejected, so it is open no more.
+        Called by the runtime before the strategy's ``on_fill`` or ``on_rejection``; once per
+        signal counts (a fill or rejection delivered again changes nothing)."""
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None
@@ -149,12 +153,6 @@ class StrategyContext:
         self._open_orders.add(instrument, signal)
         self._send(signal)
         return signal
-
-    def resolve(self, signal_id: UUID) -> None:
-        """The signal ``signal_id`` was filled or rejected: it is open no more. Called by the
-        runtime before the strategy's ``on_fill`` or ``on_rejection``; once per signal counts
-        (a fill or rejection delivered again changes nothing)."""
-        self._open_orders.close(signal_id)
 
     def position(self, instrument: str) -> Decimal:
         """Filled quantity held (negative when short). Orders on their way are not in it:

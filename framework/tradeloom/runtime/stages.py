@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import attrs
 
@@ -315,22 +314,17 @@ class _RiskView:
     def __init__(self, book: PortfolioBook) -> None:
         self.book = book
         self.open_orders: OpenOrders[tuple[str, str]] = OpenOrders()
+        self._open_quantity = self.open_orders.quantity
 
     def last_price(self, instrument: str) -> Decimal | None:
         return self.book.marks.get(instrument)
 
     def position(self, strategy_id: str, instrument: str) -> Decimal:
         filled = self.book.portfolio(strategy_id).position(instrument)
-        return filled + self.open_orders.quantity((strategy_id, instrument))
+        return filled + self._open_quantity((strategy_id, instrument))
 
     def cash(self, strategy_id: str) -> Decimal:
         return self.book.portfolio(strategy_id).cash
-
-    def order_sent(self, signal: Signal) -> None:
-        self.open_orders.add((signal.strategy_id, signal.instrument), signal)
-
-    def order_closed(self, signal_id: UUID) -> None:
-        self.open_orders.close(signal_id)
 
 
 class RiskStage(Stage):
@@ -412,7 +406,7 @@ class RiskStage(Stage):
         view = self.view
         if self._refused(signal, self.validators):
             return
-        view.order_sent(signal)
+        view.open_orders.add((signal.strategy_id, signal.instrument), signal)
         order = build_order(  # copies a validated signal: not validated again
             event_id=self.services.ids.new_id(),
             ts=self.services.clock.now(),
@@ -439,11 +433,11 @@ class RiskStage(Stage):
         self.publish(Topics.REJECTIONS, rejection, signal.instrument)
 
     def on_fill(self, fill: Fill) -> None:
-        self.view.order_closed(fill.signal_id)
+        self.view.open_orders.close(fill.signal_id)
         self.book.apply_fill(fill)
 
     def on_rejection(self, rejection: Rejection) -> None:
-        self.view.order_closed(rejection.signal.event_id)
+        self.view.open_orders.close(rejection.signal.event_id)
 
     def on_time(self, now: datetime) -> None:
         if self.waiting:
