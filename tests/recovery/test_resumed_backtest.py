@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 import tradeloom
+from tradeloom import Strategy, hookimpl
 from tradeloom.errors import PersistenceError
 from tradeloom.portfolio import PortfolioBook
+from tradeloom.testing import bars, merge
 from tradeloom_sqlite.persistence import SqlitePersistence
 
 
@@ -150,3 +152,45 @@ def test_a_backtest_on_a_state_file_another_run_writes_fails_before_it_reads_it(
         other_run.close()
     # Once the file is free, a backtest runs on it.
     assert tradeloom.backtest(config(shared_data / "orcl-1995-2014.txt", state)).fill_count > 0
+
+
+class Recorder(Strategy):
+    """Records every bar it sees; asks the pipeline to stop at the ``stop_at``-th bar."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.seen: list[tuple[str, Any]] = []
+        self.stop_at = stop_at
+        self.pipeline: Any = None
+
+    def on_bar(self, bar: Any, ctx: Any) -> None:
+        self.seen.append((bar.instrument, bar.ts))
+        if len(self.seen) == self.stop_at:
+            self.pipeline.stop()
+
+
+class Handle:
+    def __init__(self, strategy: Recorder) -> None:
+        self.strategy = strategy
+
+    @hookimpl
+    def tradeloom_pipeline_started(self, pipeline: Any) -> None:
+        self.strategy.pipeline = pipeline
+
+
+def test_a_stopped_backtest_of_several_instruments_resumes_without_losing_a_bar(
+    tmp_path: Path,
+) -> None:
+    # Three instruments' daily bars share each time; 1,024 events (a block) end one bar into
+    # a day, so the stop must still finish that day for the resumed run to skip it all.
+    closes = [str(100 + day % 9) for day in range(500)]
+    data = merge(*(bars(name, closes) for name in ("AAA", "BBB", "CCC")))
+    settings = {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    first = Recorder(stop_at=10)
+    stopped = tradeloom.backtest(
+        settings, strategies={"rec": first}, events=data, plugins=[Handle(first)]
+    )
+    assert stopped.market_events == 1026  # the block and the rest of its last day
+    second = Recorder()
+    resumed = tradeloom.backtest(settings, strategies={"rec": second}, events=data, resume=True)
+    assert resumed.skipped_events == 1026 and resumed.market_events == 1500 - 1026
+    assert sorted(first.seen + second.seen) == sorted((e.instrument, e.ts) for e in data)

@@ -558,13 +558,24 @@ class Pipeline:
             if first is not None:
                 result.first_event_time = first.ts
                 source = itertools.chain((first,), source)
+            read_ahead: list[MarketEvent] = []  # the first event of the next block
             while True:
-                block = itertools.islice(source, _YIELD_EVERY)
+                block = itertools.islice(
+                    itertools.chain(read_ahead, source) if read_ahead else source, _YIELD_EVERY
+                )
                 direct = self._direct_market_route()
                 delivered = self._deliver(block, direct) if direct else self._publish(block)
                 count += delivered
                 if delivered < _YIELD_EVERY:
                     break
+                if self.mode == "backtest":
+                    # End the block with the rest of its last timestamp's events: a stop or
+                    # an interruption then falls between two times, and a resumed backtest,
+                    # which skips what is at or before the stored time, skips exactly what
+                    # was processed (the bars of several instruments share a time).
+                    rest, read_ahead = _rest_of_time(source, self.clock.now())
+                    if rest:
+                        count += self._deliver(rest, direct) if direct else self._publish(rest)
                 await self._yield_point(count)
                 if self._stop_requested:
                     break
@@ -784,3 +795,16 @@ class Pipeline:
 def _with_closest(name: str, known: Iterable[str]) -> str:
     close = closest_name(name, known)
     return f"{name} (did you mean {close}?)" if close else name
+
+
+def _rest_of_time(
+    source: Iterator[MarketEvent], now: datetime
+) -> tuple[list[MarketEvent], list[MarketEvent]]:
+    """The events read from ``source`` while they are stamped ``now``; and the first one that
+    is not, read ahead (none when ``source`` ended)."""
+    rest: list[MarketEvent] = []
+    for event in source:
+        if event.ts != now:
+            return rest, [event]
+        rest.append(event)
+    return rest, []
