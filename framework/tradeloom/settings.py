@@ -303,14 +303,17 @@ def _settings_variables() -> list[str]:
 def _refuse_unknown_variables() -> None:
     """pydantic-settings reads only the variables of known sections and ignores the rest, so a
     misspelled section (``TRADELOOM_PORTFOLI__STARTING_CASH``) would change nothing, silently.
-    Keys inside a known section are checked by the sections themselves (extra="forbid")."""
+    A name with ``__`` is meant as a nested setting: one whose section is unknown is refused.
+    Other names may belong to someone else (Kubernetes service links such as
+    ``TRADELOOM_SERVICE_HOST``) and are left alone. Keys inside a known section are checked by
+    the sections themselves (extra="forbid")."""
     sections = list(Settings.model_fields)
     for name in _settings_variables():
-        section = name[len(ENV_PREFIX) :].lower().split("__", 1)[0]
-        if section in sections:
+        section, nested, _ = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not nested or section in sections:
             continue
         close = closest_name(section, sections)
-        hint = f"; did you mean {ENV_PREFIX}{close.upper()}?" if close else ""
+        hint = f"; did you mean {ENV_PREFIX}{close.upper()}__...?" if close else ""
         raise ConfigError(
             f"environment variable {name} sets no setting: {section!r} is not a section "
             f"(sections: {', '.join(sections)}){hint}"

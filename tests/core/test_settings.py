@@ -140,9 +140,9 @@ def test_a_typo_in_an_environment_variable_is_not_blamed_on_the_file(
 @pytest.mark.parametrize(
     ("variable", "hint"),
     [
-        ("TRADELOOM_PORTFOLI__STARTING_CASH", "; did you mean TRADELOOM_PORTFOLIO?"),
-        ("tradeloom_reconect__max_attempts", "; did you mean TRADELOOM_RECONNECT?"),
-        ("TRADELOOM_STARTING_CASH", ""),
+        ("TRADELOOM_PORTFOLI__STARTING_CASH", "; did you mean TRADELOOM_PORTFOLIO__...?"),
+        ("tradeloom_reconect__max_attempts", "; did you mean TRADELOOM_RECONNECT__...?"),
+        ("TRADELOOM_STARTING__CASH", ""),
     ],
 )
 def test_an_environment_variable_of_no_section_is_refused(
@@ -158,9 +158,12 @@ def test_an_environment_variable_of_no_section_is_refused(
         "(sections: pipeline, feed, strategies, validators, executor, persistence, transport, "
         f"portfolio, pending, reconnect, plugins, health, monitoring){hint}"
     )
-    # the plugin manager's own variables are not settings and are let through
+    # the plugin manager's own variables are not settings and are let through, and so are
+    # names without "__" that may be someone else's (Kubernetes service links, say)
     monkeypatch.delenv(variable)
     monkeypatch.setenv("TRADELOOM_BLOCK_PLUGINS", "kite")
+    monkeypatch.setenv("TRADELOOM_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("TRADELOOM_PORT_9100_TCP_ADDR", "10.0.0.1")
     assert make_settings({}).portfolio.starting_cash == Decimal("100000")
 
 
