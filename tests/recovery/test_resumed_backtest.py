@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 import tradeloom
 from tradeloom import Strategy, hookimpl
+from tradeloom.components import Feed
 from tradeloom.errors import PersistenceError
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.testing import bars, merge
@@ -194,3 +196,43 @@ def test_a_stopped_backtest_of_several_instruments_resumes_without_losing_a_bar(
     resumed = tradeloom.backtest(settings, strategies={"rec": second}, events=data, resume=True)
     assert resumed.skipped_events == 1026 and resumed.market_events == 1500 - 1026
     assert sorted(first.seen + second.seen) == sorted((e.instrument, e.ts) for e in data)
+
+
+class AsyncEvents(Feed):
+    """Hands out the given events from an async iterator, as a live-style feed does."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self._events = events
+
+    async def events(self, ctx: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        for event in self._events:
+            yield event
+
+
+@pytest.mark.parametrize("feed_kind", ["in time order", "one instrument after the other", "async"])
+def test_a_resumed_backtest_skips_every_stored_event_whatever_the_feed(
+    tmp_path: Path, feed_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first_days = [str(100 + day % 5) for day in range(60)]
+    all_days = first_days + [str(100 + day % 7) for day in range(40)]
+    config: dict[str, Any] = {
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}},
+        "strategies": [
+            {"name": "sma_cross", "params": {"fast": 2, "slow": 3}, "instruments": ["AAA", "BBB"]}
+        ],
+    }
+
+    def run(days: list[str], **options: Any) -> Any:
+        streams = [bars(name, days) for name in ("AAA", "BBB")]
+        events = merge(*streams) if feed_kind == "in time order" else streams[0] + streams[1]
+        if feed_kind == "async":
+            return tradeloom.backtest(config, feed=AsyncEvents(events), **options)
+        return tradeloom.backtest(config, events=events, **options)
+
+    first = run(first_days)
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        second = run(all_days, resume=True)
+    assert (second.skipped_events, second.market_events) == (120, 80)
+    assert all(fill.ts > first.last_event_time for fill in second.fills)
+    # No instrument reported unseen: both were, before the resume point.
+    assert not [m for m in caplog.messages if "asked for instruments" in m]

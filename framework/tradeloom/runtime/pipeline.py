@@ -187,6 +187,7 @@ class Pipeline:
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
         self._freezing = False
         self._resumed_from_state = False
+        self._skipped_instruments: set[str] = set()
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
     # -- assembly ------------------------------------------------------------------------
@@ -520,6 +521,8 @@ class Pipeline:
         count = 0
         if hasattr(source, "__aiter__"):
             async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
+            if result.resumed_after is not None:
+                async_source = self._after_resume_point_async(async_source)
             # A live feed reading a broker may hand out an event again (after a crash or a
             # rebalance, from its last commit): it is recognised by its id, as on transports.
             window = self.settings.pipeline.dedupe_window
@@ -546,7 +549,7 @@ class Pipeline:
         else:
             source = iter(source)  # a feed may return any iterable
             if result.resumed_after is not None:
-                source = self._after_resume_point(source, result.resumed_after)
+                source = self._after_resume_point(source)
             elif self.mode == "live" and self._resumed_from_state:
                 # Live state has wall-clock times, so there is no data time to resume after.
                 self.logger.warning(
@@ -581,26 +584,55 @@ class Pipeline:
                     break
         self._count_market(count)
 
-    def _after_resume_point(
-        self, events: Iterator[MarketEvent], resumed_after: datetime
-    ) -> Iterator[MarketEvent]:
+    def _already_stored(self, event: MarketEvent) -> bool:
+        """Whether a resumed backtest skips ``event``: the stored state holds its time. Every
+        event is judged (feeds are in time order per instrument only)."""
+        assert self.result.resumed_after is not None
+        if event.ts > self.result.resumed_after:
+            return False
+        self.result.skipped_events += 1
+        self._skipped_instruments.add(event.instrument)
+        return True
+
+    def _after_resume_point(self, events: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
+        already_stored = self._already_stored
+        passed = 0
         for event in events:
-            if event.ts > resumed_after:
-                self.logger.info(
-                    "resumed after %s, the latest time in the stored state: skipped %d "
-                    "market event(s) at or before it",
-                    resumed_after.isoformat(),
-                    self.result.skipped_events,
-                )
+            if not already_stored(event):
+                passed += 1
                 yield event
-                yield from events  # in time order: nothing later is at or before the point
-                return
-            self.result.skipped_events += 1
+        self._log_resume_point(passed)
+
+    async def _after_resume_point_async(
+        self, events: AsyncIterator[MarketEvent]
+    ) -> AsyncIterator[MarketEvent]:
+        already_stored = self._already_stored
+        passed = 0
+        async for event in events:
+            if not already_stored(event):
+                passed += 1
+                yield event
+        self._log_resume_point(passed)
+
+    def _log_resume_point(self, passed: int) -> None:
+        """At the end of a resumed backtest's feed: what was skipped, or that all was."""
+        resumed_after = self.result.resumed_after
+        assert resumed_after is not None
+        skipped = self.result.skipped_events
+        if passed or not skipped:
+            self.logger.info(
+                "resumed after %s, the latest time in the stored state: skipped %d market "
+                "event(s) at or before it",
+                resumed_after.isoformat(),
+                skipped,
+            )
+            return
         self.logger.warning(
             "resumed after %s, the latest time in the stored state: all %d market events of "
-            "the feed are at or before it, so there was nothing new to backtest",
+            "the feed are at or before it, so there was nothing new to backtest (state "
+            "written by a live run has wall-clock times: continue it with tradeloom run)",
             resumed_after.isoformat(),
-            self.result.skipped_events,
+            skipped,
         )
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
@@ -724,8 +756,8 @@ class Pipeline:
         seen: set[str] = set()
         for stage in self.stages:
             if isinstance(stage, StrategyStage):
-                seen.update(stage.market_time.by_instrument)
-                for strategy_id, names in stage.unseen_instruments().items():
+                seen.update(stage.market_time.by_instrument, self._skipped_instruments)
+                for strategy_id, names in stage.unseen_instruments(seen).items():
                     self.logger.warning(
                         "strategy %r asked for instruments that no market event carried: %s; "
                         "instruments in the data: %s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -286,12 +286,12 @@ class StrategyStage(Stage):
         for strategy_id, strategy in self.strategies.items():
             self._call(strategy_id, strategy.on_start, None)
 
-    def unseen_instruments(self) -> dict[str, list[str]]:
+    def unseen_instruments(self, also_seen: Iterable[str] = ()) -> dict[str, list[str]]:
         """Per strategy, the instruments it asked for (``instruments``) that no market event
-        has carried so far."""
-        seen = self.market_time.by_instrument
+        has carried so far (nor are in ``also_seen``: skipped by a resumed backtest, say)."""
+        seen = self.market_time.by_instrument.keys() | set(also_seen)
         unseen = {
-            strategy_id: sorted(wanted - seen.keys())
+            strategy_id: sorted(wanted - seen)
             for strategy_id, wanted in self._instrument_filter.items()
             if wanted is not None
         }
