@@ -89,12 +89,15 @@ class SmaCross(Strategy):
     def _trade(self, instrument: str, direction: int, ctx: StrategyContext) -> None:
         # What it will hold once the orders on their way are done (across processes an order
         # may still be on its way at the next crossing): never the same order twice.
-        holding = ctx.position(instrument) + ctx.open_quantity(instrument)
+        position = ctx.position(instrument)
+        holding = position + ctx.open_quantity(instrument)
         if direction > 0:
             if holding == 0:
                 ctx.buy(instrument, self.quantity)
-        elif holding > 0:
-            ctx.sell(instrument, holding)
+        elif holding > 0 and position > 0:
+            # Never more than is filled: a buy that never comes back (lost with an execution
+            # process) must not turn the sale into a short.
+            ctx.sell(instrument, min(holding, position))
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
         instrument = bar.instrument

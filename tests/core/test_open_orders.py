@@ -130,3 +130,41 @@ def test_a_sum_of_zero_with_signals_still_open_is_no_error() -> None:
     assert ctx.open_quantity("X") == -2
     ctx.resolve(third.event_id)
     assert ctx.open_quantity("X") == 0
+
+
+class DroppingPaper(PaperTrader):
+    """Loses the first order it gets, as an execution process killed while holding it would."""
+
+    def __init__(self) -> None:
+        super().__init__(fill_at="last")
+        self.dropped = False
+
+    def on_order(self, order: Order) -> None:
+        if not self.dropped:
+            self.dropped = True
+            return
+        super().on_order(order)
+
+
+class Dropping:
+    @hookimpl
+    def tradeloom_register_executors(self):  # type: ignore[no-untyped-def]
+        return {"dropping_paper": DroppingPaper}
+
+
+def test_sma_cross_never_goes_short_when_a_buy_never_comes_back() -> None:
+    prices = [str(100 + step) for step in [0, 2, 4, 1, -2, 3, 6, 2, -1, 4, 7, 3, 0, 5, 8] * 4]
+    result = tradeloom.backtest(
+        {
+            "strategies": [
+                {"name": "sma_cross", "id": "sma", "params": {"fast": 1, "slow": 3, "quantity": 2}}
+            ],
+            "executor": {"name": "dropping_paper"},
+        },
+        events=ticks("X", prices, interval=timedelta(seconds=1)),
+        plugins=[Dropping()],
+    )
+    # The lost buy stays open (it is counted until the strategy's process restarts), so the
+    # strategy buys no more, and sells nothing it does not hold: it used to sell 2 from flat.
+    assert result.fills == []
+    assert "X" not in result.snapshots["sma"].positions

@@ -35,10 +35,11 @@ class {{ cookiecutter.class_name }}(Strategy):
         window = self._windows.setdefault(instrument, deque(maxlen=self.lookback))
         if len(window) == self.lookback:
             # What it holds once its orders on their way are done: never the same order twice.
-            held = ctx.position(instrument) + ctx.open_quantity(instrument)
+            filled = ctx.position(instrument)
+            held = filled + ctx.open_quantity(instrument)
             if held == 0 and price > max(window):
                 ctx.logger.info("%s broke out above %s at %s", instrument, max(window), price)
                 ctx.buy(instrument, self.quantity)
-            elif held > 0 and price < min(window):
-                ctx.sell(instrument, held)
+            elif held > 0 and filled > 0 and price < min(window):
+                ctx.sell(instrument, min(held, filled))  # never more than is filled
         window.append(price)
