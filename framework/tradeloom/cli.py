@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
@@ -116,12 +118,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tradeloom: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`tradeloom plugins | head`): stop writing, quietly. Python
-        # would otherwise report the pipe again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            # A pipe of a feed, a transport or a plugin, not ours: an error like any other.
+            print(f"tradeloom: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        return 1  # the reader went away (`tradeloom plugins | head`): stop, quietly
     return int(code or 0)
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output's reader has gone; if so, standard output is pointed at the
+    null device, or Python would report the pipe again when it flushes at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # replaced by something that is no file
+        return False
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(flags & select.POLLERR for _, flags in poller.poll(0)):
+            return False  # writable: the broken pipe was someone else's
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
 
 
 def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:

@@ -414,3 +414,23 @@ def test_the_getting_started_walk_runs_as_written(tmp_path: Path) -> None:
     assert "market events   5,036" in done.stdout
     readme = (REPO / "README.md").read_text()
     assert 'path = "tradeloom-demo/orcl-1995-2014.csv"' in readme
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "pipefeed.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "from tradeloom.components import Feed\n"
+        "class PipeFeed(Feed):\n"
+        "    def events(self, ctx):\n"
+        "        raise BrokenPipeError(32, 'the quote server hung up')\n"
+        "@hookimpl\ndef tradeloom_register_feeds():\n    return {'pipefeed': PipeFeed}\n"
+    )
+    (tmp_path / "c.toml").write_text(
+        '[feed]\nname = "pipefeed"\n[[strategies]]\nname = "sma_cross"\n'
+        '[plugins]\nmodules = ["pipefeed"]\n'
+    )
+    done = tradeloom(
+        "backtest", "-c", "c.toml", "--out", "o", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}
+    )
+    assert done.returncode == 1
+    assert "tradeloom: error: BrokenPipeError: [Errno 32] the quote server hung up" in done.stderr
