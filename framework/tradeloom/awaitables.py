@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from tradeloom.errors import PluginError
@@ -16,27 +18,47 @@ async def maybe_await(value: Any) -> Any:
     return value
 
 
-async def call_hook_and_await(hook_caller: Any, **kwargs: Any) -> list[Any]:
+async def call_hook_and_await(
+    hook_caller: Any, *, report: Callable[[PluginError], None] | None = None, **kwargs: Any
+) -> list[Any]:
     """Call a pluggy hook (synchronous) and await every awaitable it returned.
 
     The implementations are called one at a time, in pluggy's order, so that one that raises
     (or whose awaitable raises) is named: a :class:`~tradeloom.errors.PluginError` saying
-    which plugin failed in which hook, with the plugin's exception as its cause. Hooks with
-    wrappers are left to pluggy's own call.
+    which plugin failed in which hook, with the plugin's exception as its cause. It is raised,
+    or, given ``report``, handed to it while the other implementations still run (a hook that
+    releases resources: each plugin must get its call). Hooks with wrappers are called by
+    pluggy itself, in one go.
     """
     impls = hook_caller.get_hookimpls()
     if not impls:
         return []
     if any(impl.hookwrapper or impl.wrapper for impl in impls):
-        return [await maybe_await(result) for result in hook_caller(**kwargs)]
-    results = []
-    for impl in reversed(impls):  # pluggy calls the last registered first
+        calls: list[Callable[[], Any]] = [lambda: hook_caller(**kwargs)]
+        together = True
+    else:
+        calls = [
+            functools.partial(impl.function, *(kwargs[arg] for arg in impl.argnames))
+            for impl in reversed(impls)  # pluggy calls the last registered first
+        ]
+        together = False
+    results: list[Any] = []
+    for call in calls:
         try:
-            result = await maybe_await(impl.function(*(kwargs[arg] for arg in impl.argnames)))
+            returned = call()
+            found = (
+                [await maybe_await(item) for item in returned]
+                if together
+                else [await maybe_await(returned)]
+            )
         except Exception as exc:
-            raise plugin_failure(hook_caller, exc) from exc
-        if result is not None:
-            results.append(result)
+            failure = plugin_failure(hook_caller, exc)
+            failure.__cause__ = exc
+            if report is None:
+                raise failure from exc
+            report(failure)
+            continue
+        results.extend(item for item in found if item is not None)
     return results
 
 
@@ -57,7 +79,10 @@ def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | 
 def plugin_failure(hook_caller: Any, exc: Exception) -> PluginError:
     """A :class:`~tradeloom.errors.PluginError` for ``exc``, raised by one of the hook's
     implementations: named after the plugin whose function is in the traceback."""
-    codes = {impl.function.__code__: impl.plugin_name for impl in hook_caller.get_hookimpls()}
+    codes = {
+        getattr(impl.function, "__code__", None): impl.plugin_name
+        for impl in hook_caller.get_hookimpls()
+    }
     frames = traceback.walk_tb(exc.__traceback__)
     names = [codes[frame.f_code] for frame, _ in frames if frame.f_code in codes]
     who = f"plugin {names[-1]!r}" if names else "a plugin"

@@ -81,3 +81,39 @@ def test_a_hook_failing_after_the_run_keeps_the_result(
     assert caplog.messages == [
         f"plugin {name!r} failed in tradeloom_pipeline_stopped: OSError: cannot upload the report"
     ]
+
+
+class Wrapper:
+    @hookimpl(wrapper=True)
+    def tradeloom_pipeline_started(self, pipeline: Any) -> Any:
+        return (yield)
+
+
+def test_a_failure_is_named_also_when_a_wrapper_is_registered(tmp_path: Path) -> None:
+    with pytest.raises(
+        PluginError, match=r"plugin 'Started-\d+' failed in tradeloom_pipeline_started"
+    ):
+        tradeloom.backtest(
+            config(tmp_path), events=bars("X", PRICES), plugins=[Started(), Wrapper()]
+        )
+
+
+class Releases:
+    def __init__(self) -> None:
+        self.released = False
+
+    @hookimpl(trylast=True)  # called after the failing ones
+    def tradeloom_pipeline_stopped(self, pipeline: Any, result: Any) -> None:
+        self.released = True
+
+
+def test_every_plugin_hears_stopped_even_after_one_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    releases = Releases()
+    with caplog.at_level("ERROR", logger="tradeloom.pipeline"):
+        result = tradeloom.backtest(
+            config(tmp_path), events=bars("X", PRICES), plugins=[releases, Stopped(), Stopped()]
+        )
+    assert releases.released and result.fill_count > 0
+    assert len(caplog.messages) == 2  # each failing plugin is logged

@@ -455,16 +455,15 @@ class Pipeline:
                 await self._close()
             self.result.wall_seconds = time.perf_counter() - started
             # Also after an error: plugins release what they started (servers, files).
+            # The run is over and its state saved: a plugin failing here is logged, every
+            # plugin still gets its call (to release what it started), the result is kept.
             with anyio.CancelScope(shield=True):
-                try:
-                    await call_hook_and_await(
-                        self.manager.hook.tradeloom_pipeline_stopped,
-                        pipeline=self,
-                        result=self.result,
-                    )
-                except PluginError as exc:
-                    # The run is over and its state saved: say so, and keep its result.
-                    self.logger.error("%s", exc, exc_info=exc.__cause__)
+                await call_hook_and_await(
+                    self.manager.hook.tradeloom_pipeline_stopped,
+                    report=self._log_plugin_failure,
+                    pipeline=self,
+                    result=self.result,
+                )
         if self._failure is not None:
             raise self._failure
         return self.result
@@ -805,6 +804,9 @@ class Pipeline:
                 errors.append(f"{what}: {type(exc).__name__}: {exc}")
         if errors:
             self.logger.error("errors while closing: %s", "; ".join(errors))
+
+    def _log_plugin_failure(self, failure: PluginError) -> None:
+        self.logger.error("%s", failure, exc_info=failure.__cause__)
 
     def _on_dead_letter(self, letter: DeadLetter) -> None:
         self.status.dead_letters += 1
