@@ -236,3 +236,30 @@ def test_a_resumed_backtest_skips_every_stored_event_whatever_the_feed(
     assert all(fill.ts > first.last_event_time for fill in second.fills)
     # No instrument reported unseen: both were, before the resume point.
     assert not [m for m in caplog.messages if "asked for instruments" in m]
+
+
+class BuyFirst(Recorder):
+    def on_bar(self, bar: Any, ctx: Any) -> None:
+        if not self.seen:
+            ctx.buy(bar.instrument, 1)
+        super().on_bar(bar, ctx)
+
+
+def test_the_stored_time_is_where_the_backtest_got_to_not_its_last_change(
+    tmp_path: Path,
+) -> None:
+    # Saved at every block (a tiny interval), changed only by the first bar's buy: the final
+    # save must still move the stored time on, or a resumed run replays the last blocks.
+    data = bars("AAA", [str(100 + day % 9) for day in range(5000)])
+    settings = {
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}},
+        "portfolio": {"snapshot_interval_seconds": 1e-9},
+    }
+    first = BuyFirst(stop_at=1500)
+    stopped = tradeloom.backtest(
+        settings, strategies={"rec": first}, events=data, plugins=[Handle(first)]
+    )
+    assert stopped.fill_count == 1 and stopped.market_events == 2048  # two blocks
+    resumed = tradeloom.backtest(settings, strategies={"rec": Recorder()}, events=data, resume=True)
+    assert resumed.resumed_after == stopped.last_event_time
+    assert (resumed.skipped_events, resumed.market_events) == (2048, 5000 - 2048)

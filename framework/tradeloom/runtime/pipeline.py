@@ -743,7 +743,7 @@ class Pipeline:
                 )
         await self.transport.flush()
         if self.portfolio_stage is not None:
-            await self.portfolio_stage.checkpoint()
+            await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
             self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
@@ -782,7 +782,7 @@ class Pipeline:
             return  # nothing changed (it failed before any fill): nothing to save
         with anyio.CancelScope(shield=True):
             try:
-                await self.portfolio_stage.checkpoint()
+                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
                 self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             except Exception as exc:
                 self.logger.error("could not save state after a failure: %s", exc)

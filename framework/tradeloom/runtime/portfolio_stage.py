@@ -137,16 +137,22 @@ class PortfolioStage(Stage):
                     return False
         return True
 
-    async def checkpoint(self) -> list[PortfolioSnapshot]:
-        """Journal new fills, then save snapshots of changed portfolios. Failures are counted
-        and retried at the next checkpoint; nothing is marked saved that was not."""
+    async def checkpoint(self, *, every_portfolio: bool = False) -> list[PortfolioSnapshot]:
+        """Journal new fills, then save snapshots of changed portfolios (of all of them with
+        ``every_portfolio``: a backtest's last checkpoint, so that the stored state's time is
+        the time it got to). Failures are counted and retried at the next checkpoint; nothing
+        is marked saved that was not."""
         async with self._checkpoint_lock:
             self._last_checkpoint = time.monotonic()
             if not await self.flush_journal():
                 return []
             # No await between the journal becoming complete and taking the snapshots, so a
             # snapshot never refers to a fill the journal lacks.
-            versions = self.book.dirty()
+            versions = (
+                {pid: p.version for pid, p in self.book.portfolios.items()}
+                if every_portfolio
+                else self.book.dirty()
+            )
             if not versions:
                 return []
             now = self.services.clock.now()
