@@ -10,11 +10,14 @@ import logging
 import os
 import select
 import sys
+import sysconfig
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+import pluggy
 import pydantic
 import pydantic_core
 
@@ -166,14 +169,23 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
     )
 
 
-_LIBRARIES = tuple(
+_DEPENDENCIES = tuple(
     str(Path(str(module.__file__)).parent) + os.sep
-    for module in (pydantic, pydantic_core, tradeloom)
+    for module in (pydantic, pydantic_core, pluggy, anyio, tradeloom)
+)
+_STANDARD_LIBRARY = tuple(
+    str(Path(sysconfig.get_paths()[name])) + os.sep for name in ("stdlib", "platstdlib")
 )
 
 
 def _is_library(filename: str) -> bool:
-    return filename.startswith(_LIBRARIES)
+    """Code of tradeloom (its generated code too), its dependencies or the standard library
+    (not what is installed under it): not where a strategy's or plugin's author looks first."""
+    if filename.startswith("<") or filename.startswith(_DEPENDENCIES):
+        return True
+    return filename.startswith(_STANDARD_LIBRARY) and not any(
+        folder in filename for folder in ("site-packages", "dist-packages")
+    )
 
 
 def _failed_modules(manager: PluginManager, modules: Sequence[str]) -> str:

@@ -434,3 +434,27 @@ def test_a_broken_pipe_that_is_not_standard_output_is_reported(tmp_path: Path) -
     )
     assert done.returncode == 1
     assert "tradeloom: error: BrokenPipeError: [Errno 32] the quote server hung up" in done.stderr
+
+
+def test_raised_at_skips_the_standard_library_for_the_strategy_line(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    (tmp_path / "jsonstrat.py").write_text(
+        "import json\n"
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Dumps(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        json.dumps(bar.close)\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'dumps': Dumps}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "dumps",
+        extra='[plugins]\nmodules = ["jsonstrat"]\n',
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert "TypeError: Object of type Decimal is not JSON serializable" in done.stderr
+    assert f"raised at {tmp_path / 'jsonstrat.py'}:5 in on_bar" in done.stderr
