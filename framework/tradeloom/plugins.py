@@ -446,7 +446,7 @@ def _parameter_problems(
         name = str(loc[0]) if loc else "(parameters)"
         if err["type"] == "extra_forbidden":
             problems.append(f"{name}: unknown parameter")
-        elif len(loc) > 1 and not _holds(params.get(name), loc[1]):
+        elif len(loc) > 1 and err["type"] != "missing" and not _holds(params.get(name), loc[1]):
             if name not in unions:
                 unions.add(name)
                 accepted = _type_name(model.model_fields[name].annotation)

@@ -103,10 +103,9 @@ class StrategyContext:
         self._send = send
         self.logger = logging.getLogger(f"tradeloom.strategy.{strategy_id}")
         self._open_orders: OpenOrders[str] = OpenOrders()  # by instrument
-        self.resolve: Callable[[UUID], None] = self._open_orders.close
-        """``resolve(signal_id)``: the signal was filled or rejected, so it is open no more.
-        Called by the runtime before the strategy's ``on_fill`` or ``on_rejection``; once per
-        signal counts (a fill or rejection delivered again changes nothing)."""
+        # For the runtime: the signal was filled or rejected, so it is open no more (called
+        # before the strategy's on_fill or on_rejection; a redelivery changes nothing).
+        self._resolve: Callable[[UUID], None] = self._open_orders.close
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None

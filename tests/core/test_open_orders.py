@@ -46,13 +46,13 @@ def test_open_quantity_counts_signals_until_their_fill_or_rejection() -> None:
     sell = ctx.sell("X", "1.5")
     other = ctx.buy("Y", 1)
     assert (ctx.open_quantity("X"), ctx.open_quantity("Y")) == (Decimal("1.5"), Decimal(1))
-    ctx.resolve(buy.event_id)
-    ctx.resolve(buy.event_id)  # delivered again: counted once
+    ctx._resolve(buy.event_id)
+    ctx._resolve(buy.event_id)  # delivered again: counted once
     assert ctx.open_quantity("X") == Decimal("-1.5")
-    ctx.resolve(sell.event_id)
-    ctx.resolve(other.event_id)
+    ctx._resolve(sell.event_id)
+    ctx._resolve(other.event_id)
     assert (ctx.open_quantity("X"), ctx.open_quantity("Y")) == (0, 0)
-    ctx.resolve(uuid6.uuid7())  # not this strategy's signal: nothing changes
+    ctx._resolve(uuid6.uuid7())  # not this strategy's signal: nothing changes
     assert len(sent) == 3
 
 
@@ -113,9 +113,9 @@ def test_a_rejected_signal_is_open_no_more() -> None:
         event_id=uuid6.uuid7(), ts=signal.ts, signal=signal, validator="v", reason="no"
     )
     fill = make_fill("s", instrument="X", side="sell", quantity="2", price="10")
-    ctx.resolve(fill.signal_id)  # another signal's fill: this one stays open
+    ctx._resolve(fill.signal_id)  # another signal's fill: this one stays open
     assert ctx.open_quantity("X") == -2
-    ctx.resolve(rejection.signal.event_id)
+    ctx._resolve(rejection.signal.event_id)
     assert ctx.open_quantity("X") == 0
 
 
@@ -124,11 +124,11 @@ def test_a_sum_of_zero_with_signals_still_open_is_no_error() -> None:
     # a sell were still open, and closing the next one read it.
     ctx, _ = context()
     first, second, third = ctx.buy("X", 2), ctx.buy("X", 2), ctx.sell("X", 2)
-    ctx.resolve(first.event_id)
+    ctx._resolve(first.event_id)
     assert ctx.open_quantity("X") == 0
-    ctx.resolve(second.event_id)
+    ctx._resolve(second.event_id)
     assert ctx.open_quantity("X") == -2
-    ctx.resolve(third.event_id)
+    ctx._resolve(third.event_id)
     assert ctx.open_quantity("X") == 0
 
 

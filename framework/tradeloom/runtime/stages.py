@@ -253,7 +253,7 @@ class StrategyStage(Stage):
         strategy = self.strategies.get(fill.strategy_id)
         if strategy is None or not self.book.apply_fill(fill):
             return
-        self.contexts[fill.strategy_id].resolve(fill.signal_id)
+        self.contexts[fill.strategy_id]._resolve(fill.signal_id)
         if type(strategy).on_fill is not Strategy.on_fill:  # not overridden: nothing to call
             self._call(fill.strategy_id, strategy.on_fill, fill)
 
@@ -261,7 +261,7 @@ class StrategyStage(Stage):
         signal = rejection.signal
         strategy = self.strategies.get(signal.strategy_id)
         if strategy is not None:
-            self.contexts[signal.strategy_id].resolve(signal.event_id)
+            self.contexts[signal.strategy_id]._resolve(signal.event_id)
             self._call(signal.strategy_id, strategy.on_rejection, rejection)
 
     def _call(self, strategy_id: str, callback: Callable[..., None], event: Event | None) -> None:
