@@ -6,7 +6,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -123,10 +123,10 @@ def output_directory(path: str | Path) -> Path:
     return out
 
 
-def _report(result: RunResult, out: Path, title: str) -> None:
+def _report(result: RunResult, out: Path, title: str, roles: Collection[str] | None = None) -> None:
     written = result.write(out)
     print(title)
-    print(result.format_summary())
+    print(result.format_summary(roles))
     for label, path in written.items():
         print(f"  {label:<15} {path}")
 
@@ -222,10 +222,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         # Reported like any other error, not as a task-group traceback; its cause kept.
         raise sole from sole.__cause__
+    roles = None if not args.role or "all" in args.role else sorted(set(args.role))
     if out is not None:
-        _report(result, out, "Run")
+        _report(result, out, "Run", roles)
     else:
-        print(result.format_summary())
+        print(result.format_summary(roles))
     return _exit_code(result)
 
 

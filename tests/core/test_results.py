@@ -94,3 +94,15 @@ def test_the_summary_rounds_returns_of_any_size_and_never_shows_a_negative_zero(
     result.starting_equity = Decimal(100)
     assert "  total return    0.00%" in result.format_summary()
     assert result.summary()["total_return"] == "-0.000001"
+
+
+def test_a_role_process_summary_shows_only_what_it_did() -> None:
+    result = RunResult(starting_equity=Decimal(100), market_events=0)
+    everything = result.format_summary()
+    assert "market events" in everything and "final equity" in everything
+    strategy = result.format_summary(["strategy", "risk"])
+    assert strategy.splitlines() == ["  roles           risk, strategy", "  bad input       0"]
+    portfolio = result.format_summary(["portfolio"])
+    assert "market events" not in portfolio and "final equity    100.00" in portfolio
+    feed = result.format_summary(["feed"])
+    assert "market events   0" in feed and "equity" not in feed

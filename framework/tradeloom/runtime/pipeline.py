@@ -540,7 +540,8 @@ class Pipeline:
                         self._event_observer_set("feed", "out", event)
                     publish(market, event, event.instrument)
                     count += 1
-                    if result.first_event_time is None:
+                    earliest = result.first_event_time
+                    if earliest is None or event.ts < earliest:  # live times may jump back
                         result.first_event_time = event.ts
                     if self._stop_requested:
                         break

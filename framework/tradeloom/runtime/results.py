@@ -4,6 +4,7 @@ written as ``result.json`` and an equity-curve picture."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -240,26 +241,35 @@ class RunResult:
             plot_equity_curve(self.equity_curve.series(), written["equity_curve"], self.summary())
         return written
 
-    def format_summary(self) -> str:
+    def format_summary(self, roles: Collection[str] | None = None) -> str:
+        """The summary as text. ``roles``: those a process of a split deployment ran; only
+        the lines about what it did are shown (the feed's events, the portfolio's books)."""
         s = self.summary()
         pct = Decimal(100)
-        lines = [
-            f"  period          {s['first_event_time'] or '-'} .. {s['last_event_time'] or '-'}",
-            f"  market events   {s['market_events']:,}",
-            *(
-                [f"  resumed after   {s['resumed_after']} ({s['skipped_events']:,} skipped)"]
-                if self.resumed_after
-                else []
-            ),
-            f"  starting equity {self.starting_equity:,.2f}",
-            f"  final equity    {self.final_equity:,.2f}",
-            f"  total return    {_rounded(self.total_return * pct, 2):,}%",
-            f"  max drawdown    {_rounded(self.max_drawdown * pct, 2):,}%",
-            f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round trips)",
-            f"  commission      {self.commission:,.2f}",
-            f"  rejections      {s['rejections']:,}",
-            f"  bad input       {s['dead_letters']:,}",
-        ]
+        feed = roles is None or "feed" in roles
+        books = roles is None or "portfolio" in roles
+        lines = [f"  roles           {', '.join(sorted(roles))}"] if roles is not None else []
+        if feed:
+            lines += [
+                f"  period          {s['first_event_time'] or '-'} .. "
+                f"{s['last_event_time'] or '-'}",
+                f"  market events   {s['market_events']:,}",
+            ]
+        if self.resumed_after:
+            lines.append(
+                f"  resumed after   {s['resumed_after']} ({s['skipped_events']:,} skipped)"
+            )
+        if books:
+            lines += [
+                f"  starting equity {self.starting_equity:,.2f}",
+                f"  final equity    {self.final_equity:,.2f}",
+                f"  total return    {_rounded(self.total_return * pct, 2):,}%",
+                f"  max drawdown    {_rounded(self.max_drawdown * pct, 2):,}%",
+                f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round trips)",
+                f"  commission      {self.commission:,.2f}",
+                f"  rejections      {s['rejections']:,}",
+            ]
+        lines.append(f"  bad input       {s['dead_letters']:,}")
         return "\n".join(lines)
 
 
