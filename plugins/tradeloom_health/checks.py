@@ -198,7 +198,8 @@ class PersistenceErrors(HealthCheck):
 
 class ReconnectionExhausted(HealthCheck):
     """Critical once a feed or transport gave up reconnecting (every attempt allowed by
-    ``[reconnect]`` failed); info otherwise."""
+    ``[reconnect]`` failed); warning while a connection is trying to reach its broker again;
+    info otherwise."""
 
     name = "reconnection"
 
@@ -212,6 +213,16 @@ class ReconnectionExhausted(HealthCheck):
                 self.name,
                 Severity.CRITICAL,
                 f"reconnection attempts exhausted: {exhausted}",
+            )
+        if status.reconnecting:
+            return _report(
+                self.new_id,
+                now,
+                "pipeline",
+                self.name,
+                Severity.WARNING,
+                "reconnecting: "
+                + "; ".join(f"{what}: {why}" for what, why in sorted(status.reconnecting.items())),
             )
         return _report(
             self.new_id,

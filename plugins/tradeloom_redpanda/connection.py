@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -38,8 +39,12 @@ class BrokerLink:
         topics: Sequence[str],
         reconnect: ReconnectSettings,
         logger: logging.Logger,
+        reconnecting: dict[str, str] | None = None,
     ) -> None:
         self.what = what
+        # Where to say that this link is reconnecting (a pipeline's status.reconnecting, which
+        # the health checks read): the entry is there from the first failure to the end.
+        self._reconnecting = reconnecting if reconnecting is not None else {}
         self.options = options
         self.topics = list(dict.fromkeys(topics))
         self.reconnect = reconnect
@@ -174,6 +179,15 @@ class BrokerLink:
             _describe(error),
             f"at most {limit} attempts" if limit else "until it answers",
         )
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        self._reconnecting[self.what] = f"broker unreachable since {since}: {_describe(error)}"
+        try:
+            await self._reconnect_with_backoff(error)
+        finally:
+            self._reconnecting.pop(self.what, None)
+
+    async def _reconnect_with_backoff(self, error: BaseException) -> None:
+        limit = self.reconnect.max_attempts
         attempts = 0
         last: BaseException = error
         for delay in backoff_delays(self.reconnect):

@@ -228,12 +228,14 @@ class RedpandaTransport(Transport):
             return
         self._started = True
         options = self.options
+        status = getattr(self, "status", None)
         self._link = BrokerLink(
             "redpanda transport",
             options,
             [self._physical[t] for t in Topics.ALL],
             self._reconnect_settings(),
             self.logger,
+            reconnecting=status.reconnecting if status is not None else None,
         )
         await self._link.connect()
         producer = AIOKafkaProducer(

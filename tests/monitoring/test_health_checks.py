@@ -189,6 +189,12 @@ def test_persistence_errors(clock: ManualClock, status: PipelineStatus) -> None:
 def test_reconnection_exhausted(clock: ManualClock, status: PipelineStatus) -> None:
     check = ReconnectionExhausted()
     assert one(check.check(status, clock.now())).severity is Severity.INFO
+    status.reconnecting["redpanda transport"] = "broker unreachable since 12:00:00: refused"
+    report = one(check.check(status, clock.now()))
+    assert report.severity is Severity.WARNING
+    assert report.message == (
+        "reconnecting: redpanda transport: broker unreachable since 12:00:00: refused"
+    )
     status.reconnect_exhausted = "kite: gave up after 10 reconnection attempts"
     report = one(check.check(status, clock.now()))
     assert report.severity is Severity.CRITICAL

@@ -10,6 +10,7 @@ import logging
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -55,6 +56,7 @@ def _settings(broker: Broker, prefix: str, reconnect: dict[str, float]) -> Setti
         },
         executor={"name": "paper", "params": {"fill_at": "last"}},
         reconnect=reconnect,
+        health={"checks": [{"name": "reconnection"}]},
     )
 
 
@@ -89,6 +91,9 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
                 await anyio.sleep(0.05)
             private_broker.kill()
             await anyio.sleep(1.5)  # the watchdogs notice and start reconnecting
+            # While the broker is away, the health checks see it (the transport's link).
+            reconnecting.update(pipeline.status.reconnecting)
+            health.extend(pipeline.health())
             await anyio.to_thread.run_sync(private_broker.start)  # empty: topics are gone
             # Both links re-create their topics; then the stream goes on.
             while not (
@@ -101,10 +106,19 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
                 await anyio.sleep(0.05)
             pipeline.stop()
 
+    reconnecting: dict[str, str] = {}
+    health: list[Any] = []
     anyio.run(scenario)
     assert len(pipeline.result.fills) == 20
     assert len({fill.order_id for fill in pipeline.result.fills}) == 20
     assert pipeline.status.reconnect_exhausted is None
+    assert list(reconnecting) == ["redpanda transport"]
+    assert reconnecting["redpanda transport"].startswith("broker unreachable since ")
+    assert pipeline.status.reconnecting == {}  # back
+    [report] = [r for r in health if r.check == "reconnection"]
+    assert report.severity == "warning" and report.message.startswith(
+        "reconnecting: redpanda transport: broker unreachable since "
+    )
     messages = [record.getMessage() for record in caplog.records]
     assert any("unreachable" in m and "reconnecting (at most 30 attempts)" in m for m in messages)
     assert any("reconnection attempt 1/30 failed" in m for m in messages)

@@ -39,6 +39,9 @@ class PipelineStatus:
     persistence_errors: int = 0
     last_persistence_error: str | None = None
     reconnect_exhausted: str | None = None
+    #: Connections trying to reach their broker again, by what they are (``"redpanda
+    #: transport"``): since when and why. Empty while every connection is up.
+    reconnecting: dict[str, str] = attrs.Factory(dict)
     #: Messages not yet consumed, keyed ``"<role>/<topic>"`` (summed over the partitions this
     #: process consumes). A broker transport fills it; empty on the in-process transport.
     consumer_lag: dict[str, int] = attrs.Factory(dict)
