@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from tradeloom.errors import TradeloomError
+from tradeloom.errors import TradeloomError, describe_error
 from tradeloom.settings import ReconnectSettings
 
 
@@ -13,7 +13,7 @@ class ReconnectExhausted(TradeloomError):
     """Every reconnection attempt allowed by the settings has failed."""
 
     def __init__(self, what: str, attempts: int, last_error: BaseException | None) -> None:
-        detail = f": {type(last_error).__name__}: {last_error}" if last_error else ""
+        detail = f": {describe_error(last_error)}" if last_error else ""
         super().__init__(f"{what}: gave up after {attempts} reconnection attempts{detail}")
         self.attempts = attempts
         self.last_error = last_error

@@ -50,3 +50,11 @@ class StageError(TradeloomError):
 
 class StrategyError(StageError):
     """A strategy's own code raised."""
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message``, said once when the message starts with the type's name already (as
+    some client libraries' errors do), and just the type when there is no message."""
+    text = str(error)
+    name = type(error).__name__
+    return f"{name}: {text}" if text and not text.startswith(name) else text or name

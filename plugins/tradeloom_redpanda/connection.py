@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from tradeloom.backoff import ReconnectExhausted, backoff_delays
-from tradeloom.errors import TradeloomError
+from tradeloom.errors import TradeloomError, describe_error
 from tradeloom.settings import ReconnectSettings
 from tradeloom_redpanda.options import ConnectionOptions
 
@@ -176,11 +176,11 @@ class BrokerLink:
             "%s: broker %s unreachable (%s); reconnecting (%s)",
             self.what,
             self.options.describe(),
-            _describe(error),
+            describe_error(error),
             f"at most {limit} attempts" if limit else "until it answers",
         )
         since = datetime.now(UTC).isoformat(timespec="seconds")
-        self._reconnecting[self.what] = f"broker unreachable since {since}: {_describe(error)}"
+        self._reconnecting[self.what] = f"broker unreachable since {since}: {describe_error(error)}"
         try:
             await self._reconnect_with_backoff(error)
         finally:
@@ -204,7 +204,7 @@ class BrokerLink:
                     self.what,
                     attempts,
                     f"/{limit}" if limit else "",
-                    _describe(exc),
+                    describe_error(exc),
                 )
                 continue
             self.reconnections += 1
@@ -236,12 +236,6 @@ def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
         message = entry[2] if len(entry) > 2 else None
         errors.append((topic, code, message))
     return errors
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    name = type(error).__name__
-    return f"{name}: {text}" if text and not text.startswith(name) else text or name
 
 
 async def _quietly(awaitable: Awaitable[object]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from tradeloom.backoff import backoff_delays
+from tradeloom.backoff import ReconnectExhausted, backoff_delays
 from tradeloom.settings import ReconnectSettings
 
 
@@ -27,3 +27,17 @@ def test_never_giving_up_never_overflows() -> None:
     settings = ReconnectSettings(max_attempts=0, base_delay_seconds=0.5, max_delay_seconds=30)
     delays = list(itertools.islice(backoff_delays(settings), 5000))
     assert len(delays) == 5000 and max(delays) <= 30
+
+
+def test_giving_up_names_the_last_error_once() -> None:
+    class ClientError(Exception):
+        def __str__(self) -> str:  # as some client libraries write theirs
+            return "ClientError: Unable to bootstrap from [('127.0.0.1', 1)]"
+
+    assert str(ReconnectExhausted("transport", 3, ClientError())) == (
+        "transport: gave up after 3 reconnection attempts: ClientError: Unable to bootstrap "
+        "from [('127.0.0.1', 1)]"
+    )
+    assert str(ReconnectExhausted("feed", 2, OSError("refused"))) == (
+        "feed: gave up after 2 reconnection attempts: OSError: refused"
+    )
