@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.plugin_modules = modules
     try:
         code: Any = handler(args)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit (status 120)
     except TradeloomError as exc:
         print(f"tradeloom: error: {exc}", file=sys.stderr)
         _print_cause(exc, verbose=args.verbose > 0)

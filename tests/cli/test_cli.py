@@ -354,10 +354,15 @@ def test_a_plugin_adding_a_command_that_exists_cannot_take_the_command_line_down
     assert "Backtests SMA(10/30) on bundled ORCL daily bars" in demo.stdout
 
 
-def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("buffered", [True, False])
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path, buffered: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "tradeloom.cli", "plugins", "--json"],
         cwd=tmp_path,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
