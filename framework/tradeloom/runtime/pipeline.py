@@ -6,7 +6,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -43,6 +43,7 @@ from tradeloom.runtime.delivery import BlockDelivery, block_delivery
 from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
+from tradeloom.runtime.resume import ResumePoint, rest_of_time
 from tradeloom.runtime.stages import (
     DirectRoute,
     ExecutionStage,
@@ -187,7 +188,7 @@ class Pipeline:
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
         self._freezing = False
         self._resumed_from_state = False
-        self._skipped_instruments: set[str] = set()
+        self._resume: ResumePoint | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
     # -- assembly ------------------------------------------------------------------------
@@ -310,6 +311,7 @@ class Pipeline:
                 self.result.resumed_after = max(
                     itertools.chain((s.ts for s in snapshots.values()), (f.ts for f in fills))
                 )
+                self._resume = ResumePoint(self.result, self.logger)
             advance_ids_past(
                 self.ids,
                 itertools.chain(
@@ -520,8 +522,8 @@ class Pipeline:
         count = 0
         if hasattr(source, "__aiter__"):
             async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
-            if result.resumed_after is not None:
-                async_source = self._after_resume_point_async(async_source)
+            if self._resume is not None:
+                async_source = self._resume.events_async(async_source)
             # A live feed reading a broker may hand out an event again (after a crash or a
             # rebalance, from its last commit): it is recognised by its id, as on transports.
             window = self.settings.pipeline.dedupe_window
@@ -548,8 +550,8 @@ class Pipeline:
             self._feed_wait = None
         else:
             source = iter(source)  # a feed may return any iterable
-            if result.resumed_after is not None:
-                source = self._after_resume_point(source)
+            if self._resume is not None:
+                source = self._resume.events(source)
             elif self.mode == "live" and self._resumed_from_state:
                 # Live state has wall-clock times, so there is no data time to resume after.
                 self.logger.warning(
@@ -576,64 +578,13 @@ class Pipeline:
                     # an interruption then falls between two times, and a resumed backtest,
                     # which skips what is at or before the stored time, skips exactly what
                     # was processed (the bars of several instruments share a time).
-                    rest, read_ahead = _rest_of_time(source, self.clock.now())
+                    rest, read_ahead = rest_of_time(source, self.clock.now())
                     if rest:
                         count += self._deliver(rest, direct) if direct else self._publish(rest)
                 await self._yield_point(count)
                 if self._stop_requested:
                     break
         self._count_market(count)
-
-    def _already_stored(self, event: MarketEvent) -> bool:
-        """Whether a resumed backtest skips ``event``: the stored state holds its time. Every
-        event is judged (feeds are in time order per instrument only)."""
-        assert self.result.resumed_after is not None
-        if event.ts > self.result.resumed_after:
-            return False
-        self.result.skipped_events += 1
-        self._skipped_instruments.add(event.instrument)
-        return True
-
-    def _after_resume_point(self, events: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
-        already_stored = self._already_stored
-        passed = 0
-        for event in events:
-            if not already_stored(event):
-                passed += 1
-                yield event
-        self._log_resume_point(passed)
-
-    async def _after_resume_point_async(
-        self, events: AsyncIterator[MarketEvent]
-    ) -> AsyncIterator[MarketEvent]:
-        already_stored = self._already_stored
-        passed = 0
-        async for event in events:
-            if not already_stored(event):
-                passed += 1
-                yield event
-        self._log_resume_point(passed)
-
-    def _log_resume_point(self, passed: int) -> None:
-        """At the end of a resumed backtest's feed: what was skipped, or that all was."""
-        resumed_after = self.result.resumed_after
-        assert resumed_after is not None
-        skipped = self.result.skipped_events
-        if passed or not skipped:
-            self.logger.info(
-                "resumed after %s, the latest time in the stored state: skipped %d market "
-                "event(s) at or before it",
-                resumed_after.isoformat(),
-                skipped,
-            )
-            return
-        self.logger.warning(
-            "resumed after %s, the latest time in the stored state: all %d market events of "
-            "the feed are at or before it, so there was nothing new to backtest (state "
-            "written by a live run has wall-clock times: continue it with tradeloom run)",
-            resumed_after.isoformat(),
-            skipped,
-        )
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
         if self.status.stage_observer is not None:
@@ -756,7 +707,9 @@ class Pipeline:
         seen: set[str] = set()
         for stage in self.stages:
             if isinstance(stage, StrategyStage):
-                seen.update(stage.market_time.by_instrument, self._skipped_instruments)
+                seen.update(stage.market_time.by_instrument)
+                if self._resume is not None:
+                    seen.update(self._resume.skipped_instruments)
                 for strategy_id, names in stage.unseen_instruments(seen).items():
                     self.logger.warning(
                         "strategy %r asked for instruments that no market event carried: %s; "
@@ -830,16 +783,3 @@ class Pipeline:
 def _with_closest(name: str, known: Iterable[str]) -> str:
     close = closest_name(name, known)
     return f"{name} (did you mean {close}?)" if close else name
-
-
-def _rest_of_time(
-    source: Iterator[MarketEvent], now: datetime
-) -> tuple[list[MarketEvent], list[MarketEvent]]:
-    """The events read from ``source`` while they are stamped ``now``; and the first one that
-    is not, read ahead (none when ``source`` ended)."""
-    rest: list[MarketEvent] = []
-    for event in source:
-        if event.ts != now:
-            return rest, [event]
-        rest.append(event)
-    return rest, []
