@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
@@ -199,8 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> RunResult:
         async with anyio.create_task_group() as tasks:
 
-            async def stop_on_signal() -> None:
+            async def stop_on_signal(*, task_status: TaskStatus[None]) -> None:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    task_status.started()
                     async for received in signals:
                         print(
                             f"tradeloom: {signal.Signals(received).name}: draining, then stopping",
@@ -209,7 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                         pipeline.stop()
                         return
 
-            tasks.start_soon(stop_on_signal)
+            # Listening before the pipeline starts: a signal during start-up drains too.
+            await tasks.start(stop_on_signal)
             result = await pipeline.run()
             tasks.cancel_scope.cancel()
         return result

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -463,3 +466,50 @@ def test_raised_at_skips_the_standard_library_for_the_strategy_line(
     assert done.returncode == 1
     assert "TypeError: Object of type Decimal is not JSON serializable" in done.stderr
     assert f"raised at {tmp_path / 'jsonstrat.py'}:5 in on_bar" in done.stderr
+
+
+def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_data: Path) -> None:
+    (tmp_path / "slowflip.py").write_text(
+        "import time\n"
+        "from tradeloom import Strategy, hookimpl\n"
+        "class SlowFlip(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        time.sleep(0.005)\n"
+        "        held = ctx.position(bar.instrument) + ctx.open_quantity(bar.instrument)\n"
+        "        if held:\n"
+        "            ctx.sell(bar.instrument, held)\n"
+        "        else:\n"
+        "            ctx.buy(bar.instrument, 1)\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'slow_flip': SlowFlip}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "slow_flip",
+        extra='[plugins]\nmodules = ["slowflip"]\n',
+    )
+    text = config.read_text().replace(
+        "params = { commission_bps = 10 }", 'params = { fill_at = "last" }'
+    )
+    config.write_text(text)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (tmp_path / "state.sqlite").exists() and running.poll() is None:
+        time.sleep(0.02)
+    time.sleep(1.0)  # some 200 bars into 5,000: far from the end
+    running.send_signal(signal.SIGTERM)
+    stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 0, stderr
+    assert "tradeloom: SIGTERM: draining, then stopping" in stderr
+    assert "final equity" in stdout and "market events" in stdout
+
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:
+        fills = db.execute("SELECT count(*) FROM fills").fetchone()[0]
+        snapshots = db.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+    assert fills > 0 and snapshots == 1  # drained: the fills journaled, the book saved

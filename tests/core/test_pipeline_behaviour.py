@@ -525,3 +525,17 @@ def test_a_backtest_with_no_market_events_says_so(tmp_path, caplog) -> None:  # 
         "the feed delivered no market events (2 input(s) were bad, see the dead letters): "
         "nothing was backtested",
     ]
+
+
+def test_progress_adds_up_to_the_market_events() -> None:
+    # Three instruments share each time, so blocks end past 1,024 events (the rest of their
+    # last time): progress must still count every event once.
+    closes = [str(100 + day % 7) for day in range(1500)]
+    data = merge(*(bars(name, closes) for name in ("AAA", "BBB", "CCC")))
+    reported: list[int] = []
+    pipeline = Pipeline(
+        make_settings({}), events=data, strategies={"idle": Strategy()}, progress=reported.append
+    )
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 4500
+    assert sum(reported) == 4500 and len(reported) > 1

@@ -60,8 +60,9 @@ from tradeloom.suggestions import closest_name
 
 ROLES = ("feed", "strategy", "risk", "execution", "portfolio")
 LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (counts are complete)
-_YIELD_EVERY = 1024
-_FREEZE_EVERY = _YIELD_EVERY * 8
+_YIELD_EVERY = 1024  # market events between two yields of a backtest (stop, checkpoint, progress)
+_LIVE_YIELD_EVERY = 64  # of a live run reading a replay: a stop or a checkpoint is not kept waiting
+_FREEZE_EVERY_BLOCKS = 8
 
 Mode = Literal["backtest", "live"]
 
@@ -187,6 +188,8 @@ class Pipeline:
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
         self._freezing = False
+        self._blocks = 0  # yield points passed
+        self._progress_reported = 0  # market events reported to ``progress``
         self._resumed_from_state = False
         self._resume: ResumePoint | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
@@ -564,14 +567,15 @@ class Pipeline:
                 result.first_event_time = first.ts
                 source = itertools.chain((first,), source)
             read_ahead: list[MarketEvent] = []  # the first event of the next block
+            block_size = _YIELD_EVERY if self.mode == "backtest" else _LIVE_YIELD_EVERY
             while True:
                 block = itertools.islice(
-                    itertools.chain(read_ahead, source) if read_ahead else source, _YIELD_EVERY
+                    itertools.chain(read_ahead, source) if read_ahead else source, block_size
                 )
                 direct = self._direct_market_route()
                 delivered = self._deliver(block, direct) if direct else self._publish(block)
                 count += delivered
-                if delivered < _YIELD_EVERY:
+                if delivered < block_size:
                     break
                 if self.mode == "backtest":
                     # End the block with the rest of its last timestamp's events: a stop or
@@ -645,18 +649,22 @@ class Pipeline:
         self.status.market_events = self.result.market_events = count
         if self.status.last_market_time:
             self.result.last_event_time = max(self.status.last_market_time.values())
-        if self.progress is not None:
-            self.progress(count % _YIELD_EVERY)
+        self._report_progress(count)
+
+    def _report_progress(self, count: int) -> None:
+        if self.progress is not None and count > self._progress_reported:
+            self.progress(count - self._progress_reported)
+            self._progress_reported = count
 
     async def _yield_point(self, count: int) -> None:
-        if self.progress is not None:
-            self.progress(_YIELD_EVERY)
+        self._report_progress(count)
+        self._blocks += 1
         self.status.market_events = count
         if self.mode == "live":
             self.status.last_market_wall_time = WallClock().now()
         if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
             await self.portfolio_stage.checkpoint()
-        if self._freezing and count % _FREEZE_EVERY == 0:
+        if self._freezing and self._blocks % _FREEZE_EVERY_BLOCKS == 0:
             # What outlived these events (fills kept in the result, the journal) stays to the
             # end of a backtest: collect the garbage among the few objects made since the last
             # freeze, then freeze the rest, so that later collections never walk it again.
