@@ -23,6 +23,13 @@ def make_settings(
 ) -> Settings:
     """Settings from a TOML path, a mapping shaped like the TOML file, or Settings; the
     environment applies to paths and mappings, and ``overrides`` win over everything."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise TypeError(f"overrides must be a mapping, not {type(overrides).__name__}")
+    if config is not None and not isinstance(config, str | Path | Settings | Mapping):
+        raise TypeError(
+            "config must be a tradeloom.toml path, a mapping shaped like it or Settings, not "
+            f"{type(config).__name__}"
+        )
     extra = dict(overrides or {})
     if isinstance(config, Settings):
         if not extra:

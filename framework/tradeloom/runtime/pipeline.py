@@ -33,9 +33,10 @@ from tradeloom.components import (
     advance_ids_past,
 )
 from tradeloom.errors import ConfigError, PluginError
-from tradeloom.events import HealthReport, MarketEvent
+from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.arguments import check_pipeline_arguments
 from tradeloom.runtime.clock import SimulatedClock, WallClock
 from tradeloom.runtime.dead_letter_file import DeadLetterFile
 from tradeloom.runtime.dedupe import RecentIds
@@ -112,6 +113,15 @@ class Pipeline:
         logger: logging.Logger | None = None,
         resume: bool | None = None,
     ) -> None:
+        check_pipeline_arguments(
+            roles=roles,
+            strategies=strategies,
+            events=events,
+            feed=feed,
+            plugins=plugins,
+            progress=progress,
+            resume=resume,
+        )
         self.settings = settings
         self.mode = mode
         # A live pipeline always continues from stored state; a backtest only when asked.
@@ -563,6 +573,10 @@ class Pipeline:
                     "state, backtest with --resume, or start from a new state file"
                 )
             first = next(source, None)
+            if first is not None and not isinstance(first, Bar | MarketTick):
+                raise TypeError(
+                    f"a feed must give Bar or MarketTick events, not {type(first).__name__}"
+                )
             if first is not None:
                 result.first_event_time = first.ts
                 source = itertools.chain((first,), source)
