@@ -273,8 +273,15 @@ def build_settings(
     data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "configuration"
 ) -> Settings:
     """Settings from file data (a dict shaped like the TOML file), then the environment, then
-    ``overrides`` (which win over both)."""
+    ``overrides`` (which win over both). Tables are merged key by key, except a component
+    section (``[executor]``, ``[persistence]``, ``[feed]``) whose override names another
+    component: that one replaces the file's section, whose ``params`` belong to the other."""
     _refuse_unknown_variables()
+    data = {
+        key: value
+        for key, value in data.items()
+        if not _names_another_component(value, (overrides or {}).get(key))
+    }
     token = _OVERRIDES.set(overrides or {})
     try:
         settings = Settings(**data)
@@ -286,6 +293,15 @@ def build_settings(
         _OVERRIDES.reset(token)
     _refuse_case_collisions(merge_tables(data, overrides or {}), settings.model_dump())
     return settings
+
+
+def _names_another_component(given: Any, override: Any) -> bool:
+    return (
+        isinstance(given, dict)
+        and isinstance(override, dict)
+        and "name" in override
+        and override["name"] != given.get("name")
+    )
 
 
 # Read by the plugin manager itself, not part of Settings.

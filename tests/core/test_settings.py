@@ -175,3 +175,19 @@ def test_a_configuration_file_that_is_not_utf8_is_a_config_error(tmp_path: Path)
     assert str(caught.value) == (
         f"{path}: invalid TOML: not UTF-8 text (invalid byte at offset 18)"
     )
+
+
+def test_an_override_naming_another_component_replaces_its_section(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
+        '[executor]\nname = "paper"\nparams = { commission_bps = 10 }\n',
+    )
+    settings = make_settings(
+        path,
+        {"persistence": {"name": "memory"}, "executor": {"params": {"slippage_bps": 2}}},
+    )
+    # another component: the file's params (sqlite's path) do not carry over
+    assert (settings.persistence.name, settings.persistence.params) == ("memory", {})
+    # the same component: merged key by key, as before
+    assert settings.executor.params == {"commission_bps": Decimal(10), "slippage_bps": 2}
