@@ -66,6 +66,9 @@ def test_feed_is_built_from_the_documented_toml_and_environment(
         ({"mode": "depth"}, "mode"),
         ({"url": "http://ws.kite.trade"}, "is not a ws:// or wss:// URL"),
         ({"url": "wss://ws.kite.trade?access_token=x"}, "not in the url"),
+        ({"url": "wss://ws.kite.trade/?ACCESS_TOKEN=secret1"}, "not in the url"),
+        ({"url": "wss://user:secret1@ws.kite.trade/"}, "not in the url"),
+        ({"instruments": {1: "A", "01": "B"}}, "instrument token 1 is given twice ('A' and 'B')"),
         ({"access_token": ""}, "access_token must not be empty"),
         ({"api_key": ""}, "api_key"),
     ],
@@ -80,6 +83,7 @@ def test_bad_params_are_refused_with_a_clear_error(params: dict[str, object], me
         KiteFeed(**{**base, **params})  # type: ignore[arg-type]
     assert str(caught.value).startswith("kite feed: invalid params:")
     assert message in str(caught.value)
+    assert "secret1" not in str(caught.value)  # a credential in a refused url is not echoed
 
 
 def test_runtime_plugin_manager_builds_the_feed_from_params() -> None:

@@ -71,16 +71,26 @@ class KiteFeedParams(BaseModel):
                 )
             if not isinstance(symbol, str) or not symbol.strip():
                 raise ValueError(f"instrument token {key!r} needs a non-empty symbol")
-            tokens[int(text)] = symbol.strip()
+            token = int(text)
+            if token in tokens:
+                raise ValueError(
+                    f"instrument token {token} is given twice ({tokens[token]!r} and "
+                    f"{symbol.strip()!r}); each token names one instrument"
+                )
+            tokens[token] = symbol.strip()
         return tokens
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         parsed = urllib.parse.urlsplit(value)
-        query = urllib.parse.parse_qs(parsed.query)
-        if "access_token" in query or "api_key" in query:
-            raise ValueError("put api_key and access_token in their own params, not in the url")
+        query = {key.lower() for key in urllib.parse.parse_qs(parsed.query)}
+        if query & {"access_token", "api_key"} or parsed.username or parsed.password:
+            # Never echo the value: it holds a credential.
+            raise ValueError(
+                "put api_key and access_token in their own params, not in the url (as query "
+                "parameters or user:password@)"
+            )
         try:
             parse_uri(value)
         except InvalidURI as exc:
