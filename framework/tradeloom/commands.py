@@ -237,11 +237,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     settings = load_settings(args.config) if args.config else build_settings({})
     manager = _manager_for(args, settings)
     infos = manager.plugin_list()
-    conflict = None
-    try:
-        manager.registrations()
-    except Exception as exc:
-        conflict = str(exc)
+    conflict = "; ".join(manager.conflicts) or None
     if args.json:
         print_json(
             {
@@ -272,7 +268,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for message in manager.unknown_names:
         print(f"tradeloom: warning: {message}", file=sys.stderr)
     if conflict:
-        print(f"\nerror: {conflict}", file=sys.stderr)
+        print(f"tradeloom: error: {conflict}", file=sys.stderr)
         return 1
     return 0
 

@@ -120,7 +120,7 @@ class PluginManager:
         self.hook_manager.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, Registration]] | None = None
-        self._conflicts: list[str] = []
+        self._conflicts: dict[tuple[str, str], str] = {}
         self.unknown_names: list[str] = []
         """One message per name in ``block`` or ``enable`` that no plugin has (a typo, most
         likely: the plugin meant to be blocked still loads). Pipelines log them as warnings
@@ -245,6 +245,9 @@ class PluginManager:
         except Exception as exc:
             info.error = _describe_import_error(exc)
             return
+        if self.hook_manager.is_registered(module):
+            del self.infos[module_name]  # installed too: listed under its entry point's name
+            return
         self._register_reporting(module, info)
 
     def _register_reporting(self, plugin: Any, info: PluginInfo) -> None:
@@ -255,7 +258,10 @@ class PluginManager:
             info.error = str(exc)
 
     def register(self, plugin: Any, name: str | None = None) -> str:
-        """Register a plugin object (module, class instance) from code."""
+        """Register a plugin object (module, class instance) from code. One registered already
+        (a module that is also installed, say) is left as it is; its name is returned."""
+        if self.hook_manager.is_registered(plugin):
+            return str(self.hook_manager.get_name(plugin))
         name = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
         if name not in self.infos:
             self.infos[name] = PluginInfo(name=name, source="code")
@@ -288,19 +294,24 @@ class PluginManager:
         """Every registered component by kind and name.
 
         A plugin whose registration hook fails or returns something other than a mapping is
-        marked failed (its error shows in the listing) and contributes nothing. Names
-        registered by two plugins raise one :class:`DuplicateComponentError` naming every
-        conflict and both plugins of each, after the whole registry has been built.
+        marked failed (its error shows in the listing) and contributes nothing. A name
+        registered by two plugins is left out: :meth:`factory` refuses it with a
+        :class:`DuplicateComponentError` naming both plugins, and :attr:`conflicts` lists
+        every such name, while the other components stay usable.
         """
         if self._registry is None:
             self._registry, self._conflicts = self._collect_registrations()
-        if self._conflicts:
-            raise DuplicateComponentError(
-                "; ".join(self._conflicts) + "; block one of each pair ([plugins] block = [...])"
-            )
         return self._registry
 
-    def _collect_registrations(self) -> tuple[dict[str, dict[str, Registration]], list[str]]:
+    @property
+    def conflicts(self) -> list[str]:
+        """One message per component name that two plugins register."""
+        self.registrations()
+        return list(self._conflicts.values())
+
+    def _collect_registrations(
+        self,
+    ) -> tuple[dict[str, dict[str, Registration]], dict[tuple[str, str], str]]:
         # First every registration hook of every plugin, one implementation at a time so each
         # result is attributed to its plugin; then the registry, from the plugins none of
         # whose hooks failed (a plugin that is half registered would be hard to reason about).
@@ -321,7 +332,7 @@ class PluginManager:
                     continue
                 returned.append((kind, impl.plugin_name, result or {}))
         registry: dict[str, dict[str, Registration]] = {kind: {} for kind in COMPONENT_KINDS}
-        conflicts: list[str] = []
+        conflicts: dict[tuple[str, str], str] = {}
         for info in self.infos.values():
             info.registers = {}
         for kind, plugin_name, factories in returned:
@@ -334,12 +345,14 @@ class PluginManager:
                     owner.registers.setdefault(kind, []).append(name)
                 existing = registry[kind].get(name)
                 if existing is not None:
-                    conflicts.append(
+                    conflicts[kind, name] = (
                         f"{kind} {name!r} is registered by two plugins: "
                         f"{existing.plugin!r} and {plugin_name!r}"
                     )
                     continue
                 registry[kind][name] = Registration(kind, name, factory, plugin_name)
+        for kind, name in conflicts:  # neither plugin's: refused by factory() when asked for
+            registry[kind].pop(name, None)
         return registry, conflicts
 
     def factory(self, kind: str, name: str) -> Registration:
@@ -348,6 +361,11 @@ class PluginManager:
         available = self.registrations()[kind]
         if name in available:
             return available[name]
+        conflict = self._conflicts.get((kind, name))
+        if conflict is not None:
+            raise DuplicateComponentError(
+                f"{conflict}; block one of them ([plugins] block = [...] or -p no:NAME)"
+            )
         known = ", ".join(sorted(available)) or "none"
         message = f"unknown {kind} {name!r}; registered {_PLURALS.get(kind, kind + 's')}: {known}"
         failed = [
@@ -381,6 +399,18 @@ class PluginManager:
         with contextlib.suppress(PluginError):  # the listing must still show every plugin
             self.registrations()
         return sorted(self.infos.values(), key=lambda info: info.name)
+
+    def problems(self) -> list[str]:
+        """What a run should warn about: names in block or enable that no plugin has,
+        plugins that failed to load (and contribute nothing), and names two plugins
+        register (refused only when used)."""
+        failed = [
+            f"plugin {info.name!r} ({info.distribution or 'no distribution'}) failed to load "
+            f"and is not used: {info.error}"
+            for info in self.plugin_list()
+            if info.error and not info.blocked and "autoload" not in info.error
+        ]
+        return [*self.unknown_names, *failed, *self.conflicts]
 
 
 _PLURALS = {"strategy": "strategies", "persistence": "persistence back ends"}

@@ -91,9 +91,14 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both(site: Path) ->
     make_distribution(site, "dup-b", {second: STRATEGY_PLUGIN % {"name": "twin"}}, {"dupb": second})
     manager = PluginManager().load()
     with pytest.raises(DuplicateComponentError) as caught:
-        manager.registrations()
+        manager.factory("strategy", "twin")
     assert "strategy 'twin' is registered by two plugins" in str(caught.value)
     assert "'dupa'" in str(caught.value) and "'dupb'" in str(caught.value)
+    assert "block one of them" in str(caught.value)
+    # Only the name in conflict is refused: everything else still builds, and runs warn.
+    assert manager.factory("strategy", "sma_cross").plugin == "strategies"
+    assert "twin" not in manager.registrations()["strategy"]
+    assert any("strategy 'twin' is registered by two plugins" in m for m in manager.problems())
     # the listing still works, and blocking one of them resolves the conflict
     listed = {i.name: i for i in manager.plugin_list()}
     assert listed["dupa"].registers == {"strategy": ["twin"]}
@@ -240,9 +245,10 @@ def test_every_conflict_is_reported_and_the_listing_stays_complete(site: Path) -
     )
     make_distribution(site, "trouble-dist", {module: code}, {"trouble": module})
     manager = PluginManager().load()
-    with pytest.raises(DuplicateComponentError) as caught:
-        manager.registrations()
-    assert "executor 'paper'" in str(caught.value) and "codec 'decimal'" in str(caught.value)
+    conflicts = "; ".join(manager.conflicts)
+    assert "executor 'paper'" in conflicts and "codec 'decimal'" in conflicts
+    with pytest.raises(DuplicateComponentError, match="executor 'paper' is registered by two"):
+        manager.create("executor", "paper")
     infos = {i.name: i for i in manager.plugin_list()}
     assert infos["sqlite"].registers == {"persistence": ["sqlite"]}
     assert infos["uuid7"].registers == {"id_generator": ["uuid7"]}
@@ -290,3 +296,36 @@ def test_block_and_enable_names_no_plugin_has_are_reported(
     )
     assert clean.unknown_names == []
     assert {i.name: i for i in clean.plugin_list()}["tradeloom_paper.plugin"].blocked
+
+
+def test_a_module_that_is_installed_and_also_given_is_registered_once(site: Path) -> None:
+    module = unique("installed_too")
+    make_distribution(
+        site, "installed-too", {module: STRATEGY_PLUGIN % {"name": "once"}}, {"once": module}
+    )
+    imported = __import__(module)
+    manager = PluginManager().load(modules=[module], plugins=[imported])
+    assert manager.register(imported) == "once"  # the entry point's name, no error
+    assert manager.factory("strategy", "once").plugin == "once"
+    listed = [info for info in manager.plugin_list() if info.name in ("once", module)]
+    assert [(info.name, info.error) for info in listed] == [("once", None)]
+
+
+def test_a_run_warns_about_a_plugin_that_failed_to_load(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    module = unique("hook_raises")
+    code = (
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    raise RuntimeError('no licence')\n"
+    )
+    make_distribution(site, "raises-dist", {module: code}, {"raises": module})
+    import tradeloom
+    from tradeloom.testing import bars
+
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        tradeloom.backtest({"strategies": [{"name": "sma_cross"}]}, events=bars("X", ["1", "2"]))
+    assert (
+        "plugin 'raises' (raises-dist) failed to load and is not used: "
+        "tradeloom_register_strategies failed: RuntimeError: no licence"
+    ) in caplog.messages

@@ -132,7 +132,7 @@ class Pipeline:
             for plugin in plugins:
                 manager.register(plugin)
         self.logger = logger or logging.getLogger("tradeloom.pipeline")
-        for message in self.manager.unknown_names:
+        for message in self.manager.problems():
             self.logger.warning(message)
         self.progress = progress
         self.status = PipelineStatus()
