@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import types
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
+import uuid6
 
 import tradeloom
 from tradeloom import Strategy
+from tradeloom.components import Feed
+from tradeloom.events import MarketTick
 from tradeloom.testing import bars
 
 DATA = bars("X", ["10", "11"])
@@ -49,7 +54,7 @@ def test_backtest_arguments(arguments: dict[str, Any], message: str) -> None:
 
 
 def test_events_that_are_not_market_events_are_refused_at_the_first() -> None:
-    with pytest.raises(TypeError, match="a feed must give Bar or MarketTick events, not dict"):
+    with pytest.raises(TypeError, match="events= must give Bar or MarketTick events, not dict"):
         tradeloom.backtest({}, strategies={"b": Buy()}, events=[{"instrument": "X"}])
 
 
@@ -68,3 +73,31 @@ def test_config_and_overrides(config: Any, overrides: Any, message: str) -> None
 def test_roles_given_as_one_string_are_refused() -> None:
     with pytest.raises(TypeError, match=r"roles must be a list of role names, like \['all'\]"):
         tradeloom.run({"strategies": [{"name": "sma_cross"}]}, roles="all")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ts": datetime(2024, 1, 2)}, "gave an event whose ts is not a UTC datetime"),
+        ({"last_price": 10.5}, r"gave an event whose price is not a Decimal: 10\.5 \(float\)"),
+    ],
+)
+def test_a_feed_building_events_without_validation_is_named_at_its_first_event(
+    change: dict[str, Any], message: str
+) -> None:
+    # model_construct skips validation, as a feed's trusted builder may: the mistake would
+    # otherwise fail later, in a strategy or the portfolio stage, and be blamed on them.
+    values = {
+        "event_id": uuid6.uuid7(),
+        "ts": datetime(2024, 1, 2, tzinfo=UTC),
+        "instrument": "X",
+        "last_price": Decimal("10.5"),
+    } | change
+    tick = MarketTick.model_construct(**values)
+
+    class Unchecked(Feed):
+        def events(self, ctx: Any) -> Any:
+            return [tick]
+
+    with pytest.raises(TypeError, match=f"feed Unchecked {message}"):
+        tradeloom.backtest({}, strategies={"b": Buy()}, feed=Unchecked())

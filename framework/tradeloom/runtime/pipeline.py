@@ -7,7 +7,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -573,11 +573,8 @@ class Pipeline:
                     "state, backtest with --resume, or start from a new state file"
                 )
             first = next(source, None)
-            if first is not None and not isinstance(first, Bar | MarketTick):
-                raise TypeError(
-                    f"a feed must give Bar or MarketTick events, not {type(first).__name__}"
-                )
             if first is not None:
+                _check_first_event(first, feed)
                 result.first_event_time = first.ts
                 source = itertools.chain((first,), source)
             read_ahead: list[MarketEvent] = []  # the first event of the next block
@@ -805,3 +802,20 @@ class Pipeline:
 def _with_closest(name: str, known: Iterable[str]) -> str:
     close = closest_name(name, known)
     return f"{name} (did you mean {close}?)" if close else name
+
+
+def _check_first_event(event: Any, feed: Feed) -> None:
+    """A feed may build its events without validation (trusted builders, model_construct):
+    the first one is checked for what would otherwise fail later, deep in some stage and
+    blamed on it (a naive time, a float price)."""
+    source = "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
+    if not isinstance(event, Bar | MarketTick):
+        raise TypeError(f"{source} must give Bar or MarketTick events, not {type(event).__name__}")
+    ts = event.ts
+    if not isinstance(ts, datetime) or ts.utcoffset() != timedelta(0):
+        raise TypeError(f"{source} gave an event whose ts is not a UTC datetime: {ts!r}")
+    if type(event.price) is not Decimal:
+        raise TypeError(
+            f"{source} gave an event whose price is not a Decimal: {event.price!r} "
+            f"({type(event.price).__name__})"
+        )
