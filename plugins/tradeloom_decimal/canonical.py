@@ -12,11 +12,12 @@ that calls no Python function but the C constructors ``Decimal`` and
   ``"schema_version":1`` (a JSON integer; any other version goes the usual way);
 - every value in the one spelling that proves it valid: a positive Decimal is a string with no
   sign and a non-zero digit (a non-negative one: no sign; a signed amount: at most a ``-``),
-  never a JSON number, ``NaN`` or ``Infinity``; a UUID is canonical lower-case text; a timestamp
-  is the UTC text above, read by :meth:`datetime.fromisoformat` (which refuses dates and times
-  that do not exist and gives tzinfo :data:`datetime.UTC`); an instrument is a string of 1 to
-  200 characters; an enum is one of its values; a count is a JSON integer of at least 0; a
-  health report's age a finite JSON number of at least 0; an optional field is that or ``null``;
+  never a JSON number, ``NaN`` or ``Infinity``; a timestamp is the UTC text above, read by
+  :meth:`datetime.fromisoformat` (which refuses dates and times that do not exist and gives
+  tzinfo :data:`datetime.UTC`); an instrument is a string of 1 to 200 characters; an enum is
+  one of its values; a count is a JSON integer of at least 0; a health report's age a finite
+  JSON number of at least 0; a UUID anything pydantic reads as one (the same schema, so the
+  same UUID); an optional field is that or ``null``;
 
 and then checks in Python what the model validators check across fields (a bar's open and close
 within its low and high, its start, end and ts in order; a limit price on a limit order or
@@ -91,7 +92,6 @@ __all__ = [
 Decoder = Callable[[bytes | bytearray], Event | None]
 
 # Patterns for pydantic-core's regex engine (not Python's re): anchored, ASCII classes only.
-_UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # What pydantic writes for a UTC datetime: whole seconds, or exactly six fraction digits.
 _TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$"
 # A finite Decimal as str() writes it, without sign; positive: a non-zero digit in the
@@ -111,7 +111,9 @@ _TIMESTAMP = _spelled(_TS, datetime.fromisoformat)
 _POSITIVE_DECIMAL = _spelled(_POSITIVE, Decimal)
 _NON_NEGATIVE_DECIMAL = _spelled(_NON_NEGATIVE, Decimal)
 _SIGNED_DECIMAL = _spelled(_SIGNED, Decimal)
-_UUID_TEXT = cs.chain_schema([cs.str_schema(strict=True, pattern=_UUID), cs.uuid_schema()])
+# A UUID is read by the very schema the models' UUID fields compile to, so every spelling
+# pydantic reads (upper case, braces, no hyphens) gives the same UUID on both paths.
+_UUID_TEXT = cs.uuid_schema()
 _KINDS: dict[str, CoreSchema] = {
     "version": cs.int_schema(strict=True, ge=SCHEMA_VERSION, le=SCHEMA_VERSION),
     "uuid": _UUID_TEXT,
@@ -617,7 +619,12 @@ def _samples() -> list[Event]:
     ]
 
 
-_UUIDS = ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]
+_UUIDS = [
+    "00000000-0000-0000-0000-000000000000",
+    "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    "{0190000A-0000-7000-8000-0000000000A1}",
+    "not-a-uuid",
+]
 _TIMES = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T00:00:00.000000Z"]
 _TEXTS = ["", "\x00\n", "z" * 1000]
 _POSITIVES = ["1E+999999999", "1E-999999999", "0.0000001", "9" * 80, "1.000", "0.1E+5"]
