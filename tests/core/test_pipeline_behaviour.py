@@ -539,3 +539,33 @@ def test_progress_adds_up_to_the_market_events() -> None:
     result = anyio.run(pipeline.run)
     assert result.market_events == 4500
     assert sum(reported) == 4500 and len(reported) > 1
+
+
+class _StartTime(Strategy):
+    def __init__(self) -> None:
+        self.started_at: object = None
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        self.started_at = ctx.now()
+
+
+def test_on_start_sees_the_datas_first_time_in_a_backtest() -> None:
+    data = ticks("X", ["10", "11"])
+    strategy = _StartTime()
+    run_strategy(strategy, data)
+    assert strategy.started_at == data[0].ts
+
+
+def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = ticks("X", ["10", "11", "12", "13"])
+    state = {"name": "sqlite", "params": {"path": str(tmp_path / "state.db")}}
+    tradeloom.backtest(
+        {"persistence": state, "strategies": [{"name": "sma_cross", "id": "s"}]},
+        events=data[:2],
+    )
+    strategy = _StartTime()
+    result = tradeloom.backtest(
+        {"persistence": state}, strategies={"s": strategy}, events=data, resume=True
+    )
+    assert result.skipped_events == 2
+    assert strategy.started_at == data[2].ts

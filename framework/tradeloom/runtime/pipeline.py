@@ -6,7 +6,7 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -201,6 +201,8 @@ class Pipeline:
         self._blocks = 0  # yield points passed
         self._progress_reported = 0  # market events reported to ``progress``
         self._resumed_from_state = False
+        self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
+        self._opened_async_source: Any = None
         self._resume: ResumePoint | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
@@ -440,6 +442,7 @@ class Pipeline:
             if attach is not None:
                 attach(self.transport)  # a feed that acknowledges input once it is delivered
             await call_hook_and_await(self.manager.hook.tradeloom_pipeline_started, pipeline=self)
+            self._open_backtest_feed()
             for stage in self.stages:
                 stage.start()
             # A backtest keeps everything built so far (modules, plugins, stages) to its end:
@@ -525,8 +528,46 @@ class Pipeline:
             codec=self.codec,
         )
 
+    def _open_source(self, feed: Feed, source: Any) -> Iterator[MarketEvent]:
+        """A plain (not async) feed's events, after what a resumed run skips, with its first
+        event read and checked."""
+        source = iter(source)  # a feed may return any iterable
+        if self._resume is not None:
+            source = self._resume.events(source)
+        elif self.mode == "live" and self._resumed_from_state:
+            # Live state has wall-clock times, so there is no data time to resume after.
+            self.logger.warning(
+                "this live run replays its feed from the start on top of state from an "
+                "earlier run: those events will trade again; to continue after the stored "
+                "state, backtest with --resume, or start from a new state file"
+            )
+        first = next(source, None)
+        if first is None:
+            return source
+        _check_first_event(first, feed)
+        self.result.first_event_time = first.ts
+        return itertools.chain((first,), source)
+
+    def _open_backtest_feed(self) -> None:
+        """Open a backtest's plain feed before the stages start, so the simulated clock shows
+        the data's first time in ``on_start`` (an async feed is opened by ``_pump``)."""
+        if self.mode != "backtest" or self.feed is None:
+            return
+        source = self.feed.events(self._feed_context())
+        if hasattr(source, "__aiter__"):
+            self._opened_async_source = source
+            return
+        self._opened_source = self._open_source(self.feed, source)
+        first_time = self.result.first_event_time
+        if first_time is not None:
+            self.clock.advance(first_time)
+
     async def _pump(self, feed: Feed) -> None:
-        source = feed.events(self._feed_context())
+        opened = self._opened_source
+        source = self._opened_async_source if opened is None else opened
+        self._opened_source = self._opened_async_source = None
+        if source is None:
+            source = feed.events(self._feed_context())
         publish = self.transport.publish
         advance = self.clock.advance
         last_times = self.status.last_market_time
@@ -562,21 +603,8 @@ class Pipeline:
                         break
             self._feed_wait = None
         else:
-            source = iter(source)  # a feed may return any iterable
-            if self._resume is not None:
-                source = self._resume.events(source)
-            elif self.mode == "live" and self._resumed_from_state:
-                # Live state has wall-clock times, so there is no data time to resume after.
-                self.logger.warning(
-                    "this live run replays its feed from the start on top of state from an "
-                    "earlier run: those events will trade again; to continue after the stored "
-                    "state, backtest with --resume, or start from a new state file"
-                )
-            first = next(source, None)
-            if first is not None:
-                _check_first_event(first, feed)
-                result.first_event_time = first.ts
-                source = itertools.chain((first,), source)
+            if opened is None:
+                source = self._open_source(feed, source)
             read_ahead: list[MarketEvent] = []  # the first event of the next block
             block_size = _YIELD_EVERY if self.mode == "backtest" else _LIVE_YIELD_EVERY
             while True:
