@@ -528,10 +528,10 @@ class Pipeline:
             codec=self.codec,
         )
 
-    def _open_source(self, feed: Feed, source: Any) -> Iterator[MarketEvent]:
+    def _open_source(self, feed: Feed, given: Iterable[MarketEvent]) -> Iterator[MarketEvent]:
         """A plain (not async) feed's events, after what a resumed run skips, with its first
         event read and checked."""
-        source = iter(source)  # a feed may return any iterable
+        source = iter(given)  # a feed may return any iterable
         if self._resume is not None:
             source = self._resume.events(source)
         elif self.mode == "live" and self._resumed_from_state:
