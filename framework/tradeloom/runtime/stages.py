@@ -193,6 +193,14 @@ class StrategyStage(Stage):
                 self.market_time,
             )
             self._instrument_filter[strategy_id] = frozenset(instruments) if instruments else None
+        # In one process a signal's fill or rejection may come back while the strategy is
+        # still in ctx.buy() (fill_at = "last", a validator's refusal). Its book and open
+        # quantity change at once, but on_fill / on_rejection wait until the strategy's
+        # callback has returned: a strategy is never re-entered, and sees the outcome of a
+        # signal only after it has the signal in hand.
+        self._sending = 0
+        self._deferred: list[tuple[str, Callable[..., None], Event]] = []
+        self._flushing = False
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         return {
@@ -202,7 +210,11 @@ class StrategyStage(Stage):
         }
 
     def _send(self, signal: Signal) -> None:
-        self.publish(Topics.SIGNALS, signal, signal.instrument)
+        self._sending += 1
+        try:
+            self.publish(Topics.SIGNALS, signal, signal.instrument)
+        finally:
+            self._sending -= 1
 
     def _targets_for(
         self, instrument: str, kind: type
@@ -248,6 +260,8 @@ class StrategyStage(Stage):
                     f"strategy {ctx.strategy_id!r} raised on {event.type} {event.event_id} "
                     f"({instrument} at {event.ts.isoformat()}): {type(exc).__name__}: {exc}"
                 ) from exc
+        if self._deferred:
+            self._call_deferred()
 
     def on_fill(self, fill: Fill) -> None:
         strategy = self.strategies.get(fill.strategy_id)
@@ -255,16 +269,42 @@ class StrategyStage(Stage):
             return
         self.contexts[fill.strategy_id]._resolve(fill.signal_id)
         if type(strategy).on_fill is not Strategy.on_fill:  # not overridden: nothing to call
-            self._call(fill.strategy_id, strategy.on_fill, fill)
+            self._outcome(fill.strategy_id, strategy.on_fill, fill)
 
     def on_rejection(self, rejection: Rejection) -> None:
         signal = rejection.signal
         strategy = self.strategies.get(signal.strategy_id)
         if strategy is not None:
             self.contexts[signal.strategy_id]._resolve(signal.event_id)
-            self._call(signal.strategy_id, strategy.on_rejection, rejection)
+            self._outcome(signal.strategy_id, strategy.on_rejection, rejection)
+
+    def _outcome(self, strategy_id: str, callback: Callable[..., None], event: Event) -> None:
+        if self._sending or self._flushing:
+            self._deferred.append((strategy_id, callback, event))  # see __init__
+        else:
+            self._call(strategy_id, callback, event)
+
+    def _call_deferred(self) -> None:
+        # First in, first out, also for outcomes of signals sent from these callbacks.
+        if self._flushing:
+            return
+        self._flushing = True
+        deferred = self._deferred
+        try:
+            while deferred:
+                strategy_id, callback, event = deferred.pop(0)
+                self._call_now(strategy_id, callback, event)
+        finally:
+            self._flushing = False
 
     def _call(self, strategy_id: str, callback: Callable[..., None], event: Event | None) -> None:
+        self._call_now(strategy_id, callback, event)
+        if self._deferred:
+            self._call_deferred()
+
+    def _call_now(
+        self, strategy_id: str, callback: Callable[..., None], event: Event | None
+    ) -> None:
         ctx = self.contexts[strategy_id]
         try:
             if event is None:
