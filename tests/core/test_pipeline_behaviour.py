@@ -569,3 +569,24 @@ def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path) 
     )
     assert result.skipped_events == 2
     assert strategy.started_at == data[2].ts
+
+
+class _ClosesOnStop(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        if ctx.position("X") + ctx.open_quantity("X") == 0 and tick.last_price == Decimal(10):
+            ctx.buy("X", 5)
+
+    def on_stop(self, ctx: StrategyContext) -> None:
+        ctx.sell("X", ctx.position("X"))
+
+
+def test_the_equity_curve_ends_at_the_final_equity_after_orders_sent_in_on_stop() -> None:
+    data = ticks("X", ["10", "12", "11"])
+    result = run_strategy(_ClosesOnStop(), data, fill_at="last", commission_bps=100)
+    assert [fill.side for fill in result.fills] == ["buy", "sell"]
+    # Closing cost 1% of 5 * 11 after the last tick's point.
+    last_ts, last_equity = result.equity_curve.series()[-1]
+    assert last_equity == result.final_equity
+    assert last_ts == data[-1].ts
+    assert result.final_equity == Decimal(100_000) - Decimal("0.5") + 5 - Decimal("0.55")
+    assert result.to_json()["equity_curve"][-1][1] == str(result.final_equity)

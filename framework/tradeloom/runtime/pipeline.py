@@ -742,6 +742,7 @@ class Pipeline:
                 )
         await self.transport.flush()
         if self.portfolio_stage is not None:
+            self.portfolio_stage.close_equity_curve()
             await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
             self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()

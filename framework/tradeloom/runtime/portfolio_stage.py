@@ -95,6 +95,16 @@ class PortfolioStage(Stage):
                     equity = self._equity = ZERO + (cash + quantity * price)
             self._add_point(event.ts, equity)
 
+    def close_equity_curve(self) -> None:
+        """End the equity curve at the equity after the last fills: orders sent in
+        ``on_stop``, or filled at the end, come after the last market event's point."""
+        last = self.result.equity_curve.last
+        if not self.record_equity or last is None:
+            return
+        equity = self._equity_after_fills()
+        if equity != last[1]:
+            self._add_point(max(last[0], self.services.clock.now()), equity)
+
     def _equity_after_fills(self) -> Decimal:
         book = self.book
         self._terms = book.equity_terms()  # the same until the next fill
