@@ -84,8 +84,17 @@ def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return blocked, modules
 
 
+def _find_modules_in_the_current_directory() -> None:
+    # A user's own plugin module next to the configuration ([plugins] modules, -p MODULE) is
+    # found as `python -m` would find it. Appended, so it never shadows an installed module.
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _find_modules_in_the_current_directory()
     blocked, modules = _early_plugin_options(argv)
     from tradeloom import commands, scaffold
 

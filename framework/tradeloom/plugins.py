@@ -242,6 +242,16 @@ class PluginManager:
         except PluginError as exc:
             info.error = str(exc)  # the module explains itself (a missing extra, say)
             return
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if module_name == missing or module_name.startswith(missing + "."):
+                info.error = (  # the module itself (or its package) is nowhere to be found
+                    f"no module named {missing!r} in the current directory, PYTHONPATH or "
+                    "the installed packages"
+                )
+            else:
+                info.error = _describe_import_error(exc)
+            return
         except Exception as exc:
             info.error = _describe_import_error(exc)
             return

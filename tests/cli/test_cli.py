@@ -304,9 +304,10 @@ def test_a_plugin_module_that_cannot_be_loaded_stops_every_command_but_the_listi
         "-p", "no_such_plugin_module", "demo", "--out", str(tmp_path / "o"), cwd=tmp_path
     )
     assert done.returncode == 2
-    assert "plugin module 'no_such_plugin_module' cannot be loaded: ModuleNotFoundError" in (
-        done.stderr
-    )
+    assert (
+        "plugin module 'no_such_plugin_module' cannot be loaded: no module named "
+        "'no_such_plugin_module' in the current directory, PYTHONPATH or the installed packages"
+    ) in done.stderr
     assert not (tmp_path / "o").exists()
     listed = tradeloom("-p", "no_such_plugin_module", "plugins", cwd=tmp_path)
     assert listed.returncode == 0 and "no_such_plugin_module" in listed.stdout
@@ -513,3 +514,41 @@ def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_d
         fills = db.execute("SELECT count(*) FROM fills").fetchone()[0]
         snapshots = db.execute("SELECT count(*) FROM snapshots").fetchone()[0]
     assert fills > 0 and snapshots == 1  # drained: the fills journaled, the book saved
+
+
+def test_the_tradeloom_command_finds_a_plugin_module_in_the_current_directory(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # The installed console script, not `python -m` (which puts the directory on the path).
+    command = Path(sys.executable).with_name("tradeloom")
+    assert command.exists(), (
+        f"the tradeloom console script is not installed next to {sys.executable}"
+    )
+    (tmp_path / "my_strategies.py").write_text(
+        "from tradeloom import Strategy, hookimpl\n"
+        "class BuyOnce(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        if not ctx.position('ORCL') and not ctx.open_quantity('ORCL'):\n"
+        "            ctx.buy('ORCL', 1)\n"
+        "@hookimpl\n"
+        "def tradeloom_register_strategies():\n"
+        "    return {'buy_once': BuyOnce}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "buy_once",
+        extra='[plugins]\nmodules = ["my_strategies"]\n',
+    )
+    env = {**os.environ, "PYTHONPATH": ""}
+    done = subprocess.run(
+        [str(command), "backtest", "-c", str(config), "--out", "o", "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert result["summary"]["trade_count"] == 1

@@ -164,10 +164,25 @@ def test_a_value_fitting_no_member_of_a_union_says_what_the_parameter_accepts() 
 def test_modules_and_objects_can_be_registered_explicitly(site: Path) -> None:
     module = unique("explicit_plugin")
     (site / f"{module}.py").write_text(STRATEGY_PLUGIN % {"name": "explicit"})
-    manager = PluginManager().load(modules=[module, unique("does_not_exist")])
+    missing = unique("does_not_exist")
+    manager = PluginManager().load(modules=[module, missing])
     assert manager.factory("strategy", "explicit").plugin == module
     failed = [i for i in manager.plugin_list() if i.source == "module" and i.error]
-    assert len(failed) == 1 and "ModuleNotFoundError" in (failed[0].error or "")
+    assert [i.error for i in failed] == [
+        f"no module named {missing!r} in the current directory, PYTHONPATH or the installed "
+        "packages"
+    ]
+
+
+def test_a_module_whose_own_import_is_missing_names_that_import_and_where(site: Path) -> None:
+    module = unique("imports_missing")
+    missing = module + "_helpers"  # named like the module: the message must not blame it
+    (site / f"{module}.py").write_text(f"import {missing}\n")
+    manager = PluginManager().load(modules=[module])
+    (failed,) = [i for i in manager.plugin_list() if i.name == module]
+    assert failed.error is not None
+    assert failed.error.startswith(f"ModuleNotFoundError: No module named {missing!r} (")
+    assert f"{module}.py:1)" in failed.error
 
 
 def test_a_module_plugin_that_explains_its_failure_is_listed_not_raised(site: Path) -> None:
