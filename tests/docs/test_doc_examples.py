@@ -164,3 +164,46 @@ def test_validator_example_refuses_large_buys() -> None:
     assert len(small.fills) == 1  # the second bar's buy has no later price; rejected at drain
     with pytest.raises(ValueError, match="share must be in"):
         validator_example.MaxCashShare(share=Decimal(2))
+
+
+# ---- python-api.md --------------------------------------------------------------------------
+
+
+def test_python_api_example_matches_a_plain_python_replay_of_its_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import tradeloom.demo
+
+    data = Path(tradeloom.demo.__file__).with_name("orcl-1995-2014.csv")
+    (tmp_path / "tradeloom-demo").mkdir()
+    shutil.copy(data, tmp_path / "tradeloom-demo" / data.name)
+    monkeypatch.chdir(tmp_path)
+    (block,) = [b for b in python_blocks("python-api.md") if "class Momentum" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "python-api.md", "exec"), namespace)
+    result = namespace["result"]
+    assert "final equity" in capsys.readouterr().out
+
+    # The same rules by hand: decide on a bar's close, fill at the next bar's open, 5 bps.
+    rows = [line.split(",") for line in data.read_text().splitlines()[1:]]
+    opens = [Decimal(row[1]) for row in rows]
+    closes = [Decimal(row[4]) for row in rows]
+    cash, held, pending, fills = Decimal(100_000), Decimal(0), None, 0
+    for index, close in enumerate(closes):
+        if pending is not None:
+            price = opens[index]
+            cash -= pending * price + abs(pending) * price * Decimal("0.0005")
+            held += pending
+            pending, fills = None, fills + 1
+        if index >= 20:
+            rising = close > closes[index - 20]
+            if rising and held == 0:
+                pending = Decimal(10)
+            elif not rising and held > 0:
+                pending = -held
+    # An order sent on the last bar has no next open: the paper trader rejects it.
+    assert result.trade_count == fills > 100
+    assert result.final_equity == cash + held * closes[-1]
+    assert result.equity_curve.series()[-1][1] == result.final_equity
