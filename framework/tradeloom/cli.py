@@ -166,12 +166,15 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
     if verbose:
         traceback.print_exception(cause, file=sys.stderr)
         return
-    if isinstance(exc, ConfigError):
-        return  # a parameter a component refused: the message says it all
     frames = traceback.extract_tb(cause.__traceback__)
     # The innermost frame of the strategy's (or plugin's) own code: a float quantity is
     # refused deep in pydantic, called from tradeloom, called from the line that passed it.
     own = [frame for frame in frames if not _is_library(frame.filename)]
+    if isinstance(exc, ConfigError) and (isinstance(cause, ValueError) or not own):
+        # A parameter a component refused (ValueError, as documented), or arguments its
+        # signature does not take: the message says it all. Anything else its constructor
+        # raised is a bug in it, shown where it is.
+        return
     frame = (own or frames)[-1]
     print(
         f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)",

@@ -552,3 +552,32 @@ def test_the_tradeloom_command_finds_a_plugin_module_in_the_current_directory(
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "o" / "result.json").read_text())
     assert result["summary"]["trade_count"] == 1
+
+
+def test_a_constructor_that_fails_unexpectedly_is_shown_where_it_failed(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    (tmp_path / "window_strategy.py").write_text(
+        "from collections import deque\n"
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Window(Strategy):\n"
+        "    def __init__(self, size):  # no type hint: the TOML string arrives as it is\n"
+        "        self.closes = deque(maxlen=size)\n"
+        "@hookimpl\n"
+        "def tradeloom_register_strategies():\n"
+        "    return {'window': Window}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "window",
+        extra='[plugins]\nmodules = ["window_strategy"]\n',
+    )
+    text = config.read_text().replace(
+        'name = "window"', 'name = "window"\nparams = { size = "30" }'
+    )
+    config.write_text(text)
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "strategy 'window'" in done.stderr and "an integer is required" in done.stderr
+    assert f"raised at {tmp_path / 'window_strategy.py'}:5 in __init__" in done.stderr
