@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The read-only sample data folder beside the checkout (../shared/data)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"sample data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The real sample market data kept with the tests (tests/data; read-only)."""
+    if not SAMPLE_DATA.is_dir():
+        pytest.fail(f"sample data not found at {SAMPLE_DATA}")
+    return SAMPLE_DATA

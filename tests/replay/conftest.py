@@ -14,7 +14,7 @@ import uuid6
 from tradeloom.components import DeadLetter, FeedContext
 from tradeloom.settings import ReconnectSettings
 
-DATA_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # the sample data kept with the tests
 
 
 class Uuid7Ids:
