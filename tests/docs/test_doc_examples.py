@@ -134,6 +134,21 @@ class TestPersistenceExample(PersistenceConformance):
 validator_example = example("writing-validator.md", "MaxCashShare")
 
 
+def test_validator_pages_test_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    package = types.ModuleType("my_validators")
+    package.plugin = validator_example  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "my_validators", package)
+    monkeypatch.setitem(sys.modules, "my_validators.plugin", validator_example)
+    (block,) = [
+        b for b in python_blocks("writing-validator.md") if "def test_large_buys_are_refused" in b
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "writing-validator.md:testing", "exec"), namespace)
+    namespace["test_large_buys_are_refused"]()
+
+
 def test_validator_example_refuses_large_buys() -> None:
     from tradeloom import Strategy
 
