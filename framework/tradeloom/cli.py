@@ -128,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeloom: error: {exc}", file=sys.stderr)
         _print_cause(exc, verbose=args.verbose > 0)
         return 1
-    except KeyboardInterrupt:
-        print("tradeloom: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = str(exc)  # where a backtest got to, say
+        print(f"tradeloom: interrupted{' ' + detail if detail else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError as exc:
         if not _stdout_closed():

@@ -103,8 +103,30 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
     )
     try:
         return anyio.run(pipeline.run)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_where_it_stopped(pipeline, settings)) from None
     finally:
         close()
+
+
+def _where_it_stopped(pipeline: Pipeline, settings: Settings) -> str:
+    """What an interrupted backtest got through, and whether ``--resume`` can go on from it."""
+    times = pipeline.status.last_market_time.values()
+    fills = pipeline.result.fill_count
+    where = (
+        f"at market time {max(times).isoformat()} ({fills} fills so far)"
+        if times
+        else "before the first market event"
+    )
+    if not fills:
+        kept = "nothing was traded, so there is no state to resume from"
+    elif settings.persistence.name == "memory":
+        kept = "nothing is kept (memory persistence)"
+    elif pipeline.result.unsaved_portfolios:
+        kept = "its state could not be saved (see the log)"
+    else:
+        kept = "its state is saved: add --resume to the same command to continue from there"
+    return f"{where}; {kept}"
 
 
 def output_directory(path: str | Path) -> Path:

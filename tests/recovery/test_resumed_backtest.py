@@ -118,7 +118,12 @@ def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: P
     running.send_signal(signal.SIGINT)
     _, stderr = running.communicate(timeout=60)
     assert running.returncode == 130, stderr
-    assert stderr.decode() == "tradeloom: interrupted\n"
+    message = stderr.decode()
+    assert message.startswith("tradeloom: interrupted at market time 2024-01-")
+    assert message.endswith(
+        "fills so far); its state is saved: add --resume to the same command to continue "
+        "from there\n"
+    )
 
     resumed = subprocess.run(
         [*command, "--out", "b", "--resume"], cwd=tmp_path, capture_output=True, text=True
