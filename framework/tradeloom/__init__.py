@@ -15,6 +15,7 @@ hookimpl = pluggy.HookimplMarker("tradeloom")
 from tradeloom.api import backtest, make_settings, run  # noqa: E402
 from tradeloom.events import (  # noqa: E402
     Bar,
+    Cancel,
     Fill,
     HealthReport,
     MarketTick,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bar",
+    "Cancel",
     "Fill",
     "HealthReport",
     "MarketTick",

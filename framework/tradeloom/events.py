@@ -218,6 +218,27 @@ class Rejection(Event):
     reason: str
 
 
+CANCELLED = "cancel"
+"""The ``validator`` of a :class:`Rejection` that answers a :class:`Cancel`."""
+
+
+class Cancel(Event):
+    """A strategy's request to cancel one of its signals, and the order made from it.
+
+    It travels the way the signal did (the signals, then the orders, keyed by the instrument),
+    so it never overtakes it. The answer is a :class:`Rejection` of the signal with
+    ``validator`` :data:`CANCELLED` while the order was still open; nothing when it had been
+    filled or refused first (that outcome is the answer).
+    """
+
+    type: Literal["cancel"] = "cancel"
+    signal: Signal
+
+    @property
+    def instrument(self) -> str:
+        return self.signal.instrument
+
+
 class Fill(Event):
     """An execution. One fill per order: ``order_id`` is unique across fills."""
 
@@ -272,7 +293,15 @@ class HealthReport(Event):
 
 
 AnyEvent: TypeAlias = Annotated[
-    MarketTick | Bar | Signal | Order | Rejection | Fill | PortfolioSnapshot | HealthReport,
+    MarketTick
+    | Bar
+    | Signal
+    | Order
+    | Cancel
+    | Rejection
+    | Fill
+    | PortfolioSnapshot
+    | HealthReport,
     Field(discriminator="type"),
 ]
 
@@ -281,6 +310,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "bar": Bar,
     "signal": Signal,
     "order": Order,
+    "cancel": Cancel,
     "rejection": Rejection,
     "fill": Fill,
     "portfolio_snapshot": PortfolioSnapshot,

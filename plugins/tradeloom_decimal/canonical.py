@@ -59,6 +59,7 @@ from tradeloom.events import (
     SCHEMA_VERSION,
     Amount,
     Bar,
+    Cancel,
     Event,
     Fill,
     HealthReport,
@@ -242,6 +243,13 @@ _SPECS: dict[type[Event], dict[str, str]] = {
         "signal": "signal",
         "validator": "text",
         "reason": "text",
+    },
+    Cancel: {
+        "schema_version": "version",
+        "event_id": "uuid",
+        "ts": "ts",
+        "type": "tag",
+        "signal": "signal",
     },
     Fill: {
         "schema_version": "version",
@@ -439,6 +447,7 @@ _RULES: dict[type[Event], Callable[[dict[str, Any]], bool] | None] = {
     Signal: _limit_rule,
     Order: _limit_rule,
     Rejection: _signal_rule,
+    Cancel: _signal_rule,
     Fill: None,
     PortfolioSnapshot: _positions_rule,
     HealthReport: None,
@@ -582,6 +591,8 @@ def _samples() -> list[Event]:
         Order(**market, signal_id=uid),
         Rejection(event_id=uid, ts=ts, signal=Signal(**intent), validator="v", reason="why"),
         Rejection(event_id=uid, ts=whole, signal=Signal(**market), validator="", reason=""),
+        Cancel(event_id=uid, ts=ts, signal=Signal(**intent)),
+        Cancel(event_id=uid, ts=whole, signal=Signal(**market)),
         Fill(**fill),
         Fill(**{**fill, "ts": whole, "commission": Decimal(0)}),
         PortfolioSnapshot(

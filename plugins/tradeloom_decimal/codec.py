@@ -13,6 +13,7 @@ from tradeloom.errors import DecodeError
 from tradeloom.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
+    Cancel,
     Event,
     Rejection,
     any_event_adapter,
@@ -145,7 +146,7 @@ def _check_version_number(version: int) -> None:
 def _check_version(event: Event) -> None:
     if event.schema_version != SCHEMA_VERSION:
         _check_version_number(event.schema_version)
-    if isinstance(event, Rejection) and event.signal.schema_version != SCHEMA_VERSION:
+    if isinstance(event, Rejection | Cancel) and event.signal.schema_version != SCHEMA_VERSION:
         _check_version_number(event.signal.schema_version)
 
 

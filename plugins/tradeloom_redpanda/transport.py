@@ -29,6 +29,7 @@ from tradeloom.components import DeadLetter
 from tradeloom.errors import DecodeError
 from tradeloom.events import (
     Bar,
+    Cancel,
     Event,
     Fill,
     MarketTick,
@@ -50,8 +51,8 @@ LAG_INTERVAL_SECONDS = 1.0
 
 EXPECTED_TYPES: dict[str, tuple[type[Event], ...]] = {
     Topics.MARKET: (MarketTick, Bar),
-    Topics.SIGNALS: (Signal,),
-    Topics.ORDERS: (Order,),
+    Topics.SIGNALS: (Signal, Cancel),
+    Topics.ORDERS: (Order, Cancel),
     Topics.REJECTIONS: (Rejection,),
     Topics.FILLS: (Fill,),
     Topics.SNAPSHOTS: (PortfolioSnapshot,),

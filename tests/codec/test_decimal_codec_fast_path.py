@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tradeloom.errors import DecodeError
 from tradeloom.events import (
     Bar,
+    Cancel,
     Event,
     Fill,
     HealthReport,
@@ -58,6 +59,7 @@ FAST_TYPES = {
     "signal",
     "order",
     "rejection",
+    "cancel",
     "fill",
     "portfolio_snapshot",
     "health_report",
@@ -205,6 +207,11 @@ def rejections(draw: st.DrawFn) -> Rejection:
 
 
 @st.composite
+def cancels(draw: st.DrawFn) -> Cancel:
+    return Cancel(**_common(draw), signal=draw(signals()))
+
+
+@st.composite
 def fills(draw: st.DrawFn) -> Fill:
     commission = draw(st.none() | non_negative)
     return Fill(
@@ -271,7 +278,15 @@ def health_reports(draw: st.DrawFn) -> HealthReport:
 
 
 events = st.one_of(
-    ticks(), bars(), signals(), orders(), rejections(), fills(), snapshots(), health_reports()
+    ticks(),
+    bars(),
+    signals(),
+    orders(),
+    rejections(),
+    cancels(),
+    fills(),
+    snapshots(),
+    health_reports(),
 )
 
 

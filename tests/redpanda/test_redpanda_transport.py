@@ -19,7 +19,7 @@ from redpanda_support import FAST, read_topic
 from conftest import Broker
 from tradeloom.components import DeadLetter
 from tradeloom.errors import ConfigError
-from tradeloom.events import Event, Fill, MarketTick, Side
+from tradeloom.events import Cancel, Event, Fill, MarketTick, Order, OrderType, Side, Signal
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.clock import WallClock
 from tradeloom.runtime.status import PipelineStatus
@@ -456,3 +456,42 @@ def test_lag_of_partitions_moved_away_in_a_rebalance_is_not_kept(
     assert error is None
     assert len(harness.received) == 5
     assert len(after_revocation) == 1 and "strategy/market" not in after_revocation[0]
+
+
+def test_a_cancel_crosses_the_broker_behind_its_signal_and_its_order(
+    broker: Broker, prefix: str
+) -> None:
+    harness = Harness(broker, prefix)
+    harness.transport.subscribe("risk", (Topics.SIGNALS,), harness.collect)
+    harness.transport.subscribe("execution", (Topics.ORDERS,), harness.collect)
+    signal = Signal(
+        event_id=uuid4(),
+        ts=T0,
+        strategy_id="s",
+        instrument="AB",
+        side=Side.BUY,
+        quantity=Decimal(1),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal("9.5"),
+    )
+    order = Order(
+        **{**signal.model_dump(exclude={"type"}), "event_id": uuid4()}, signal_id=signal.event_id
+    )
+    cancel = Cancel(event_id=uuid4(), ts=T0, signal=signal)
+
+    async def publish() -> None:
+        for topic, event in (
+            (Topics.SIGNALS, signal),
+            (Topics.SIGNALS, cancel),
+            (Topics.ORDERS, order),
+            (Topics.ORDERS, cancel),
+        ):
+            harness.transport.publish(topic, event, "AB")
+        await harness.transport.delivered()
+
+    error = asyncio.run(harness.run_until(lambda: len(harness.received) == 4, publish))
+    assert error is None and harness.letters == []
+    by_topic: dict[str, list[Event]] = {}
+    for topic, event in harness.received:
+        by_topic.setdefault(topic, []).append(event)
+    assert by_topic == {Topics.SIGNALS: [signal, cancel], Topics.ORDERS: [order, cancel]}
