@@ -18,6 +18,7 @@ import attrs
 import uuid6
 
 from tradeloom.events import (
+    Cancel,
     Event,
     Fill,
     HealthReport,
@@ -173,6 +174,20 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def on_order(self, order: Order) -> None:
         """An order that passed every validator."""
+
+    def on_cancel(self, cancel: Cancel) -> None:
+        """A strategy asks to cancel the order made from ``cancel.signal``. If the order was
+        still open, cancel it and emit a :class:`~tradeloom.events.Rejection` of the signal
+        with ``validator`` ``"cancel"`` (:data:`~tradeloom.events.CANCELLED`); if it was
+        filled or rejected already, emit nothing (that outcome is the answer). An executor
+        that cannot cancel leaves this as it is: the request is logged and the order goes on.
+        """
+        self.ctx.logger.warning(
+            "executor %s cannot cancel orders: the order of signal %s (%s) goes on",
+            type(self).__name__,
+            cancel.signal.event_id,
+            cancel.signal.instrument,
+        )
 
     def on_time(self, now: datetime) -> None:  # noqa: B027 - optional hook
         """Called as time passes, to expire what waits too long."""

@@ -49,6 +49,9 @@ class OpenOrders(Generic[Key]):
         if open_here is not None:
             del open_here[number]
 
+    def is_open(self, signal_id: UUID) -> bool:
+        return signal_id.int in self._open
+
     def quantity(self, key: Key) -> Decimal:
         open_here = self._by_key.get(key)
         return sum(open_here.values(), _ZERO) if open_here else _ZERO

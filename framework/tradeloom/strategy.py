@@ -9,7 +9,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tradeloom.events import Bar, Fill, MarketTick, OrderType, Rejection, Side, Signal
+from tradeloom.events import (
+    Bar,
+    Cancel,
+    Fill,
+    MarketTick,
+    OrderType,
+    Rejection,
+    Side,
+    Signal,
+)
 from tradeloom.open_orders import OpenOrders
 from tradeloom.runtime.trusted import build_signal
 
@@ -91,7 +100,7 @@ class StrategyContext:
         marks: dict[str, Decimal],
         ids: IdGenerator,
         clock: Clock,
-        send: Callable[[Signal], None],
+        send: Callable[[Signal | Cancel], None],
         market_time: MarketTime | None = None,
     ) -> None:
         self.strategy_id = strategy_id
@@ -152,6 +161,30 @@ class StrategyContext:
         self._open_orders.add(instrument, signal)
         self._send(signal)
         return signal
+
+    def cancel(self, signal: Signal) -> bool:
+        """Ask for ``signal`` (as :meth:`buy` or :meth:`sell` returned it) to be cancelled,
+        with the order made from it.
+
+        Returns True when the signal was still open and the request is sent. The answer comes
+        as the signal's outcome: an ``on_rejection`` with ``validator == "cancel"`` if the
+        order was cancelled in time, else its fill (or its refusal) as usual. Until then the
+        signal counts in :meth:`open_quantity`. Returns False, and sends nothing, when its
+        fill or rejection has come back already."""
+        if not isinstance(signal, Signal):
+            raise TypeError(
+                f"cancel() takes the Signal that buy() or sell() returned, not "
+                f"{type(signal).__name__}"
+            )
+        if signal.strategy_id != self.strategy_id:
+            raise ValueError(
+                f"signal {signal.event_id} is strategy {signal.strategy_id!r}'s, not "
+                f"{self.strategy_id!r}'s: a strategy cancels only its own signals"
+            )
+        if not self._open_orders.is_open(signal.event_id):
+            return False
+        self._send(Cancel(event_id=self._ids.new_id(), ts=self._clock.now(), signal=signal))
+        return True
 
     def position(self, instrument: str) -> Decimal:
         """Filled quantity held (negative when short). Orders on their way are not in it:

@@ -9,7 +9,17 @@ from decimal import Decimal
 from typing import Literal
 
 from tradeloom.components import Executor
-from tradeloom.events import Bar, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom.events import (
+    CANCELLED,
+    Bar,
+    Cancel,
+    MarketTick,
+    Order,
+    OrderType,
+    Rejection,
+    Side,
+    Signal,
+)
 from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.trusted import build_fill
 
@@ -75,6 +85,7 @@ class PaperTrader(Executor):
         self.pending: dict[str, list[tuple[Order, datetime | None]]] = {}
         self.data_time: datetime | None = None  # the latest market time seen
         self._seen_orders = RecentIds(dedupe_window)
+        self._settled = RecentIds(dedupe_window)  # signals filled or rejected: see on_cancel
 
     def on_market(self, event: Bar | MarketTick) -> None:
         # Called for every market event: remember the event (its price is read only when an
@@ -113,6 +124,39 @@ class PaperTrader(Executor):
                     self._fill(order, fill_price)
                     return
         self.pending.setdefault(order.instrument, []).append((order, placed))
+
+    def on_cancel(self, cancel: Cancel) -> None:
+        """Cancel the waiting order of ``cancel.signal``: a rejection by ``"cancel"`` answers.
+        An order filled or rejected already gets no answer (its outcome is the answer). One
+        this trader never had (lost with an earlier process: waiting orders live in memory) is
+        answered as cancelled, so the strategy does not count it as open for ever."""
+        signal = cancel.signal
+        waiting = self.pending.get(signal.instrument, [])
+        for index, (order, _) in enumerate(waiting):
+            if order.signal_id == signal.event_id:
+                del waiting[index]
+                if not waiting:
+                    del self.pending[signal.instrument]
+                self._answer_cancel(signal, "cancelled by the strategy")
+                return
+        if signal.event_id in self._settled:
+            return
+        self._answer_cancel(
+            signal, "cancelled by the strategy: the order was not open at the paper trader"
+        )
+
+    def _answer_cancel(self, signal: Signal, reason: str) -> None:
+        self._settled.add(signal.event_id)
+        ctx = self.ctx
+        ctx.emit(
+            Rejection(
+                event_id=ctx.ids.new_id(),
+                ts=ctx.clock.now(),
+                signal=signal,
+                validator=CANCELLED,
+                reason=reason,
+            )
+        )
 
     def _work(
         self,
@@ -190,6 +234,7 @@ class PaperTrader(Executor):
             price=price,
             commission=order.quantity * price * self.commission_rate,
         )
+        self._settled.add(order.signal_id)
         ctx.emit(fill)
 
     def drain(self) -> None:
@@ -200,6 +245,7 @@ class PaperTrader(Executor):
     def _reject(self, orders: Iterable[Order], reason: str) -> None:
         ctx = self.ctx
         for order in orders:
+            self._settled.add(order.signal_id)
             signal = Signal(
                 event_id=order.signal_id,
                 ts=order.ts,

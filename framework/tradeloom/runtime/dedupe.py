@@ -28,5 +28,12 @@ class RecentIds:
                 ids.popitem(last=False)
         return False
 
+    def add(self, event_id: UUID) -> None:
+        """Remember ``event_id``."""
+        self.seen(event_id)
+
+    def __contains__(self, event_id: UUID) -> bool:
+        return event_id.int in self._ids
+
     def __len__(self) -> int:
         return len(self._ids)

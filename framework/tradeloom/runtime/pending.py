@@ -49,6 +49,19 @@ class PriceWait:
             return
         queue.append((now, signal))
 
+    def withdraw(self, signal: Signal) -> bool:
+        """Take ``signal`` out of the wait (it was cancelled); False if it does not wait."""
+        queue = self.by_instrument.get(signal.instrument)
+        if not queue:
+            return False
+        for entry in queue:
+            if entry[1].event_id == signal.event_id:
+                queue.remove(entry)
+                if not queue:
+                    del self.by_instrument[signal.instrument]
+                return True
+        return False
+
     def release(self, instrument: str) -> list[Signal]:
         queue = self.by_instrument.pop(instrument, None)
         return [signal for _, signal in queue] if queue else []

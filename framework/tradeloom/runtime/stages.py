@@ -15,15 +15,19 @@ import attrs
 from tradeloom.components import Clock, ExecutionContext, Executor, IdGenerator, Validator
 from tradeloom.errors import StageError, StrategyError, TradeloomError
 from tradeloom.events import (
+    CANCELLED,
     Bar,
+    Cancel,
     Event,
     Fill,
     MarketTick,
+    Order,
     Rejection,
     Signal,
 )
 from tradeloom.open_orders import OpenOrders
 from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.pending import PriceWait
 from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics, Transport
@@ -32,6 +36,7 @@ from tradeloom.settings import PendingSettings
 from tradeloom.strategy import MarketTime, Strategy, StrategyContext
 
 ZERO = Decimal(0)
+_REFUSALS_REMEMBERED = 100_000
 
 
 @attrs.define
@@ -209,7 +214,7 @@ class StrategyStage(Stage):
             Topics.REJECTIONS: self.on_rejection,
         }
 
-    def _send(self, signal: Signal) -> None:
+    def _send(self, signal: Signal | Cancel) -> None:
         self._sending += 1
         try:
             self.publish(Topics.SIGNALS, signal, signal.instrument)
@@ -389,6 +394,7 @@ class RiskStage(Stage):
         self.validators = list(validators)
         self.book = book
         self.view = _RiskView(book)
+        self._answered = RecentIds(_REFUSALS_REMEMBERED)  # signals refused here: see _cancel
         self._priceless_validators = [(n, v) for n, v in self.validators if not v.needs_price]
         self.waiting = PriceWait(
             max_signals=pending.max_signals,
@@ -417,7 +423,11 @@ class RiskStage(Stage):
             for signal in self.waiting.release(event.instrument):
                 self.judge(signal)
 
-    def on_signal(self, signal: Signal) -> None:
+    def on_signal(self, signal: Signal | Cancel) -> None:
+        if type(signal) is Cancel:
+            self._cancel(signal)
+            return
+        assert isinstance(signal, Signal)
         if signal.instrument not in self.book.marks:
             # Nothing trades without a price: wait for the first one (bounded). Validators
             # that need no price may refuse the signal now rather than after the wait.
@@ -461,7 +471,18 @@ class RiskStage(Stage):
         )
         self.publish(Topics.ORDERS, order, order.instrument)
 
+    def _cancel(self, cancel: Cancel) -> None:
+        signal = cancel.signal
+        if self.waiting.withdraw(signal):
+            self.reject(signal, CANCELLED, "cancelled by the strategy before a first price came")
+        elif signal.event_id not in self._answered:
+            # On to the executor, behind the order made from the signal (the same key): it
+            # cancels the order if still open. One refused here never reached it, and its
+            # rejection is the answer already.
+            self.publish(Topics.ORDERS, cancel, signal.instrument)
+
     def reject(self, signal: Signal, validator: str, reason: str) -> None:
+        self._answered.add(signal.event_id)
         self.services.status.rejections[validator] += 1
         rejection = Rejection(
             event_id=self.services.ids.new_id(),
@@ -506,7 +527,13 @@ class ExecutionStage(Stage):
         )
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
-        return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.executor.on_order}
+        return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.on_order}
+
+    def on_order(self, order: Order | Cancel) -> None:
+        if type(order) is Cancel:
+            self.executor.on_cancel(order)
+        else:
+            self.executor.on_order(order)  # type: ignore[arg-type]
 
     def emit(self, event: Fill | Rejection) -> None:
         if isinstance(event, Fill):

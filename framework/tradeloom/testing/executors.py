@@ -47,7 +47,9 @@ from uuid6 import uuid7
 from tradeloom import hookimpl
 from tradeloom.components import ExecutionContext, Executor
 from tradeloom.events import (
+    CANCELLED,
     Bar,
+    Cancel,
     Fill,
     MarketEvent,
     MarketTick,
@@ -55,6 +57,7 @@ from tradeloom.events import (
     OrderType,
     Rejection,
     Side,
+    Signal,
 )
 from tradeloom.strategy import Strategy, StrategyContext
 from tradeloom.testing._support import ManualClock, RecordingIds, component_logger
@@ -177,6 +180,23 @@ class ExecutorHarness:
     def send(self, order: Order) -> None:
         """Deliver an order built elsewhere (e.g. the same order a second time)."""
         self.executor.on_order(order)
+
+    def cancel(self, order: Order) -> Cancel:
+        """Ask the executor to cancel ``order`` (as a strategy's ``ctx.cancel()`` of the
+        signal it was made from does); return the request."""
+        signal = Signal(
+            event_id=order.signal_id,
+            ts=order.ts,
+            strategy_id=order.strategy_id,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            limit_price=order.limit_price,
+        )
+        cancel = Cancel(event_id=uuid7(), ts=self.clock.now(), signal=signal)
+        self.executor.on_cancel(cancel)
+        return cancel
 
     def time_passes(self, to: datetime) -> None:
         self.clock.advance(to)
@@ -518,6 +538,48 @@ class ExecutorConformance:
             outcome = harness.outcome(order)
             assert isinstance(outcome, Rejection), f"unreachable limit order filled: {outcome!r}"
             assert_rejection_matches(outcome, order)
+
+    # ---- cancelling (for executors that override on_cancel) ---------------------------------
+
+    def _needs_cancel(self, harness: ExecutorHarness) -> None:
+        if type(harness.executor).on_cancel is Executor.on_cancel:
+            pytest.skip("this executor does not cancel orders (on_cancel is not overridden)")
+
+    def test_a_cancelled_resting_order_is_answered_once_and_never_fills(
+        self, conformance_harness: ExecutorHarness
+    ) -> None:
+        harness = conformance_harness
+        self._needs_cancel(harness)
+        first, *later = self.bars(["100", "100", "80", "80"])
+        harness.market(first)
+        order = harness.order(self.instrument, Side.BUY, "1", limit_price="90")
+        harness.market(later[0])
+        harness.cancel(order)
+        harness.market(*later[1:])  # the price goes through the limit: too late
+        harness.drain()
+        harness.check_emitted()
+        outcome = harness.outcome(order)
+        assert isinstance(outcome, Rejection), f"a cancelled order was filled: {outcome!r}"
+        assert_rejection_matches(outcome, order)
+        assert outcome.validator == CANCELLED, (
+            f"a cancellation is answered by a rejection with validator {CANCELLED!r}, "
+            f"not {outcome.validator!r}"
+        )
+
+    def test_a_cancel_after_the_fill_changes_nothing(
+        self, conformance_harness: ExecutorHarness
+    ) -> None:
+        harness = conformance_harness
+        self._needs_cancel(harness)
+        first, *later = self.bars(["100", "101", "102"])
+        harness.market(first)
+        order = harness.order(self.instrument, Side.BUY, "1")
+        harness.market(*later)
+        harness.drain()
+        harness.cancel(order)
+        harness.check_emitted()
+        outcome = harness.outcome(order)  # exactly one: the fill, and no rejection after it
+        assert isinstance(outcome, Fill), f"a market order with later prices: {outcome!r}"
 
     # ---- idle ----------------------------------------------------------------------------------
 

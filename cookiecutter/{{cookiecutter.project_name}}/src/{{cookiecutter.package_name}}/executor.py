@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tradeloom import Bar, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom import Bar, Cancel, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
 from tradeloom.components import Executor
+from tradeloom.events import CANCELLED
 
 BPS = Decimal(10_000)
 
@@ -18,7 +19,8 @@ class {{ cookiecutter.class_name }}(Executor):
     price it could not have known), then fills at that price plus half of ``spread_bps`` for a
     buy, minus half for a sell. A limit order fills only when that price is at or better than
     its limit. Commission is ``commission_per_unit`` times the quantity. Orders still waiting
-    when the input ends are rejected, so every order gets exactly one fill or rejection.
+    when the input ends are rejected, so every order gets exactly one fill or rejection; a
+    cancelled one is rejected by ``"cancel"``.
     """
 
     def __init__(
@@ -49,6 +51,15 @@ class {{ cookiecutter.class_name }}(Executor):
             return
         self.seen.add(order.event_id)
         self.waiting.setdefault(order.instrument, []).append(order)
+
+    def on_cancel(self, cancel: Cancel) -> None:
+        orders = self.waiting.get(cancel.signal.instrument, [])
+        for order in orders:
+            if order.signal_id == cancel.signal.event_id:
+                orders.remove(order)
+                self._reject(order, "cancelled by the strategy", validator=CANCELLED)
+                return
+        # Not waiting: filled or rejected already, and that outcome is the answer.
 
     def drain(self) -> None:
         for orders in self.waiting.values():
@@ -82,7 +93,9 @@ class {{ cookiecutter.class_name }}(Executor):
             )
         )
 
-    def _reject(self, order: Order, reason: str) -> None:
+    def _reject(
+        self, order: Order, reason: str, validator: str = "{{ cookiecutter.component_name }}"
+    ) -> None:
         signal = Signal(
             event_id=order.signal_id,
             ts=order.ts,
@@ -98,7 +111,7 @@ class {{ cookiecutter.class_name }}(Executor):
                 event_id=self.ctx.ids.new_id(),
                 ts=self.ctx.clock.now(),
                 signal=signal,
-                validator="{{ cookiecutter.component_name }}",
+                validator=validator,
                 reason=reason,
             )
         )
