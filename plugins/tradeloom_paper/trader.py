@@ -58,8 +58,9 @@ class PaperTrader(Executor):
     price when at or below the limit); sells mirror this. Slippage (``slippage_bps``) makes
     buys pay more and sells get less, never beyond a limit price. Commission is
     ``commission_bps`` of the filled notional. There is one fill per order: an order
-    delivered again is ignored while it is among the last ``dedupe_window`` orders seen (0
-    remembers none).
+    delivered again, or made again from the same signal, is ignored while its signal is among
+    the last ``dedupe_window`` seen (0 remembers none). ``on_cancel`` takes a waiting order
+    back (see there).
     """
 
     def __init__(
@@ -84,8 +85,9 @@ class PaperTrader(Executor):
         self.last_events: dict[str, Bar | MarketTick] = {}
         self.pending: dict[str, list[tuple[Order, datetime | None]]] = {}
         self.data_time: datetime | None = None  # the latest market time seen
-        self._seen_orders = RecentIds(dedupe_window)
-        self._settled = RecentIds(dedupe_window)  # signals filled or rejected: see on_cancel
+        # By signal id: one order per signal, so an order made again from a signal delivered
+        # again (a risk process restarted before committing it) does not fill twice either.
+        self._seen_signals = RecentIds(dedupe_window)
 
     def on_market(self, event: Bar | MarketTick) -> None:
         # Called for every market event: remember the event (its price is read only when an
@@ -106,7 +108,7 @@ class PaperTrader(Executor):
         return event.price if event is not None else None
 
     def on_order(self, order: Order) -> None:
-        if self._seen_orders.seen(order.event_id):
+        if self._seen_signals.seen(order.signal_id):
             return
         # After the order: later than anything this trader has seen, and than what the
         # strategy had seen when it decided (across processes it may be ahead of us).
@@ -139,14 +141,14 @@ class PaperTrader(Executor):
                     del self.pending[signal.instrument]
                 self._answer_cancel(signal, "cancelled by the strategy")
                 return
-        if signal.event_id in self._settled:
-            return
+        if self._seen_signals.seen(signal.event_id):
+            return  # filled or rejected already: that outcome is the answer
+        # Never had it: also an order for it arriving now would be ignored.
         self._answer_cancel(
             signal, "cancelled by the strategy: the order was not open at the paper trader"
         )
 
     def _answer_cancel(self, signal: Signal, reason: str) -> None:
-        self._settled.add(signal.event_id)
         ctx = self.ctx
         ctx.emit(
             Rejection(
@@ -234,7 +236,6 @@ class PaperTrader(Executor):
             price=price,
             commission=order.quantity * price * self.commission_rate,
         )
-        self._settled.add(order.signal_id)
         ctx.emit(fill)
 
     def drain(self) -> None:
@@ -245,7 +246,6 @@ class PaperTrader(Executor):
     def _reject(self, orders: Iterable[Order], reason: str) -> None:
         ctx = self.ctx
         for order in orders:
-            self._settled.add(order.signal_id)
             signal = Signal(
                 event_id=order.signal_id,
                 ts=order.ts,

@@ -263,3 +263,27 @@ def test_the_paper_trader_ignores_a_cancel_of_an_order_it_filled() -> None:
     assert isinstance(fill, Fill) and fill.signal_id == signal.event_id
     trader.on_cancel(Cancel(event_id=uuid4(), ts=signal.ts, signal=signal))
     assert emitted == [fill]
+
+
+def test_the_paper_trader_fills_one_order_per_signal() -> None:
+    # A risk process that restarts before committing a signal judges it again: a second order
+    # (a new order id) for the same signal must not fill a second time.
+    trader, emitted = _bound_trader()
+    signal = _signal()
+    first, again = (
+        Order(
+            event_id=uuid4(),
+            ts=signal.ts,
+            signal_id=signal.event_id,
+            strategy_id="s",
+            instrument="X",
+            side=Side.BUY,
+            quantity=Decimal(1),
+        )
+        for _ in range(2)
+    )
+    trader.on_order(first)
+    trader.on_order(again)
+    trader.on_market(bars("X", ["10", "11"])[1])
+    assert [type(event) for event in emitted] == [Fill]
+    assert emitted[0].order_id == first.event_id

@@ -274,20 +274,20 @@ class StrategyStage(Stage):
             return
         self.contexts[fill.strategy_id]._resolve(fill.signal_id)
         if type(strategy).on_fill is not Strategy.on_fill:  # not overridden: nothing to call
-            self._outcome(fill.strategy_id, strategy.on_fill, fill)
+            if self._sending or self._flushing:
+                self._deferred.append((fill.strategy_id, strategy.on_fill, fill))  # __init__
+            else:
+                self._call(fill.strategy_id, strategy.on_fill, fill)
 
     def on_rejection(self, rejection: Rejection) -> None:
         signal = rejection.signal
         strategy = self.strategies.get(signal.strategy_id)
         if strategy is not None:
             self.contexts[signal.strategy_id]._resolve(signal.event_id)
-            self._outcome(signal.strategy_id, strategy.on_rejection, rejection)
-
-    def _outcome(self, strategy_id: str, callback: Callable[..., None], event: Event) -> None:
-        if self._sending or self._flushing:
-            self._deferred.append((strategy_id, callback, event))  # see __init__
-        else:
-            self._call(strategy_id, callback, event)
+            if self._sending or self._flushing:
+                self._deferred.append((signal.strategy_id, strategy.on_rejection, rejection))
+            else:
+                self._call(signal.strategy_id, strategy.on_rejection, rejection)
 
     def _call_deferred(self) -> None:
         # First in, first out, also for outcomes of signals sent from these callbacks.
@@ -424,10 +424,9 @@ class RiskStage(Stage):
                 self.judge(signal)
 
     def on_signal(self, signal: Signal | Cancel) -> None:
-        if type(signal) is Cancel:
+        if isinstance(signal, Cancel):
             self._cancel(signal)
             return
-        assert isinstance(signal, Signal)
         if signal.instrument not in self.book.marks:
             # Nothing trades without a price: wait for the first one (bounded). Validators
             # that need no price may refuse the signal now rather than after the wait.
@@ -517,6 +516,8 @@ class ExecutionStage(Stage):
     def __init__(self, services: StageServices, executor: Executor) -> None:
         super().__init__(services)
         self.executor = executor
+        self._executor_on_order: Callable[[Any], None] = executor.on_order
+        self._executor_on_cancel: Callable[[Cancel], None] = executor.on_cancel
         executor.bind(
             ExecutionContext(
                 ids=services.ids,
@@ -530,10 +531,11 @@ class ExecutionStage(Stage):
         return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.on_order}
 
     def on_order(self, order: Order | Cancel) -> None:
+        # Once per order: the executor's methods are bound once (see __init__).
         if type(order) is Cancel:
-            self.executor.on_cancel(order)
+            self._executor_on_cancel(order)
         else:
-            self.executor.on_order(order)  # type: ignore[arg-type]
+            self._executor_on_order(order)
 
     def emit(self, event: Fill | Rejection) -> None:
         if isinstance(event, Fill):
