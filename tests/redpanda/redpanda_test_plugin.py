@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-from tradeloom import Strategy, hookimpl
+from tradeloom import Signal, Strategy, hookimpl
 from tradeloom.events import MarketTick
 from tradeloom.strategy import StrategyContext
 
@@ -19,6 +20,25 @@ class BuyEveryTick(Strategy):
         ctx.buy(tick.instrument, 1)
 
 
+class RestThenCancel(Strategy):
+    """Per instrument: a limit buy at half the first price (it never fills), cancelled on the
+    third tick, then one market buy on the fourth: the cancel must free the instrument."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.resting: dict[str, Signal] = {}
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        count = self.seen[tick.instrument] = self.seen.get(tick.instrument, 0) + 1
+        if count == 1:
+            limit = tick.last_price / 2
+            self.resting[tick.instrument] = ctx.buy(tick.instrument, 1, limit_price=limit)
+        elif count == 3:
+            assert ctx.cancel(self.resting[tick.instrument])
+        elif count == 4 and ctx.open_quantity(tick.instrument) == Decimal(0):
+            ctx.buy(tick.instrument, 1)
+
+
 @hookimpl
 def tradeloom_register_strategies() -> Mapping[str, Any]:
-    return {"buy_every_tick": BuyEveryTick}
+    return {"buy_every_tick": BuyEveryTick, "rest_then_cancel": RestThenCancel}

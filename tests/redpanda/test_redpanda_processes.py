@@ -20,6 +20,7 @@ from redpanda_support import (
     RoleProcess,
     journal,
     keys_covering,
+    read_topic,
     snapshots,
     tick_json,
     wait_until,
@@ -28,6 +29,9 @@ from redpanda_support import (
 )
 
 from conftest import Broker
+from tradeloom_decimal.codec import DecimalJsonCodec
+
+CODEC = DecimalJsonCodec()
 
 EVERY_TICK = {"name": "buy_every_tick", "id": "every"}
 FILL_AT_LAST = {"name": "paper", "params": {"fill_at": "last"}}
@@ -170,3 +174,46 @@ def test_two_strategy_processes_share_partitions_and_one_takes_over(
     for process in (first, second):
         published = re.search(r"closed: (\d+) published", process.current_log())
         assert published and int(published.group(1)) > 0, f"{process.name} sent no signals"
+
+
+def test_a_cancel_crosses_strategy_risk_and_execution_processes(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    config, db = write_pipeline(
+        tmp_path,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        strategy={"name": "rest_then_cancel", "id": "rest"},
+        executor=FILL_AT_LAST,
+    )
+    symbols = ["AAA", "BBB"]
+    processes = [
+        RoleProcess(config, ["feed", "strategy"], tmp_path, "front"),
+        RoleProcess(config, ["risk"], tmp_path, "risk"),
+        RoleProcess(config, ["execution"], tmp_path, "execution"),
+        RoleProcess(config, ["portfolio"], tmp_path, "portfolio"),
+    ]
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.wait_ready()
+        # Paced: each tick's outcome is back before the next tick comes.
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 5), 0.3).join(60)
+        wait_until(lambda: len(journal(db)) >= 2, 30, "the market buys after the cancels")
+        rejections = [
+            CODEC.decode(record.value)
+            for record in asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 2))
+        ]
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    assert sorted((r.signal.instrument, r.validator, r.reason) for r in rejections) == [
+        (symbol, "cancel", "cancelled by the strategy") for symbol in symbols
+    ]
+    assert all(r.signal.limit_price is not None for r in rejections)
+    fills = journal(db)
+    assert sorted(fill.instrument for fill in fills) == symbols
+    assert all(fill.price > 100 for fill in fills)  # the market buys, never the limit at half
