@@ -87,7 +87,10 @@ def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def _find_modules_in_the_current_directory() -> None:
     # A user's own plugin module next to the configuration ([plugins] modules, -p MODULE) is
     # found as `python -m` would find it. Appended, so it never shadows an installed module.
-    here = os.getcwd()
+    try:
+        here = os.getcwd()
+    except OSError:  # the directory was deleted under the shell: nothing to find there
+        return
     if here not in sys.path and "" not in sys.path:
         sys.path.append(here)
 

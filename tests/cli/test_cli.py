@@ -585,3 +585,13 @@ def test_a_constructor_that_fails_unexpectedly_is_shown_where_it_failed(
     assert done.returncode == 1
     assert "strategy 'window'" in done.stderr and "an integer is required" in done.stderr
     assert f"raised at {tmp_path / 'window_strategy.py'}:5 in __init__" in done.stderr
+
+
+def test_the_tradeloom_command_runs_from_a_directory_deleted_under_it(tmp_path: Path) -> None:
+    command = Path(sys.executable).with_name("tradeloom")
+    script = f'mkdir gone && cd gone && rmdir ../gone && exec "{command}" --help'
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: tradeloom" in done.stdout

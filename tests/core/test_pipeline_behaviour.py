@@ -6,6 +6,7 @@ import traceback
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -590,3 +591,114 @@ def test_the_equity_curve_ends_at_the_final_equity_after_orders_sent_in_on_stop(
     assert last_ts == data[-1].ts
     assert result.final_equity == Decimal(100_000) - Decimal("0.5") + 5 - Decimal("0.55")
     assert result.to_json()["equity_curve"][-1][1] == str(result.final_equity)
+
+
+class _Lifecycle(Strategy):
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        self.log.append("start")
+
+    def on_stop(self, ctx: StrategyContext) -> None:
+        self.log.append("stop")
+
+
+def test_a_strategy_resending_every_refused_signal_stops_the_run_instead_of_looping() -> None:
+    class Insists(Strategy):
+        def on_bar(self, bar: Any, ctx: StrategyContext) -> None:
+            ctx.sell("X", 1)  # refused at once by no_short
+
+        def on_rejection(self, rejection: Any, ctx: StrategyContext) -> None:
+            ctx.sell("X", 1)
+
+    with pytest.raises(StrategyError, match="does its on_rejection or on_fill send the same"):
+        run_strategy(Insists(), bars("X", ["10", "11"]), validators=[{"name": "no_short"}])
+
+
+def test_a_feed_given_up_on_at_its_first_read_still_drains_and_stops() -> None:
+    from tradeloom.backoff import ReconnectExhausted
+
+    class GivesUp(Feed):
+        def events(self, ctx: FeedContext) -> Any:
+            raise ReconnectExhausted("feed", 5, OSError("broker gone"))
+            yield  # a generator
+
+    strategy = _Lifecycle()
+    with pytest.raises(ReconnectExhausted):
+        tradeloom.backtest(
+            {"persistence": {"name": "memory"}}, strategies={"s": strategy}, feed=GivesUp()
+        )
+    assert strategy.log == ["start", "stop"]
+
+
+def test_a_feed_opened_before_on_start_raises_is_closed() -> None:
+    closed: list[bool] = []
+
+    class Tracked(Feed):
+        def events(self, ctx: FeedContext) -> Any:
+            try:
+                yield from bars("X", ["10", "11", "12"])
+            finally:
+                closed.append(True)
+
+    class FailsToStart(Strategy):
+        def on_start(self, ctx: StrategyContext) -> None:
+            raise RuntimeError("no config")
+
+    with pytest.raises(StrategyError) as failure:
+        tradeloom.backtest(
+            {"persistence": {"name": "memory"}},
+            strategies={"s": FailsToStart()},
+            feed=Tracked(),
+        )
+    assert closed == [True]  # while the error (and its traceback) is still held
+    assert "no config" in str(failure.value)
+
+
+def test_a_live_runs_equity_curve_ends_at_its_last_market_time() -> None:
+    class ClosesOnStop(Strategy):
+        def on_bar(self, bar: Any, ctx: StrategyContext) -> None:
+            if bar.close == 12:
+                ctx.buy("X", 5)
+
+        def on_stop(self, ctx: StrategyContext) -> None:
+            ctx.sell("X", ctx.position("X"))
+
+    data = bars("X", ["10", "11", "12", "20"])
+    config = {
+        "executor": {"name": "paper", "params": {"fill_at": "last", "commission_bps": "50"}},
+        "persistence": {"name": "memory"},
+    }
+    pipeline = Pipeline(
+        make_settings(config), mode="live", strategies={"a": ClosesOnStop()}, events=data
+    )
+    result = anyio.run(pipeline.run)
+    last_ts, last_equity = result.equity_curve.series()[-1]
+    assert (last_ts, last_equity) == (data[-1].ts, result.final_equity)
+
+
+def test_a_resume_with_nothing_new_keeps_the_stored_time_for_the_next_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = bars("X", ["10", "11", "12", "13", "14", "15"])
+    config = {
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}},
+        "strategies": [{"name": "sma_cross", "params": {"fast": 1, "slow": 2}}],
+    }
+    tradeloom.backtest(config, events=data[:4])
+    for _ in range(2):  # nothing new, twice: the second must not replay what the first skipped
+        again = tradeloom.backtest(config, events=data[:4], resume=True)
+        assert (again.skipped_events, again.market_events) == (4, 0)
+        assert all(s.ts == data[3].ts for s in again.snapshots.values())
+    rest = tradeloom.backtest(config, events=data, resume=True)
+    assert (rest.skipped_events, rest.market_events) == (4, 2)
+
+
+def test_a_pipeline_stopped_before_it_runs_delivers_nothing() -> None:
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        strategies={"s": _Lifecycle()},
+        events=bars("X", [str(10 + i % 5) for i in range(3000)]),
+    )
+    pipeline.stop()
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 0

@@ -104,3 +104,23 @@ def test_an_order_sent_from_on_fill_is_heard_of_after_on_fill_returns_in_order()
         "filled sell 1",
     ]
     assert strategy.inflight == {}
+
+
+def test_each_strategy_hears_of_its_outcomes_before_the_next_strategy_runs() -> None:
+    log: list[str] = []
+
+    class Named(Strategy):
+        def __init__(self, name: str, trades: bool) -> None:
+            self.name, self.trades = name, trades
+
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            log.append(f"{self.name} tick")
+            if self.trades and not ctx.position("X"):
+                ctx.buy("X", 1)
+
+        def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+            log.append(f"{self.name} fill")
+
+    strategies = {"a": Named("a", trades=True), "b": Named("b", trades=False)}
+    run_strategy(strategies, ticks("X", ["10"]), fill_at="last")
+    assert log == ["a tick", "a fill", "b tick"]

@@ -203,6 +203,8 @@ class Pipeline:
         self._resumed_from_state = False
         self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
         self._opened_async_source: Any = None
+        self._opened_failure: ReconnectExhausted | None = None
+        self._feed_iterator: Iterator[MarketEvent] | None = None  # closed by _close
         self._resume: ResumePoint | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
@@ -327,6 +329,9 @@ class Pipeline:
                     itertools.chain((s.ts for s in snapshots.values()), (f.ts for f in fills))
                 )
                 self._resume = ResumePoint(self.result, self.logger)
+                # The run goes on from there: what it saves is stamped no earlier, also when
+                # no event comes after (or the next resume would replay everything again).
+                self.clock.advance(self.result.resumed_after)
             advance_ids_past(
                 self.ids,
                 itertools.chain(
@@ -531,7 +536,7 @@ class Pipeline:
     def _open_source(self, feed: Feed, given: Iterable[MarketEvent]) -> Iterator[MarketEvent]:
         """A plain (not async) feed's events, after what a resumed run skips, with its first
         event read and checked."""
-        source = iter(given)  # a feed may return any iterable
+        source = self._feed_iterator = iter(given)  # a feed may return any iterable
         if self._resume is not None:
             source = self._resume.events(source)
         elif self.mode == "live" and self._resumed_from_state:
@@ -557,12 +562,20 @@ class Pipeline:
         if hasattr(source, "__aiter__"):
             self._opened_async_source = source
             return
-        self._opened_source = self._open_source(self.feed, source)
+        try:
+            self._opened_source = self._open_source(self.feed, source)
+        except ReconnectExhausted as exc:
+            # Given up on at the first read: raised where the pump would have met it, so
+            # the run drains and stops as it does for a feed that gives up later.
+            self._opened_failure = exc
+            return
         first_time = self.result.first_event_time
         if first_time is not None:
             self.clock.advance(first_time)
 
     async def _pump(self, feed: Feed) -> None:
+        if self._opened_failure is not None:
+            raise self._opened_failure
         opened = self._opened_source
         source = self._opened_async_source if opened is None else opened
         self._opened_source = self._opened_async_source = None
@@ -605,6 +618,8 @@ class Pipeline:
         else:
             if opened is None:
                 source = self._open_source(feed, source)
+            if self._stop_requested:
+                source = iter(())  # stopped before it began: not even a first block
             read_ahead: list[MarketEvent] = []  # the first event of the next block
             block_size = _YIELD_EVERY if self.mode == "backtest" else _LIVE_YIELD_EVERY
             while True:
@@ -795,6 +810,8 @@ class Pipeline:
         for what, closer in (
             ("transport", self.transport.close),
             ("persistence", getattr(self.persistence, "close", None)),
+            # A generator the feed returned, left where a failure stopped reading it.
+            ("feed's events", getattr(self._feed_iterator, "close", None)),
             ("feed", getattr(self.feed, "close", None)),
             ("dead-letter file", getattr(self.dead_letter_file, "close", None)),
         ):

@@ -103,7 +103,7 @@ class PortfolioStage(Stage):
             return
         equity = self._equity_after_fills()
         if equity != last[1]:
-            self._add_point(max(last[0], self.services.clock.now()), equity)
+            self._add_point(last[0], equity)  # at the last market time (a live clock is not)
 
     def _equity_after_fills(self) -> Decimal:
         book = self.book

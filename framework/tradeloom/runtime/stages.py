@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -36,6 +37,9 @@ from tradeloom.settings import PendingSettings
 from tradeloom.strategy import MarketTime, Strategy, StrategyContext
 
 ZERO = Decimal(0)
+MAX_OUTCOMES_IN_A_ROW = 10_000
+"""Outcomes one strategy callback may set off in one process (each answered with a new
+signal that comes back at once) before the run stops: a retry loop, not trading."""
 _REFUSALS_REMEMBERED = 100_000
 
 
@@ -204,7 +208,7 @@ class StrategyStage(Stage):
         # callback has returned: a strategy is never re-entered, and sees the outcome of a
         # signal only after it has the signal in hand.
         self._sending = 0
-        self._deferred: list[tuple[str, Callable[..., None], Event]] = []
+        self._deferred: deque[tuple[str, Callable[..., None], Event]] = deque()
         self._flushing = False
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
@@ -265,8 +269,8 @@ class StrategyStage(Stage):
                     f"strategy {ctx.strategy_id!r} raised on {event.type} {event.event_id} "
                     f"({instrument} at {event.ts.isoformat()}): {type(exc).__name__}: {exc}"
                 ) from exc
-        if self._deferred:
-            self._call_deferred()
+            if self._deferred:  # outcomes of what this strategy just sent
+                self._call_deferred()
 
     def on_fill(self, fill: Fill) -> None:
         strategy = self.strategies.get(fill.strategy_id)
@@ -295,9 +299,19 @@ class StrategyStage(Stage):
             return
         self._flushing = True
         deferred = self._deferred
+        delivered = 0
         try:
             while deferred:
-                strategy_id, callback, event = deferred.pop(0)
+                strategy_id, callback, event = deferred.popleft()
+                delivered += 1
+                if delivered > MAX_OUTCOMES_IN_A_ROW:
+                    deferred.clear()
+                    raise StrategyError(
+                        f"strategy {strategy_id!r}: {MAX_OUTCOMES_IN_A_ROW} fills and "
+                        "rejections came back at once in a row, each answered with a new "
+                        "signal, with no market event in between: does its on_rejection or "
+                        "on_fill send the same signal again and again?"
+                    )
                 self._call_now(strategy_id, callback, event)
         finally:
             self._flushing = False
