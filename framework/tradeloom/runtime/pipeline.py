@@ -666,7 +666,7 @@ class Pipeline:
             stage = next((s for h, s in self._stage_handlers if h is subscriber), None)
             if stage is None:
                 return None  # a handler that is not a stage's: only publish() knows it
-            targets.append((stage, stage.routes()[topic]))
+            targets.append((stage, stage.direct_method(topic)))
         return DirectRoute(subscribers, len(subscribers), targets)
 
     def _publish(self, events: Iterable[MarketEvent]) -> int:

@@ -78,6 +78,7 @@ class Stage:
     def __init__(self, services: StageServices) -> None:
         self.services = services
         self.transport = services.transport
+        self._status = services.status
         self.counters = services.status.stage(self.role)
         self._observer = services.event_observer
         #: Per topic, the stages (and their methods) the in-process transport would call, in
@@ -140,12 +141,16 @@ class Stage:
         which costs a Python call per read)."""
         return None
 
-    def publish(self, topic: str, event: Event, key: str | None) -> None:
+    def publish(self, topic: str, event: Event, key: str | None, direct: bool = True) -> None:
         self.counters.events_out += 1
         if self._observer is not None:
             self._observer(self.role, "out", event)
-        route = self.direct_routes.get(topic)
-        if route is None or not route.valid() or self.services.status.stage_observer is not None:
+        route = self.direct_routes.get(topic) if direct else None
+        if (
+            route is None
+            or len(route.subscribers) != route.count  # route.valid(), inline: per event
+            or self._status.stage_observer is not None
+        ):
             self.transport.publish(topic, event, key)
             return
         # What the transport would do, without its handler layer (see Pipeline.direct_route).
@@ -157,6 +162,11 @@ class Stage:
                 raise
             except Exception as exc:
                 raise stage.failed(event, exc) from exc
+
+    def direct_method(self, topic: str) -> Callable[[Any], None]:
+        """The method the pipeline may call itself for the events ``publish`` sends on
+        ``topic`` in this process (see ``Pipeline.direct_route``): the route's handler."""
+        return self.routes()[topic]
 
     def start(self) -> None:
         """Before input flows."""
@@ -491,8 +501,9 @@ class RiskStage(Stage):
         elif signal.event_id not in self._answered:
             # On to the executor, behind the order made from the signal (the same key): it
             # cancels the order if still open. One refused here never reached it, and its
-            # rejection is the answer already.
-            self.publish(Topics.ORDERS, cancel, signal.instrument)
+            # rejection is the answer already. Through the transport, whose handler tells a
+            # Cancel from an order: a direct route calls the executor's on_order.
+            self.publish(Topics.ORDERS, cancel, signal.instrument, direct=False)
 
     def reject(self, signal: Signal, validator: str, reason: str) -> None:
         self._answered.add(signal.event_id)
@@ -530,8 +541,6 @@ class ExecutionStage(Stage):
     def __init__(self, services: StageServices, executor: Executor) -> None:
         super().__init__(services)
         self.executor = executor
-        self._executor_on_order: Callable[[Any], None] = executor.on_order
-        self._executor_on_cancel: Callable[[Cancel], None] = executor.on_cancel
         executor.bind(
             ExecutionContext(
                 ids=services.ids,
@@ -545,14 +554,20 @@ class ExecutionStage(Stage):
         return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.on_order}
 
     def on_order(self, order: Order | Cancel) -> None:
-        # Once per order: the executor's methods are bound once (see __init__).
         if type(order) is Cancel:
-            self._executor_on_cancel(order)
+            self.executor.on_cancel(order)
         else:
-            self._executor_on_order(order)
+            self.executor.on_order(order)  # type: ignore[arg-type]
+
+    def direct_method(self, topic: str) -> Callable[[Any], None]:
+        # Published orders go straight to the executor; a Cancel never takes the direct way
+        # (the risk stage sends it through the transport, which calls on_order above).
+        if topic == Topics.ORDERS:
+            return self.executor.on_order
+        return super().direct_method(topic)
 
     def emit(self, event: Fill | Rejection) -> None:
-        if isinstance(event, Fill):
+        if type(event) is Fill or isinstance(event, Fill):
             self.publish(Topics.FILLS, event, event.instrument)
         elif isinstance(event, Rejection):
             self.services.status.rejections[event.validator] += 1
