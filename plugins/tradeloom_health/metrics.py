@@ -129,7 +129,8 @@ class PipelineMetrics:
                 if stage == self.market_stage:
                     self.market_seen(event)
             elif topic == Topics.SIGNALS:
-                self.signal_seen(event)
+                if getattr(event, "type", None) == "signal":  # not a Cancel on the same topic
+                    self.signal_seen(event)
             elif topic == Topics.FILLS and stage == self.fill_stage:
                 self.fill_seen(event)
         except Exception:

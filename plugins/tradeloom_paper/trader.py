@@ -173,8 +173,12 @@ class PaperTrader(Executor):
             first = low = high = event.last_price
         latest = event.price  # a tick's last price, a bar's close
         at_last = self.fill_at == "last"
-        still_waiting = []
-        for entry in waiting:
+        # Over a copy, taking each fill out of the live list before emitting it: a fill's
+        # callbacks may cancel another waiting order (on_cancel removes it from the live list)
+        # or add one (on_order appends to it).
+        for entry in waiting.copy():
+            if not any(item is entry for item in waiting):
+                continue  # cancelled by the callbacks of an earlier fill
             order, placed = entry
             prices = (first, low, high)
             if placed is not None:
@@ -186,17 +190,13 @@ class PaperTrader(Executor):
                 after = event.start >= placed if is_bar else event.ts > placed
                 if not after:
                     if not (at_last and event.ts >= placed):
-                        still_waiting.append(entry)  # no look-ahead
-                        continue
+                        continue  # no look-ahead
                     prices = (latest, latest, latest)
             price = self._execution_price(order, *prices)
-            if price is None:
-                still_waiting.append(entry)
-            else:
+            if price is not None:
+                waiting.remove(entry)
                 self._fill(order, price, event.ts)
-        if still_waiting:
-            self.pending[instrument] = still_waiting
-        else:
+        if not waiting and self.pending.get(instrument) is waiting:
             del self.pending[instrument]
 
     def _execution_price(

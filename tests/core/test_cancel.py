@@ -287,3 +287,95 @@ def test_the_paper_trader_fills_one_order_per_signal() -> None:
     trader.on_market(bars("X", ["10", "11"])[1])
     assert [type(event) for event in emitted] == [Fill]
     assert emitted[0].order_id == first.event_id
+
+
+class _RefusesTwice(_FillsNextBarOnly):
+    """Refuses every order twice, as an executor that restarted may answer a cancel of an
+    order it had rejected when it stopped."""
+
+    def on_order(self, order: Order) -> None:
+        signal = Signal(
+            event_id=order.signal_id,
+            ts=order.ts,
+            strategy_id=order.strategy_id,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+        )
+        for reason in ("input ended", "cancelled: not open"):
+            self.ctx.emit(
+                Rejection(
+                    event_id=self.ctx.ids.new_id(),
+                    ts=order.ts,
+                    signal=signal,
+                    validator="twice",
+                    reason=reason,
+                )
+            )
+
+
+class _Duck:
+    """An executor that does not subclass Executor (and so has no on_cancel)."""
+
+    def bind(self, ctx: ExecutionContext) -> None:
+        self.ctx = ctx
+
+    def on_market(self, event: Any) -> None:
+        pass
+
+    def on_order(self, order: Order) -> None:
+        pass
+
+    def on_time(self, now: Any) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass
+
+
+def _with_executor(name: str, factory: Any) -> Any:
+    from tradeloom import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_executors(self) -> dict[str, Any]:
+            return {name: factory}
+
+    return Plugin()
+
+
+def test_a_strategy_hears_of_a_signals_refusal_once() -> None:
+    class Counts(Strategy):
+        def __init__(self) -> None:
+            self.reasons: list[str] = []
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            if not self.reasons:
+                ctx.buy("X", 1)
+
+        def on_rejection(self, rejection: Rejection, ctx: StrategyContext) -> None:
+            self.reasons.append(rejection.reason)
+
+    strategy = Counts()
+    run_strategy(
+        strategy,
+        bars("X", ["10"]),
+        config={"executor": {"name": "twice"}},
+        plugins=[_with_executor("twice", _RefusesTwice)],
+    )
+    assert strategy.reasons == ["input ended"]
+
+
+def test_an_executor_that_is_not_an_executor_subclass_is_told_it_cannot_cancel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    strategy = _CancelsAtOnce()
+    with caplog.at_level(logging.WARNING):
+        run_strategy(
+            strategy,
+            bars("X", ["10", "11"]),
+            config={"executor": {"name": "duck"}},
+            plugins=[_with_executor("duck", _Duck)],
+        )
+    assert strategy.cancelled == [True]
+    assert "executor _Duck cannot cancel orders: the order of signal" in caplog.text

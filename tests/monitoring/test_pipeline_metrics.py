@@ -208,3 +208,17 @@ def test_an_event_whose_handling_raises_is_still_timed() -> None:
     assert attach.metrics is not None
     found = samples(attach.metrics)
     assert found[("tradeloom_stage_processing_seconds_count", (("stage", "strategy"),))] == 1
+
+
+def test_a_cancel_on_the_signals_topic_is_not_taken_for_a_signal() -> None:
+    from tradeloom import Cancel
+
+    metrics = PipelineMetrics(PipelineStatus(), fill_stage="portfolio")
+    signal, fill = signal_and_fill(timedelta(milliseconds=250))
+    metrics.observe("risk", "signals", signal, 0.0)
+    metrics.observe("risk", "signals", Cancel(event_id=uuid7(), ts=T0, signal=signal), 0.0)
+    assert list(metrics._signal_times) == [signal.event_id]  # waits for its fill, alone
+    metrics.observe("portfolio", "fills", fill, 0.0)
+    found = samples(metrics)
+    assert found[("tradeloom_tick_to_fill_seconds_count", ())] == 1
+    assert found[("tradeloom_metrics_recording_errors_total", ())] == 0

@@ -219,6 +219,7 @@ class StrategyStage(Stage):
         # signal only after it has the signal in hand.
         self._sending = 0
         self._deferred: deque[tuple[str, Callable[..., None], Event]] = deque()
+        self._rejected = RecentIds(_REFUSALS_REMEMBERED)  # signals refused: see on_rejection
         self._flushing = False
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
@@ -297,7 +298,12 @@ class StrategyStage(Stage):
         signal = rejection.signal
         strategy = self.strategies.get(signal.strategy_id)
         if strategy is not None:
-            self.contexts[signal.strategy_id]._resolve(signal.event_id)
+            ctx = self.contexts[signal.strategy_id]
+            ctx._resolve(signal.event_id)
+            if self._rejected.seen(signal.event_id):
+                # A second refusal of one signal (an executor that restarted answers a cancel
+                # of the order it had already rejected when it stopped): said once is enough.
+                return
             if self._sending or self._flushing:
                 self._deferred.append((signal.strategy_id, strategy.on_rejection, rejection))
             else:
@@ -555,7 +561,16 @@ class ExecutionStage(Stage):
 
     def on_order(self, order: Order | Cancel) -> None:
         if type(order) is Cancel:
-            self.executor.on_cancel(order)
+            on_cancel = getattr(self.executor, "on_cancel", None)
+            if on_cancel is None:  # not an Executor subclass: say so, as the base class does
+                self.services.logger.warning(
+                    "executor %s cannot cancel orders: the order of signal %s (%s) goes on",
+                    type(self.executor).__name__,
+                    order.signal.event_id,
+                    order.signal.instrument,
+                )
+            else:
+                on_cancel(order)
         else:
             self.executor.on_order(order)  # type: ignore[arg-type]
 

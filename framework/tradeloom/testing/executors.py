@@ -35,7 +35,7 @@ This module imports pytest: use it from test code only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -141,14 +141,22 @@ class ExecutorHarness:
         self.ids = RecordingIds()
         self.clock = ManualClock(start)
         self.emitted: list[Any] = []
+        self.on_emit: Callable[[Any], None] | None = None
+        """Called with each event right after it is recorded, while the executor is still in
+        the call that emitted it (as a strategy's ``on_fill`` runs in one process)."""
         executor.bind(
             ExecutionContext(
                 ids=self.ids,
                 clock=self.clock,
-                emit=self.emitted.append,
+                emit=self._record,
                 logger=component_logger("executor"),
             )
         )
+
+    def _record(self, event: Any) -> None:
+        self.emitted.append(event)
+        if self.on_emit is not None:
+            self.on_emit(event)
 
     def market(self, *events: MarketEvent) -> None:
         """Deliver market events in order."""
@@ -564,6 +572,38 @@ class ExecutorConformance:
         assert outcome.validator == CANCELLED, (
             f"a cancellation is answered by a rejection with validator {CANCELLED!r}, "
             f"not {outcome.validator!r}"
+        )
+
+    def test_a_cancel_from_a_fills_callback_is_kept_and_loses_no_other_order(
+        self, conformance_harness: ExecutorHarness
+    ) -> None:
+        # One cancels the other: in one process a strategy's on_fill, which may cancel another
+        # waiting order or send a new one, runs while the executor is still filling.
+        harness = conformance_harness
+        self._needs_cancel(harness)
+        first, *later = self.bars(["10", "10", "8", "4", "4"])
+        harness.market(first)
+        other = harness.order(self.instrument, Side.BUY, "1", limit_price="5")
+        trigger = harness.order(self.instrument, Side.BUY, "1", limit_price="9")
+        bystander = harness.order(self.instrument, Side.BUY, "1", limit_price="9")
+
+        def cancel_the_other(event: Any) -> None:
+            if isinstance(event, Fill) and event.order_id == trigger.event_id:
+                harness.cancel(other)
+
+        harness.on_emit = cancel_the_other
+        harness.market(*later)  # down through 9 (trigger, bystander), then through 5 (other)
+        harness.on_emit = None
+        harness.drain()
+        harness.check_emitted()
+        assert isinstance(harness.outcome(trigger), Fill)
+        assert isinstance(harness.outcome(bystander), Fill), (
+            "an order waiting beside the one whose fill cancelled another was lost: "
+            f"{harness.outcomes(bystander)!r}"
+        )
+        cancelled = harness.outcome(other)
+        assert isinstance(cancelled, Rejection) and cancelled.validator == CANCELLED, (
+            f"the order cancelled from a fill's callback was not cancelled: {cancelled!r}"
         )
 
     def test_a_cancel_after_the_fill_changes_nothing(

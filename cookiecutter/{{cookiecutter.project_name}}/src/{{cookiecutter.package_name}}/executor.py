@@ -36,15 +36,16 @@ class {{ cookiecutter.class_name }}(Executor):
     def on_market(self, event: Bar | MarketTick) -> None:
         # For a bar, the first price after the order is the bar's open.
         price = event.open if isinstance(event, Bar) else event.last_price
-        still_waiting = []
-        for order in self.waiting.pop(event.instrument, []):
-            fill_price = self._price(order, price) if event.ts > order.ts else None
-            if fill_price is None:
-                still_waiting.append(order)
-            else:
+        waiting = self.waiting.get(event.instrument, [])
+        # Over a copy: a fill's callbacks (the strategy's on_fill, in one process) may cancel
+        # a waiting order or add one, which changes the list itself.
+        for order in waiting.copy():
+            if order not in waiting or event.ts <= order.ts:
+                continue  # cancelled meanwhile, or not a later price (no look-ahead)
+            fill_price = self._price(order, price)
+            if fill_price is not None:
+                waiting.remove(order)
                 self._fill(order, fill_price)
-        if still_waiting:
-            self.waiting[event.instrument] = still_waiting
 
     def on_order(self, order: Order) -> None:
         if order.event_id in self.seen:  # a redelivered order must not fill twice
