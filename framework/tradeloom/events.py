@@ -208,6 +208,21 @@ class Order(_TradeIntent):
     def order_id(self) -> UUID:
         return self.event_id
 
+    def to_signal(self) -> Signal:
+        """The signal this order was made from (its ``event_id`` is ``signal_id``; ``ts`` the
+        order's), as a :class:`Rejection` of the order carries it."""
+        return Signal(
+            event_id=self.signal_id,
+            ts=self.ts,
+            strategy_id=self.strategy_id,
+            instrument=self.instrument,
+            side=self.side,
+            quantity=self.quantity,
+            order_type=self.order_type,
+            limit_price=self.limit_price,
+            market_ts=self.market_ts,
+        )
+
 
 class Rejection(Event):
     """A signal (or order) that will not be executed, with who refused it and why."""

@@ -246,16 +246,7 @@ class PaperTrader(Executor):
     def _reject(self, orders: Iterable[Order], reason: str) -> None:
         ctx = self.ctx
         for order in orders:
-            signal = Signal(
-                event_id=order.signal_id,
-                ts=order.ts,
-                strategy_id=order.strategy_id,
-                instrument=order.instrument,
-                side=order.side,
-                quantity=order.quantity,
-                order_type=order.order_type,
-                limit_price=order.limit_price,
-            )
+            signal = order.to_signal()
             what = "limit order not filled" if order.order_type is OrderType.LIMIT else reason
             ctx.logger.warning(
                 "order %s for %s rejected: %s", order.event_id, order.instrument, reason

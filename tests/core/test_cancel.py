@@ -294,14 +294,7 @@ class _RefusesTwice(_FillsNextBarOnly):
     order it had rejected when it stopped."""
 
     def on_order(self, order: Order) -> None:
-        signal = Signal(
-            event_id=order.signal_id,
-            ts=order.ts,
-            strategy_id=order.strategy_id,
-            instrument=order.instrument,
-            side=order.side,
-            quantity=order.quantity,
-        )
+        signal = order.to_signal()
         for reason in ("input ended", "cancelled: not open"):
             self.ctx.emit(
                 Rejection(

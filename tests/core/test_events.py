@@ -132,3 +132,30 @@ def test_orders_check_limit_consistency_and_bars_are_stamped_at_their_end() -> N
             start=TS - timedelta(days=1),
             end=TS,
         )
+
+
+def test_an_order_gives_back_the_signal_it_was_made_from() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from uuid import uuid4
+
+    from tradeloom.events import Order, OrderType, Side, Signal
+
+    ts = datetime(2024, 1, 2, tzinfo=UTC)
+    signal = Signal(
+        event_id=uuid4(),
+        ts=ts,
+        strategy_id="s",
+        instrument="X",
+        side=Side.SELL,
+        quantity=Decimal("2.5"),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal("10.25"),
+        market_ts=ts,
+    )
+    order = Order(
+        **signal.model_dump(exclude={"type", "event_id"}),
+        event_id=uuid4(),
+        signal_id=signal.event_id,
+    )
+    assert order.to_signal() == signal

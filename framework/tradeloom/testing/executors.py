@@ -57,7 +57,6 @@ from tradeloom.events import (
     OrderType,
     Rejection,
     Side,
-    Signal,
 )
 from tradeloom.strategy import Strategy, StrategyContext
 from tradeloom.testing._support import ManualClock, RecordingIds, component_logger
@@ -192,17 +191,7 @@ class ExecutorHarness:
     def cancel(self, order: Order) -> Cancel:
         """Ask the executor to cancel ``order`` (as a strategy's ``ctx.cancel()`` of the
         signal it was made from does); return the request."""
-        signal = Signal(
-            event_id=order.signal_id,
-            ts=order.ts,
-            strategy_id=order.strategy_id,
-            instrument=order.instrument,
-            side=order.side,
-            quantity=order.quantity,
-            order_type=order.order_type,
-            limit_price=order.limit_price,
-        )
-        cancel = Cancel(event_id=uuid7(), ts=self.clock.now(), signal=signal)
+        cancel = Cancel(event_id=uuid7(), ts=self.clock.now(), signal=order.to_signal())
         self.executor.on_cancel(cancel)
         return cancel
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tradeloom import Bar, Cancel, Fill, MarketTick, Order, OrderType, Rejection, Side, Signal
+from tradeloom import Bar, Cancel, Fill, MarketTick, Order, OrderType, Rejection, Side
 from tradeloom.components import Executor
 from tradeloom.events import CANCELLED
 
@@ -97,21 +97,11 @@ class {{ cookiecutter.class_name }}(Executor):
     def _reject(
         self, order: Order, reason: str, validator: str = "{{ cookiecutter.component_name }}"
     ) -> None:
-        signal = Signal(
-            event_id=order.signal_id,
-            ts=order.ts,
-            strategy_id=order.strategy_id,
-            instrument=order.instrument,
-            side=order.side,
-            quantity=order.quantity,
-            order_type=order.order_type,
-            limit_price=order.limit_price,
-        )
         self.ctx.emit(
             Rejection(
                 event_id=self.ctx.ids.new_id(),
                 ts=self.ctx.clock.now(),
-                signal=signal,
+                signal=order.to_signal(),  # the signal the order was made from
                 validator=validator,
                 reason=reason,
             )
