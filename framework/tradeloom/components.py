@@ -161,6 +161,16 @@ class ExecutionContext:
     logger: logging.Logger
 
 
+def report_cannot_cancel(logger: logging.Logger, executor: object, cancel: Cancel) -> None:
+    """Log that ``executor`` cannot cancel, so the order of ``cancel.signal`` goes on."""
+    logger.warning(
+        "executor %s cannot cancel orders: the order of signal %s (%s) goes on",
+        type(executor).__name__,
+        cancel.signal.event_id,
+        cancel.signal.instrument,
+    )
+
+
 class Executor(abc.ABC):
     """Turns orders into fills (or rejections)."""
 
@@ -182,12 +192,7 @@ class Executor(abc.ABC):
         filled or rejected already, emit nothing (that outcome is the answer). An executor
         that cannot cancel leaves this as it is: the request is logged and the order goes on.
         """
-        self.ctx.logger.warning(
-            "executor %s cannot cancel orders: the order of signal %s (%s) goes on",
-            type(self).__name__,
-            cancel.signal.event_id,
-            cancel.signal.instrument,
-        )
+        report_cannot_cancel(self.ctx.logger, self, cancel)
 
     def on_time(self, now: datetime) -> None:  # noqa: B027 - optional hook
         """Called as time passes, to expire what waits too long."""

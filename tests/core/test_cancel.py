@@ -168,6 +168,17 @@ class _FillsNextBarOnly(Executor):
         self.waiting.append(order)
 
 
+def _with_executor(name: str, factory: Any) -> Any:
+    from tradeloom import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_executors(self) -> dict[str, Any]:
+            return {name: factory}
+
+    return Plugin()
+
+
 class _CancelsAtOnce(Strategy):
     def __init__(self) -> None:
         self.cancelled: list[bool] = []
@@ -180,20 +191,13 @@ class _CancelsAtOnce(Strategy):
 def test_an_executor_that_cannot_cancel_logs_it_and_the_order_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tradeloom import hookimpl
-
-    class Plugin:
-        @hookimpl
-        def tradeloom_register_executors(self) -> dict[str, Any]:
-            return {"no_cancel": _FillsNextBarOnly}
-
     strategy = _CancelsAtOnce()
     with caplog.at_level(logging.WARNING):
         result = run_strategy(
             strategy,
             bars("X", ["10", "11"], opens=["10", "10.5"]),
             config={"executor": {"name": "no_cancel"}},
-            plugins=[Plugin()],
+            plugins=[_with_executor("no_cancel", _FillsNextBarOnly)],
         )
     assert strategy.cancelled == [True]
     assert [fill.price for fill in result.fills] == [Decimal("10.5")]
@@ -324,17 +328,6 @@ class _Duck:
 
     def drain(self) -> None:
         pass
-
-
-def _with_executor(name: str, factory: Any) -> Any:
-    from tradeloom import hookimpl
-
-    class Plugin:
-        @hookimpl
-        def tradeloom_register_executors(self) -> dict[str, Any]:
-            return {name: factory}
-
-    return Plugin()
 
 
 def test_a_strategy_hears_of_a_signals_refusal_once() -> None:

@@ -13,7 +13,14 @@ from typing import Any
 
 import attrs
 
-from tradeloom.components import Clock, ExecutionContext, Executor, IdGenerator, Validator
+from tradeloom.components import (
+    Clock,
+    ExecutionContext,
+    Executor,
+    IdGenerator,
+    Validator,
+    report_cannot_cancel,
+)
 from tradeloom.errors import StageError, StrategyError, TradeloomError
 from tradeloom.events import (
     CANCELLED,
@@ -66,9 +73,6 @@ class DirectRoute:
     subscribers: Sequence[Callable[..., None]]
     count: int
     targets: list[tuple[Stage, Callable[[Any], None]]]
-
-    def valid(self) -> bool:
-        return len(self.subscribers) == self.count
 
 
 class Stage:
@@ -148,7 +152,7 @@ class Stage:
         route = self.direct_routes.get(topic) if direct else None
         if (
             route is None
-            or len(route.subscribers) != route.count  # route.valid(), inline: per event
+            or len(route.subscribers) != route.count  # no longer valid (see DirectRoute)
             or self._status.stage_observer is not None
         ):
             self.transport.publish(topic, event, key)
@@ -563,12 +567,7 @@ class ExecutionStage(Stage):
         if type(order) is Cancel:
             on_cancel = getattr(self.executor, "on_cancel", None)
             if on_cancel is None:  # not an Executor subclass: say so, as the base class does
-                self.services.logger.warning(
-                    "executor %s cannot cancel orders: the order of signal %s (%s) goes on",
-                    type(self.executor).__name__,
-                    order.signal.event_id,
-                    order.signal.instrument,
-                )
+                report_cannot_cancel(self.services.logger, self.executor, order)
             else:
                 on_cancel(order)
         else:
@@ -582,7 +581,7 @@ class ExecutionStage(Stage):
         return super().direct_method(topic)
 
     def emit(self, event: Fill | Rejection) -> None:
-        if type(event) is Fill or isinstance(event, Fill):
+        if isinstance(event, Fill):
             self.publish(Topics.FILLS, event, event.instrument)
         elif isinstance(event, Rejection):
             self.services.status.rejections[event.validator] += 1
