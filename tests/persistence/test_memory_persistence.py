@@ -108,6 +108,26 @@ def test_concurrent_writers_store_each_order_once() -> None:
     assert {fill.order_id for fill in memory.load_fills()} == {f.order_id for f in fills}
 
 
+def test_the_journal_reads_as_json_in_the_order_recorded() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    first, second, third = make_fill("a"), make_fill("b"), make_fill("a")
+    memory.record_fills([first, second])
+    assert memory.store.fills == [("a", first.model_dump_json()), ("b", second.model_dump_json())]
+    memory.record_fills([third, first])  # first's order is journaled already
+    assert memory.store.fills[2:] == [("a", third.model_dump_json())]
+    assert memory.load_fills() == [first, second, third]
+    assert memory.load_fills("a") == [first, third]
+
+
+def test_a_batch_with_a_non_fill_stores_nothing() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    with pytest.raises(AttributeError):
+        memory.record_fills([make_fill("a"), "not a fill"])  # type: ignore[list-item]
+    assert memory.store.fills == []
+
+
 def test_repr_counts_contents() -> None:
     memory = MemoryPersistence()
     memory.open()
