@@ -176,8 +176,9 @@ class PaperTrader(Executor):
         # Over a copy, taking each fill out of the live list before emitting it: a fill's
         # callbacks may cancel another waiting order (on_cancel removes it from the live list)
         # or add one (on_order appends to it).
+        filled = False
         for entry in waiting.copy():
-            if not any(item is entry for item in waiting):
+            if filled and not any(item is entry for item in waiting):
                 continue  # cancelled by the callbacks of an earlier fill
             order, placed = entry
             prices = (first, low, high)
@@ -195,6 +196,7 @@ class PaperTrader(Executor):
             price = self._execution_price(order, *prices)
             if price is not None:
                 waiting.remove(entry)
+                filled = True
                 self._fill(order, price, event.ts)
         if not waiting and self.pending.get(instrument) is waiting:
             del self.pending[instrument]

@@ -117,14 +117,14 @@ class PortfolioStage(Stage):
         return equity
 
     def on_fill(self, fill: Fill) -> None:
-        before = self.book.portfolio(fill.strategy_id).position(fill.instrument)
+        portfolio = self.book.portfolio(fill.strategy_id)
+        before = portfolio.position(fill.instrument)
         if not self.book.apply_fill(fill):
             self.services.status.duplicates_ignored += 1
             return
         self._equity = None
         self._unjournaled.append(fill)
-        after = self.book.portfolios[fill.strategy_id].position(fill.instrument)
-        self.result.add_fill(fill, before, after)
+        self.result.add_fill(fill, before, portfolio.position(fill.instrument))
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.result.add_rejection(rejection)
