@@ -2,8 +2,9 @@
 
 1. The event-driven backtest workload (SMA(10/30) crossover, long or flat 1 unit, market
    orders filled at the next price, zero commission) on synthetic ticks and bars, in
-   tradeloom and in backtrader on the same CSV files in the same run. Each engine runs in its
-   own process, so its peak memory is its own. Both must report the same fills and P&L:
+   tradeloom and in backtrader on the same CSV files in the same run (and in nautilus_trader
+   with ``--nautilus-python``, the interpreter of an environment that has it). Each engine runs
+   in its own process, so its peak memory is its own. All must report the same fills and P&L:
    MATCH or MISMATCH is printed, and a mismatch exits with status 1.
 2. Micro benchmarks: codec round trips, ids, tick-to-fill latency, one order's life cycle.
 
@@ -29,8 +30,8 @@ from bench_common import machine, parse  # noqa: E402
 from bench_data import ensure  # noqa: E402
 
 
-def child(script: str, *args: str) -> dict[str, Any]:
-    command = [sys.executable, str(HERE / script), *args]
+def child(script: str, *args: str, python: str = sys.executable) -> dict[str, Any]:
+    command = [python, str(HERE / script), *args]
     done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
@@ -38,9 +39,9 @@ def child(script: str, *args: str) -> dict[str, Any]:
     return parse(done.stdout)
 
 
-def best_of(repeat: int, script: str, *args: str) -> dict[str, Any]:
+def best_of(repeat: int, script: str, *args: str, python: str = sys.executable) -> dict[str, Any]:
     """The run with the least CPU time of ``repeat`` runs (the machine may be shared)."""
-    runs = [child(script, *args) for _ in range(repeat)]
+    runs = [child(script, *args, python=python) for _ in range(repeat)]
     best = min(runs, key=lambda r: r["cpu_seconds"])
     best["runs"] = [{k: r[k] for k in ("seconds", "cpu_seconds")} for r in runs]
     return best
@@ -53,21 +54,25 @@ def backtest(kind: str, count: int, data_dir: Path, args: argparse.Namespace) ->
     tradeloom = best_of(args.repeat, "engine_tradeloom.py", str(path), "--kind", kind)
     show(tradeloom)
     entry: dict[str, Any] = {"kind": kind, "events": count, "tradeloom": tradeloom}
-    if not args.skip_backtrader:
-        backtrader = best_of(args.repeat, "engine_backtrader.py", str(path), "--kind", kind)
-        show(backtrader)
-        same = tradeloom["fills"] == backtrader["fills"] and Decimal(tradeloom["pnl"]) == Decimal(
-            backtrader["pnl"]
+    peers = [] if args.skip_backtrader else [("backtrader", "", sys.executable)]
+    if args.nautilus_python:
+        peers.append(("nautilus", "nautilus_", args.nautilus_python))
+    for name, prefix, python in peers:
+        peer = best_of(args.repeat, f"engine_{name}.py", str(path), "--kind", kind, python=python)
+        show(peer)
+        same = tradeloom["fills"] == peer["fills"] and Decimal(tradeloom["pnl"]) == Decimal(
+            peer["pnl"]
         )
-        entry["backtrader"] = backtrader
-        entry["match"] = same
-        entry["ratio_wall"] = tradeloom["events_per_second"] / backtrader["events_per_second"]
-        entry["ratio_cpu"] = backtrader["cpu_seconds"] / tradeloom["cpu_seconds"]
+        entry[name] = peer
+        # backtrader's keys carry no prefix (as in the results of earlier rounds).
+        entry[f"{prefix}match"] = same
+        entry[f"{prefix}ratio_wall"] = tradeloom["events_per_second"] / peer["events_per_second"]
+        entry[f"{prefix}ratio_cpu"] = peer["cpu_seconds"] / tradeloom["cpu_seconds"]
         print(
             f"  {'MATCH' if same else 'MISMATCH'}: fills {tradeloom['fills']} / "
-            f"{backtrader['fills']}, P&L {tradeloom['pnl']} / {backtrader['pnl']}; "
-            f"tradeloom/backtrader = {entry['ratio_wall']:.1f}x (wall), "
-            f"{entry['ratio_cpu']:.1f}x (CPU)",
+            f"{peer['fills']}, P&L {tradeloom['pnl']} / {peer['pnl']}; "
+            f"tradeloom/{name} = {entry[f'{prefix}ratio_wall']:.1f}x (wall), "
+            f"{entry[f'{prefix}ratio_cpu']:.1f}x (CPU)",
             flush=True,
         )
     return entry
@@ -138,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-backtrader", action="store_true")
     parser.add_argument(
+        "--nautilus-python",
+        metavar="PYTHON",
+        help="also run the backtests in nautilus_trader, with this interpreter (of an "
+        "environment that has nautilus_trader; it pins its own dependencies)",
+    )
+    parser.add_argument(
         "--only", choices=("backtest", "micro"), help="run only the backtests or the micro set"
     )
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
@@ -164,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             if count > 0
         ]
         print(f"\nwrote {write(args.out, 'backtest', {'machine': info, 'runs': runs})}")
-        if any(run.get("match") is False for run in runs):
-            print("MISMATCH: tradeloom and backtrader disagree", file=sys.stderr)
+        if any(run.get(key) is False for run in runs for key in ("match", "nautilus_match")):
+            print("MISMATCH: tradeloom and a peer disagree", file=sys.stderr)
             status = 1
     if args.only in (None, "micro"):
         ticks_file = ensure(
