@@ -1,4 +1,5 @@
-"""A backtest freezes the collector's view of what existed before the run, and undoes it."""
+"""A backtest freezes the collector's view of what existed before the run, a run collects the
+young generation less often, and both are undone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid6
 
 import tradeloom
 from tradeloom.events import MarketTick
+from tradeloom.runtime.collector import PYTHON_DEFAULT_THRESHOLDS, YOUNG_COLLECTION_EVERY
 from tradeloom.strategy import Strategy, StrategyContext
 
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
@@ -110,3 +112,51 @@ def test_what_outlives_each_stretch_of_a_backtest_is_frozen_after_collecting_gar
     assert strategy.frozen[-1] - strategy.frozen[0] < 300
     assert strategy.alive[0] < 8192  # only cycles made since the last freeze are left
     assert gc.get_freeze_count() == 0
+
+
+class _SeesThresholds(Strategy):
+    def __init__(self) -> None:
+        self.thresholds: list[tuple[int, int, int]] = []
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        self.thresholds.append(gc.get_threshold())
+
+
+def test_a_run_collects_the_young_generation_less_often_and_puts_it_back() -> None:
+    assert gc.get_threshold() == PYTHON_DEFAULT_THRESHOLDS
+    strategy = _SeesThresholds()
+    tradeloom.backtest(events=_ticks(2), strategies={"s": strategy})
+    assert strategy.thresholds == [(YOUNG_COLLECTION_EVERY, 10, 10)] * 2
+    assert gc.get_threshold() == PYTHON_DEFAULT_THRESHOLDS
+
+
+def test_a_failed_run_puts_the_thresholds_back_too() -> None:
+    class Fails(Strategy):
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(tradeloom.errors.StrategyError, match="boom"):
+        tradeloom.backtest(events=_ticks(2), strategies={"s": Fails()})
+    assert gc.get_threshold() == PYTHON_DEFAULT_THRESHOLDS
+
+
+def test_thresholds_the_application_chose_are_left_alone() -> None:
+    gc.set_threshold(2_000, 5, 5)
+    try:
+        strategy = _SeesThresholds()
+        tradeloom.backtest(events=_ticks(2), strategies={"s": strategy})
+        assert strategy.thresholds == [(2_000, 5, 5)] * 2
+        assert gc.get_threshold() == (2_000, 5, 5)
+    finally:
+        gc.set_threshold(*PYTHON_DEFAULT_THRESHOLDS)
+
+
+def test_a_disabled_collector_stays_as_it_is() -> None:
+    gc.disable()
+    try:
+        strategy = _SeesThresholds()
+        tradeloom.backtest(events=_ticks(1), strategies={"s": strategy})
+        assert strategy.thresholds == [PYTHON_DEFAULT_THRESHOLDS]
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

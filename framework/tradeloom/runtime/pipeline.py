@@ -38,6 +38,7 @@ from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.arguments import check_pipeline_arguments
 from tradeloom.runtime.clock import SimulatedClock, WallClock
+from tradeloom.runtime.collector import run_collector
 from tradeloom.runtime.dead_letter_file import DeadLetterFile
 from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.delivery import BlockDelivery, block_delivery
@@ -454,22 +455,17 @@ class Pipeline:
             # frozen, the collector's full collections during the run skip it (about 3% of a
             # million-tick run). Not when the application froze objects itself: unfreezing
             # afterwards would undo that.
-            frozen = self.mode == "backtest" and gc.isenabled() and gc.get_freeze_count() == 0
-            if frozen:
-                gc.freeze()
-            self._freezing = frozen
-            try:
-                await self._run_tasks()
-            except BaseExceptionGroup as group:
-                sole = sole_exception(group)
-                if sole is not None:
-                    # The one real error, not a task-group wrapper, with its own cause (a
-                    # strategy's exception, say, and where in the strategy it was raised).
-                    raise sole from sole.__cause__
-                raise
-            finally:
-                if frozen:
-                    gc.unfreeze()
+            with run_collector(freeze=self.mode == "backtest") as frozen:
+                self._freezing = frozen
+                try:
+                    await self._run_tasks()
+                except BaseExceptionGroup as group:
+                    sole = sole_exception(group)
+                    if sole is not None:
+                        # The one real error, not a task-group wrapper, with its own cause (a
+                        # strategy's exception, say, and where in the strategy it was raised).
+                        raise sole from sole.__cause__
+                    raise
         except BaseException:
             await self._save_after_failure()
             raise
