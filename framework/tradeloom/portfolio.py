@@ -218,7 +218,8 @@ class PortfolioBook:
         if order in applied:
             return False
         applied.add(order)
-        self.portfolio(fill.strategy_id).apply_fill(fill)
+        strategy_id = fill.strategy_id
+        (self.portfolios.get(strategy_id) or self.portfolio(strategy_id)).apply_fill(fill)
         return True
 
     def mark(self, instrument: str, price: Decimal) -> None:
