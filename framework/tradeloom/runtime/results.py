@@ -47,22 +47,21 @@ class EquityCurve:
     def add(self, ts: datetime, equity: Decimal) -> None:
         # Called for every market event, and equity mostly stays as it was (mostly the very
         # same object): the same value as the point before cannot make a new peak or a
-        # deeper drawdown.
-        last_equity = self._last_equity
-        if equity is not last_equity:
+        # deeper drawdown. (Nor can an equal value in a new object: the point before is at
+        # most the peak and at least the trough, so the two comparisons below rule it out.)
+        if equity is not self._last_equity:
             self._last_equity = equity
-            if last_equity is None or equity != last_equity:
-                peak = self.peak
-                if peak is None or equity > peak:
-                    self.peak = self._trough = equity
-                elif equity < self._trough:
-                    # The deepest drawdown from a peak is at the lowest equity after it, so the
-                    # division is needed only at a new low (not at every other change).
-                    self._trough = equity
-                    if peak > 0:
-                        drawdown = (peak - equity) / peak
-                        if drawdown > self.max_drawdown:
-                            self.max_drawdown = drawdown
+            peak = self.peak
+            if peak is None or equity > peak:
+                self.peak = self._trough = equity
+            elif equity < self._trough:
+                # The deepest drawdown from a peak is at the lowest equity after it, so the
+                # division is needed only at a new low (not at every other change).
+                self._trough = equity
+                if peak > 0:
+                    drawdown = (peak - equity) / peak
+                    if drawdown > self.max_drawdown:
+                        self.max_drawdown = drawdown
         self._last_ts = ts
         count = self._count
         self._count = count + 1
