@@ -22,6 +22,7 @@ import importlib
 import inspect
 import os
 import traceback
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -524,10 +525,32 @@ def _prepare_parameters(
                 f"{label}: parameter {name}: float {value!r} is not accepted for a Decimal; "
                 "write it as a string or an exact TOML number"
             )
+        if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
+            # pydantic would take true for 1 (and for Decimal("1")): a slip, not a number.
+            raise ConfigError(
+                f"{label}: parameter {name}: {str(value).lower()} is a boolean; it takes "
+                f"{_type_name(field.annotation)}"
+            )
         if isinstance(value, SecretStr) and field is not None and "SecretStr" not in annotation:
             value = value.get_secret_value()
         prepared[name] = value
     return prepared
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a parameter annotated so may be a boolean (``bool``, ``Any``, a union or
+    ``Literal`` with one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _takes_bool(arguments[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_takes_bool(argument) for argument in arguments)
+    if origin is typing.Literal:
+        return any(isinstance(argument, bool) for argument in arguments)
+    return False
 
 
 def _parameters_model(factory: Any) -> type[BaseModel] | None:
