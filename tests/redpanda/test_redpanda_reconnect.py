@@ -90,7 +90,13 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             while len(pipeline.result.fills) < 10:
                 await anyio.sleep(0.05)
             private_broker.kill()
-            await anyio.sleep(1.5)  # the watchdogs notice and start reconnecting
+            # The watchdogs notice and start reconnecting, and an attempt fails (in about a
+            # second; waited for rather than slept on, so that a loaded machine does not fail
+            # the test).
+            while "redpanda transport" not in pipeline.status.reconnecting or not any(
+                "reconnection attempt 1/30 failed" in r.getMessage() for r in caplog.records
+            ):
+                await anyio.sleep(0.05)
             # While the broker is away, the health checks see it (the transport's link).
             reconnecting.update(pipeline.status.reconnecting)
             health.extend(pipeline.health())
