@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+import tradeloom_memory.persistence as memory_module
 from tradeloom.components import Persistence
 from tradeloom.errors import CorruptStateError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
@@ -118,6 +119,45 @@ def test_the_journal_reads_as_json_in_the_order_recorded() -> None:
     assert memory.store.fills[2:] == [("a", third.model_dump_json())]
     assert memory.load_fills() == [first, second, third]
     assert memory.load_fills("a") == [first, third]
+
+
+def _unencodable_fill(portfolio_id: str) -> Fill:
+    values = dict(make_fill(portfolio_id))
+    values["price"] = object()  # only model_construct lets such a value in
+    return Fill.model_construct(**values)
+
+
+def test_a_fill_that_cannot_be_encoded_is_reported_on_every_read_and_nothing_doubles() -> None:
+    memory = MemoryPersistence()
+    memory.open()
+    good = make_fill("a")
+    memory.record_fills([good, _unencodable_fill("b")])  # found when the journal is read
+    for _ in range(2):
+        with pytest.raises(PersistenceError, match=r"fill #2 \(order .*, portfolio 'b'\) cannot"):
+            memory.load_fills()
+    assert memory.store.fill_count() == 2
+    assert repr(memory) == "MemoryPersistence(fills=2, snapshots=0)"
+
+
+def test_a_long_journal_is_encoded_as_it_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory_module, "UNENCODED_FILLS_MAX", 2)
+    memory = MemoryPersistence()
+    memory.open()
+    memory.record_fills([make_fill("a"), make_fill("b")])  # two wait
+    with pytest.raises(PersistenceError, match=r"fill #3 .* cannot be encoded"):
+        memory.record_fills([_unencodable_fill("c")])  # a third: all are encoded now
+
+
+def test_stores_with_the_same_contents_are_equal_whether_read_or_not() -> None:
+    fill = make_fill("a")
+    first, second = MemoryPersistence(), MemoryPersistence()
+    for memory in (first, second):
+        memory.open()
+        memory.record_fills([fill])
+    assert first.store.fills == [("a", fill.model_dump_json())]  # the first is read
+    assert first.store == second.store
+    second.record_fills([make_fill("b")])
+    assert first.store != second.store
 
 
 def test_a_batch_with_a_non_fill_stores_nothing() -> None:
