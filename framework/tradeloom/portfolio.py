@@ -218,8 +218,10 @@ class PortfolioBook:
         if order in applied:
             return False
         applied.add(order)
-        strategy_id = fill.strategy_id
-        (self.portfolios.get(strategy_id) or self.portfolio(strategy_id)).apply_fill(fill)
+        portfolio = self.portfolios.get(fill.strategy_id)
+        if portfolio is None:
+            portfolio = self.portfolio(fill.strategy_id)
+        portfolio.apply_fill(fill)
         return True
 
     def mark(self, instrument: str, price: Decimal) -> None:

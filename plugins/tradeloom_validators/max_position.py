@@ -35,7 +35,7 @@ class MaxPosition(Validator):
         current = view.position(signal.strategy_id, signal.instrument)
         change = signal.quantity if signal.side is Side.BUY else -signal.quantity
         after = current + change
-        limit = self.limits.get(signal.instrument, self.limit)  # limit_for(), without a call
+        limit = self.limit_for(signal.instrument)
         if abs(after) <= limit:
             return None
         if abs(after) < abs(current) and (after >= 0) == (current >= 0):

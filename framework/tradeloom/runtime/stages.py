@@ -401,7 +401,9 @@ class _RiskView:
     def position(self, strategy_id: str, instrument: str) -> Decimal:
         # Validators ask for it on every order: the book's portfolio without a call when it
         # exists (portfolio() makes a missing one).
-        portfolio = self.book.portfolios.get(strategy_id) or self.book.portfolio(strategy_id)
+        portfolio = self.book.portfolios.get(strategy_id)
+        if portfolio is None:
+            portfolio = self.book.portfolio(strategy_id)
         holding = portfolio.holdings.get(instrument)
         filled = holding.quantity if holding is not None else ZERO
         return filled + self._open_quantity((strategy_id, instrument))
