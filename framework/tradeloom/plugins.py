@@ -22,7 +22,6 @@ import importlib
 import inspect
 import os
 import traceback
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,6 +38,7 @@ from tradeloom.errors import (
     PluginError,
     UnknownComponentError,
 )
+from tradeloom.params import problem_message, takes_bool, type_name
 from tradeloom.suggestions import closest_name
 
 ENTRY_POINT_GROUP = "tradeloom"
@@ -490,10 +490,10 @@ def _parameter_problems(
         elif len(loc) > 1 and err["type"] != "missing" and not _holds(params.get(name), loc[1]):
             if name not in unions:
                 unions.add(name)
-                accepted = _type_name(model.model_fields[name].annotation)
+                accepted = type_name(model.model_fields[name].annotation)
                 problems.append(f"{name}: {params.get(name)!r} is not a valid {accepted}")
         else:
-            problems.append(f"{'.'.join(str(part) for part in loc)}: {err['msg']}")
+            problems.append(f"{'.'.join(str(part) for part in loc)}: {problem_message(err)}")
     return problems
 
 
@@ -502,13 +502,6 @@ def _holds(value: Any, key: Any) -> bool:
     if isinstance(value, Mapping):
         return key in value
     return isinstance(value, list | tuple) and isinstance(key, int) and 0 <= key < len(value)
-
-
-def _type_name(annotation: Any) -> str:
-    text = annotation.__name__ if isinstance(annotation, type) else repr(annotation)
-    for module in ("typing.", "pathlib.", "decimal.", "datetime."):
-        text = text.replace(module, "")
-    return text
 
 
 def _prepare_parameters(
@@ -525,32 +518,16 @@ def _prepare_parameters(
                 f"{label}: parameter {name}: float {value!r} is not accepted for a Decimal; "
                 "write it as a string or an exact TOML number"
             )
-        if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
-            # pydantic would take true for 1 (and for Decimal("1")): a slip, not a number.
+        if isinstance(value, bool) and field is not None and not takes_bool(field.annotation):
+            # pydantic would take true for 1 (for an int or a float): a slip, not a number.
             raise ConfigError(
                 f"{label}: parameter {name}: {str(value).lower()} is a boolean; it takes "
-                f"{_type_name(field.annotation)}"
+                f"{type_name(field.annotation)}"
             )
         if isinstance(value, SecretStr) and field is not None and "SecretStr" not in annotation:
             value = value.get_secret_value()
         prepared[name] = value
     return prepared
-
-
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a parameter annotated so may be a boolean (``bool``, ``Any``, a union or
-    ``Literal`` with one)."""
-    if annotation is bool or annotation is Any:
-        return True
-    origin = typing.get_origin(annotation)
-    arguments = typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return _takes_bool(arguments[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return any(_takes_bool(argument) for argument in arguments)
-    if origin is typing.Literal:
-        return any(isinstance(argument, bool) for argument in arguments)
-    return False
 
 
 def _parameters_model(factory: Any) -> type[BaseModel] | None:

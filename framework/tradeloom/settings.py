@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -31,6 +30,7 @@ from pydantic_settings import (
 
 from tradeloom.errors import ConfigError
 from tradeloom.events import Price
+from tradeloom.params import ParamsModel, problem_message
 from tradeloom.plugins import BLOCK_ENV, DISABLE_AUTOLOAD_ENV
 from tradeloom.suggestions import closest_name
 
@@ -39,7 +39,7 @@ ENV_PREFIX = "TRADELOOM_"
 DEFAULT_CONFIG_FILE = "tradeloom.toml"
 
 
-class _Section(BaseModel):
+class _Section(ParamsModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -253,7 +253,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        lines.append(f"  {where}: {problem_message(item)}")
     return "\n".join(lines)
 
 

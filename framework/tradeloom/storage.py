@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from tradeloom.errors import CorruptStateError, PersistenceError
 from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot
+from tradeloom.params import problem_message
 
 _E = TypeVar("_E", bound=Event)
 
@@ -27,7 +28,7 @@ def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
     parts = []
     for item in error.errors()[:limit]:
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        parts.append(f"{field}: {item['msg']}")
+        parts.append(f"{field}: {problem_message(item)}")
     if error.error_count() > limit:
         parts.append(f"and {error.error_count() - limit} more")
     return "; ".join(parts)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -21,12 +20,13 @@ from pydantic import (
     model_validator,
 )
 
+from tradeloom.params import ParamsModel
 from tradeloom.runtime.transport import Topics
 
 _Options = TypeVar("_Options", bound="ConnectionOptions")
 
 
-class ConnectionOptions(BaseModel):
+class ConnectionOptions(ParamsModel):
     """How to reach the brokers, and how patiently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

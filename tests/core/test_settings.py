@@ -49,9 +49,17 @@ params = { quantity = 0.1 }
     [
         (
             "[portfolio]\nstarting_cash = -5\n",
-            "portfolio.starting_cash: Value error, must be greater than zero",
+            "portfolio.starting_cash: must be greater than zero",
         ),
         ("[reconnect]\nmax_attempts = 'many'\n", "reconnect.max_attempts: Input should be a valid"),
+        (
+            "[reconnect]\nmax_attempts = true\n",
+            "reconnect.max_attempts: true is a boolean; it takes",
+        ),
+        (
+            "[portfolio]\nsnapshot_interval_seconds = false\n",
+            "portfolio.snapshot_interval_seconds: false is a boolean; it takes float",
+        ),
         ("[pipeline]\ntransprt = 'memory'\n", "pipeline.transprt: Extra inputs"),
         ("[portfolio\n", "invalid TOML"),
         (

@@ -232,7 +232,7 @@ def test_fill_row_failing_validation(filled_db: Path) -> None:
     with pytest.raises(CorruptStateError) as info:
         store.load_fills()
     assert "table fills, row seq=10, portfolio 'p2'" in str(info.value)
-    assert "price: Value error, must be greater than zero" in str(info.value)
+    assert "price: must be greater than zero" in str(info.value)
     store.close()
 
 

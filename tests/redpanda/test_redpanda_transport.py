@@ -318,12 +318,18 @@ def test_parameters_are_checked_with_clear_messages() -> None:
         manager.create(
             "transport",
             "redpanda",
-            {"bootstrap_servers": "no-port", "partitions": 0, "colour": "blue"},
+            {
+                "bootstrap_servers": "no-port",
+                "partitions": 0,
+                "max_batch": True,
+                "colour": "blue",
+            },
         )
     message = str(caught.value)
     assert "redpanda transport: invalid parameters" in message
     assert "bootstrap_servers: broker address 'no-port' is not host:port" in message
     assert "partitions: Input should be greater than or equal to 1" in message
+    assert "max_batch: true is a boolean; it takes int" in message
     assert "colour: unknown parameter" in message
     with pytest.raises(ConfigError, match="needs sasl_username, sasl_password"):
         manager.create(

@@ -244,6 +244,7 @@ def test_password_from_environment(
     ("params", "message"),
     [
         ({"port": 0}, "port: Input should be greater than or equal to 1"),
+        ({"port": True}, "port: true is a boolean; it takes int"),
         ({"schema": "bad-name; DROP"}, "schema: String should match pattern"),
         ({"pool_min_size": 5, "pool_max_size": 2}, "pool_max_size (2) is below pool_min_size (5)"),
         ({"hots": "x"}, "hots: Extra inputs are not permitted"),

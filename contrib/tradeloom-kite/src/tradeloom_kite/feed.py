@@ -12,11 +12,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator
 from tradeloom.backoff import ReconnectExhausted, backoff_delays
 from tradeloom.components import DeadLetter, Feed, FeedContext
 from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.events import MarketTick
+from tradeloom.params import ParamsModel
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.uri import parse_uri
@@ -37,7 +38,7 @@ class KiteConnectionError(TradeloomError):
     """A connection to the Kite ticker failed or was lost (the message is redacted)."""
 
 
-class KiteFeedParams(BaseModel):
+class KiteFeedParams(ParamsModel):
     """The ``[feed.params]`` of the ``kite`` feed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

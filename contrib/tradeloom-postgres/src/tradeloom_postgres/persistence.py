@@ -31,10 +31,11 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.params import ParamsModel
 from tradeloom.storage import (
     decode_stored_fill,
     decode_stored_snapshot,
@@ -93,7 +94,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-class PostgresParams(BaseModel):
+class PostgresParams(ParamsModel):
     """Validated parameters of :class:`PostgresPersistence` (``[persistence.params]``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

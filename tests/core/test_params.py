@@ -1,0 +1,83 @@
+"""A boolean is never taken for a number: the configuration's sections and the parameter
+models of components that check their own (``ParamsModel``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import pytest
+from pydantic import Field, ValidationError
+
+from tradeloom.params import ParamsModel, takes_bool
+
+
+class Options(ParamsModel):
+    count: int = 1
+    delay: float = 0.5
+    limit: Decimal | None = None
+    bounded: Annotated[int, Field(ge=0)] = 0
+    enabled: bool = True
+    maybe: bool | None = None
+    mode: Literal[True, "auto"] = "auto"
+    anything: Any = None
+    name: str = "x"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("count", True, "int"),
+        ("delay", False, "float"),
+        ("bounded", True, "int"),
+        ("limit", True, "Decimal | None"),
+        ("name", False, "str"),
+    ],
+)
+def test_a_boolean_for_a_field_that_is_not_one_is_refused(
+    field: str, value: bool, kind: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Options(**{field: value})
+    [error] = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert f"{str(value).lower()} is a boolean; it takes {kind}" in error["msg"]
+
+
+def test_fields_that_take_a_boolean_still_do() -> None:
+    options = Options(enabled=False, maybe=True, mode=True, anything=False)
+    assert (options.enabled, options.maybe, options.mode, options.anything) == (
+        False,
+        True,
+        True,
+        False,
+    )
+
+
+def test_numbers_and_numeric_text_are_read_as_before() -> None:
+    options = Options(count="3", delay=2, limit="1.50", bounded=4)  # type: ignore[arg-type]
+    assert (options.count, options.delay, options.limit, options.bounded) == (
+        3,
+        2.0,
+        Decimal("1.50"),
+        4,
+    )
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [
+        (bool, True),
+        (Any, True),
+        (object, True),
+        (bool | None, True),
+        (Annotated[bool, "note"], True),
+        (Literal["a", False], True),
+        (int, False),
+        (int | None, False),
+        (Literal["a", 1], False),
+        (Decimal, False),
+    ],
+)
+def test_takes_bool(annotation: Any, expected: bool) -> None:
+    assert takes_bool(annotation) is expected
