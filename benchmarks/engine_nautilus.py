@@ -59,6 +59,8 @@ price, the last bar's close), minus the starting cash, as backtrader's broker va
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -262,6 +264,8 @@ def main() -> None:
     emit(
         {
             "engine": "nautilus",
+            "version": importlib.metadata.version("nautilus_trader"),
+            "python": sys.version.split()[0],
             "kind": args.kind,
             "events": events,
             "engine_data_points": engine.iteration,
