@@ -104,20 +104,32 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
     try:
         return anyio.run(pipeline.run)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(_where_it_stopped(pipeline, settings)) from None
+        raise BacktestInterrupted(pipeline, settings) from None
     finally:
         close()
 
 
-def _where_it_stopped(pipeline: Pipeline, settings: Settings) -> str:
-    """What an interrupted backtest got through, and whether ``--resume`` can go on from it."""
+class BacktestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a backtest: says where it stopped and whether ``--resume`` can go on from
+    there; ``result`` holds what happened until then (``result.interrupted`` says where)."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+        self.result = pipeline.result
+        self.result.interrupted = _where(pipeline)
+        super().__init__(f"{self.result.interrupted}; {_what_is_kept(pipeline, settings)}")
+
+
+def _where(pipeline: Pipeline) -> str:
     times = pipeline.status.last_market_time.values()
     fills = pipeline.result.fill_count
-    where = (
-        f"at market time {max(times).isoformat()} ({fills} fills so far)"
-        if times
-        else "before the first market event"
-    )
+    if not times:
+        return "before the first market event"
+    return f"at market time {max(times).isoformat()} ({fills} fills so far)"
+
+
+def _what_is_kept(pipeline: Pipeline, settings: Settings) -> str:
+    """Whether ``--resume`` can go on from where an interrupted backtest stopped."""
+    fills = pipeline.result.fill_count
     if not fills:
         kept = "nothing was traded, so there is no state to resume from"
     elif settings.persistence.name == "memory":
@@ -126,7 +138,7 @@ def _where_it_stopped(pipeline: Pipeline, settings: Settings) -> str:
         kept = "its state could not be saved (see the log)"
     else:
         kept = "its state is saved: add --resume to the same command to continue from there"
-    return f"{where}; {kept}"
+    return kept
 
 
 def output_directory(path: str | Path) -> Path:
@@ -180,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stale.unlink()  # the demo always starts from an empty book
     print("tradeloom demo: SMA(10/30) crossover on ORCL daily bars, 1995-2014")
     print("  replay feed -> sma_cross -> paper trader (next open, 10 bps) -> sqlite\n")
-    result = _backtest(settings, args, progress=sys.stderr.isatty())
+    result = _backtest_reported(settings, args, out, "Result", progress=sys.stderr.isatty())
     _report(result, out, "Result")
     print(f"  {'database':<15} {out / 'demo.sqlite'}")
     # A copy of the sample data, for the configuration examples of the README and the docs.
@@ -193,9 +205,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     out = output_directory(args.out)
-    result = _backtest(settings, args, progress=not args.no_progress and sys.stderr.isatty())
-    _report(result, out, f"Backtest of {args.config}")
+    title = f"Backtest of {args.config}"
+    progress = not args.no_progress and sys.stderr.isatty()
+    result = _backtest_reported(settings, args, out, title, progress=progress)
+    _report(result, out, title)
     return _exit_code(result)
+
+
+def _backtest_reported(
+    settings: Settings, args: argparse.Namespace, out: Path, title: str, *, progress: bool
+) -> RunResult:
+    """Run a backtest; when it is interrupted, still write and show what it did until then
+    (marked as interrupted), then let the interruption end the command."""
+    try:
+        return _backtest(settings, args, progress=progress)
+    except BacktestInterrupted as interrupted:
+        _report(interrupted.result, out, f"{title} (interrupted)")
+        raise
 
 
 def _exit_code(result: RunResult) -> int:

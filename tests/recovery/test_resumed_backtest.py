@@ -116,7 +116,7 @@ def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: P
         time.sleep(0.05)
     time.sleep(1.5)  # well into the ticks, far from their end
     running.send_signal(signal.SIGINT)
-    _, stderr = running.communicate(timeout=60)
+    stdout, stderr = running.communicate(timeout=60)
     assert running.returncode == 130, stderr
     message = stderr.decode()
     assert message.startswith("tradeloom: interrupted at market time 2024-01-")
@@ -124,6 +124,16 @@ def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: P
         "fills so far); its state is saved: add --resume to the same command to continue "
         "from there\n"
     )
+    # What it did until then is written and shown, marked as interrupted.
+    partial = json.loads((tmp_path / "a" / "result.json").read_text())
+    where = partial["summary"]["interrupted"]
+    assert where.startswith("at market time 2024-01-") and where in message
+    assert where.endswith(f"({partial['summary']['trade_count']} fills so far)")
+    assert len(partial["fills"]) == partial["summary"]["trade_count"] > 0
+    assert 0 < partial["summary"]["market_events"] < 600_000
+    assert partial["summary"]["last_event_time"] is not None
+    assert "Backtest of c.toml (interrupted)" in stdout.decode()
+    assert f"interrupted     {where}" in stdout.decode()
 
     resumed = subprocess.run(
         [*command, "--out", "b", "--resume"], cwd=tmp_path, capture_output=True, text=True

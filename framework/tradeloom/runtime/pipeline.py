@@ -467,6 +467,10 @@ class Pipeline:
                         raise sole from sole.__cause__
                     raise
         except BaseException:
+            if self.result.market_events < self.status.market_events:
+                # Stopped inside the market loop (an error, Ctrl-C): the result counts what
+                # was delivered up to its last block, as the status does.
+                self._count_market(self.status.market_events)
             await self._save_after_failure()
             raise
         finally:

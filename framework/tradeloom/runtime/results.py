@@ -109,6 +109,9 @@ class RunResult:
     :data:`MAX_DEAD_LETTERS_KEPT` of them."""
     round_trip_count: int = 0
     commission_total: Decimal = ZERO
+    interrupted: str | None = None
+    """Set when the run was interrupted (Ctrl-C): where it stopped. The result then holds what
+    happened until then."""
 
     def add_fill(self, fill: Fill, position_before: Decimal, position_after: Decimal) -> None:
         self.fill_count += 1
@@ -193,6 +196,7 @@ class RunResult:
             "last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
             "resumed_after": self.resumed_after.isoformat() if self.resumed_after else None,
             "skipped_events": self.skipped_events,
+            "interrupted": self.interrupted,
             "wall_seconds": round(self.wall_seconds, 3),
         }
 
@@ -248,6 +252,8 @@ class RunResult:
         feed = roles is None or "feed" in roles
         books = roles is None or "portfolio" in roles
         lines = [f"  roles           {', '.join(sorted(roles))}"] if roles is not None else []
+        if self.interrupted:
+            lines.append(f"  interrupted     {self.interrupted}")
         if feed:
             lines += [
                 f"  period          {s['first_event_time'] or '-'} .. "
