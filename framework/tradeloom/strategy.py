@@ -115,6 +115,9 @@ class StrategyContext:
         # For the runtime: the signal was filled or rejected, so it is open no more (called
         # before the strategy's on_fill or on_rejection; a redelivery changes nothing).
         self._resolve: Callable[[UUID], None] = self._open_orders.close
+        # Signals (as ints) with a cancel sent and no outcome yet: for the runtime, so that a
+        # refusal of a cancelled signal that was filled meanwhile is not told after its fill.
+        self._cancelling: set[int] = set()
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None
@@ -183,6 +186,7 @@ class StrategyContext:
             )
         if not self._open_orders.is_open(signal.event_id):
             return False
+        self._cancelling.add(signal.event_id.int)
         self._send(Cancel(event_id=self._ids.new_id(), ts=self._clock.now(), signal=signal))
         return True
 

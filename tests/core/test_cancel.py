@@ -365,3 +365,44 @@ def test_an_executor_that_is_not_an_executor_subclass_is_told_it_cannot_cancel(
         )
     assert strategy.cancelled == [True]
     assert "executor _Duck cannot cancel orders: the order of signal" in caplog.text
+
+
+class _FillsOnCancelAndRefusesToo(_FillsNextBarOnly):
+    """Fills the order a cancel asks about and answers the cancel as well, as a paper trader
+    with ``dedupe_window = 0`` (or one that restarted) answers a cancel of an order it filled."""
+
+    def on_cancel(self, cancel: Cancel) -> None:
+        self.on_market(bars("X", ["10"])[0])  # fills what waits, at 10
+        self.ctx.emit(
+            Rejection(
+                event_id=self.ctx.ids.new_id(),
+                ts=cancel.ts,
+                signal=cancel.signal,
+                validator=CANCELLED,
+                reason="cancelled by the strategy: the order was not open",
+            )
+        )
+
+
+def test_a_strategy_hears_of_a_cancelled_signal_that_filled_only_its_fill() -> None:
+    class Records(_CancelsAtOnce):
+        def __init__(self) -> None:
+            super().__init__()
+            self.outcomes: list[str] = []
+
+        def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+            self.outcomes.append("fill")
+
+        def on_rejection(self, rejection: Rejection, ctx: StrategyContext) -> None:
+            self.outcomes.append(rejection.validator)
+
+    strategy = Records()
+    result = run_strategy(
+        strategy,
+        bars("X", ["10", "11"]),
+        config={"executor": {"name": "fills_and_refuses"}},
+        plugins=[_with_executor("fills_and_refuses", _FillsOnCancelAndRefusesToo)],
+    )
+    assert strategy.cancelled == [True]
+    assert strategy.outcomes == ["fill"]
+    assert [fill.price for fill in result.fills] == [Decimal(10)]

@@ -223,7 +223,7 @@ class StrategyStage(Stage):
         # signal only after it has the signal in hand.
         self._sending = 0
         self._deferred: deque[tuple[str, Callable[..., None], Event]] = deque()
-        self._rejected = RecentIds(_REFUSALS_REMEMBERED)  # signals refused: see on_rejection
+        self._rejected = RecentIds(_REFUSALS_REMEMBERED)  # outcomes told: see on_rejection
         self._flushing = False
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
@@ -291,7 +291,13 @@ class StrategyStage(Stage):
         strategy = self.strategies.get(fill.strategy_id)
         if strategy is None or not self.book.apply_fill(fill):
             return
-        self.contexts[fill.strategy_id]._resolve(fill.signal_id)
+        ctx = self.contexts[fill.strategy_id]
+        ctx._resolve(fill.signal_id)
+        if ctx._cancelling and fill.signal_id.int in ctx._cancelling:
+            # Filled before its cancel took effect: the fill is the outcome, and a refusal
+            # that answers the cancel (an executor that no longer knew the order) is not told.
+            ctx._cancelling.discard(fill.signal_id.int)
+            self._rejected.add(fill.signal_id)
         if type(strategy).on_fill is not Strategy.on_fill:  # not overridden: nothing to call
             if self._sending or self._flushing:
                 self._deferred.append((fill.strategy_id, strategy.on_fill, fill))  # __init__
@@ -304,9 +310,11 @@ class StrategyStage(Stage):
         if strategy is not None:
             ctx = self.contexts[signal.strategy_id]
             ctx._resolve(signal.event_id)
+            ctx._cancelling.discard(signal.event_id.int)
             if self._rejected.seen(signal.event_id):
-                # A second refusal of one signal (an executor that restarted answers a cancel
-                # of the order it had already rejected when it stopped): said once is enough.
+                # A second refusal of one signal, or one after its fill (an executor that
+                # restarted answers a cancel of an order it had already rejected or filled
+                # when it stopped): the first outcome is the one told.
                 return
             if self._sending or self._flushing:
                 self._deferred.append((signal.strategy_id, strategy.on_rejection, rejection))
