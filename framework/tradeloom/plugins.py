@@ -38,7 +38,7 @@ from tradeloom.errors import (
     PluginError,
     UnknownComponentError,
 )
-from tradeloom.params import problem_message, takes_bool, type_name
+from tradeloom.params import ParamsModel, problem_message, type_name
 from tradeloom.suggestions import closest_name
 
 ENTRY_POINT_GROUP = "tradeloom"
@@ -518,12 +518,6 @@ def _prepare_parameters(
                 f"{label}: parameter {name}: float {value!r} is not accepted for a Decimal; "
                 "write it as a string or an exact TOML number"
             )
-        if isinstance(value, bool) and field is not None and not takes_bool(field.annotation):
-            # pydantic would take true for 1 (for an int or a float): a slip, not a number.
-            raise ConfigError(
-                f"{label}: parameter {name}: {str(value).lower()} is a boolean; it takes "
-                f"{type_name(field.annotation)}"
-            )
         if isinstance(value, SecretStr) and field is not None and "SecretStr" not in annotation:
             value = value.get_secret_value()
         prepared[name] = value
@@ -554,9 +548,16 @@ def _parameters_model(factory: Any) -> type[BaseModel] | None:
         fields[parameter.name] = (annotation, default)
     return create_model(
         f"{getattr(factory, '__name__', 'Factory')}Parameters",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        __base__=_FactoryParameters,
         **fields,
     )
+
+
+class _FactoryParameters(ParamsModel):
+    """The base of the model made of a factory's signature: no unknown parameter, any type,
+    no boolean for a number."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
 def _describe_import_error(exc: BaseException) -> str:

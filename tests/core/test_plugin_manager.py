@@ -277,9 +277,9 @@ def test_float_and_secret_parameters(site: Path) -> None:
         manager.create("strategy", "sma_cross", {"quantity": 0.1})
     with pytest.raises(ConfigError, match=r"commission_bps: float 1\.1 is not accepted"):
         manager.create("executor", "paper", {"commission_bps": 1.1})
-    with pytest.raises(ConfigError, match=r"parameter fast: true is a boolean; it takes int"):
+    with pytest.raises(ConfigError, match=r"parameters: fast: true is a boolean; it takes int"):
         manager.create("strategy", "sma_cross", {"fast": True})
-    with pytest.raises(ConfigError, match=r"parameter quantity: false is a boolean; it takes Deci"):
+    with pytest.raises(ConfigError, match=r"quantity: false is a boolean; it takes Decimal"):
         manager.create("strategy", "sma_cross", {"quantity": False})
     module = unique("secretive")
     (site / f"{module}.py").write_text(
