@@ -104,7 +104,8 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
     try:
         return anyio.run(pipeline.run)
     except KeyboardInterrupt:
-        raise BacktestInterrupted(pipeline, settings) from None
+        can_resume = hasattr(args, "resume")  # the demo starts afresh every time
+        raise BacktestInterrupted(pipeline, settings, can_resume=can_resume) from None
     finally:
         close()
 
@@ -113,10 +114,11 @@ class BacktestInterrupted(KeyboardInterrupt):
     """Ctrl-C during a backtest: says where it stopped and whether ``--resume`` can go on from
     there; ``result`` holds what happened until then (``result.interrupted`` says where)."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> None:
         self.result = pipeline.result
         self.result.interrupted = _where(pipeline)
-        super().__init__(f"{self.result.interrupted}; {_what_is_kept(pipeline, settings)}")
+        kept = _what_is_kept(pipeline, settings, can_resume=can_resume)
+        super().__init__(f"{self.result.interrupted}; {kept}")
 
 
 def _where(pipeline: Pipeline) -> str:
@@ -127,18 +129,18 @@ def _where(pipeline: Pipeline) -> str:
     return f"at market time {max(times).isoformat()} ({fills} fills so far)"
 
 
-def _what_is_kept(pipeline: Pipeline, settings: Settings) -> str:
+def _what_is_kept(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> str:
     """Whether ``--resume`` can go on from where an interrupted backtest stopped."""
-    fills = pipeline.result.fill_count
-    if not fills:
-        kept = "nothing was traded, so there is no state to resume from"
-    elif settings.persistence.name == "memory":
-        kept = "nothing is kept (memory persistence)"
-    elif pipeline.result.unsaved_portfolios:
-        kept = "its state could not be saved (see the log)"
-    else:
-        kept = "its state is saved: add --resume to the same command to continue from there"
-    return kept
+    result = pipeline.result
+    if not result.fill_count and result.resumed_after is None:
+        return "nothing was traded, so there is no state to resume from"
+    if settings.persistence.name == "memory":
+        return "nothing is kept (memory persistence)"
+    if result.unsaved_portfolios:
+        return "its state could not be saved (see the log)"
+    if not can_resume:
+        return "its state is saved"
+    return "its state is saved: add --resume to the same command to continue from there"
 
 
 def output_directory(path: str | Path) -> Path:
@@ -220,8 +222,16 @@ def _backtest_reported(
     try:
         return _backtest(settings, args, progress=progress)
     except BacktestInterrupted as interrupted:
-        _report(interrupted.result, out, f"{title} (interrupted)")
-        raise
+        if interrupted.result.first_event_time is not None:  # else there is nothing to show
+            try:
+                _report(interrupted.result, out, f"{title} (interrupted)")
+            except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
+                print(
+                    f"tradeloom: the result of the interrupted backtest was not written: "
+                    f"{type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                )
+        raise interrupted from None
 
 
 def _exit_code(result: RunResult) -> int:

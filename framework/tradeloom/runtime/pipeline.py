@@ -467,11 +467,7 @@ class Pipeline:
                         raise sole from sole.__cause__
                     raise
         except BaseException:
-            if self.result.market_events < self.status.market_events:
-                # Stopped inside the market loop (an error, Ctrl-C): the result counts what
-                # was delivered up to its last block, as the status does.
-                self._count_market(self.status.market_events)
-            await self._save_after_failure()
+            await self._stopped_early()
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -609,6 +605,7 @@ class Pipeline:
                         self._event_observer_set("feed", "out", event)
                     publish(market, event, event.instrument)
                     count += 1
+                    self.status.market_events = count
                     earliest = result.first_event_time
                     if earliest is None or event.ts < earliest:  # live times may jump back
                         result.first_event_time = event.ts
@@ -789,6 +786,20 @@ class Pipeline:
         for portfolio_id in self.result.snapshots:
             if portfolio_id not in self._portfolios_at_start:
                 self.result.starting_equity += book.starting_cash(portfolio_id)
+
+    async def _stopped_early(self) -> None:
+        """The run failed or was interrupted (Ctrl-C): save what changed, and leave a result
+        that says what happened until then (what was delivered, the books as they are now)."""
+        if self.result.market_events < self.status.market_events:
+            # Stopped inside the market loop: the result counts what was delivered up to its
+            # last block, as the status does.
+            self._count_market(self.status.market_events)
+        await self._save_after_failure()
+        if self.portfolio_stage is not None:
+            # What _drain gives a complete run, whether the save above worked or not.
+            self.portfolio_stage.close_equity_curve()
+            self.result.snapshots = self.portfolio_stage.final_snapshots()
+            self._count_late_portfolios(self.portfolio_stage.book)
 
     async def _save_after_failure(self) -> None:
         """The run failed: still journal the fills already applied and save what changed, so a
