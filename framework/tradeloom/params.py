@@ -19,10 +19,16 @@ from pydantic import BaseModel, ValidationInfo, field_validator
 
 def takes_bool(annotation: Any) -> bool:
     """Whether a field or parameter annotated so may be a boolean (``bool``, ``Any``,
-    ``object``, a union or ``Literal`` with one). Any other annotation (``int``, ``Decimal``,
-    a class) takes no boolean."""
+    ``object``, a union or ``Literal`` with one, a ``NewType`` or ``TypeVar`` of one). Any
+    other annotation (``int``, ``Decimal``, a class) takes no boolean."""
     if annotation is bool or annotation is Any or annotation is object:
         return True
+    if isinstance(annotation, typing.TypeVar):
+        constraints = annotation.__constraints__ or (annotation.__bound__ or object,)
+        return any(takes_bool(constraint) for constraint in constraints)
+    supertype = getattr(annotation, "__supertype__", None)  # a NewType
+    if supertype is not None:
+        return takes_bool(supertype)
     origin = typing.get_origin(annotation)
     arguments = typing.get_args(annotation)
     if origin is typing.Annotated:

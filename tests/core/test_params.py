@@ -4,7 +4,7 @@ models of components that check their own (``ParamsModel``)."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NewType, TypeVar
 
 import pytest
 from pydantic import Field, ValidationError
@@ -64,10 +64,22 @@ def test_numbers_and_numeric_text_are_read_as_before() -> None:
     )
 
 
+Flag = NewType("Flag", bool)
+Count = NewType("Count", int)
+AnyT = TypeVar("AnyT")
+FlagT = TypeVar("FlagT", bound=bool)
+NumberT = TypeVar("NumberT", int, float)
+
+
 @pytest.mark.parametrize(
     ("annotation", "expected"),
     [
         (bool, True),
+        (Flag, True),
+        (AnyT, True),
+        (FlagT, True),
+        (Count, False),
+        (NumberT, False),
         (Any, True),
         (object, True),
         (bool | None, True),
