@@ -796,10 +796,14 @@ class Pipeline:
             self._count_market(self.status.market_events)
         await self._save_after_failure()
         if self.portfolio_stage is not None:
-            # What _drain gives a complete run, whether the save above worked or not.
-            self.portfolio_stage.close_equity_curve()
-            self.result.snapshots = self.portfolio_stage.final_snapshots()
-            self._count_late_portfolios(self.portfolio_stage.book)
+            # What _drain gives a complete run, whether the save above worked or not; best
+            # effort, as the error that stopped the run is the one to raise.
+            try:
+                self.portfolio_stage.close_equity_curve()
+                self.result.snapshots = self.portfolio_stage.final_snapshots()
+                self._count_late_portfolios(self.portfolio_stage.book)
+            except Exception as exc:
+                self.logger.error("could not value the books after the run stopped: %s", exc)
 
     async def _save_after_failure(self) -> None:
         """The run failed: still journal the fills already applied and save what changed, so a
