@@ -9,6 +9,7 @@ own parameters (``**params`` into a model of their own) subclass :class:`ParamsM
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -41,11 +42,13 @@ def takes_bool(annotation: Any) -> bool:
 
 
 def type_name(annotation: Any) -> str:
-    """A short name of an annotation for messages: ``int``, ``Decimal | None``."""
+    """A short name of an annotation for messages: ``int``, ``Decimal | None``, ``Path``."""
     text = annotation.__name__ if isinstance(annotation, type) else repr(annotation)
-    for module in ("typing.", "pathlib.", "decimal.", "datetime."):
-        text = text.replace(module, "")
-    return text
+    # Without the modules: "pathlib.Path" (CPython 3.13: "pathlib._local.Path") is "Path".
+    return _QUALIFIED.sub(r"\1", text)
+
+
+_QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)")
 
 
 def problem_message(error: Mapping[str, Any]) -> str:
