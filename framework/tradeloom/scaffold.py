@@ -12,7 +12,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -141,13 +143,14 @@ def create_project(
     hooks_level = hooks_log.level
     hooks_log.setLevel(logging.CRITICAL)
     try:
-        created = cookiecutter(
-            str(template),
-            no_input=no_input,
-            extra_context=extra,
-            output_dir=str(out),
-            overwrite_if_exists=overwrite,
-        )
+        with _scripts_in_a_private_temp_dir():
+            created = cookiecutter(
+                str(template),
+                no_input=no_input,
+                extra_context=extra,
+                output_dir=str(out),
+                overwrite_if_exists=overwrite,
+            )
     except EOFError:
         raise ScaffoldError(
             "standard input ended while prompting; pass --no-input and set the options with "
@@ -164,6 +167,22 @@ def create_project(
     finally:
         hooks_log.setLevel(hooks_level)
     return Path(created)
+
+
+@contextmanager
+def _scripts_in_a_private_temp_dir() -> Iterator[None]:
+    """Point ``tempfile`` at a folder of our own while cookiecutter runs, and remove it.
+
+    cookiecutter writes each rendered hook script to a temporary file it never deletes
+    (``NamedTemporaryFile(delete=False)``), which left two files in the system's temporary
+    folder per project created."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="tradeloom-new-") as private:
+        tempfile.tempdir = private
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
 
 
 def cmd_new(args: argparse.Namespace) -> int:

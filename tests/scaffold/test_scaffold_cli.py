@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,21 @@ def test_a_name_taken_by_an_installed_plugin_is_refused(
     assert "a plugin named 'paper' is installed already" in err
     assert "executor 'paper' is registered already by plugin 'paper'" in err
     assert "Traceback" not in err and "ERROR" not in err  # only the reason, once
+
+
+@pytest.mark.parametrize("plugin_name", ["leaves nothing", "9 lives!"])
+def test_nothing_is_left_in_the_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin_name: str
+) -> None:
+    """cookiecutter writes its rendered hook scripts to temporary files it does not delete;
+    `tradeloom new` removes them, whether the template accepted the options or refused them."""
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    expected = 0 if plugin_name == "leaves nothing" else 1
+    assert new(tmp_path, "--option", f"plugin_name={plugin_name}") == expected
+    assert list(system_temp.iterdir()) == []
+    assert tempfile.tempdir == str(system_temp)
 
 
 def test_prompting_without_answers_says_to_pass_no_input(tmp_path: Path) -> None:
