@@ -116,17 +116,10 @@ class BacktestInterrupted(KeyboardInterrupt):
 
     def __init__(self, pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> None:
         self.result = pipeline.result
-        self.result.interrupted = _where(pipeline)
+        if self.result.interrupted is None:  # interrupted before the pipeline ran
+            self.result.interrupted = pipeline.where_it_stopped()
         kept = _what_is_kept(pipeline, settings, can_resume=can_resume)
         super().__init__(f"{self.result.interrupted}; {kept}")
-
-
-def _where(pipeline: Pipeline) -> str:
-    times = pipeline.status.last_market_time.values()
-    fills = pipeline.result.fill_count
-    if not times:
-        return "before the first market event"
-    return f"at market time {max(times).isoformat()} ({fills} fills so far)"
 
 
 def _what_is_kept(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> str:

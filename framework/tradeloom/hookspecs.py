@@ -159,7 +159,9 @@ def tradeloom_pipeline_stopping(pipeline: Pipeline) -> Any:
 def tradeloom_pipeline_stopped(pipeline: Pipeline, result: RunResult) -> Any:
     """The pipeline has drained, saved its final state and closed its components.
 
-    ``result`` holds the fills, final snapshots and statistics. May return an awaitable.
+    ``result`` holds the fills, final snapshots and statistics. Also called after a run that
+    failed or was interrupted: ``result`` then holds what happened until then, and
+    ``result.interrupted`` says where an interrupted run stopped. May return an awaitable.
     """
 
 

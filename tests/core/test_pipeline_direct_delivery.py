@@ -23,6 +23,7 @@ from tradeloom.events import Event, MarketTick
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.delivery import block_delivery
 from tradeloom.runtime.pipeline import Pipeline
+from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Handler
 from tradeloom.settings import Settings
 from tradeloom.strategy import StrategyContext
@@ -180,6 +181,9 @@ def test_a_stage_failure_names_the_stage_on_either_path(transport: str) -> None:
         f"execution stage failed on market_tick {events[1099].event_id}: ValueError: no quote"
     )
     assert pipeline.status.stages["execution"].errors == 1
+    # Counted up to the event it failed on, whose time is the latest: in the middle of a block.
+    assert pipeline.status.market_events == pipeline.result.market_events == 1100
+    assert pipeline.result.last_event_time == events[1099].ts
 
 
 class RefusingTrader(FailingTrader):
@@ -297,8 +301,11 @@ def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> Non
         (overriding, overriding.on_market),
         (replaced, replaced.on_market),
     ]
-    deliver = block_delivery(targets, SimulatedClock(), {})
+    status = PipelineStatus()
+    deliver = block_delivery(targets, SimulatedClock(), status)
     assert deliver(events) == 3
+    assert status.market_events == 3
+    assert status.last_market_time == {"X": events[1].ts, "Y": events[2].ts}
     assert priced.calls == [("priced", event, event.price) for event in events]
     prices = [price for _, _, price in priced.calls]
     assert prices == [Decimal("10.5"), Decimal(11), Decimal("12.25")]

@@ -106,3 +106,32 @@ def test_a_role_process_summary_shows_only_what_it_did() -> None:
     assert "market events" not in portfolio and "final equity    100.00" in portfolio
     feed = result.format_summary(["feed"])
     assert "market events   0" in feed and "equity" not in feed
+
+
+def png_text(path: Path) -> dict[str, str]:
+    """The PNG's tEXt chunks (keyword and text, Latin-1)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, offset = {}, 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        if kind == b"tEXt":
+            keyword, _, text = body.partition(b"\0")
+            chunks[keyword.decode("latin-1")] = text.decode("latin-1")
+        offset += 12 + length
+    return chunks
+
+
+def test_the_equity_picture_of_an_interrupted_run_says_so(tmp_path: Path) -> None:
+    result = RunResult(starting_equity=Decimal(1000))
+    result.snapshots = {"s": make_snapshot("s", cash=1010)}
+    result.equity_curve.add(datetime(2024, 1, 2, tzinfo=UTC), Decimal(1000))
+    result.equity_curve.add(datetime(2024, 1, 3, tzinfo=UTC), Decimal(1010))
+    result.add_fill(fill(Side.BUY), Decimal(0), Decimal(1))
+    complete = png_text(result.write(tmp_path / "complete")["equity_curve"])["Title"]
+    assert complete == "Equity: 1,000.00 -> 1,010.00 (1 fills, max drawdown 0.00%)"
+    result.interrupted = "at market time 2024-01-03T00:00:00+00:00 (1 fills so far)"
+    stopped = png_text(result.write(tmp_path / "stopped")["equity_curve"])["Title"]
+    assert stopped == f"{complete}\ninterrupted {result.interrupted}"

@@ -9,13 +9,13 @@ each with the error handling the stage's handler would give it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tradeloom.errors import TradeloomError
 from tradeloom.events import MarketEvent
 from tradeloom.runtime.clock import SimulatedClock
+from tradeloom.runtime.status import PipelineStatus
 
 if TYPE_CHECKING:
     from tradeloom.runtime.stages import Stage
@@ -26,18 +26,20 @@ BlockDelivery = Callable[[Iterable[MarketEvent]], int]
 def block_delivery(
     targets: Sequence[tuple[Stage, Callable[[Any], None]]],
     clock: Any,
-    last_times: MutableMapping[str, datetime],
+    status: PipelineStatus,
 ) -> BlockDelivery:
     """Return ``deliver(events) -> count``: for each event, move ``clock`` to its time,
-    record it in ``last_times`` and call each target's method with it, in order. A method that
-    raises anything but a :class:`~tradeloom.errors.TradeloomError` is reported as its stage's
-    failure (``Stage.failed``). Each stage's ``events_in`` grows by the count, also after an
-    error."""
+    record it in ``status.last_market_time`` and call each target's method with it, in order.
+    A method that raises anything but a :class:`~tradeloom.errors.TradeloomError` is reported
+    as its stage's failure (``Stage.failed``). ``status.market_events`` and each stage's
+    ``events_in`` grow by the count, also after an error (then counting the event that failed,
+    whose time is the latest recorded)."""
     namespace: dict[str, Any] = {
         "TradeloomError": TradeloomError,
         "clock": clock,
         "advance": clock.advance,
-        "last_times": last_times,
+        "last_times": status.last_market_time,
+        "status": status,
     }
     calls = []
     priced = False
@@ -62,7 +64,7 @@ def block_delivery(
         if type(clock) is SimulatedClock
         else "advance(ts)"
     )
-    counted = "".join(
+    counted = "        status.market_events += count\n" + "".join(
         f"        stage_{index}.counters.events_in += count\n" for index in range(len(targets))
     )
     source = (
@@ -77,7 +79,7 @@ def block_delivery(
         "            count += 1\n"
         f"{''.join(calls)}"
         "    finally:\n"
-        f"{counted or '        pass'}\n"
+        f"{counted}"
         "    return count\n"
     )
     exec(compile(source, "<market delivery>", "exec"), namespace)

@@ -466,8 +466,11 @@ class Pipeline:
                         # strategy's exception, say, and where in the strategy it was raised).
                         raise sole from sole.__cause__
                     raise
-        except BaseException:
+        except BaseException as exc:
             await self._stopped_early()
+            if isinstance(exc, KeyboardInterrupt | anyio.get_cancelled_exc_class()):
+                # Before the plugins' tradeloom_pipeline_stopped, which see the result.
+                self.result.interrupted = self.where_it_stopped()
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -601,14 +604,16 @@ class Pipeline:
                     advance(event.ts)
                     last_times[event.instrument] = event.ts
                     self.status.last_market_wall_time = WallClock().now()
-                    if self._event_observer_set is not None:
-                        self._event_observer_set("feed", "out", event)
-                    publish(market, event, event.instrument)
+                    # Counted before it is published, as a block delivery counts it: an
+                    # event whose delivery fails is counted with the time it recorded.
                     count += 1
                     self.status.market_events = count
                     earliest = result.first_event_time
                     if earliest is None or event.ts < earliest:  # live times may jump back
                         result.first_event_time = event.ts
+                    if self._event_observer_set is not None:
+                        self._event_observer_set("feed", "out", event)
+                    publish(market, event, event.instrument)
                     if self._stop_requested:
                         break
             self._feed_wait = None
@@ -673,14 +678,17 @@ class Pipeline:
         market = Topics.MARKET
         observe = self._event_observer_set
         count = 0
-        for event in events:
-            ts = event.ts
-            advance(ts)
-            last_times[event.instrument] = ts
-            if observe is not None:
-                observe("feed", "out", event)
-            publish(market, event, event.instrument)
-            count += 1
+        try:
+            for event in events:
+                ts = event.ts
+                advance(ts)
+                last_times[event.instrument] = ts
+                count += 1
+                if observe is not None:
+                    observe("feed", "out", event)
+                publish(market, event, event.instrument)
+        finally:
+            self.status.market_events += count  # as a block delivery counts (see there)
         return count
 
     def _deliver(
@@ -691,9 +699,7 @@ class Pipeline:
         key = tuple(id(stage) for stage, _ in route)
         deliver = self._deliveries.get(key)
         if deliver is None:
-            deliver = self._deliveries[key] = block_delivery(
-                route, self.clock, self.status.last_market_time
-            )
+            deliver = self._deliveries[key] = block_delivery(route, self.clock, self.status)
         return deliver(events)
 
     def _count_market(self, count: int) -> None:
@@ -710,7 +716,6 @@ class Pipeline:
     async def _yield_point(self, count: int) -> None:
         self._report_progress(count)
         self._blocks += 1
-        self.status.market_events = count
         if self.mode == "live":
             self.status.last_market_wall_time = WallClock().now()
         if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
@@ -787,12 +792,20 @@ class Pipeline:
             if portfolio_id not in self._portfolios_at_start:
                 self.result.starting_equity += book.starting_cash(portfolio_id)
 
+    def where_it_stopped(self) -> str:
+        """Where the run is, in words: the latest market time delivered and the fills so far
+        (what ``result.interrupted`` says of a run interrupted there)."""
+        times = self.status.last_market_time.values()
+        if not times:
+            return "before the first market event"
+        return f"at market time {max(times).isoformat()} ({self.result.fill_count} fills so far)"
+
     async def _stopped_early(self) -> None:
         """The run failed or was interrupted (Ctrl-C): save what changed, and leave a result
         that says what happened until then (what was delivered, the books as they are now)."""
         if self.result.market_events < self.status.market_events:
-            # Stopped inside the market loop: the result counts what was delivered up to its
-            # last block, as the status does.
+            # Stopped inside the market loop: the result counts what was delivered, up to the
+            # event the run stopped on, as the status does.
             self._count_market(self.status.market_events)
         await self._save_after_failure()
         if self.portfolio_stage is not None:

@@ -110,8 +110,9 @@ class RunResult:
     round_trip_count: int = 0
     commission_total: Decimal = ZERO
     interrupted: str | None = None
-    """Set when the run was interrupted (Ctrl-C): where it stopped. The result then holds what
-    happened until then."""
+    """Set when the run was interrupted (Ctrl-C, or cancelled by the code that ran it): where
+    it stopped, in words. The result then holds what happened until then. Set before the
+    plugins' ``tradeloom_pipeline_stopped`` calls."""
 
     def add_fill(self, fill: Fill, position_before: Decimal, position_after: Decimal) -> None:
         self.fill_count += 1
@@ -301,16 +302,26 @@ def plot_equity_curve(
             # Plotting needs floats; the numbers in result.json stay exact Decimals.
             times: Any = [ts for ts, _ in series]
             axes.plot(times, [float(value) for _, value in series], lw=1.2)
-        axes.set_title(
-            f"Equity: {Decimal(summary['starting_equity']):,.2f} -> "
-            f"{Decimal(summary['final_equity']):,.2f} "
-            f"({summary['trade_count']} fills, max drawdown "
-            f"{Decimal(summary['max_drawdown']) * 100:.2f}%)"
-        )
+        title = equity_title(summary)
+        axes.set_title(title)
         axes.set_ylabel("equity")
         axes.grid(alpha=0.3)
         figure.autofmt_xdate()
         figure.tight_layout()
-        figure.savefig(path)
+        figure.savefig(path, metadata={"Title": title})  # also in the file's PNG text
     finally:
         plt.close(figure)
+
+
+def equity_title(summary: dict[str, Any]) -> str:
+    """The title of ``equity.png``: equity from start to end, fills and drawdown; an
+    interrupted run's says so (its curve ends where it stopped, not where the data does)."""
+    title = (
+        f"Equity: {Decimal(summary['starting_equity']):,.2f} -> "
+        f"{Decimal(summary['final_equity']):,.2f} "
+        f"({summary['trade_count']} fills, max drawdown "
+        f"{Decimal(summary['max_drawdown']) * 100:.2f}%)"
+    )
+    if summary.get("interrupted"):
+        title += f"\ninterrupted {summary['interrupted']}"
+    return title
