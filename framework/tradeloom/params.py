@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from pydantic import BaseModel, ValidationInfo, field_validator
@@ -60,16 +61,77 @@ def problem_message(error: Mapping[str, Any]) -> str:
     return message
 
 
+def misplaced_bool(value: Any, annotation: Any) -> tuple[tuple[Any, ...], Any] | None:
+    """Where ``value`` holds a boolean that ``annotation`` does not take, also inside tables
+    and lists (``dict[str, int]``, ``list[int]``, unions of them): the path to it (keys and
+    indexes; empty for ``value`` itself) and the annotation that refuses it. None if there is
+    none, or the annotation does not say what the table or list holds."""
+    if isinstance(value, bool):
+        return None if takes_bool(annotation) else ((), annotation)
+    if isinstance(value, Mapping):
+        items: list[tuple[Any, Any]] = list(value.items())
+        element_types = _element_types(annotation, mapping=True)
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+        element_types = _element_types(annotation, mapping=False)
+    else:
+        return None
+    if not element_types:
+        return None
+    for key, item in items:
+        found = [misplaced_bool(item, element) for element in element_types]
+        first = found[0]
+        if first is not None and all(found):  # no element type takes it
+            path, refusing = first
+            return ((key, *path), refusing)
+    return None
+
+
+def _element_types(annotation: Any, *, mapping: bool) -> list[Any]:
+    """The annotations of the values a table (``mapping``) or a list annotated so may hold;
+    empty when it does not say (``Any``, ``dict`` alone, no table or list at all)."""
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _element_types(arguments[0], mapping=mapping)
+    if origin is typing.Union or origin is types.UnionType:
+        found = [_element_types(argument, mapping=mapping) for argument in arguments]
+        return [element for elements in found for element in elements]
+    if not isinstance(origin, type) or not arguments:
+        return []
+    if mapping:
+        return [arguments[-1]] if issubclass(origin, Mapping) and len(arguments) == 2 else []
+    if issubclass(origin, Mapping) or not issubclass(origin, Sequence | AbstractSet):
+        return []
+    return [argument for argument in arguments if argument is not Ellipsis]
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in path).lstrip(".")
+
+
 class ParamsModel(BaseModel):
-    """A pydantic model that refuses ``true`` and ``false`` for fields that are not booleans."""
+    """A pydantic model that refuses ``true`` and ``false`` for fields that are not booleans,
+    and inside tables and lists that do not hold booleans."""
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name is not None:
-            field = cls.model_fields.get(info.field_name)
-            if field is not None and not takes_bool(field.annotation):
-                raise ValueError(
-                    f"{str(value).lower()} is a boolean; it takes {type_name(field.annotation)}"
-                )
+        if info.field_name is None or (
+            type(value) is not bool and not isinstance(value, Mapping | list | tuple)
+        ):
+            return value
+        field = cls.model_fields.get(info.field_name)
+        found = misplaced_bool(value, field.annotation) if field is not None else None
+        if found is not None:
+            path, refusing = found
+            boolean = "a boolean" if not path else f"a boolean (at {_where(path)})"
+            spelled = str(_at(value, path)).lower()
+            raise ValueError(f"{spelled} is {boolean}; it takes {type_name(refusing)}")
         return value
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        value = value[key]
+    return value

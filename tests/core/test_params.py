@@ -93,3 +93,48 @@ NumberT = TypeVar("NumberT", int, float)
 )
 def test_takes_bool(annotation: Any, expected: bool) -> None:
     assert takes_bool(annotation) is expected
+
+
+class Tables(ParamsModel):
+    columns: dict[str, str | int] | None = None
+    indexes: list[int] = []
+    steps: tuple[int, ...] = ()
+    nested: dict[str, list[Decimal]] = {}
+    flags: dict[str, bool] = {}
+    loose: dict[str, Any] = {}
+    untyped: dict = {}  # type: ignore[type-arg]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "columns",
+            {"ts": "ts", "last_price": True},
+            "true is a boolean (at last_price); it takes str | int",
+        ),
+        ("indexes", [1, False], "false is a boolean (at [1]); it takes int"),
+        ("steps", (1, 2, True), "true is a boolean (at [2]); it takes int"),
+        ("nested", {"a": [Decimal(1), True]}, "true is a boolean (at a[1]); it takes Decimal"),
+    ],
+)
+def test_a_boolean_inside_a_table_or_list_of_numbers_is_refused(
+    field: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Tables(**{field: value})
+    [error] = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert error["msg"] == f"Value error, {message}"
+
+
+def test_tables_and_lists_that_take_booleans_or_do_not_say_still_do() -> None:
+    tables = Tables(
+        flags={"a": True},
+        loose={"a": False},
+        untyped={"a": True},
+        columns={"ts": "ts", "last_price": 2},
+        indexes=[0, 1],
+    )
+    assert (tables.flags, tables.loose, tables.untyped) == ({"a": True}, {"a": False}, {"a": True})
+    assert (tables.columns, tables.indexes) == ({"ts": "ts", "last_price": 2}, [0, 1])

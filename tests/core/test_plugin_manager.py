@@ -281,6 +281,9 @@ def test_float_and_secret_parameters(site: Path) -> None:
         manager.create("strategy", "sma_cross", {"fast": True})
     with pytest.raises(ConfigError, match=r"quantity: false is a boolean; it takes Decimal"):
         manager.create("strategy", "sma_cross", {"quantity": False})
+    columns = {"ts": "ts", "last_price": True}  # a column index must be a number
+    with pytest.raises(ConfigError, match=r"columns: true is a boolean \(at last_price\); it"):
+        manager.create("feed", "replay", {"path": "x.csv", "format": "custom", "columns": columns})
     module = unique("secretive")
     (site / f"{module}.py").write_text(
         "from tradeloom import hookimpl\n"
