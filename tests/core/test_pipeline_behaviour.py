@@ -550,14 +550,38 @@ class _StartTime(Strategy):
         self.started_at = ctx.now()
 
 
-def test_on_start_sees_the_datas_first_time_in_a_backtest() -> None:
+class AsyncEvents(Feed):
+    """An async feed of the given events; ``closed`` once its generator is closed."""
+
+    def __init__(self, events: list[MarketTick]) -> None:
+        self.given = events
+        self.closed = False
+
+    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+        try:
+            for tick in self.given:
+                await anyio.sleep(0)
+                yield tick
+        finally:
+            self.closed = True
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_on_start_sees_the_datas_first_time_in_a_backtest(kind: str) -> None:
     data = ticks("X", ["10", "11"])
     strategy = _StartTime()
-    run_strategy(strategy, data)
+    if kind == "plain":
+        run_strategy(strategy, data)
+    else:
+        result = tradeloom.backtest(
+            {"persistence": {"name": "memory"}}, strategies={"s": strategy}, feed=AsyncEvents(data)
+        )
+        assert result.market_events == 2 and result.first_event_time == data[0].ts
     assert strategy.started_at == data[0].ts
 
 
-def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
     data = ticks("X", ["10", "11", "12", "13"])
     state = {"name": "sqlite", "params": {"path": str(tmp_path / "state.db")}}
     tradeloom.backtest(
@@ -565,11 +589,53 @@ def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path) 
         events=data[:2],
     )
     strategy = _StartTime()
+    given: dict[str, Any] = {"events": data} if kind == "plain" else {"feed": AsyncEvents(data)}
     result = tradeloom.backtest(
-        {"persistence": state}, strategies={"s": strategy}, events=data, resume=True
+        {"persistence": state}, strategies={"s": strategy}, resume=True, **given
     )
-    assert result.skipped_events == 2
+    assert result.skipped_events == 2 and result.market_events == 2
     assert strategy.started_at == data[2].ts
+    assert result.first_event_time == data[2].ts
+
+
+def test_a_backtest_waiting_for_an_async_feeds_first_event_can_be_stopped() -> None:
+    waiting = anyio.Event()
+
+    class Silent(Feed):
+        async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+            waiting.set()
+            await anyio.sleep_forever()
+            yield  # an async generator
+
+    strategy = _Lifecycle()
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode="backtest",
+        feed=Silent(),
+        strategies={"s": strategy},
+    )
+
+    async def main() -> Any:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(10):
+                await waiting.wait()
+            pipeline.stop()
+
+    anyio.run(main)
+    assert pipeline.result.market_events == 0 and pipeline.result.interrupted is None
+    assert strategy.log == ["start", "stop"]
+
+
+def test_an_async_feeds_first_event_is_checked() -> None:
+    class Naive(Feed):
+        async def events(self, ctx: FeedContext) -> AsyncIterator[Any]:  # type: ignore[override]
+            yield "not an event"
+
+    with pytest.raises(TypeError, match="feed Naive must give Bar or MarketTick events, not str"):
+        tradeloom.backtest(
+            {"persistence": {"name": "memory"}}, strategies={"s": _Lifecycle()}, feed=Naive()
+        )
 
 
 class _ClosesOnStop(Strategy):
@@ -630,6 +696,19 @@ def test_a_feed_given_up_on_at_its_first_read_still_drains_and_stops() -> None:
             {"persistence": {"name": "memory"}}, strategies={"s": strategy}, feed=GivesUp()
         )
     assert strategy.log == ["start", "stop"]
+
+
+def test_an_async_feed_opened_before_on_start_raises_is_closed() -> None:
+    class FailsToStart(Strategy):
+        def on_start(self, ctx: StrategyContext) -> None:
+            raise RuntimeError("no config")
+
+    feed = AsyncEvents(ticks("X", ["10", "11", "12"]))
+    with pytest.raises(StrategyError, match="no config"):
+        tradeloom.backtest(
+            {"persistence": {"name": "memory"}}, strategies={"s": FailsToStart()}, feed=feed
+        )
+    assert feed.closed
 
 
 def test_a_feed_opened_before_on_start_raises_is_closed() -> None:

@@ -6,10 +6,18 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 
@@ -205,7 +213,8 @@ class Pipeline:
         self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
         self._opened_async_source: Any = None
         self._opened_failure: ReconnectExhausted | None = None
-        self._feed_iterator: Iterator[MarketEvent] | None = None  # closed by _close
+        # Closed by _close: a generator the feed returned, left where a failure stopped it.
+        self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
         self._resume: ResumePoint | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
@@ -448,7 +457,7 @@ class Pipeline:
             if attach is not None:
                 attach(self.transport)  # a feed that acknowledges input once it is delivered
             await call_hook_and_await(self.manager.hook.tradeloom_pipeline_started, pipeline=self)
-            self._open_backtest_feed()
+            await self._open_backtest_feed()
             for stage in self.stages:
                 stage.start()
             # A backtest keeps everything built so far (modules, plugins, stages) to its end:
@@ -552,17 +561,18 @@ class Pipeline:
         self.result.first_event_time = first.ts
         return itertools.chain((first,), source)
 
-    def _open_backtest_feed(self) -> None:
-        """Open a backtest's plain feed before the stages start, so the simulated clock shows
-        the data's first time in ``on_start`` (an async feed is opened by ``_pump``)."""
+    async def _open_backtest_feed(self) -> None:
+        """Open a backtest's feed and read its first event before the stages start, so the
+        simulated clock shows the data's first time in ``on_start``."""
         if self.mode != "backtest" or self.feed is None:
             return
         source = self.feed.events(self._feed_context())
-        if hasattr(source, "__aiter__"):
-            self._opened_async_source = source
-            return
         try:
-            self._opened_source = self._open_source(self.feed, source)
+            if hasattr(source, "__aiter__"):
+                async_source = cast(AsyncIterable[MarketEvent], source)
+                self._opened_async_source = await self._open_async_source(self.feed, async_source)
+            else:
+                self._opened_source = self._open_source(self.feed, source)
         except ReconnectExhausted as exc:
             # Given up on at the first read: raised where the pump would have met it, so
             # the run drains and stops as it does for a feed that gives up later.
@@ -572,11 +582,32 @@ class Pipeline:
         if first_time is not None:
             self.clock.advance(first_time)
 
+    async def _open_async_source(
+        self, feed: Feed, given: AsyncIterable[MarketEvent]
+    ) -> AsyncIterator[MarketEvent]:
+        """What ``_open_source`` does for an async feed. Waiting for the first event can be
+        stopped as waiting for any other can (``stop()``, Ctrl-C)."""
+        source = self._feed_iterator = aiter(given)  # a feed may return any async iterable
+        if self._resume is not None:
+            source = self._resume.events_async(source)
+        first = None
+        with anyio.CancelScope() as self._feed_wait:
+            if self._stop_requested:
+                self._feed_wait.cancel()
+            first = await anext(source, None)
+        self._feed_wait = None
+        if first is None:  # no events, or stopped while waiting for the first
+            return source
+        _check_first_event(first, feed)
+        self.result.first_event_time = first.ts
+        return _after(first, source)
+
     async def _pump(self, feed: Feed) -> None:
         if self._opened_failure is not None:
             raise self._opened_failure
         opened = self._opened_source
-        source = self._opened_async_source if opened is None else opened
+        opened_async = self._opened_async_source
+        source = opened_async if opened is None else opened
         self._opened_source = self._opened_async_source = None
         if source is None:
             source = feed.events(self._feed_context())
@@ -588,8 +619,8 @@ class Pipeline:
         count = 0
         if hasattr(source, "__aiter__"):
             async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
-            if self._resume is not None:
-                async_source = self._resume.events_async(async_source)
+            if opened_async is None:
+                async_source = await self._open_async_source(feed, async_source)
             # A live feed reading a broker may hand out an event again (after a crash or a
             # rebalance, from its last commit): it is recognised by its id, as on transports.
             window = self.settings.pipeline.dedupe_window
@@ -838,8 +869,7 @@ class Pipeline:
         for what, closer in (
             ("transport", self.transport.close),
             ("persistence", getattr(self.persistence, "close", None)),
-            # A generator the feed returned, left where a failure stopped reading it.
-            ("feed's events", getattr(self._feed_iterator, "close", None)),
+            ("feed's events", _closer(self._feed_iterator)),
             ("feed", getattr(self.feed, "close", None)),
             ("dead-letter file", getattr(self.dead_letter_file, "close", None)),
         ):
@@ -876,6 +906,23 @@ class Pipeline:
 def _with_closest(name: str, known: Iterable[str]) -> str:
     close = closest_name(name, known)
     return f"{name} (did you mean {close}?)" if close else name
+
+
+def _closer(events: Any) -> Callable[[], Any] | None:
+    """The method that closes a generator (or async generator) of events, if it has one."""
+    close: Callable[[], Any] | None = getattr(events, "close", None) or getattr(
+        events, "aclose", None
+    )
+    return close
+
+
+async def _after(
+    first: MarketEvent, rest: AsyncIterator[MarketEvent]
+) -> AsyncIterator[MarketEvent]:
+    """``first``, then the events of ``rest``."""
+    yield first
+    async for event in rest:
+        yield event
 
 
 def _check_first_event(event: Any, feed: Feed) -> None:
