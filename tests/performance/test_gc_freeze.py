@@ -103,7 +103,10 @@ class _MakesCycles(Strategy):
 
 def test_what_outlives_each_stretch_of_a_backtest_is_frozen_after_collecting_garbage() -> None:
     strategy = _MakesCycles()
-    result = tradeloom.backtest(events=_ticks(40_000), strategies={"s": strategy})
+    # Few equity points kept: from CPython 3.13 on, Decimals are tracked by the collector, so
+    # the kept (time, equity) points are frozen too, and thinning the curve frees some again.
+    few_points = {"portfolio": {"equity_curve_points": 10}}
+    result = tradeloom.backtest(few_points, events=_ticks(40_000), strategies={"s": strategy})
     assert result.trade_count == 1
     # The frozen set grows during the run (the result's fill, what else stays), step by step...
     assert strategy.frozen[-1] > strategy.frozen[0]
