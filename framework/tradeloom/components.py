@@ -115,7 +115,8 @@ class FeedContext:
 
 
 class Feed(abc.ABC):
-    """A source of market events (ticks or bars), in time order per instrument."""
+    """A source of market events (ticks or bars), in time order per instrument (and across
+    instruments for a backtest, whose clock cannot go back)."""
 
     @abc.abstractmethod
     def events(self, ctx: FeedContext) -> Iterator[MarketEvent] | AsyncIterator[MarketEvent]:

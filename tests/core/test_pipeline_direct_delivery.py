@@ -8,7 +8,7 @@ must give way to the normal path as soon as a stage observer is attached.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +18,7 @@ import pytest
 
 from tradeloom import Strategy, hookimpl
 from tradeloom.components import Executor, Feed, FeedContext
-from tradeloom.errors import StageError
+from tradeloom.errors import BadInputError, StageError
 from tradeloom.events import Event, MarketTick
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.delivery import block_delivery
@@ -312,3 +312,43 @@ def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> Non
     assert overriding.calls == [("own", event, None) for event in events]
     assert replaced_calls == events and replaced.calls == []
     assert priced.counters.events_in == overriding.counters.events_in == 3
+
+
+class AsyncList(Feed):
+    def __init__(self, events: list[MarketTick]) -> None:
+        self.given = events
+
+    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+        for event in self.given:
+            yield event
+
+
+@pytest.mark.parametrize("path", ["memory", "publish_only", "async"])
+def test_a_backtest_refuses_events_out_of_time_order(path: str) -> None:
+    """An event earlier than the clock could never be traded as of its time: joining two
+    instruments' lists without merging them, say. Refused, not delivered, whatever the path."""
+    x, y = ticks("X", PRICES[:3000]), ticks("Y", PRICES[:10])
+    events = x + y  # Y's ticks start at the time X's did
+    settings = Settings(pipeline={"transport": "memory" if path == "async" else path})
+    given: dict[str, Any] = {"feed": AsyncList(events)} if path == "async" else {"events": events}
+    pipeline = Pipeline(
+        settings, strategies={"alt": Alternate()}, plugins=[TransportPlugin()], **given
+    )
+    with pytest.raises(BadInputError) as caught:
+        anyio.run(pipeline.run)
+    source = "feed AsyncList" if path == "async" else "events="
+    assert str(caught.value) == (
+        f"{source} gave a market event for Y at {y[0].ts.isoformat()} after one at "
+        f"{x[-1].ts.isoformat()}: a backtest needs its events in time order "
+        "(tradeloom.testing.merge puts several lists of events in order; the replay feed "
+        "merges its files by time)"
+    )
+    assert pipeline.result.market_events == 3000
+    assert pipeline.status.stages["strategy"].events_in - len(pipeline.result.fills) == 3000
+
+
+def test_a_live_run_takes_times_that_jump_back() -> None:
+    x, y = ticks("X", PRICES[:30]), ticks("Y", PRICES[:10])
+    pipeline = Pipeline(Settings(), mode="live", events=x + y, strategies={"alt": Alternate()})
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 40

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+import tradeloom
 from tradeloom.components import DeadLetter
 from tradeloom.errors import BadInputError
 from tradeloom_replay import ReplayFeed
@@ -276,4 +277,31 @@ def test_a_quote_closed_by_a_later_line_reports_where_it_opens(write, context) -
     assert letter.reason == (
         "row has 4 fields, expected 3; unclosed quote: the quoted field starting on line 3 "
         "runs on to line 4, taking in every line up to there"
+    )
+
+
+def test_a_backtest_of_a_file_sorted_by_instrument_stops_at_the_first_earlier_time(
+    write, tmp_path
+) -> None:
+    # In order per instrument (as the feed checks), not across them: the backtest's clock
+    # would have to go back from A's last time to B's first.
+    rows = [f"A,2024-01-01T00:00:0{second},1{second}" for second in range(5)]
+    rows += [f"B,2024-01-01T00:00:0{second},2{second}" for second in range(5)]
+    path = write("by-instrument.csv", "sym,t,p\n" + "\n".join(rows) + "\n")
+    config = {
+        "feed": {
+            "name": "replay",
+            "params": {
+                "path": str(path),
+                "columns": {"instrument": "sym", "ts": "t", "last_price": "p"},
+            },
+        },
+        "strategies": [{"name": "sma_cross", "params": {"fast": 1, "slow": 2}}],
+        "persistence": {"name": "memory"},
+    }
+    with pytest.raises(BadInputError) as caught:
+        tradeloom.backtest(config)
+    assert str(caught.value).startswith(
+        "feed ReplayFeed gave a market event for B at 2024-01-01T00:00:00+00:00 after one at "
+        "2024-01-01T00:00:04+00:00: a backtest needs its events in time order"
     )

@@ -10,6 +10,7 @@ each with the error handling the stage's handler would give it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradeloom.errors import TradeloomError
@@ -27,19 +28,22 @@ def block_delivery(
     targets: Sequence[tuple[Stage, Callable[[Any], None]]],
     clock: Any,
     status: PipelineStatus,
+    out_of_order: Callable[[MarketEvent, datetime], Exception] | None = None,
 ) -> BlockDelivery:
     """Return ``deliver(events) -> count``: for each event, move ``clock`` to its time,
     record it in ``status.last_market_time`` and call each target's method with it, in order.
     A method that raises anything but a :class:`~tradeloom.errors.TradeloomError` is reported
     as its stage's failure (``Stage.failed``). ``status.market_events`` and each stage's
     ``events_in`` grow by the count, also after an error (then counting the event that failed,
-    whose time is the latest recorded)."""
+    whose time is the latest recorded). With ``out_of_order`` and a simulated clock, an event
+    earlier than the clock is not delivered: ``out_of_order(event, now)`` is raised."""
     namespace: dict[str, Any] = {
         "TradeloomError": TradeloomError,
         "clock": clock,
         "advance": clock.advance,
         "last_times": status.last_market_time,
         "status": status,
+        "out_of_order": out_of_order,
     }
     calls = []
     priced = False
@@ -59,11 +63,14 @@ def block_delivery(
             f"                raise stage_{index}.failed(event, exc) from exc\n"
         )
     # A simulated clock is moved here rather than through a call per event.
-    move = (
-        "if ts > clock._now:\n                clock._now = ts"
-        if type(clock) is SimulatedClock
-        else "advance(ts)"
-    )
+    move = "advance(ts)"
+    if type(clock) is SimulatedClock:
+        move = "if ts > clock._now:\n                clock._now = ts"
+        if out_of_order is not None:
+            move += (
+                "\n            elif ts < clock._now:"
+                "\n                raise out_of_order(event, clock._now)"
+            )
     counted = "        status.market_events += count\n" + "".join(
         f"        stage_{index}.counters.events_in += count\n" for index in range(len(targets))
     )

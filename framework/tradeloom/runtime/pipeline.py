@@ -40,7 +40,7 @@ from tradeloom.components import (
     Validator,
     advance_ids_past,
 )
-from tradeloom.errors import ConfigError, PluginError
+from tradeloom.errors import BadInputError, ConfigError, PluginError
 from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
@@ -628,10 +628,13 @@ class Pipeline:
             with anyio.CancelScope() as self._feed_wait:
                 if self._stop_requested:
                     self._feed_wait.cancel()
+                in_order = self.mode == "backtest"
                 async for event in async_source:
                     if seen is not None and seen.seen(event.event_id):
                         self.status.duplicates_ignored += 1
                         continue
+                    if in_order and event.ts < self.clock.now():
+                        raise self._out_of_order(event, self.clock.now())
                     advance(event.ts)
                     last_times[event.instrument] = event.ts
                     self.status.last_market_wall_time = WallClock().now()
@@ -708,10 +711,14 @@ class Pipeline:
         last_times = self.status.last_market_time
         market = Topics.MARKET
         observe = self._event_observer_set
+        in_order = self.mode == "backtest"
+        clock = self.clock
         count = 0
         try:
             for event in events:
                 ts = event.ts
+                if in_order and ts < clock.now():
+                    raise self._out_of_order(event, clock.now())
                 advance(ts)
                 last_times[event.instrument] = ts
                 count += 1
@@ -730,8 +737,20 @@ class Pipeline:
         key = tuple(id(stage) for stage, _ in route)
         deliver = self._deliveries.get(key)
         if deliver is None:
-            deliver = self._deliveries[key] = block_delivery(route, self.clock, self.status)
+            deliver = self._deliveries[key] = block_delivery(
+                route, self.clock, self.status, self._out_of_order
+            )
         return deliver(events)
+
+    def _out_of_order(self, event: MarketEvent, now: datetime) -> BadInputError:
+        """A backtest's feed gave an event earlier than one it gave before: the simulated
+        clock cannot go back, so the event could never be traded on as of its time."""
+        return BadInputError(
+            f"{_source_name(self.feed)} gave a market event for {event.instrument} at "
+            f"{event.ts.isoformat()} after one at {now.isoformat()}: a backtest needs its "
+            "events in time order (tradeloom.testing.merge puts several lists of events in "
+            "order; the replay feed merges its files by time)"
+        )
 
     def _count_market(self, count: int) -> None:
         self.status.market_events = self.result.market_events = count
@@ -925,11 +944,16 @@ async def _after(
         yield event
 
 
+def _source_name(feed: Feed | None) -> str:
+    """How messages name where market events came from."""
+    return "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
+
+
 def _check_first_event(event: Any, feed: Feed) -> None:
     """A feed may build its events without validation (trusted builders, model_construct):
     the first one is checked for what would otherwise fail later, deep in some stage and
     blamed on it (a naive time, a float price)."""
-    source = "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
+    source = _source_name(feed)
     if not isinstance(event, Bar | MarketTick):
         raise TypeError(f"{source} must give Bar or MarketTick events, not {type(event).__name__}")
     ts = event.ts
