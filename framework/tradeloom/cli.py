@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         detail = str(exc)  # where a backtest got to, say
         print(f"tradeloom: interrupted{' ' + detail if detail else ''}", file=sys.stderr)
-        return 130
+        status: int = getattr(exc, "exit_status", 130)  # 143 for a backtest's SIGTERM
+        return status
     except BrokenPipeError as exc:
         if not _stdout_closed():
             # A pipe of a feed, a transport or a plugin, not ours: an error like any other.

@@ -6,7 +6,9 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Callable, Collection
+import threading
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -101,25 +103,60 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
         progress=update,
         resume=getattr(args, "resume", False),
     )
+    received: list[int] = []  # the terminating signal, once one came
     try:
-        return anyio.run(pipeline.run)
+        with _terminate_as_interrupt(received):
+            return anyio.run(pipeline.run)
     except KeyboardInterrupt:
         can_resume = hasattr(args, "resume")  # the demo starts afresh every time
-        raise BacktestInterrupted(pipeline, settings, can_resume=can_resume) from None
+        raise BacktestInterrupted(
+            pipeline, settings, can_resume=can_resume, signum=received[0] if received else None
+        ) from None
     finally:
         close()
 
 
-class BacktestInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a backtest: says where it stopped and whether ``--resume`` can go on from
-    there; ``result`` holds what happened until then (``result.interrupted`` says where)."""
+@contextmanager
+def _terminate_as_interrupt(received: list[int]) -> Iterator[None]:
+    """While a backtest runs, SIGTERM (``kill``, ``timeout``, a service manager, a cancelled
+    CI job) stops it as Ctrl-C does: what it did is saved and written. The signal is added to
+    ``received``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
 
-    def __init__(self, pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)  # handled by the event loop, as a Ctrl-C is
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class BacktestInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a backtest: says where it stopped and whether ``--resume``
+    can go on from there; ``result`` holds what happened until then (``result.interrupted``
+    says where). ``exit_status`` is the shell's for the signal: 130 for SIGINT, 143 for
+    SIGTERM."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        *,
+        can_resume: bool,
+        signum: int | None = None,
+    ) -> None:
         self.result = pipeline.result
         if self.result.interrupted is None:  # interrupted before the pipeline ran
             self.result.interrupted = pipeline.where_it_stopped()
+        self.exit_status = 128 + (signum or signal.SIGINT)
         kept = _what_is_kept(pipeline, settings, can_resume=can_resume)
-        super().__init__(f"{self.result.interrupted}; {kept}")
+        by = f"({signal.Signals(signum).name}) " if signum else ""
+        super().__init__(f"{by}{self.result.interrupted}; {kept}")
 
 
 def _what_is_kept(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> str:

@@ -278,3 +278,46 @@ def test_the_stored_time_is_where_the_backtest_got_to_not_its_last_change(
     resumed = tradeloom.backtest(settings, strategies={"rec": Recorder()}, events=data, resume=True)
     assert resumed.resumed_after == stopped.last_event_time
     assert (resumed.skipped_events, resumed.market_events) == (2048, 5000 - 2048)
+
+
+def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(tmp_path: Path) -> None:
+    # kill, timeout, a service manager or a cancelled CI job stop a backtest with SIGTERM:
+    # as with Ctrl-C, its state is saved and its partial result written; the status is 143.
+    rng = random.Random(11)
+    cents = 10_000
+    rows = ["ts,price\n"]
+    for second in range(400_000):
+        cents = max(100, cents + rng.choice((-1, 1)))
+        rows.append(f"{1_704_067_200 + second},{cents // 100}.{cents % 100:02d}\n")
+    (tmp_path / "ticks.csv").write_text("".join(rows))
+    (tmp_path / "c.toml").write_text(
+        '[feed]\nname = "replay"\nparams = { path = "ticks.csv", instrument = "SYN", '
+        'format = "custom", columns = { ts = "ts", last_price = "price" }, '
+        'timestamp_format = "unix" }\n[[strategies]]\nname = "sma_cross"\n'
+        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
+    )
+    command = [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", "c.toml", "--out", "a"]
+    running = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the ticks, far from their end
+    running.send_signal(signal.SIGTERM)
+    stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 143, stderr
+    message = stderr.decode()
+    assert message.startswith("tradeloom: interrupted (SIGTERM) at market time 2024-01-")
+    assert message.endswith(
+        "its state is saved: add --resume to the same command to continue from there\n"
+    )
+    partial = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
+    assert 0 < partial["market_events"] < 400_000 and partial["interrupted"] in message
+    assert "Backtest of c.toml (interrupted)" in stdout.decode()
+    persistence = SqlitePersistence(path=str(tmp_path / "state.sqlite"))
+    persistence.open()
+    try:
+        assert len(persistence.load_fills()) == partial["trade_count"] > 0
+    finally:
+        persistence.close()
