@@ -50,7 +50,8 @@ from tradeloom_replay.sources import (
     require_pyarrow,
 )
 
-#: Bad rows logged one by one; after that only the per-file summary is logged.
+#: Bad rows logged one by one at DEBUG (the pipeline logs the first bad input of a run as
+#: warnings, whatever its source); each file with bad rows logs a summary as a warning.
 LOGGED_BAD_ROWS = 10
 #: Event ids asked of the id generator at a time (when it can mint several at once).
 IDS_MINTED_AT_ONCE = 128
@@ -399,7 +400,7 @@ class ReplayFeed(Feed):
         if self.on_error == "stop":
             raise BadInputError(f"{path}: {location}: {reason}")
         if self.bad_rows <= LOGGED_BAD_ROWS:
-            ctx.logger.warning("replay: %s: %s: %s (row skipped)", path, location, reason)
+            ctx.logger.debug("replay: %s: %s: %s (row skipped)", path, location, reason)
         ctx.report_bad_input(
             DeadLetter(
                 source=str(path),

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import uuid6
 
 import tradeloom
 from tradeloom.events import Fill, Side
+from tradeloom.runtime.pipeline import DEAD_LETTERS_LOGGED
 from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult
 from tradeloom.testing.persistence import make_snapshot
 
@@ -135,3 +138,33 @@ def test_the_equity_picture_of_an_interrupted_run_says_so(tmp_path: Path) -> Non
     result.interrupted = "at market time 2024-01-03T00:00:00+00:00 (1 fills so far)"
     stopped = png_text(result.write(tmp_path / "stopped")["equity_curve"])["Title"]
     assert stopped == f"{complete}\ninterrupted {result.interrupted}"
+
+
+def test_only_the_first_bad_inputs_of_a_run_are_logged_as_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = ["ts,price"] + [f"2024-01-02T00:00:{second:02d}Z,oops" for second in range(40)]
+    data = tmp_path / "ticks.csv"
+    data.write_text("\n".join(lines) + "\n")
+    config = {
+        "feed": {
+            "name": "replay",
+            "params": {
+                "path": str(data),
+                "format": "custom",
+                "instrument": "X",
+                "columns": {"ts": "ts", "last_price": "price"},
+            },
+        }
+    }
+    with caplog.at_level(logging.DEBUG, logger="tradeloom"):
+        result = tradeloom.backtest(config, strategies={"idle": tradeloom.Strategy()})
+    assert result.dead_letter_count == 40 == len(result.dead_letters)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    bad_input = [m for m in warned if m.startswith("bad input from")]
+    assert len(bad_input) == DEAD_LETTERS_LOGGED
+    assert bad_input[0] == f"bad input from {data} line 2: column 'price': 'oops' is not a number"
+    assert sum("not logged one by one" in m for m in warned) == 1
+    assert f"replay: {data}: skipped 40 bad row(s); each was reported as bad input" in warned
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum(m.startswith("bad input from") for m in debug) == 40 - DEAD_LETTERS_LOGGED
