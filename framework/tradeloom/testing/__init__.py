@@ -1,18 +1,22 @@
-"""Helpers for plugin authors' tests (conformance suites, builders).
-
-Modules here import pytest; they are meant to be used from test code only.
+"""Helpers for tests of strategies and plugins: builders of events and a one-call backtest
+(:func:`run_strategy`), which need nothing more than tradeloom, and conformance suites for
+plugin authors (``tradeloom.testing.feeds``, ``.executors``, ``.persistence``), which are
+pytest test classes and need pytest.
 """
 
-import pytest
-
-# An installed package's asserts are not rewritten by pytest, so a failing conformance check
-# would say only "AssertionError": have them rewritten (shows both sides) when pytest runs.
-pytest.register_assert_rewrite(
-    "tradeloom.testing.executors",
-    "tradeloom.testing.feeds",
-    "tradeloom.testing.persistence",
-    "tradeloom.testing._support",
-)
+try:
+    import pytest
+except ImportError:  # the builders and run_strategy work without it
+    pass
+else:
+    # An installed package's asserts are not rewritten by pytest, so a failing conformance
+    # check would say only "AssertionError": have them rewritten (shows both sides).
+    pytest.register_assert_rewrite(
+        "tradeloom.testing.executors",
+        "tradeloom.testing.feeds",
+        "tradeloom.testing.persistence",
+        "tradeloom.testing._support",
+    )
 
 from tradeloom.testing.harness import bars, merge, run_strategy, ticks  # noqa: E402
 
