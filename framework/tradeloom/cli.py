@@ -208,13 +208,7 @@ def _is_library(filename: str) -> bool:
 
 def _failed_modules(manager: PluginManager, modules: Sequence[str]) -> str:
     """What went wrong with the modules asked for by ``-p MODULE`` ('' when nothing did)."""
-    infos = {info.name: info for info in manager.plugin_list()}
-    problems = [
-        f"plugin module {name!r} cannot be loaded: {infos[name].error}"
-        for name in modules
-        if name in infos and infos[name].error and not infos[name].blocked
-    ]
-    return "; ".join(problems)
+    return "; ".join(manager.failed_modules(modules))
 
 
 def print_json(data: Any) -> None:

@@ -411,6 +411,16 @@ class PluginManager:
             self.registrations()
         return sorted(self.infos.values(), key=lambda info: info.name)
 
+    def failed_modules(self, names: Iterable[str]) -> list[str]:
+        """Why each of the plugin modules ``names`` (asked for by name: ``-p MODULE``, ``[plugins]
+        modules``) could not be loaded; empty when all of them were (or are blocked)."""
+        infos = {info.name: info for info in self.plugin_list()}  # registration errors too
+        return [
+            f"plugin module {name!r} cannot be loaded: {infos[name].error}"
+            for name in dict.fromkeys(names)
+            if name in infos and infos[name].error and not infos[name].blocked
+        ]
+
     def problems(self) -> list[str]:
         """What a run should warn about: names in block or enable that no plugin has,
         plugins that failed to load (and contribute nothing), and names two plugins

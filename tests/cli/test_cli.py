@@ -317,6 +317,26 @@ def test_a_plugin_module_that_cannot_be_loaded_stops_every_command_but_the_listi
     assert listed.returncode == 0 and "no_such_plugin_module" in listed.stdout
 
 
+def test_a_configured_plugin_module_that_cannot_be_loaded_stops_the_run(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # Named in [plugins] modules as -p names one: the run does not go on without it, to fail
+    # on the strategy it registers (or on something unrelated).
+    extra = '[plugins]\nmodules = ["my_strategies"]\n'
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "momentum", extra)
+    elsewhere = tmp_path / "elsewhere"  # run from another directory than the module's
+    elsewhere.mkdir()
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=elsewhere)
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "tradeloom: error: [plugins] modules: plugin module 'my_strategies' cannot be loaded: "
+        "no module named 'my_strategies' in the current directory, PYTHONPATH or the installed "
+        "packages"
+    )
+    assert "unknown strategy" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "state.sqlite").exists()
+
+
 def test_an_output_path_that_cannot_be_a_directory_is_refused_before_the_run(
     tmp_path: Path, shared_data: Path
 ) -> None:

@@ -142,6 +142,11 @@ class Pipeline:
             for plugin in plugins:
                 manager.register(plugin)
         self.logger = logger or logging.getLogger("tradeloom.pipeline")
+        failed = self.manager.failed_modules(settings.plugins.modules)
+        if failed:
+            # Named in the configuration, as -p names one on the command line: what it
+            # registers is wanted, so the run does not go on to fail on something else.
+            raise ConfigError("[plugins] modules: " + "; ".join(failed))
         for message in self.manager.problems():
             self.logger.warning(message)
         self.progress = progress

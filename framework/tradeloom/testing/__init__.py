@@ -18,6 +18,6 @@ else:
         "tradeloom.testing._support",
     )
 
-from tradeloom.testing.harness import bars, merge, run_strategy, ticks  # noqa: E402
+from tradeloom.testing.harness import bars, merge, run_strategy, ticks
 
 __all__ = ["bars", "merge", "run_strategy", "ticks"]
