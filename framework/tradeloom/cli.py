@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import select
 import sys
 import sysconfig
@@ -33,6 +34,11 @@ def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"tradeloom {tradeloom.__version__} (Python {platform.python_version()})",
     )
     parser.add_argument(
         "-p",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
 import signal
 import sqlite3
 import subprocess
@@ -615,3 +617,10 @@ def test_the_tradeloom_command_runs_from_a_directory_deleted_under_it(tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert "usage: tradeloom" in done.stdout
+
+
+def test_version_is_the_installed_distributions(tmp_path: Path) -> None:
+    done = tradeloom("--version", cwd=tmp_path)
+    assert done.returncode == 0
+    installed = importlib.metadata.version("tradeloom")
+    assert done.stdout == f"tradeloom {installed} (Python {platform.python_version()})\n"
