@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -449,6 +450,15 @@ def test_the_getting_started_walk_runs_as_written(tmp_path: Path) -> None:
     assert "market events   5,036" in done.stdout
     readme = (REPO / "README.md").read_text()
     assert 'path = "tradeloom-demo/orcl-1995-2014.csv"' in readme
+    # The page's Python runs after the CLI run, and again.
+    script = page.split("The same from Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    for _ in range(2):
+        python = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert python.returncode == 0, python.stderr
+        equity, drawdown, fills = python.stdout.split()
+        assert int(fills) > 0 and Decimal(equity) > 0 and Decimal(drawdown) >= 0
 
 
 def test_a_broken_pipe_that_is_not_standard_output_is_reported(tmp_path: Path) -> None:
