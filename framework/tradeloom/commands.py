@@ -256,9 +256,9 @@ def _backtest_reported(
             try:
                 _report(interrupted.result, out, f"{title} (interrupted)")
             except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
                 print(
-                    f"tradeloom: the result of the interrupted backtest was not written: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"tradeloom: the result of the interrupted backtest was not written: {why}",
                     file=sys.stderr,
                 )
         raise interrupted from None

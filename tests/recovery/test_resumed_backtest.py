@@ -128,7 +128,7 @@ def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: P
     partial = json.loads((tmp_path / "a" / "result.json").read_text())
     where = partial["summary"]["interrupted"]
     assert where.startswith("at market time 2024-01-") and where in message
-    assert where.endswith(f"({partial['summary']['trade_count']} fills so far)")
+    assert where.endswith(f"({partial['summary']['trade_count']:,} fills so far)")
     assert len(partial["fills"]) == partial["summary"]["trade_count"] > 0
     assert 0 < partial["summary"]["market_events"] < 600_000
     assert partial["summary"]["last_event_time"] is not None

@@ -854,7 +854,7 @@ class Pipeline:
         times = self.status.last_market_time.values()
         if not times:
             return "before the first market event"
-        return f"at market time {max(times).isoformat()} ({self.result.fill_count} fills so far)"
+        return f"at market time {max(times).isoformat()} ({self.result.fill_count:,} fills so far)"
 
     async def _stopped_early(self) -> None:
         """The run failed or was interrupted (Ctrl-C): save what changed, and leave a result
