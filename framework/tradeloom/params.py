@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from pydantic import BaseModel, ValidationInfo, field_validator
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 
 
 def takes_bool(annotation: Any) -> bool:
@@ -108,6 +108,17 @@ def _element_types(annotation: Any, *, mapping: bool) -> list[Any]:
 
 def _where(path: tuple[Any, ...]) -> str:
     return "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in path).lstrip(".")
+
+
+def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
+    """The first ``limit`` problems of a validation error, by dotted field, on one line."""
+    parts = []
+    for item in error.errors()[:limit]:
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts.append(f"{field}: {problem_message(item)}")
+    if error.error_count() > limit:
+        parts.append(f"and {error.error_count() - limit} more")
+    return "; ".join(parts)
 
 
 class ParamsModel(BaseModel):

@@ -18,20 +18,15 @@ from pydantic import ValidationError
 
 from tradeloom.errors import CorruptStateError, PersistenceError
 from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot
-from tradeloom.params import problem_message
+from tradeloom.params import describe_validation_error
+
+__all__ = [
+    "decode_stored_fill",
+    "decode_stored_snapshot",
+    "describe_validation_error",
+]
 
 _E = TypeVar("_E", bound=Event)
-
-
-def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
-    """The first ``limit`` problems of a validation error, by dotted field, on one line."""
-    parts = []
-    for item in error.errors()[:limit]:
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        parts.append(f"{field}: {problem_message(item)}")
-    if error.error_count() > limit:
-        parts.append(f"and {error.error_count() - limit} more")
-    return "; ".join(parts)
 
 
 def _check_stored_version(version: Any, *, where: str, what: str) -> None:

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from tradeloom.events import (
     Bar,
     Cancel,
@@ -20,6 +22,7 @@ from tradeloom.events import (
     Signal,
 )
 from tradeloom.open_orders import OpenOrders
+from tradeloom.params import describe_validation_error
 from tradeloom.runtime.trusted import build_signal
 
 if TYPE_CHECKING:
@@ -150,17 +153,22 @@ class StrategyContext:
             and type(self.strategy_id) is str
         )
         build = build_signal if plain else Signal
-        signal = build(
-            event_id=self._ids.new_id(),
-            ts=self._clock.now(),
-            strategy_id=self.strategy_id,
-            instrument=instrument,
-            side=side,
-            quantity=amount if plain else quantity,
-            order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
-            limit_price=limit if plain else limit_price,
-            market_ts=self._market_time.of(instrument),
-        )
+        try:
+            signal = build(
+                event_id=self._ids.new_id(),
+                ts=self._clock.now(),
+                strategy_id=self.strategy_id,
+                instrument=instrument,
+                side=side,
+                quantity=amount if plain else quantity,
+                order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
+                limit_price=limit if plain else limit_price,
+                market_ts=self._market_time.of(instrument),
+            )
+        except ValidationError as exc:  # what the strategy passed, said in a line
+            raise ValueError(
+                f"{side.value} {instrument!r}: {describe_validation_error(exc)}"
+            ) from None
         self._open_orders.add(instrument, signal)
         self._send(signal)
         return signal

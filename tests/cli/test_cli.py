@@ -424,7 +424,12 @@ def test_a_refused_float_points_at_the_strategy_line_not_pydantic(
     env = {"PYTHONPATH": str(tmp_path)}
     done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
     assert done.returncode == 1
-    assert "float 1.5 is not accepted for money, prices or quantities" in done.stderr
+    assert (
+        "ValueError: buy 'ORCL': quantity: float 1.5 is not accepted for money, prices or "
+        "quantities; pass a Decimal, an int or a numeric string\n"
+    ) in done.stderr
+    assert "validation error for Signal" not in done.stderr  # one line, not pydantic's dump
+    assert "errors.pydantic.dev" not in done.stderr
     assert f"raised at {tmp_path / 'floaty.py'}:4 in on_bar" in done.stderr
 
 
