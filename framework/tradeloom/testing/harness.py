@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import uuid6
@@ -30,7 +30,20 @@ DEFAULT_START = datetime(2024, 1, 2, tzinfo=UTC)
 def _exact(value: Decimal | int | str) -> Decimal:
     if isinstance(value, float):
         raise TypeError(f"float {value!r} is not exact: pass a str, int or Decimal")
-    return Decimal(value)
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _price(value: Decimal | int | str) -> Decimal:
+    price = _exact(value)
+    if price <= 0:
+        raise ValueError(f"price {value!r} is not positive")
+    return price
 
 
 def bars(
@@ -44,9 +57,9 @@ def bars(
 ) -> list[Bar]:
     """Bars with the given closes. Each bar opens at ``opens[i]`` (default: the previous close,
     the first at its own close); high and low span open and close."""
-    closes = [_exact(c) for c in closes]
+    closes = [_price(c) for c in closes]
     open_prices = (
-        [_exact(o) for o in opens]
+        [_price(o) for o in opens]
         if opens is not None
         else [closes[i - 1] if i else closes[0] for i in range(len(closes))]
     )
@@ -85,7 +98,7 @@ def ticks(
             event_id=uuid6.uuid7(),
             ts=start + index * interval,
             instrument=instrument,
-            last_price=_exact(price),
+            last_price=_price(price),
         )
         for index, price in enumerate(prices)
     ]
