@@ -236,8 +236,11 @@ def test_a_backtest_refuses_stored_state_unless_told_to_resume(
     assert first.returncode == 0, first.stderr
     again = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "b"), cwd=tmp_path)
     assert again.returncode == 1
-    assert "already holds state from an earlier run (1 portfolio snapshots, 195 fills)" in (
-        again.stderr
+    assert again.stderr.startswith(
+        f"tradeloom: error: the 'sqlite' persistence at {tmp_path / 'state.sqlite'} already holds "
+        "state from an earlier run (1 portfolio snapshot, 195 fills); a backtest starts from "
+        "empty books: delete that state or point [persistence] at a new location to start over, "
+        "or resume from it (tradeloom backtest --resume, resume=True)"
     )
     resumed = tradeloom(
         "backtest", "-c", str(config), "--out", str(tmp_path / "c"), "--resume", cwd=tmp_path

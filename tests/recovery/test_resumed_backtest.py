@@ -321,3 +321,47 @@ def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(tmp_path: 
         assert len(persistence.load_fills()) == partial["trade_count"] > 0
     finally:
         persistence.close()
+
+
+@pytest.mark.parametrize("persistence", ["memory", "sqlite"])
+def test_resuming_from_no_state_says_the_backtest_starts_afresh(
+    tmp_path: Path, persistence: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = {"path": str(tmp_path / "empty.sqlite")} if persistence == "sqlite" else {}
+    settings = {"persistence": {"name": persistence, "params": params}}
+    strategy = {"s": tradeloom.Strategy()}
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        result = tradeloom.backtest(
+            settings, strategies=strategy, events=bars("X", ["10"]), resume=True
+        )
+    assert result.market_events == 1 and result.resumed_after is None
+    why = (
+        "it keeps nothing between runs"
+        if persistence == "memory"
+        else "nothing was saved there yet"
+    )
+    assert (
+        f"resume: the {persistence!r} persistence holds no state to resume from ({why}), so the "
+        "backtest starts from empty books"
+    ) in caplog.messages
+
+
+def test_resuming_with_a_renamed_strategy_warns_of_the_stored_portfolio_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    data = bars("X", [str(100 + day % 9) for day in range(60)])
+    first = {**state, "strategies": [{"name": "sma_cross", "params": {"fast": 2, "slow": 3}}]}
+    tradeloom.backtest(first, events=data[:30])
+    renamed = {
+        **state,
+        "strategies": [{"name": "sma_cross", "id": "other", "params": {"fast": 2, "slow": 3}}],
+    }
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        resumed = tradeloom.backtest(renamed, events=data, resume=True)
+    assert set(resumed.snapshots) == {"sma_cross", "other"}
+    assert (
+        "the stored state holds portfolio(s) 'sma_cross' that no strategy of this run trades: "
+        "they are carried along as they are and count in the equity (portfolios are strategy "
+        "ids: did one change? this run's: 'other')"
+    ) in caplog.messages

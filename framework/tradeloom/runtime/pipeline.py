@@ -282,6 +282,22 @@ class Pipeline:
         ids = [entry.strategy_id for entry in self.settings.strategies]
         return ids + [sid for sid in self.strategies if sid not in ids]
 
+    def _warn_orphaned_portfolios(self, snapshots: Any, fills: Any) -> None:
+        """Stored portfolios no strategy of this run trades are carried along (valued, and in
+        the equity): say so, as a renamed strategy id is the usual cause."""
+        stored = set(snapshots) | {fill.strategy_id for fill in fills}
+        running = self._portfolio_ids()
+        orphaned = sorted(stored - set(running))
+        if not orphaned or not running:
+            return
+        self.logger.warning(
+            "the stored state holds portfolio(s) %s that no strategy of this run trades: they "
+            "are carried along as they are and count in the equity (portfolios are strategy "
+            "ids: did one change? this run's: %s)",
+            ", ".join(map(repr, orphaned)),
+            ", ".join(map(repr, running)),
+        )
+
     def _warn_unknown_portfolios(self, portfolio_ids: list[str]) -> None:
         # Keys are strategy ids, case and all: one that matches none is most likely a typo,
         # and that portfolio would silently start with the default cash.
@@ -331,13 +347,28 @@ class Pipeline:
             snapshots = await maybe_await(self.persistence.load_snapshots())
             fills = await maybe_await(self.persistence.load_fills())
             if (snapshots or fills) and not self.resume:
+                configured = self.settings.persistence
+                path = configured.params.get("path")
+                where = f" at {path}" if isinstance(path, str) else ""
                 raise ConfigError(
-                    f"the {self.settings.persistence.name!r} persistence already holds state "
-                    f"from an earlier run ({len(snapshots)} portfolio snapshots, {len(fills)} "
-                    "fills); a backtest starts from empty books, so point it at a new location, "
-                    "or resume from that state (tradeloom backtest --resume, resume=True)"
+                    f"the {configured.name!r} persistence{where} already holds state from an "
+                    f"earlier run ({_count(len(snapshots), 'portfolio snapshot')}, "
+                    f"{_count(len(fills), 'fill')}); a backtest starts from empty books: delete "
+                    "that state or point [persistence] at a new location to start over, or "
+                    "resume from it (tradeloom backtest --resume, resume=True)"
                 )
             self._resumed_from_state = bool(snapshots or fills)
+            if self.mode == "backtest" and self.resume and not self._resumed_from_state:
+                self.logger.warning(
+                    "resume: the %r persistence holds no state to resume from (%s), so the "
+                    "backtest starts from empty books",
+                    self.settings.persistence.name,
+                    "it keeps nothing between runs"
+                    if self.settings.persistence.name == "memory"
+                    else "nothing was saved there yet",
+                )
+            if self._resumed_from_state:
+                self._warn_orphaned_portfolios(snapshots, fills)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
                 # time: replaying those again would count their fills twice.
@@ -955,6 +986,10 @@ async def _after(
     yield first
     async for event in rest:
         yield event
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _source_name(feed: Feed | None) -> str:
