@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TradeloomError as exc:
         print(f"tradeloom: error: {exc}", file=sys.stderr)
         _print_cause(exc, verbose=args.verbose > 0)
+        for note in getattr(exc, "__notes__", ()):  # what the command adds (state kept, say)
+            print(f"tradeloom: {note}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         detail = str(exc)  # where a backtest got to, say

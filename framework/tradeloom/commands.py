@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
-from tradeloom.errors import ConfigError
+from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
 from tradeloom.runtime.results import RunResult
@@ -107,6 +107,11 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
     try:
         with _terminate_as_interrupt(received):
             return anyio.run(pipeline.run)
+    except TradeloomError as exc:
+        kept = _kept_after_failure(pipeline, settings, can_resume=hasattr(args, "resume"))
+        if kept:
+            exc.add_note(kept)  # shown under the error: the next plain run would refuse it
+        raise
     except KeyboardInterrupt:
         can_resume = hasattr(args, "resume")  # the demo starts afresh every time
         raise BacktestInterrupted(
@@ -171,6 +176,22 @@ def _what_is_kept(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -
     if not can_resume:
         return "its state is saved"
     return "its state is saved: add --resume to the same command to continue from there"
+
+
+def _kept_after_failure(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> str:
+    """What a backtest that failed left in its persistence, and what to do with it ('' when
+    it left nothing there)."""
+    result = pipeline.result
+    if settings.persistence.name == "memory" or result.unsaved_portfolios:
+        return ""
+    if not result.fill_count and result.resumed_after is None:
+        return ""
+    if not can_resume:
+        return "its state up to the failure is saved"
+    return (
+        "its state up to the failure is saved: once the cause is fixed, add --resume to the "
+        "same command to continue from there (or delete that state to start over)"
+    )
 
 
 def output_directory(path: str | Path) -> Path:

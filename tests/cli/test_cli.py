@@ -513,6 +513,42 @@ def test_raised_at_skips_the_standard_library_for_the_strategy_line(
     assert f"raised at {tmp_path / 'jsonstrat.py'}:5 in on_bar" in done.stderr
 
 
+def test_a_failed_backtest_says_its_state_is_saved_and_how_to_go_on(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    (tmp_path / "flaky.py").write_text(
+        "import os\n"
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Flaky(Strategy):\n"
+        "    seen = 0\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        self.seen += 1\n"
+        "        if self.seen == 1:\n"
+        "            ctx.buy(bar.instrument, 1)\n"
+        "        if self.seen == 1500 and os.environ.get('FLAKY') == '1':\n"
+        "            raise RuntimeError('feed glitch')\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'flaky': Flaky}\n"
+    )
+    config = backtest_toml(
+        tmp_path, shared_data / "orcl-1995-2014.txt", "flaky", '[plugins]\nmodules = ["flaky"]\n'
+    )
+    env = {"PYTHONPATH": str(tmp_path), "FLAKY": "1"}
+    failed = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert lines[0].startswith("tradeloom: error: strategy 'flaky' raised on bar")
+    assert lines[-1] == (
+        "tradeloom: its state up to the failure is saved: once the cause is fixed, add --resume "
+        "to the same command to continue from there (or delete that state to start over)"
+    )
+    env["FLAKY"] = "0"
+    resumed = tradeloom(
+        "backtest", "-c", str(config), "--out", "r", "--resume", cwd=tmp_path, env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed after" in resumed.stdout
+
+
 def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_data: Path) -> None:
     (tmp_path / "slowflip.py").write_text(
         "import time\n"
