@@ -242,13 +242,21 @@ def test_a_backtest_refuses_stored_state_unless_told_to_resume(
         "empty books: delete that state or point [persistence] at a new location to start over, "
         "or resume from it (tradeloom backtest --resume, resume=True)"
     )
+    # The same data: nothing after the stored state, so the first run's results stay.
+    written = (tmp_path / "a" / "result.json").read_bytes()
     resumed = tradeloom(
-        "backtest", "-c", str(config), "--out", str(tmp_path / "c"), "--resume", cwd=tmp_path
+        "backtest", "-c", str(config), "--out", str(tmp_path / "a"), "--resume", cwd=tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads((tmp_path / "c" / "result.json").read_text())["summary"]
-    first_summary = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
-    assert summary["starting_equity"] == first_summary["final_equity"]
+    assert (tmp_path / "a" / "result.json").read_bytes() == written
+    assert (
+        f"nothing after the stored state was backtested: {tmp_path / 'a'} was left as it was"
+        in (resumed.stdout)
+    )
+    first_summary = json.loads(written)["summary"]
+    final = Decimal(first_summary["final_equity"])
+    assert f"starting equity {final:,.2f}" in resumed.stdout
+    assert "market events   0" in resumed.stdout
 
 
 def test_run_reports_a_failing_strategy_as_an_error_not_a_traceback(
