@@ -379,7 +379,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{info.name:<24} {origin:<28} {_status(info)}")
         for kind, names in sorted(info.registers.items()):
             print(f"    {kind:<14} {', '.join(sorted(names))}")
-        if info.error and not info.blocked:
+        if _status(info) == "not loaded":  # not an error: only what was asked for loads
+            print(f"    not loaded     autoload is off: add {info.name!r} to [plugins] enable")
+        elif info.error and not info.blocked:
             print(f"    error          {info.error}")
     for message in manager.unknown_names:
         print(f"tradeloom: warning: {message}", file=sys.stderr)

@@ -188,6 +188,22 @@ def test_blocking_a_plugin_on_the_command_line(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["warnings"] == []
 
 
+def test_with_autoload_off_the_listing_says_how_to_load_a_plugin_not_that_it_failed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "t.toml").write_text('[plugins]\nautoload = false\nenable = ["paper"]\n')
+    done = tradeloom("plugins", "-c", "t.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "error" not in done.stdout
+    lines = done.stdout.splitlines()
+    sqlite = lines.index(next(line for line in lines if line.startswith("sqlite ")))
+    assert lines[sqlite].endswith("not loaded")
+    assert (
+        lines[sqlite + 1] == "    not loaded     autoload is off: add 'sqlite' to [plugins] enable"
+    )
+    assert next(line for line in lines if line.startswith("paper ")).endswith("loaded")
+
+
 def test_blocking_a_plugin_no_one_has_warns_once(tmp_path: Path, shared_data: Path) -> None:
     listed = tradeloom("-p", "no:validatrs", "plugins", cwd=tmp_path)
     assert listed.returncode == 0
