@@ -102,9 +102,14 @@ def _find(names: Sequence[str], column: str, *, source: str, field_name: str) ->
     folded = [name.lower() for name in names]
     if folded.count(wanted.lower()) == 1:
         return folded.index(wanted.lower())
+    hint = ""
+    if len(names) == 1:  # one column: most likely split on the wrong character
+        other = next((sep for sep in ";\t|" if sep in names[0]), None)
+        if other is not None:
+            hint = f" (is the file delimited by {other!r}? set delimiter = {other!r})"
     raise ValueError(
         f"{source}: no column {column!r} (for {field_name}) in the header; "
-        f"the header has {', '.join(repr(name) for name in names)}"
+        f"the header has {', '.join(repr(name) for name in names)}{hint}"
     )
 
 

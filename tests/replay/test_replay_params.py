@@ -184,6 +184,18 @@ def test_header_mismatch_names_the_file(write) -> None:
         ReplayFeed(path=path, format="yahoo", instrument="X")
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_a_header_split_on_the_wrong_character_suggests_the_delimiter(write, delimiter) -> None:
+    header = delimiter.join(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"])
+    path = write("semicolons.csv", header + "\n")
+    with pytest.raises(ValueError) as caught:
+        ReplayFeed(path=path, format="yahoo", instrument="X")
+    assert str(caught.value).endswith(
+        f"the header has {header!r} (is the file delimited by {delimiter!r}? set delimiter = "
+        f"{delimiter!r})"
+    )
+
+
 def test_empty_file(write) -> None:
     path = write("empty.csv", "")
     with pytest.raises(ValueError, match="the file is empty"):
