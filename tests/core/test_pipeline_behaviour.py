@@ -627,6 +627,107 @@ def test_a_backtest_waiting_for_an_async_feeds_first_event_can_be_stopped() -> N
     assert strategy.log == ["start", "stop"]
 
 
+class HoldsScopes(Feed):
+    """An async feed that keeps a cancel scope (and a task group, as anyio-based clients do)
+    open across its yields."""
+
+    def __init__(self, events: list[MarketTick], *, task_group: bool) -> None:
+        self.given = events
+        self.task_group = task_group
+        self.closed = False
+
+    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+        try:
+            if self.task_group:
+                async with anyio.create_task_group() as background:
+                    background.start_soon(anyio.sleep_forever)
+                    with anyio.move_on_after(60):
+                        for tick in self.given:
+                            await anyio.sleep(0)
+                            yield tick
+                    background.cancel_scope.cancel()
+            else:
+                with anyio.move_on_after(60):
+                    for tick in self.given:
+                        await anyio.sleep(0)
+                        yield tick
+        finally:
+            self.closed = True
+
+
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+@pytest.mark.parametrize(("task_group", "stop_after"), [(True, None), (False, None), (False, 2)])
+def test_an_async_feed_holding_its_own_scopes_is_read_in_one_task(
+    mode: str, task_group: bool, stop_after: int | None
+) -> None:
+    # Read and closed by the pump's task, inside its scope: the feed's scopes are left in the
+    # task and the order they were entered in. (A task group held across a yield cannot be
+    # closed early at all, by anyio's rules: only read to its end.)
+    data = ticks("X", ["10", "11", "12", "13"])
+    feed = HoldsScopes(data, task_group=task_group)
+
+    class StopsAfter(_StartTime):
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            if stop_after is not None and tick.ts == data[stop_after - 1].ts:
+                pipeline.stop()
+
+    strategy = StopsAfter()
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode=mode,  # type: ignore[arg-type]
+        feed=feed,
+        strategies={"s": strategy},
+    )
+    result = anyio.run(pipeline.run)
+    assert result.market_events == (stop_after or 4)
+    assert feed.closed  # left by the task that entered its scopes, with no error
+    if mode == "backtest":
+        assert strategy.started_at == data[0].ts
+
+
+def test_a_feed_holding_a_task_group_across_a_yield_is_reported_when_stopped_early(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = ticks("X", ["10", "11", "12", "13"])
+
+    class StopsAtTheSecond(Strategy):
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            if tick.ts == data[1].ts:
+                pipeline.stop()
+
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode="live",
+        feed=HoldsScopes(data, task_group=True),
+        strategies={"s": StopsAtTheSecond()},
+    )
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 2
+    assert (
+        "errors while closing: feed's events: its async generator holds a task group across a "
+        "yield, which cannot be closed before it ends; see Writing a feed"
+    ) in caplog.messages
+
+
+def test_an_async_feed_stopped_in_on_start_delivers_nothing() -> None:
+    class StopsAtOnce(Strategy):
+        def on_start(self, ctx: StrategyContext) -> None:
+            pipeline.stop()
+
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            raise AssertionError("no tick after a stop in on_start")
+
+    feed = AsyncEvents(ticks("X", ["10", "11"]))
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode="backtest",
+        feed=feed,
+        strategies={"s": StopsAtOnce()},
+    )
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 0 and feed.closed
+
+
 def test_an_async_feeds_first_event_is_checked() -> None:
     class Naive(Feed):
         async def events(self, ctx: FeedContext) -> AsyncIterator[Any]:  # type: ignore[override]

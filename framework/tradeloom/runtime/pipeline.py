@@ -7,7 +7,6 @@ import itertools
 import logging
 import time
 from collections.abc import (
-    AsyncIterable,
     AsyncIterator,
     Callable,
     Iterable,
@@ -17,7 +16,7 @@ from collections.abc import (
 )
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import anyio
 
@@ -218,6 +217,7 @@ class Pipeline:
         self._resumed_from_state = False
         self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
         self._opened_async_source: Any = None
+        self._stages_start_at_first_event = False  # see _open_backtest_feed
         self._opened_failure: ReconnectExhausted | None = None
         # Closed by _close: a generator the feed returned, left where a failure stopped it.
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
@@ -494,9 +494,9 @@ class Pipeline:
             if attach is not None:
                 attach(self.transport)  # a feed that acknowledges input once it is delivered
             await call_hook_and_await(self.manager.hook.tradeloom_pipeline_started, pipeline=self)
-            await self._open_backtest_feed()
-            for stage in self.stages:
-                stage.start()
+            self._open_backtest_feed()
+            if not self._stages_start_at_first_event:
+                self._start_stages()
             # A backtest keeps everything built so far (modules, plugins, stages) to its end:
             # frozen, the collector's full collections during the run skip it (about 3% of a
             # million-tick run). Not when the application froze objects itself: unfreezing
@@ -551,6 +551,8 @@ class Pipeline:
                     await self._pump(self.feed)
                 except ReconnectExhausted as exc:
                     self._give_up(exc)
+            if self._stages_start_at_first_event:  # an async feed that gave no event
+                self._start_stages()
             # Live on a broker, the end of a finite feed ends only a process that runs nothing
             # but the feed: stages keep consuming what other processes publish until stop().
             if self.feed is None or (
@@ -598,18 +600,21 @@ class Pipeline:
         self.result.first_event_time = first.ts
         return itertools.chain((first,), source)
 
-    async def _open_backtest_feed(self) -> None:
+    def _open_backtest_feed(self) -> None:
         """Open a backtest's feed and read its first event before the stages start, so the
-        simulated clock shows the data's first time in ``on_start``."""
+        simulated clock shows the data's first time in ``on_start``. An async feed is read
+        only by the pump, in the task and the cancel scope it reads every event in (a feed may
+        hold a cancel scope or a task group of its own across its yields): there the stages
+        start at its first event."""
         if self.mode != "backtest" or self.feed is None:
             return
         source = self.feed.events(self._feed_context())
+        if hasattr(source, "__aiter__"):
+            self._opened_async_source = source
+            self._stages_start_at_first_event = True
+            return
         try:
-            if hasattr(source, "__aiter__"):
-                async_source = cast(AsyncIterable[MarketEvent], source)
-                self._opened_async_source = await self._open_async_source(self.feed, async_source)
-            else:
-                self._opened_source = self._open_source(self.feed, source)
+            self._opened_source = self._open_source(self.feed, source)
         except ReconnectExhausted as exc:
             # Given up on at the first read: raised where the pump would have met it, so
             # the run drains and stops as it does for a feed that gives up later.
@@ -619,32 +624,47 @@ class Pipeline:
         if first_time is not None:
             self.clock.advance(first_time)
 
-    async def _open_async_source(
-        self, feed: Feed, given: AsyncIterable[MarketEvent]
-    ) -> AsyncIterator[MarketEvent]:
-        """What ``_open_source`` does for an async feed. Waiting for the first event can be
-        stopped as waiting for any other can (``stop()``, Ctrl-C)."""
-        source = self._feed_iterator = aiter(given)  # a feed may return any async iterable
-        if self._resume is not None:
-            source = self._resume.events_async(source)
-        first = None
-        with anyio.CancelScope() as self._feed_wait:
-            if self._stop_requested:
-                self._feed_wait.cancel()
-            first = await anext(source, None)
-        self._feed_wait = None
-        if first is None:  # no events, or stopped while waiting for the first
-            return source
-        _check_first_event(first, feed)
-        self.result.first_event_time = first.ts
-        return _after(first, source)
+    def _start_stages(self) -> None:
+        self._stages_start_at_first_event = False
+        for stage in self.stages:
+            stage.start()
+
+    async def _close_events(self, events: Any) -> None:
+        close = _closer(events)
+        if close is None:
+            return
+        try:
+            await maybe_await(close())
+        except Exception as exc:  # the error that ended the run, if any, is the one raised
+            self.logger.error(
+                "errors while closing: feed's events: %s: %s", type(exc).__name__, exc
+            )
+        except BaseExceptionGroup as group:
+            _, rest = group.split(GeneratorExit)
+            if rest is not None:
+                raise
+            # A task group held open across a yield: anyio cannot close it while the
+            # generator waits there (closed early: a stop, an error in a stage).
+            self.logger.error(
+                "errors while closing: feed's events: its async generator holds a task group "
+                "across a yield, which cannot be closed before it ends; see Writing a feed"
+            )
+
+    def _first_async_event(self, event: MarketEvent, feed: Feed) -> bool:
+        """Check an async feed's first event; in a backtest, start the stages at its time (see
+        ``_open_backtest_feed``). True when a strategy's ``on_start`` stopped the run."""
+        _check_first_event(event, feed)
+        if not self._stages_start_at_first_event:
+            return False
+        self.clock.advance(event.ts)
+        self._start_stages()
+        return self._stop_requested
 
     async def _pump(self, feed: Feed) -> None:
         if self._opened_failure is not None:
             raise self._opened_failure
         opened = self._opened_source
-        opened_async = self._opened_async_source
-        source = opened_async if opened is None else opened
+        source = self._opened_async_source if opened is None else opened
         self._opened_source = self._opened_async_source = None
         if source is None:
             source = feed.events(self._feed_context())
@@ -655,39 +675,52 @@ class Pipeline:
         result = self.result
         count = 0
         if hasattr(source, "__aiter__"):
-            async_source: AsyncIterator[MarketEvent] = source  # type: ignore[assignment]
-            if opened_async is None:
-                async_source = await self._open_async_source(feed, async_source)
+            # A feed may return any async iterable.
+            events = self._feed_iterator = aiter(source)  # type: ignore[arg-type]
+            async_source: AsyncIterator[MarketEvent] = events
+            if self._resume is not None:
+                async_source = self._resume.events_async(events)
             # A live feed reading a broker may hand out an event again (after a crash or a
             # rebalance, from its last commit): it is recognised by its id, as on transports.
             window = self.settings.pipeline.dedupe_window
             seen = RecentIds(window) if window else None
-            with anyio.CancelScope() as self._feed_wait:
-                if self._stop_requested:
-                    self._feed_wait.cancel()
-                in_order = self.mode == "backtest"
-                async for event in async_source:
-                    if seen is not None and seen.seen(event.event_id):
-                        self.status.duplicates_ignored += 1
-                        continue
-                    if in_order and event.ts < self.clock.now():
-                        raise self._out_of_order(event, self.clock.now())
-                    advance(event.ts)
-                    last_times[event.instrument] = event.ts
-                    self.status.last_market_wall_time = WallClock().now()
-                    # Counted before it is published, as a block delivery counts it: an
-                    # event whose delivery fails is counted with the time it recorded.
-                    count += 1
-                    self.status.market_events = count
-                    earliest = result.first_event_time
-                    if earliest is None or event.ts < earliest:  # live times may jump back
-                        result.first_event_time = event.ts
-                    if self._event_observer_set is not None:
-                        self._event_observer_set("feed", "out", event)
-                    publish(market, event, event.instrument)
+            in_order = self.mode == "backtest"
+            try:
+                with anyio.CancelScope() as self._feed_wait:
                     if self._stop_requested:
-                        break
-            self._feed_wait = None
+                        self._feed_wait.cancel()
+                    try:
+                        async for event in async_source:
+                            if not count and self._first_async_event(event, feed):
+                                break  # stopped in on_start: the event is not taken
+                            if seen is not None and seen.seen(event.event_id):
+                                self.status.duplicates_ignored += 1
+                                continue
+                            if in_order and event.ts < self.clock.now():
+                                raise self._out_of_order(event, self.clock.now())
+                            advance(event.ts)
+                            last_times[event.instrument] = event.ts
+                            self.status.last_market_wall_time = WallClock().now()
+                            # Counted before it is published, as a block delivery counts it: an
+                            # event whose delivery fails is counted with the time it recorded.
+                            count += 1
+                            self.status.market_events = count
+                            earliest = result.first_event_time
+                            if earliest is None or event.ts < earliest:  # live times jump back
+                                result.first_event_time = event.ts
+                            if self._event_observer_set is not None:
+                                self._event_observer_set("feed", "out", event)
+                            publish(market, event, event.instrument)
+                            if self._stop_requested:
+                                break
+                    finally:
+                        # Closed by the task that read them, before it leaves this scope: a
+                        # feed's own cancel scopes and task groups, open while it waits at a
+                        # yield, must be left first (a stop breaks off between two events).
+                        for opened_events in (async_source, events):
+                            await self._close_events(opened_events)
+            finally:
+                self._feed_wait = None
         else:
             if opened is None:
                 source = self._open_source(feed, source)
@@ -977,15 +1010,6 @@ def _closer(events: Any) -> Callable[[], Any] | None:
         events, "aclose", None
     )
     return close
-
-
-async def _after(
-    first: MarketEvent, rest: AsyncIterator[MarketEvent]
-) -> AsyncIterator[MarketEvent]:
-    """``first``, then the events of ``rest``."""
-    yield first
-    async for event in rest:
-        yield event
 
 
 def _count(number: int, noun: str) -> str:
