@@ -171,18 +171,38 @@ def create_project(
 
 @contextmanager
 def _scripts_in_a_private_temp_dir() -> Iterator[None]:
-    """Point ``tempfile`` at a folder of our own while cookiecutter runs, and remove it.
+    """Have cookiecutter write its rendered hook scripts into a folder of our own, removed
+    afterwards.
 
-    cookiecutter writes each rendered hook script to a temporary file it never deletes
+    cookiecutter writes each hook script to a temporary file it never deletes
     (``NamedTemporaryFile(delete=False)``), which left two files in the system's temporary
-    folder per project created."""
-    previous = tempfile.tempdir
+    folder per project created. Only its hooks module is pointed elsewhere: other code (other
+    threads) using ``tempfile`` meanwhile is not affected."""
+    import cookiecutter.hooks as hooks
+
+    if getattr(hooks, "tempfile", None) is not tempfile:  # a cookiecutter that works otherwise
+        yield
+        return
     with tempfile.TemporaryDirectory(prefix="tradeloom-new-") as private:
-        tempfile.tempdir = private
+        setattr(hooks, "tempfile", _TempfileIn(private))  # noqa: B010 - not in its stubs
         try:
             yield
         finally:
-            tempfile.tempdir = previous
+            setattr(hooks, "tempfile", tempfile)  # noqa: B010
+
+
+class _TempfileIn:
+    """The ``tempfile`` module, with ``NamedTemporaryFile`` creating its files in ``folder``."""
+
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
+
+    def NamedTemporaryFile(self, *args: Any, **kwargs: Any) -> Any:  # named as tempfile names it
+        kwargs.setdefault("dir", self._folder)
+        return tempfile.NamedTemporaryFile(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tempfile, name)
 
 
 def cmd_new(args: argparse.Namespace) -> int:

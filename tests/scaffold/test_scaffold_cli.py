@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,33 @@ def test_nothing_is_left_in_the_temporary_folder(
     assert new(tmp_path, "--option", f"plugin_name={plugin_name}") == expected
     assert list(system_temp.iterdir()) == []
     assert tempfile.tempdir == str(system_temp)
+
+
+def test_other_threads_temporary_files_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    made: list[str] = []
+    done = threading.Event()
+
+    def keep_making() -> None:
+        while not done.is_set():
+            made.append(tempfile.mkdtemp())
+
+    other = threading.Thread(target=keep_making)
+    other.start()
+    try:
+        assert new(tmp_path, "--option", "plugin_name=busy neighbour") == 0
+    finally:
+        done.set()
+        other.join()
+    assert made and all(Path(folder).parent == system_temp for folder in made)
+    assert all(Path(folder).is_dir() for folder in made)
+    assert sorted(path.name for path in system_temp.iterdir()) == sorted(
+        Path(folder).name for folder in made
+    )
 
 
 def test_prompting_without_answers_says_to_pass_no_input(tmp_path: Path) -> None:
