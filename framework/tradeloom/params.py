@@ -61,49 +61,75 @@ def problem_message(error: Mapping[str, Any]) -> str:
     return message
 
 
-def misplaced_bool(value: Any, annotation: Any) -> tuple[tuple[Any, ...], Any] | None:
+Misplaced = tuple[tuple[Any, ...], Any]
+"""Where a boolean sits that a parameter does not take (keys and indexes to it) and the
+annotation that refuses it."""
+
+
+def misplaced_bool(value: Any, annotation: Any) -> Misplaced | None:
     """Where ``value`` holds a boolean that ``annotation`` does not take, also inside tables
-    and lists (``dict[str, int]``, ``list[int]``, unions of them): the path to it (keys and
-    indexes; empty for ``value`` itself) and the annotation that refuses it. None if there is
-    none, or the annotation does not say what the table or list holds."""
+    and lists (``dict[str, int]``, ``list[int]``, ``tuple[int, str]`` by position, unions of
+    them): the path to it (keys and indexes; empty for ``value`` itself) and the annotation
+    that refuses it. None if there is none, or the annotation does not say what the table or
+    list holds. Of a union, one member that takes the whole value is enough."""
     if isinstance(value, bool):
         return None if takes_bool(annotation) else ((), annotation)
-    if isinstance(value, Mapping):
-        items: list[tuple[Any, Any]] = list(value.items())
-        element_types = _element_types(annotation, mapping=True)
-    elif isinstance(value, list | tuple):
-        items = list(enumerate(value))
-        element_types = _element_types(annotation, mapping=False)
-    else:
+    if not isinstance(value, Mapping | list | tuple):
         return None
-    if not element_types:
-        return None
-    for key, item in items:
-        found = [misplaced_bool(item, element) for element in element_types]
-        first = found[0]
-        if first is not None and all(found):  # no element type takes it
-            path, refusing = first
-            return ((key, *path), refusing)
-    return None
+    refused: Misplaced | None = None
+    for member in _members(annotation):
+        found = _misplaced_within(value, member)
+        if found is _DOES_NOT_SAY:
+            continue  # not a table or list of what it holds: pydantic judges the value
+        if found is None:
+            return None  # this member takes it whole
+        refused = refused or found
+    return refused
 
 
-def _element_types(annotation: Any, *, mapping: bool) -> list[Any]:
-    """The annotations of the values a table (``mapping``) or a list annotated so may hold;
-    empty when it does not say (``Any``, ``dict`` alone, no table or list at all)."""
+_DOES_NOT_SAY: Any = object()
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The members of a union (of ``Annotated`` ones too), or the annotation itself."""
     origin = typing.get_origin(annotation)
     arguments = typing.get_args(annotation)
     if origin is typing.Annotated:
-        return _element_types(arguments[0], mapping=mapping)
+        return _members(arguments[0])
     if origin is typing.Union or origin is types.UnionType:
-        found = [_element_types(argument, mapping=mapping) for argument in arguments]
-        return [element for elements in found for element in elements]
+        return [member for argument in arguments for member in _members(argument)]
+    return [annotation]
+
+
+def _misplaced_within(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], member: Any) -> Any:
+    """``misplaced_bool`` of the items of a table or list against one annotation that is not
+    a union; ``_DOES_NOT_SAY`` when it is not a table or list of given items (``Any``,
+    ``dict`` alone, a class, a list annotation for a table)."""
+    origin = typing.get_origin(member)
+    arguments = typing.get_args(member)
     if not isinstance(origin, type) or not arguments:
-        return []
-    if mapping:
-        return [arguments[-1]] if issubclass(origin, Mapping) and len(arguments) == 2 else []
-    if issubclass(origin, Mapping) or not issubclass(origin, Sequence | AbstractSet):
-        return []
-    return [argument for argument in arguments if argument is not Ellipsis]
+        return _DOES_NOT_SAY
+    items: list[tuple[Any, Any]]
+    if isinstance(value, Mapping):
+        if not issubclass(origin, Mapping) or len(arguments) != 2:
+            return _DOES_NOT_SAY
+        items = [(key, (item, arguments[1])) for key, item in value.items()]
+    else:
+        if issubclass(origin, Mapping) or not issubclass(origin, Sequence | AbstractSet):
+            return _DOES_NOT_SAY
+        if issubclass(origin, tuple) and not (len(arguments) == 2 and arguments[1] is Ellipsis):
+            if len(arguments) != len(value):
+                return _DOES_NOT_SAY  # the wrong length: pydantic says so
+            element_types: Sequence[Any] = arguments  # by position
+        else:
+            element_types = [arguments[0]] * len(value)
+        items = list(enumerate(zip(value, element_types, strict=True)))
+    for key, (item, element) in items:
+        found = misplaced_bool(item, element)
+        if found is not None:
+            path, refusing = found
+            return ((key, *path), refusing)
+    return None
 
 
 def _where(path: tuple[Any, ...]) -> str:

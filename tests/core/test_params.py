@@ -103,6 +103,8 @@ class Tables(ParamsModel):
     flags: dict[str, bool] = {}
     loose: dict[str, Any] = {}
     untyped: dict = {}  # type: ignore[type-arg]
+    pair: tuple[bool, int] = (False, 0)
+    either: dict[str, int] | list[int] = {}
 
 
 @pytest.mark.parametrize(
@@ -116,6 +118,9 @@ class Tables(ParamsModel):
         ("indexes", [1, False], "false is a boolean (at [1]); it takes int"),
         ("steps", (1, 2, True), "true is a boolean (at [2]); it takes int"),
         ("nested", {"a": [Decimal(1), True]}, "true is a boolean (at a[1]); it takes Decimal"),
+        ("pair", (True, True), "true is a boolean (at [1]); it takes int"),
+        ("either", {"a": True}, "true is a boolean (at a); it takes int"),
+        ("either", [1, False], "false is a boolean (at [1]); it takes int"),
     ],
 )
 def test_a_boolean_inside_a_table_or_list_of_numbers_is_refused(
@@ -135,6 +140,8 @@ def test_tables_and_lists_that_take_booleans_or_do_not_say_still_do() -> None:
         untyped={"a": True},
         columns={"ts": "ts", "last_price": 2},
         indexes=[0, 1],
+        pair=(True, 2),
     )
+    assert tables.pair == (True, 2)
     assert (tables.flags, tables.loose, tables.untyped) == ({"a": True}, {"a": False}, {"a": True})
     assert (tables.columns, tables.indexes) == ({"ts": "ts", "last_price": 2}, [0, 1])
