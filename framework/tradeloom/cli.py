@@ -70,6 +70,28 @@ def _add_commands(manager: PluginManager, subparsers: Any) -> None:
             )
 
 
+def _plugin_options_first(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``-p`` option moved before the command: they are global options
+    (read before plugins load), and ``tradeloom backtest -c x.toml -p my_strategies`` is
+    what people type."""
+    options: list[str] = []
+    rest: list[str] = []
+    args = list(argv)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "-p" and index + 1 < len(args):
+            options += args[index : index + 2]
+            index += 2
+            continue
+        if arg.startswith("-p") and len(arg) > 2:
+            options.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return options + rest
+
+
 def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """``-p no:NAME`` and ``-p MODULE`` must be known before plugins load (they add commands)."""
     blocked: list[str] = []
@@ -102,7 +124,7 @@ def _find_modules_in_the_current_directory() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _plugin_options_first(sys.argv[1:] if argv is None else argv)
     _find_modules_in_the_current_directory()
     blocked, modules = _early_plugin_options(argv)
     from tradeloom import commands, scaffold

@@ -180,8 +180,19 @@ def test_plugin_module_raising_on_import_is_listed_as_failed(tmp_path: Path) -> 
     assert "sma_cross" in done.stdout  # everything else is still listed
 
 
-def test_blocking_a_plugin_on_the_command_line(tmp_path: Path) -> None:
-    done = tradeloom("-p", "no:validators", "plugins", "--json", cwd=tmp_path)
+@pytest.mark.parametrize("where", ["before the command", "after it"])
+def test_blocking_a_plugin_on_the_command_line(tmp_path: Path, where: str) -> None:
+    command = ["plugins", "--json"]
+    args = (
+        ["-p", "no:validators", *command]
+        if where == "before the command"
+        else [
+            *command,
+            "-pno:validators",
+        ]
+    )
+    done = tradeloom(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
     assert plugins["validators"]["status"] == "blocked"
     assert plugins["paper"]["status"] == "loaded"
