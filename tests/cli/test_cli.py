@@ -186,10 +186,7 @@ def test_blocking_a_plugin_on_the_command_line(tmp_path: Path, where: str) -> No
     args = (
         ["-p", "no:validators", *command]
         if where == "before the command"
-        else [
-            *command,
-            "-pno:validators",
-        ]
+        else [*command, "-p", "no:validators"]
     )
     done = tradeloom(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
