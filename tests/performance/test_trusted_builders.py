@@ -139,7 +139,7 @@ def test_signals_from_a_strategy_equal_validated_ones(
         (Decimal("NaN"), None, "ORCL", "finite"),
         (Decimal("-1"), None, "ORCL", "greater than zero"),
         (0, None, "ORCL", "greater than zero"),
-        (True, None, "ORCL", "decimal"),
+        (True, None, "ORCL", "Decimal input"),
         (1, Decimal(0), "ORCL", "greater than zero"),
         (1, Decimal("Infinity"), "ORCL", "finite"),
         (1, None, "", "at least 1 character"),
@@ -150,8 +150,11 @@ def test_bad_signals_from_a_strategy_are_refused_as_before(
     quantity: Any, limit_price: Any, instrument: str, message: str
 ) -> None:
     ctx, sent = _context()
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ValueError, match=message) as refused:
         ctx.sell(instrument, quantity, limit_price)
+    # One line naming the side, the instrument and the field, not pydantic's dump.
+    assert str(refused.value).startswith(f"sell {instrument!r}: ")
+    assert "\n" not in str(refused.value)
     assert sent == []
 
 
