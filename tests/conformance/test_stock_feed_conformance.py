@@ -3,6 +3,9 @@ break the contract (so a broken plugin cannot pass it)."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,6 +17,7 @@ import uuid6
 
 from tradeloom.components import DeadLetter, Feed, FeedContext
 from tradeloom.events import Bar, MarketEvent, MarketTick
+from tradeloom.testing import ticks
 from tradeloom.testing.feeds import FeedConformance, FeedTimeoutError, collect_events
 from tradeloom_replay.feed import ReplayFeed
 
@@ -248,6 +252,29 @@ def test_suite_times_out_on_a_feed_that_never_yields() -> None:
 
     with pytest.raises(FeedTimeoutError, match="Silent yielded 0 item"):
         collect_events(Silent(), timeout_seconds=0.2)
+
+
+def test_suite_times_out_on_a_plain_feed_blocked_in_a_call() -> None:
+    class Blocked(Feed):
+        def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:
+            reader, writer = socket.socketpair()  # nothing is ever written
+            try:
+                yield from ticks("X", ["10"])
+                reader.recv(1)  # blocks: an event loop's timeout cannot reach it
+            finally:
+                reader.close()
+                writer.close()
+
+    started = time.monotonic()
+    with pytest.raises(FeedTimeoutError) as caught:
+        collect_events(Blocked(), timeout_seconds=0.3)
+    assert time.monotonic() - started < 5
+    assert str(caught.value).startswith(
+        "Blocked yielded 1 item(s) in 0.3s without ending (interrupted in a call that did not "
+        "return: a plain iterator must not block)"
+    )
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # put back
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_collect_events_closes_the_feed_and_limits() -> None:

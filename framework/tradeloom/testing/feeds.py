@@ -38,7 +38,10 @@ This module imports pytest: use it from test code only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -142,8 +145,10 @@ def collect_events(
     ``close=False``) call ``feed.close()`` and close the iterator, all on one event loop.
 
     The clock the feed gets moves to each event's timestamp, as the pipeline's does. Raises
-    :class:`FeedTimeoutError` when the feed takes longer than ``timeout_seconds`` in all (an
-    async feed is interrupted; a blocking iterator is only checked between items)."""
+    :class:`FeedTimeoutError` when the feed takes longer than ``timeout_seconds`` in all: an
+    async feed is cancelled; a plain iterator is interrupted by ``SIGALRM`` also inside a call
+    that does not return (on Unix, from the main thread; elsewhere it is checked between
+    items)."""
     run = FeedRun()
     clock = ManualClock()
 
@@ -178,18 +183,25 @@ def collect_events(
                             return
                 else:
                     clock_started = anyio.current_time()
-                    for item in iter(source):  # type: ignore[arg-type]
-                        if take(item):
-                            return
-                        if anyio.current_time() - clock_started > timeout_seconds:
-                            raise TimeoutError
+                    with _interrupted_after(timeout_seconds):
+                        for item in iter(source):  # type: ignore[arg-type]
+                            if take(item):
+                                return
+                            if anyio.current_time() - clock_started > timeout_seconds:
+                                raise TimeoutError
                 run.ended = True
-        except TimeoutError:
+        except TimeoutError as exc:
+            blocked = (
+                " (interrupted in a call that did not return: a plain iterator must not block)"
+                if isinstance(exc, _Blocked)
+                else ""
+            )
             raise FeedTimeoutError(
                 f"{type(feed).__name__} yielded {len(run.items)} item(s) in "
                 f"{timeout_seconds:g}s without "
                 + (f"reaching the limit of {limit}" if limit is not None else "ending")
-                + "; a finite feed must end its iterator (a live feed sets finite = False)"
+                + f"{blocked}; a finite feed must end its iterator (a live feed sets "
+                "finite = False)"
             ) from None
         finally:
             if close:
@@ -198,6 +210,33 @@ def collect_events(
 
     anyio.run(consume, backend=backend)
     return run
+
+
+class _Blocked(TimeoutError):
+    """Raised by the alarm of :func:`_interrupted_after`."""
+
+
+@contextmanager
+def _interrupted_after(seconds: float) -> Iterator[None]:
+    """Raise :class:`_Blocked` in the main thread after ``seconds``, also inside a blocking
+    call (a socket read, a sleep): a plain iterator runs on the event loop's thread, where a
+    timeout of the loop cannot reach it. Does nothing where there is no ``SIGALRM`` timer
+    (Windows) or off the main thread."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _Blocked
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 async def _close_iterator(source: Any) -> None:
