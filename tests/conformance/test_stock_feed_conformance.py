@@ -277,6 +277,27 @@ def test_suite_times_out_on_a_plain_feed_blocked_in_a_call() -> None:
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_the_pipeline_test_times_out_on_a_plain_feed_blocked_in_a_call() -> None:
+    class BlockedAfterOne(Feed):
+        def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:
+            reader, writer = socket.socketpair()
+            try:
+                yield from ticks("X", ["10"])
+                reader.recv(1)
+            finally:
+                reader.close()
+                writer.close()
+
+    class Suite(FeedConformance):
+        timeout_seconds = 0.3
+        max_events = 5
+
+    started = time.monotonic()
+    with pytest.raises(FeedTimeoutError, match="BlockedAfterOne did not let the pipeline finish"):
+        Suite().test_runs_in_a_pipeline(BlockedAfterOne())
+    assert time.monotonic() - started < 10
+
+
 def test_collect_events_closes_the_feed_and_limits() -> None:
     feed = CountingLiveFeed()
     run = collect_events(feed, limit=3)

@@ -473,7 +473,17 @@ class FeedConformance:
             with anyio.fail_after(self.timeout_seconds):
                 return await pipeline.run()
 
-        result = anyio.run(run, backend=self.anyio_backend_name)
+        try:
+            # A plain iterator runs on the loop's thread: past the loop's own timeout, the
+            # alarm stops one that blocks in a call that does not return.
+            with _interrupted_after(self.timeout_seconds + 1):
+                result = anyio.run(run, backend=self.anyio_backend_name)
+        except _Blocked:
+            raise FeedTimeoutError(
+                f"{type(feed).__name__} did not let the pipeline finish within "
+                f"{self.timeout_seconds:g}s: interrupted in a call that did not return (a plain "
+                "iterator must not block)"
+            ) from None
         assert probe.seen, "the strategy saw no market events"
         assert result.market_events >= len(probe.seen)
         assert result.dead_letters == []
