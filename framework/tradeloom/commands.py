@@ -132,7 +132,12 @@ def _terminate_as_interrupt(received: list[int]) -> Iterator[None]:
 
     def interrupt(signum: int, frame: Any) -> None:
         received.append(signum)
-        signal.raise_signal(signal.SIGINT)  # handled by the event loop, as a Ctrl-C is
+        if callable(signal.getsignal(signal.SIGINT)):
+            signal.raise_signal(signal.SIGINT)  # handled by the event loop, as a Ctrl-C is
+        else:
+            # SIGINT is ignored (a background job of a script): stop here; the event loop
+            # still cancels the run on its way out, which saves its state.
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

@@ -280,9 +280,13 @@ def test_the_stored_time_is_where_the_backtest_got_to_not_its_last_change(
     assert (resumed.skipped_events, resumed.market_events) == (2048, 5000 - 2048)
 
 
-def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint", ["handled", "ignored"])
+def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(
+    tmp_path: Path, sigint: str
+) -> None:
     # kill, timeout, a service manager or a cancelled CI job stop a backtest with SIGTERM:
     # as with Ctrl-C, its state is saved and its partial result written; the status is 143.
+    # Also when SIGINT is ignored, as in a background job of a script.
     rng = random.Random(11)
     cents = 10_000
     rows = ["ts,price\n"]
@@ -297,8 +301,15 @@ def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(tmp_path: 
         '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
     )
     command = [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", "c.toml", "--out", "a"]
+    ignore_sigint = (
+        (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
+    )
     running = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=ignore_sigint,
     )
     deadline = time.monotonic() + 60
     while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
