@@ -19,7 +19,7 @@ from anyio.abc import TaskStatus
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
-from tradeloom.errors import ConfigError, TradeloomError
+from tradeloom.errors import ConfigError, EventOrderError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
 from tradeloom.runtime.results import RunResult
@@ -108,7 +108,7 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
         with _terminate_as_interrupt(received):
             return anyio.run(pipeline.run)
     except TradeloomError as exc:
-        kept = _kept_after_failure(pipeline, settings, can_resume=hasattr(args, "resume"))
+        kept = _kept_after_failure(pipeline, settings, exc, can_resume=hasattr(args, "resume"))
         if kept:
             exc.add_note(kept)  # shown under the error: the next plain run would refuse it
         raise
@@ -183,7 +183,9 @@ def _what_is_kept(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -
     return "its state is saved: add --resume to the same command to continue from there"
 
 
-def _kept_after_failure(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> str:
+def _kept_after_failure(
+    pipeline: Pipeline, settings: Settings, failure: TradeloomError, *, can_resume: bool
+) -> str:
     """What a backtest that failed left in its persistence, and what to do with it ('' when
     it left nothing there)."""
     result = pipeline.result
@@ -191,6 +193,14 @@ def _kept_after_failure(pipeline: Pipeline, settings: Settings, *, can_resume: b
         return ""
     if not result.fill_count and result.resumed_after is None:
         return ""
+    if isinstance(failure, EventOrderError):
+        # Stamped at the latest time taken: a resume would skip the earlier events the run
+        # refused, and every other one up to that time.
+        return (
+            "its state up to the failure is saved, but it misses the events out of order: "
+            "delete that state and run again once the events are in time order (--resume "
+            "would skip them)"
+        )
     if not can_resume:
         return "its state up to the failure is saved"
     return (

@@ -36,6 +36,12 @@ class BadInputError(TradeloomError):
     """A record from a feed (a CSV row, a message) is invalid."""
 
 
+class EventOrderError(BadInputError):
+    """A backtest's feed gave a market event earlier than one it gave before: the simulated
+    clock cannot go back. The state saved up to there misses the events never taken, so a
+    resume would skip them: run again from empty books once the events are in order."""
+
+
 class PersistenceError(TradeloomError):
     """Saving or loading state failed."""
 

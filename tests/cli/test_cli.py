@@ -581,6 +581,30 @@ def test_a_failed_backtest_says_its_state_is_saved_and_how_to_go_on(
     assert "resumed after" in resumed.stdout
 
 
+def test_a_file_out_of_time_order_says_to_start_over_not_to_resume(tmp_path: Path) -> None:
+    rows = [f"A,2024-01-01T00:{minute:02d}:00,{100 + minute % 7}" for minute in range(60)]
+    rows += [f"B,2024-01-01T00:{minute:02d}:00,{50 + minute % 5}" for minute in range(60)]
+    (tmp_path / "by-instrument.csv").write_text("sym,t,p\n" + "\n".join(rows) + "\n")
+    (tmp_path / "c.toml").write_text(
+        '[feed]\nname = "replay"\nparams = { path = "by-instrument.csv", '
+        'columns = { instrument = "sym", ts = "t", last_price = "p" } }\n'
+        '[[strategies]]\nname = "sma_cross"\nparams = { fast = 2, slow = 3 }\n'
+        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
+    )
+    done = tradeloom("backtest", "-c", "c.toml", "--out", "o", cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(
+        "tradeloom: error: feed ReplayFeed gave a market event for B at 2024-01-01T00:00:00+00:00 "
+        "after one at 2024-01-01T00:59:00+00:00"
+    )
+    assert lines[-1] == (
+        "tradeloom: its state up to the failure is saved, but it misses the events out of "
+        "order: delete that state and run again once the events are in time order (--resume "
+        "would skip them)"
+    )
+
+
 def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_data: Path) -> None:
     (tmp_path / "slowflip.py").write_text(
         "import time\n"

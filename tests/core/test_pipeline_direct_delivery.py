@@ -347,8 +347,24 @@ def test_a_backtest_refuses_events_out_of_time_order(path: str) -> None:
     assert pipeline.status.stages["strategy"].events_in - len(pipeline.result.fills) == 3000
 
 
-def test_a_live_run_takes_times_that_jump_back() -> None:
+@pytest.mark.parametrize("clock", ["auto", "simulated"])
+def test_a_live_run_takes_times_that_jump_back(clock: str) -> None:
     x, y = ticks("X", PRICES[:30]), ticks("Y", PRICES[:10])
-    pipeline = Pipeline(Settings(), mode="live", events=x + y, strategies={"alt": Alternate()})
+    settings = Settings(pipeline={"clock": clock})
+    pipeline = Pipeline(settings, mode="live", events=x + y, strategies={"alt": Alternate()})
     result = anyio.run(pipeline.run)
     assert result.market_events == 40
+
+
+@pytest.mark.parametrize("path", ["memory", "publish_only", "async"])
+def test_a_backtest_on_the_wall_clock_does_not_check_time_order(path: str) -> None:
+    # Its clock is not the data's: an event earlier than the wall clock is no error.
+    events = merge(ticks("X", PRICES[:50]), ticks("Y", PRICES[:50]))
+    settings = Settings(
+        pipeline={"clock": "wall", "transport": "memory" if path == "async" else path}
+    )
+    given: dict[str, Any] = {"feed": AsyncList(events)} if path == "async" else {"events": events}
+    pipeline = Pipeline(
+        settings, strategies={"alt": Alternate()}, plugins=[TransportPlugin()], **given
+    )
+    assert anyio.run(pipeline.run).market_events == 100

@@ -39,7 +39,7 @@ from tradeloom.components import (
     Validator,
     advance_ids_past,
 )
-from tradeloom.errors import BadInputError, ConfigError, PluginError
+from tradeloom.errors import ConfigError, EventOrderError, PluginError
 from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
@@ -684,7 +684,7 @@ class Pipeline:
             # rebalance, from its last commit): it is recognised by its id, as on transports.
             window = self.settings.pipeline.dedupe_window
             seen = RecentIds(window) if window else None
-            in_order = self.mode == "backtest"
+            in_order = self._checks_time_order
             try:
                 with anyio.CancelScope() as self._feed_wait:
                     if self._stop_requested:
@@ -781,7 +781,7 @@ class Pipeline:
         last_times = self.status.last_market_time
         market = Topics.MARKET
         observe = self._event_observer_set
-        in_order = self.mode == "backtest"
+        in_order = self._checks_time_order
         clock = self.clock
         count = 0
         try:
@@ -808,14 +808,23 @@ class Pipeline:
         deliver = self._deliveries.get(key)
         if deliver is None:
             deliver = self._deliveries[key] = block_delivery(
-                route, self.clock, self.status, self._out_of_order
+                route,
+                self.clock,
+                self.status,
+                self._out_of_order if self._checks_time_order else None,
             )
         return deliver(events)
 
-    def _out_of_order(self, event: MarketEvent, now: datetime) -> BadInputError:
-        """A backtest's feed gave an event earlier than one it gave before: the simulated
-        clock cannot go back, so the event could never be traded on as of its time."""
-        return BadInputError(
+    @property
+    def _checks_time_order(self) -> bool:
+        """A backtest on the simulated clock refuses an event earlier than the clock: the
+        clock cannot go back, so it could never be traded on as of its time. (Live runs, and
+        a backtest on the wall clock, take times that jump back.)"""
+        return self.mode == "backtest" and type(self.clock) is SimulatedClock
+
+    def _out_of_order(self, event: MarketEvent, now: datetime) -> EventOrderError:
+        """A backtest's feed gave an event earlier than one it gave before."""
+        return EventOrderError(
             f"{_source_name(self.feed)} gave a market event for {event.instrument} at "
             f"{event.ts.isoformat()} after one at {now.isoformat()}: a backtest needs its "
             "events in time order (tradeloom.testing.merge puts several lists of events in "
