@@ -709,6 +709,51 @@ def test_a_feed_holding_a_task_group_across_a_yield_is_reported_when_stopped_ear
     ) in caplog.messages
 
 
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+def test_an_async_feed_stopped_early_cleans_up_and_is_closed_once(mode: str) -> None:
+    data = ticks("X", ["10", "11", "12", "13"])
+    log: list[str] = []
+
+    class Connection:
+        """A class-based async iterator whose cleanup awaits (closing a connection)."""
+
+        def __init__(self) -> None:
+            self.given = iter(data)
+
+        def __aiter__(self) -> Connection:
+            return self
+
+        async def __anext__(self) -> MarketTick:
+            await anyio.sleep(0)
+            try:
+                return next(self.given)
+            except StopIteration:
+                raise StopAsyncIteration from None
+
+        async def aclose(self) -> None:
+            log.append("closing")
+            await anyio.sleep(0)  # cancelled if closed in a cancelled scope
+            log.append("closed")
+
+    class Quotes(Feed):
+        def events(self, ctx: FeedContext) -> Any:
+            return Connection()
+
+    class StopsAtTheSecond(Strategy):
+        def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+            if tick.ts == data[1].ts:
+                pipeline.stop()
+
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode=mode,  # type: ignore[arg-type]
+        feed=Quotes(),
+        strategies={"s": StopsAtTheSecond()},
+    )
+    assert anyio.run(pipeline.run).market_events == 2
+    assert log == ["closing", "closed"]
+
+
 def test_an_async_feed_stopped_in_on_start_delivers_nothing() -> None:
     class StopsAtOnce(Strategy):
         def on_start(self, ctx: StrategyContext) -> None:

@@ -218,6 +218,7 @@ class Pipeline:
         self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
         self._opened_async_source: Any = None
         self._stages_start_at_first_event = False  # see _open_backtest_feed
+        self._waiting_for_feed = False  # the pump awaits an async feed's next event
         self._opened_failure: ReconnectExhausted | None = None
         # Closed by _close: a generator the feed returned, left where a failure stopped it.
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
@@ -468,7 +469,7 @@ class Pipeline:
         self.transport.stop_consuming()
         if self._stop_event is not None:
             self._stop_event.set()
-        if self._feed_wait is not None:
+        if self._feed_wait is not None and self._waiting_for_feed:
             self._feed_wait.cancel()  # a live feed waiting for input stops waiting
 
     def _give_up(self, error: Exception) -> None:
@@ -690,7 +691,17 @@ class Pipeline:
                     if self._stop_requested:
                         self._feed_wait.cancel()
                     try:
-                        async for event in async_source:
+                        while True:
+                            # Only a wait for the feed is cancelled by stop(): a stop made while
+                            # an event is delivered ends the loop below, so the feed closes
+                            # outside a cancelled scope (its cleanup may await).
+                            self._waiting_for_feed = True
+                            try:
+                                event = await anext(async_source)
+                            except StopAsyncIteration:
+                                break
+                            finally:
+                                self._waiting_for_feed = False
                             if not count and self._first_async_event(event, feed):
                                 break  # stopped in on_start: the event is not taken
                             if seen is not None and seen.seen(event.event_id):
@@ -717,8 +728,9 @@ class Pipeline:
                         # Closed by the task that read them, before it leaves this scope: a
                         # feed's own cancel scopes and task groups, open while it waits at a
                         # yield, must be left first (a stop breaks off between two events).
-                        for opened_events in (async_source, events):
+                        for opened_events in dict.fromkeys((async_source, events)):
                             await self._close_events(opened_events)
+                        self._feed_iterator = None  # closed: not again by _close
             finally:
                 self._feed_wait = None
         else:
