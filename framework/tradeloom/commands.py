@@ -7,8 +7,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,8 +104,13 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
     )
     received: list[int] = []  # the terminating signal, once one came
     try:
-        with _terminate_as_interrupt(received):
-            return anyio.run(pipeline.run)
+        try:
+            return anyio.run(_run_until_terminated, pipeline, received)
+        except BaseExceptionGroup as group:
+            sole = sole_exception(group)
+            if sole is None:
+                raise
+            raise sole from sole.__cause__  # reported as it is, not as a task-group traceback
     except TradeloomError as exc:
         kept = _kept_after_failure(pipeline, settings, exc, can_resume=hasattr(args, "resume"))
         if kept:
@@ -121,29 +125,28 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
         close()
 
 
-@contextmanager
-def _terminate_as_interrupt(received: list[int]) -> Iterator[None]:
-    """While a backtest runs, SIGTERM (``kill``, ``timeout``, a service manager, a cancelled
-    CI job) stops it as Ctrl-C does: what it did is saved and written. The signal is added to
-    ``received``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set in the main thread
-        return
+async def _run_until_terminated(pipeline: Pipeline, received: list[int]) -> RunResult:
+    """Run a backtest; SIGTERM (``kill``, ``timeout``, a service manager, a cancelled CI job)
+    stops it as Ctrl-C does, at its next pause between two times: what it did is saved and
+    written. Raises KeyboardInterrupt then, with the signal added to ``received``. (Signals
+    are received only in the main thread of a POSIX process; elsewhere the run just runs.)"""
+    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+        return await pipeline.run()
+    async with anyio.create_task_group() as tasks:
 
-    def interrupt(signum: int, frame: Any) -> None:
-        received.append(signum)
-        if callable(signal.getsignal(signal.SIGINT)):
-            signal.raise_signal(signal.SIGINT)  # handled by the event loop, as a Ctrl-C is
-        else:
-            # SIGINT is ignored (a background job of a script): stop here; the event loop
-            # still cancels the run on its way out, which saves its state.
-            raise KeyboardInterrupt
+        async def cancel_on_sigterm(*, task_status: TaskStatus[None]) -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                task_status.started()
+                async for signum in signals:
+                    received.append(signum)
+                    tasks.cancel_scope.cancel()  # the run is cancelled where it pauses
+                    return
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        await tasks.start(cancel_on_sigterm)
+        result = await pipeline.run()
+        tasks.cancel_scope.cancel()
+        return result
+    raise KeyboardInterrupt  # the run was cancelled by SIGTERM
 
 
 class BacktestInterrupted(KeyboardInterrupt):

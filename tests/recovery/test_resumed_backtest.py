@@ -325,6 +325,9 @@ def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(
     )
     partial = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
     assert 0 < partial["market_events"] < 400_000 and partial["interrupted"] in message
+    # Stopped where the run pauses, between two blocks of ticks (each at its own time), not
+    # in the middle of an event.
+    assert partial["market_events"] % 1024 == 0
     assert "Backtest of c.toml (interrupted)" in stdout.decode()
     persistence = SqlitePersistence(path=str(tmp_path / "state.sqlite"))
     persistence.open()
