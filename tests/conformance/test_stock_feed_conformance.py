@@ -277,6 +277,25 @@ def test_suite_times_out_on_a_plain_feed_blocked_in_a_call() -> None:
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_an_alarm_already_set_is_left_alone() -> None:
+    # pytest-timeout's signal method, say: its timer must survive a collect_events call.
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        run = collect_events(_ReplayLike(), timeout_seconds=5)
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < remaining <= 30 and run.ended and not fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class _ReplayLike(Feed):
+    def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:
+        yield from ticks("X", ["10", "11"])
+
+
 def test_the_pipeline_test_times_out_on_a_plain_feed_blocked_in_a_call() -> None:
     class BlockedAfterOne(Feed):
         def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:

@@ -221,8 +221,13 @@ def _interrupted_after(seconds: float) -> Iterator[None]:
     """Raise :class:`_Blocked` in the main thread after ``seconds``, also inside a blocking
     call (a socket read, a sleep): a plain iterator runs on the event loop's thread, where a
     timeout of the loop cannot reach it. Does nothing where there is no ``SIGALRM`` timer
-    (Windows) or off the main thread."""
+    (Windows), off the main thread, or when the timer or ``SIGALRM`` is in use already."""
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if usable and (
+        signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)
+        or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None)
+    ):
+        usable = False  # the alarm is someone else's (pytest-timeout's, say): left alone
     if not usable or seconds <= 0:
         yield
         return
