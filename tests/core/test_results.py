@@ -160,6 +160,17 @@ def test_only_the_first_bad_inputs_of_a_run_are_logged_as_warnings(
     with caplog.at_level(logging.DEBUG, logger="tradeloom"):
         result = tradeloom.backtest(config, strategies={"idle": tradeloom.Strategy()})
     assert result.dead_letter_count == 40 == len(result.dead_letters)
+    # A live run logs each (they come as they come, maybe days apart).
+    with caplog.at_level(logging.DEBUG, logger="tradeloom"):
+        caplog.clear()
+        live = tradeloom.run({**config, "strategies": [{"name": "sma_cross"}]})
+    assert live.dead_letter_count == 40
+    live_warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum(m.startswith("bad input from") for m in live_warned) == 40
+    assert not any("not logged one by one" in m for m in live_warned)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="tradeloom"):
+        result = tradeloom.backtest(config, strategies={"idle": tradeloom.Strategy()})
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     bad_input = [m for m in warned if m.startswith("bad input from")]
     assert len(bad_input) == DEAD_LETTERS_LOGGED

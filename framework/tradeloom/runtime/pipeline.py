@@ -72,7 +72,7 @@ LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (co
 _YIELD_EVERY = 1024  # market events between two yields of a backtest (stop, checkpoint, progress)
 _LIVE_YIELD_EVERY = 64  # of a live run reading a replay: a stop or a checkpoint is not kept waiting
 _FREEZE_EVERY_BLOCKS = 8
-DEAD_LETTERS_LOGGED = 10  # bad input logged one by one at WARNING (the rest at DEBUG)
+DEAD_LETTERS_LOGGED = 10  # a backtest's bad input logged one by one at WARNING (the rest: DEBUG)
 
 Mode = Literal["backtest", "live"]
 
@@ -1001,11 +1001,13 @@ class Pipeline:
         if self.dead_letter_file is not None:
             self.dead_letter_file.write(letter)
         count = self.status.dead_letters
-        # A bad file can hold a bad row on every line: the log shows what it is like, the
-        # result and the dead-letter file hold all of it.
-        log = self.logger.warning if count <= DEAD_LETTERS_LOGGED else self.logger.debug
+        # A backtest's bad file can hold a bad row on every line: the log shows what it is
+        # like, the result and the dead-letter file hold all of it. A live run logs each, as
+        # it comes (days apart, maybe).
+        quiet = self.mode == "backtest" and count > DEAD_LETTERS_LOGGED
+        log = self.logger.debug if quiet else self.logger.warning
         log("bad input from %s %s: %s", letter.source, letter.location, letter.reason)
-        if count == DEAD_LETTERS_LOGGED:
+        if self.mode == "backtest" and count == DEAD_LETTERS_LOGGED:
             self.logger.warning(
                 "more bad input is counted and kept (the result's dead letters, the "
                 "dead-letter file) but not logged one by one (run with -vv to log it all)"
