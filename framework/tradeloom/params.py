@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
@@ -79,15 +80,17 @@ def misplaced_bool(value: Any, annotation: Any) -> Misplaced | None:
     refused: Misplaced | None = None
     for member in _members(annotation):
         found = _misplaced_within(value, member)
-        if found is _DOES_NOT_SAY:
-            continue  # not a table or list of what it holds: pydantic judges the value
-        if found is None:
-            return None  # this member takes it whole
+        if found is _CANNOT_TAKE:
+            continue  # None, a number, a list for a table: pydantic refuses it there anyway
+        if found is None or found is _DOES_NOT_SAY:
+            return None  # takes it whole, or may (Any, a model, a bare dict): pydantic judges
         refused = refused or found
     return refused
 
 
 _DOES_NOT_SAY: Any = object()
+_CANNOT_TAKE: Any = object()
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, Decimal)
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -103,23 +106,32 @@ def _members(annotation: Any) -> list[Any]:
 
 def _misplaced_within(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], member: Any) -> Any:
     """``misplaced_bool`` of the items of a table or list against one annotation that is not
-    a union; ``_DOES_NOT_SAY`` when it is not a table or list of given items (``Any``,
-    ``dict`` alone, a class, a list annotation for a table)."""
+    a union. ``_CANNOT_TAKE`` when the annotation cannot hold such a value (a number, text,
+    None, a list annotation for a table, a tuple of another length); ``_DOES_NOT_SAY`` when
+    it may but does not say what the items are (``Any``, a bare ``dict``, a model class)."""
     origin = typing.get_origin(member)
     arguments = typing.get_args(member)
+    if origin is typing.Literal or (isinstance(member, type) and issubclass(member, _SCALARS)):
+        return _CANNOT_TAKE
+    kind = origin if isinstance(origin, type) else member if isinstance(member, type) else None
+    if kind is None:
+        return _DOES_NOT_SAY  # Any, a TypeVar, a NewType...
+    is_table = isinstance(value, Mapping)
+    if issubclass(kind, Mapping) != is_table and issubclass(kind, Mapping | Sequence | AbstractSet):
+        return _CANNOT_TAKE  # a list annotation for a table, or the other way round
     if not isinstance(origin, type) or not arguments:
         return _DOES_NOT_SAY
     items: list[tuple[Any, Any]]
     if isinstance(value, Mapping):
-        if not issubclass(origin, Mapping) or len(arguments) != 2:
+        if len(arguments) != 2:
             return _DOES_NOT_SAY
         items = [(key, (item, arguments[1])) for key, item in value.items()]
     else:
-        if issubclass(origin, Mapping) or not issubclass(origin, Sequence | AbstractSet):
+        if not issubclass(origin, Sequence | AbstractSet):
             return _DOES_NOT_SAY
         if issubclass(origin, tuple) and not (len(arguments) == 2 and arguments[1] is Ellipsis):
             if len(arguments) != len(value):
-                return _DOES_NOT_SAY  # the wrong length: pydantic says so
+                return _CANNOT_TAKE  # the wrong length
             element_types: Sequence[Any] = arguments  # by position
         else:
             element_types = [arguments[0]] * len(value)

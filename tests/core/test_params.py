@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, NewType, TypeVar
 
 import pytest
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from tradeloom.params import ParamsModel, takes_bool
 
@@ -131,6 +131,22 @@ def test_a_boolean_inside_a_table_or_list_of_numbers_is_refused(
     [error] = caught.value.errors()
     assert error["loc"] == (field,)
     assert error["msg"] == f"Value error, {message}"
+
+
+class Switches(BaseModel):
+    enabled: bool = False
+
+
+class Unions(ParamsModel):
+    numbers_or_model: dict[str, int] | Switches | None = None
+    numbers_or_anything: list[int] | Any = None
+
+
+def test_a_union_member_that_may_take_the_whole_value_lets_it_through() -> None:
+    # A model, or Any, may take {"enabled": true}: pydantic judges it, not the boolean check.
+    unions = Unions(numbers_or_model={"enabled": True}, numbers_or_anything=[1, True])
+    assert unions.numbers_or_model == Switches(enabled=True)
+    assert unions.numbers_or_anything == [1, True]
 
 
 def test_tables_and_lists_that_take_booleans_or_do_not_say_still_do() -> None:
