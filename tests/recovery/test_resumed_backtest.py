@@ -379,3 +379,32 @@ def test_resuming_with_a_renamed_strategy_warns_of_the_stored_portfolio_left_alo
         "they are carried along as they are and count in the equity (portfolios are strategy "
         "ids: did one change? this run's: 'other')"
     ) in caplog.messages
+
+
+@pytest.mark.parametrize("feed_kind", ["plain", "async"])
+def test_a_backtest_stopped_in_on_start_leaves_nothing_for_a_resume_to_skip(
+    tmp_path: Path, feed_kind: str
+) -> None:
+    settings = {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    data = bars("X", [str(100 + day % 9) for day in range(6)])
+
+    class StopsAtOnce(Strategy):
+        def on_start(self, ctx: Any) -> None:
+            holder[0].stop()
+
+    holder: list[Any] = []
+
+    class Handle:
+        @hookimpl
+        def tradeloom_pipeline_started(self, pipeline: Any) -> None:
+            holder.append(pipeline)
+
+    given: dict[str, Any] = (
+        {"events": data} if feed_kind == "plain" else {"feed": AsyncEvents(data)}
+    )
+    stopped = tradeloom.backtest(
+        settings, strategies={"s": StopsAtOnce()}, plugins=[Handle()], **given
+    )
+    assert stopped.market_events == 0
+    resumed = tradeloom.backtest(settings, strategies={"s": Strategy()}, resume=True, **given)
+    assert (resumed.skipped_events, resumed.market_events) == (0, 6)

@@ -901,8 +901,16 @@ class Pipeline:
         await self.transport.flush()
         if self.portfolio_stage is not None:
             self.portfolio_stage.close_equity_curve()
-            await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
-            self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
+            book = self.portfolio_stage.book
+            # A backtest saves every portfolio, stamped where it got to. One that took no event
+            # and changed nothing (stopped in on_start, say) saves nothing: stamped with the
+            # clock, already at the first event's time, a resume would skip that time untaken.
+            untouched = not self.result.market_events and not any(
+                portfolio.version for portfolio in book.portfolios.values()
+            )
+            if self.mode != "backtest" or not untouched:
+                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
+                self.result.unsaved_portfolios = sorted(book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
