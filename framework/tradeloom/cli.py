@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"tradeloom {tradeloom.__version__} (Python {platform.python_version()})",
+        version=f"tradeloom {_installed_version()} (Python {platform.python_version()})",
     )
     parser.add_argument(
         "-p",
@@ -68,6 +69,14 @@ def _add_commands(manager: PluginManager, subparsers: Any) -> None:
                 f"{type(exc).__name__}: {exc}",
                 file=sys.stderr,
             )
+
+
+def _installed_version() -> str:
+    """The installed distribution's version (``tradeloom.__version__`` in a bare checkout)."""
+    try:
+        return importlib.metadata.version("tradeloom")
+    except importlib.metadata.PackageNotFoundError:
+        return tradeloom.__version__
 
 
 def _plugin_options_first(argv: Sequence[str]) -> list[str]:
