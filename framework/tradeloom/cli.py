@@ -89,6 +89,9 @@ def _plugin_options_first(argv: Sequence[str]) -> list[str]:
     index = 0
     while index < len(args):
         arg = args[index]
+        if arg == "--":  # what follows is not options
+            rest += args[index:]
+            break
         if arg == "-p" and index + 1 < len(args):
             options += args[index : index + 2]
             index += 2

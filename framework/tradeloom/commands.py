@@ -279,7 +279,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     title = f"Backtest of {args.config}"
     progress = not args.no_progress and sys.stderr.isatty()
     result = _backtest_reported(settings, args, out, title, progress=progress)
-    if result.resumed_after is not None and not result.market_events:
+    if result.resumed_after is not None and not result.market_events and not result.fill_count:
         # Resumed with nothing after the stored state (warned about): an empty result would
         # replace the one the run that made the state may have written there.
         print(title)
