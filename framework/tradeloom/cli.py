@@ -110,6 +110,8 @@ def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     modules: list[str] = []
     args = list(argv)
     for index, arg in enumerate(args):
+        if arg == "--":
+            break
         value = None
         if arg == "-p" and index + 1 < len(args):
             value = args[index + 1]
