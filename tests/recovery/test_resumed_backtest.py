@@ -408,3 +408,35 @@ def test_a_backtest_stopped_in_on_start_leaves_nothing_for_a_resume_to_skip(
     assert stopped.market_events == 0
     resumed = tradeloom.backtest(settings, strategies={"s": Strategy()}, resume=True, **given)
     assert (resumed.skipped_events, resumed.market_events) == (0, 6)
+
+
+def test_a_resumed_backtest_stopped_in_on_start_leaves_the_state_where_it_was(
+    tmp_path: Path,
+) -> None:
+    settings = {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    data = bars("X", [str(100 + day % 9) for day in range(6)])
+
+    class BuysFirst(Strategy):
+        def on_bar(self, bar: Any, ctx: Any) -> None:
+            if not ctx.position("X") and not ctx.open_quantity("X"):
+                ctx.buy("X", 1)
+
+    first = tradeloom.backtest(settings, strategies={"s": BuysFirst()}, events=data[:3])
+    assert first.fill_count == 1
+    holder: list[Any] = []
+
+    class StopsAtOnce(Strategy):
+        def on_start(self, ctx: Any) -> None:
+            holder[0].stop()
+
+    class Handle:
+        @hookimpl
+        def tradeloom_pipeline_started(self, pipeline: Any) -> None:
+            holder.append(pipeline)
+
+    stopped = tradeloom.backtest(
+        settings, strategies={"s": StopsAtOnce()}, events=data, resume=True, plugins=[Handle()]
+    )
+    assert (stopped.skipped_events, stopped.market_events) == (3, 0)
+    again = tradeloom.backtest(settings, strategies={"s": BuysFirst()}, events=data, resume=True)
+    assert (again.skipped_events, again.market_events) == (3, 3)

@@ -903,12 +903,11 @@ class Pipeline:
             self.portfolio_stage.close_equity_curve()
             book = self.portfolio_stage.book
             # A backtest saves every portfolio, stamped where it got to. One that took no event
-            # and changed nothing (stopped in on_start, say) saves nothing: stamped with the
-            # clock, already at the first event's time, a resume would skip that time untaken.
-            untouched = not self.result.market_events and not any(
-                portfolio.version for portfolio in book.portfolios.values()
-            )
-            if self.mode != "backtest" or not untouched:
+            # (stopped in on_start, an empty feed, a resume with nothing new) saves nothing:
+            # nothing can have filled without a price, what it restored is stored already, and
+            # stamped with the clock, already at the first event's time, a resume would skip
+            # that time untaken.
+            if self.mode != "backtest" or self.result.market_events:
                 await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
                 self.result.unsaved_portfolios = sorted(book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
@@ -974,6 +973,8 @@ class Pipeline:
             return
         if not any(p.version for p in self.portfolio_stage.book.portfolios.values()):
             return  # nothing changed (it failed before any fill): nothing to save
+        if self.mode == "backtest" and not self.status.market_events:
+            return  # took no event: see _drain
         with anyio.CancelScope(shield=True):
             try:
                 await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
