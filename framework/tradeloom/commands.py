@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -132,21 +133,39 @@ async def _run_until_terminated(pipeline: Pipeline, received: list[int]) -> RunR
     are received only in the main thread of a POSIX process; elsewhere the run just runs.)"""
     if os.name != "posix" or threading.current_thread() is not threading.main_thread():
         return await pipeline.run()
+    run_scope = anyio.CancelScope()
     async with anyio.create_task_group() as tasks:
 
         async def cancel_on_sigterm(*, task_status: TaskStatus[None]) -> None:
+            # Receiving until the run has finished: a repeated SIGTERM while it saves and
+            # closes is taken here too, not by the default action (which would kill it).
             with anyio.open_signal_receiver(signal.SIGTERM) as signals:
                 task_status.started()
                 async for signum in signals:
-                    received.append(signum)
-                    tasks.cancel_scope.cancel()  # the run is cancelled where it pauses
-                    return
+                    if not received:
+                        received.append(signum)
+                        run_scope.cancel()  # the run is cancelled where it pauses
 
         await tasks.start(cancel_on_sigterm)
-        result = await pipeline.run()
+        with run_scope:
+            result = await pipeline.run()
         tasks.cancel_scope.cancel()
-        return result
-    raise KeyboardInterrupt  # the run was cancelled by SIGTERM
+    if run_scope.cancelled_caught:
+        raise KeyboardInterrupt  # the run was cancelled by SIGTERM
+    return result
+
+
+@contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, which cannot put it back
+            signal.signal(signal.SIGTERM, previous)
 
 
 class BacktestInterrupted(KeyboardInterrupt):
@@ -300,7 +319,8 @@ def _backtest_reported(
     except BacktestInterrupted as interrupted:
         if interrupted.result.first_event_time is not None:  # else there is nothing to show
             try:
-                _report(interrupted.result, out, f"{title} (interrupted)")
+                with _sigterm_ignored():  # a repeated SIGTERM does not cut the report short
+                    _report(interrupted.result, out, f"{title} (interrupted)")
             except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
                 why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
                 print(

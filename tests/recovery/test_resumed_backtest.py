@@ -8,6 +8,7 @@ no P&L is counted twice.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -440,3 +441,47 @@ def test_a_resumed_backtest_stopped_in_on_start_leaves_the_state_where_it_was(
     assert (stopped.skipped_events, stopped.market_events) == (3, 0)
     again = tradeloom.backtest(settings, strategies={"s": BuysFirst()}, events=data, resume=True)
     assert (again.skipped_events, again.market_events) == (3, 3)
+
+
+def test_a_repeated_sigterm_while_the_backtest_stops_does_not_cut_it_short(
+    tmp_path: Path,
+) -> None:
+    # A supervisor may send SIGTERM again while the run saves and closes (here a plugin takes
+    # its time in tradeloom_pipeline_stopped): the run still finishes stopping and writes.
+    (tmp_path / "slowstop.py").write_text(
+        "import time\nfrom tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_pipeline_stopped(pipeline, result):\n"
+        "    print('stopping slowly', flush=True)\n    time.sleep(2)\n"
+    )
+    rows = ["ts,price\n"] + [
+        f"{1_704_067_200 + second},{100 + second % 37}.{second % 100:02d}\n"
+        for second in range(400_000)
+    ]
+    (tmp_path / "ticks.csv").write_text("".join(rows))
+    (tmp_path / "c.toml").write_text(
+        '[feed]\nname = "replay"\nparams = { path = "ticks.csv", instrument = "SYN", '
+        'format = "custom", columns = { ts = "ts", last_price = "price" }, '
+        'timestamp_format = "unix" }\n[[strategies]]\nname = "sma_cross"\n'
+        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
+    )
+    command = [sys.executable, "-m", "tradeloom.cli", "-p", "slowstop", "backtest", "-c", "c.toml"]
+    running = subprocess.Popen(
+        [*command, "--out", "a"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    running.send_signal(signal.SIGTERM)
+    time.sleep(0.7)  # in the plugin's slow stop
+    running.send_signal(signal.SIGTERM)
+    stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 143, stderr
+    assert "stopping slowly" in stdout.decode()
+    assert "Backtest of c.toml (interrupted)" in stdout.decode()
+    summary = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
+    assert summary["interrupted"] is not None and 0 < summary["market_events"] < 400_000
