@@ -9,6 +9,7 @@ own parameters (``**params`` into a model of their own) subclass :class:`ParamsM
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 import typing
@@ -111,14 +112,21 @@ def _misplaced_within(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], me
     it may but does not say what the items are (``Any``, a bare ``dict``, a model class)."""
     origin = typing.get_origin(member)
     arguments = typing.get_args(member)
+    if member is Any or member is object:
+        return _DOES_NOT_SAY
     if origin is typing.Literal or (isinstance(member, type) and issubclass(member, _SCALARS)):
         return _CANNOT_TAKE
     kind = origin if isinstance(origin, type) else member if isinstance(member, type) else None
     if kind is None:
         return _DOES_NOT_SAY  # Any, a TypeVar, a NewType...
     is_table = isinstance(value, Mapping)
-    if issubclass(kind, Mapping) != is_table and issubclass(kind, Mapping | Sequence | AbstractSet):
-        return _CANNOT_TAKE  # a list annotation for a table, or the other way round
+    if issubclass(kind, Mapping | Sequence | AbstractSet):
+        if issubclass(kind, Mapping) != is_table:
+            return _CANNOT_TAKE  # a list annotation for a table, or the other way round
+    elif issubclass(kind, BaseModel) or dataclasses.is_dataclass(kind):
+        return _DOES_NOT_SAY  # built from a table: pydantic judges its fields
+    else:
+        return _CANNOT_TAKE  # a Path, a timedelta, an Enum: none is made from a table or list
     if not isinstance(origin, type) or not arguments:
         return _DOES_NOT_SAY
     items: list[tuple[Any, Any]]

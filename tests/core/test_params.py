@@ -3,7 +3,9 @@ models of components that check their own (``ParamsModel``)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, Literal, NewType, TypeVar
 
 import pytest
@@ -140,6 +142,23 @@ class Switches(BaseModel):
 class Unions(ParamsModel):
     numbers_or_model: dict[str, int] | Switches | None = None
     numbers_or_anything: list[int] | Any = None
+    numbers_or_path: list[int] | Path | None = None
+    numbers_or_span: list[float] | timedelta | None = None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("numbers_or_path", [True], "true is a boolean (at [0]); it takes int"),
+        ("numbers_or_span", [1.5, True], "true is a boolean (at [1]); it takes float"),
+    ],
+)
+def test_a_union_member_no_list_can_be_does_not_let_a_boolean_through(
+    field: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Unions(**{field: value})
+    assert caught.value.errors()[0]["msg"] == f"Value error, {message}"
 
 
 def test_a_union_member_that_may_take_the_whole_value_lets_it_through() -> None:
