@@ -754,6 +754,54 @@ def test_an_async_feed_stopped_early_cleans_up_and_is_closed_once(mode: str) -> 
     assert log == ["closing", "closed"]
 
 
+def test_an_async_feed_stopped_while_waiting_cleans_up_and_is_closed_once() -> None:
+    # The usual live stop: SIGTERM (here another task) while the pump waits for the feed.
+    log: list[str] = []
+    data = ticks("X", ["10", "11"])
+
+    class Connection:
+        def __init__(self) -> None:
+            self.given = iter(data)
+
+        def __aiter__(self) -> Connection:
+            return self
+
+        async def __anext__(self) -> MarketTick:
+            tick = next(self.given, None)
+            if tick is None:
+                await anyio.sleep_forever()  # a live source with nothing more to say
+            await anyio.sleep(0)
+            return tick  # type: ignore[return-value]
+
+        async def aclose(self) -> None:
+            log.append("closing")
+            await anyio.sleep(0)
+            log.append("closed")
+
+    class Quotes(Feed):
+        def events(self, ctx: FeedContext) -> Any:
+            return Connection()
+
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode="live",
+        feed=Quotes(),
+        strategies={"s": _StartTime()},
+    )
+
+    async def main() -> Any:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(10):
+                while pipeline.status.market_events < 2 or not pipeline._waiting_for_feed:
+                    await anyio.sleep(0.01)
+            pipeline.stop()
+
+    anyio.run(main)
+    assert pipeline.result.market_events == 2
+    assert log == ["closing", "closed"]
+
+
 def test_an_async_feed_stopped_in_on_start_delivers_nothing() -> None:
     class StopsAtOnce(Strategy):
         def on_start(self, ctx: StrategyContext) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
 import time
 from collections.abc import (
+    AsyncIterable,
     AsyncIterator,
     Callable,
     Iterable,
@@ -16,7 +18,7 @@ from collections.abc import (
 )
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 
@@ -72,6 +74,7 @@ LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (co
 _YIELD_EVERY = 1024  # market events between two yields of a backtest (stop, checkpoint, progress)
 _LIVE_YIELD_EVERY = 64  # of a live run reading a replay: a stop or a checkpoint is not kept waiting
 _FREEZE_EVERY_BLOCKS = 8
+_FEED_CLOSE_SECONDS = 10.0  # the most a feed's close may take once the run was stopped
 DEAD_LETTERS_LOGGED = 10  # a backtest's bad input logged one by one at WARNING (the rest: DEBUG)
 
 Mode = Literal["backtest", "live"]
@@ -661,6 +664,85 @@ class Pipeline:
         self._start_stages()
         return self._stop_requested
 
+    async def _pump_async(self, feed: Feed, source: AsyncIterable[MarketEvent]) -> int:
+        """Deliver an async feed's events, one at a time; return how many."""
+        publish = self.transport.publish
+        advance = self.clock.advance
+        last_times = self.status.last_market_time
+        market = Topics.MARKET
+        result = self.result
+        count = 0
+        # A feed may return any async iterable.
+        events = self._feed_iterator = aiter(source)
+        async_source: AsyncIterator[MarketEvent] = events
+        if self._resume is not None:
+            async_source = self._resume.events_async(events)
+        # A live feed reading a broker may hand out an event again (after a crash or a
+        # rebalance, from its last commit): it is recognised by its id, as on transports.
+        window = self.settings.pipeline.dedupe_window
+        seen = RecentIds(window) if window else None
+        in_order = self._checks_time_order
+        try:
+            with anyio.CancelScope() as self._feed_wait:
+                if self._stop_requested:
+                    self._feed_wait.cancel()
+                try:
+                    while True:
+                        # Only a wait for the feed is cancelled by stop(): a stop made while
+                        # an event is delivered ends the loop below, so the feed closes
+                        # outside a cancelled scope (its cleanup may await).
+                        self._waiting_for_feed = True
+                        try:
+                            event = await anext(async_source)
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            self._waiting_for_feed = False
+                        if not count and self._first_async_event(event, feed):
+                            break  # stopped in on_start: the event is not taken
+                        if seen is not None and seen.seen(event.event_id):
+                            self.status.duplicates_ignored += 1
+                            continue
+                        if in_order and event.ts < self.clock.now():
+                            raise self._out_of_order(event, self.clock.now())
+                        advance(event.ts)
+                        last_times[event.instrument] = event.ts
+                        self.status.last_market_wall_time = WallClock().now()
+                        # Counted before it is published, as a block delivery counts it: an
+                        # event whose delivery fails is counted with the time it recorded.
+                        count += 1
+                        self.status.market_events = count
+                        earliest = result.first_event_time
+                        if earliest is None or event.ts < earliest:  # live times jump back
+                            result.first_event_time = event.ts
+                        if self._event_observer_set is not None:
+                            self._event_observer_set("feed", "out", event)
+                        publish(market, event, event.instrument)
+                        if self._stop_requested:
+                            break
+                finally:
+                    # Closed by the task that read them, before it leaves this scope: a
+                    # feed's own cancel scopes and task groups, open while it waits at a
+                    # yield, must be left first (a stop breaks off between two events).
+                    try:
+                        # A stop that came while the pump waited cancelled this scope: the
+                        # feed's own scopes were left with the cancelled wait (a generator
+                        # ends there), so a shield is safe, and lets its cleanup await.
+                        # No new scope otherwise: a generator stopped between two
+                        # events is still inside its own, which must be left first.
+                        with (
+                            anyio.move_on_after(_FEED_CLOSE_SECONDS, shield=True)
+                            if self._feed_wait.cancel_called
+                            else contextlib.nullcontext()
+                        ):
+                            for opened_events in dict.fromkeys((async_source, events)):
+                                await self._close_events(opened_events)
+                    finally:
+                        self._feed_iterator = None  # closed: not again by _close
+        finally:
+            self._feed_wait = None
+        return count
+
     async def _pump(self, feed: Feed) -> None:
         if self._opened_failure is not None:
             raise self._opened_failure
@@ -669,97 +751,36 @@ class Pipeline:
         self._opened_source = self._opened_async_source = None
         if source is None:
             source = feed.events(self._feed_context())
-        publish = self.transport.publish
-        advance = self.clock.advance
-        last_times = self.status.last_market_time
-        market = Topics.MARKET
-        result = self.result
-        count = 0
         if hasattr(source, "__aiter__"):
-            # A feed may return any async iterable.
-            events = self._feed_iterator = aiter(source)  # type: ignore[arg-type]
-            async_source: AsyncIterator[MarketEvent] = events
-            if self._resume is not None:
-                async_source = self._resume.events_async(events)
-            # A live feed reading a broker may hand out an event again (after a crash or a
-            # rebalance, from its last commit): it is recognised by its id, as on transports.
-            window = self.settings.pipeline.dedupe_window
-            seen = RecentIds(window) if window else None
-            in_order = self._checks_time_order
-            try:
-                with anyio.CancelScope() as self._feed_wait:
-                    if self._stop_requested:
-                        self._feed_wait.cancel()
-                    try:
-                        while True:
-                            # Only a wait for the feed is cancelled by stop(): a stop made while
-                            # an event is delivered ends the loop below, so the feed closes
-                            # outside a cancelled scope (its cleanup may await).
-                            self._waiting_for_feed = True
-                            try:
-                                event = await anext(async_source)
-                            except StopAsyncIteration:
-                                break
-                            finally:
-                                self._waiting_for_feed = False
-                            if not count and self._first_async_event(event, feed):
-                                break  # stopped in on_start: the event is not taken
-                            if seen is not None and seen.seen(event.event_id):
-                                self.status.duplicates_ignored += 1
-                                continue
-                            if in_order and event.ts < self.clock.now():
-                                raise self._out_of_order(event, self.clock.now())
-                            advance(event.ts)
-                            last_times[event.instrument] = event.ts
-                            self.status.last_market_wall_time = WallClock().now()
-                            # Counted before it is published, as a block delivery counts it: an
-                            # event whose delivery fails is counted with the time it recorded.
-                            count += 1
-                            self.status.market_events = count
-                            earliest = result.first_event_time
-                            if earliest is None or event.ts < earliest:  # live times jump back
-                                result.first_event_time = event.ts
-                            if self._event_observer_set is not None:
-                                self._event_observer_set("feed", "out", event)
-                            publish(market, event, event.instrument)
-                            if self._stop_requested:
-                                break
-                    finally:
-                        # Closed by the task that read them, before it leaves this scope: a
-                        # feed's own cancel scopes and task groups, open while it waits at a
-                        # yield, must be left first (a stop breaks off between two events).
-                        for opened_events in dict.fromkeys((async_source, events)):
-                            await self._close_events(opened_events)
-                        self._feed_iterator = None  # closed: not again by _close
-            finally:
-                self._feed_wait = None
-        else:
-            if opened is None:
-                source = self._open_source(feed, source)
+            self._count_market(await self._pump_async(feed, cast(Any, source)))
+            return
+        count = 0
+        if opened is None:
+            source = self._open_source(feed, source)
+        if self._stop_requested:
+            source = iter(())  # stopped before it began: not even a first block
+        read_ahead: list[MarketEvent] = []  # the first event of the next block
+        block_size = _YIELD_EVERY if self.mode == "backtest" else _LIVE_YIELD_EVERY
+        while True:
+            block = itertools.islice(
+                itertools.chain(read_ahead, source) if read_ahead else source, block_size
+            )
+            direct = self._direct_market_route()
+            delivered = self._deliver(block, direct) if direct else self._publish(block)
+            count += delivered
+            if delivered < block_size:
+                break
+            if self.mode == "backtest":
+                # End the block with the rest of its last timestamp's events: a stop or
+                # an interruption then falls between two times, and a resumed backtest,
+                # which skips what is at or before the stored time, skips exactly what
+                # was processed (the bars of several instruments share a time).
+                rest, read_ahead = rest_of_time(source, self.clock.now())
+                if rest:
+                    count += self._deliver(rest, direct) if direct else self._publish(rest)
+            await self._yield_point(count)
             if self._stop_requested:
-                source = iter(())  # stopped before it began: not even a first block
-            read_ahead: list[MarketEvent] = []  # the first event of the next block
-            block_size = _YIELD_EVERY if self.mode == "backtest" else _LIVE_YIELD_EVERY
-            while True:
-                block = itertools.islice(
-                    itertools.chain(read_ahead, source) if read_ahead else source, block_size
-                )
-                direct = self._direct_market_route()
-                delivered = self._deliver(block, direct) if direct else self._publish(block)
-                count += delivered
-                if delivered < block_size:
-                    break
-                if self.mode == "backtest":
-                    # End the block with the rest of its last timestamp's events: a stop or
-                    # an interruption then falls between two times, and a resumed backtest,
-                    # which skips what is at or before the stored time, skips exactly what
-                    # was processed (the bars of several instruments share a time).
-                    rest, read_ahead = rest_of_time(source, self.clock.now())
-                    if rest:
-                        count += self._deliver(rest, direct) if direct else self._publish(rest)
-                await self._yield_point(count)
-                if self._stop_requested:
-                    break
+                break
         self._count_market(count)
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
