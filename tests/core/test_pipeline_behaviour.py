@@ -802,6 +802,28 @@ def test_an_async_feed_stopped_while_waiting_cleans_up_and_is_closed_once() -> N
     assert log == ["closing", "closed"]
 
 
+def test_a_backtest_of_an_async_feed_that_never_awaits_still_pauses() -> None:
+    # Its pauses let Ctrl-C, a stop from another task, progress and checkpoints in.
+    data = ticks("X", [str(10 + index % 7) for index in range(5000)])
+
+    class NeverAwaits(Feed):
+        async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+            for tick in data:
+                yield tick
+
+    reported: list[int] = []
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}),
+        mode="backtest",
+        feed=NeverAwaits(),
+        strategies={"s": _StartTime()},
+        progress=reported.append,
+    )
+    result = anyio.run(pipeline.run)
+    assert result.market_events == 5000
+    assert reported[:4] == [1024] * 4 and sum(reported) == 5000
+
+
 def test_an_async_feed_stopped_in_on_start_delivers_nothing() -> None:
     class StopsAtOnce(Strategy):
         def on_start(self, ctx: StrategyContext) -> None:

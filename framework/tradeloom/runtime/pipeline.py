@@ -682,6 +682,7 @@ class Pipeline:
         window = self.settings.pipeline.dedupe_window
         seen = RecentIds(window) if window else None
         in_order = self._checks_time_order
+        pauses = self.mode == "backtest"
         try:
             with anyio.CancelScope() as self._feed_wait:
                 if self._stop_requested:
@@ -720,6 +721,12 @@ class Pipeline:
                         publish(market, event, event.instrument)
                         if self._stop_requested:
                             break
+                        if pauses and not count % _YIELD_EVERY:
+                            # A backtest's feed may never await (a list behind async def):
+                            # pause as the plain path does, for Ctrl-C, progress, checkpoints.
+                            await self._yield_point(count)
+                            if self._stop_requested:
+                                break
                 finally:
                     # Closed by the task that read them, before it leaves this scope: a
                     # feed's own cancel scopes and task groups, open while it waits at a
