@@ -709,35 +709,46 @@ def test_a_feed_holding_a_task_group_across_a_yield_is_reported_when_stopped_ear
     ) in caplog.messages
 
 
+class Connection:
+    """A class-based async iterator over ``data`` whose cleanup awaits (closing a
+    connection), logged in ``log``. With ``then_wait``, it waits for more after the data, as
+    a live source does."""
+
+    def __init__(self, data: list[MarketTick], log: list[str], *, then_wait: bool) -> None:
+        self.given = iter(data)
+        self.log = log
+        self.then_wait = then_wait
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> MarketTick:
+        tick = next(self.given, None)
+        if tick is None and self.then_wait:
+            await anyio.sleep_forever()
+        await anyio.sleep(0)
+        if tick is None:
+            raise StopAsyncIteration
+        return tick
+
+    async def aclose(self) -> None:
+        self.log.append("closing")
+        await anyio.sleep(0)  # cancelled if closed in a cancelled scope
+        self.log.append("closed")
+
+
+class OverAConnection(Feed):
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def events(self, ctx: FeedContext) -> Any:
+        return self.connection
+
+
 @pytest.mark.parametrize("mode", ["backtest", "live"])
 def test_an_async_feed_stopped_early_cleans_up_and_is_closed_once(mode: str) -> None:
     data = ticks("X", ["10", "11", "12", "13"])
     log: list[str] = []
-
-    class Connection:
-        """A class-based async iterator whose cleanup awaits (closing a connection)."""
-
-        def __init__(self) -> None:
-            self.given = iter(data)
-
-        def __aiter__(self) -> Connection:
-            return self
-
-        async def __anext__(self) -> MarketTick:
-            await anyio.sleep(0)
-            try:
-                return next(self.given)
-            except StopIteration:
-                raise StopAsyncIteration from None
-
-        async def aclose(self) -> None:
-            log.append("closing")
-            await anyio.sleep(0)  # cancelled if closed in a cancelled scope
-            log.append("closed")
-
-    class Quotes(Feed):
-        def events(self, ctx: FeedContext) -> Any:
-            return Connection()
 
     class StopsAtTheSecond(Strategy):
         def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
@@ -747,7 +758,7 @@ def test_an_async_feed_stopped_early_cleans_up_and_is_closed_once(mode: str) -> 
     pipeline = Pipeline(
         make_settings({"persistence": {"name": "memory"}}),
         mode=mode,  # type: ignore[arg-type]
-        feed=Quotes(),
+        feed=OverAConnection(Connection(data, log, then_wait=False)),
         strategies={"s": StopsAtTheSecond()},
     )
     assert anyio.run(pipeline.run).market_events == 2
@@ -758,34 +769,10 @@ def test_an_async_feed_stopped_while_waiting_cleans_up_and_is_closed_once() -> N
     # The usual live stop: SIGTERM (here another task) while the pump waits for the feed.
     log: list[str] = []
     data = ticks("X", ["10", "11"])
-
-    class Connection:
-        def __init__(self) -> None:
-            self.given = iter(data)
-
-        def __aiter__(self) -> Connection:
-            return self
-
-        async def __anext__(self) -> MarketTick:
-            tick = next(self.given, None)
-            if tick is None:
-                await anyio.sleep_forever()  # a live source with nothing more to say
-            await anyio.sleep(0)
-            return tick  # type: ignore[return-value]
-
-        async def aclose(self) -> None:
-            log.append("closing")
-            await anyio.sleep(0)
-            log.append("closed")
-
-    class Quotes(Feed):
-        def events(self, ctx: FeedContext) -> Any:
-            return Connection()
-
     pipeline = Pipeline(
         make_settings({"persistence": {"name": "memory"}}),
         mode="live",
-        feed=Quotes(),
+        feed=OverAConnection(Connection(data, log, then_wait=True)),
         strategies={"s": _StartTime()},
     )
 

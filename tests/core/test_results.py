@@ -4,6 +4,7 @@ import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uuid6
@@ -51,6 +52,17 @@ def test_a_backtest_result_keeps_every_fill() -> None:
     assert len(result.fills) == 50 and result.round_trips == 0
 
 
+def tick_file_config(data: Path) -> dict[str, Any]:
+    """Replay ``data`` (``ts,price`` rows of instrument X)."""
+    params = {
+        "path": str(data),
+        "format": "custom",
+        "instrument": "X",
+        "columns": {"ts": "ts", "last_price": "price"},
+    }
+    return {"feed": {"name": "replay", "params": params}}
+
+
 def test_bad_input_is_counted_beyond_the_dead_letters_kept(tmp_path: Path) -> None:
     kept = MAX_DEAD_LETTERS_KEPT
     lines = ["ts,price"]
@@ -62,18 +74,7 @@ def test_bad_input_is_counted_beyond_the_dead_letters_kept(tmp_path: Path) -> No
     data.write_text("\n".join(lines) + "\n")
     bad = sum(1 for second in range(kept + 30) if second % 500)
     assert bad > kept
-    config = {
-        "feed": {
-            "name": "replay",
-            "params": {
-                "path": str(data),
-                "format": "custom",
-                "kind": "tick",
-                "instrument": "X",
-                "columns": {"ts": "ts", "last_price": "price"},
-            },
-        }
-    }
+    config = tick_file_config(data)
     result = tradeloom.backtest(config, strategies={"idle": tradeloom.Strategy()})
     assert result.dead_letter_count == bad
     assert len(result.dead_letters) == kept
@@ -146,17 +147,7 @@ def test_only_the_first_bad_inputs_of_a_run_are_logged_as_warnings(
     lines = ["ts,price"] + [f"2024-01-02T00:00:{second:02d}Z,oops" for second in range(40)]
     data = tmp_path / "ticks.csv"
     data.write_text("\n".join(lines) + "\n")
-    config = {
-        "feed": {
-            "name": "replay",
-            "params": {
-                "path": str(data),
-                "format": "custom",
-                "instrument": "X",
-                "columns": {"ts": "ts", "last_price": "price"},
-            },
-        }
-    }
+    config = tick_file_config(data)
     with caplog.at_level(logging.DEBUG, logger="tradeloom"):
         result = tradeloom.backtest(config, strategies={"idle": tradeloom.Strategy()})
     assert result.dead_letter_count == 40 == len(result.dead_letters)

@@ -94,11 +94,13 @@ def test_resuming_on_the_same_data_backtests_nothing_and_says_so(
     assert again.summary()["resumed_after"] == first.last_event_time.isoformat()  # type: ignore[union-attr]
 
 
-def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: Path) -> None:
-    rng = random.Random(7)
+def write_tick_backtest(tmp_path: Path, ticks: int, seed: int) -> None:
+    """A random walk of ``ticks`` one-second ticks (``ticks.csv``) and a configuration
+    (``c.toml``) that backtests sma_cross on them with sqlite state (``state.sqlite``)."""
+    rng = random.Random(seed)
     cents = 10_000
     rows = ["ts,price\n"]
-    for second in range(600_000):
+    for second in range(ticks):
         cents = max(100, cents + rng.choice((-1, 1)))
         rows.append(f"{1_704_067_200 + second},{cents // 100}.{cents % 100:02d}\n")
     (tmp_path / "ticks.csv").write_text("".join(rows))
@@ -108,14 +110,24 @@ def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: P
         'timestamp_format = "unix" }\n[[strategies]]\nname = "sma_cross"\n'
         '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
     )
+
+
+def wait_until_well_into_the_run(tmp_path: Path, seconds: float = 1.0) -> None:
+    """Until the backtest has made its state file, then ``seconds`` more: into the ticks, far
+    from their end."""
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(seconds)
+
+
+def test_a_backtest_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path: Path) -> None:
+    write_tick_backtest(tmp_path, 600_000, seed=7)
     command = [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", "c.toml"]
     running = subprocess.Popen(
         [*command, "--out", "a"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)  # well into the ticks, far from their end
+    wait_until_well_into_the_run(tmp_path, seconds=1.5)
     running.send_signal(signal.SIGINT)
     stdout, stderr = running.communicate(timeout=60)
     assert running.returncode == 130, stderr
@@ -288,19 +300,7 @@ def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(
     # kill, timeout, a service manager or a cancelled CI job stop a backtest with SIGTERM:
     # as with Ctrl-C, its state is saved and its partial result written; the status is 143.
     # Also when SIGINT is ignored, as in a background job of a script.
-    rng = random.Random(11)
-    cents = 10_000
-    rows = ["ts,price\n"]
-    for second in range(400_000):
-        cents = max(100, cents + rng.choice((-1, 1)))
-        rows.append(f"{1_704_067_200 + second},{cents // 100}.{cents % 100:02d}\n")
-    (tmp_path / "ticks.csv").write_text("".join(rows))
-    (tmp_path / "c.toml").write_text(
-        '[feed]\nname = "replay"\nparams = { path = "ticks.csv", instrument = "SYN", '
-        'format = "custom", columns = { ts = "ts", last_price = "price" }, '
-        'timestamp_format = "unix" }\n[[strategies]]\nname = "sma_cross"\n'
-        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
-    )
+    write_tick_backtest(tmp_path, 400_000, seed=11)
     command = [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", "c.toml", "--out", "a"]
     ignore_sigint = (
         (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
@@ -312,10 +312,7 @@ def test_a_backtest_stopped_with_sigterm_saves_and_writes_what_it_did(
         stderr=subprocess.PIPE,
         preexec_fn=ignore_sigint,
     )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # into the ticks, far from their end
+    wait_until_well_into_the_run(tmp_path)
     running.send_signal(signal.SIGTERM)
     stdout, stderr = running.communicate(timeout=60)
     assert running.returncode == 143, stderr
@@ -453,17 +450,7 @@ def test_a_repeated_sigterm_while_the_backtest_stops_does_not_cut_it_short(
         "@hookimpl\ndef tradeloom_pipeline_stopped(pipeline, result):\n"
         "    print('stopping slowly', flush=True)\n    time.sleep(2)\n"
     )
-    rows = ["ts,price\n"] + [
-        f"{1_704_067_200 + second},{100 + second % 37}.{second % 100:02d}\n"
-        for second in range(400_000)
-    ]
-    (tmp_path / "ticks.csv").write_text("".join(rows))
-    (tmp_path / "c.toml").write_text(
-        '[feed]\nname = "replay"\nparams = { path = "ticks.csv", instrument = "SYN", '
-        'format = "custom", columns = { ts = "ts", last_price = "price" }, '
-        'timestamp_format = "unix" }\n[[strategies]]\nname = "sma_cross"\n'
-        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
-    )
+    write_tick_backtest(tmp_path, 400_000, seed=13)
     command = [sys.executable, "-m", "tradeloom.cli", "-p", "slowstop", "backtest", "-c", "c.toml"]
     running = subprocess.Popen(
         [*command, "--out", "a"],
@@ -472,10 +459,7 @@ def test_a_repeated_sigterm_while_the_backtest_stops_does_not_cut_it_short(
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "state.sqlite").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)
+    wait_until_well_into_the_run(tmp_path)
     running.send_signal(signal.SIGTERM)
     time.sleep(0.7)  # in the plugin's slow stop
     running.send_signal(signal.SIGTERM)
