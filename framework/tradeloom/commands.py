@@ -7,11 +7,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -24,6 +24,8 @@ from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
 from tradeloom.runtime.results import RunResult
 from tradeloom.settings import Settings, build_settings, load_settings
+
+T = TypeVar("T")
 
 DEMO_DATA = "orcl-1995-2014.csv"
 
@@ -105,15 +107,10 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
     )
     received: list[int] = []  # the terminating signal, once one came
     try:
-        try:
-            return anyio.run(_run_until_terminated, pipeline, received)
-        except BaseExceptionGroup as group:
-            sole = sole_exception(group)
-            if sole is None:
-                raise
-            raise sole from sole.__cause__  # reported as it is, not as a task-group traceback
+        return _run_unwrapped(_run_until_terminated, pipeline, received)
     except TradeloomError as exc:
-        kept = _kept_after_failure(pipeline, settings, exc, can_resume=hasattr(args, "resume"))
+        can_resume = hasattr(args, "resume")
+        kept = _what_is_kept(pipeline, settings, can_resume=can_resume, failure=exc)
         if kept:
             exc.add_note(kept)  # shown under the error: the next plain run would refuse it
         raise
@@ -126,12 +123,29 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
         close()
 
 
+def _run_unwrapped(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``anyio.run(func, *args)``, an error from inside a task group reported like any other
+    (not as a task-group traceback), its cause kept."""
+    try:
+        return anyio.run(func, *args)
+    except BaseExceptionGroup as group:
+        sole = sole_exception(group)
+        if sole is None:
+            raise
+        raise sole from sole.__cause__
+
+
+def _receives_signals() -> bool:
+    """Whether this process can take SIGTERM here: POSIX, in the main thread."""
+    return os.name == "posix" and threading.current_thread() is threading.main_thread()
+
+
 async def _run_until_terminated(pipeline: Pipeline, received: list[int]) -> RunResult:
     """Run a backtest; SIGTERM (``kill``, ``timeout``, a service manager, a cancelled CI job)
     stops it as Ctrl-C does, at its next pause between two times: what it did is saved and
     written. Raises KeyboardInterrupt then, with the signal added to ``received``. (Signals
     are received only in the main thread of a POSIX process; elsewhere the run just runs.)"""
-    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+    if not _receives_signals():
         return await pipeline.run()
     run_scope = anyio.CancelScope()
     async with anyio.create_task_group() as tasks:
@@ -157,7 +171,7 @@ async def _run_until_terminated(pipeline: Pipeline, received: list[int]) -> RunR
 
 @contextmanager
 def _sigterm_ignored() -> Iterator[None]:
-    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+    if not _receives_signals():
         yield
         return
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -191,44 +205,41 @@ class BacktestInterrupted(KeyboardInterrupt):
         super().__init__(f"{by}{self.result.interrupted}; {kept}")
 
 
-def _what_is_kept(pipeline: Pipeline, settings: Settings, *, can_resume: bool) -> str:
-    """Whether ``--resume`` can go on from where an interrupted backtest stopped."""
-    result = pipeline.result
-    if not result.fill_count and result.resumed_after is None:
-        return "nothing was traded, so there is no state to resume from"
-    if settings.persistence.name == "memory":
-        return "nothing is kept (memory persistence)"
-    if result.unsaved_portfolios:
-        return "its state could not be saved (see the log)"
-    if not can_resume:
-        return "its state is saved"
-    return "its state is saved: add --resume to the same command to continue from there"
-
-
-def _kept_after_failure(
-    pipeline: Pipeline, settings: Settings, failure: TradeloomError, *, can_resume: bool
+def _what_is_kept(
+    pipeline: Pipeline,
+    settings: Settings,
+    *,
+    can_resume: bool,
+    failure: TradeloomError | None = None,
 ) -> str:
-    """What a backtest that failed left in its persistence, and what to do with it ('' when
-    it left nothing there)."""
+    """What an interrupted backtest (or, given its ``failure``, a failed one) left in its
+    persistence, and whether ``--resume`` can go on from there. For a failure, '' when it
+    left nothing there."""
     result = pipeline.result
-    if settings.persistence.name == "memory" or result.unsaved_portfolios:
-        return ""
+    nothing = ""
     if not result.fill_count and result.resumed_after is None:
-        return ""
+        nothing = "nothing was traded, so there is no state to resume from"
+    elif settings.persistence.name == "memory":
+        nothing = "nothing is kept (memory persistence)"
+    elif result.unsaved_portfolios:
+        return "its state could not be saved (see the log)"
+    if nothing:
+        return "" if failure is not None else nothing
+    if failure is None:
+        saved, go_on, start_over = "its state is saved", "add", ""
+    else:
+        saved = "its state up to the failure is saved"
+        go_on, start_over = "once the cause is fixed, add", " (or delete that state to start over)"
     if isinstance(failure, EventOrderError):
         # Stamped at the latest time taken: a resume would skip the earlier events the run
         # refused, and every other one up to that time.
         return (
-            "its state up to the failure is saved, but it misses the events out of order: "
-            "delete that state and run again once the events are in time order (--resume "
-            "would skip them)"
+            f"{saved}, but it misses the events out of order: delete that state and run again "
+            "once the events are in time order (--resume would skip them)"
         )
     if not can_resume:
-        return "its state up to the failure is saved"
-    return (
-        "its state up to the failure is saved: once the cause is fixed, add --resume to the "
-        "same command to continue from there (or delete that state to start over)"
-    )
+        return saved
+    return f"{saved}: {go_on} --resume to the same command to continue from there{start_over}"
 
 
 def output_directory(path: str | Path) -> Path:
@@ -371,14 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             tasks.cancel_scope.cancel()
         return result
 
-    try:
-        result = anyio.run(main)
-    except BaseExceptionGroup as group:
-        sole = sole_exception(group)
-        if sole is None:
-            raise
-        # Reported like any other error, not as a task-group traceback; its cause kept.
-        raise sole from sole.__cause__
+    result = _run_unwrapped(main)
     roles = None if not args.role or "all" in args.role else sorted(set(args.role))
     if out is not None:
         _report(result, out, "Run", roles)
