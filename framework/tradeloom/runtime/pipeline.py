@@ -286,6 +286,33 @@ class Pipeline:
         ids = [entry.strategy_id for entry in self.settings.strategies]
         return ids + [sid for sid in self.strategies if sid not in ids]
 
+    def _judge_stored_state(self, snapshots: Any, fills: Any) -> None:
+        """A backtest refuses stored state unless it resumes from it; say what a resume
+        finds (no state, portfolios no strategy trades)."""
+        if (snapshots or fills) and not self.resume:
+            configured = self.settings.persistence
+            path = configured.params.get("path")
+            where = f" at {path}" if isinstance(path, str) else ""
+            raise ConfigError(
+                f"the {configured.name!r} persistence{where} already holds state from an "
+                f"earlier run ({_count(len(snapshots), 'portfolio snapshot')}, "
+                f"{_count(len(fills), 'fill')}); a backtest starts from empty books: delete "
+                "that state or point [persistence] at a new location to start over, or "
+                "resume from it (tradeloom backtest --resume, resume=True)"
+            )
+        self._resumed_from_state = bool(snapshots or fills)
+        if self.mode == "backtest" and self.resume and not self._resumed_from_state:
+            self.logger.warning(
+                "resume: the %r persistence holds no state to resume from (%s), so the "
+                "backtest starts from empty books",
+                self.settings.persistence.name,
+                "it keeps nothing between runs"
+                if self.settings.persistence.name == "memory"
+                else "nothing was saved there yet",
+            )
+        if self._resumed_from_state:
+            self._warn_orphaned_portfolios(snapshots, fills)
+
     def _warn_orphaned_portfolios(self, snapshots: Any, fills: Any) -> None:
         """Stored portfolios no strategy of this run trades are carried along (valued, and in
         the equity): say so, as a renamed strategy id is the usual cause."""
@@ -350,29 +377,7 @@ class Pipeline:
                     await maybe_await(claim())
             snapshots = await maybe_await(self.persistence.load_snapshots())
             fills = await maybe_await(self.persistence.load_fills())
-            if (snapshots or fills) and not self.resume:
-                configured = self.settings.persistence
-                path = configured.params.get("path")
-                where = f" at {path}" if isinstance(path, str) else ""
-                raise ConfigError(
-                    f"the {configured.name!r} persistence{where} already holds state from an "
-                    f"earlier run ({_count(len(snapshots), 'portfolio snapshot')}, "
-                    f"{_count(len(fills), 'fill')}); a backtest starts from empty books: delete "
-                    "that state or point [persistence] at a new location to start over, or "
-                    "resume from it (tradeloom backtest --resume, resume=True)"
-                )
-            self._resumed_from_state = bool(snapshots or fills)
-            if self.mode == "backtest" and self.resume and not self._resumed_from_state:
-                self.logger.warning(
-                    "resume: the %r persistence holds no state to resume from (%s), so the "
-                    "backtest starts from empty books",
-                    self.settings.persistence.name,
-                    "it keeps nothing between runs"
-                    if self.settings.persistence.name == "memory"
-                    else "nothing was saved there yet",
-                )
-            if self._resumed_from_state:
-                self._warn_orphaned_portfolios(snapshots, fills)
+            self._judge_stored_state(snapshots, fills)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
                 # time: replaying those again would count their fills twice.
