@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -10,9 +11,10 @@ import pytest
 import uuid6
 
 import tradeloom
-from tradeloom.events import Fill, Side
+from tradeloom.events import Fill, MarketTick, Side
 from tradeloom.runtime.pipeline import DEAD_LETTERS_LOGGED
 from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult
+from tradeloom.testing import bars, ticks
 from tradeloom.testing.persistence import make_snapshot
 
 
@@ -170,3 +172,61 @@ def test_only_the_first_bad_inputs_of_a_run_are_logged_as_warnings(
     assert f"replay: {data}: skipped 40 bad row(s); each was reported as bad input" in warned
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert sum(m.startswith("bad input from") for m in debug) == 40 - DEAD_LETTERS_LOGGED
+
+
+class _Observer:
+    """Sees every event: market events then go through publish(), not the generated loop."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    @tradeloom.hookimpl
+    def tradeloom_event_observed(self, stage: str, direction: str, event: object) -> None:
+        self.seen += 1
+
+
+class _AsyncFeed:
+    def __init__(self, events: list[MarketTick]) -> None:
+        self._events = events
+
+    async def events(self, ctx: object) -> AsyncIterator[MarketTick]:
+        for event in self._events:
+            yield event
+
+
+@pytest.mark.parametrize("path", ["block", "publish"])
+def test_the_period_of_daily_bars_names_their_days_as_the_data_does(path: str) -> None:
+    # A daily bar's time is its end, the next midnight: the period is their starts.
+    data = bars("X", ["10", "11", "12"], start=datetime(2014, 12, 29, tzinfo=UTC))
+    plugins = [_Observer()] if path == "publish" else []
+    result = tradeloom.backtest(
+        {}, strategies={"idle": tradeloom.Strategy()}, events=data, plugins=plugins
+    )
+    assert result.first_event_time == datetime(2014, 12, 30, tzinfo=UTC)
+    assert result.last_event_time == datetime(2015, 1, 1, tzinfo=UTC)
+    assert (result.first_event_start, result.last_event_start) == (data[0].start, data[-1].start)
+    assert "  period          2014-12-29 .. 2014-12-31\n" in result.format_summary()
+    assert result.summary()["last_event_start"] == "2014-12-31T00:00:00+00:00"
+    if plugins:
+        assert plugins[0].seen >= len(data)
+
+
+def test_the_period_of_ticks_is_their_times() -> None:
+    start = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+    data = ticks("X", ["10", "11", "12"], start=start)
+    result = tradeloom.backtest(
+        {},
+        strategies={"idle": tradeloom.Strategy()},
+        feed=_AsyncFeed(data),  # type: ignore[arg-type]
+    )
+    assert (result.first_event_start, result.last_event_start) == (data[0].ts, data[-1].ts)
+    assert (
+        "  period          2024-03-04T14:30:00+00:00 .. 2024-03-04T14:30:02+00:00\n"
+        in result.format_summary()
+    )
+
+
+def test_a_run_without_market_events_has_no_period() -> None:
+    result = tradeloom.backtest({}, strategies={"idle": tradeloom.Strategy()}, events=[])
+    assert result.first_event_start is None and result.last_event_start is None
+    assert "  period          -\n" in result.format_summary()

@@ -31,7 +31,8 @@ def block_delivery(
     out_of_order: Callable[[MarketEvent, datetime], Exception] | None = None,
 ) -> BlockDelivery:
     """Return ``deliver(events) -> count``: for each event, move ``clock`` to its time,
-    record it in ``status.last_market_time`` and call each target's method with it, in order.
+    record it in ``status.last_market_time`` (and the block's last event in
+    ``status.last_market_event``) and call each target's method with it, in order.
     A method that raises anything but a :class:`~tradeloom.errors.TradeloomError` is reported
     as its stage's failure (``Stage.failed``). ``status.market_events`` and each stage's
     ``events_in`` grow by the count, also after an error (then counting the event that failed,
@@ -71,7 +72,11 @@ def block_delivery(
                 "\n            elif ts < clock._now:"
                 "\n                raise out_of_order(event, clock._now)"
             )
-    counted = "        status.market_events += count\n" + "".join(
+    counted = (
+        "        if count:\n"
+        "            status.last_market_event = event\n"
+        "        status.market_events += count\n"
+    ) + "".join(
         f"        stage_{index}.counters.events_in += count\n" for index in range(len(targets))
     )
     source = (

@@ -607,6 +607,7 @@ class Pipeline:
             return source
         _check_first_event(first, feed)
         self.result.first_event_time = first.ts
+        self.result.first_event_start = _start_of(first)
         return itertools.chain((first,), source)
 
     def _open_backtest_feed(self) -> None:
@@ -718,9 +719,11 @@ class Pipeline:
                         # event whose delivery fails is counted with the time it recorded.
                         count += 1
                         self.status.market_events = count
+                        self.status.last_market_event = event
                         earliest = result.first_event_time
                         if earliest is None or event.ts < earliest:  # live times jump back
                             result.first_event_time = event.ts
+                            result.first_event_start = _start_of(event)
                         if self._event_observer_set is not None:
                             self._event_observer_set("feed", "out", event)
                         publish(market, event, event.instrument)
@@ -842,6 +845,8 @@ class Pipeline:
                 publish(market, event, event.instrument)
         finally:
             self.status.market_events += count  # as a block delivery counts (see there)
+            if count:
+                self.status.last_market_event = event
         return count
 
     def _deliver(
@@ -879,7 +884,13 @@ class Pipeline:
     def _count_market(self, count: int) -> None:
         self.status.market_events = self.result.market_events = count
         if self.status.last_market_time:
-            self.result.last_event_time = max(self.status.last_market_time.values())
+            last_time = self.result.last_event_time = max(self.status.last_market_time.values())
+            last = self.status.last_market_event
+            # A live feed's times may jump back: then the latest time is not the last event's.
+            if last is not None and last.ts == last_time:
+                self.result.last_event_start = _start_of(last)
+            else:
+                self.result.last_event_start = last_time
         self._report_progress(count)
 
     def _report_progress(self, count: int) -> None:
@@ -1084,6 +1095,11 @@ def _count(number: int, noun: str) -> str:
 def _source_name(feed: Feed | None) -> str:
     """How messages name where market events came from."""
     return "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
+
+
+def _start_of(event: MarketEvent) -> datetime:
+    """When what ``event`` tells began: a bar's start (its ``ts`` is its end), a tick's time."""
+    return event.start if isinstance(event, Bar) else event.ts
 
 
 def _check_first_event(event: Any, feed: Feed) -> None:

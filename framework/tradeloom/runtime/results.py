@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,10 @@ class RunResult:
     wall_seconds: float = 0.0
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
+    first_event_start: datetime | None = None
+    last_event_start: datetime | None = None
+    """When the first and the last market event began: a bar's ``start`` (its time is its
+    end), a tick's time. The summary's period shows these, as a data file names its bars."""
     resumed_after: datetime | None = None
     """A resumed backtest: the latest time in the stored state it continued from; market
     events at or before it were skipped (``skipped_events``), as the state already holds them."""
@@ -191,10 +195,10 @@ class RunResult:
             "rejections": self.rejection_count,
             "dead_letters": self.dead_letter_count,
             "market_events": self.market_events,
-            "first_event_time": self.first_event_time.isoformat()
-            if self.first_event_time
-            else None,
-            "last_event_time": self.last_event_time.isoformat() if self.last_event_time else None,
+            "first_event_time": _iso(self.first_event_time),
+            "last_event_time": _iso(self.last_event_time),
+            "first_event_start": _iso(self.first_event_start),
+            "last_event_start": _iso(self.last_event_start),
             "resumed_after": self.resumed_after.isoformat() if self.resumed_after else None,
             "skipped_events": self.skipped_events,
             "interrupted": self.interrupted,
@@ -257,8 +261,7 @@ class RunResult:
             lines.append(f"  interrupted     {self.interrupted}")
         if feed:
             lines += [
-                f"  period          {s['first_event_time'] or '-'} .. "
-                f"{s['last_event_time'] or '-'}",
+                f"  period          {_period(self.first_event_start, self.last_event_start)}",
                 f"  market events   {s['market_events']:,}",
             ]
         if self.resumed_after:
@@ -325,3 +328,16 @@ def equity_title(summary: dict[str, Any]) -> str:
     if summary.get("interrupted"):
         title += f"\ninterrupted {summary['interrupted']}"
     return title
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _period(first: datetime | None, last: datetime | None) -> str:
+    """``first .. last``; dates alone when both are midnight UTC (daily bars)."""
+    if first is None or last is None:
+        return "-"
+    if first.time() == last.time() == time.min:  # event times are UTC
+        return f"{first.date()} .. {last.date()}"
+    return f"{first.isoformat()} .. {last.isoformat()}"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from tradeloom.events import Event
+    from tradeloom.events import Event, MarketEvent
 
 StageObserver = Callable[[str, str, "Event", float], None]
 """Called after a stage handled an event: ``(stage, topic, event, seconds)``. Must not raise."""
@@ -32,6 +32,8 @@ class PipelineStatus:
     stages: dict[str, StageCounters] = attrs.Factory(dict)
     market_events: int = 0
     last_market_time: dict[str, datetime] = attrs.Factory(dict)
+    #: The market event delivered last (recorded once per block of events).
+    last_market_event: MarketEvent | None = None
     last_market_wall_time: datetime | None = None
     rejections: Counter[str] = attrs.Factory(Counter)
     dead_letters: int = 0
