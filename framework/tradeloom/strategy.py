@@ -121,6 +121,12 @@ class StrategyContext:
         # Signals (as ints) with a cancel sent and no outcome yet: for the runtime, so that a
         # refusal of a cancelled signal that was filled meanwhile is not told after its fill.
         self._cancelling: set[int] = set()
+        self.warming_up = False
+        """True while a resumed backtest hands the strategy the market events its stored
+        state already holds, so that its indicators are as they were: :meth:`buy` and
+        :meth:`sell` then return the signal without sending it (that time's outcomes are in
+        the stored state)."""
+        self.unsent_while_warming_up = 0
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None
@@ -169,6 +175,9 @@ class StrategyContext:
             raise ValueError(
                 f"{side.value} {instrument!r}: {describe_validation_error(exc)}"
             ) from None
+        if self.warming_up:
+            self.unsent_while_warming_up += 1
+            return signal
         self._open_orders.add(instrument, signal)
         self._send(signal)
         return signal

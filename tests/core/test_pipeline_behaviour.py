@@ -581,7 +581,11 @@ def test_on_start_sees_the_datas_first_time_in_a_backtest(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["plain", "async"])
-def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
+def test_a_resumed_backtest_starts_where_the_data_starts_and_trades_after_the_state(
+    tmp_path, kind
+) -> None:  # type: ignore[no-untyped-def]
+    # on_start sees the data's first time, as in the run that stored the state; the events
+    # that state holds warm the strategy up (tests/recovery/test_warm_up.py), the rest trade.
     data = ticks("X", ["10", "11", "12", "13"])
     state = {"name": "sqlite", "params": {"path": str(tmp_path / "state.db")}}
     tradeloom.backtest(
@@ -594,7 +598,7 @@ def test_a_resumed_backtest_starts_at_the_first_event_it_has_not_seen(tmp_path, 
         {"persistence": state}, strategies={"s": strategy}, resume=True, **given
     )
     assert result.skipped_events == 2 and result.market_events == 2
-    assert strategy.started_at == data[2].ts
+    assert strategy.started_at == data[0].ts
     assert result.first_event_time == data[2].ts
 
 

@@ -189,10 +189,14 @@ class Recorder(Strategy):
 
     def __init__(self, stop_at: int | None = None) -> None:
         self.seen: list[tuple[str, Any]] = []
+        self.warmed_up_on: list[tuple[str, Any]] = []
         self.stop_at = stop_at
         self.pipeline: Any = None
 
     def on_bar(self, bar: Any, ctx: Any) -> None:
+        if ctx.warming_up:
+            self.warmed_up_on.append((bar.instrument, bar.ts))
+            return
         self.seen.append((bar.instrument, bar.ts))
         if len(self.seen) == self.stop_at:
             self.pipeline.stop()
@@ -224,6 +228,7 @@ def test_a_stopped_backtest_of_several_instruments_resumes_without_losing_a_bar(
     resumed = tradeloom.backtest(settings, strategies={"rec": second}, events=data, resume=True)
     assert resumed.skipped_events == 1026 and resumed.market_events == 1500 - 1026
     assert sorted(first.seen + second.seen) == sorted((e.instrument, e.ts) for e in data)
+    assert second.warmed_up_on == first.seen  # the resumed strategy saw what the state holds
 
 
 class AsyncEvents(Feed):

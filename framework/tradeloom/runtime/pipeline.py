@@ -54,7 +54,7 @@ from tradeloom.runtime.delivery import BlockDelivery, block_delivery
 from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
-from tradeloom.runtime.resume import ResumePoint, rest_of_time
+from tradeloom.runtime.resume import ResumePoint, WarmUp, rest_of_time
 from tradeloom.runtime.stages import (
     DirectRoute,
     ExecutionStage,
@@ -226,6 +226,7 @@ class Pipeline:
         # Closed by _close: a generator the feed returned, left where a failure stopped it.
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
         self._resume: ResumePoint | None = None
+        self._stages_started = False
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
     # -- assembly ------------------------------------------------------------------------
@@ -385,9 +386,6 @@ class Pipeline:
                     itertools.chain((s.ts for s in snapshots.values()), (f.ts for f in fills))
                 )
                 self._resume = ResumePoint(self.result, self.logger)
-                # The run goes on from there: what it saves is stamped no earlier, also when
-                # no event comes after (or the next resume would replay everything again).
-                self.clock.advance(self.result.resumed_after)
             advance_ids_past(
                 self.ids,
                 itertools.chain(
@@ -430,16 +428,20 @@ class Pipeline:
             )
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
-            self.stages.append(
-                StrategyStage(
-                    services,
-                    {
-                        sid: (s, self._strategy_instruments[sid])
-                        for sid, s in self.strategies.items()
-                    },
-                    strategy_book,
-                )
+            strategy_stage = StrategyStage(
+                services,
+                {sid: (s, self._strategy_instruments[sid]) for sid, s in self.strategies.items()},
+                strategy_book,
             )
+            self.stages.append(strategy_stage)
+            if self._resume is not None and self.feed is not None:
+                self._resume.warm_up = WarmUp(
+                    strategy_stage,
+                    self.clock,
+                    self._start_warm_up,
+                    lambda: self._stop_requested,
+                    self.logger,
+                )
             if self.portfolio_stage is None:
                 self.result.starting_equity = sum(
                     (
@@ -448,6 +450,11 @@ class Pipeline:
                     ),
                     Decimal(0),
                 )
+        if self._resume is not None and self._resume.warm_up is None:
+            # The run goes on from there: what it saves is stamped no earlier, also when
+            # no event comes after (or the next resume would replay everything again). With
+            # strategies to warm up, the clock gets there with the events (see WarmUp).
+            self.clock.advance(self._resume.after)
         self.transport.bind(
             codec=self.codec,
             on_dead_letter=self._on_dead_letter,
@@ -602,6 +609,8 @@ class Pipeline:
                 "earlier run: those events will trade again; to continue after the stored "
                 "state, backtest with --resume, or start from a new state file"
             )
+        if self._stop_requested:
+            return source  # stopped in on_start (of a resumed backtest): nothing is read
         first = next(source, None)
         if first is None:
             return source
@@ -636,6 +645,9 @@ class Pipeline:
 
     def _start_stages(self) -> None:
         self._stages_start_at_first_event = False
+        if self._stages_started:
+            return
+        self._stages_started = True
         for stage in self.stages:
             stage.start()
 
@@ -662,13 +674,20 @@ class Pipeline:
 
     def _first_async_event(self, event: MarketEvent, feed: Feed) -> bool:
         """Check an async feed's first event; in a backtest, start the stages at its time (see
-        ``_open_backtest_feed``). True when a strategy's ``on_start`` stopped the run."""
+        ``_open_backtest_feed``). True when the run was stopped before it (in ``on_start``)."""
         _check_first_event(event, feed)
-        if not self._stages_start_at_first_event:
-            return False
+        if self._stages_start_at_first_event:
+            self.clock.advance(event.ts)
+            self._start_stages()
+        return self._stop_requested
+
+    def _start_warm_up(self, event: MarketEvent) -> None:
+        """The first event a resumed backtest skips (see WarmUp): checked as a first event, and
+        the stages started at its time, as they were in the run that stored the state."""
+        assert self.feed is not None
+        _check_first_event(event, self.feed)
         self.clock.advance(event.ts)
         self._start_stages()
-        return self._stop_requested
 
     async def _pump_async(self, feed: Feed, source: AsyncIterable[MarketEvent]) -> int:
         """Deliver an async feed's events, one at a time; return how many."""

@@ -3,17 +3,77 @@
 A backtest's stored state (snapshots and fills) carries simulated times: everything up to its
 latest time was processed. A resumed backtest skips the events at or before that time, so no
 fill is counted twice, and each block of a run ends with the rest of its last time's events
-(:func:`rest_of_time`), so that a stop falls between two times.
+(:func:`rest_of_time`), so that a stop falls between two times. The strategies see the skipped
+events, with their orders not sent (:class:`WarmUp`): their indicators are then as they were
+where the stored state ends, and the resumed run trades as one that never stopped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tradeloom.events import MarketEvent
 from tradeloom.runtime.results import RunResult
+
+if TYPE_CHECKING:
+    from tradeloom.runtime.clock import SimulatedClock, WallClock
+    from tradeloom.runtime.stages import StrategyStage
+
+
+class WarmUp:
+    """Hands a strategy stage the market events a resumed backtest skips, as the run that
+    stored the state had them: the clock moves with them, and every context's ``warming_up``
+    is set (from ``on_start``, which ``start`` calls at the first of them, to the first event
+    after the stored state), so what strategies buy or sell then is not sent: the stored
+    state holds that time's outcomes."""
+
+    def __init__(
+        self,
+        stage: StrategyStage,
+        clock: SimulatedClock | WallClock,
+        start: Callable[[MarketEvent], None],
+        stop_requested: Callable[[], bool],
+        logger: logging.Logger,
+    ) -> None:
+        self.stage = stage
+        self.clock = clock
+        self.start = start
+        self.stop_requested = stop_requested
+        self.logger = logger
+        self.events = 0
+        self.ended = False
+
+    def event(self, event: MarketEvent) -> None:
+        if not self.events:
+            for ctx in self.stage.contexts.values():
+                ctx.warming_up = True
+            self.start(event)
+        self.events += 1
+        if self.stop_requested():
+            return
+        self.clock.advance(event.ts)
+        self.stage.on_market(event)
+
+    def end(self, after: datetime) -> None:
+        """At the first event after the stored state (at ``after``), or the feed's end."""
+        if self.ended:
+            return
+        self.ended = True
+        self.clock.advance(after)  # what the run saves is stamped no earlier
+        unsent = 0
+        for ctx in self.stage.contexts.values():
+            ctx.warming_up = False
+            unsent += ctx.unsent_while_warming_up
+        if self.events:
+            self.logger.info(
+                "strategies warmed up on the %d market event(s) the stored state holds "
+                "(%d signal(s) made on them not sent)",
+                self.events,
+                unsent,
+            )
 
 
 class ResumePoint:
@@ -21,12 +81,15 @@ class ResumePoint:
     ``result.skipped_events``. Every event is judged: feeds are in time order per instrument
     only."""
 
-    def __init__(self, result: RunResult, logger: logging.Logger) -> None:
+    def __init__(
+        self, result: RunResult, logger: logging.Logger, warm_up: WarmUp | None = None
+    ) -> None:
         if result.resumed_after is None:
             raise ValueError("the result has no resume point")
         self.after: datetime = result.resumed_after
         self.result = result
         self.logger = logger
+        self.warm_up = warm_up
         self.skipped_instruments: set[str] = set()
         """The instruments of the skipped events: they were seen, before the resume point."""
 
@@ -39,21 +102,40 @@ class ResumePoint:
 
     def events(self, events: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
         already_stored = self.already_stored
+        warm_up = self.warm_up.event if self.warm_up is not None else None
         passed = 0
         for event in events:
             if not already_stored(event):
+                self._end_warm_up()
                 passed += 1
                 yield event
+                break
+            if warm_up is not None:
+                warm_up(event)
+        for event in events:  # past the stored state: no more warming up
+            if not already_stored(event):
+                passed += 1
+                yield event
+        self._end_warm_up()
         self._log(passed)
 
     async def events_async(self, events: AsyncIterator[MarketEvent]) -> AsyncIterator[MarketEvent]:
         already_stored = self.already_stored
+        warm_up = self.warm_up.event if self.warm_up is not None else None
         passed = 0
         async for event in events:
             if not already_stored(event):
+                self._end_warm_up()
                 passed += 1
                 yield event
+            elif warm_up is not None and not passed:
+                warm_up(event)
+        self._end_warm_up()
         self._log(passed)
+
+    def _end_warm_up(self) -> None:
+        if self.warm_up is not None:
+            self.warm_up.end(self.after)
 
     def _log(self, passed: int) -> None:
         """At the end of the feed: what was skipped, or that all of it was."""
