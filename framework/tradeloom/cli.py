@@ -224,7 +224,10 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
         # signature does not take: the message says it all. Anything else its constructor
         # raised is a bug in it, shown where it is.
         return
-    frame = (own or frames)[-1]
+    if not own:  # all of it in tradeloom, its dependencies or Python: where is no help
+        print("  (-v shows the traceback)", file=sys.stderr)
+        return
+    frame = own[-1]
     print(
         f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)",
         file=sys.stderr,

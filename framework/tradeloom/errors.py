@@ -42,6 +42,11 @@ class EventOrderError(BadInputError):
     resume would skip them: run again from empty books once the events are in order."""
 
 
+class FeedError(TradeloomError):
+    """A feed raised while giving its events, or gave something that is not a market event
+    (the feed's own exception is the cause)."""
+
+
 class PersistenceError(TradeloomError):
     """Saving or loading state failed."""
 

@@ -314,6 +314,37 @@ def test_run_reports_a_failing_strategy_as_an_error_not_a_traceback(
     assert "raise RuntimeError('kaboom')" in verbose.stderr
 
 
+def test_a_feed_plugin_that_raises_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "rowfeed.py").write_text(
+        "from datetime import datetime, timedelta, UTC\n"
+        "from tradeloom import MarketTick, hookimpl\n"
+        "def events(ctx):\n"
+        "    for i in range(40):\n"
+        "        ts = datetime(2024, 1, 2, tzinfo=UTC) + timedelta(seconds=i)\n"
+        "        yield MarketTick(event_id=ctx.ids.new_id(), ts=ts, instrument='A',"
+        " last_price=100 + i % 7)\n"
+        "    raise KeyError(\"column 'close'\")\n"
+        "class RowFeed:\n"
+        "    events = staticmethod(events)\n"
+        "@hookimpl\ndef tradeloom_register_feeds():\n    return {'rows': RowFeed}\n"
+    )
+    config = tmp_path / "feed.toml"
+    config.write_text(
+        '[feed]\nname = "rows"\n[[strategies]]\nname = "sma_cross"\n'
+        "params = { fast = 2, slow = 5, quantity = 1 }\n"
+        f'[persistence]\nname = "sqlite"\nparams = {{ path = "{tmp_path / "s.sqlite"}" }}\n'
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = tradeloom(
+        "-p", "rowfeed", "backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env
+    )
+    assert done.returncode == 1
+    assert "tradeloom: error: feed RowFeed raised KeyError: \"column 'close'\"" in done.stderr
+    assert f"raised at {tmp_path / 'rowfeed.py'}:7 in events" in done.stderr
+    assert "its state up to the failure is saved" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_plugin_failing_in_a_lifecycle_hook_is_named_not_a_traceback(
     tmp_path: Path, shared_data: Path
 ) -> None:

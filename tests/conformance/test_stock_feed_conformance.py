@@ -193,6 +193,17 @@ def test_suite_refuses_unvalidated_events() -> None:
         suite.test_events_are_valid(run)
 
 
+def test_suite_refuses_a_naive_time_in_its_own_words() -> None:
+    naive = MarketTick.model_construct(
+        event_id=uuid6.uuid7(), ts=START.replace(tzinfo=None), instrument="X", last_price="1"
+    )
+    run = collect_events(ListFeed([tick(START), naive, tick(START + timedelta(1))]))
+    assert len(run.events) == 3  # collected, not a TypeError from the clock
+    with pytest.raises(AssertionError, match="ts is not a UTC datetime"):
+        suite.test_events_are_valid(run)
+    suite.test_time_order_per_instrument(run)  # the others are in order: said once, above
+
+
 def test_suite_refuses_bars_stamped_before_their_end() -> None:
     early = Bar.model_construct(
         event_id=uuid6.uuid7(),

@@ -13,6 +13,7 @@ import uuid6
 import tradeloom
 from tradeloom import Strategy
 from tradeloom.components import Feed
+from tradeloom.errors import FeedError
 from tradeloom.events import MarketTick
 from tradeloom.testing import bars
 
@@ -54,7 +55,7 @@ def test_backtest_arguments(arguments: dict[str, Any], message: str) -> None:
 
 
 def test_events_that_are_not_market_events_are_refused_at_the_first() -> None:
-    with pytest.raises(TypeError, match="events= must give Bar or MarketTick events, not dict"):
+    with pytest.raises(FeedError, match="events= must give Bar or MarketTick events, not dict"):
         tradeloom.backtest({}, strategies={"b": Buy()}, events=[{"instrument": "X"}])
 
 
@@ -99,5 +100,5 @@ def test_a_feed_building_events_without_validation_is_named_at_its_first_event(
         def events(self, ctx: Any) -> Any:
             return [tick]
 
-    with pytest.raises(TypeError, match=f"feed Unchecked {message}"):
+    with pytest.raises(FeedError, match=f"feed Unchecked {message}"):
         tradeloom.backtest({}, strategies={"b": Buy()}, feed=Unchecked())

@@ -15,6 +15,7 @@ import pytest
 import tradeloom
 from tradeloom import Pipeline, Strategy, make_settings
 from tradeloom.components import Feed, FeedContext
+from tradeloom.errors import FeedError
 from tradeloom.events import MarketTick
 from tradeloom.runtime.stages import StrategyError
 from tradeloom.strategy import StrategyContext
@@ -283,6 +284,32 @@ def test_a_validator_that_raises_is_named_and_not_blamed_on_the_strategy() -> No
         )
     assert not isinstance(caught.value, StrategyError)
     assert "validator 'broken' raised on signal" in str(caught.value)
+
+
+@pytest.mark.parametrize("returned", [True, False, 0, "", "  ", b"too much", {"ok": False}])
+def test_a_validator_returning_what_is_no_reason_is_named(returned: Any) -> None:
+    from tradeloom import hookimpl
+    from tradeloom.components import Validator
+    from tradeloom.errors import StageError
+
+    class Odd(Validator):
+        def validate(self, signal, view):  # type: ignore[no-untyped-def]
+            return returned
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_validators(self):  # type: ignore[no-untyped-def]
+            return {"odd": Odd}
+
+    with pytest.raises(StageError) as caught:
+        run_strategy(
+            BuyOnFirst("X", "X"),
+            bars("X", ["1", "2"]),
+            validators=[{"name": "odd"}],
+            plugins=[Plugin()],
+        )
+    assert f"validator 'odd' returned {returned!r} for signal" in str(caught.value)
+    assert "validate() returns None to let a signal trade" in str(caught.value)
 
 
 def test_a_signal_without_a_price_waits_bounded_even_with_no_validators() -> None:
@@ -839,7 +866,7 @@ def test_an_async_feeds_first_event_is_checked() -> None:
         async def events(self, ctx: FeedContext) -> AsyncIterator[Any]:  # type: ignore[override]
             yield "not an event"
 
-    with pytest.raises(TypeError, match="feed Naive must give Bar or MarketTick events, not str"):
+    with pytest.raises(FeedError, match="feed Naive must give Bar or MarketTick events, not str"):
         tradeloom.backtest(
             {"persistence": {"name": "memory"}}, strategies={"s": _Lifecycle()}, feed=Naive()
         )

@@ -41,7 +41,13 @@ from tradeloom.components import (
     Validator,
     advance_ids_past,
 )
-from tradeloom.errors import ConfigError, EventOrderError, PluginError
+from tradeloom.errors import (
+    ConfigError,
+    EventOrderError,
+    FeedError,
+    PluginError,
+    TradeloomError,
+)
 from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
@@ -227,6 +233,7 @@ class Pipeline:
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
         self._resume: ResumePoint | None = None
         self._stages_started = False
+        self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
     # -- assembly ------------------------------------------------------------------------
@@ -599,7 +606,10 @@ class Pipeline:
     def _open_source(self, feed: Feed, given: Iterable[MarketEvent]) -> Iterator[MarketEvent]:
         """A plain (not async) feed's events, after what a resumed run skips, with its first
         event read and checked."""
-        source = self._feed_iterator = iter(given)  # a feed may return any iterable
+        try:
+            source = self._feed_iterator = iter(given)  # a feed may return any iterable
+        except TypeError as exc:
+            raise self._feed_failed(exc) from exc
         if self._resume is not None:
             source = self._resume.events(source)
         elif self.mode == "live" and self._resumed_from_state:
@@ -611,7 +621,12 @@ class Pipeline:
             )
         if self._stop_requested:
             return source  # stopped in on_start (of a resumed backtest): nothing is read
-        first = next(source, None)
+        try:
+            first = next(source, None)
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            raise self._feed_failed(exc) from exc
         if first is None:
             return source
         _check_first_event(first, feed)
@@ -722,17 +737,25 @@ class Pipeline:
                             event = await anext(async_source)
                         except StopAsyncIteration:
                             break
+                        except TradeloomError:
+                            raise
+                        except Exception as exc:
+                            raise self._feed_failed(exc) from exc
                         finally:
                             self._waiting_for_feed = False
                         if not count and self._first_async_event(event, feed):
                             break  # stopped in on_start: the event is not taken
-                        if seen is not None and seen.seen(event.event_id):
-                            self.status.duplicates_ignored += 1
-                            continue
-                        if in_order and event.ts < self.clock.now():
-                            raise self._out_of_order(event, self.clock.now())
-                        advance(event.ts)
-                        last_times[event.instrument] = event.ts
+                        try:
+                            if seen is not None and seen.seen(event.event_id):
+                                self.status.duplicates_ignored += 1
+                                continue
+                            ts = event.ts
+                            if in_order and ts < self.clock.now():
+                                raise self._out_of_order(event, self.clock.now())
+                            advance(ts)
+                            last_times[event.instrument] = ts
+                        except (AttributeError, TypeError) as exc:  # not a market event
+                            raise self._feed_failed(exc) from exc
                         self.status.last_market_wall_time = WallClock().now()
                         # Counted before it is published, as a block delivery counts it: an
                         # event whose delivery fails is counted with the time it recorded.
@@ -800,18 +823,27 @@ class Pipeline:
                 itertools.chain(read_ahead, source) if read_ahead else source, block_size
             )
             direct = self._direct_market_route()
-            delivered = self._deliver(block, direct) if direct else self._publish(block)
-            count += delivered
-            if delivered < block_size:
-                break
-            if self.mode == "backtest":
-                # End the block with the rest of its last timestamp's events: a stop or
-                # an interruption then falls between two times, and a resumed backtest,
-                # which skips what is at or before the stored time, skips exactly what
-                # was processed (the bars of several instruments share a time).
-                rest, read_ahead = rest_of_time(source, self.clock.now())
-                if rest:
-                    count += self._deliver(rest, direct) if direct else self._publish(rest)
+            try:
+                delivered = self._deliver(block, direct) if direct else self._publish(block)
+                count += delivered
+                if delivered < block_size:
+                    break
+                if self.mode == "backtest":
+                    # End the block with the rest of its last timestamp's events: a stop or
+                    # an interruption then falls between two times, and a resumed backtest,
+                    # which skips what is at or before the stored time, skips exactly what
+                    # was processed (the bars of several instruments share a time).
+                    rest, read_ahead = rest_of_time(source, self.clock.now())
+                    if rest:
+                        count += self._deliver(rest, direct) if direct else self._publish(rest)
+            except TradeloomError:
+                raise
+            except Exception as exc:
+                if exc is self._downstream_failure:
+                    raise
+                # The stages' failures are TradeloomErrors: anything else came from reading
+                # the feed, or from what it gave.
+                raise self._feed_failed(exc) from exc
             await self._yield_point(count)
             if self._stop_requested:
                 break
@@ -859,9 +891,13 @@ class Pipeline:
                 advance(ts)
                 last_times[event.instrument] = ts
                 count += 1
-                if observe is not None:
-                    observe("feed", "out", event)
-                publish(market, event, event.instrument)
+                try:
+                    if observe is not None:
+                        observe("feed", "out", event)
+                    publish(market, event, event.instrument)
+                except Exception as exc:
+                    self._downstream_failure = exc  # not the feed's: see _pump
+                    raise
         finally:
             self.status.market_events += count  # as a block delivery counts (see there)
             if count:
@@ -891,6 +927,17 @@ class Pipeline:
         a backtest on the wall clock, take times that jump back.)"""
         return self.mode == "backtest" and type(self.clock) is SimulatedClock
 
+    def _feed_failed(self, exc: Exception) -> FeedError:
+        """The feed raised ``exc`` while giving its events, or gave something that is not a
+        market event (an attribute missing, a time that cannot be compared)."""
+        source = _source_name(self.feed)
+        if isinstance(exc, AttributeError | TypeError) and _raised_here(exc):
+            return FeedError(
+                f"{source} gave something that is not a valid market event: "
+                f"{type(exc).__name__}: {exc}"
+            )
+        return FeedError(f"{source} raised {type(exc).__name__}: {exc}")
+
     def _out_of_order(self, event: MarketEvent, now: datetime) -> EventOrderError:
         """A backtest's feed gave an event earlier than one it gave before."""
         return EventOrderError(
@@ -906,7 +953,7 @@ class Pipeline:
             last_time = self.result.last_event_time = max(self.status.last_market_time.values())
             last = self.status.last_market_event
             # A live feed's times may jump back: then the latest time is not the last event's.
-            if last is not None and last.ts == last_time:
+            if isinstance(last, Bar | MarketTick) and last.ts == last_time:
                 self.result.last_event_start = _start_of(last)
             else:
                 self.result.last_event_start = last_time
@@ -1044,6 +1091,10 @@ class Pipeline:
                 self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             except Exception as exc:
                 self.logger.error("could not save state after a failure: %s", exc)
+                # Said by what the run reports too (not "its state up to the failure is saved").
+                self.result.unsaved_portfolios = sorted(
+                    self.portfolio_stage.book.dirty() or self.portfolio_stage.book.portfolios
+                )
 
     async def _close(self) -> None:
         self.status.stopped_at = WallClock().now()
@@ -1116,6 +1167,19 @@ def _source_name(feed: Feed | None) -> str:
     return "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
 
 
+def _raised_here(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by the pipeline's own code reading an event (not deeper)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename in _READING_FILES
+
+
+_READING_FILES = frozenset({__file__, "<market delivery>", rest_of_time.__code__.co_filename})
+
+
 def _start_of(event: MarketEvent) -> datetime:
     """When what ``event`` tells began: a bar's start (its ``ts`` is its end), a tick's time."""
     return event.start if isinstance(event, Bar) else event.ts
@@ -1127,12 +1191,12 @@ def _check_first_event(event: Any, feed: Feed) -> None:
     blamed on it (a naive time, a float price)."""
     source = _source_name(feed)
     if not isinstance(event, Bar | MarketTick):
-        raise TypeError(f"{source} must give Bar or MarketTick events, not {type(event).__name__}")
+        raise FeedError(f"{source} must give Bar or MarketTick events, not {type(event).__name__}")
     ts = event.ts
     if not isinstance(ts, datetime) or ts.utcoffset() != timedelta(0):
-        raise TypeError(f"{source} gave an event whose ts is not a UTC datetime: {ts!r}")
+        raise FeedError(f"{source} gave an event whose ts is not a UTC datetime: {ts!r}")
     if type(event.price) is not Decimal:
-        raise TypeError(
+        raise FeedError(
             f"{source} gave an event whose price is not a Decimal: {event.price!r} "
             f"({type(event.price).__name__})"
         )

@@ -496,6 +496,12 @@ class RiskStage(Stage):
                     f"({signal.instrument}): {type(exc).__name__}: {exc}"
                 ) from exc
             if reason is not None:
+                if type(reason) is not str or not reason.strip():
+                    raise StageError(
+                        f"validator {name!r} returned {reason!r} for signal {signal.event_id} "
+                        f"({signal.instrument}): validate() returns None to let a signal "
+                        "trade, or the reason it may not (a non-empty string)"
+                    )
                 self.reject(signal, name, reason)
                 return True
         return False
