@@ -163,11 +163,19 @@ class RedpandaFeed(Feed):
             return None
 
     async def _acknowledge(self) -> None:
-        """Commit what was handed out, once the transport delivered it."""
+        """Commit what was handed out, once the transport delivered it (and, in one process,
+        once its effects are durable: see ``_delivered``)."""
+        if await self._delivered():
+            await self._commit()
+
+    async def _delivered(self) -> bool:
+        """Whether the transport delivered what the pipeline published (waiting for a broker's
+        acknowledgements). An in-process transport tells whether the effects are durable: a
+        portfolio whose journal cannot be written makes it False, and nothing is committed."""
         delivered = getattr(self._transport, "delivered", None)
-        if delivered is not None:
-            await delivered()
-        await self._commit()
+        if delivered is None:
+            return True
+        return await delivered() is not False
 
     async def _commit(self) -> None:
         consumer = self._consumer
@@ -213,7 +221,13 @@ class RedpandaFeed(Feed):
             )
         else:
             try:
-                await self._commit()
+                if await self._delivered():
+                    await self._commit()
+                else:
+                    self.logger.error(
+                        "what the events made (fills) is not all saved: feed positions left "
+                        "uncommitted (they are read again on restart)"
+                    )
             except Exception as exc:  # read again on restart
                 self.logger.error("final commit of feed positions failed: %s", exc)
         consumer, self._consumer = self._consumer, None
