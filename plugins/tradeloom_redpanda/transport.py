@@ -40,7 +40,13 @@ from tradeloom.events import (
 )
 from tradeloom.runtime.clock import WallClock
 from tradeloom.runtime.dedupe import RecentIds
-from tradeloom.runtime.transport import CommitBarrier, Handler, Topics, Transport
+from tradeloom.runtime.transport import (
+    AssignmentHook,
+    CommitBarrier,
+    Handler,
+    Topics,
+    Transport,
+)
 from tradeloom.settings import ReconnectSettings
 from tradeloom_decimal.codec import DecimalJsonCodec
 from tradeloom_redpanda.connection import BrokerLink, BrokerSetupError, close_bounded
@@ -97,6 +103,7 @@ class _Role:
         self.assigned: set[TopicPartition] = set()
         self.seen: RecentIds | None = None
         self.barrier: CommitBarrier | None = None
+        self.assignment_hooks: list[AssignmentHook] = []
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -129,6 +136,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             role.group_id,
             _partitions(assigned) or "none",
         )
+        await self.transport._catch_up(role, assigned)
 
 
 class RedpandaTransport(Transport):
@@ -213,6 +221,66 @@ class RedpandaTransport(Transport):
         if entry is None:
             entry = self._roles[role] = _Role(role, self.group_id(role))
         entry.barrier = barrier
+
+    def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:
+        entry = self._roles.get(role)
+        if entry is None:
+            entry = self._roles[role] = _Role(role, self.group_id(role))
+        entry.assignment_hooks.append(hook)
+
+    async def _catch_up(self, role: _Role, assigned: Any) -> None:
+        """A role keeping its own view of the fills (the strategies', the risk stage's) takes
+        what the fills journal holds (its assignment hooks), then reads the fills again from
+        where the portfolio's group committed: a fill is committed by the portfolio only once
+        it is journaled, so the two together miss nothing that another member applied before
+        leaving, or that this role applied and committed before a restart while the journal
+        did not hold it yet. What this process applied already is skipped (by event id and,
+        in the books, by order id)."""
+        fills_topic = self._physical[Topics.FILLS]
+        partitions = sorted(
+            (tp for tp in assigned if tp.topic == fills_topic), key=lambda tp: tp.partition
+        )
+        try:
+            durable: dict[TopicPartition, int] = {}
+            if role.role != "portfolio" and partitions:
+                # Read before the journal: everything before these positions is in it then.
+                durable = await self._committed_by(self.group_id("portfolio"), partitions)
+            for hook in role.assignment_hooks:
+                await hook()
+            consumer = role.consumer
+            if consumer is None:
+                return
+            for tp, position in durable.items():
+                own = await consumer.committed(tp)
+                if own is None or position < own:
+                    consumer.seek(tp, position)
+                    self.logger.info(
+                        "role %s: reading %s[%d] again from %d, where the journal ends",
+                        role.role,
+                        tp.topic,
+                        tp.partition,
+                        position,
+                    )
+        except Exception as exc:  # the rebalance must go on; the view may lag (logged)
+            self.logger.error(
+                "role %s: could not catch up on the fills after an assignment: %r", role.role, exc
+            )
+
+    async def _committed_by(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The positions ``group`` committed on ``partitions`` (those it committed at all),
+        read through a consumer that names the group without joining it."""
+        peeker = AIOKafkaConsumer(
+            **self.options.client_kwargs(), group_id=group, enable_auto_commit=False
+        )
+        async with asyncio.timeout(self.options.operation_timeout_seconds):
+            await peeker.start()
+            try:
+                found = {tp: await peeker.committed(tp) for tp in partitions}
+            finally:
+                await peeker.stop()
+        return {tp: int(position) for tp, position in found.items() if position is not None}
 
     def _reconnect_settings(self) -> ReconnectSettings:
         settings = getattr(self, "settings", None)

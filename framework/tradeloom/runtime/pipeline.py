@@ -358,6 +358,26 @@ class Pipeline:
         cash["*"] = self.settings.portfolio.starting_cash
         return PortfolioBook(cash)
 
+    def _catch_up_when_assigned(self, role: str, book: PortfolioBook) -> None:
+        """Across processes a role's book is its own view of the fills: when the role is
+        assigned input (it started, or took over a leaving member's partitions) it applies
+        what the journal holds and it lacks; the transport then reads the fills the journal
+        does not hold yet again (see the Redpanda transport's catch-up)."""
+        persistence = self.persistence
+        if self.transport.synchronous or persistence is None:
+            return
+
+        async def catch_up() -> None:
+            caught_up = book.catch_up(await maybe_await(persistence.load_fills()))
+            if caught_up:
+                self.logger.info(
+                    "role %s: applied %d fill(s) from the journal that other processes applied",
+                    role,
+                    caught_up,
+                )
+
+        self.transport.add_assignment_hook(role, catch_up)
+
     async def _restored_book(self, snapshots: Any, fills: Any) -> PortfolioBook:
         book = self._new_book()
         book.restore(snapshots, fills)
@@ -425,14 +445,11 @@ class Pipeline:
             )
             self.stages.append(self.portfolio_stage)
         if "risk" in self.roles:
+            risk_book = await self._restored_book(snapshots, fills)
             self.stages.append(
-                RiskStage(
-                    services,
-                    self.validators,
-                    await self._restored_book(snapshots, fills),
-                    self.settings.pending,
-                )
+                RiskStage(services, self.validators, risk_book, self.settings.pending)
             )
+            self._catch_up_when_assigned("risk", risk_book)
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
             strategy_stage = StrategyStage(
@@ -441,6 +458,7 @@ class Pipeline:
                 strategy_book,
             )
             self.stages.append(strategy_stage)
+            self._catch_up_when_assigned("strategy", strategy_book)
             if self._resume is not None and self.feed is not None:
                 self._resume.warm_up = WarmUp(
                     strategy_stage,

@@ -22,6 +22,10 @@ CommitBarrier = Callable[[], Awaitable[bool]]
 """Awaited before a transport commits what a role consumed; True when the role's effects are
 durable (e.g. fills journaled), False to keep the positions uncommitted for now."""
 
+AssignmentHook = Callable[[], Awaitable[None]]
+"""Awaited when a role is assigned input, before it handles any (see
+:meth:`Transport.add_assignment_hook`)."""
+
 
 class Topics:
     """The stage boundaries. A transport may map them to prefixed names."""
@@ -90,6 +94,12 @@ class Transport(abc.ABC):
     def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:  # noqa: B027
         """Await ``barrier`` before committing positions consumed by ``role``; commit only when
         it returns True. Transports that commit nothing (in-process) ignore it."""
+
+    def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:  # noqa: B027
+        """Await ``hook`` whenever ``role`` is assigned input (at start, and when it takes
+        over partitions a leaving member of its group had), before it handles any of it: a
+        stage that keeps its own view of the fills catches up there on what the journal
+        holds. Transports without a consumer group (in-process) ignore it."""
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep input that could not be used, with its reason."""

@@ -1,0 +1,165 @@
+"""A strategy (or risk) process keeps its own book of the fills. When it is assigned the fills
+topic's partitions (at start, or taking over those of a member that left) it catches up: it
+applies what the journal holds, and reads again the fills the portfolio has not journaled yet
+(after the portfolio group's committed position), though its own group committed past them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import uuid6
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redpanda_support import FAST, produce
+
+from conftest import Broker
+from tradeloom import Strategy
+from tradeloom.events import Fill, Side
+from tradeloom.runtime.pipeline import Pipeline
+from tradeloom.runtime.stages import RiskStage, StrategyStage
+from tradeloom.settings import Settings
+from tradeloom_decimal.codec import DecimalJsonCodec
+from tradeloom_redpanda.transport import RedpandaTransport
+from tradeloom_sqlite.persistence import SqlitePersistence
+
+GUARD_SECONDS = 30.0
+T0 = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
+
+
+def buy(n: int) -> Fill:
+    return Fill(
+        event_id=uuid6.uuid7(),
+        ts=T0 + timedelta(seconds=n),
+        order_id=uuid6.uuid7(),
+        signal_id=uuid6.uuid7(),
+        strategy_id="s",
+        instrument="AA",
+        side=Side.BUY,
+        quantity=Decimal(1),
+        price=Decimal(10),
+        commission=Decimal(0),
+    )
+
+
+async def commit(broker: Broker, group: str, partition: TopicPartition, offset: int) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        await consumer.commit({partition: offset})
+    finally:
+        await consumer.stop()
+
+
+def test_a_strategy_process_reads_again_the_fills_the_journal_does_not_hold(
+    broker: Broker, prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Six fills on the topic. The portfolio journaled three and committed after them; the
+    # strategy group (a process that was restarted, or a member that left) committed all six.
+    fills = [buy(n) for n in range(6)]
+    db = tmp_path / "state.sqlite"
+    store = SqlitePersistence(db)
+    store.open()
+    store.record_fills(fills[:3])
+    store.close()
+    connection: dict[str, Any] = {"bootstrap_servers": broker.bootstrap, **FAST}
+    transport = {**connection, "topic_prefix": prefix, "group_prefix": prefix, "partitions": 1}
+    fills_topic = TopicPartition(f"{prefix}fills", 0)
+
+    async def prepare() -> None:
+        creator = RedpandaTransport(**transport)
+        await creator.start()
+        await creator.close()
+        codec = DecimalJsonCodec()
+        await produce(
+            broker.bootstrap, fills_topic.topic, [(b"AA", codec.encode(f)) for f in fills]
+        )
+        await commit(broker, f"{prefix}portfolio", fills_topic, 3)
+        await commit(broker, f"{prefix}strategy", fills_topic, 6)
+        await commit(broker, f"{prefix}risk", fills_topic, 6)
+
+    anyio.run(prepare)
+
+    pipeline = Pipeline(
+        Settings(
+            pipeline={"transport": "redpanda"},
+            transport=transport,
+            persistence={"name": "sqlite", "params": {"path": str(db)}},
+        ),
+        mode="live",
+        roles=["strategy", "risk"],
+        strategies={"s": Strategy()},
+    )
+    books = {}
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(GUARD_SECONDS):
+                while len(pipeline.stages) < 2:
+                    await anyio.sleep(0.05)
+                for stage in pipeline.stages:
+                    books[type(stage)] = stage.book  # type: ignore[attr-defined]
+                while any(b.portfolio("s").position("AA") < 6 for b in books.values()):
+                    await anyio.sleep(0.05)
+            await asyncio.sleep(0.5)  # nothing more comes: a seventh would show below
+            pipeline.stop()
+
+    with caplog.at_level(logging.INFO, logger="tradeloom"):
+        anyio.run(run)
+    for kind in (StrategyStage, RiskStage):
+        portfolio = books[kind].portfolio("s")
+        assert portfolio.position("AA") == 6 and portfolio.cash == Decimal(100000) - 60
+    assert f"reading {fills_topic.topic}[0] again from 3, where the journal ends" in caplog.text
+
+
+def test_a_strategy_process_started_later_takes_what_the_journal_holds(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # Nothing on the topic for this group to read: the journal alone tells the book (the
+    # journal gained fills after the process loaded its state at start).
+    db = tmp_path / "state.sqlite"
+    store = SqlitePersistence(db)
+    store.open()
+    store.close()
+    connection: dict[str, Any] = {"bootstrap_servers": broker.bootstrap, **FAST}
+    transport = {**connection, "topic_prefix": prefix, "group_prefix": prefix, "partitions": 1}
+    pipeline = Pipeline(
+        Settings(
+            pipeline={"transport": "redpanda"},
+            transport=transport,
+            persistence={"name": "sqlite", "params": {"path": str(db)}},
+        ),
+        mode="live",
+        roles=["strategy"],
+        strategies={"s": Strategy()},
+    )
+    late = [buy(n) for n in range(2)]
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tasks:
+            await pipeline._assemble_stages()  # loads the (empty) state, as run() does first
+            writer = SqlitePersistence(db)
+            writer.open()
+            writer.record_fills(late)  # journaled by the portfolio meanwhile
+            writer.close()
+            book = pipeline.stages[0].book  # type: ignore[attr-defined]
+            assert book.portfolio("s").position("AA") == 0
+            hooks = pipeline.transport._roles["strategy"].assignment_hooks  # type: ignore[attr-defined]
+            for hook in hooks:
+                await hook()
+            assert book.portfolio("s").position("AA") == 2
+            for hook in hooks:  # again: nothing applied twice
+                await hook()
+            assert book.portfolio("s").position("AA") == 2
+            tasks.cancel_scope.cancel()
+
+    anyio.run(run)
