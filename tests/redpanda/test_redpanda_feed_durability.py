@@ -97,3 +97,35 @@ def test_ticks_whose_fills_were_not_journaled_are_read_again_after_a_restart(
     assert second.result.market_events == second.result.fill_count == 5
     fills = journal(db)
     assert len({fill.order_id for fill in fills}) == len(fills) == 6
+
+
+def test_a_journal_outage_is_logged_once_and_its_end_too(
+    broker: Broker, prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "state.sqlite"
+    pipeline = Pipeline(settings(broker, prefix, db), mode="live", strategies={"b": BuyEveryTick()})
+
+    async def outage() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            await ticks_in(broker, prefix, 0, 1)
+            await wait_for(lambda: len(journal(db)) == 1, "the first fill journaled")
+            blocker = sqlite3.connect(db, isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")
+            try:
+                for n in range(1, 4):  # one batch after another, each retrying the journal
+                    await ticks_in(broker, prefix, n, n + 1)
+                    await wait_for(lambda n=n: pipeline.status.persistence_errors >= n, "a failure")
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            await ticks_in(broker, prefix, 4, 5)
+            await wait_for(lambda: len(journal(db)) == 5, "every fill journaled")
+            pipeline.stop()
+
+    with caplog.at_level("WARNING", logger="tradeloom"):
+        anyio.run(outage)
+    failures = [r for r in caplog.records if "persistence failed while" in r.getMessage()]
+    assert len(failures) == 1 and pipeline.status.persistence_errors >= 3
+    assert "persistence works again after" in caplog.text
+    assert pipeline.status.last_persistence_error is None

@@ -18,6 +18,9 @@ from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import Stage, StageServices
 from tradeloom.runtime.transport import Topics
 
+_FAILURE_LOG_SECONDS = 30.0
+"""During a persistence outage, at most one log line per this many seconds."""
+
 
 class PortfolioStage(Stage):
     """Applies each fill once, journals it, and saves snapshots of changed portfolios.
@@ -61,6 +64,9 @@ class PortfolioStage(Stage):
         self._add_point = result.equity_curve.add
         self.blocking_io_in_thread = blocking_io_in_thread
         self._journal_lock = anyio.Lock()
+        self._failing_since: float | None = None  # monotonic time of an outage's first failure
+        self._failure_logged_at = 0.0
+        self._failures_unlogged = 0
         self._checkpoint_lock = anyio.Lock()
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
@@ -145,6 +151,7 @@ class PortfolioStage(Stage):
                     self._unjournaled = batch + self._unjournaled
                     self._persistence_failed("journaling fills", exc)
                     return False
+                self._persistence_works()
         return True
 
     async def checkpoint(self, *, every_portfolio: bool = False) -> list[PortfolioSnapshot]:
@@ -181,6 +188,7 @@ class PortfolioStage(Stage):
                 self.result.snapshots[snapshot.portfolio_id] = snapshot
                 self.publish(Topics.SNAPSHOTS, snapshot, snapshot.portfolio_id)
             self.services.status.last_persistence_error = None
+            self._persistence_works()
             return snapshots
 
     async def _persist(self, method: Callable[..., Any], argument: Any) -> None:
@@ -195,7 +203,31 @@ class PortfolioStage(Stage):
         status.persistence_errors += 1
         status.last_persistence_error = f"{what}: {type(exc).__name__}: {exc}"
         self.counters.errors += 1
-        self.services.logger.error("persistence failed while %s: %s", what, exc)
+        # Retried at every batch and checkpoint: during an outage, the first failure and then
+        # one line per interval with the count (health and metrics count every one).
+        self._failures_unlogged += 1
+        now = time.monotonic()
+        if self._failing_since is None or now - self._failure_logged_at >= _FAILURE_LOG_SECONDS:
+            repeated = self._failures_unlogged - 1
+            self.services.logger.error(
+                "persistence failed while %s: %s%s",
+                what,
+                exc,
+                f" ({repeated} more failure(s) since the last report)" if repeated else "",
+            )
+            self._failing_since = self._failing_since or now
+            self._failure_logged_at = now
+            self._failures_unlogged = 0
+
+    def _persistence_works(self) -> None:
+        if self._failing_since is None:
+            return
+        self.services.logger.warning(
+            "persistence works again after %.1f s of failures",
+            time.monotonic() - self._failing_since,
+        )
+        self._failing_since = None
+        self._failures_unlogged = 0
 
     def final_snapshots(self) -> dict[str, PortfolioSnapshot]:
         """Snapshots of every portfolio as it is now (saved or not), for the run's result."""
