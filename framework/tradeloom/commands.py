@@ -96,7 +96,14 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable
     return bar.update, bar.close
 
 
-def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> RunResult:
+def _backtest(
+    settings: Settings,
+    args: argparse.Namespace,
+    progress: bool,
+    on_failure: Callable[[RunResult], None],
+) -> RunResult:
+    """Run a backtest. When it fails, ``on_failure`` gets what it did until then before the
+    error is raised (with a note on the state it left)."""
     update, close = _progress_bar(progress)
     pipeline = Pipeline(
         settings,
@@ -113,6 +120,7 @@ def _backtest(settings: Settings, args: argparse.Namespace, progress: bool) -> R
         kept = _what_is_kept(pipeline, settings, can_resume=can_resume, failure=exc)
         if kept:
             exc.add_note(kept)  # shown under the error: the next plain run would refuse it
+        on_failure(pipeline.result)
         raise
     except KeyboardInterrupt:
         can_resume = hasattr(args, "resume")  # the demo starts afresh every time
@@ -323,21 +331,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def _backtest_reported(
     settings: Settings, args: argparse.Namespace, out: Path, title: str, *, progress: bool
 ) -> RunResult:
-    """Run a backtest; when it is interrupted, still write and show what it did until then
-    (marked as interrupted), then let the interruption end the command."""
+    """Run a backtest; when it is interrupted or fails, still write and show what it did
+    until then (marked as interrupted or failed), then let that end the command."""
+
+    def report_partial(result: RunResult, how: str) -> None:
+        if result.first_event_time is None:  # it took no event: there is nothing to show
+            return
+        try:
+            with _sigterm_ignored():  # a repeated SIGTERM does not cut the report short
+                _report(result, out, f"{title} ({how})")
+        except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
+            print(
+                f"tradeloom: the result of the {how} backtest was not written: {why}",
+                file=sys.stderr,
+            )
+
     try:
-        return _backtest(settings, args, progress=progress)
+        return _backtest(
+            settings, args, progress, on_failure=lambda result: report_partial(result, "failed")
+        )
     except BacktestInterrupted as interrupted:
-        if interrupted.result.first_event_time is not None:  # else there is nothing to show
-            try:
-                with _sigterm_ignored():  # a repeated SIGTERM does not cut the report short
-                    _report(interrupted.result, out, f"{title} (interrupted)")
-            except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
-                why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
-                print(
-                    f"tradeloom: the result of the interrupted backtest was not written: {why}",
-                    file=sys.stderr,
-                )
+        report_partial(interrupted.result, "interrupted")
         raise interrupted from None
 
 

@@ -343,6 +343,12 @@ def test_a_feed_plugin_that_raises_is_named_not_a_traceback(tmp_path: Path) -> N
     assert f"raised at {tmp_path / 'rowfeed.py'}:7 in events" in done.stderr
     assert "its state up to the failure is saved" in done.stderr
     assert "Traceback" not in done.stderr
+    # What it did until then is written and shown, marked as failed.
+    assert "Backtest of" in done.stdout and "(failed)" in done.stdout
+    summary = json.loads((tmp_path / "o" / "result.json").read_text())["summary"]
+    assert summary["failed"] == "feed RowFeed raised KeyError: \"column 'close'\""
+    assert summary["market_events"] == 40 and summary["trade_count"] > 0
+    assert (tmp_path / "o" / "equity.png").exists()
 
 
 def test_a_plugin_failing_in_a_lifecycle_hook_is_named_not_a_traceback(

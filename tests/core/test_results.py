@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import uuid6
 
@@ -230,3 +231,26 @@ def test_a_run_without_market_events_has_no_period() -> None:
     result = tradeloom.backtest({}, strategies={"idle": tradeloom.Strategy()}, events=[])
     assert result.first_event_start is None and result.last_event_start is None
     assert "  period          -\n" in result.format_summary()
+
+
+def test_a_failed_run_says_so_in_its_result(tmp_path: Path) -> None:
+    class Fails(tradeloom.Strategy):
+        def on_bar(self, bar: Any, ctx: Any) -> None:
+            if bar.close == 12:
+                raise RuntimeError("indicator broke")
+
+    pipeline = tradeloom.Pipeline(
+        tradeloom.make_settings({}),
+        mode="backtest",
+        strategies={"s": Fails()},
+        events=bars("X", ["10", "11", "12", "13"]),
+    )
+    with pytest.raises(tradeloom.errors.StrategyError):
+        anyio.run(pipeline.run)
+    result = pipeline.result
+    assert result.failed is not None and result.failed.startswith("strategy 's' raised on bar")
+    assert result.failed.endswith("RuntimeError: indicator broke")
+    assert result.market_events == 3 and result.interrupted is None
+    assert "  failed          strategy 's' raised on bar" in result.format_summary()
+    title = png_text(result.write(tmp_path)["equity_curve"])["Title"]
+    assert "\nfailed: strategy 's' raised on bar" in title

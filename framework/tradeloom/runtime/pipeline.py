@@ -517,6 +517,7 @@ class Pipeline:
         from :meth:`run`."""
         if self._failure is None:
             self._failure = error
+            self.result.failed = _described(error)
         if isinstance(error, ReconnectExhausted):
             self.status.reconnect_exhausted = str(error)
         self.logger.error("%s; draining, then stopping", error)
@@ -555,9 +556,11 @@ class Pipeline:
                     raise
         except BaseException as exc:
             await self._stopped_early()
+            # Before the plugins' tradeloom_pipeline_stopped, which see the result.
             if isinstance(exc, KeyboardInterrupt | anyio.get_cancelled_exc_class()):
-                # Before the plugins' tradeloom_pipeline_stopped, which see the result.
                 self.result.interrupted = self.where_it_stopped()
+            elif isinstance(exc, Exception):
+                self.result.failed = _described(exc)
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -1183,6 +1186,17 @@ def _count(number: int, noun: str) -> str:
 def _source_name(feed: Feed | None) -> str:
     """How messages name where market events came from."""
     return "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
+
+
+def _described(exc: BaseException) -> str:
+    """An error in words: a tradeloom error's message says what it is, others need a name."""
+    if isinstance(exc, BaseExceptionGroup):
+        sole = sole_exception(exc)
+        if sole is not None:
+            exc = sole
+    if isinstance(exc, TradeloomError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _raised_here(exc: BaseException) -> bool:

@@ -117,6 +117,9 @@ class RunResult:
     """Set when the run was interrupted (Ctrl-C, or cancelled by the code that ran it): where
     it stopped, in words. The result then holds what happened until then. Set before the
     plugins' ``tradeloom_pipeline_stopped`` calls."""
+    failed: str | None = None
+    """Set when the run stopped on an error (which the run raises): the error, in words. The
+    result then holds what happened until then (the command line still writes it)."""
 
     def add_fill(self, fill: Fill, position_before: Decimal, position_after: Decimal) -> None:
         self.fill_count += 1
@@ -202,6 +205,7 @@ class RunResult:
             "resumed_after": self.resumed_after.isoformat() if self.resumed_after else None,
             "skipped_events": self.skipped_events,
             "interrupted": self.interrupted,
+            "failed": self.failed,
             "wall_seconds": round(self.wall_seconds, 3),
         }
 
@@ -259,6 +263,8 @@ class RunResult:
         lines = [f"  roles           {', '.join(sorted(roles))}"] if roles is not None else []
         if self.interrupted:
             lines.append(f"  interrupted     {self.interrupted}")
+        if self.failed:
+            lines.append(f"  failed          {self.failed.splitlines()[0]}")
         if feed:
             lines += [
                 f"  period          {_period(self.first_event_start, self.last_event_start)}",
@@ -318,7 +324,8 @@ def plot_equity_curve(
 
 def equity_title(summary: dict[str, Any]) -> str:
     """The title of ``equity.png``: equity from start to end, fills and drawdown; an
-    interrupted run's says so (its curve ends where it stopped, not where the data does)."""
+    interrupted or failed run's says so (its curve ends where it stopped, not where the data
+    does)."""
     title = (
         f"Equity: {Decimal(summary['starting_equity']):,.2f} -> "
         f"{Decimal(summary['final_equity']):,.2f} "
@@ -327,6 +334,8 @@ def equity_title(summary: dict[str, Any]) -> str:
     )
     if summary.get("interrupted"):
         title += f"\ninterrupted {summary['interrupted']}"
+    if summary.get("failed"):
+        title += f"\nfailed: {summary['failed'].splitlines()[0]}"
     return title
 
 
