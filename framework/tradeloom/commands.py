@@ -190,6 +190,41 @@ def _sigterm_ignored() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _signals_held() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM held back while the results of a finished run are written: one
+    coming then would leave them half written and end the command as interrupted, though the
+    run was complete. Taken afterwards, in ``received``. (POSIX, main thread.)"""
+    received: list[int] = []
+    if not _receives_signals():
+        yield received
+        return
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        yield received
+    finally:
+        for signum in sorted(signal.sigpending() & wanted):
+            signal.sigtimedwait({signum}, 0)  # taken here: not delivered once unblocked
+            received.append(signum)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
+
+
+@contextmanager
+def _writing_results() -> Iterator[None]:
+    """Around writing the results of a run that completed: a Ctrl-C or SIGTERM then waits
+    until they are written, and is said to have come too late to stop anything."""
+    with _signals_held() as received:
+        yield
+        sys.stdout.flush()
+    for signum in received:
+        print(
+            f"tradeloom: {signal.Signals(signum).name} came after the run had finished: its "
+            "results were written in full",
+            file=sys.stderr,
+        )
+
+
 class BacktestInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during a backtest: says where it stopped and whether ``--resume``
     can go on from there; ``result`` holds what happened until then (``result.interrupted``
@@ -302,12 +337,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("tradeloom demo: SMA(10/30) crossover on ORCL daily bars, 1995-2014")
     print("  replay feed -> sma_cross -> paper trader (next open, 10 bps) -> sqlite\n")
     result = _backtest_reported(settings, args, out, "Result", progress=sys.stderr.isatty())
-    _report(result, out, "Result")
-    print(f"  {'database':<15} {out / 'demo.sqlite'}")
-    # A copy of the sample data, for the configuration examples of the README and the docs.
-    data = out / DEMO_DATA
-    data.write_bytes(resources.files("tradeloom.demo").joinpath(DEMO_DATA).read_bytes())
-    print(f"  {'sample data':<15} {data}")
+    with _writing_results():
+        _report(result, out, "Result")
+        print(f"  {'database':<15} {out / 'demo.sqlite'}")
+        # A copy of the sample data, for the configuration examples of the README and docs.
+        data = out / DEMO_DATA
+        data.write_bytes(resources.files("tradeloom.demo").joinpath(DEMO_DATA).read_bytes())
+        print(f"  {'sample data':<15} {data}")
     return _exit_code(result)
 
 
@@ -324,7 +360,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(result.format_summary())
         print(f"  nothing after the stored state was backtested: {out} was left as it was")
         return _exit_code(result)
-    _report(result, out, title)
+    with _writing_results():
+        _report(result, out, title)
     return _exit_code(result)
 
 
@@ -400,7 +437,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = _run_unwrapped(main)
     roles = None if not args.role or "all" in args.role else sorted(set(args.role))
     if out is not None:
-        _report(result, out, "Run", roles)
+        with _writing_results():
+            _report(result, out, "Run", roles)
     else:
         print(result.format_summary(roles))
     return _exit_code(result)

@@ -771,3 +771,31 @@ def test_version_is_the_installed_distributions(tmp_path: Path) -> None:
     assert done.returncode == 0
     installed = importlib.metadata.version("tradeloom")
     assert done.stdout == f"tradeloom {installed} (Python {platform.python_version()})\n"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals as POSIX has them")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_finished_backtest_writes_its_results_waits_for_them(
+    tmp_path: Path, shared_data: Path, signame: str
+) -> None:
+    # The signal comes once the run is over, as the results are being written (a plugin
+    # module sends it from there, so the moment is exact).
+    (tmp_path / "late_signal.py").write_text(
+        "import os, signal\n"
+        "from tradeloom.runtime.results import RunResult\n"
+        "write = RunResult.write\n"
+        "def late(self, *args, **kwargs):\n"
+        f"    os.kill(os.getpid(), signal.{signame})\n"
+        "    return write(self, *args, **kwargs)\n"
+        "RunResult.write = late\n"
+    )
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    env = {"PYTHONPATH": str(tmp_path)}
+    done = tradeloom(
+        "-p", "late_signal", "backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"tradeloom: {signame} came after the run had finished" in done.stderr
+    assert "equity_curve" in done.stdout and (tmp_path / "o" / "equity.png").exists()
+    summary = json.loads((tmp_path / "o" / "result.json").read_text())["summary"]
+    assert summary["interrupted"] is None and summary["market_events"] == 5036
