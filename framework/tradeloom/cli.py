@@ -24,6 +24,7 @@ import pydantic
 import pydantic_core
 
 import tradeloom
+from tradeloom.console import say, say_traceback
 from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.plugins import PluginManager
 
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     failed = _failed_modules(manager, modules)
     if failed and args.command != "plugins":  # the listing shows them; nothing else may run
-        print(f"tradeloom: error: {failed}", file=sys.stderr)
+        say(f"tradeloom: error: {failed}")
         return 2
     args.plugin_manager = manager
     args.blocked_plugins = blocked
@@ -170,20 +171,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: Any = handler(args)
         sys.stdout.flush()  # a reader that went away is found here, not at exit (status 120)
     except TradeloomError as exc:
-        print(f"tradeloom: error: {exc}", file=sys.stderr)
+        say(f"tradeloom: error: {exc}")
         _print_cause(exc, verbose=args.verbose > 0)
         for note in getattr(exc, "__notes__", ()):  # what the command adds (state kept, say)
-            print(f"tradeloom: {note}", file=sys.stderr)
+            say(f"tradeloom: {note}")
         return 1
     except KeyboardInterrupt as exc:
         detail = str(exc)  # where a backtest got to, say
-        print(f"tradeloom: interrupted{' ' + detail if detail else ''}", file=sys.stderr)
+        say(f"tradeloom: interrupted{' ' + detail if detail else ''}", logging.WARNING)
         status: int = getattr(exc, "exit_status", 130)  # 143 for a backtest's SIGTERM
         return status
     except BrokenPipeError as exc:
         if not _stdout_closed():
             # A pipe of a feed, a transport or a plugin, not ours: an error like any other.
-            print(f"tradeloom: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            say(f"tradeloom: error: {type(exc).__name__}: {exc}")
             return 1
         return 1  # the reader went away (`tradeloom plugins | head`): stop, quietly
     return int(code or 0)
@@ -213,7 +214,7 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
     if cause is None or cause.__traceback__ is None:
         return
     if verbose:
-        traceback.print_exception(cause, file=sys.stderr)
+        say_traceback(cause)
         return
     frames = traceback.extract_tb(cause.__traceback__)
     # The innermost frame of the strategy's (or plugin's) own code: a float quantity is
@@ -225,13 +226,10 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
         # raised is a bug in it, shown where it is.
         return
     if not own:  # all of it in tradeloom, its dependencies or Python: where is no help
-        print("  (-v shows the traceback)", file=sys.stderr)
+        say("  (-v shows the traceback)")
         return
     frame = own[-1]
-    print(
-        f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)",
-        file=sys.stderr,
-    )
+    say(f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)")
 
 
 _DEPENDENCIES = tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from anyio.abc import TaskStatus
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
+from tradeloom.console import say
 from tradeloom.errors import ConfigError, EventOrderError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
@@ -218,10 +220,10 @@ def _writing_results() -> Iterator[None]:
         yield
         sys.stdout.flush()
     for signum in received:
-        print(
+        say(
             f"tradeloom: {signal.Signals(signum).name} came after the run had finished: its "
             "results were written in full",
-            file=sys.stderr,
+            logging.WARNING,
         )
 
 
@@ -379,10 +381,7 @@ def _backtest_reported(
                 _report(result, out, f"{title} ({how})")
         except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
             why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
-            print(
-                f"tradeloom: the result of the {how} backtest was not written: {why}",
-                file=sys.stderr,
-            )
+            say(f"tradeloom: the result of the {how} backtest was not written: {why}")
 
     try:
         return _backtest(
@@ -395,10 +394,9 @@ def _backtest_reported(
 
 def _exit_code(result: RunResult) -> int:
     if result.unsaved_portfolios:
-        print(
+        say(
             "tradeloom: error: final state of portfolio(s) "
-            f"{', '.join(result.unsaved_portfolios)} could not be saved; see the log",
-            file=sys.stderr,
+            f"{', '.join(result.unsaved_portfolios)} could not be saved; see the log"
         )
         return 1
     return 0
@@ -421,9 +419,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     task_status.started()
                     async for received in signals:
-                        print(
+                        say(
                             f"tradeloom: {signal.Signals(received).name}: draining, then stopping",
-                            file=sys.stderr,
+                            logging.WARNING,
                         )
                         pipeline.stop()
                         return

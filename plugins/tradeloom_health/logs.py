@@ -87,6 +87,8 @@ def jsonable(value: Any) -> Any:
 class JsonFormatter(logging.Formatter):
     """Formats each record as one line of JSON (see the module documentation)."""
 
+    writes_json = True  # the command line then says its own lines as records too
+
     def format(self, record: logging.LogRecord) -> str:
         try:
             message = record.getMessage()

@@ -177,3 +177,29 @@ def test_tradeloom_run_logs_json(tmp_path: Path, how: str) -> None:
     assert serving and serving[0]["url"].startswith("http://127.0.0.1:")
     if how == "flag":  # from the start: every line on standard error is JSON
         assert len(lines) == len(done.stderr.splitlines())
+
+
+def test_the_command_lines_own_error_lines_are_json_too(tmp_path: Path) -> None:
+    (tmp_path / "boom_strategy.py").write_text(
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Boom(Strategy):\n"
+        "    def on_tick(self, tick, ctx):\n"
+        "        raise RuntimeError('kaboom')\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'boom': Boom}\n"
+    )
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        '[feed]\nname = "test_ticks"\nparams = { count = 4 }\n[[strategies]]\nname = "boom"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{tmp_path}"}
+    command = [*_tradeloom_command(), "-p", "tradeloom_monitoring_testplugin", "-p"]
+    command += ["boom_strategy", "backtest", "-c", str(config), "--out", "o", "--log-json"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 1
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every one is JSON
+    said = [line for line in lines if line["logger"] == "tradeloom.cli"]
+    assert said[0]["level"] == "ERROR"
+    assert said[0]["message"].startswith("error: strategy 'boom' raised on market_tick")
+    assert said[1]["message"].startswith(f"raised at {tmp_path / 'boom_strategy.py'}:4 in on_tick")
