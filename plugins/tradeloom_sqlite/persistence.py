@@ -341,6 +341,7 @@ class SqlitePersistence(Persistence):
                     "loaded its state before those writes)"
                 )
                 raise self._refused
+            self._check_writable(conn)
             if fd >= 0:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -349,6 +350,21 @@ class SqlitePersistence(Persistence):
                 os.close(fd)  # drops the flock
             raise
         self._hold = fd
+
+    def _check_writable(self, conn: sqlite3.Connection) -> None:
+        """A file that can be read but not written (read-only, immutable, on a read-only mount)
+        opens and loads; the run must fail now, not at its first fill."""
+        if str(self.path) == ":memory:":
+            return
+        # A write, undone: the file stays byte for byte as it was (a run refused later, at
+        # loading, must leave it so).
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE main.tradeloom_writable (probe INTEGER)")
+        except sqlite3.OperationalError as exc:
+            raise PersistenceError(f"{self.path}: the state file cannot be written: {exc}") from exc
+        finally:
+            conn.execute("ROLLBACK")
 
     def _lock_file(self) -> int:
         """The flocked descriptor of ``<path>.lock``; raises when another process holds it."""

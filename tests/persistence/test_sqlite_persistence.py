@@ -445,6 +445,38 @@ def test_claim_for_writing_fails_at_once_and_close_releases_the_hold(db_path: Pa
     assert _raw(db_path, "SELECT count(*) FROM fills") == [(3,)]
 
 
+def _make_read_only(path: Path) -> Any:
+    """Make ``path`` unwritable (immutable as root, whom file modes do not stop); return how
+    to undo it, or skip when this machine cannot."""
+    if os.geteuid() == 0:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"chattr +i is not available here: {done.stderr.decode().strip()}")
+        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    path.chmod(0o444)
+    return lambda: path.chmod(0o644)
+
+
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_a_state_file_that_cannot_be_written_is_refused_when_claimed(
+    db_path: Path, journal_mode: str
+) -> None:
+    store = SqlitePersistence(db_path, journal_mode=journal_mode)
+    store.open()
+    store.record_fills([make_fill("a")])
+    store.close()
+    undo = _make_read_only(db_path)
+    try:
+        reader = SqlitePersistence(db_path, journal_mode=journal_mode)
+        reader.open()
+        assert len(reader.load_fills()) == 1  # it can be read
+        with pytest.raises(PersistenceError, match="the state file cannot be written"):
+            reader.claim_for_writing()
+        reader.close()
+    finally:
+        undo()
+
+
 def test_claim_needs_an_open_instance(db_path: Path) -> None:
     with pytest.raises(PersistenceError, match="not open; call open"):
         SqlitePersistence(db_path).claim_for_writing()
