@@ -250,7 +250,21 @@ class RedpandaTransport(Transport):
             consumer = role.consumer
             if consumer is None:
                 return
-            for tp, position in durable.items():
+            if role.role == "portfolio":
+                return
+            for tp in partitions:
+                position = durable.get(tp)
+                if position is None:
+                    # The portfolio never committed here: the journal may hold none of it.
+                    await consumer.seek_to_beginning(tp)
+                    self.logger.info(
+                        "role %s: reading %s[%d] again from its start (the portfolio has "
+                        "committed nothing there)",
+                        role.role,
+                        tp.topic,
+                        tp.partition,
+                    )
+                    continue
                 own = await consumer.committed(tp)
                 if own is None or position < own:
                     consumer.seek(tp, position)

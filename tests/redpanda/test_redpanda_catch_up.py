@@ -59,11 +59,17 @@ async def commit(broker: Broker, group: str, partition: TopicPartition, offset: 
         await consumer.stop()
 
 
+@pytest.mark.parametrize("portfolio_committed", [3, None])
 def test_a_strategy_process_reads_again_the_fills_the_journal_does_not_hold(
-    broker: Broker, prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker,
+    prefix: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    portfolio_committed: int | None,
 ) -> None:
-    # Six fills on the topic. The portfolio journaled three and committed after them; the
-    # strategy group (a process that was restarted, or a member that left) committed all six.
+    # Six fills on the topic. The portfolio journaled three and committed after them (or it
+    # was down from the start and committed nothing); the strategy group (a process that was
+    # restarted, or a member that left) committed all six.
     fills = [buy(n) for n in range(6)]
     db = tmp_path / "state.sqlite"
     store = SqlitePersistence(db)
@@ -82,7 +88,8 @@ def test_a_strategy_process_reads_again_the_fills_the_journal_does_not_hold(
         await produce(
             broker.bootstrap, fills_topic.topic, [(b"AA", codec.encode(f)) for f in fills]
         )
-        await commit(broker, f"{prefix}portfolio", fills_topic, 3)
+        if portfolio_committed is not None:
+            await commit(broker, f"{prefix}portfolio", fills_topic, portfolio_committed)
         await commit(broker, f"{prefix}strategy", fills_topic, 6)
         await commit(broker, f"{prefix}risk", fills_topic, 6)
 
@@ -118,7 +125,12 @@ def test_a_strategy_process_reads_again_the_fills_the_journal_does_not_hold(
     for kind in (StrategyStage, RiskStage):
         portfolio = books[kind].portfolio("s")
         assert portfolio.position("AA") == 6 and portfolio.cash == Decimal(100000) - 60
-    assert f"reading {fills_topic.topic}[0] again from 3, where the journal ends" in caplog.text
+    if portfolio_committed is None:
+        assert f"reading {fills_topic.topic}[0] again from its start" in caplog.text
+    else:
+        assert f"reading {fills_topic.topic}[0] again from 3, where the journal ends" in (
+            caplog.text
+        )
 
 
 def test_a_strategy_process_started_later_takes_what_the_journal_holds(

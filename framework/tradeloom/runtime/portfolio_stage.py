@@ -147,8 +147,12 @@ class PortfolioStage(Stage):
                 self._unjournaled = []
                 try:
                     await self._persist(self.persistence.record_fills, batch)
-                except Exception as exc:
+                except BaseException as exc:
+                    # Kept for the next attempt, also when the write was cancelled (a stop
+                    # while it waited for a lock): else they would count as journaled.
                     self._unjournaled = batch + self._unjournaled
+                    if not isinstance(exc, Exception):
+                        raise
                     self._persistence_failed("journaling fills", exc)
                     return False
                 self._persistence_works()

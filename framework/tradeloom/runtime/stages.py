@@ -289,9 +289,14 @@ class StrategyStage(Stage):
 
     def on_fill(self, fill: Fill) -> None:
         strategy = self.strategies.get(fill.strategy_id)
-        if strategy is None or not self.book.apply_fill(fill):
+        if strategy is None:
             return
         ctx = self.contexts[fill.strategy_id]
+        if not self.book.apply_fill(fill) and not ctx._open_orders.is_open(fill.signal_id):
+            # In the book already and its signal answered: a fill delivered again. (One the
+            # book took from the journal first, catching up after a rebalance, is still the
+            # outcome of a signal this process sent: told below.)
+            return
         ctx._resolve(fill.signal_id)
         if ctx._cancelling and fill.signal_id.int in ctx._cancelling:
             # Filled before its cancel took effect: the fill is the outcome, and a refusal

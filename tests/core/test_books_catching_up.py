@@ -1,0 +1,134 @@
+"""What a process's books do when fills come twice: from the journal (catching up after a
+rebalance) and then from the fills topic; and a journal write that is cancelled."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pytest
+import uuid6
+
+from tradeloom import Strategy
+from tradeloom.events import Fill, Side
+from tradeloom.portfolio import PortfolioBook
+from tradeloom.runtime.clock import SimulatedClock
+from tradeloom.runtime.portfolio_stage import PortfolioStage
+from tradeloom.runtime.results import RunResult
+from tradeloom.runtime.stages import StageServices, StrategyStage
+from tradeloom.runtime.status import PipelineStatus
+from tradeloom_memory.persistence import MemoryPersistence
+from tradeloom_memory.transport import MemoryTransport
+from tradeloom_uuid7.generator import Uuid7Generator
+
+TS = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def services() -> StageServices:
+    return StageServices(
+        transport=MemoryTransport(),
+        ids=Uuid7Generator(),
+        clock=SimulatedClock(TS),
+        status=PipelineStatus(),
+        logger=logging.getLogger("test"),
+    )
+
+
+def fill_of(signal: Any) -> Fill:
+    return Fill(
+        event_id=uuid6.uuid7(),
+        ts=TS,
+        order_id=uuid6.uuid7(),
+        signal_id=signal.event_id,
+        strategy_id=signal.strategy_id,
+        instrument=signal.instrument,
+        side=Side.BUY,
+        quantity=signal.quantity,
+        price=Decimal(10),
+        commission=Decimal(0),
+    )
+
+
+class Told(Strategy):
+    def __init__(self) -> None:
+        self.fills: list[Fill] = []
+
+    def on_fill(self, fill: Fill, ctx: Any) -> None:
+        self.fills.append(fill)
+
+
+def test_a_fill_the_book_took_from_the_journal_still_answers_its_signal() -> None:
+    strategy = Told()
+    book = PortfolioBook(Decimal(1000))
+    stage = StrategyStage(services(), {"s": (strategy, None)}, book)
+    ctx = stage.contexts["s"]
+    signal = ctx.buy("X", 3)  # on its way (nothing subscribes to signals here)
+    assert ctx.open_quantity("X") == 3
+    fill = fill_of(signal)
+    assert book.catch_up([fill]) == 1  # the journal had it before the topic brought it
+    stage.on_fill(fill)
+    assert ctx.open_quantity("X") == 0 and ctx.position("X") == 3
+    assert strategy.fills == [fill]
+    stage.on_fill(fill)  # delivered again: nothing changes, nothing is told twice
+    assert ctx.position("X") == 3 and strategy.fills == [fill]
+
+
+def test_a_cancelled_journal_write_keeps_its_fills_for_the_next_attempt() -> None:
+    class Stalls(MemoryPersistence):
+        stall = True
+
+        async def record_fills(self, fills: Any) -> None:  # type: ignore[override]
+            if self.stall:
+                await anyio.sleep_forever()  # waits out a lock another process holds
+            super().record_fills(fills)
+
+    persistence = Stalls()
+    persistence.open()
+    book = PortfolioBook(Decimal(1000))
+    stage = PortfolioStage(services(), book, persistence, RunResult(), snapshot_interval_seconds=1)
+    fill = Fill(
+        event_id=uuid6.uuid7(),
+        ts=TS,
+        order_id=uuid6.uuid7(),
+        signal_id=uuid6.uuid7(),
+        strategy_id="s",
+        instrument="X",
+        side=Side.BUY,
+        quantity=Decimal(1),
+        price=Decimal(10),
+        commission=Decimal(0),
+    )
+    stage.on_fill(fill)
+
+    async def stopped_while_writing() -> None:
+        with anyio.move_on_after(0.05):
+            await stage.flush_journal()
+        Stalls.stall = False
+        assert await stage.flush_journal()
+
+    anyio.run(stopped_while_writing)
+    assert persistence.load_fills() == [fill]
+
+
+@pytest.mark.parametrize("already_in_book", [False, True])
+def test_catching_up_applies_only_what_the_book_lacks(already_in_book: bool) -> None:
+    book = PortfolioBook(Decimal(1000))
+    fill = Fill(
+        event_id=uuid6.uuid7(),
+        ts=TS,
+        order_id=uuid6.uuid7(),
+        signal_id=uuid6.uuid7(),
+        strategy_id="s",
+        instrument="X",
+        side=Side.BUY,
+        quantity=Decimal(2),
+        price=Decimal(10),
+        commission=Decimal(0),
+    )
+    if already_in_book:
+        book.apply_fill(fill)
+    assert book.catch_up([fill]) == (0 if already_in_book else 1)
+    assert book.portfolio("s").position("X") == 2
