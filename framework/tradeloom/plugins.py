@@ -280,6 +280,12 @@ class PluginManager:
         return name
 
     def _register(self, plugin: Any, name: str) -> None:
+        undecorated = self._undecorated_hooks(plugin)
+        if undecorated:
+            raise PluginError(
+                f"plugin {name!r} defines {', '.join(undecorated)} without @hookimpl, so "
+                "nothing would call it: decorate it with @tradeloom.hookimpl"
+            )
         try:
             self.hook_manager.register(plugin, name=name)
         except ValueError as exc:
@@ -293,11 +299,36 @@ class PluginManager:
         )
         if unknown:
             self.hook_manager.unregister(plugin)
+            hooks = [
+                hook
+                for hook, caller in vars(self.hook).items()
+                if getattr(caller, "spec", None) is not None
+            ]
+            described = []
+            for hook in unknown:
+                close = closest_name(hook, hooks)
+                described.append(f"{hook} (did you mean {close}?)" if close else hook)
             raise PluginError(
-                f"plugin {name!r} implements unknown hook(s) {', '.join(unknown)} "
+                f"plugin {name!r} implements unknown hook(s) {', '.join(described)} "
                 "(see the hook reference for the tradeloom_* hooks)"
             )
         self._registry = None
+
+    def _undecorated_hooks(self, plugin: Any) -> list[str]:
+        """Functions named like hooks that are not marked as implementations: pluggy passes
+        over them in silence, and the plugin would seem loaded but do nothing."""
+        found = []
+        for attribute in dir(plugin):
+            if not attribute.startswith("tradeloom_"):
+                continue
+            value = getattr(plugin, attribute, None)
+            if (
+                callable(value)
+                and not isinstance(value, type)
+                and self.hook_manager.parse_hookimpl_opts(plugin, attribute) is None
+            ):
+                found.append(attribute)
+        return found
 
     # -- registry ------------------------------------------------------------------------
 
@@ -378,7 +409,11 @@ class PluginManager:
                 f"{conflict}; block one of them ([plugins] block = [...] or -p no:NAME)"
             )
         known = ", ".join(sorted(available)) or "none"
-        message = f"unknown {kind} {name!r}; registered {_PLURALS.get(kind, kind + 's')}: {known}"
+        close = closest_name(name, available)
+        hint = f" (did you mean {close!r}?)" if close else ""
+        message = (
+            f"unknown {kind} {name!r}{hint}; registered {_PLURALS.get(kind, kind + 's')}: {known}"
+        )
         failed = [
             info for info in self.infos.values() if info.error and "autoload" not in info.error
         ]

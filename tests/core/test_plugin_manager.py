@@ -221,6 +221,40 @@ def test_a_plugin_with_an_invalid_hook_is_listed_as_failed_and_harms_nothing(sit
     assert manager.factory("executor", "paper").plugin == "paper"
 
 
+def test_a_hook_without_hookimpl_fails_its_plugin_instead_of_doing_nothing(site: Path) -> None:
+    module = unique("undecorated")
+    (site / f"{module}.py").write_text(
+        "from tradeloom import Strategy\n"
+        "class S(Strategy): ...\n"
+        "def tradeloom_register_strategies():\n    return {'undecorated': S}\n"
+    )
+    manager = PluginManager().load(modules=[module])
+    (info,) = [i for i in manager.plugin_list() if i.name == module]
+    assert info.error == (
+        f"plugin {module!r} defines tradeloom_register_strategies without @hookimpl, so "
+        "nothing would call it: decorate it with @tradeloom.hookimpl"
+    )
+    assert manager.failed_modules([module])  # so -p MODULE and [plugins] modules stop
+
+
+def test_a_misspelt_hook_and_component_name_get_a_suggestion(site: Path) -> None:
+    module = unique("misspelt")
+    (site / f"{module}.py").write_text(
+        "from tradeloom import hookimpl\n@hookimpl\ndef tradeloom_register_strategy(): ...\n"
+    )
+    manager = PluginManager().load(modules=[module])
+    (info,) = [i for i in manager.plugin_list() if i.name == module]
+    assert info.error is not None
+    assert (
+        "unknown hook(s) tradeloom_register_strategy "
+        "(did you mean tradeloom_register_strategies?)" in info.error
+    )
+    with pytest.raises(
+        UnknownComponentError, match=r"unknown strategy 'sma_cros' \(did you mean 'sma_cross'\?\)"
+    ):
+        manager.factory("strategy", "sma_cros")
+
+
 def test_a_registration_hook_that_raises_marks_only_its_plugin_failed(site: Path) -> None:
     module = unique("raising_register")
     make_distribution(
