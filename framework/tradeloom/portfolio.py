@@ -261,11 +261,6 @@ class PortfolioBook:
             )
         return reapplied
 
-    def catch_up(self, fills: Iterable[Fill]) -> int:
-        """Apply the journaled ``fills`` this book has not applied yet (by order id): fills
-        another process applied. Returns how many."""
-        return sum(1 for fill in fills if self.apply_fill(fill))
-
     def dirty(self) -> dict[str, int]:
         """Portfolios changed since their last successful save, with their current version."""
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 
@@ -54,6 +55,7 @@ class BrokerLink:
         self.topics_created = 0
         self._admin: AIOKafkaAdminClient | None = None
         self._recovery: asyncio.Future[None] | None = None
+        self._name_hint = ""  # why the broker cannot be reached, when the name is the reason
 
     def __repr__(self) -> str:
         return f"BrokerLink({self.what!r}, {self.options.describe()})"
@@ -172,11 +174,19 @@ class BrokerLink:
 
     async def _reconnect(self, error: BaseException) -> None:
         limit = self.reconnect.max_attempts
+        unresolved = await self._unresolved_hosts()
+        self._name_hint = (
+            f"{', '.join(unresolved)} does not resolve to an address (a name known only inside "
+            "a container network or a cluster?): check bootstrap_servers"
+            if unresolved
+            else ""
+        )
         self.logger.warning(
-            "%s: broker %s unreachable (%s); reconnecting (%s)",
+            "%s: broker %s unreachable (%s)%s; reconnecting (%s)",
             self.what,
             self.options.describe(),
             describe_error(error),
+            f"; {self._name_hint}" if self._name_hint else "",
             f"at most {limit} attempts" if limit else "until it answers",
         )
         since = datetime.now(UTC).isoformat(timespec="seconds")
@@ -211,7 +221,27 @@ class BrokerLink:
             self.logger.warning("%s: reconnected after %d attempt(s)", self.what, attempts)
             return
         self.exhausted = ReconnectExhausted(self.what, attempts, last)
+        if self._name_hint:
+            self.exhausted.add_note(self._name_hint)
         raise self.exhausted
+
+    async def _unresolved_hosts(self) -> list[str]:
+        """The broker hosts that do not resolve (DNS says no such name): retrying helps only
+        when the name is about to appear, so the messages say so."""
+        servers = self.options.bootstrap_servers
+        listed = servers.split(",") if isinstance(servers, str) else servers
+        unresolved = []
+        loop = asyncio.get_running_loop()
+        for server in listed:
+            host, _, port = server.strip().rpartition(":")
+            try:
+                async with asyncio.timeout(self.options.operation_timeout_seconds):
+                    await loop.getaddrinfo(host.strip("[]"), int(port))
+            except socket.gaierror:
+                unresolved.append(host)
+            except (TimeoutError, OSError, ValueError):
+                continue  # no answer is not "no such name"
+        return unresolved
 
     async def watch(self) -> None:
         """Probe every ``probe_interval_seconds`` until cancelled; recover when a probe fails.

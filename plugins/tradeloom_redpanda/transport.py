@@ -136,7 +136,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             role.group_id,
             _partitions(assigned) or "none",
         )
-        await self.transport._catch_up(role, assigned)
+        async with role.lock:  # no record is handled before the books have caught up
+            await self.transport._catch_up(role, assigned)
 
 
 class RedpandaTransport(Transport):
@@ -236,48 +237,65 @@ class RedpandaTransport(Transport):
         leaving, or that this role applied and committed before a restart while the journal
         did not hold it yet. What this process applied already is skipped (by event id and,
         in the books, by order id)."""
+        if role.role == "portfolio":
+            return  # the journal is its own
         fills_topic = self._physical[Topics.FILLS]
         partitions = sorted(
             (tp for tp in assigned if tp.topic == fills_topic), key=lambda tp: tp.partition
         )
-        try:
-            durable: dict[TopicPartition, int] = {}
-            if role.role != "portfolio" and partitions:
-                # Read before the journal: everything before these positions is in it then.
+        durable: dict[TopicPartition, int] = {}
+        if partitions:
+            # Read before the journal: everything before these positions is in it then.
+            try:
                 durable = await self._committed_by(self.group_id("portfolio"), partitions)
-            for hook in role.assignment_hooks:
+            except Exception as exc:  # unknown: read as where the portfolio commits nothing
+                self.logger.warning(
+                    "role %s: the portfolio's positions could not be read (%r)", role.role, exc
+                )
+        for hook in role.assignment_hooks:
+            try:
                 await hook()
-            consumer = role.consumer
-            if consumer is None:
-                return
-            if role.role == "portfolio":
-                return
+            except Exception as exc:  # the rebalance must go on; the view may lag (logged)
+                self.logger.error(
+                    "role %s: could not catch up on the fills journal: %r", role.role, exc
+                )
+        consumer = role.consumer
+        if consumer is None:
+            return
+        try:
             for tp in partitions:
-                position = durable.get(tp)
-                if position is None:
-                    # The portfolio never committed here: the journal may hold none of it.
-                    await consumer.seek_to_beginning(tp)
-                    self.logger.info(
-                        "role %s: reading %s[%d] again from its start (the portfolio has "
-                        "committed nothing there)",
-                        role.role,
-                        tp.topic,
-                        tp.partition,
-                    )
-                    continue
-                own = await consumer.committed(tp)
-                if own is None or position < own:
-                    consumer.seek(tp, position)
-                    self.logger.info(
-                        "role %s: reading %s[%d] again from %d, where the journal ends",
-                        role.role,
-                        tp.topic,
-                        tp.partition,
-                        position,
-                    )
-        except Exception as exc:  # the rebalance must go on; the view may lag (logged)
+                await self._read_fills_again(role, consumer, tp, durable.get(tp))
+        except Exception as exc:
             self.logger.error(
-                "role %s: could not catch up on the fills after an assignment: %r", role.role, exc
+                "role %s: could not read the fills again after an assignment: %r", role.role, exc
+            )
+
+    async def _read_fills_again(
+        self, role: _Role, consumer: AIOKafkaConsumer, tp: TopicPartition, durable: int | None
+    ) -> None:
+        """Seek ``tp`` back to ``durable`` (the portfolio's position) when this group is past
+        it; where the portfolio committed nothing, to where it would start."""
+        if durable is None:
+            if self.options.auto_offset_reset != "earliest":
+                return  # the portfolio would start at the end: nothing before is its
+            await consumer.seek_to_beginning(tp)
+            self.logger.info(
+                "role %s: reading %s[%d] again from its start (the portfolio has committed "
+                "nothing there)",
+                role.role,
+                tp.topic,
+                tp.partition,
+            )
+            return
+        own = await consumer.committed(tp)
+        if own is None or durable < own:
+            consumer.seek(tp, durable)
+            self.logger.info(
+                "role %s: reading %s[%d] again from %d, where the journal ends",
+                role.role,
+                tp.topic,
+                tp.partition,
+                durable,
             )
 
     async def _committed_by(
@@ -288,12 +306,12 @@ class RedpandaTransport(Transport):
         peeker = AIOKafkaConsumer(
             **self.options.client_kwargs(), group_id=group, enable_auto_commit=False
         )
-        async with asyncio.timeout(self.options.operation_timeout_seconds):
-            await peeker.start()
-            try:
+        try:
+            async with asyncio.timeout(self.options.operation_timeout_seconds):
+                await peeker.start()
                 found = {tp: await peeker.committed(tp) for tp in partitions}
-            finally:
-                await peeker.stop()
+        finally:
+            await close_bounded(peeker.stop(), self.options.operation_timeout_seconds)
         return {tp: int(position) for tp, position in found.items() if position is not None}
 
     def _reconnect_settings(self) -> ReconnectSettings:

@@ -24,6 +24,7 @@ processes of a split deployment) take no hold.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -364,7 +365,8 @@ class SqlitePersistence(Persistence):
         except sqlite3.OperationalError as exc:
             raise PersistenceError(f"{self.path}: the state file cannot be written: {exc}") from exc
         finally:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # rolled back already by SQLite, say
+                conn.execute("ROLLBACK")
 
     def _lock_file(self) -> int:
         """The flocked descriptor of ``<path>.lock``; raises when another process holds it."""

@@ -555,7 +555,10 @@ def test_a_broken_pipe_that_is_not_standard_output_is_reported(tmp_path: Path) -
         "backtest", "-c", "c.toml", "--out", "o", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}
     )
     assert done.returncode == 1
-    assert "tradeloom: error: BrokenPipeError: [Errno 32] the quote server hung up" in done.stderr
+    assert (
+        "tradeloom: error: feed PipeFeed raised BrokenPipeError: [Errno 32] the quote server "
+        "hung up" in done.stderr
+    )
 
 
 def test_raised_at_skips_the_standard_library_for_the_strategy_line(

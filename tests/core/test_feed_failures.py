@@ -125,3 +125,29 @@ def test_a_feed_failing_after_trading_keeps_the_state_and_counts_its_events(tmp_
     )
     assert resumed.skipped_events == len(DATA)
     assert resumed.starting_equity != 0 and resumed.market_events == 1
+
+
+class FailsWhenCalled(Feed):
+    def events(self, ctx: Any) -> Iterator[Any]:  # type: ignore[override]
+        raise FileNotFoundError("ticks.csv")
+
+
+class FailsWhenIterated(Feed):
+    class Rows:
+        def __iter__(self) -> Iterator[Any]:
+            raise ConnectionError("refused")
+
+    def events(self, ctx: Any) -> Any:  # type: ignore[override]
+        return self.Rows()
+
+
+@pytest.mark.parametrize(
+    ("feed", "error"),
+    [
+        (FailsWhenCalled(), "FileNotFoundError: ticks.csv"),
+        (FailsWhenIterated(), "ConnectionError: refused"),
+    ],
+)
+def test_a_feed_failing_before_its_first_event_is_named_too(feed: Feed, error: str) -> None:
+    with pytest.raises(FeedError, match=f"feed {type(feed).__name__} raised {error}"):
+        tradeloom.backtest({}, feed=feed, strategies=IDLE)

@@ -312,6 +312,33 @@ def test_a_validator_returning_what_is_no_reason_is_named(returned: Any) -> None
     assert "validate() returns None to let a signal trade" in str(caught.value)
 
 
+def test_a_validator_may_give_its_reason_as_a_string_enum() -> None:
+    import enum
+
+    from tradeloom import hookimpl
+    from tradeloom.components import Validator
+
+    class Reason(enum.StrEnum):
+        TOO_BIG = "order too big"
+
+    class Coded(Validator):
+        def validate(self, signal, view):  # type: ignore[no-untyped-def]
+            return Reason.TOO_BIG
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_validators(self):  # type: ignore[no-untyped-def]
+            return {"coded": Coded}
+
+    result = run_strategy(
+        BuyOnFirst("X", "X"),
+        bars("X", ["1", "2"]),
+        validators=[{"name": "coded"}],
+        plugins=[Plugin()],
+    )
+    assert [r.reason for r in result.rejections] == ["order too big"]
+
+
 def test_a_signal_without_a_price_waits_bounded_even_with_no_validators() -> None:
     strategy = BuyOnFirst("Y", "X")
     x = ticks("X", ["10"] * 3, interval=timedelta(minutes=1))

@@ -221,3 +221,34 @@ def test_a_process_running_only_a_finite_feed_ends_with_it(broker: Broker, prefi
     assert result.market_events == 25
     records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}market", 25))
     assert [codec.decode(record.value) for record in records] == ticks
+
+
+def test_a_broker_name_that_does_not_resolve_is_said_when_giving_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tradeloom.backoff import ReconnectExhausted
+    from tradeloom.settings import ReconnectSettings
+    from tradeloom_redpanda.connection import BrokerLink
+    from tradeloom_redpanda.options import ConnectionOptions
+
+    # .invalid never resolves (RFC 2606): a name known only inside some container network.
+    options = ConnectionOptions.from_params(
+        "test", {"bootstrap_servers": "redpanda-0.invalid:9092", "request_timeout_ms": 1000}
+    )
+    settings = ReconnectSettings(max_attempts=1, base_delay_seconds=0.05, max_delay_seconds=0.1)
+    link = BrokerLink("test link", options, ["t"], settings, logging.getLogger("tradeloom.t"))
+
+    async def connect() -> None:
+        try:
+            await link.connect()
+        finally:
+            await link.close()
+
+    with (
+        caplog.at_level(logging.WARNING, logger="tradeloom"),
+        pytest.raises(ReconnectExhausted) as info,
+    ):
+        anyio.run(connect)
+    hint = "redpanda-0.invalid does not resolve to an address"
+    assert any(hint in note for note in info.value.__notes__)
+    assert hint in caplog.text  # said at the first failure too

@@ -358,7 +358,7 @@ class Pipeline:
         cash["*"] = self.settings.portfolio.starting_cash
         return PortfolioBook(cash)
 
-    def _catch_up_when_assigned(self, role: str, book: PortfolioBook) -> None:
+    def _catch_up_when_assigned(self, stage: StrategyStage | RiskStage) -> None:
         """Across processes a role's book is its own view of the fills: when the role is
         assigned input (it started, or took over a leaving member's partitions) it applies
         what the journal holds and it lacks; the transport then reads the fills the journal
@@ -368,15 +368,15 @@ class Pipeline:
             return
 
         async def catch_up() -> None:
-            caught_up = book.catch_up(await maybe_await(persistence.load_fills()))
+            caught_up = stage.catch_up(await maybe_await(persistence.load_fills()))
             if caught_up:
                 self.logger.info(
                     "role %s: applied %d fill(s) from the journal that other processes applied",
-                    role,
+                    stage.role,
                     caught_up,
                 )
 
-        self.transport.add_assignment_hook(role, catch_up)
+        self.transport.add_assignment_hook(stage.role, catch_up)
 
     async def _restored_book(self, snapshots: Any, fills: Any) -> PortfolioBook:
         book = self._new_book()
@@ -446,10 +446,9 @@ class Pipeline:
             self.stages.append(self.portfolio_stage)
         if "risk" in self.roles:
             risk_book = await self._restored_book(snapshots, fills)
-            self.stages.append(
-                RiskStage(services, self.validators, risk_book, self.settings.pending)
-            )
-            self._catch_up_when_assigned("risk", risk_book)
+            risk_stage = RiskStage(services, self.validators, risk_book, self.settings.pending)
+            self.stages.append(risk_stage)
+            self._catch_up_when_assigned(risk_stage)
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
             strategy_stage = StrategyStage(
@@ -458,7 +457,7 @@ class Pipeline:
                 strategy_book,
             )
             self.stages.append(strategy_stage)
-            self._catch_up_when_assigned("strategy", strategy_book)
+            self._catch_up_when_assigned(strategy_stage)
             if self._resume is not None and self.feed is not None:
                 self._resume.warm_up = WarmUp(
                     strategy_stage,
@@ -629,7 +628,9 @@ class Pipeline:
         event read and checked."""
         try:
             source = self._feed_iterator = iter(given)  # a feed may return any iterable
-        except TypeError as exc:
+        except TradeloomError:
+            raise
+        except Exception as exc:
             raise self._feed_failed(exc) from exc
         if self._resume is not None:
             source = self._resume.events(source)
@@ -663,7 +664,7 @@ class Pipeline:
         start at its first event."""
         if self.mode != "backtest" or self.feed is None:
             return
-        source = self.feed.events(self._feed_context())
+        source = self._events_of(self.feed)
         if hasattr(source, "__aiter__"):
             self._opened_async_source = source
             self._stages_start_at_first_event = True
@@ -828,7 +829,7 @@ class Pipeline:
         source = self._opened_async_source if opened is None else opened
         self._opened_source = self._opened_async_source = None
         if source is None:
-            source = feed.events(self._feed_context())
+            source = self._events_of(feed)
         if hasattr(source, "__aiter__"):
             self._count_market(await self._pump_async(feed, cast(Any, source)))
             return
@@ -947,6 +948,16 @@ class Pipeline:
         clock cannot go back, so it could never be traded on as of its time. (Live runs, and
         a backtest on the wall clock, take times that jump back.)"""
         return self.mode == "backtest" and type(self.clock) is SimulatedClock
+
+    def _events_of(self, feed: Feed) -> Any:
+        """``feed.events(ctx)``; what the call raises (a file that is not there) is the feed's
+        failure."""
+        try:
+            return feed.events(self._feed_context())
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            raise self._feed_failed(exc) from exc
 
     def _feed_failed(self, exc: Exception) -> FeedError:
         """The feed raised ``exc`` while giving its events, or gave something that is not a
@@ -1122,9 +1133,11 @@ class Pipeline:
         errors: list[str] = []
         for what, closer in (
             ("transport", self.transport.close),
-            ("persistence", getattr(self.persistence, "close", None)),
             ("feed's events", _closer(self._feed_iterator)),
+            # Before the persistence: a feed that commits what it read asks whether the fills
+            # it made are journaled (see MemoryTransport.delivered).
             ("feed", getattr(self.feed, "close", None)),
+            ("persistence", getattr(self.persistence, "close", None)),
             ("dead-letter file", getattr(self.dead_letter_file, "close", None)),
         ):
             if closer is None:

@@ -227,8 +227,11 @@ class PortfolioStage(Stage):
         if self._failing_since is None:
             return
         self.services.logger.warning(
-            "persistence works again after %.1f s of failures",
+            "persistence works again after %.1f s of failures%s",
             time.monotonic() - self._failing_since,
+            f" ({self._failures_unlogged} more since the last report)"
+            if self._failures_unlogged
+            else "",
         )
         self._failing_since = None
         self._failures_unlogged = 0

@@ -309,6 +309,19 @@ class StrategyStage(Stage):
             else:
                 self._call(fill.strategy_id, strategy.on_fill, fill)
 
+    def catch_up(self, fills: Iterable[Fill]) -> int:
+        """Take the journaled ``fills`` the book lacks (another process applied them). One of
+        a signal this process still has open is its outcome, as if it came on the topic: the
+        signal is answered and the strategy told. Returns how many the book took."""
+        book = self.book
+        before = len(book.applied_orders)
+        for fill in fills:
+            if fill.strategy_id in self.strategies:
+                self.on_fill(fill)
+            else:
+                book.apply_fill(fill)
+        return len(book.applied_orders) - before
+
     def on_rejection(self, rejection: Rejection) -> None:
         signal = rejection.signal
         strategy = self.strategies.get(signal.strategy_id)
@@ -501,7 +514,7 @@ class RiskStage(Stage):
                     f"({signal.instrument}): {type(exc).__name__}: {exc}"
                 ) from exc
             if reason is not None:
-                if type(reason) is not str or not reason.strip():
+                if not isinstance(reason, str) or not reason.strip():
                     raise StageError(
                         f"validator {name!r} returned {reason!r} for signal {signal.event_id} "
                         f"({signal.instrument}): validate() returns None to let a signal "
@@ -556,6 +569,13 @@ class RiskStage(Stage):
     def on_fill(self, fill: Fill) -> None:
         self.view.open_orders.close(fill.signal_id)
         self.book.apply_fill(fill)
+
+    def catch_up(self, fills: Iterable[Fill]) -> int:
+        """Take the journaled ``fills`` the book lacks (see ``StrategyStage.catch_up``)."""
+        before = len(self.book.applied_orders)
+        for fill in fills:
+            self.on_fill(fill)
+        return len(self.book.applied_orders) - before
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.view.open_orders.close(rejection.signal.event_id)
