@@ -116,7 +116,14 @@ def _backtest(
     )
     received: list[int] = []  # the terminating signal, once one came
     try:
-        return _run_unwrapped(_run_until_terminated, pipeline, received)
+        result = _run_unwrapped(_run_until_terminated, pipeline, received)
+        if received:  # it came as the run was finishing, too late to stop it
+            say(
+                f"tradeloom: {signal.Signals(received[0]).name} came as the run finished: its "
+                "results are complete",
+                logging.WARNING,
+            )
+        return result
     except TradeloomError as exc:
         can_resume = hasattr(args, "resume")
         kept = _what_is_kept(pipeline, settings, can_resume=can_resume, failure=exc)

@@ -8,12 +8,14 @@ never stopped.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import tradeloom
@@ -205,3 +207,42 @@ def test_a_strategy_failing_while_warming_up_fails_the_run_with_its_name(tmp_pat
 
     with pytest.raises(tradeloom.errors.StrategyError, match="strategy 's' raised on bar"):
         tradeloom.backtest(settings, strategies={"s": Fails()}, events=data, resume=True)
+
+
+class SlowToWarm(Strategy):
+    """A millisecond a bar while warming up (a heavy indicator)."""
+
+    def __init__(self) -> None:
+        self.warmed_on = 0
+
+    def on_bar(self, bar: Bar, ctx: Any) -> None:
+        if ctx.warming_up:
+            self.warmed_on += 1
+            time.sleep(0.001)
+
+
+@pytest.mark.parametrize("feed_kind", ["plain", "async"])
+def test_a_long_warm_up_can_be_interrupted(tmp_path: Path, feed_kind: str) -> None:
+    data = bars("X", [str(100 + day % 7) for day in range(3100)])
+    settings = {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    tradeloom.backtest(settings, strategies={"s": Strategy()}, events=data[:3000])
+    strategy = SlowToWarm()
+    given: dict[str, Any] = (
+        {"events": data} if feed_kind == "plain" else {"feed": AsyncEvents(data)}
+    )
+    pipeline = tradeloom.Pipeline(
+        tradeloom.make_settings(settings),
+        mode="backtest",
+        strategies={"s": strategy},
+        resume=True,
+        **given,
+    )
+
+    async def interrupted() -> None:
+        with anyio.move_on_after(0.3):  # as Ctrl-C does: the run is cancelled where it pauses
+            await pipeline.run()
+
+    anyio.run(interrupted)
+    # Three seconds of warming up, cut short at a pause between two blocks.
+    assert 0 < strategy.warmed_on < 3000
+    assert pipeline.result.interrupted is not None and pipeline.result.market_events == 0

@@ -233,6 +233,7 @@ class Pipeline:
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
         self._resume: ResumePoint | None = None
         self._stages_started = False
+        self._warming_up = False  # a resumed backtest's pump warms the strategies up first
         self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
@@ -632,6 +633,12 @@ class Pipeline:
             raise
         except Exception as exc:
             raise self._feed_failed(exc) from exc
+        if self._resume is not None and self._resume.warm_up is not None:
+            # Read by the pump, which warms the strategies up on what the stored state holds
+            # in blocks, with the pauses of a run between them: the stages start there.
+            self._warming_up = True
+            self._stages_start_at_first_event = True
+            return source
         if self._resume is not None:
             source = self._resume.events(source)
         elif self.mode == "live" and self._resumed_from_state:
@@ -717,6 +724,46 @@ class Pipeline:
             self.clock.advance(event.ts)
             self._start_stages()
         return self._stop_requested
+
+    async def _warm_up(self, feed: Feed, source: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
+        """A resumed backtest: hand the strategies the events the stored state holds (see
+        WarmUp), a block at a time with the pauses of a run between blocks (Ctrl-C, SIGTERM,
+        checkpoints); return the events after the stored state, the first one read."""
+        resume = self._resume
+        assert resume is not None and resume.warm_up is not None
+        warm_up = resume.warm_up.event
+        already_stored = resume.already_stored
+        while True:
+            try:
+                block = list(itertools.islice(source, _YIELD_EVERY))
+                for index, event in enumerate(block):
+                    if not already_stored(event):
+                        return self._after_warm_up(feed, itertools.chain(block[index:], source))
+                    warm_up(event)
+            except TradeloomError:
+                raise
+            except Exception as exc:
+                raise self._feed_failed(exc) from exc
+            if len(block) < _YIELD_EVERY:
+                resume.end_warm_up()
+                resume.log_end(passed=0)
+                return iter(())
+            await self._yield_point(0)
+            if self._stop_requested:
+                return iter(())
+
+    def _after_warm_up(self, feed: Feed, source: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
+        """The first event after the stored state begins the run as a first event does."""
+        assert self._resume is not None
+        self._resume.end_warm_up()
+        first = next(source)
+        _check_first_event(first, feed)
+        self.result.first_event_time = first.ts
+        self.result.first_event_start = _start_of(first)
+        if self._stages_start_at_first_event:  # nothing to warm up on: they start here
+            self.clock.advance(first.ts)
+            self._start_stages()
+        return self._resume.events(itertools.chain((first,), source))
 
     def _start_warm_up(self, event: MarketEvent) -> None:
         """The first event a resumed backtest skips (see WarmUp): checked as a first event, and
@@ -836,6 +883,8 @@ class Pipeline:
         count = 0
         if opened is None:
             source = self._open_source(feed, source)
+        if self._warming_up and not self._stop_requested:
+            source = await self._warm_up(feed, source)
         if self._stop_requested:
             source = iter(())  # stopped before it began: not even a first block
         read_ahead: list[MarketEvent] = []  # the first event of the next block

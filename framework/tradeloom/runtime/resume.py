@@ -15,8 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import anyio
+
 from tradeloom.events import MarketEvent
 from tradeloom.runtime.results import RunResult
+
+_PAUSE_EVERY = 1024
+"""An async feed's warm-up pauses after this many events, as a run does."""
 
 if TYPE_CHECKING:
     from tradeloom.runtime.clock import SimulatedClock, WallClock
@@ -106,7 +111,7 @@ class ResumePoint:
         passed = 0
         for event in events:
             if not already_stored(event):
-                self._end_warm_up()
+                self.end_warm_up()
                 passed += 1
                 yield event
                 break
@@ -116,8 +121,8 @@ class ResumePoint:
             if not already_stored(event):
                 passed += 1
                 yield event
-        self._end_warm_up()
-        self._log(passed)
+        self.end_warm_up()
+        self.log_end(passed)
 
     async def events_async(self, events: AsyncIterator[MarketEvent]) -> AsyncIterator[MarketEvent]:
         already_stored = self.already_stored
@@ -125,19 +130,21 @@ class ResumePoint:
         passed = 0
         async for event in events:
             if not already_stored(event):
-                self._end_warm_up()
+                self.end_warm_up()
                 passed += 1
                 yield event
             elif warm_up is not None and not passed:
                 warm_up(event)
-        self._end_warm_up()
-        self._log(passed)
+                if not self.result.skipped_events % _PAUSE_EVERY:
+                    await anyio.sleep(0)  # a stop or Ctrl-C may come between two blocks
+        self.end_warm_up()
+        self.log_end(passed)
 
-    def _end_warm_up(self) -> None:
+    def end_warm_up(self) -> None:
         if self.warm_up is not None:
             self.warm_up.end(self.after)
 
-    def _log(self, passed: int) -> None:
+    def log_end(self, passed: int) -> None:
         """At the end of the feed: what was skipped, or that all of it was."""
         skipped = self.result.skipped_events
         if passed or not skipped:
