@@ -10,16 +10,16 @@ from typing import Any
 
 import anyio
 import pytest
-import uuid6
 
 from tradeloom import Strategy
-from tradeloom.events import Fill, Side
+from tradeloom.events import Fill
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import StageServices, StrategyStage
 from tradeloom.runtime.status import PipelineStatus
+from tradeloom.testing.persistence import make_fill
 from tradeloom_memory.persistence import MemoryPersistence
 from tradeloom_memory.transport import MemoryTransport
 from tradeloom_uuid7.generator import Uuid7Generator
@@ -38,17 +38,13 @@ def services() -> StageServices:
 
 
 def fill_of(signal: Any) -> Fill:
-    return Fill(
-        event_id=uuid6.uuid7(),
-        ts=TS,
-        order_id=uuid6.uuid7(),
-        signal_id=signal.event_id,
-        strategy_id=signal.strategy_id,
+    return make_fill(
+        signal.strategy_id,
         instrument=signal.instrument,
-        side=Side.BUY,
         quantity=signal.quantity,
-        price=Decimal(10),
-        commission=Decimal(0),
+        price=10,
+        commission=0,
+        signal_id=signal.event_id,
     )
 
 
@@ -102,18 +98,7 @@ def test_a_cancelled_journal_write_keeps_its_fills_for_the_next_attempt() -> Non
     persistence.open()
     book = PortfolioBook(Decimal(1000))
     stage = PortfolioStage(services(), book, persistence, RunResult(), snapshot_interval_seconds=1)
-    fill = Fill(
-        event_id=uuid6.uuid7(),
-        ts=TS,
-        order_id=uuid6.uuid7(),
-        signal_id=uuid6.uuid7(),
-        strategy_id="s",
-        instrument="X",
-        side=Side.BUY,
-        quantity=Decimal(1),
-        price=Decimal(10),
-        commission=Decimal(0),
-    )
+    fill = make_fill("s", instrument="X", quantity=1, price=10, commission=0)
     stage.on_fill(fill)
 
     async def stopped_while_writing() -> None:

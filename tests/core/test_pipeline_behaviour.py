@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -261,81 +261,54 @@ def test_state_is_saved_when_a_strategy_fails_mid_run(tmp_path) -> None:  # type
     store.close()
 
 
-def test_a_validator_that_raises_is_named_and_not_blamed_on_the_strategy() -> None:
+def _run_with_validator(validate: Callable[[], Any]) -> Any:
+    """``BuyOnFirst`` through one validator, ``"v"``, whose ``validate`` calls ``validate()``."""
     from tradeloom import hookimpl
     from tradeloom.components import Validator
-    from tradeloom.errors import StageError
 
-    class Broken(Validator):
+    class Judge(Validator):
         def validate(self, signal, view):  # type: ignore[no-untyped-def]
-            raise KeyError("missing")
+            return validate()
 
     class Plugin:
         @hookimpl
         def tradeloom_register_validators(self):  # type: ignore[no-untyped-def]
-            return {"broken": Broken}
+            return {"v": Judge}
+
+    return run_strategy(
+        BuyOnFirst("X", "X"), bars("X", ["1", "2"]), validators=[{"name": "v"}], plugins=[Plugin()]
+    )
+
+
+def test_a_validator_that_raises_is_named_and_not_blamed_on_the_strategy() -> None:
+    from tradeloom.errors import StageError
+
+    def broken() -> None:
+        raise KeyError("missing")
 
     with pytest.raises(StageError) as caught:
-        run_strategy(
-            BuyOnFirst("X", "X"),
-            bars("X", ["1", "2"]),
-            validators=[{"name": "broken"}],
-            plugins=[Plugin()],
-        )
+        _run_with_validator(broken)
     assert not isinstance(caught.value, StrategyError)
-    assert "validator 'broken' raised on signal" in str(caught.value)
+    assert "validator 'v' raised on signal" in str(caught.value)
 
 
 @pytest.mark.parametrize("returned", [True, False, 0, "", "  ", b"too much", {"ok": False}])
 def test_a_validator_returning_what_is_no_reason_is_named(returned: Any) -> None:
-    from tradeloom import hookimpl
-    from tradeloom.components import Validator
     from tradeloom.errors import StageError
 
-    class Odd(Validator):
-        def validate(self, signal, view):  # type: ignore[no-untyped-def]
-            return returned
-
-    class Plugin:
-        @hookimpl
-        def tradeloom_register_validators(self):  # type: ignore[no-untyped-def]
-            return {"odd": Odd}
-
     with pytest.raises(StageError) as caught:
-        run_strategy(
-            BuyOnFirst("X", "X"),
-            bars("X", ["1", "2"]),
-            validators=[{"name": "odd"}],
-            plugins=[Plugin()],
-        )
-    assert f"validator 'odd' returned {returned!r} for signal" in str(caught.value)
+        _run_with_validator(lambda: returned)
+    assert f"validator 'v' returned {returned!r} for signal" in str(caught.value)
     assert "validate() returns None to let a signal trade" in str(caught.value)
 
 
 def test_a_validator_may_give_its_reason_as_a_string_enum() -> None:
     import enum
 
-    from tradeloom import hookimpl
-    from tradeloom.components import Validator
-
     class Reason(enum.StrEnum):
         TOO_BIG = "order too big"
 
-    class Coded(Validator):
-        def validate(self, signal, view):  # type: ignore[no-untyped-def]
-            return Reason.TOO_BIG
-
-    class Plugin:
-        @hookimpl
-        def tradeloom_register_validators(self):  # type: ignore[no-untyped-def]
-            return {"coded": Coded}
-
-    result = run_strategy(
-        BuyOnFirst("X", "X"),
-        bars("X", ["1", "2"]),
-        validators=[{"name": "coded"}],
-        plugins=[Plugin()],
-    )
+    result = _run_with_validator(lambda: Reason.TOO_BIG)
     assert [r.reason for r in result.rejections] == ["order too big"]
 
 

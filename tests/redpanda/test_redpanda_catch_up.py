@@ -14,16 +14,16 @@ from typing import Any
 
 import anyio
 import pytest
-import uuid6
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redpanda_support import FAST, produce
 
 from conftest import Broker
 from tradeloom import Strategy
-from tradeloom.events import Fill, Side
+from tradeloom.events import Fill
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.stages import RiskStage, StrategyStage
 from tradeloom.settings import Settings
+from tradeloom.testing.persistence import make_fill
 from tradeloom_decimal.codec import DecimalJsonCodec
 from tradeloom_redpanda.transport import RedpandaTransport
 from tradeloom_sqlite.persistence import SqlitePersistence
@@ -33,17 +33,8 @@ T0 = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
 
 
 def buy(n: int) -> Fill:
-    return Fill(
-        event_id=uuid6.uuid7(),
-        ts=T0 + timedelta(seconds=n),
-        order_id=uuid6.uuid7(),
-        signal_id=uuid6.uuid7(),
-        strategy_id="s",
-        instrument="AA",
-        side=Side.BUY,
-        quantity=Decimal(1),
-        price=Decimal(10),
-        commission=Decimal(0),
+    return make_fill(
+        "s", instrument="AA", quantity=1, price=10, commission=0, ts=T0 + timedelta(seconds=n)
     )
 
 

@@ -5,6 +5,8 @@ lost with committed positions, their ticks are read again after a restart."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,18 @@ async def ticks_in(broker: Broker, prefix: str, first: int, count: int) -> None:
     )
 
 
+@contextmanager
+def write_lock_held(db: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock: a journal write fails at once."""
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 async def wait_for(predicate: Any, what: str) -> None:
     with anyio.fail_after(GUARD_SECONDS):
         while not predicate():
@@ -64,18 +78,12 @@ def test_ticks_whose_fills_were_not_journaled_are_read_again_after_a_restart(
             tasks.start_soon(first.run)
             await ticks_in(broker, prefix, 0, 1)
             await wait_for(lambda: len(journal(db)) == 1, "the first fill journaled")
-            # Another connection takes the database's write lock: journaling fails from now.
-            blocker = sqlite3.connect(db, isolation_level=None)
-            blocker.execute("BEGIN EXCLUSIVE")
-            try:
+            with write_lock_held(db):  # journaling fails from now
                 await ticks_in(broker, prefix, 1, 6)
                 await wait_for(lambda: len(first.result.fills) == 6, "five more fills")
                 await wait_for(lambda: first.status.persistence_errors > 0, "a failed journal")
                 first.stop()  # its final save fails as well
                 await wait_for(lambda: first.status.stopped_at is not None, "the stop")
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
 
     with caplog.at_level("ERROR", logger="tradeloom"):
         anyio.run(until_the_journal_fails)
@@ -110,15 +118,10 @@ def test_a_journal_outage_is_logged_once_and_its_end_too(
             tasks.start_soon(pipeline.run)
             await ticks_in(broker, prefix, 0, 1)
             await wait_for(lambda: len(journal(db)) == 1, "the first fill journaled")
-            blocker = sqlite3.connect(db, isolation_level=None)
-            blocker.execute("BEGIN EXCLUSIVE")
-            try:
+            with write_lock_held(db):
                 for n in range(1, 4):  # one batch after another, each retrying the journal
                     await ticks_in(broker, prefix, n, n + 1)
                     await wait_for(lambda n=n: pipeline.status.persistence_errors >= n, "a failure")
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
             await ticks_in(broker, prefix, 4, 5)
             await wait_for(lambda: len(journal(db)) == 5, "every fill journaled")
             pipeline.stop()

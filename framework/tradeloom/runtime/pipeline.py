@@ -658,10 +658,15 @@ class Pipeline:
             raise self._feed_failed(exc) from exc
         if first is None:
             return source
+        self._take_first(first, feed)
+        return itertools.chain((first,), source)
+
+    def _take_first(self, first: MarketEvent, feed: Feed) -> None:
+        """The first market event the run takes: checked as a feed's first event is, and the
+        run's first times are its."""
         _check_first_event(first, feed)
         self.result.first_event_time = first.ts
         self.result.first_event_start = _start_of(first)
-        return itertools.chain((first,), source)
 
     def _open_backtest_feed(self) -> None:
         """Open a backtest's feed and read its first event before the stages start, so the
@@ -721,9 +726,12 @@ class Pipeline:
         ``_open_backtest_feed``). True when the run was stopped before it (in ``on_start``)."""
         _check_first_event(event, feed)
         if self._stages_start_at_first_event:
-            self.clock.advance(event.ts)
-            self._start_stages()
+            self._start_stages_at(event)
         return self._stop_requested
+
+    def _start_stages_at(self, event: MarketEvent) -> None:
+        self.clock.advance(event.ts)
+        self._start_stages()
 
     async def _warm_up(self, feed: Feed, source: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
         """A resumed backtest: hand the strategies the events the stored state holds (see
@@ -757,12 +765,9 @@ class Pipeline:
         assert self._resume is not None
         self._resume.end_warm_up()
         first = next(source)
-        _check_first_event(first, feed)
-        self.result.first_event_time = first.ts
-        self.result.first_event_start = _start_of(first)
+        self._take_first(first, feed)
         if self._stages_start_at_first_event:  # nothing to warm up on: they start here
-            self.clock.advance(first.ts)
-            self._start_stages()
+            self._start_stages_at(first)
         return self._resume.events(itertools.chain((first,), source))
 
     def _start_warm_up(self, event: MarketEvent) -> None:
@@ -770,8 +775,7 @@ class Pipeline:
         the stages started at its time, as they were in the run that stored the state."""
         assert self.feed is not None
         _check_first_event(event, self.feed)
-        self.clock.advance(event.ts)
-        self._start_stages()
+        self._start_stages_at(event)
 
     async def _pump_async(self, feed: Feed, source: AsyncIterable[MarketEvent]) -> int:
         """Deliver an async feed's events, one at a time; return how many."""
