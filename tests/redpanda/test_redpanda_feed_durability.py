@@ -88,6 +88,7 @@ def test_ticks_whose_fills_were_not_journaled_are_read_again_after_a_restart(
     with caplog.at_level("ERROR", logger="tradeloom"):
         anyio.run(until_the_journal_fails)
     assert first.result.unsaved_portfolios == ["b"]
+    assert first.result.summary()["unsaved_portfolios"] == ["b"]  # in result.json too
     assert len(journal(db)) == 1
     assert "feed positions left uncommitted (they are read again on restart)" in caplog.text
 

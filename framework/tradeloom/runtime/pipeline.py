@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import itertools
 import logging
 import time
@@ -369,7 +370,15 @@ class Pipeline:
             return
 
         async def catch_up() -> None:
-            caught_up = stage.catch_up(await maybe_await(persistence.load_fills()))
+            load = persistence.load_fills
+            # A synchronous back end reads the whole journal in a thread: the consumers' heart
+            # beats go on meanwhile.
+            fills = await (
+                maybe_await(load())
+                if inspect.iscoroutinefunction(load)
+                else anyio.to_thread.run_sync(load)
+            )
+            caught_up = stage.catch_up(fills)
             if caught_up:
                 self.logger.info(
                     "role %s: applied %d fill(s) from the journal that other processes applied",

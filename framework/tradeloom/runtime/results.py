@@ -206,6 +206,7 @@ class RunResult:
             "skipped_events": self.skipped_events,
             "interrupted": self.interrupted,
             "failed": self.failed,
+            "unsaved_portfolios": self.unsaved_portfolios,
             "wall_seconds": round(self.wall_seconds, 3),
         }
 
