@@ -133,7 +133,7 @@ class RedpandaFeed(Feed):
     def _read(self, record: Any, ctx: FeedContext, codec: Codec | None) -> MarketEvent | None:
         value = record.value
         try:
-            if value is None:
+            if not value:  # null, or no bytes at all
                 raise DecodeError("empty record (no value)", error_type="empty")
             if self.options.format == "json":
                 record_ts = None

@@ -655,7 +655,7 @@ class RedpandaTransport(Transport):
         self.stats.consumed += 1
         boundary = self._logical[record.topic]
         value = record.value
-        if value is None:
+        if not value:  # null, or no bytes at all
             self._reject_record(role, record, "empty record (no value)", "empty")
             return
         try:

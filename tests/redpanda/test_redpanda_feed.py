@@ -185,13 +185,13 @@ def test_codec_format_reads_tradeloom_events_and_refuses_other_event_types(
         quantity=Decimal(1),
         price=Decimal(1),
     )
-    _fill_topic(
-        broker, topic, [CODEC.encode(ticks[0]), CODEC.encode(a_fill), *map(CODEC.encode, ticks[1:])]
-    )
+    records = [CODEC.encode(ticks[0]), CODEC.encode(a_fill), b"", *map(CODEC.encode, ticks[1:])]
+    _fill_topic(broker, topic, records)
     run = collect_events(_feed(broker, topic, format="tradeloom"), limit=3, codec=CODEC)
     assert run.events == ticks  # ids and exact prices kept
     assert [(d.error_type, d.reason) for d in run.dead_letters] == [
-        ("wrong_type", "a Fill is not market data (MarketTick or Bar)")
+        ("wrong_type", "a Fill is not market data (MarketTick or Bar)"),
+        ("empty", "empty record (no value)"),  # no bytes is as no value
     ]
     assert run.dead_letters[0].raw == CODEC.encode(a_fill)
     assert run.dead_letters[0].location.startswith(f"{topic}[")

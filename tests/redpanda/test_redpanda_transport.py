@@ -167,7 +167,7 @@ def test_bad_records_are_dead_lettered_with_the_error_and_processing_goes_on(
     invalid = CODEC.encode(tick("AB", "12", 2)).replace(b'"12"', b'"-12"')
     garbage = b"\x00\xffnot json"
     wrong_type = CODEC.encode(fill("AB"))
-    bad = [garbage, invalid, wrong_type]
+    bad = [garbage, invalid, wrong_type, b""]
 
     async def write() -> None:
         await _produce_raw(
@@ -183,12 +183,13 @@ def test_bad_records_are_dead_lettered_with_the_error_and_processing_goes_on(
     error = asyncio.run(harness.run_until(lambda: len(harness.received) == 2, write))
     assert error is None
     assert [event for _, event in harness.received] == [first, last]
-    assert [letter.error_type for letter in harness.letters] == ["json", "schema", "wrong_type"]
+    types = ["json", "schema", "wrong_type", "empty"]
+    assert [letter.error_type for letter in harness.letters] == types
     assert "last_price" in harness.letters[1].reason
     assert "Fill on the market topic" in harness.letters[2].reason
-    assert harness.transport.stats.dead_letters == 3
+    assert harness.transport.stats.dead_letters == 4
 
-    records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}dead_letters", 3))
+    records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}dead_letters", 4))
     headers = [read_headers(record.headers) for record in records]
     by_offset = sorted(
         zip(headers, records, strict=True),
@@ -196,7 +197,7 @@ def test_bad_records_are_dead_lettered_with_the_error_and_processing_goes_on(
     )
     headers = [h for h, _ in by_offset]
     assert [record.value for _, record in by_offset] == bad  # the original bytes
-    assert [h["tradeloom-error-type"] for h in headers] == ["json", "schema", "wrong_type"]
+    assert [h["tradeloom-error-type"] for h in headers] == types
     assert headers[0]["tradeloom-error"].startswith("not UTF-8 text")
     assert headers[1]["tradeloom-error"] == harness.letters[1].reason
     assert all(h["tradeloom-location"].startswith(f"{prefix}market[") for h in headers)
