@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from resume_support import orcl_config
 
 import tradeloom
 from tradeloom import Strategy, hookimpl
@@ -28,18 +29,6 @@ from tradeloom.errors import PersistenceError
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.testing import bars, merge
 from tradeloom_sqlite.persistence import SqlitePersistence
-
-
-def config(data: Path, state: Path) -> dict[str, Any]:
-    return {
-        "feed": {
-            "name": "replay",
-            "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
-        },
-        "strategies": [{"name": "sma_cross", "params": {"quantity": "10"}}],
-        "executor": {"name": "paper", "params": {"commission_bps": "10"}},
-        "persistence": {"name": "sqlite", "params": {"path": str(state)}},
-    }
 
 
 def test_a_backtest_resumed_on_longer_data_continues_where_the_state_ends(
@@ -51,10 +40,10 @@ def test_a_backtest_resumed_on_longer_data_continues_where_the_state_ends(
     first_half.write_text("".join(lines[:2501]))  # the header and 2,500 days
     state = tmp_path / "state.sqlite"
 
-    first = tradeloom.backtest(config(first_half, state))
+    first = tradeloom.backtest(orcl_config(first_half, state))
     assert first.market_events == 2500 and first.fill_count > 0
     with caplog.at_level("INFO", logger="tradeloom.pipeline"):
-        second = tradeloom.backtest(config(full, state), resume=True)
+        second = tradeloom.backtest(orcl_config(full, state), resume=True)
     assert second.resumed_after == first.last_event_time
     assert (second.skipped_events, second.market_events) == (2500, 5036 - 2500)
     assert second.first_event_time is not None and second.resumed_after is not None
@@ -84,7 +73,7 @@ def test_a_backtest_resumed_on_longer_data_continues_where_the_state_ends(
 def test_resuming_on_the_same_data_backtests_nothing_and_says_so(
     tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = config(shared_data / "orcl-1995-2014.txt", tmp_path / "state.sqlite")
+    settings = orcl_config(shared_data / "orcl-1995-2014.txt", tmp_path / "state.sqlite")
     first = tradeloom.backtest(settings)
     with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
         again = tradeloom.backtest(settings, resume=True)
@@ -175,13 +164,13 @@ def test_a_backtest_on_a_state_file_another_run_writes_fails_before_it_reads_it(
     other_run.claim_for_writing()
     try:
         with pytest.raises(PersistenceError, match="two runs on one state file would corrupt it"):
-            tradeloom.backtest(config(shared_data / "orcl-1995-2014.txt", state))
+            tradeloom.backtest(orcl_config(shared_data / "orcl-1995-2014.txt", state))
         # Refused before it read or wrote anything.
         assert (other_run.load_snapshots(), other_run.load_fills()) == ({}, [])
     finally:
         other_run.close()
     # Once the file is free, a backtest runs on it.
-    assert tradeloom.backtest(config(shared_data / "orcl-1995-2014.txt", state)).fill_count > 0
+    assert tradeloom.backtest(orcl_config(shared_data / "orcl-1995-2014.txt", state)).fill_count > 0
 
 
 class Recorder(Strategy):

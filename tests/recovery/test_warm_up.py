@@ -17,24 +17,13 @@ from typing import Any
 
 import anyio
 import pytest
+from resume_support import orcl_config
 
 import tradeloom
 from tradeloom import Strategy, hookimpl
 from tradeloom.components import Feed
 from tradeloom.events import Bar, Fill
 from tradeloom.testing import bars
-
-
-def orcl_config(data: Path, state: Path) -> dict[str, Any]:
-    return {
-        "feed": {
-            "name": "replay",
-            "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
-        },
-        "strategies": [{"name": "sma_cross", "params": {"quantity": "10"}}],
-        "executor": {"name": "paper", "params": {"fill_at": "next", "commission_bps": "10"}},
-        "persistence": {"name": "sqlite", "params": {"path": str(state)}},
-    }
 
 
 def trades(fills: list[Fill]) -> list[tuple[datetime, str, Decimal, Decimal]]:

@@ -38,6 +38,20 @@ def buy(n: int) -> Fill:
     )
 
 
+def book_keeping_process(transport: dict[str, Any], db: Path, roles: list[str]) -> Pipeline:
+    """A live process of ``roles`` that keep books of strategy ``s`` (state in ``db``)."""
+    return Pipeline(
+        Settings(
+            pipeline={"transport": "redpanda"},
+            transport=transport,
+            persistence={"name": "sqlite", "params": {"path": str(db)}},
+        ),
+        mode="live",
+        roles=roles,
+        strategies={"s": Strategy()},
+    )
+
+
 async def commit(broker: Broker, group: str, partition: TopicPartition, offset: int) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
@@ -86,16 +100,7 @@ def test_a_strategy_process_reads_again_the_fills_the_journal_does_not_hold(
 
     anyio.run(prepare)
 
-    pipeline = Pipeline(
-        Settings(
-            pipeline={"transport": "redpanda"},
-            transport=transport,
-            persistence={"name": "sqlite", "params": {"path": str(db)}},
-        ),
-        mode="live",
-        roles=["strategy", "risk"],
-        strategies={"s": Strategy()},
-    )
+    pipeline = book_keeping_process(transport, db, ["strategy", "risk"])
     books = {}
 
     async def run() -> None:
@@ -135,16 +140,7 @@ def test_a_strategy_process_started_later_takes_what_the_journal_holds(
     store.close()
     connection: dict[str, Any] = {"bootstrap_servers": broker.bootstrap, **FAST}
     transport = {**connection, "topic_prefix": prefix, "group_prefix": prefix, "partitions": 1}
-    pipeline = Pipeline(
-        Settings(
-            pipeline={"transport": "redpanda"},
-            transport=transport,
-            persistence={"name": "sqlite", "params": {"path": str(db)}},
-        ),
-        mode="live",
-        roles=["strategy"],
-        strategies={"s": Strategy()},
-    )
+    pipeline = book_keeping_process(transport, db, ["strategy"])
     late = [buy(n) for n in range(2)]
 
     async def run() -> None:

@@ -106,22 +106,14 @@ class ResumePoint:
         return True
 
     def events(self, events: Iterator[MarketEvent]) -> Iterator[MarketEvent]:
+        """A plain feed's events after the stored state (its warm-up, if any, is the pump's:
+        ``Pipeline._warm_up`` reads what the state holds a block at a time)."""
         already_stored = self.already_stored
-        warm_up = self.warm_up.event if self.warm_up is not None else None
         passed = 0
         for event in events:
             if not already_stored(event):
-                self.end_warm_up()
                 passed += 1
                 yield event
-                break
-            if warm_up is not None:
-                warm_up(event)
-        for event in events:  # past the stored state: no more warming up
-            if not already_stored(event):
-                passed += 1
-                yield event
-        self.end_warm_up()
         self.log_end(passed)
 
     async def events_async(self, events: AsyncIterator[MarketEvent]) -> AsyncIterator[MarketEvent]:
