@@ -271,8 +271,14 @@ class SqlitePersistence(Persistence):
             delay = min(delay * 2, 0.1)
 
     def _check_version(self, conn: sqlite3.Connection) -> int:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        # One statement, so one read transaction: read separately, another process creating
+        # the schema of a new file could commit between the version (0) and the table list.
+        version, application_id, tables = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT application_id FROM pragma_application_id), "
+            "(SELECT group_concat(name, ', ') FROM (SELECT name FROM sqlite_master "
+            "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name))"
+        ).fetchone()
         if application_id not in (0, APPLICATION_ID):
             raise PersistenceError(
                 f"{self.path}: not a tradeloom database (application_id {application_id:#x}); "
@@ -283,20 +289,12 @@ class SqlitePersistence(Persistence):
                 f"{self.path}: database schema version {version} is newer than this tradeloom "
                 f"sqlite persistence supports ({SCHEMA_VERSION}); upgrade tradeloom to use it"
             )
-        if version == 0:
-            tables = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' "
-                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"
-                )
-            ]
-            if tables:
-                raise PersistenceError(
-                    f"{self.path}: a SQLite database with tables of its own "
-                    f"({', '.join(tables)}) but no tradeloom schema; refusing to write into it"
-                )
-        return version
+        if version == 0 and tables:
+            raise PersistenceError(
+                f"{self.path}: a SQLite database with tables of its own ({tables}) but no "
+                "tradeloom schema; refusing to write into it"
+            )
+        return int(version)
 
     # ---- the writer hold ---------------------------------------------------------------------
 
