@@ -218,6 +218,12 @@ class Persistence(abc.ABC):
     # process that writes the state (the portfolio role); a back end that allows one writer
     # per store takes its hold there and raises PersistenceError while another process has
     # it, so that the second of two runs on one store fails before it reads anything.
+    #
+    # Optional: ``load_fills_after(count)``, the fills of every portfolio after the first
+    # ``count`` in record order (ValueError unless count is an int >= 0). Strategy and risk
+    # processes read only what was journaled since they last looked when they are assigned
+    # partitions; without it they read the whole journal each time. Only for an append-only
+    # journal whose order never changes.
 
     @abc.abstractmethod
     def record_fills(self, fills: Sequence[Fill]) -> Any:

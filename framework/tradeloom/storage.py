@@ -24,6 +24,7 @@ __all__ = [
     "decode_stored_fill",
     "decode_stored_snapshot",
     "describe_validation_error",
+    "journal_count",
 ]
 
 _E = TypeVar("_E", bound=Event)
@@ -64,6 +65,14 @@ def _decode(model: type[_E], data: str | bytes, *, where: str, what: str) -> _E:
     if event.schema_version != SCHEMA_VERSION:
         _check_stored_version(event.schema_version, where=where, what=what)
     return event
+
+
+def journal_count(count: object) -> int:
+    """``count`` of ``load_fills_after(count)`` checked: a number of fills (an int, not a bool),
+    zero or more."""
+    if type(count) is not int or count < 0:
+        raise ValueError(f"load_fills_after needs a count of fills (an int >= 0), not {count!r}")
+    return count
 
 
 def decode_stored_fill(data: str | bytes, *, where: str, portfolio_id: str) -> Fill:

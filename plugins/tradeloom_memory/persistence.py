@@ -20,6 +20,7 @@ from tradeloom.events import Fill, PortfolioSnapshot
 from tradeloom.storage import (
     decode_stored_fill,
     decode_stored_snapshot,
+    journal_count,
 )
 
 UNENCODED_FILLS_MAX = 65_536
@@ -151,10 +152,18 @@ class MemoryPersistence(Persistence):
         return loaded
 
     def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
+        return self._load_fills(portfolio_id, 0)
+
+    def load_fills_after(self, count: int) -> list[Fill]:
+        """The journaled fills after the first ``count``, in the order recorded."""
+        return self._load_fills(None, journal_count(count))
+
+    def _load_fills(self, portfolio_id: str | None, start: int) -> list[Fill]:
         self._check_open()
         stored = list(self.store.fills)
         fills: list[Fill] = []
-        for position, (owner, data) in enumerate(stored):
+        for position in range(start, len(stored)):
+            owner, data = stored[position]
             if portfolio_id is not None and owner != portfolio_id:
                 continue
             where = f"memory store: fill #{position + 1}, portfolio {owner!r}"

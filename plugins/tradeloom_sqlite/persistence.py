@@ -47,6 +47,7 @@ from tradeloom.events import Fill, PortfolioSnapshot
 from tradeloom.storage import (
     decode_stored_fill,
     decode_stored_snapshot,
+    journal_count,
 )
 
 JournalMode = Literal["wal", "delete", "truncate", "persist"]
@@ -456,6 +457,16 @@ class SqlitePersistence(Persistence):
                     "ORDER BY seq",
                     (portfolio_id,),
                 ).fetchall()
+        return [self._decode_fill(seq, owner, data) for seq, owner, data in rows]
+
+    def load_fills_after(self, count: int) -> list[Fill]:
+        """The journaled fills of every portfolio after the first ``count``, in the order
+        recorded: what was journaled since a reader had ``count`` of them."""
+        with self._connection("loading fills") as conn:
+            rows = conn.execute(
+                "SELECT seq, portfolio_id, event FROM fills ORDER BY seq LIMIT -1 OFFSET ?",
+                (journal_count(count),),
+            ).fetchall()
         return [self._decode_fill(seq, owner, data) for seq, owner, data in rows]
 
     def _decode_fill(self, seq: int, portfolio_id: Any, data: Any) -> Fill:

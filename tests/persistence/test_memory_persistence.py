@@ -211,6 +211,10 @@ class AsyncMemoryPersistence(Persistence):
         await self._on_loop()
         return self.inner.load_fills(portfolio_id)
 
+    async def load_fills_after(self, count: int) -> list[Fill]:
+        await self._on_loop()
+        return self.inner.load_fills_after(count)
+
 
 class TestAsyncBackend(PersistenceConformance):
     @pytest.fixture

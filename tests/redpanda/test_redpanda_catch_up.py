@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redpanda_support import FAST, produce
 
 from conftest import Broker
-from tradeloom import Strategy
+from tradeloom import Strategy, hookimpl
 from tradeloom.events import Fill
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.stages import RiskStage, StrategyStage
@@ -129,36 +129,93 @@ def test_a_strategy_process_reads_again_the_fills_the_journal_does_not_hold(
         )
 
 
+class CountingSqlite(SqlitePersistence):
+    """The sqlite back end, noting how the journal is read after start-up."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.reads: list[object] = []
+
+    def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
+        self.reads.append("whole journal")
+        return super().load_fills(portfolio_id)
+
+    def load_fills_after(self, count: int) -> list[Fill]:
+        self.reads.append(count)
+        return super().load_fills_after(count)
+
+
+class WholeJournalSqlite(CountingSqlite):
+    """A back end without the optional ``load_fills_after``."""
+
+    load_fills_after = None  # type: ignore[assignment]
+
+
+class Backends:
+    @hookimpl
+    def tradeloom_register_persistence(self) -> dict[str, type]:
+        return {"counting_sqlite": CountingSqlite, "whole_journal_sqlite": WholeJournalSqlite}
+
+
+@pytest.mark.parametrize(
+    ("backend", "reads"),
+    [
+        ("counting_sqlite", [1, 3, 3]),
+        ("whole_journal_sqlite", ["whole journal"] * 3),
+    ],
+)
 def test_a_strategy_process_started_later_takes_what_the_journal_holds(
-    broker: Broker, prefix: str, tmp_path: Path
+    broker: Broker, prefix: str, tmp_path: Path, backend: str, reads: list[object]
 ) -> None:
     # Nothing on the topic for this group to read: the journal alone tells the book (the
-    # journal gained fills after the process loaded its state at start).
+    # journal gained fills after the process loaded its state at start). A back end with
+    # load_fills_after is asked only for what was journaled since the last read.
     db = tmp_path / "state.sqlite"
     store = SqlitePersistence(db)
     store.open()
+    store.record_fills([buy(0)])
     store.close()
     connection: dict[str, Any] = {"bootstrap_servers": broker.bootstrap, **FAST}
     transport = {**connection, "topic_prefix": prefix, "group_prefix": prefix, "partitions": 1}
-    pipeline = book_keeping_process(transport, db, ["strategy"])
-    late = [buy(n) for n in range(2)]
+    pipeline = Pipeline(
+        Settings(
+            pipeline={"transport": "redpanda"},
+            transport=transport,
+            persistence={"name": backend, "params": {"path": str(db)}},
+        ),
+        mode="live",
+        roles=["strategy"],
+        strategies={"s": Strategy()},
+        plugins=[Backends()],
+    )
+
+    def journal(*fills: Fill) -> None:  # by the portfolio process, meanwhile
+        writer = SqlitePersistence(db)
+        writer.open()
+        writer.record_fills(list(fills))
+        writer.close()
 
     async def run() -> None:
         async with anyio.create_task_group() as tasks:
-            await pipeline._assemble_stages()  # loads the (empty) state, as run() does first
-            writer = SqlitePersistence(db)
-            writer.open()
-            writer.record_fills(late)  # journaled by the portfolio meanwhile
-            writer.close()
+            await pipeline._assemble_stages()  # loads the state, as run() does first
+            persistence = pipeline.persistence
+            assert isinstance(persistence, CountingSqlite)
+            persistence.reads.clear()  # the start-up load
+            journal(buy(1), buy(2))
             book = pipeline.stages[0].book  # type: ignore[attr-defined]
-            assert book.portfolio("s").position("AA") == 0
+            assert book.portfolio("s").position("AA") == 1
             hooks = pipeline.transport._roles["strategy"].assignment_hooks  # type: ignore[attr-defined]
-            for hook in hooks:
-                await hook()
-            assert book.portfolio("s").position("AA") == 2
-            for hook in hooks:  # again: nothing applied twice
-                await hook()
-            assert book.portfolio("s").position("AA") == 2
+
+            async def assigned() -> int:
+                for hook in hooks:
+                    await hook()
+                return int(book.portfolio("s").position("AA"))
+
+            assert await assigned() == 3
+            assert await assigned() == 3  # again: nothing applied twice
+            journal(buy(3))
+            assert await assigned() == 4
+            assert persistence.reads == reads
             tasks.cancel_scope.cancel()
 
     anyio.run(run)

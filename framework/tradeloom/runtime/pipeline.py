@@ -19,6 +19,7 @@ from collections.abc import (
 )
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal, cast
 
 import anyio
@@ -360,24 +361,32 @@ class Pipeline:
         cash["*"] = self.settings.portfolio.starting_cash
         return PortfolioBook(cash)
 
-    def _catch_up_when_assigned(self, stage: StrategyStage | RiskStage) -> None:
+    def _catch_up_when_assigned(self, stage: StrategyStage | RiskStage, journaled: int) -> None:
         """Across processes a role's book is its own view of the fills: when the role is
         assigned input (it started, or took over a leaving member's partitions) it applies
         what the journal holds and it lacks; the transport then reads the fills the journal
-        does not hold yet again (see the Redpanda transport's catch-up)."""
+        does not hold yet again (see the Redpanda transport's catch-up).
+
+        ``journaled`` is how many fills the journal held when the book was loaded. A back end
+        with ``load_fills_after`` gives only the fills journaled since; another one is read
+        whole each time."""
         persistence = self.persistence
         if self.transport.synchronous or persistence is None:
             return
+        load_after = getattr(persistence, "load_fills_after", None)
+        reader = persistence.load_fills if load_after is None else load_after
+        reads_in_thread = not inspect.iscoroutinefunction(reader)
+        seen = journaled
 
         async def catch_up() -> None:
-            load = persistence.load_fills
-            # A synchronous back end reads the whole journal in a thread: the consumers' heart
-            # beats go on meanwhile.
-            fills = await (
-                maybe_await(load())
-                if inspect.iscoroutinefunction(load)
-                else anyio.to_thread.run_sync(load)
+            nonlocal seen
+            load = reader if load_after is None else partial(load_after, seen)
+            # A synchronous back end reads in a thread: the consumers' heartbeats go on.
+            fills = list(
+                await (anyio.to_thread.run_sync(load) if reads_in_thread else maybe_await(load()))
             )
+            if load_after is not None:
+                seen += len(fills)
             caught_up = stage.catch_up(fills)
             if caught_up:
                 self.logger.info(
@@ -458,7 +467,7 @@ class Pipeline:
             risk_book = await self._restored_book(snapshots, fills)
             risk_stage = RiskStage(services, self.validators, risk_book, self.settings.pending)
             self.stages.append(risk_stage)
-            self._catch_up_when_assigned(risk_stage)
+            self._catch_up_when_assigned(risk_stage, len(fills))
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
             strategy_stage = StrategyStage(
@@ -467,7 +476,7 @@ class Pipeline:
                 strategy_book,
             )
             self.stages.append(strategy_stage)
-            self._catch_up_when_assigned(strategy_stage)
+            self._catch_up_when_assigned(strategy_stage, len(fills))
             if self._resume is not None and self.feed is not None:
                 self._resume.warm_up = WarmUp(
                     strategy_stage,

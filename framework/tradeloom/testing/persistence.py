@@ -243,6 +243,13 @@ class BlockingPersistence:
             result = self._runner.resolve(self.persistence.load_fills(portfolio_id))
         return list(result)
 
+    def load_fills_after(self, count: Any) -> list[Fill]:
+        """The back end's optional ``load_fills_after``; the test is skipped without it."""
+        load = getattr(self.persistence, "load_fills_after", None)
+        if load is None:
+            pytest.skip("the back end has no load_fills_after (optional)")
+        return list(self._runner.resolve(load(count)))
+
 
 # --------------------------------------------------------------------------------------------
 # The suite
@@ -391,6 +398,30 @@ class PersistenceConformance:
         assert conformance_store.load_fills("beta") == beta
         assert conformance_store.load_fills("gamma") == []
         assert conformance_store.load_fills() == fills
+
+    def test_load_fills_after_gives_what_was_journaled_since(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
+        first = [make_fill("alpha" if i % 2 else "beta", quantity=str(i + 1)) for i in range(5)]
+        conformance_store.record_fills(first)
+        assert conformance_store.load_fills_after(0) == first
+        assert conformance_store.load_fills_after(3) == first[3:]
+        assert conformance_store.load_fills_after(5) == []
+        assert conformance_store.load_fills_after(50) == []
+        # Duplicates are not journaled, so they do not count.
+        later = [make_fill("gamma"), make_fill("alpha")]
+        conformance_store.record_fills([first[0], *later])
+        assert conformance_store.load_fills_after(5) == later
+        assert conformance_store.load_fills_after(6) == later[1:]
+        assert conformance_store.load_fills() == first + later
+
+    @pytest.mark.parametrize("count", [-1, 1.5, "2", True, None])
+    def test_load_fills_after_refuses_what_is_not_a_count(
+        self, conformance_store: BlockingPersistence, count: Any
+    ) -> None:
+        conformance_store.record_fills([make_fill()])
+        with pytest.raises(ValueError, match="load_fills_after needs a count of fills"):
+            conformance_store.load_fills_after(count)
 
     def test_fill_round_trip_is_exact(self, conformance_store: BlockingPersistence) -> None:
         fills = [

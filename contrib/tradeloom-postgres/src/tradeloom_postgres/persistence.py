@@ -26,7 +26,7 @@ import select
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -40,6 +40,7 @@ from tradeloom.storage import (
     decode_stored_fill,
     decode_stored_snapshot,
     describe_validation_error,
+    journal_count,
 )
 
 logger = logging.getLogger(__name__)
@@ -442,23 +443,30 @@ class PostgresPersistence(Persistence):
 
     def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
         """The journaled fills (of one portfolio, or all) in the order recorded."""
+        if portfolio_id is None:
+            return self._load_fills(
+                "SELECT seq, portfolio_id, event::text FROM {schema}.fills ORDER BY seq", ()
+            )
+        return self._load_fills(
+            "SELECT seq, portfolio_id, event::text FROM {schema}.fills "
+            "WHERE portfolio_id = %s ORDER BY seq",
+            (portfolio_id,),
+        )
+
+    def load_fills_after(self, count: int) -> list[Fill]:
+        """The journaled fills of every portfolio after the first ``count``, in the order
+        recorded: what was journaled since a reader had ``count`` of them. (One writer at a
+        time, its batches one after another: rows become visible in ``seq`` order.)"""
+        return self._load_fills(
+            "SELECT seq, portfolio_id, event::text FROM {schema}.fills ORDER BY seq OFFSET %s",
+            (journal_count(count),),
+        )
+
+    def _load_fills(self, query: LiteralString, params: tuple[object, ...]) -> list[Fill]:
         pool = self._get_pool()
         try:
             with pool.connection() as conn:
-                if portfolio_id is None:
-                    rows = conn.execute(
-                        self._q(
-                            "SELECT seq, portfolio_id, event::text FROM {schema}.fills ORDER BY seq"
-                        )
-                    ).fetchall()
-                else:
-                    rows = conn.execute(
-                        self._q(
-                            "SELECT seq, portfolio_id, event::text FROM {schema}.fills "
-                            "WHERE portfolio_id = %s ORDER BY seq"
-                        ),
-                        (portfolio_id,),
-                    ).fetchall()
+                rows = conn.execute(self._q(query), params).fetchall()
         except psycopg.Error as exc:
             raise self._fail(exc, "loading fills") from exc
         fills: list[Fill] = []
