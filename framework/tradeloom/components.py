@@ -102,6 +102,10 @@ class DeadLetter:
     location: str = ""
 
 
+def _lag_not_shown(lags: Mapping[str, int]) -> None:
+    """Where a feed context made without a ``report_lag`` sends the feed's lag: nowhere."""
+
+
 @attrs.define
 class FeedContext:
     """What a feed gets from the runtime."""
@@ -112,6 +116,11 @@ class FeedContext:
     logger: logging.Logger
     report_bad_input: Any  # Callable[[DeadLetter], None]
     codec: Codec | None = None
+    report_lag: Callable[[Mapping[str, int]], None] = _lag_not_shown
+    """A feed reading a broker topic may tell how far behind it is: records not yet handed
+    out, per topic (``{"ticks": 120}``), the topics it reads now (a topic left out has no lag
+    any more). The runtime shows them as consumer lag ``"feed/<topic>"``. At most about once a
+    second."""
 
 
 class Feed(abc.ABC):

@@ -119,8 +119,8 @@ class ConsumerLag(HealthCheck):
     """How far the consumers of a broker transport are behind, per ``"<role>/<topic>"``.
 
     Warning at ``warning_lag`` messages behind, critical at ``critical_lag``. Reads
-    ``PipelineStatus.consumer_lag``, which the broker transport fills; the in-process transport
-    has no lag and leaves it empty.
+    ``PipelineStatus.consumer_lag``, which the broker transport fills (and a feed reading a
+    broker topic, as ``"feed/<topic>"``); the in-process transport has no lag.
     """
 
     name = "consumer_lag"

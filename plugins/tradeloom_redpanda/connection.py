@@ -17,6 +17,9 @@ from tradeloom.errors import TradeloomError, describe_error
 from tradeloom.settings import ReconnectSettings
 from tradeloom_redpanda.options import ConnectionOptions
 
+LAG_INTERVAL_SECONDS = 1.0
+"""How often the transport's roles and the feed measure how far behind they are."""
+
 
 class BrokerSetupError(TradeloomError):
     """The broker refused something that retrying will not fix (e.g. creating a topic with a

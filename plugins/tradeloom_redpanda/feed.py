@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tradeloom.components import Codec, DeadLetter, Feed, FeedContext
 from tradeloom.errors import DecodeError
 from tradeloom.events import Bar, MarketEvent, MarketTick
-from tradeloom_redpanda.connection import BrokerLink, close_bounded
+from tradeloom_redpanda.connection import LAG_INTERVAL_SECONDS, BrokerLink, close_bounded
 from tradeloom_redpanda.options import FeedOptions
 from tradeloom_redpanda.ticks import TickMapping
 
@@ -59,6 +60,7 @@ class RedpandaFeed(Feed):
         self._watchdog: asyncio.Task[None] | None = None
         self._handed_out: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._lag_reported = -LAG_INTERVAL_SECONDS
         self._closed = False
 
     def __repr__(self) -> str:
@@ -119,6 +121,7 @@ class RedpandaFeed(Feed):
                 await asyncio.sleep(options.poll_timeout_ms / 1000)
                 continue
             if not batch:
+                self._report_lag(ctx, consumer)
                 continue
             for partition, records in batch.items():
                 for record in records:
@@ -129,6 +132,25 @@ class RedpandaFeed(Feed):
                         self.stats.events += 1
                         yield event
             await self._acknowledge()
+            self._report_lag(ctx, consumer)
+
+    def _report_lag(self, ctx: FeedContext, consumer: AIOKafkaConsumer) -> None:
+        """Tell the runtime how many records of its partitions the feed has not handed out yet
+        (the high watermark of the last fetch minus the next offset), at most once a second."""
+        now = time.monotonic()
+        if now - self._lag_reported < LAG_INTERVAL_SECONDS:
+            return
+        self._lag_reported = now
+        behind = 0
+        measured = False
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            position = self._handed_out.get(partition)
+            if highwater is None or position is None:
+                continue  # nothing fetched or handed out yet: unknown, not zero
+            behind += max(0, highwater - position)
+            measured = True
+        ctx.report_lag({self.options.topic: behind} if measured else {})
 
     def _read(self, record: Any, ctx: FeedContext, codec: Codec | None) -> MarketEvent | None:
         value = record.value

@@ -49,11 +49,14 @@ from tradeloom.runtime.transport import (
 )
 from tradeloom.settings import ReconnectSettings
 from tradeloom_decimal.codec import DecimalJsonCodec
-from tradeloom_redpanda.connection import BrokerLink, BrokerSetupError, close_bounded
+from tradeloom_redpanda.connection import (
+    LAG_INTERVAL_SECONDS,
+    BrokerLink,
+    BrokerSetupError,
+    close_bounded,
+)
 from tradeloom_redpanda.dead_letters import dead_letter_headers
 from tradeloom_redpanda.options import TransportOptions
-
-LAG_INTERVAL_SECONDS = 1.0
 
 EXPECTED_TYPES: dict[str, tuple[type[Event], ...]] = {
     Topics.MARKET: (MarketTick, Bar),

@@ -1015,3 +1015,33 @@ def test_a_pipeline_stopped_before_it_runs_delivers_nothing() -> None:
     pipeline.stop()
     result = anyio.run(pipeline.run)
     assert result.market_events == 0
+
+
+def test_a_feeds_lag_is_shown_as_consumer_lag_of_the_feed() -> None:
+    data = ticks("X", ["10", "11"])
+    seen: list[dict[str, int]] = []
+
+    class Lagging(Feed):
+        def __init__(self) -> None:
+            self.pipeline: Pipeline | None = None
+
+        def events(self, ctx: FeedContext) -> Any:
+            assert self.pipeline is not None
+            ctx.report_lag({"ticks": 7, "quotes": 1})
+            seen.append(dict(self.pipeline.status.consumer_lag))
+            yield data[0]
+            ctx.report_lag({"ticks": 0})  # no longer reads quotes
+            seen.append(dict(self.pipeline.status.consumer_lag))
+            yield data[1]
+
+    feed = Lagging()
+    pipeline = Pipeline(
+        make_settings({"persistence": {"name": "memory"}}), feed=feed, strategies={"s": Strategy()}
+    )
+    feed.pipeline = pipeline
+    pipeline.status.consumer_lag["strategy/market"] = 3  # a transport's, left alone
+    anyio.run(pipeline.run)
+    assert seen == [
+        {"strategy/market": 3, "feed/ticks": 7, "feed/quotes": 1},
+        {"strategy/market": 3, "feed/ticks": 0},
+    ]

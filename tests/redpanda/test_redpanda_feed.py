@@ -18,7 +18,7 @@ from tradeloom.components import Feed
 from tradeloom.errors import ConfigError, DecodeError
 from tradeloom.events import Fill, MarketTick, Side
 from tradeloom.plugins import PluginManager
-from tradeloom.testing.feeds import FeedConformance, collect_events
+from tradeloom.testing.feeds import FeedConformance, collect_events, make_feed_context
 from tradeloom_decimal.codec import DecimalJsonCodec
 from tradeloom_redpanda.feed import RedpandaFeed
 from tradeloom_redpanda.options import FeedOptions
@@ -210,3 +210,34 @@ def test_a_restarted_feed_resumes_after_the_last_tick_it_handed_out(
     _fill_topic(broker, topic, [_json_tick("A", 10)])
     third = collect_events(_feed(broker, topic), limit=1)
     assert [e.price for e in third.events] == [Decimal("110.5")]
+
+
+def test_the_feed_reports_how_many_records_it_has_not_handed_out(
+    broker: Broker, prefix: str
+) -> None:
+    topic = f"{prefix}lag"
+    _fill_topic(broker, topic, [_json_tick("A", n) for n in range(30)])
+    feed = _feed(broker, topic, max_batch=10)
+    lags: list[dict[str, int]] = []
+    ctx = make_feed_context(report_lag=lambda reported: lags.append(dict(reported)))
+    handed_out = 0
+
+    async def read() -> None:
+        nonlocal handed_out
+        async for _ in feed.events(ctx):
+            handed_out += 1
+
+    async def main() -> None:
+        reader = asyncio.create_task(read())
+        try:
+            async with asyncio.timeout(30):
+                while handed_out < 30 or lags[-1:] != [{topic: 0}]:  # idle polls report too
+                    await asyncio.sleep(0.05)
+        finally:
+            reader.cancel()
+            await feed.close()
+
+    asyncio.run(main())
+    # The first batch of ten was handed out while twenty more waited on the broker.
+    assert lags[0] == {topic: 20}
+    assert all(set(reported) <= {topic} for reported in lags)

@@ -640,7 +640,15 @@ class Pipeline:
             logger=self.logger.getChild("feed"),
             report_bad_input=self.transport.dead_letter,
             codec=self.codec,
+            report_lag=self._show_feed_lag,
         )
+
+    def _show_feed_lag(self, lags: Mapping[str, int]) -> None:
+        shown = self.status.consumer_lag
+        now = {f"feed/{topic}": int(behind) for topic, behind in lags.items()}
+        for gone in [key for key in shown if key.startswith("feed/") and key not in now]:
+            del shown[gone]
+        shown.update(now)
 
     def _open_source(self, feed: Feed, given: Iterable[MarketEvent]) -> Iterator[MarketEvent]:
         """A plain (not async) feed's events, after what a resumed run skips, with its first

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -95,6 +95,8 @@ class FeedRun:
     asynchronous: bool = False
     #: What ``events`` returned.
     source: Any = None
+    #: What was passed to ``ctx.report_lag``, in order.
+    lags: list[dict[str, int]] = attrs.Factory(list)
 
     @property
     def events(self) -> list[MarketEvent]:
@@ -109,11 +111,13 @@ def make_feed_context(
     reconnect: ReconnectSettings | None = None,
     codec: Codec | None = None,
     report_bad_input: Callable[[DeadLetter], None] | None = None,
+    report_lag: Callable[[Mapping[str, int]], None] | None = None,
 ) -> FeedContext:
     """A :class:`FeedContext` like the runtime's, built from test stand-ins.
 
     Bad input is collected in a list (reachable as ``ctx.report_bad_input.letters``) unless a
-    ``report_bad_input`` callable is given."""
+    ``report_bad_input`` callable is given; a lag the feed reports goes to ``report_lag`` (or
+    nowhere)."""
     if report_bad_input is None:
         letters: list[DeadLetter] = []
 
@@ -129,6 +133,7 @@ def make_feed_context(
         logger=component_logger("feed"),
         report_bad_input=report_bad_input,
         codec=codec,
+        **({} if report_lag is None else {"report_lag": report_lag}),
     )
 
 
@@ -158,7 +163,12 @@ def collect_events(
         run.timeline.append(letter)
 
     ctx = make_feed_context(
-        ids=run.ids, clock=clock, reconnect=reconnect, codec=codec, report_bad_input=report
+        ids=run.ids,
+        clock=clock,
+        reconnect=reconnect,
+        codec=codec,
+        report_bad_input=report,
+        report_lag=lambda lags: run.lags.append(dict(lags)),
     )
 
     def take(item: Any) -> bool:
