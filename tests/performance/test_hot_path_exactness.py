@@ -25,46 +25,71 @@ T0 = datetime(2024, 1, 2, tzinfo=UTC)
 
 
 class PlainCurve:
-    """The equity curve computed the obvious way: every point, then every other one dropped
-    whenever there are more than ``max_points``."""
+    """The equity curve computed the obvious way: the last equity of each time, then every
+    point, every other one dropped whenever there are more than ``max_points``, and the
+    latest time's point at the end."""
 
     def __init__(self, max_points: int) -> None:
         self.max_points = max_points
-        self.points: list[tuple[datetime, Decimal]] = []
-        self.stride = 1
-        self.count = 0
-        self.peak: Decimal | None = None
-        self.max_drawdown = Decimal(0)
+        self.by_time: dict[datetime, Decimal] = {}
 
     def add(self, ts: datetime, equity: Decimal) -> None:
-        if self.peak is None or equity > self.peak:
-            self.peak = equity
-        elif self.peak > 0:
-            self.max_drawdown = max(self.max_drawdown, (self.peak - equity) / self.peak)
-        if self.count % self.stride == 0:
-            self.points.append((ts, equity))
-            if len(self.points) > self.max_points:
-                self.points = self.points[::2]
-                self.stride *= 2
-        self.count += 1
+        self.by_time[ts] = equity  # times come in order: a dict keeps them so
+
+    def finish(self) -> tuple[list[tuple[datetime, Decimal]], Decimal | None, Decimal]:
+        """(points, peak, max drawdown)."""
+        times = list(self.by_time.items())
+        peak: Decimal | None = None
+        deepest = Decimal(0)
+        for _, equity in times:
+            if peak is None or equity > peak:
+                peak = equity
+            elif peak > 0:
+                deepest = max(deepest, (peak - equity) / peak)
+        points: list[tuple[datetime, Decimal]] = []
+        stride = 1
+        for count, point in enumerate(times[:-1]):
+            if count % stride == 0:
+                points.append(point)
+                if len(points) > self.max_points:
+                    points = points[::2]
+                    stride *= 2
+        return points, peak, deepest
 
 
 @pytest.mark.parametrize("seed", range(30))
 def test_equity_curve_keeps_the_same_points_peak_and_drawdown(seed: int) -> None:
     rng = random.Random(seed)
     max_points = rng.choice([10, 11, 13, 64])
+    events_per_time = rng.choice([1, 1, 2, 3])  # several instruments at each time
     curve, plain = EquityCurve(max_points), PlainCurve(max_points)
     equity = Decimal(1000)
     for i in range(rng.randrange(1, 2000)):
         if rng.random() < 0.4:  # equity often stays the same from one event to the next
             equity += Decimal(rng.randrange(-50, 51)) / 10
-        ts = T0 + timedelta(seconds=i)
+        ts = T0 + timedelta(seconds=i // events_per_time)
         curve.add(ts, equity)
         plain.add(ts, equity)
-    assert curve.points == plain.points
-    assert curve.peak == plain.peak
-    assert curve.max_drawdown == plain.max_drawdown
+    points, peak, max_drawdown = plain.finish()
+    assert curve.points == points
+    assert curve.series() == [*points, (ts, equity)]
+    assert curve.peak == peak
+    assert curve.max_drawdown == max_drawdown
     assert curve.last == (ts, equity)
+
+
+def test_a_fall_within_one_time_is_no_drawdown() -> None:
+    # Long A and B: A's bar of the day comes first (down 10), then B's (up 10). Between the
+    # two the books priced A today and B yesterday: not a state that existed.
+    curve = EquityCurve()
+    day = timedelta(days=1)
+    for ts, equity in [(T0, "100000"), (T0 + day, "99000"), (T0 + day, "100000")]:
+        curve.add(ts, Decimal(equity))
+    assert curve.max_drawdown == 0
+    assert curve.series() == [(T0, Decimal(100000)), (T0 + day, Decimal(100000))]
+    curve.add(T0 + 2 * day, Decimal(99500))  # a real fall, seen before the next time comes
+    assert curve.max_drawdown == Decimal("0.005")
+    assert curve.peak == Decimal(100000)
 
 
 def _fill(

@@ -21,8 +21,13 @@ MAX_DEAD_LETTERS_KEPT = 10_000
 
 
 class EquityCurve:
-    """Equity over time. Drawdown is tracked on every point; the stored curve is thinned to at
-    most ``max_points`` (every other point is dropped when full) so memory stays bounded."""
+    """Equity over time, one point per time: the equity once everything of that time is in.
+
+    Several events at one time (the bars of several instruments, the fills at the end) change
+    the point of that time rather than add one: between them the books hold prices of two
+    times at once, a state that never existed, and its drawdown is not real. Drawdown is
+    tracked on every time; the stored curve is thinned to at most ``max_points`` (every other
+    point is dropped when full) so memory stays bounded."""
 
     def __init__(self, max_points: int = 5000) -> None:
         self.max_points = max_points
@@ -30,12 +35,14 @@ class EquityCurve:
         self._stride = 1
         self._count = 0
         self._next_point = 0  # the count of the next point kept: the next multiple of stride
-        # The latest point, kept as two fields: no tuple is built per call.
+        # The point of the latest time, still open to changes, kept as two fields: no tuple
+        # is built per call.
         self._last_ts: datetime | None = None
         self._last_equity: Decimal | None = None
-        self.peak: Decimal | None = None
+        self._settled: Decimal | None = None  # the equity of the time before, taken in
+        self._peak: Decimal | None = None
         self._trough = ZERO  # the lowest equity since the peak
-        self.max_drawdown = ZERO  # a fraction of the peak
+        self._max_drawdown = ZERO  # a fraction of the peak
 
     @property
     def last(self) -> tuple[datetime, Decimal] | None:
@@ -44,25 +51,52 @@ class EquityCurve:
             return None
         return (self._last_ts, self._last_equity)
 
+    @property
+    def peak(self) -> Decimal | None:
+        peak, last = self._peak, self._last_equity
+        if last is not None and (peak is None or last > peak):
+            return last
+        return peak
+
+    @property
+    def max_drawdown(self) -> Decimal:
+        """The deepest fall from a peak, as a fraction of the peak, over every time."""
+        deepest, peak, last = self._max_drawdown, self._peak, self._last_equity
+        if last is not None and peak is not None and peak > 0 and last < self._trough:
+            return max(deepest, (peak - last) / peak)
+        return deepest
+
     def add(self, ts: datetime, equity: Decimal) -> None:
-        # Called for every market event, and equity mostly stays as it was (mostly the very
-        # same object): the same value as the point before cannot make a new peak or a
-        # deeper drawdown. (Nor can an equal value in a new object: the point before is at
-        # most the peak and at least the trough, so the two comparisons below rule it out.)
-        if equity is not self._last_equity:
+        last_ts = self._last_ts
+        if ts == last_ts:  # the same time: its point changes
             self._last_equity = equity
-            peak = self.peak
+            return
+        if last_ts is not None:
+            self._take_in(last_ts)
+        self._last_ts = ts
+        self._last_equity = equity
+
+    def _take_in(self, ts: datetime) -> None:
+        """The point of ``ts`` is final (a later time came): count it."""
+        equity = self._last_equity
+        assert equity is not None
+        # Called for every time, and equity mostly stays as it was (mostly the very same
+        # object): the same value as the time before cannot make a new peak or a deeper
+        # drawdown. (Nor can an equal value in a new object: the value before is at most the
+        # peak and at least the trough, so the two comparisons below rule it out.)
+        if equity is not self._settled:
+            self._settled = equity
+            peak = self._peak
             if peak is None or equity > peak:
-                self.peak = self._trough = equity
+                self._peak = self._trough = equity
             elif equity < self._trough:
                 # The deepest drawdown from a peak is at the lowest equity after it, so the
                 # division is needed only at a new low (not at every other change).
                 self._trough = equity
                 if peak > 0:
                     drawdown = (peak - equity) / peak
-                    if drawdown > self.max_drawdown:
-                        self.max_drawdown = drawdown
-        self._last_ts = ts
+                    if drawdown > self._max_drawdown:
+                        self._max_drawdown = drawdown
         count = self._count
         self._count = count + 1
         if count == self._next_point:
@@ -74,8 +108,9 @@ class EquityCurve:
             self._next_point = (count // self._stride + 1) * self._stride
 
     def series(self) -> list[tuple[datetime, Decimal]]:
-        if self.last is not None and (not self.points or self.points[-1] != self.last):
-            return [*self.points, self.last]
+        last = self.last
+        if last is not None:
+            return [*self.points, last]
         return list(self.points)
 
 
