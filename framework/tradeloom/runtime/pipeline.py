@@ -219,6 +219,7 @@ class Pipeline:
         path = settings.pipeline.dead_letter_file
         self.dead_letter_file = DeadLetterFile(path) if path else None
         self.portfolio_stage: PortfolioStage | None = None
+        self.strategy_stage: StrategyStage | None = None
         self._portfolios_at_start: frozenset[str] = frozenset()
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
@@ -476,6 +477,7 @@ class Pipeline:
                 strategy_book,
             )
             self.stages.append(strategy_stage)
+            self.strategy_stage = strategy_stage
             self._catch_up_when_assigned(strategy_stage, len(fills))
             if self._resume is not None and self.feed is not None:
                 self._resume.warm_up = WarmUp(
@@ -1078,6 +1080,8 @@ class Pipeline:
     async def _yield_point(self, count: int) -> None:
         self._report_progress(count)
         self._blocks += 1
+        if self.strategy_stage is not None:
+            self.strategy_stage.check_decimal_context()
         if self.mode == "live":
             self.status.last_market_wall_time = WallClock().now()
         if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():

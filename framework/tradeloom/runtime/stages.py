@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal, getcontext
 from typing import Any
 
 import attrs
@@ -48,6 +48,17 @@ MAX_OUTCOMES_IN_A_ROW = 10_000
 """Outcomes one strategy callback may set off in one process (each answered with a new
 signal that comes back at once) before the run stops: a retry loop, not trading."""
 _REFUSALS_REMEMBERED = 100_000
+
+
+def decimal_settings(context: Context) -> tuple[int, str, int, int, int]:
+    """What of a Decimal context silently changes amounts: precision, rounding, exponent
+    limits and clamping. (A trap set raises where it bites, with its own name.)"""
+    return (context.prec, context.rounding, context.Emin, context.Emax, context.clamp)
+
+
+def _described(settings: tuple[int, str, int, int, int]) -> str:
+    prec, rounding, emin, emax, clamp = settings
+    return f"prec={prec} rounding={rounding} Emin={emin} Emax={emax} clamp={clamp}"
 
 
 @attrs.define
@@ -225,6 +236,12 @@ class StrategyStage(Stage):
         self._deferred: deque[tuple[str, Callable[..., None], Event]] = deque()
         self._rejected = RecentIds(_REFUSALS_REMEMBERED)  # outcomes told: see on_rejection
         self._flushing = False
+        # The books compute in the thread's Decimal context, which strategy code shares.
+        # Swapping contexts around every call costs more than the rest of a tick's strategy
+        # dispatch, so a change is found after the rare callbacks (naming the strategy) and
+        # after each block of market events (check_decimal_context).
+        self._decimal_context = getcontext().copy()
+        self._decimal_settings = decimal_settings(self._decimal_context)
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         return {
@@ -386,6 +403,36 @@ class StrategyStage(Stage):
             raise StrategyError(
                 f"strategy {ctx.strategy_id!r} raised in {what}: {type(exc).__name__}: {exc}"
             ) from exc
+        if decimal_settings(getcontext()) != self._decimal_settings:
+            self._decimal_context_changed(f"strategy {strategy_id!r} in {callback.__name__}")
+
+    def on_time(self, now: datetime) -> None:
+        self.check_decimal_context()  # live runs, whose strategies a transport may call
+
+    def check_decimal_context(self) -> None:
+        """Raise :class:`StrategyError` when strategy code changed the thread's Decimal
+        context since the last check (called between blocks of market events)."""
+        if decimal_settings(getcontext()) != self._decimal_settings:
+            who = ", ".join(repr(s) for s in self.strategies)
+            self._decimal_context_changed(f"one of the strategies {who} in on_tick or on_bar")
+
+    def _decimal_context_changed(self, who: str) -> None:
+        context = getcontext()
+        changed = decimal_settings(context)
+        # Put back in place (the object is shared with the code that started the run, which
+        # a new one set here would not reach), so the rest of the run computes right.
+        saved = self._decimal_context
+        context.prec, context.rounding, context.clamp = saved.prec, saved.rounding, saved.clamp
+        context.Emin, context.Emax = saved.Emin, saved.Emax
+        raise StrategyError(
+            f"{who} changed the thread's Decimal context "
+            f"({_described(changed)}, was "
+            f"{_described(self._decimal_settings)}); cash, prices and commissions are "
+            "computed in it. "
+            "Change it only for your own sums, inside `with decimal.localcontext() as c:`. "
+            "Amounts computed since the change may be rounded: start the backtest again "
+            "rather than resume it"
+        )
 
     def start(self) -> None:
         for strategy_id, strategy in self.strategies.items():
