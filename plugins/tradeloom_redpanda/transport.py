@@ -107,6 +107,15 @@ class _Role:
         self.seen: RecentIds | None = None
         self.barrier: CommitBarrier | None = None
         self.assignment_hooks: list[AssignmentHook] = []
+        self.catching_up: asyncio.Task[None] | None = None
+
+    async def stop_catching_up(self) -> None:
+        """Cancel a catch-up still running (its partitions move, or the process stops); the
+        next assignment catches up again."""
+        task, self.catching_up = self.catching_up, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -118,6 +127,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         role = self.role
+        await role.stop_catching_up()
         async with role.lock:  # the batch being handled finishes first
             try:
                 await self.transport._commit(role)
@@ -139,8 +149,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             role.group_id,
             _partitions(assigned) or "none",
         )
-        async with role.lock:  # no record is handled before the books have caught up
-            await self.transport._catch_up(role, assigned)
+        transport = self.transport
+        consumer = role.consumer
+        if consumer is None or not transport._catches_up(role, assigned):
+            return
+        # aiokafka sends no heartbeat until this listener returns, and reading the journal
+        # and the portfolio's positions may take longer than the session timeout (the member
+        # would be expelled, and another one handle its records again): the catch-up runs in
+        # a task, with the partitions paused until it is done, so that no record is handled
+        # before the books have caught up.
+        consumer.pause(*assigned)
+        role.catching_up = asyncio.ensure_future(transport._catch_up_then_resume(role, assigned))
 
 
 class RedpandaTransport(Transport):
@@ -231,6 +250,29 @@ class RedpandaTransport(Transport):
         if entry is None:
             entry = self._roles[role] = _Role(role, self.group_id(role))
         entry.assignment_hooks.append(hook)
+
+    def _catches_up(self, role: _Role, assigned: Any) -> bool:
+        """Whether an assignment of ``assigned`` gives ``role`` anything to catch up on."""
+        if role.role == "portfolio":
+            return False
+        fills_topic = self._physical[Topics.FILLS]
+        return bool(role.assignment_hooks) or any(tp.topic == fills_topic for tp in assigned)
+
+    async def _catch_up_then_resume(self, role: _Role, assigned: Any) -> None:
+        started = asyncio.get_running_loop().time()
+        try:
+            async with role.lock:
+                await self._catch_up(role, assigned)
+        finally:
+            consumer = role.consumer
+            if consumer is not None:
+                owned = consumer.assignment()
+                consumer.resume(*[tp for tp in assigned if tp in owned])
+        self.logger.debug(
+            "role %s: caught up in %.2f s",
+            role.role,
+            asyncio.get_running_loop().time() - started,
+        )
 
     async def _catch_up(self, role: _Role, assigned: Any) -> None:
         """A role keeping its own view of the fills (the strategies', the risk stage's) takes
@@ -384,7 +426,7 @@ class RedpandaTransport(Transport):
         watchdog = asyncio.ensure_future(self._watch())
         try:
             await self._stopping.wait()
-            await asyncio.gather(*loops)
+            await self._let_loops_finish(loops)
         finally:
             watchdog.cancel()
             for loop in loops:
@@ -392,6 +434,25 @@ class RedpandaTransport(Transport):
             await asyncio.gather(watchdog, *loops, return_exceptions=True)
         if self._failure is not None:
             raise self._failure
+
+    async def _let_loops_finish(self, loops: list[asyncio.Future[None]]) -> None:
+        """Let each role finish the batch in hand and commit, for a bounded time: a poll made
+        while the group rebalances waits for the new assignment without a time limit (in
+        aiokafka), and a rebalance may not end. What such a role handled since its last
+        commit comes again after the restart (the finally of run() cancels it)."""
+        if not loops:
+            return
+        options = self.options
+        bound = options.operation_timeout_seconds + options.poll_timeout_ms / 1000
+        _, waiting = await asyncio.wait(loops, timeout=bound)
+        if waiting:
+            self.logger.warning(
+                "%d consuming role(s) still waiting for their group after %.1f s (a rebalance "
+                "in progress?): stopping them; what they handled since their last commit will "
+                "be delivered again",
+                len(waiting),
+                bound,
+            )
 
     def stop_consuming(self) -> None:
         self._stopping.set()
@@ -431,6 +492,7 @@ class RedpandaTransport(Transport):
         if self._producer is not None:
             await self._deliver_bounded("close")
         for role in self._roles.values():
+            await role.stop_catching_up()
             consumer, role.consumer = role.consumer, None
             if consumer is not None:
                 await close_bounded(consumer.stop(), self.options.operation_timeout_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -502,3 +503,78 @@ def test_a_cancel_crosses_the_broker_behind_its_signal_and_its_order(
     for topic, event in harness.received:
         by_topic.setdefault(topic, []).append(event)
     assert by_topic == {Topics.SIGNALS: [signal, cancel], Topics.ORDERS: [order, cancel]}
+
+
+def test_a_stop_does_not_wait_for_a_rebalance_that_does_not_end(
+    broker: Broker, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiokafka's poll waits for the group's new assignment without a time limit; a rebalance
+    # may never end (a member gone mid-join). The stop waits a bounded time, then stops.
+    harness = Harness(broker, prefix, operation_timeout_seconds=0.5)
+    harness.transport.subscribe("strategy", (Topics.MARKET,), harness.collect)
+    stuck = asyncio.Event()
+    stopped_after: list[float] = []
+
+    async def poll_that_waits_for_an_assignment(**_: Any) -> Any:
+        stuck.set()
+        await asyncio.Event().wait()  # never set
+
+    async def stop_while_stuck() -> None:
+        consumer = harness.transport._roles["strategy"].consumer
+        consumer.getmany = poll_that_waits_for_an_assignment  # type: ignore[method-assign]
+        await asyncio.wait_for(stuck.wait(), GUARD_SECONDS)
+        stopped_after.append(time.monotonic())
+        harness.transport.stop_consuming()
+
+    with caplog.at_level(logging.WARNING, logger="test.redpanda.transport"):
+        error = asyncio.run(harness.run_until(lambda: bool(stopped_after), stop_while_stuck))
+    assert error is None
+    # The bound (0.5 s and one poll of 0.1 s), then flushing and closing the clients; without
+    # it the stop waited until the test's guard (30 s) ran out.
+    assert time.monotonic() - stopped_after[0] < 8.0
+    assert "1 consuming role(s) still waiting for their group after 0.6 s" in caplog.text
+
+
+def test_a_slow_catch_up_keeps_the_member_in_its_group(broker: Broker, prefix: str) -> None:
+    # Catching up (reading the journal, the portfolio's positions) may take longer than the
+    # session timeout (1 s here). It ran inside the rebalance listener, where aiokafka sends
+    # no heartbeat: when a second member joined meanwhile, the first was expelled, its commits
+    # refused, and the second handled its records again. No record is handled before the
+    # catch-up of its partition is done.
+    ticks = [tick(f"I{n % 7}", str(10 + n), n) for n in range(40)]
+    first, second = Harness(broker, prefix), Harness(broker, prefix)
+    catching_up: list[float] = []
+
+    async def slow_catch_up() -> None:
+        catching_up.append(time.monotonic())
+        await asyncio.sleep(2.5)
+
+    for harness in (first, second):
+        harness.transport.subscribe("strategy", (Topics.MARKET,), harness.collect)
+    first.transport.add_assignment_hook("strategy", slow_catch_up)
+    settled: list[bool] = []
+
+    async def second_joins() -> None:
+        while not catching_up:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        await second.run_until(lambda: bool(settled))
+
+    async def publish_and_settle() -> None:
+        for event in ticks:
+            first.transport.publish(Topics.MARKET, event, event.instrument)
+        while len(first.received) + len(second.received) < len(ticks):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3.0)  # a member expelled meanwhile would hand records on again
+        settled.append(True)
+
+    async def main() -> BaseException | None:
+        joining = asyncio.ensure_future(second_joins())
+        error = await first.run_until(lambda: bool(settled), publish_and_settle)
+        await joining
+        return error
+
+    assert asyncio.run(main()) is None
+    handled = [event for harness in (first, second) for _, event in harness.received]
+    assert sorted(e.event_id for e in handled) == sorted(e.event_id for e in ticks)
+    assert first.transport.stats.commits_failed == 0
