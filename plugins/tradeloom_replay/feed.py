@@ -366,7 +366,7 @@ class ReplayFeed(Feed):
                 file.path, delimiter=self.delimiter, encoding=self.encoding, header=self.header
             )
         parse_block = parser.parse_block
-        bad_before = self.bad_rows
+        skipped = 0  # this file's (the feed's count is of every file, read interleaved)
         for block in source.blocks():
             parsed = parse_block(block)
             if parsed is not None:
@@ -377,6 +377,7 @@ class ReplayFeed(Feed):
                 try:
                     good.append(parse(row))
                 except BadRow as exc:
+                    skipped += 1
                     where, raw = source.location(block, index), source.raw(block, index)
                     reason = f"{exc}{source.note(block, index)}"
                     try:
@@ -387,7 +388,6 @@ class ReplayFeed(Feed):
                         raise
             if good:
                 yield good
-        skipped = self.bad_rows - bad_before
         if skipped:
             ctx.logger.warning(
                 "replay: %s: skipped %d bad row(s); each was reported as bad input",

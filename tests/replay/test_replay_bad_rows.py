@@ -306,3 +306,20 @@ def test_a_backtest_of_a_file_sorted_by_instrument_stops_at_the_first_earlier_ti
         "feed ReplayFeed gave a market event for B at 2024-01-01T00:00:00+00:00 after one at "
         "2024-01-01T00:00:04+00:00: a backtest needs its events in time order"
     )
+
+
+def test_each_files_summary_counts_its_own_bad_rows(write, context, caplog) -> None:
+    # The files are read interleaved (merged by time): the feed's count of bad rows runs
+    # across all of them, and each file's summary said that running total.
+    header = "time,px\n"
+    clean = write("clean.csv", header + "".join(f"2024-01-02T10:00:0{n},1{n}\n" for n in range(8)))
+    dirty = write(
+        "dirty.csv",
+        header + "".join(f"2024-01-02T10:00:0{n},{'x' if n % 2 else n + 1}\n" for n in range(8)),
+    )
+    feed = ReplayFeed(paths={"A": clean, "B": dirty}, columns={"ts": "time", "last_price": "px"})
+    with caplog.at_level(logging.WARNING, logger="test.replay"):
+        events = list(feed.events(context.feed))
+    assert len(events) == 12 and len(context.dead_letters) == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"replay: {dirty}: skipped 4 bad row(s); each was reported as bad input"]
