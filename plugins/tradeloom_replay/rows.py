@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from itertools import islice, repeat
 from operator import add, attrgetter, le, sub
@@ -197,6 +197,12 @@ class TimeReader:
     def __init__(self, timestamp_format: str | None, zone: tzinfo) -> None:
         self.zone = zone
         self.timestamp_format = timestamp_format
+        # A zone whose clocks change has local times that do not exist (skipped when they go
+        # forward) and times that come twice (when they go back).
+        self._changes = zone is not UTC and not isinstance(zone, timezone)
+        self.last_ambiguous: datetime | None = None
+        """The last naive timestamp read that came twice, as read (its first time): a row
+        that is earlier than the one before it may be its second time (see ``RowParser``)."""
         self._parse: Callable[[str], datetime]
         if timestamp_format in (None, "iso"):
             self._parse = datetime.fromisoformat
@@ -222,8 +228,26 @@ class TimeReader:
     def to_utc(self, value: datetime) -> datetime:
         """A parsed timestamp in UTC: naive ones are wall-clock times in ``zone``."""
         if value.tzinfo is None:
-            value = _combine(value.date(), value.time(), self.zone)
+            value = self._local(value, str(value), "")
         return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+    def _local(self, naive: datetime, text: str, label: str) -> datetime:
+        """``naive`` as a wall-clock time in ``zone`` (the first of a time that comes twice);
+        raises BadRow for a time the clocks skipped."""
+        # value.replace(tzinfo=zone) costs about four times as much in Python 3.11.
+        local = _combine(naive.date(), naive.time(), self.zone)
+        if not self._changes:
+            return local
+        self.last_ambiguous = None
+        if local.replace(fold=1).utcoffset() != local.utcoffset():
+            if local.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != naive:
+                where = f"column {label!r}: " if label else ""
+                raise BadRow(
+                    f"{where}{text!r} does not exist in {self.zone} (the clocks went forward "
+                    "over it): is the zone right?"
+                )
+            self.last_ambiguous = local
+        return local
 
     def read(self, text: str, label: str) -> datetime:
         try:
@@ -235,8 +259,7 @@ class TimeReader:
                 f"column {label!r}: cannot read {text!r} as a timestamp (expected {self._expected})"
             ) from None
         if value.tzinfo is None:
-            # value.replace(tzinfo=zone), which costs about four times as much in Python 3.11.
-            return _combine(value.date(), value.time(), self.zone)
+            return self._local(value, text, label)
         if value.utcoffset() is None:
             raise BadRow(f"column {label!r}: {text!r} has a time zone without an offset")
         return value
@@ -362,6 +385,16 @@ class RowParser:
             self._numbers.append((name, position, self.layout.labels[position], read, required))
 
     # -- shared steps
+
+    def _second_time(self, ts: datetime, previous: datetime) -> datetime:
+        """``ts`` (UTC), read from a local time that comes twice (the clocks went back), as
+        its second time when the first is earlier than ``previous``: the rows of the repeated
+        hour follow the rows of its first pass. Else ``ts``."""
+        first = self.times.last_ambiguous
+        if first is None or first.astimezone(UTC) != ts:
+            return ts
+        second = first.replace(fold=1).astimezone(UTC)
+        return second if second >= previous else ts
 
     def _check_width(self, row: Sequence[str]) -> None:
         width = len(row)
@@ -524,7 +557,10 @@ class RowParser:
             return values
         if any(zone is not None and zone.utcoffset(None) is None for zone in zones):
             return None  # rare: let the row path decide (and explain)
-        return [reader.to_utc(value) for value in values]
+        try:
+            return [reader.to_utc(value) for value in values]
+        except BadRow:  # a local time the clocks skipped: the row path says which
+            return None
 
     def _tick(self, row: Sequence[str]) -> TickRow:
         if len(row) != self._good_width:
@@ -543,10 +579,13 @@ class RowParser:
             values["last_price"] = mid_price(values["bid"], values["ask"])
         previous = self._last.get(instrument)
         if previous is not None and ts < previous:
-            raise BadRow(
-                f"out of order: {instrument} at {ts.isoformat()} is earlier than the row "
-                f"before it at {previous.isoformat()}"
-            )
+            ts = self._second_time(ts, previous)
+            if ts < previous:
+                raise BadRow(
+                    f"out of order: {instrument} at {ts.isoformat()} is earlier than the row "
+                    f"before it at {previous.isoformat()}"
+                )
+            values["ts"] = ts
         self._last[instrument] = ts
         return (ts, instrument, *(values.get(name) for name in TICK_ROW_FIELDS[2:]))  # type: ignore[return-value]
 
@@ -562,6 +601,20 @@ class RowParser:
             return start, end
         assert self.timing is not None
         return self.timing.span(self._read_stamp(row, self._time_fields[0]))
+
+    def _second_span(
+        self, span: tuple[datetime, datetime], previous_end: datetime
+    ) -> tuple[datetime, datetime]:
+        """A bar's span from a local time that comes twice (the clocks went back) as its
+        second time, when the first overlaps the bar before: the bar of the second time
+        follows the bar of the first. Else ``span``."""
+        first = self.times.last_ambiguous
+        if first is None or self.timing is None or "start" in self.layout.index:
+            return span
+        if self.timing.span(first) != span:
+            return span  # this row's time came once (the last one read was another's)
+        later = self.timing.span(first.replace(fold=1))
+        return later if later[0] >= previous_end else span
 
     def _bar(self, row: Sequence[str]) -> BarRow:
         self._check_width(row)
@@ -589,6 +642,11 @@ class RowParser:
         previous = self._last.get(instrument)
         if previous is not None:
             previous_start, previous_end = previous
+            if start < previous_end:
+                start, end = values["start"], values["end"] = self._second_span(
+                    (start, end), previous_end
+                )
+                values["ts"] = end
             if start < previous_start:
                 raise BadRow(
                     f"out of order: {instrument} bar starting {start.isoformat()} is earlier "
