@@ -293,8 +293,18 @@ class ReplayFeed(Feed):
             header = read_csv_header(file.path, delimiter=self.delimiter, encoding=self.encoding)
         else:
             header = None
+        columns = self.columns
+        if (
+            self.price_column != "adj_close"
+            and self.format in PRESETS
+            and header is not None
+            and str(columns.get("adj_close", "")).lower() not in {h.lower() for h in header}
+        ):
+            # A preset's adjusted close is read only for price_column = "adj_close": a file
+            # without that column (Yahoo's newer downloads) is read on its close.
+            columns = {name: at for name, at in columns.items() if name != "adj_close"}
         return resolve_layout(
-            self.columns, header, source=source, row_width=self.row_width, labels=self._labels
+            columns, header, source=source, row_width=self.row_width, labels=self._labels
         )
 
     # ----------------------------------------------------------------------------------------

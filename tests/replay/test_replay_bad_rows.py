@@ -172,6 +172,14 @@ def test_adjusted_close_must_be_valid_only_when_used(write, context) -> None:
     assert "column 'Adj Close': 'null' is not a number" in context.dead_letters[0].reason
 
 
+def test_a_yahoo_file_without_an_adjusted_close_is_read_on_its_close(write, context) -> None:
+    path = write("new.csv", "Date,Open,High,Low,Close,Volume\n2024-01-02,10,11,9,10.5,100\n")
+    (bar,) = ReplayFeed(path=path, format="yahoo", instrument="X").events(context.feed)
+    assert (bar.open, bar.close, bar.volume) == (Decimal(10), Decimal("10.5"), Decimal(100))
+    with pytest.raises(ValueError, match=r"no column 'Adj Close' \(for adj_close\)"):
+        ReplayFeed(path=path, format="yahoo", instrument="X", price_column="adj_close")
+
+
 def test_undecodable_bytes_make_a_bad_row_with_exact_raw_bytes(write, context) -> None:
     raw_bad = b"2024-01-01T00:00:01,1\xff0,1"
     path = write(
