@@ -125,8 +125,14 @@ class StrategyContext:
         """True while a resumed backtest hands the strategy the market events its stored
         state already holds, so that its indicators are as they were: :meth:`buy` and
         :meth:`sell` then return the signal without sending it (that time's outcomes are in
-        the stored state)."""
+        the stored state). Those made at the stored state's last time are sent when the run
+        goes on (their orders had no outcome yet when the state was stored), unless the state
+        holds their fill."""
         self.unsent_while_warming_up = 0
+        # A resumed backtest's warm-up: what is made at the stored state's last time (its
+        # orders may never have reached the executor) is held, to be sent when the run goes on.
+        self._warm_up_last_time: datetime | None = None
+        self._held_while_warming_up: list[Signal] = []
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None
@@ -176,7 +182,10 @@ class StrategyContext:
                 f"{side.value} {instrument!r}: {describe_validation_error(exc)}"
             ) from None
         if self.warming_up:
-            self.unsent_while_warming_up += 1
+            if signal.ts == self._warm_up_last_time:
+                self._held_while_warming_up.append(signal)
+            else:
+                self.unsent_while_warming_up += 1
             return signal
         self._open_orders.add(instrument, signal)
         self._send(signal)

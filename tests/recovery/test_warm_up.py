@@ -20,10 +20,14 @@ import pytest
 from resume_support import orcl_config
 
 import tradeloom
+import tradeloom.errors
+import tradeloom.plugins
+import tradeloom.testing.feeds
 from tradeloom import Strategy, hookimpl
 from tradeloom.components import Feed
 from tradeloom.events import Bar, Fill
 from tradeloom.testing import bars
+from tradeloom_strategies.sma_cross import SmaCross
 
 
 def trades(fills: list[Fill]) -> list[tuple[datetime, str, Decimal, Decimal]]:
@@ -151,7 +155,7 @@ class Eager(Strategy):
                 assert not ctx.cancel(signal)
 
 
-def test_orders_made_while_warming_up_are_not_sent(
+def test_orders_made_while_warming_up_are_sent_only_from_the_stored_states_last_time(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = bars("X", ["10", "11", "12", "13", "14", "15"])
@@ -178,11 +182,17 @@ def test_orders_made_while_warming_up_are_not_sent(
         (bar.ts, False) for bar in data[3:]
     ]
     # Flat all through the warm-up (the stored state is flat): a buy on each of its three
-    # bars, none sent; the buy on the fourth bar is sent and fills on the fifth.
+    # bars. Those of the first two are not sent (the stored state holds what happened then);
+    # the one on its last bar had no outcome stored (the first run ended before its order
+    # could fill): it is sent when the run goes on, and fills at the fourth bar's open.
     assert len(eager.not_sent) == 3
-    assert [fill.ts for fill in second.fills] == [data[4].ts]
+    assert [fill.ts for fill in second.fills] == [data[3].ts]
+    assert second.fills[0].signal_id == eager.not_sent[2].event_id
     assert second.fill_count == 1 and second.rejection_count == 0
-    assert "(3 signal(s) made on them not sent)" in caplog.text
+    assert (
+        "(2 signal(s) made on them not sent; 1 made at its last time, with no outcome "
+        "stored, sent now)" in caplog.text
+    )
 
 
 def test_a_strategy_failing_while_warming_up_fails_the_run_with_its_name(tmp_path: Path) -> None:
@@ -235,3 +245,79 @@ def test_a_long_warm_up_can_be_interrupted(tmp_path: Path, feed_kind: str) -> No
     # Three seconds of warming up, cut short at a pause between two blocks.
     assert 0 < strategy.warmed_on < 3000
     assert pipeline.result.interrupted is not None and pipeline.result.market_events == 0
+
+
+class FailsOn(SmaCross):
+    """sma_cross (quantity 10) that raises on the bar of ``day``."""
+
+    def __init__(self, day: datetime) -> None:
+        super().__init__(quantity=Decimal(10))
+        self.day = day
+
+    def on_bar(self, bar: Bar, ctx: Any) -> None:
+        if bar.ts == self.day:
+            raise RuntimeError("a bug, fixed before resuming")
+        super().on_bar(bar, ctx)
+
+
+def _orcl(data: Path, state: Path, fill_at: str = "next") -> dict[str, Any]:
+    config = orcl_config(data, state)
+    config["executor"]["params"]["fill_at"] = fill_at
+    return config
+
+
+def test_resuming_after_a_strategy_failed_on_a_bar_it_would_have_traded_on(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # The strategy raised on the bar of a crossing: the stored state is stamped with that bar,
+    # so the resumed run skips it. Its warm-up makes the decision again, and the order, which
+    # never reached the executor, is sent as the run goes on.
+    data = shared_data / "orcl-1995-2014.txt"
+    whole = tradeloom.backtest(_orcl(data, tmp_path / "whole.db"))
+    fill = whole.fills[100]
+    bar_times = [f.ts for f in whole.fills]
+    signal_bar = max(t for t in _bar_times(data) if t < fill.ts)
+    assert signal_bar not in bar_times, "the data must not fill on the failing bar"
+    config = _orcl(data, tmp_path / "state.db")
+    del config["strategies"]
+    with pytest.raises(tradeloom.errors.StrategyError, match="a bug, fixed before resuming"):
+        tradeloom.backtest(config, strategies={"sma_cross": FailsOn(signal_bar)})
+    resumed = tradeloom.backtest(_orcl(data, tmp_path / "state.db"), resume=True)
+    stored = tradeloom.backtest(_orcl(data, tmp_path / "state.db"), resume=True)
+    assert stored.fill_count == 0  # nothing after the resumed run: the state holds it all
+    first_part = [f for f in whole.fills if f.ts <= signal_bar]
+    assert trades(first_part + resumed.fills) == trades(whole.fills)
+    assert resumed.final_equity == whole.final_equity
+
+
+def _bar_times(data: Path) -> list[datetime]:
+    feed = tradeloom.plugins.load_plugin_manager().create(
+        "feed", "replay", {"path": str(data), "format": "yahoo", "instrument": "ORCL"}
+    )
+    return [event.ts for event in tradeloom.testing.feeds.collect_events(feed).events]
+
+
+@pytest.mark.parametrize("fill_at", ["next", "last"])
+def test_data_that_grows_at_bars_that_trade_resumes_as_one_run(
+    tmp_path: Path, shared_data: Path, fill_at: str
+) -> None:
+    # Each part ends on a bar the strategy trades on: with fill_at = "next" its order was on
+    # its way (rejected, "input ended") and is sent again as the next part begins; with
+    # "last" it filled on that bar, in the stored state, and is not sent twice.
+    full = shared_data / "orcl-1995-2014.txt"
+    lines = full.read_text().splitlines(keepends=True)
+    whole = tradeloom.backtest(_orcl(full, tmp_path / "whole.db", fill_at))
+    times = _bar_times(full)
+    deciding = {  # the bar each order was made on
+        max(t for t in times if t < f.ts) if fill_at == "next" else f.ts for f in whole.fills
+    }
+    cuts = [times.index(t) + 1 for t in sorted(deciding)[40:200:40]]
+    state = tmp_path / "state.db"
+    fills: list[Fill] = []
+    for number, cut in enumerate([*cuts, len(times)]):
+        part = tmp_path / f"part-{number}.txt"
+        part.write_text("".join(lines[: cut + 1]))  # the header and the days so far
+        result = tradeloom.backtest(_orcl(part, state, fill_at), resume=number > 0)
+        fills += result.fills
+    assert trades(fills) == trades(whole.fills)
+    assert result.final_equity == whole.final_equity

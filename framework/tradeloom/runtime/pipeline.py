@@ -480,12 +480,16 @@ class Pipeline:
             self.strategy_stage = strategy_stage
             self._catch_up_when_assigned(strategy_stage, len(fills))
             if self._resume is not None and self.feed is not None:
+                after = self._resume.after
                 self._resume.warm_up = WarmUp(
                     strategy_stage,
                     self.clock,
                     self._start_warm_up,
                     lambda: self._stop_requested,
                     self.logger,
+                    last_time=after,
+                    filled_at_last_time=[fill for fill in fills if fill.ts == after],
+                    price=self._price_after_warm_up,
                 )
             if self.portfolio_stage is None:
                 self.result.starting_equity = sum(
@@ -781,7 +785,7 @@ class Pipeline:
             except Exception as exc:
                 raise self._feed_failed(exc) from exc
             if len(block) < _YIELD_EVERY:
-                resume.end_warm_up()
+                resume.end_warm_up(goes_on=False)
                 resume.log_end(passed=0)
                 return iter(())
             await self._yield_point(0)
@@ -797,6 +801,13 @@ class Pipeline:
         if self._stages_start_at_first_event:  # nothing to warm up on: they start here
             self._start_stages_at(first)
         return self._resume.events(itertools.chain((first,), source))
+
+    def _price_after_warm_up(self, event: MarketEvent) -> None:
+        """The latest price of an instrument the warm-up saw, to the stages that price orders
+        (as the run that stored the state had it): orders carried over are judged on it."""
+        for stage in self.stages:
+            if isinstance(stage, RiskStage | ExecutionStage):
+                stage.routes()[Topics.MARKET](event)
 
     def _start_warm_up(self, event: MarketEvent) -> None:
         """The first event a resumed backtest skips (see WarmUp): checked as a first event, and

@@ -11,17 +11,25 @@ where the stored state ends, and the resumed run trades as one that never stoppe
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import anyio
 
-from tradeloom.events import MarketEvent
+from tradeloom.events import Fill, MarketEvent, Signal
 from tradeloom.runtime.results import RunResult
 
 _PAUSE_EVERY = 1024
 """An async feed's warm-up pauses after this many events, as a run does."""
+
+
+def _order_of(event: Fill | Signal) -> tuple[str, str, str, object]:
+    """What tells a signal made while warming up from the one whose fill the state holds:
+    their ids differ (made again), so strategy, instrument, side and quantity."""
+    return (event.strategy_id, event.instrument, event.side.value, event.quantity)
+
 
 if TYPE_CHECKING:
     from tradeloom.runtime.clock import SimulatedClock, WallClock
@@ -42,12 +50,25 @@ class WarmUp:
         start: Callable[[MarketEvent], None],
         stop_requested: Callable[[], bool],
         logger: logging.Logger,
+        last_time: datetime | None = None,
+        filled_at_last_time: Iterable[Fill] = (),
+        price: Callable[[MarketEvent], None] | None = None,
     ) -> None:
         self.stage = stage
         self.clock = clock
         self.start = start
         self.stop_requested = stop_requested
         self.logger = logger
+        self.last_time = last_time
+        """The stored state's latest time: orders made at it are sent when the run goes on,
+        but for those whose fill the state holds (``filled_at_last_time``: an executor that
+        fills at once, at the last price)."""
+        self._filled = Counter(_order_of(fill) for fill in filled_at_last_time)
+        self.price = price
+        """Hands the latest warm-up event of each instrument to the stages that price orders
+        (risk, execution) before held signals are sent: they had those prices in the run
+        that stored the state."""
+        self._latest: dict[str, MarketEvent] = {}
         self.events = 0
         self.ended = False
 
@@ -55,30 +76,52 @@ class WarmUp:
         if not self.events:
             for ctx in self.stage.contexts.values():
                 ctx.warming_up = True
+                ctx._warm_up_last_time = self.last_time
             self.start(event)
         self.events += 1
         if self.stop_requested():
             return
         self.clock.advance(event.ts)
+        self._latest[event.instrument] = event
         self.stage.on_market(event)
 
-    def end(self, after: datetime) -> None:
-        """At the first event after the stored state (at ``after``), or the feed's end."""
+    def end(self, after: datetime, *, goes_on: bool = True) -> None:
+        """At the first event after the stored state (at ``after``), or at the feed's end
+        (``goes_on=False``: what was made at the state's last time is not sent, as no price
+        comes after it)."""
         if self.ended:
             return
         self.ended = True
         self.clock.advance(after)  # what the run saves is stamped no earlier
-        unsent = 0
-        for ctx in self.stage.contexts.values():
+        unsent = sent = 0
+        held: dict[str, list[Signal]] = {}
+        for strategy_id, ctx in self.stage.contexts.items():
             ctx.warming_up = False
             unsent += ctx.unsent_while_warming_up
+            signals, ctx._held_while_warming_up = ctx._held_while_warming_up, []
+            for signal in signals:
+                key = _order_of(signal)
+                if self._filled[key]:  # filled at that time already: in the stored state
+                    self._filled[key] -= 1
+                    unsent += 1
+                elif goes_on:
+                    held.setdefault(strategy_id, []).append(signal)
+                    sent += 1
+                else:
+                    unsent += 1
         if self.events:
             self.logger.info(
                 "strategies warmed up on the %d market event(s) the stored state holds "
-                "(%d signal(s) made on them not sent)",
+                "(%d signal(s) made on them not sent%s)",
                 self.events,
                 unsent,
+                f"; {sent} made at its last time, with no outcome stored, sent now" if sent else "",
             )
+        if goes_on and self.price is not None:
+            for latest in self._latest.values():
+                self.price(latest)
+        for strategy_id, signals in held.items():
+            self.stage.send_held(strategy_id, signals)
 
 
 class ResumePoint:
@@ -129,12 +172,14 @@ class ResumePoint:
                 warm_up(event)
                 if not self.result.skipped_events % _PAUSE_EVERY:
                     await anyio.sleep(0)  # a stop or Ctrl-C may come between two blocks
-        self.end_warm_up()
+        self.end_warm_up(goes_on=False)
         self.log_end(passed)
 
-    def end_warm_up(self) -> None:
+    def end_warm_up(self, *, goes_on: bool = True) -> None:
+        """The warm-up is over: an event after the stored state came (``goes_on``), or the
+        feed ended."""
         if self.warm_up is not None:
-            self.warm_up.end(self.after)
+            self.warm_up.end(self.after, goes_on=goes_on)
 
     def log_end(self, passed: int) -> None:
         """At the end of the feed: what was skipped, or that all of it was."""

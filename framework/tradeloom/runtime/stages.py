@@ -406,6 +406,16 @@ class StrategyStage(Stage):
         if decimal_settings(getcontext()) != self._decimal_settings:
             self._decimal_context_changed(f"strategy {strategy_id!r} in {callback.__name__}")
 
+    def send_held(self, strategy_id: str, signals: Iterable[Signal]) -> None:
+        """Send signals a strategy made while warming up (see ``StrategyContext.warming_up``)
+        as if it sent them now; their outcomes come to it as usual."""
+        ctx = self.contexts[strategy_id]
+        for signal in signals:
+            ctx._open_orders.add(signal.instrument, signal)
+            self._send(signal)
+        if self._deferred:
+            self._call_deferred()
+
     def on_time(self, now: datetime) -> None:
         self.check_decimal_context()  # live runs, whose strategies a transport may call
 
