@@ -117,6 +117,14 @@ class ConnectionOptions(ParamsModel):
                 f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be below "
                 f"session_timeout_ms ({self.session_timeout_ms})"
             )
+        if self.request_timeout_ms <= self.session_timeout_ms:
+            # Joining a group waits at the broker until every member rejoined or timed out:
+            # a request given less time than a member's session times out, again and again.
+            raise ValueError(
+                f"request_timeout_ms ({self.request_timeout_ms}) must be above "
+                f"session_timeout_ms ({self.session_timeout_ms}): joining a consumer group "
+                "may wait that long for the other members"
+            )
         return self
 
     @classmethod

@@ -233,7 +233,13 @@ def test_a_broker_name_that_does_not_resolve_is_said_when_giving_up(
 
     # .invalid never resolves (RFC 2606): a name known only inside some container network.
     options = ConnectionOptions.from_params(
-        "test", {"bootstrap_servers": "redpanda-0.invalid:9092", "request_timeout_ms": 1000}
+        "test",
+        {
+            "bootstrap_servers": "redpanda-0.invalid:9092",
+            "request_timeout_ms": 1000,
+            "session_timeout_ms": 900,
+            "heartbeat_interval_ms": 300,
+        },
     )
     settings = ReconnectSettings(max_attempts=1, base_delay_seconds=0.05, max_delay_seconds=0.1)
     link = BrokerLink("test link", options, ["t"], settings, logging.getLogger("tradeloom.t"))

@@ -349,6 +349,12 @@ def test_parameters_are_checked_with_clear_messages() -> None:
         )
     with pytest.raises(ConfigError, match="unknown stage boundary 'ticks'"):
         manager.create("transport", "redpanda", {"topics": {"ticks": "x"}})
+    with pytest.raises(
+        ConfigError,
+        match=r"request_timeout_ms \(10000\) must be above session_timeout_ms \(10000\): "
+        "joining a consumer group may wait that long",
+    ):
+        manager.create("transport", "redpanda", {"request_timeout_ms": 10_000})
 
 
 def _self_signed_ca(directory: Path) -> Path:
@@ -381,6 +387,8 @@ def test_security_options_reach_the_clients_and_secrets_stay_hidden(
         sasl_password=SECRET,
         ssl_cafile=str(ca),
         request_timeout_ms=500,
+        session_timeout_ms=400,
+        heartbeat_interval_ms=100,
         operation_timeout_seconds=0.5,
     )
     kwargs = transport.options.client_kwargs()
