@@ -212,6 +212,28 @@ def test_the_period_of_daily_bars_names_their_days_as_the_data_does(path: str) -
         assert plugins[0].seen >= len(data)
 
 
+@pytest.mark.parametrize(
+    ("zone", "days"),
+    [("America/New_York", "1999-01-22 .. 1999-07-01"), ("Asia/Tokyo", "1999-01-22 .. 1999-07-01")],
+)
+def test_the_period_of_daily_bars_of_another_zone_names_their_days(
+    tmp_path: Path, zone: str, days: str
+) -> None:
+    # Days from a midnight that is not UTC's (and one of them 23 hours long in New York):
+    # named by the date of their middle, their own date.
+    rows = ["Date,Open,High,Low,Close,Adj Close,Volume"] + [
+        f"{day},10,11,9,10,10,100" for day in ("1999-01-22", "1999-03-26", "1999-07-01")
+    ]
+    path = tmp_path / "days.csv"
+    path.write_text("\n".join(rows) + "\n")
+    feed = {
+        "name": "replay",
+        "params": {"path": str(path), "format": "yahoo", "instrument": "X", "timezone": zone},
+    }
+    result = tradeloom.backtest({"feed": feed}, strategies={"idle": tradeloom.Strategy()})
+    assert f"  period          {days}\n" in result.format_summary()
+
+
 def test_the_period_of_ticks_is_their_times() -> None:
     start = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
     data = ticks("X", ["10", "11", "12"], start=start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -303,7 +303,13 @@ class RunResult:
             lines.append(f"  failed          {self.failed.splitlines()[0]}")
         if feed:
             lines += [
-                f"  period          {_period(self.first_event_start, self.last_event_start)}",
+                "  period          "
+                + _period(
+                    self.first_event_start,
+                    self.last_event_start,
+                    self.first_event_time,
+                    self.last_event_time,
+                ),
                 f"  market events   {s['market_events']:,}",
             ]
         if self.resumed_after:
@@ -379,10 +385,26 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _period(first: datetime | None, last: datetime | None) -> str:
-    """``first .. last``; dates alone when both are midnight UTC (daily bars)."""
+def _period(
+    first: datetime | None,
+    last: datetime | None,
+    first_end: datetime | None = None,
+    last_end: datetime | None = None,
+) -> str:
+    """``first .. last`` (when the first and last events began); dates alone for daily bars:
+    bars that start at midnight UTC, or that last a day (23 to 25 hours) from a midnight in
+    another zone, then named by the date at their middle (which is their own date for zones
+    within 12 hours of UTC)."""
     if first is None or last is None:
         return "-"
     if first.time() == last.time() == time.min:  # event times are UTC
         return f"{first.date()} .. {last.date()}"
+    if first_end is not None and last_end is not None:
+        spans = (first_end - first, last_end - last)
+        if all(_DAY_AT_LEAST <= span <= _DAY_AT_MOST for span in spans):
+            return f"{(first + spans[0] / 2).date()} .. {(last + spans[1] / 2).date()}"
     return f"{first.isoformat()} .. {last.isoformat()}"
+
+
+_DAY_AT_LEAST = timedelta(hours=23)  # a day with a daylight-saving change: 23 or 25 hours
+_DAY_AT_MOST = timedelta(hours=25)
