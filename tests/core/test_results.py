@@ -15,7 +15,7 @@ import tradeloom
 from tradeloom.events import Fill, MarketTick, Side
 from tradeloom.runtime.pipeline import DEAD_LETTERS_LOGGED
 from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult
-from tradeloom.testing import bars, ticks
+from tradeloom.testing import bars, run_strategy, ticks
 from tradeloom.testing.persistence import make_snapshot
 
 
@@ -276,3 +276,32 @@ def test_a_failed_run_says_so_in_its_result(tmp_path: Path) -> None:
     assert "  failed          strategy 's' raised on bar" in result.format_summary()
     title = png_text(result.write(tmp_path)["equity_curve"])["Title"]
     assert "\nfailed: strategy 's' raised on bar" in title
+
+
+def test_result_json_says_what_each_rejected_signal_asked_for() -> None:
+    class BuysTwoAtALimit(tradeloom.Strategy):
+        def on_tick(self, tick: MarketTick, ctx: Any) -> None:
+            if not ctx.open_quantity("X") and not ctx.position("X"):
+                ctx.buy("X", "2.50", limit_price="9.75")
+
+    result = run_strategy(
+        BuysTwoAtALimit(),
+        ticks("X", ["10", "10.5"]),
+        validators=[{"name": "max_position", "params": {"limit": 1}}],
+    )
+    rejection = result.to_json()["rejections"][0]
+    signal = result.rejections[0].signal
+    assert rejection == {
+        "signal_id": str(signal.event_id),
+        "strategy_id": "strategy",
+        "instrument": "X",
+        "side": "buy",
+        "quantity": "2.50",
+        "order_type": "limit",
+        "limit_price": "9.75",
+        "signal_ts": signal.ts.isoformat(),
+        "validator": "max_position",
+        "reason": rejection["reason"],
+        "ts": result.rejections[0].ts.isoformat(),
+    }
+    assert "2.50" in rejection["reason"]

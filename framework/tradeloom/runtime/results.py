@@ -257,6 +257,13 @@ class RunResult:
                     "signal_id": str(r.signal.event_id),
                     "strategy_id": r.signal.strategy_id,
                     "instrument": r.signal.instrument,
+                    "side": r.signal.side.value,
+                    "quantity": str(r.signal.quantity),
+                    "order_type": r.signal.order_type.value,
+                    "limit_price": None
+                    if r.signal.limit_price is None
+                    else str(r.signal.limit_price),
+                    "signal_ts": r.signal.ts.isoformat(),
                     "validator": r.validator,
                     "reason": r.reason,
                     "ts": r.ts.isoformat(),
