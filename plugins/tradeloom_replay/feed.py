@@ -133,6 +133,14 @@ class ReplayFeed(Feed):
 
         self.format = _check_format(format, columns)
         self.kind, self.columns, self.row_width, labels = self._layout_spec(kind, columns)
+        if not header and self.format in PRESETS:
+            by_name = sorted(name for name, at in self.columns.items() if isinstance(at, str))
+            if by_name:
+                raise ValueError(
+                    f"format {self.format!r} finds its columns by the header's names, so it "
+                    "needs header = true (for a file without a header, use format = 'custom' "
+                    "with columns as 0-based positions)"
+                )
         preset = PRESETS.get(self.format)
         self.timestamp_format = _check_timestamp_format(
             timestamp_format

@@ -127,6 +127,10 @@ def test_a_device_is_not_a_file() -> None:
             "no column 'price' .*header has 't', 'p'",
         ),
         ({"columns": TICK_COLUMNS, "header": False}, "header = false, so columns must be 0-based"),
+        (
+            {"format": "bidask", "header": False},
+            "format 'bidask' finds its columns by the header's names, so it needs header = true",
+        ),
     ],
 )
 def test_wrong_tick_parameters(ticks, params, message) -> None:
