@@ -24,6 +24,7 @@ from tradeloom.testing.persistence import (
     assert_exactly_equal,
     make_fill,
     make_snapshot,
+    open_together,
 )
 from tradeloom_sqlite import plugin
 from tradeloom_sqlite.persistence import APPLICATION_ID, SCHEMA_VERSION, SqlitePersistence
@@ -594,34 +595,13 @@ def test_open_waits_while_another_connection_writes_a_new_file(db_path: Path) ->
         store.close()
 
 
-def _open_together(stores: list[SqlitePersistence]) -> list[BaseException]:
-    start = threading.Barrier(len(stores))
-    failures: list[BaseException] = []
-
-    def open_store(store: SqlitePersistence) -> None:
-        start.wait()
-        try:
-            store.open()
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=open_store, args=(store,)) for store in stores]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for store in stores:
-        store.close()
-    return failures
-
-
 def test_processes_opening_a_new_file_together_all_open_it(tmp_path: Path) -> None:
     # The five processes of a split deployment start together on one new state file: those
     # that lose the race to create the schema must see it whole, never its tables without its
     # version (that read as "a SQLite database with tables of its own").
     for attempt in range(30):
         path = tmp_path / f"new-{attempt}.sqlite"
-        assert _open_together([SqlitePersistence(path) for _ in range(6)]) == []
+        assert open_together([SqlitePersistence(path) for _ in range(6)]) == []
         assert _raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 

@@ -5,6 +5,8 @@ rows give it (its first pass, then its second), in the row and the block parsing
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +22,14 @@ def local_text(instant: datetime) -> str:
     return instant.astimezone(NEW_YORK).replace(tzinfo=None).isoformat()
 
 
+def new_york(path: Path, **columns: str) -> ReplayFeed:
+    """A replay of ``path`` with naive New York times, of instrument X."""
+    params: dict[str, Any] = {"bar_interval": "1h"} if "close" in columns else {}
+    return ReplayFeed(
+        path=path, instrument="X", timezone="America/New_York", columns=columns, **params
+    )
+
+
 @pytest.mark.parametrize("step_seconds", [600, 1])  # one block; many, some of one pass only
 def test_the_hour_that_comes_twice_is_read_in_the_rows_order(write, step_seconds: int) -> None:
     instants = [
@@ -27,13 +37,7 @@ def test_the_hour_that_comes_twice_is_read_in_the_rows_order(write, step_seconds
     ]
     rows = "".join(f"{local_text(t)},{100 + n % 50}\n" for n, t in enumerate(instants))
     path = write("ticks.csv", "time,px\n" + rows)
-    feed = ReplayFeed(
-        path=path,
-        instrument="X",
-        timezone="America/New_York",
-        columns={"ts": "time", "last_price": "px"},
-    )
-    run = collect_events(feed)
+    run = collect_events(new_york(path, ts="time", last_price="px"))
     assert run.dead_letters == []
     assert [event.ts for event in run.events] == instants
 
@@ -42,21 +46,11 @@ def test_hourly_bars_over_the_hour_that_comes_twice(write) -> None:
     starts = [FALL_BACK + timedelta(hours=n) for n in range(6)]
     rows = "".join(f"{local_text(t)},1,2,1,2,5\n" for t in starts)
     path = write("bars.csv", "Date,Open,High,Low,Close,Volume\n" + rows)
-    feed = ReplayFeed(
-        path=path,
-        instrument="X",
-        timezone="America/New_York",
-        bar_interval="1h",
-        columns={
-            "ts": "Date",
-            "open": "Open",
-            "high": "High",
-            "low": "Low",
-            "close": "Close",
-            "volume": "Volume",
-        },
+    run = collect_events(
+        new_york(
+            path, ts="Date", open="Open", high="High", low="Low", close="Close", volume="Volume"
+        )
     )
-    run = collect_events(feed)
     assert run.dead_letters == []  # the second 01:00 bar was refused as a duplicate
     assert [bar.start for bar in run.events] == starts
 
@@ -66,13 +60,7 @@ def test_a_local_time_the_clocks_skipped_is_bad_input_that_says_so(write) -> Non
         "spring.csv",
         "time,px\n2024-03-10T01:59:00,1\n2024-03-10T02:30:00,2\n2024-03-10T03:01:00,3\n",
     )
-    feed = ReplayFeed(
-        path=path,
-        instrument="X",
-        timezone="America/New_York",
-        columns={"ts": "time", "last_price": "px"},
-    )
-    run = collect_events(feed)
+    run = collect_events(new_york(path, ts="time", last_price="px"))
     assert [event.ts.isoformat() for event in run.events] == [
         "2024-03-10T06:59:00+00:00",
         "2024-03-10T07:01:00+00:00",  # 03:01 EDT: no longer refused as out of order

@@ -28,6 +28,7 @@ from tradeloom.testing.persistence import (
     assert_exactly_equal,
     make_fill,
     make_snapshot,
+    open_together,
 )
 
 from pg_testserver import PostgresServer
@@ -142,24 +143,7 @@ def test_concurrent_opens_of_a_new_schema(postgres_server: PostgresServer, schem
         PostgresPersistence(**postgres_server.params(schema=schema, pool_min_size=0))
         for _ in range(5)
     ]
-    barrier = threading.Barrier(len(instances))
-    errors: list[BaseException] = []
-
-    def open_one(persistence: PostgresPersistence) -> None:
-        barrier.wait()
-        try:
-            persistence.open()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_one, args=(p,)) for p in instances]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for persistence in instances:
-        persistence.close()
-    assert errors == []
+    assert open_together(instances) == []
     rows = _admin(postgres_server, "SELECT version FROM {schema}.tradeloom_migrations", schema)
     assert rows == [(SCHEMA_VERSION,)]
 

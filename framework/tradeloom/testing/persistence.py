@@ -35,6 +35,7 @@ This module imports pytest: use it from test code only.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -131,6 +132,31 @@ def make_snapshot(
         fills_applied=fills_applied,
         last_fill_id=last_fill_id,
     )
+
+
+def open_together(stores: Sequence[Any]) -> list[BaseException]:
+    """Open ``stores`` (synchronous back ends on the same new storage, as the processes of a
+    split deployment starting together) each in a thread of its own, all at once; close
+    them; return what their ``open()`` raised. A back end that creates its schema must let
+    every one of them open it."""
+    start = threading.Barrier(len(stores))
+    failures: list[BaseException] = []
+
+    def open_one(store: Any) -> None:
+        start.wait()
+        try:
+            store.open()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    return failures
 
 
 def _exact(value: Any) -> Any:
