@@ -267,7 +267,14 @@ class RedpandaTransport(Transport):
             consumer = role.consumer
             if consumer is not None:
                 owned = consumer.assignment()
-                consumer.resume(*[tp for tp in assigned if tp in owned])
+                try:
+                    consumer.resume(*[tp for tp in assigned if tp in owned])
+                except Exception as exc:  # moved meanwhile: the next assignment starts afresh
+                    self.logger.warning(
+                        "role %s: could not resume partitions after catching up: %r",
+                        role.role,
+                        exc,
+                    )
         self.logger.debug(
             "role %s: caught up in %.2f s",
             role.role,
