@@ -371,6 +371,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return _exit_code(result)
     with _writing_results():
         _report(result, out, title)
+    if not result.market_events + result.skipped_events and result.dead_letter_count:
+        # Every row refused (a wrong format, delimiter or zone): the run did nothing, and a
+        # script running it must not read success.
+        say(
+            f"tradeloom: error: every input was bad ({result.dead_letter_count:,} set aside, "
+            "see the dead letters): nothing was backtested; is the feed's format right?"
+        )
+        return 1
     return _exit_code(result)
 
 

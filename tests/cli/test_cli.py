@@ -138,6 +138,28 @@ def test_bad_csv_rows_are_reported_and_the_rest_is_used(tmp_path: Path, shared_d
     assert "bad input       3" in done.stdout
 
 
+def test_a_backtest_whose_every_row_is_bad_fails(tmp_path: Path, shared_data: Path) -> None:
+    # Daily bars read as the minute format: each row is one field short.
+    config = tmp_path / "t.toml"
+    config.write_text(
+        f"""
+[feed]
+name = "replay"
+params = {{ path = "{shared_data / "orcl-1995-2014.txt"}", format = "minute", instrument = "X" }}
+[[strategies]]
+name = "sma_cross"
+"""
+    )
+    done = tradeloom("backtest", "-c", str(config), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert (
+        "tradeloom: error: every input was bad (5,036 set aside, see the dead letters): nothing "
+        "was backtested; is the feed's format right?"
+    ) in done.stderr
+    assert "bad input       5,036" in done.stdout  # the result is still written and shown
+    assert (tmp_path / "o" / "result.json").is_file()
+
+
 def test_stop_on_bad_row_names_the_line(tmp_path: Path, shared_data: Path) -> None:
     rows = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()[:50]
     rows[10] = rows[10].replace(rows[10].split(",")[4], "-1", 1)
