@@ -183,7 +183,10 @@ class StrategyContext:
             ) from None
         if self.warming_up:
             if signal.ts == self._warm_up_last_time:
+                # Open from now on, as it would be in a run that never stopped: a strategy
+                # that checks open_quantity() does not make it twice at that time.
                 self._held_while_warming_up.append(signal)
+                self._open_orders.add(instrument, signal)
             else:
                 self.unsent_while_warming_up += 1
             return signal
@@ -212,6 +215,10 @@ class StrategyContext:
             )
         if not self._open_orders.is_open(signal.event_id):
             return False
+        if self.warming_up:  # one held to be sent (see warming_up): it is not sent then
+            self._held_while_warming_up.remove(signal)
+            self._open_orders.close(signal.event_id)
+            return True
         self._cancelling.add(signal.event_id.int)
         self._send(Cancel(event_id=self._ids.new_id(), ts=self._clock.now(), signal=signal))
         return True

@@ -11,7 +11,6 @@ where the stored state ends, and the resumed run trades as one that never stoppe
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -23,12 +22,6 @@ from tradeloom.runtime.results import RunResult
 
 _PAUSE_EVERY = 1024
 """An async feed's warm-up pauses after this many events, as a run does."""
-
-
-def _order_of(event: Fill | Signal) -> tuple[str, str, str, object]:
-    """What tells a signal made while warming up from the one whose fill the state holds:
-    their ids differ (made again), so strategy, instrument, side and quantity."""
-    return (event.strategy_id, event.instrument, event.side.value, event.quantity)
 
 
 if TYPE_CHECKING:
@@ -61,9 +54,11 @@ class WarmUp:
         self.logger = logger
         self.last_time = last_time
         """The stored state's latest time: orders made at it are sent when the run goes on,
-        but for those whose fill the state holds (``filled_at_last_time``: an executor that
-        fills at once, at the last price)."""
-        self._filled = Counter(_order_of(fill) for fill in filled_at_last_time)
+        unless the state holds a fill at that time for the same strategy and instrument (an
+        executor that fills at once, at the last price, filled them then; or an order made
+        before filled then, and which of the orders of that time had an outcome is not
+        known: not sending loses an order, sending could fill one twice)."""
+        self._filled = {(fill.strategy_id, fill.instrument) for fill in filled_at_last_time}
         self.price = price
         """Hands the latest warm-up event of each instrument to the stages that price orders
         (risk, execution) before held signals are sent: they had those prices in the run
@@ -93,22 +88,19 @@ class WarmUp:
             return
         self.ended = True
         self.clock.advance(after)  # what the run saves is stamped no earlier
-        unsent = sent = 0
-        held: dict[str, list[Signal]] = {}
-        for strategy_id, ctx in self.stage.contexts.items():
+        unsent = 0
+        held: list[Signal] = []
+        for ctx in self.stage.contexts.values():
             ctx.warming_up = False
             unsent += ctx.unsent_while_warming_up
             signals, ctx._held_while_warming_up = ctx._held_while_warming_up, []
             for signal in signals:
-                key = _order_of(signal)
-                if self._filled[key]:  # filled at that time already: in the stored state
-                    self._filled[key] -= 1
-                    unsent += 1
-                elif goes_on:
-                    held.setdefault(strategy_id, []).append(signal)
-                    sent += 1
+                if goes_on and (signal.strategy_id, signal.instrument) not in self._filled:
+                    held.append(signal)
                 else:
+                    ctx._open_orders.close(signal.event_id)
                     unsent += 1
+        sent = len(held)
         if self.events:
             self.logger.info(
                 "strategies warmed up on the %d market event(s) the stored state holds "
@@ -120,8 +112,8 @@ class WarmUp:
         if goes_on and self.price is not None:
             for latest in self._latest.values():
                 self.price(latest)
-        for strategy_id, signals in held.items():
-            self.stage.send_held(strategy_id, signals)
+        if held:
+            self.stage.send_held(held)
 
 
 class ResumePoint:

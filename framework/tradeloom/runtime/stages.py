@@ -406,12 +406,11 @@ class StrategyStage(Stage):
         if decimal_settings(getcontext()) != self._decimal_settings:
             self._decimal_context_changed(f"strategy {strategy_id!r} in {callback.__name__}")
 
-    def send_held(self, strategy_id: str, signals: Iterable[Signal]) -> None:
-        """Send signals a strategy made while warming up (see ``StrategyContext.warming_up``)
-        as if it sent them now; their outcomes come to it as usual."""
-        ctx = self.contexts[strategy_id]
+    def send_held(self, signals: Iterable[Signal]) -> None:
+        """Send signals strategies made while warming up and hold open (see
+        ``StrategyContext.warming_up``) as if they sent them now; their outcomes come to
+        them as usual."""
         for signal in signals:
-            ctx._open_orders.add(signal.instrument, signal)
             self._send(signal)
         if self._deferred:
             self._call_deferred()
