@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from itertools import islice, repeat
 from operator import add, attrgetter, le, sub
@@ -241,6 +241,11 @@ class TimeReader:
         self.last_ambiguous = None
         if local.replace(fold=1).utcoffset() != local.utcoffset():
             if local.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != naive:
+                if naive.time() == time.min:
+                    # A date alone (or its midnight) is a day, whose first hour the clocks
+                    # skipped where they change at midnight (Sao Paulo until 2019): read as
+                    # before, from the offset before the change.
+                    return local
                 where = f"column {label!r}: " if label else ""
                 raise BadRow(
                     f"{where}{text!r} does not exist in {self.zone} (the clocks went forward "
@@ -328,6 +333,7 @@ class RowParser:
             name for name in ("ts", "date", "time", "start", "end") if name in index
         ]
         self._last: dict[str, Any] = {}
+        self._latest: datetime | None = None  # of the ticks read so far, of any instrument
         # Fast-path facts for _tick (a replay of ticks parses millions of rows): a row of this
         # width needs no further width check; the one time column, when it is ``ts``.
         width_ok = self._width is not None and self._width >= self._min_width
@@ -388,8 +394,10 @@ class RowParser:
 
     def _second_time(self, ts: datetime, previous: datetime) -> datetime:
         """``ts`` (UTC), read from a local time that comes twice (the clocks went back), as
-        its second time when the first is earlier than ``previous``: the rows of the repeated
-        hour follow the rows of its first pass. Else ``ts``."""
+        its second time when the first is earlier than ``previous`` (the latest time of the
+        file so far, of any instrument: a file written by the clock is in time order across
+        instruments): the rows of the repeated hour follow the rows of its first pass. Else
+        ``ts``."""
         first = self.times.last_ambiguous
         if first is None or first.astimezone(UTC) != ts:
             return ts
@@ -500,6 +508,8 @@ class RowParser:
         if not all(map(le, times, islice(times, 1, None))):
             return None
         self._last[instrument] = times[-1]
+        if self._latest is None or times[-1] > self._latest:
+            self._latest = times[-1]
         absent = repeat(None)
         return zip(
             times,
@@ -577,16 +587,18 @@ class RowParser:
         self._read_numbers(row, values)
         if self._mid:
             values["last_price"] = mid_price(values["bid"], values["ask"])
+        latest = self._latest
+        if latest is not None and ts < latest and self.times.last_ambiguous is not None:
+            ts = values["ts"] = self._second_time(ts, latest)
         previous = self._last.get(instrument)
         if previous is not None and ts < previous:
-            ts = self._second_time(ts, previous)
-            if ts < previous:
-                raise BadRow(
-                    f"out of order: {instrument} at {ts.isoformat()} is earlier than the row "
-                    f"before it at {previous.isoformat()}"
-                )
-            values["ts"] = ts
+            raise BadRow(
+                f"out of order: {instrument} at {ts.isoformat()} is earlier than the row "
+                f"before it at {previous.isoformat()}"
+            )
         self._last[instrument] = ts
+        if latest is None or ts > latest:
+            self._latest = ts
         return (ts, instrument, *(values.get(name) for name in TICK_ROW_FIELDS[2:]))  # type: ignore[return-value]
 
     # -- bars

@@ -23,11 +23,12 @@ def local_text(instant: datetime) -> str:
 
 
 def new_york(path: Path, **columns: str) -> ReplayFeed:
-    """A replay of ``path`` with naive New York times, of instrument X."""
+    """A replay of ``path`` with naive New York times, of instrument X unless a column names
+    the instrument."""
     params: dict[str, Any] = {"bar_interval": "1h"} if "close" in columns else {}
-    return ReplayFeed(
-        path=path, instrument="X", timezone="America/New_York", columns=columns, **params
-    )
+    if "instrument" not in columns:
+        params["instrument"] = "X"
+    return ReplayFeed(path=path, timezone="America/New_York", columns=columns, **params)
 
 
 @pytest.mark.parametrize("step_seconds", [600, 1])  # one block; many, some of one pass only
@@ -71,3 +72,45 @@ def test_a_local_time_the_clocks_skipped_is_bad_input_that_says_so(write) -> Non
         "column 'time': '2024-03-10T02:30:00' does not exist in America/New_York (the clocks "
         "went forward over it): is the zone right?"
     )
+
+
+def test_the_second_pass_is_judged_across_the_instruments_of_a_file(write) -> None:
+    # B has no row in the first pass of the repeated hour: its 01:30 follows A's second-pass
+    # 01:05 in the file, so it is the second 01:30 too (the file is in time order).
+    path = write(
+        "two.csv",
+        "time,sym,px\n"
+        "2024-11-03T00:50:00,A,1\n"
+        "2024-11-03T00:55:00,B,1\n"
+        "2024-11-03T01:10:00,A,2\n"
+        "2024-11-03T01:05:00,A,3\n"
+        "2024-11-03T01:30:00,B,4\n"
+        "2024-11-03T02:10:00,A,5\n",
+    )
+    run = collect_events(new_york(path, ts="time", instrument="sym", last_price="px"))
+    assert run.dead_letters == []
+    times = [(event.instrument, event.ts.strftime("%H:%M")) for event in run.events]
+    assert times == [
+        ("A", "04:50"),
+        ("B", "04:55"),
+        ("A", "05:10"),
+        ("A", "06:05"),
+        ("B", "06:30"),
+        ("A", "07:10"),
+    ]
+
+
+def test_a_day_whose_midnight_the_clocks_skip_is_read(write) -> None:
+    # Sao Paulo went forward at midnight until 2019: 2018-11-04 began at 01:00.
+    path = write(
+        "daily.csv",
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2018-11-02,10,11,9,10,10,100\n2018-11-04,10,11,9,10,10,100\n",
+    )
+    feed = ReplayFeed(path=path, format="yahoo", instrument="X", timezone="America/Sao_Paulo")
+    run = collect_events(feed)
+    assert run.dead_letters == []
+    assert [bar.start.isoformat() for bar in run.events] == [
+        "2018-11-02T03:00:00+00:00",
+        "2018-11-04T03:00:00+00:00",
+    ]
