@@ -74,3 +74,22 @@ def test_a_strategy_using_a_local_context_trades_as_it_would_otherwise() -> None
         (f.price, f.commission) for f in plain.fills
     ]
     assert str(local.final_equity) == str(plain.final_equity)
+
+
+class Innocent(SmaCross):
+    """sma_cross with an on_fill of its own (called after another strategy's change)."""
+
+    def on_fill(self, fill: Any, ctx: Any) -> None:
+        pass
+
+
+def test_a_change_in_on_bar_is_not_blamed_on_the_next_callback_of_another() -> None:
+    with pytest.raises(StrategyError) as info:
+        run_strategy(
+            {"innocent": Innocent(quantity=Decimal(3)), "culprit": LowPrecision("on_bar")},
+            bars("X", CLOSES[:300]),  # less than a block: found before a fill or on_stop
+        )
+    assert str(info.value).startswith(
+        "one of the strategies 'innocent', 'culprit' in on_tick or on_bar changed the thread's "
+        "Decimal context (prec=6 "
+    )

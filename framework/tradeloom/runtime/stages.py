@@ -388,6 +388,9 @@ class StrategyStage(Stage):
         self, strategy_id: str, callback: Callable[..., None], event: Event | None
     ) -> None:
         ctx = self.contexts[strategy_id]
+        # Changed before this callback (in an on_tick or on_bar since the last check): said
+        # without naming this one.
+        self.check_decimal_context()
         try:
             if event is None:
                 callback(ctx)
