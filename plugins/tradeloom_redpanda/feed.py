@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
@@ -31,6 +31,27 @@ class FeedStats:
     events: int = 0
     bad_records: int = 0
     commits: int = 0
+
+
+class _Moved(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forgets the positions of partitions that move to another feed of the group: they are
+    committed after each batch already (or not at all, when not durable), and kept they would
+    count in the lag if a partition came back."""
+
+    def __init__(self, feed: RedpandaFeed) -> None:
+        self.feed = feed
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        try:  # what was handed out and delivered but not committed yet (a commit that failed)
+            await self.feed._acknowledge()
+        except Exception as exc:  # the rebalance must go on; the new owner reads them again
+            self.feed.logger.warning("feed positions not committed before a rebalance: %r", exc)
+        for partition in revoked:
+            self.feed._handed_out.pop(partition, None)
+            self.feed._committed.pop(partition, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
 
 
 class RedpandaFeed(Feed):
@@ -98,7 +119,7 @@ class RedpandaFeed(Feed):
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await consumer.start()
-        consumer.subscribe([options.topic])
+        consumer.subscribe([options.topic], listener=_Moved(self))
         self._consumer = consumer
         self._watchdog = asyncio.get_running_loop().create_task(self._link.watch())
         self.logger.info(

@@ -450,13 +450,15 @@ class RedpandaTransport(Transport):
         if not loops:
             return
         options = self.options
-        bound = options.operation_timeout_seconds + options.poll_timeout_ms / 1000
+        # The batch in hand: its effects delivered, the commit barrier (a journal write), the
+        # commit, each bounded by the operation timeout or close to it; and one poll.
+        bound = 3 * options.operation_timeout_seconds + options.poll_timeout_ms / 1000
         _, waiting = await asyncio.wait(loops, timeout=bound)
         if waiting:
             self.logger.warning(
-                "%d consuming role(s) still waiting for their group after %.1f s (a rebalance "
-                "in progress?): stopping them; what they handled since their last commit will "
-                "be delivered again",
+                "%d consuming role(s) still busy after %.1f s (waiting for their group to "
+                "rebalance, or for a commit): stopping them; what they handled since their "
+                "last commit will be delivered again",
                 len(waiting),
                 bound,
             )

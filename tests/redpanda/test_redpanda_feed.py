@@ -241,3 +241,43 @@ def test_the_feed_reports_how_many_records_it_has_not_handed_out(
     # The first batch of ten was handed out while twenty more waited on the broker.
     assert lags[0] == {topic: 20}
     assert all(set(reported) <= {topic} for reported in lags)
+
+
+def test_a_feed_forgets_the_partitions_that_move_to_another_feed(
+    broker: Broker, prefix: str
+) -> None:
+    # Kept, a partition's old position would count in the lag (and be committed) should the
+    # partition come back.
+    topic = f"{prefix}moving"
+    records = [(f"K{n}".encode(), _json_tick("A", n)) for n in range(40)]
+    asyncio.run(produce(broker.bootstrap, topic, records))
+    first, second = _feed(broker, topic), _feed(broker, topic)
+    taken = {"first": 0, "second": 0}
+
+    async def read(feed: RedpandaFeed, name: str) -> None:
+        async for _ in feed.events(make_feed_context()):
+            taken[name] += 1
+
+    async def main() -> tuple[set[Any], set[Any], set[Any]]:
+        readers = [asyncio.create_task(read(first, "first"))]
+        try:
+            async with asyncio.timeout(30):
+                while taken["first"] < len(records):
+                    await asyncio.sleep(0.05)
+                before = set(first._handed_out)
+                readers.append(asyncio.create_task(read(second, "second")))
+                assert first._consumer is not None
+                while len(first._consumer.assignment()) == len(before):
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.3)
+                return before, set(first._handed_out), set(first._consumer.assignment())
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            await first.close()
+            await second.close()
+
+    before, after, owned = asyncio.run(main())
+    assert len(before) > 1, "the records must spread over several partitions"
+    assert after <= owned and after < before

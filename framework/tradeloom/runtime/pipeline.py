@@ -386,9 +386,9 @@ class Pipeline:
             fills = list(
                 await (anyio.to_thread.run_sync(load) if reads_in_thread else maybe_await(load()))
             )
-            if load_after is not None:
-                seen += len(fills)
             caught_up = stage.catch_up(fills)
+            if load_after is not None:  # not when a strategy raised: read again next time
+                seen += len(fills)
             if caught_up:
                 self.logger.info(
                     "role %s: applied %d fill(s) from the journal that other processes applied",
