@@ -27,6 +27,7 @@ from tradeloom import Strategy, hookimpl
 from tradeloom.components import Feed
 from tradeloom.events import Bar, Fill
 from tradeloom.testing import bars, merge
+from tradeloom_paper.trader import PaperTrader
 from tradeloom_strategies.sma_cross import SmaCross
 
 
@@ -376,3 +377,40 @@ def test_orders_of_the_stored_states_last_time_are_not_sent_twice(
     assert whole.fills, "the strategy must trade"
     assert trades(first.fills + second.fills) == trades(whole.fills)
     assert second.final_equity == whole.final_equity
+
+
+class FailsOnAPrice(PaperTrader):
+    """The paper trader, failing on the price of the bar at ``at``."""
+
+    at: datetime | None = None
+
+    def on_market(self, event: Any) -> None:
+        if event.ts == self.at:
+            raise RuntimeError("cannot take this price")
+        super().on_market(event)
+
+
+class FailingTraderPlugin:
+    @hookimpl
+    def tradeloom_register_executors(self) -> dict[str, Any]:
+        return {"fails_on_a_price": FailsOnAPrice}
+
+
+def test_an_executor_failing_on_the_warm_ups_last_price_is_its_own_error(tmp_path: Path) -> None:
+    # The warm-up's last prices go to the executor before the run goes on: an error there is
+    # the execution stage's, not the feed's.
+    data = bars("X", ["10", "11", "12", "13"])
+    state = {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}
+    tradeloom.backtest({"persistence": state}, strategies={"s": Eager()}, events=data[:2])
+    FailsOnAPrice.at = data[1].ts
+    with pytest.raises(tradeloom.errors.StageError) as info:
+        tradeloom.backtest(
+            {"persistence": state, "executor": {"name": "fails_on_a_price"}},
+            strategies={"s": Eager()},
+            events=data,
+            resume=True,
+            plugins=[FailingTraderPlugin()],
+        )
+    assert not isinstance(info.value, tradeloom.errors.FeedError)
+    assert str(info.value).startswith("execution stage failed on bar ")
+    assert "cannot take this price" in str(info.value)

@@ -807,7 +807,7 @@ class Pipeline:
         (as the run that stored the state had it): orders carried over are judged on it."""
         for stage in self.stages:
             if isinstance(stage, RiskStage | ExecutionStage):
-                stage.routes()[Topics.MARKET](event)
+                stage.handler()(Topics.MARKET, event)  # its errors as the stage's, not the feed's
 
     def _start_warm_up(self, event: MarketEvent) -> None:
         """The first event a resumed backtest skips (see WarmUp): checked as a first event, and
