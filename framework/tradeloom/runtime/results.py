@@ -71,37 +71,35 @@ class EquityCurve:
         if ts == last_ts:  # the same time: its point changes
             self._last_equity = equity
             return
-        if last_ts is not None:
-            self._take_in(last_ts)
+        # A later time came: the point of the time before is final, and counted here (inline:
+        # this runs for every market event).
+        settled = self._last_equity
         self._last_ts = ts
         self._last_equity = equity
-
-    def _take_in(self, ts: datetime) -> None:
-        """The point of ``ts`` is final (a later time came): count it."""
-        equity = self._last_equity
-        assert equity is not None
-        # Called for every time, and equity mostly stays as it was (mostly the very same
-        # object): the same value as the time before cannot make a new peak or a deeper
-        # drawdown. (Nor can an equal value in a new object: the value before is at most the
-        # peak and at least the trough, so the two comparisons below rule it out.)
-        if equity is not self._settled:
-            self._settled = equity
+        if last_ts is None or settled is None:
+            return
+        # Equity mostly stays as it was (mostly the very same object): the same value as the
+        # time before cannot make a new peak or a deeper drawdown. (Nor can an equal value in
+        # a new object: the value before is at most the peak and at least the trough, so the
+        # two comparisons below rule it out.)
+        if settled is not self._settled:
+            self._settled = settled
             peak = self._peak
-            if peak is None or equity > peak:
-                self._peak = self._trough = equity
-            elif equity < self._trough:
+            if peak is None or settled > peak:
+                self._peak = self._trough = settled
+            elif settled < self._trough:
                 # The deepest drawdown from a peak is at the lowest equity after it, so the
                 # division is needed only at a new low (not at every other change).
-                self._trough = equity
+                self._trough = settled
                 if peak > 0:
-                    drawdown = (peak - equity) / peak
+                    drawdown = (peak - settled) / peak
                     if drawdown > self._max_drawdown:
                         self._max_drawdown = drawdown
         count = self._count
         self._count = count + 1
         if count == self._next_point:
             points = self.points
-            points.append((ts, equity))
+            points.append((last_ts, settled))
             if len(points) > self.max_points:
                 self.points = points[::2]
                 self._stride *= 2

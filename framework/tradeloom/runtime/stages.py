@@ -240,8 +240,7 @@ class StrategyStage(Stage):
         # Swapping contexts around every call costs more than the rest of a tick's strategy
         # dispatch, so a change is found after the rare callbacks (naming the strategy) and
         # after each block of market events (check_decimal_context).
-        self._decimal_context = getcontext().copy()
-        self._decimal_settings = decimal_settings(self._decimal_context)
+        self._decimal_settings = decimal_settings(getcontext())
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         return {
@@ -433,9 +432,9 @@ class StrategyStage(Stage):
         changed = decimal_settings(context)
         # Put back in place (the object is shared with the code that started the run, which
         # a new one set here would not reach), so the rest of the run computes right.
-        saved = self._decimal_context
-        context.prec, context.rounding, context.clamp = saved.prec, saved.rounding, saved.clamp
-        context.Emin, context.Emax = saved.Emin, saved.Emax
+        context.prec, context.rounding, context.Emin, context.Emax, context.clamp = (
+            self._decimal_settings
+        )
         raise StrategyError(
             f"{who} changed the thread's Decimal context "
             f"({_described(changed)}, was "
