@@ -37,12 +37,33 @@ def _refuse_float(value: Any) -> Any:
     return value
 
 
+SMALLEST_EXPONENT = -100_000
+LARGEST_EXPONENT = 99_999
+"""Every number an event holds is zero or has a magnitude from ``1E-100000`` up to (not
+including) ``1E+100000``: its :meth:`~decimal.Decimal.adjusted` exponent lies between these.
+Products and quotients of a few such numbers stay far inside the exponent range of Python's
+default Decimal context (``Emax`` 999,999), so the books' arithmetic on them cannot raise
+``Overflow`` nor round a non-zero amount to zero."""
+
+
+def out_of_range(value: Decimal) -> str | None:
+    """Why the finite ``value`` is beyond the range of :data:`LARGEST_EXPONENT`, or ``None``."""
+    if value and not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
+        return (
+            f"{value} is out of range: a number must be below 1E+100000 and, unless zero, "
+            "at least 1E-100000 in magnitude"
+        )
+    return None
+
+
 def _positive(value: Decimal) -> Decimal:
-    # One validator for both checks: pydantic calls each Python validator separately, per field.
+    # One validator for the checks: pydantic calls each Python validator separately, per field.
     if not value.is_finite():
         raise ValueError(f"{value} is not a finite number")
     if value <= 0:
         raise ValueError(f"must be greater than zero, got {value}")
+    if not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
+        raise ValueError(out_of_range(value))
     return value
 
 
@@ -51,6 +72,15 @@ def _non_negative(value: Decimal) -> Decimal:
         raise ValueError(f"{value} is not a finite number")
     if value < 0:
         raise ValueError(f"must not be negative, got {value}")
+    if value and not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
+        raise ValueError(out_of_range(value))
+    return value
+
+
+def _in_range(value: Decimal) -> Decimal:
+    # Finite already: AllowInfNan(False) refuses the rest before this runs.
+    if value and not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
+        raise ValueError(out_of_range(value))
     return value
 
 
@@ -67,18 +97,20 @@ def _utc(value: datetime) -> datetime:
 # also when spelled as strings) with ``allow_inf_nan=False``, stated here rather than relied on
 # as a default; the validators still check finiteness before comparing, as a NaN cannot be
 # compared.
-Amount = Annotated[Decimal, AllowInfNan(False), BeforeValidator(_refuse_float)]
-"""Any finite Decimal (cash, P&L, signed position quantities)."""
+Amount = Annotated[
+    Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_in_range)
+]
+"""Any finite Decimal in range (cash, P&L, signed position quantities)."""
 Price = Annotated[
     Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_positive)
 ]
-"""A finite, strictly positive Decimal."""
+"""A finite, strictly positive Decimal in range."""
 Quantity = Price
-"""A finite, strictly positive Decimal."""
+"""A finite, strictly positive Decimal in range."""
 NonNegative = Annotated[
     Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_non_negative)
 ]
-"""A finite Decimal that is zero or more (volumes, commissions)."""
+"""A finite Decimal in range that is zero or more (volumes, commissions)."""
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 """A timezone-aware datetime, normalised to UTC."""
 Instrument = Annotated[str, Field(min_length=1, max_length=200)]

@@ -12,6 +12,8 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from tradeloom.events import (
+    LARGEST_EXPONENT,
+    SMALLEST_EXPONENT,
     Bar,
     Cancel,
     Fill,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 QuantityLike = Decimal | int | str
 
 _ZERO = Decimal(0)
+_INT_ABOVE_RANGE = 10 ** (LARGEST_EXPONENT + 1)
 _MAX_INSTRUMENT: int = next(
     rule.max_length
     for rule in Signal.model_fields["instrument"].metadata
@@ -41,11 +44,13 @@ _MAX_INSTRUMENT: int = next(
 
 def _plain_amount(value: Any) -> Decimal | None:
     """``value`` as the Decimal validation would make of it, when that is obvious: a finite,
-    positive Decimal or a positive int. None: let validation decide (and explain)."""
+    positive Decimal or a positive int, in range. None: let validation decide (and explain)."""
     kind = type(value)
     if kind is Decimal:
-        return value if value.is_finite() and value > _ZERO else None
-    if kind is int and value > 0:
+        if value.is_finite() and value > _ZERO:
+            return value if SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT else None
+        return None
+    if kind is int and 0 < value < _INT_ABOVE_RANGE:
         return Decimal(value)
     return None
 

@@ -95,12 +95,19 @@ Decoder = Callable[[bytes | bytearray], Event | None]
 # Patterns for pydantic-core's regex engine (not Python's re): anchored, ASCII classes only.
 # What pydantic writes for a UTC datetime: whole seconds, or exactly six fraction digits.
 _TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$"
-# A finite Decimal as str() writes it, without sign; positive: a non-zero digit in the
-# coefficient. At most 9 exponent digits: Decimal() reads those without an error.
-_EXPONENT = "(?:E[+-][0-9]{1,9})?"
-_POSITIVE = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)" + _EXPONENT + "$"
-_NON_NEGATIVE = r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
-_SIGNED = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
+# A finite Decimal as str() writes it, without sign. A zero may have any exponent of up to 9
+# digits (Decimal() reads those without an error). A non-zero number only where it is surely in
+# the events' range (tradeloom.events.LARGEST_EXPONENT): plain, with at most 100 digits before
+# the point or 100 zeros after "0.", or in str()'s scientific form, one digit before the point,
+# whose exponent is then the adjusted one (-100000 to +99999). Other spellings go to pydantic.
+_ZERO = r"0(?:\.0+)?(?:E[+-][0-9]{1,9})?"
+_NON_ZERO = (
+    r"(?:[1-9][0-9]{0,99}(?:\.[0-9]+)?|0\.0{0,99}[1-9][0-9]*"
+    r"|[1-9](?:\.[0-9]+)?E(?:\+[0-9]{1,5}|-(?:[0-9]{1,5}|100000)))"
+)
+_POSITIVE = f"^{_NON_ZERO}$"
+_NON_NEGATIVE = f"^(?:{_ZERO}|{_NON_ZERO})$"
+_SIGNED = f"^-?(?:{_ZERO}|{_NON_ZERO})$"
 
 
 def _spelled(pattern: str, make: Callable[[str], Any]) -> CoreSchema:
@@ -189,7 +196,7 @@ _INSTRUMENT: Any = Annotated[str, Field(min_length=1, max_length=200)]
 _ALIASES: list[tuple[Any, list[Any]]] = [
     (Price, [*_MONEY, (AfterValidator, _EVENTS, "_positive")]),
     (NonNegative, [*_MONEY, (AfterValidator, _EVENTS, "_non_negative")]),
-    (Amount, _MONEY),
+    (Amount, [*_MONEY, (AfterValidator, _EVENTS, "_in_range")]),
     (UtcDatetime, [(AfterValidator, _EVENTS, "_utc")]),
     (Instrument, FieldInfo.from_annotation(_INSTRUMENT).metadata),
 ]
@@ -638,9 +645,13 @@ _UUIDS = [
 ]
 _TIMES = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T00:00:00.000000Z"]
 _TEXTS = ["", "\x00\n", "z" * 1000]
-_POSITIVES = ["1E+999999999", "1E-999999999", "0.0000001", "9" * 80, "1.000", "0.1E+5"]
+_POSITIVES = [
+    *("1E+99999", "9.99E+99999", "1E+100000", "99E+99998", "1E+999999999", "9" * 100 + "E+1"),
+    *("1E-100000", "1E-100001", "0.1E-99999", "0." + "0" * 99 + "1", "1E-999999999"),
+    *("0.0000001", "9" * 80, "9" * 101, "1.000", "0.1E+5"),
+]
 _ZEROS = ["0", "0.00", "0E-999999999", "0E+999999999"]
-_AMOUNTS = [*_POSITIVES, *_ZEROS, "-0", "-0.00", "-1E+999999999", "-0.0000001"]
+_AMOUNTS = [*_POSITIVES, *_ZEROS, "-0", "-0.00", "-1E+999999999", "-1E+99999", "-0.0000001"]
 EDGES: dict[str, list[Any]] = {
     "uuid": _UUIDS,
     "uuid_optional": [*_UUIDS, None],

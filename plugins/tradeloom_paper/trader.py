@@ -19,6 +19,7 @@ from tradeloom.events import (
     Rejection,
     Side,
     Signal,
+    out_of_range,
 )
 from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.trusted import build_fill
@@ -33,6 +34,9 @@ def _non_negative_decimal(value: Decimal | int | str, name: str) -> Decimal:
     number = Decimal(value)
     if not number.is_finite() or number < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    problem = out_of_range(number)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")
     return number
 
 

@@ -15,6 +15,7 @@ from itertools import islice, repeat
 from operator import add, attrgetter, le, sub
 from typing import Any
 
+from tradeloom.events import LARGEST_EXPONENT, SMALLEST_EXPONENT, out_of_range
 from tradeloom_replay.formats import BarTimestamp, Kind
 from tradeloom_replay.sources import RowBlock
 
@@ -127,11 +128,10 @@ def to_decimal(text: str) -> Decimal:
     return Decimal(text)
 
 
-def plain_numbers(texts: Sequence[str]) -> bool:
-    """Whether no text of ``texts`` holds what :func:`to_decimal` refuses but ``Decimal()``
-    takes: one check over a whole column, before ``Decimal`` is mapped over it."""
-    joined = "".join(texts)
-    return "_" not in joined and joined.isascii()
+def _may_be_tiny(joined: str) -> bool:
+    """Whether numbers written as ``joined`` may hold one of less than 1E-100000: only with an
+    exponent or in more than 100,000 characters (``0.``, 100,000 zeros and a digit)."""
+    return "e" in joined or "E" in joined or len(joined) > 100_000
 
 
 def read_decimal(text: str, label: str) -> Decimal:
@@ -142,6 +142,7 @@ def read_decimal(text: str, label: str) -> Decimal:
         raise BadRow(_not_a_number(text, label)) from None
     if not value.is_finite():
         raise BadRow(f"column {label!r}: {text!r} is not a finite number")
+    _check_range(value, label)
     return value
 
 
@@ -155,7 +156,14 @@ def read_positive(text: str, label: str) -> Decimal:
         raise BadRow(f"column {label!r}: {text!r} is not a finite number")
     if value <= 0:
         raise BadRow(f"column {label!r}: must be greater than zero, got {text.strip()}")
+    _check_range(value, label)
     return value
+
+
+def _check_range(value: Decimal, label: str) -> None:
+    problem = out_of_range(value)
+    if problem is not None:
+        raise BadRow(f"column {label!r}: {problem}")
 
 
 def read_non_negative(text: str, label: str) -> Decimal:
@@ -182,7 +190,11 @@ def mid_price(bid: Decimal, ask: Decimal) -> Decimal:
 
 def adjust(value: Decimal, adj_close: Decimal, close: Decimal) -> Decimal:
     """``value * adj_close / close`` in Decimal arithmetic (28 significant digits)."""
-    return _ADJUST.divide(_ADJUST.multiply(value, adj_close), close)
+    adjusted = _ADJUST.divide(_ADJUST.multiply(value, adj_close), close)
+    problem = out_of_range(adjusted)
+    if problem is not None:
+        raise BadRow(f"adjusted by Adj Close {adj_close}: {problem}")
+    return adjusted
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,11 +499,19 @@ class RowParser:
         values_of: dict[str, list[Decimal]] = {}
         for name, position, _label, read, _required in self._numbers:
             texts = columns[position]
-            if not plain_numbers(texts):
+            joined = "".join(texts)
+            if "_" in joined or not joined.isascii():
                 return None  # the row path says which cell is not a number
             values = list(map(Decimal, texts))
             low, high = min(values), max(values)
             if not high.is_finite() or low < 0 or (low == 0 and read is read_positive):
+                return None
+            if high.adjusted() > LARGEST_EXPONENT:
+                return None
+            if low:
+                if low.adjusted() < SMALLEST_EXPONENT:
+                    return None
+            elif _may_be_tiny(joined) and any(map(out_of_range, values)):
                 return None
             values_of[name] = values
         return values_of

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from tradeloom.events import out_of_range
+
 
 def _refuse_inexact(value: Any) -> Any:
     if isinstance(value, float | bool):
@@ -53,6 +55,9 @@ def positive_decimal(value: Any, *, where: str) -> Decimal:
         raise ValueError(f"{where} must be a finite number, got {number}")
     if number <= 0:
         raise ValueError(f"{where} must be greater than zero, got {number}")
+    problem = out_of_range(number)
+    if problem is not None:
+        raise ValueError(f"{where} {problem}")
     return number
 
 

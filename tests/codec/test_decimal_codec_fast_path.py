@@ -110,7 +110,10 @@ def _decimal(coefficients: st.SearchStrategy[int]) -> st.SearchStrategy[Decimal]
 
 
 positive = _decimal(st.integers(1, 10**40)) | st.sampled_from(
-    [Decimal(text) for text in ("1E+3", "1.10", "0.00000001", "1E-30", "9" * 50, "1E+999999")]
+    [
+        Decimal(text)
+        for text in ("1E+3", "1.10", "0.00000001", "1E-30", "9" * 50, "9.9E+99999", "1E-100000")
+    ]
 )
 non_negative = positive | st.sampled_from(
     [Decimal(text) for text in ("0", "0.00", "0E-8", "0E+3", "0E-999999")]
@@ -415,13 +418,14 @@ def test_edge_values_decode_as_pydantic_decodes_them(sample: Event) -> None:
     assert taken >= 10  # the edges are real: most of them take the fast path
 
 
-def test_extreme_decimals_keep_their_exponent_on_the_fast_path() -> None:
+@pytest.mark.parametrize("price", ["9.99E+99999", "1E-100000"])
+def test_extreme_decimals_keep_their_exponent_on_the_fast_path(price: str) -> None:
     data = CODEC.encode(SAMPLES["market_tick"]).replace(
-        b'"last_price":"101.25"', b'"last_price":"1E+999999999"'
+        b'"last_price":"101.25"', f'"last_price":"{price}"'.encode()
     )
     fast = decode_canonical(data)
     assert fast is not None
-    assert fast.last_price.as_tuple() == Decimal("1E+999999999").as_tuple()
+    assert fast.last_price.as_tuple() == Decimal(price).as_tuple()
     assert_same(fast, any_event_adapter.validate_json(data))
 
 
@@ -471,8 +475,20 @@ NEAR_MISSES: dict[str, tuple[bytes, str]] = {
     "price with spaces": (_replace("market_tick", '"101.25"', '" 101.25 "'), "decoded"),
     "price with a 10-digit exponent": (
         _replace("market_tick", '"101.25"', '"1E+1000000000"'),
+        "refused",
+    ),
+    "price above the range": (_replace("market_tick", '"101.25"', '"1E+100000"'), "refused"),
+    "price above the range, not in str()'s form": (
+        _replace("market_tick", '"101.25"', '"10E+99999"'),
+        "refused",
+    ),
+    "price below the range": (_replace("market_tick", '"101.25"', '"1E-100001"'), "refused"),
+    "price in range, not in str()'s form": (
+        _replace("market_tick", '"101.25"', '"10E+99998"'),
         "decoded",
     ),
+    "volume above the range": (_replace("market_tick", '"1E+3"', '"1E+100000"'), "refused"),
+    "commission below the range": (_replace("fill", '"0.01"', '"1E-100001"'), "refused"),
     "price null": (_replace("market_tick", '"101.25"', "null"), "refused"),
     "volume minus zero": (_replace("market_tick", '"1E+3"', '"-0"'), "decoded"),
     "volume negative": (_replace("market_tick", '"1E+3"', '"-0.01"'), "refused"),
@@ -594,6 +610,10 @@ NEAR_MISSES: dict[str, tuple[bytes, str]] = {
     ),
     # a snapshot and its positions
     "cash NaN": (_replace("portfolio_snapshot", '"-1.50"', '"NaN"'), "refused"),
+    "cash below minus the range": (
+        _replace("portfolio_snapshot", '"-1.50"', '"-1E+100000"'),
+        "refused",
+    ),
     "cash a float": (_replace("portfolio_snapshot", '"-1.50"', "-1.50"), "decoded"),
     "fills_applied negative": (
         _replace("portfolio_snapshot", '"fills_applied":3', '"fills_applied":-1'),

@@ -97,6 +97,39 @@ def test_non_negative_and_signed_amounts_accept_zero_and_negatives() -> None:
         assert _message(caught) == message
 
 
+OUT_OF_RANGE = (
+    "Value error, {} is out of range: a number must be below 1E+100000 and, unless zero, "
+    "at least 1E-100000 in magnitude"
+)
+
+
+@pytest.mark.parametrize("value", ["1E+100000", "1e999999", "1E-100001", "0.5E-100000"])
+def test_numbers_beyond_the_range_arithmetic_is_safe_in_are_refused(value: str) -> None:
+    # 1e999999 is a finite Decimal, but ten of them overflow the default context: the books
+    # would fail on it far from the input that carried it.
+    message = OUT_OF_RANGE.format(Decimal(value))
+    for field in ("last_price", "last_quantity", "volume"):
+        with pytest.raises(ValidationError) as caught:
+            _tick(**{field: value})
+        assert _message(caught) == message
+    for signed in (value, f"-{value}"):
+        with pytest.raises(ValidationError) as caught:
+            Position(quantity=signed, average_price="1")
+        assert _message(caught) == OUT_OF_RANGE.format(Decimal(signed))
+    with pytest.raises(ValidationError) as caught:
+        MarketTick.model_validate_json(_tick().model_dump_json().replace('"101.25"', f'"{value}"'))
+    assert _message(caught) == message
+
+
+def test_the_edges_of_the_range_and_zeros_of_any_exponent_are_accepted() -> None:
+    for value in ("9.999E+99999", "1E-100000"):
+        assert _tick(last_price=value, volume=value).last_price == Decimal(value)
+        assert Position(quantity=f"-{value}", average_price=value).quantity == -Decimal(value)
+    for zero in ("0E+999999999", "0E-999999999"):
+        assert _tick(volume=zero).volume == 0
+        assert Position(quantity=zero, average_price="1", realized_pnl=zero).quantity == 0
+
+
 def test_json_numbers_and_non_finite_strings_are_refused() -> None:
     tick = _tick()
     good = tick.model_dump_json()

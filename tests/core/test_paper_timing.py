@@ -109,3 +109,26 @@ def test_an_order_delivered_again_fills_once_within_the_dedupe_window() -> None:
 def test_a_dedupe_window_that_is_not_a_count_is_refused(window: object) -> None:
     with pytest.raises(ValueError, match="dedupe_window must be"):
         PaperTrader(dedupe_window=window)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("param", ["commission_bps", "slippage_bps"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "must be a finite number >= 0, got -1"),
+        ("NaN", "must be a finite number >= 0, got NaN"),
+        (2.5, "must be a Decimal, int or numeric string, not a float"),
+        # A finite Decimal, but the fee on any fill would overflow and fail the run there.
+        (
+            "1e999999",
+            "1E+999999 is out of range: a number must be below 1E+100000 and, unless zero, "
+            "at least 1E-100000 in magnitude",
+        ),
+    ],
+)
+def test_bad_costs_are_refused_naming_the_parameter(
+    param: str, value: object, message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        PaperTrader(**{param: value})  # type: ignore[arg-type]
+    assert str(caught.value) == f"{param} {message}"

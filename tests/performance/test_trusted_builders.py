@@ -118,6 +118,8 @@ def _as_validated(signal: Signal) -> Signal:
         ("2.5", None, Decimal("2.5")),
         (Decimal(1), Decimal("99.90"), Decimal(1)),
         (1, 100, Decimal(1)),
+        (Decimal("9.9E+99999"), Decimal("1E-100000"), Decimal("9.9E+99999")),
+        pytest.param(10**100000 - 1, None, Decimal(10**100000 - 1), id="int-below-1E+100000"),
     ],
 )
 def test_signals_from_a_strategy_equal_validated_ones(
@@ -142,6 +144,10 @@ def test_signals_from_a_strategy_equal_validated_ones(
         (True, None, "ORCL", "Decimal input"),
         (1, Decimal(0), "ORCL", "greater than zero"),
         (1, Decimal("Infinity"), "ORCL", "finite"),
+        (Decimal("1E+100000"), None, "ORCL", "out of range"),
+        (Decimal("1E-100001"), None, "ORCL", "out of range"),
+        pytest.param(10**100000, None, "ORCL", "out of range", id="int-1E+100000"),
+        (1, Decimal("1E+999999"), "ORCL", "out of range"),
         (1, None, "", "at least 1 character"),
         (1, None, "X" * 201, "at most 200 characters"),
     ],

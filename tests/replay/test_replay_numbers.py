@@ -141,3 +141,62 @@ def test_a_space_inside_a_number_is_a_bad_row(write, context) -> None:
     feed = tick_feed(path)
     assert [t.last_price for t in feed.events(context.feed)] == [D(10), D(12)]
     assert [d.reason for d in context.dead_letters] == ["column 'px': '1 000' is not a number"]
+
+
+OUT_OF_RANGE = (
+    "is out of range: a number must be below 1E+100000 and, unless zero, "
+    "at least 1E-100000 in magnitude"
+)
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["split", "csv module"])
+def test_numbers_beyond_the_events_range_are_bad_rows(write, context, quoted: bool) -> None:
+    # 1e999999 is a finite Decimal, but a position of ten of them overflows: the run failed in
+    # the executor, far from the row. Zero volumes send the volume column down the path that
+    # looks at every number of a block with an exponent.
+    stamp = '"2024-01-02T10:00:00"' if quoted else "2024-01-02T10:00:00"
+    path = write(
+        "ranges.csv",
+        "ts,px,qty\n"
+        f"{stamp},10,1\n"  # 2 ok
+        "2024-01-02T10:00:01,1e999999,1\n"  # 3 price above
+        "2024-01-02T10:00:02,11,0\n"  # 4 ok
+        "2024-01-02T10:00:03,12,1E-100001\n"  # 5 volume below
+        "2024-01-02T10:00:04,13,1E+100000\n"  # 6 volume above
+        "2024-01-02T10:00:05,1E-100001,1\n"  # 7 price below
+        "2024-01-02T10:00:06,9.9E+99999,0E+999999999\n"  # 8 ok: the edge, a zero
+        "2024-01-02T10:00:07,1E-100000,1E-100000\n",  # 9 ok: the other edge
+    )
+    feed = tick_feed(path)
+    ticks = list(feed.events(context.feed))
+    assert [(t.last_price, t.volume) for t in ticks] == [
+        (D(10), D(1)),
+        (D(11), D(0)),
+        (D("9.9E+99999"), D(0)),
+        (D("1E-100000"), D("1E-100000")),
+    ]
+    assert [(d.location, d.reason) for d in context.dead_letters] == [
+        ("line 3", f"column 'px': 1E+999999 {OUT_OF_RANGE}"),
+        ("line 5", f"column 'qty': 1E-100001 {OUT_OF_RANGE}"),
+        ("line 6", f"column 'qty': 1E+100000 {OUT_OF_RANGE}"),
+        ("line 7", f"column 'px': 1E-100001 {OUT_OF_RANGE}"),
+    ]
+
+
+def test_a_price_adjusted_beyond_the_range_is_a_bad_row(write, context) -> None:
+    path = write(
+        "yahoo.csv",
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-02,1,2,1,1,1,100\n"
+        "2024-01-03,1,1E+99999,1,1,9E+99999,100\n"
+        "2024-01-04,1,2,1,1,1,100\n",
+    )
+    feed = ReplayFeed(path=path, instrument="X", format="yahoo", price_column="adj_close")
+    bars = list(feed.events(context.feed))
+    assert [b.high for b in bars] == [D(2), D(2)]
+    assert [(d.location, d.reason) for d in context.dead_letters] == [
+        (
+            "line 3",
+            f"adjusted by Adj Close 9E+99999: 9E+199998 {OUT_OF_RANGE}",
+        )
+    ]

@@ -283,6 +283,7 @@ def test_limits_accept_decimal_int_and_numeric_strings(value: Any) -> None:
         (D("-0.01"), "must be greater than zero, got -0.01"),
         ("NaN", "must be a finite number, got NaN"),
         ("Infinity", "must be a finite number, got Infinity"),
+        ("1E+100000", "1E+100000 is out of range: a number must be below 1E+100000"),
         ("ten", "must be a number, got 'ten'"),
         (100.5, "must be a Decimal, an int or a numeric string, not the float 100.5"),
         (True, "must be a number, not the boolean True"),
