@@ -143,7 +143,15 @@ class RiskView(Protocol):
     def last_price(self, instrument: str) -> Decimal | None: ...
 
     def position(self, strategy_id: str, instrument: str) -> Decimal:
-        """Filled position plus the quantity of orders sent but not yet filled (signed)."""
+        """Filled position plus the quantity of orders sent but not yet filled (signed): the
+        position once every open order has filled."""
+        ...
+
+    def position_range(self, strategy_id: str, instrument: str) -> tuple[Decimal, Decimal]:
+        """The lowest and the highest the position may come to, for limits that must hold
+        whichever open orders fill: :meth:`position` without the open limit buys (they may
+        never fill), and without the open limit sells. Market orders go at the next price and
+        count in both. A resting take-profit sell does not make room for more buying."""
         ...
 
     def cash(self, strategy_id: str) -> Decimal: ...

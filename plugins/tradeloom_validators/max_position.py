@@ -11,12 +11,14 @@ from tradeloom_validators.params import DecimalParam, per_instrument, positive_d
 
 
 class MaxPosition(Validator):
-    """Rejects a signal when the absolute position after it would exceed a limit.
+    """Rejects a signal when the absolute position after it could exceed a limit.
 
-    The position counts fills and orders sent but not yet filled (``RiskView.position``), per
-    strategy and instrument. ``limits`` overrides ``limit`` for single instruments. An order that
-    only shrinks an existing position (without crossing zero) always passes, so a strategy
-    that is over a lowered limit can still trade its way back under it.
+    The position counts fills and orders sent but not yet filled, per strategy and
+    instrument, on the side the signal moves it: a buy is judged on the highest the position
+    may come to, with open limit sells left out (they may never fill), a sell on the lowest
+    (``RiskView.position_range``). ``limits`` overrides ``limit`` for single instruments. An
+    order that only shrinks an existing position (without crossing zero) always passes, so a
+    strategy that is over a lowered limit can still trade its way back under it.
     """
 
     needs_price = False
@@ -32,9 +34,11 @@ class MaxPosition(Validator):
         return self.limits.get(instrument, self.limit)
 
     def validate(self, signal: Signal, view: RiskView) -> str | None:
-        current = view.position(signal.strategy_id, signal.instrument)
-        change = signal.quantity if signal.side is Side.BUY else -signal.quantity
-        after = current + change
+        lowest, highest = view.position_range(signal.strategy_id, signal.instrument)
+        if signal.side is Side.BUY:
+            current, after, left_out = highest, highest + signal.quantity, "sells"
+        else:
+            current, after, left_out = lowest, lowest - signal.quantity, "buys"
         limit = self.limit_for(signal.instrument)
         if abs(after) <= limit:
             return None
@@ -42,8 +46,8 @@ class MaxPosition(Validator):
             return None  # reduces exposure on the same side
         return (
             f"position after order {after} would exceed limit {limit} for {signal.instrument} "
-            f"(strategy {signal.strategy_id}: position {current} including open orders, "
-            f"{signal.side.value} {signal.quantity})"
+            f"(strategy {signal.strategy_id}: position {current} including open orders but "
+            f"not open limit {left_out}, {signal.side.value} {signal.quantity})"
         )
 
     def __repr__(self) -> str:

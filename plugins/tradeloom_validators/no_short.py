@@ -7,21 +7,23 @@ from tradeloom.events import Side, Signal
 
 
 class NoShort(Validator):
-    """Rejects a sell that would take the position (fills plus open orders) below zero."""
+    """Rejects a sell that could take the position below zero: counted are the fills, the
+    orders in flight and open sells, not open limit buys, which may never fill
+    (``RiskView.position_range``)."""
 
     needs_price = False
 
     def validate(self, signal: Signal, view: RiskView) -> str | None:
         if signal.side is not Side.SELL:
             return None
-        current = view.position(signal.strategy_id, signal.instrument)
-        after = current - signal.quantity
+        lowest, _ = view.position_range(signal.strategy_id, signal.instrument)
+        after = lowest - signal.quantity
         if after >= 0:
             return None
         return (
             f"position after order {after} would go below zero for {signal.instrument} "
-            f"(short selling is not allowed; strategy {signal.strategy_id} holds {current} "
-            f"including open orders, sell {signal.quantity})"
+            f"(short selling is not allowed; strategy {signal.strategy_id} holds {lowest} "
+            f"including open orders but not open limit buys, sell {signal.quantity})"
         )
 
     def __repr__(self) -> str:

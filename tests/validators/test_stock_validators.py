@@ -20,17 +20,28 @@ D = Decimal
 
 @dataclass
 class Book:
-    """A RiskView backed by plain dicts: positions already include open orders."""
+    """A RiskView backed by plain dicts: positions already include open orders; open limit
+    orders (by side) are given apart, as the runtime's view keeps them."""
 
     prices: dict[str, Decimal] = field(default_factory=dict)
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     cash_by_strategy: dict[str, Decimal] = field(default_factory=dict)
+    open_limit_buys: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    open_limit_sells: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
     def last_price(self, instrument: str) -> Decimal | None:
         return self.prices.get(instrument)
 
     def position(self, strategy_id: str, instrument: str) -> Decimal:
         return self.positions.get((strategy_id, instrument), D(0))
+
+    def position_range(self, strategy_id: str, instrument: str) -> tuple[Decimal, Decimal]:
+        key = (strategy_id, instrument)
+        expected = self.position(strategy_id, instrument)
+        return (
+            expected - self.open_limit_buys.get(key, D(0)),
+            expected + self.open_limit_sells.get(key, D(0)),
+        )
 
     def cash(self, strategy_id: str) -> Decimal:
         return self.cash_by_strategy.get(strategy_id, D(0))
@@ -95,7 +106,7 @@ def test_max_position_rejects_beyond_the_limit_naming_the_numbers() -> None:
     assert reason is not None
     assert reason.startswith("position after order 150 would exceed limit 100 for ORCL")
     assert "strategy sma" in reason
-    assert "position 100 including open orders" in reason
+    assert "position 100 including open orders but not open limit sells" in reason
     assert "buy 50" in reason
 
 
@@ -240,7 +251,7 @@ def test_no_short_rejects_a_sell_below_zero() -> None:
     reason = rule.validate(signal("sell", "15"), book)
     assert reason is not None
     assert reason.startswith("position after order -5 would go below zero for ORCL")
-    assert "holds 10 including open orders, sell 15" in reason
+    assert "holds 10 including open orders but not open limit buys, sell 15" in reason
     assert rule.validate(signal("sell", "0.01"), Book()) is not None
 
 
@@ -249,6 +260,41 @@ def test_no_short_counts_open_sells_in_the_position() -> None:
     book = Book(positions={("sma", "ORCL"): D("2")})
     assert NoShort().validate(signal("sell", "2"), book) is None
     assert NoShort().validate(signal("sell", "3"), book) is not None
+
+
+def test_no_short_does_not_count_on_open_limit_buys() -> None:
+    # A resting buy at 1 may never fill: selling its quantity now could leave a short.
+    book = Book(
+        positions={("sma", "ORCL"): D("10")},  # 0 filled + a limit buy of 10
+        open_limit_buys={("sma", "ORCL"): D("10")},
+    )
+    reason = NoShort().validate(signal("sell", "10"), book)
+    assert reason is not None
+    assert reason.startswith("position after order -10 would go below zero for ORCL")
+    assert "holds 0 including open orders but not open limit buys" in reason
+
+
+def test_max_position_judges_each_side_without_the_other_sides_limit_orders() -> None:
+    rule = MaxPosition(limit="10")
+    # 10 filled and a take-profit sell of 10 resting: a buy of 10 could make 20.
+    long_with_take_profit = Book(
+        positions={("sma", "ORCL"): D(0)}, open_limit_sells={("sma", "ORCL"): D(10)}
+    )
+    reason = rule.validate(signal("buy", "10"), long_with_take_profit)
+    assert reason is not None
+    assert reason.startswith("position after order 20 would exceed limit 10 for ORCL")
+    assert "position 10 including open orders but not open limit sells, buy 10" in reason
+    # The sell side is judged on the lowest: the resting sell counts there.
+    assert rule.validate(signal("sell", "10"), long_with_take_profit) is None
+    assert rule.validate(signal("sell", "10.01"), long_with_take_profit) is not None
+    # A bracket from flat: a limit buy and a limit sell of the limit each pass.
+    bracket = Book(
+        positions={("sma", "ORCL"): D(0)},
+        open_limit_buys={("sma", "ORCL"): D(10)},
+        open_limit_sells={("sma", "ORCL"): D(10)},
+    )
+    assert rule.validate(signal("buy", "0.01"), bracket) is not None
+    assert rule.validate(signal("sell", "0.01"), bracket) is not None
 
 
 def test_no_short_never_blocks_buys() -> None:

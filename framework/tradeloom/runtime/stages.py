@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Context, Decimal, getcontext
 from typing import Any
+from uuid import UUID
 
 import attrs
 
@@ -30,7 +31,9 @@ from tradeloom.events import (
     Fill,
     MarketTick,
     Order,
+    OrderType,
     Rejection,
+    Side,
     Signal,
 )
 from tradeloom.open_orders import OpenOrders
@@ -478,6 +481,21 @@ class _RiskView:
         self.book = book
         self.open_orders: OpenOrders[tuple[str, str]] = OpenOrders()
         self._open_quantity = self.open_orders.quantity
+        # Limit orders sent and not filled, by side: they may never fill (see position_range).
+        self._open_limit_buys: OpenOrders[tuple[str, str]] = OpenOrders()
+        self._open_limit_sells: OpenOrders[tuple[str, str]] = OpenOrders()
+
+    def add(self, signal: Signal) -> None:
+        key = (signal.strategy_id, signal.instrument)
+        self.open_orders.add(key, signal)
+        if signal.order_type is OrderType.LIMIT:
+            side = self._open_limit_buys if signal.side is Side.BUY else self._open_limit_sells
+            side.add(key, signal)
+
+    def close(self, signal_id: UUID) -> None:
+        self.open_orders.close(signal_id)
+        self._open_limit_buys.close(signal_id)
+        self._open_limit_sells.close(signal_id)
 
     def last_price(self, instrument: str) -> Decimal | None:
         return self.book.marks.get(instrument)
@@ -491,6 +509,16 @@ class _RiskView:
         holding = portfolio.holdings.get(instrument)
         filled = holding.quantity if holding is not None else ZERO
         return filled + self._open_quantity((strategy_id, instrument))
+
+    def position_range(self, strategy_id: str, instrument: str) -> tuple[Decimal, Decimal]:
+        key = (strategy_id, instrument)
+        expected = self.position(strategy_id, instrument)
+        # Without the limit buys (signed +) for the lowest, the limit sells (signed -) for
+        # the highest.
+        return (
+            expected - self._open_limit_buys.quantity(key),
+            expected - self._open_limit_sells.quantity(key),
+        )
 
     def cash(self, strategy_id: str) -> Decimal:
         return self.book.portfolio(strategy_id).cash
@@ -586,7 +614,7 @@ class RiskStage(Stage):
         view = self.view
         if self._refused(signal, self.validators):
             return
-        view.open_orders.add((signal.strategy_id, signal.instrument), signal)
+        view.add(signal)
         order = build_order(  # copies a validated signal: not validated again
             event_id=self.services.ids.new_id(),
             ts=self.services.clock.now(),
@@ -625,7 +653,7 @@ class RiskStage(Stage):
         self.publish(Topics.REJECTIONS, rejection, signal.instrument)
 
     def on_fill(self, fill: Fill) -> None:
-        self.view.open_orders.close(fill.signal_id)
+        self.view.close(fill.signal_id)
         self.book.apply_fill(fill)
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
@@ -636,7 +664,7 @@ class RiskStage(Stage):
         return len(self.book.applied_orders) - before
 
     def on_rejection(self, rejection: Rejection) -> None:
-        self.view.open_orders.close(rejection.signal.event_id)
+        self.view.close(rejection.signal.event_id)
 
     def on_time(self, now: datetime) -> None:
         if self.waiting:
