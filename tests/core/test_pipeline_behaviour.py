@@ -16,7 +16,7 @@ import tradeloom
 from tradeloom import Pipeline, Strategy, make_settings
 from tradeloom.components import Feed, FeedContext
 from tradeloom.errors import FeedError
-from tradeloom.events import MarketTick
+from tradeloom.events import Bar, MarketTick
 from tradeloom.runtime.stages import StrategyError
 from tradeloom.strategy import StrategyContext
 from tradeloom.testing import bars, merge, run_strategy, ticks
@@ -891,6 +891,33 @@ def test_the_equity_curve_ends_at_the_final_equity_after_orders_sent_in_on_stop(
     assert last_ts == data[-1].ts
     assert result.final_equity == Decimal(100_000) - Decimal("0.5") + 5 - Decimal("0.55")
     assert result.to_json()["equity_curve"][-1][1] == str(result.final_equity)
+
+
+def test_a_fill_at_the_time_of_its_price_is_in_that_times_equity_point() -> None:
+    # fill_at = "last": the buy fills as the strategy sends it, after the portfolio stage
+    # took the second bar in. Its commission (10 bps of 10,000) is in the second point, so the
+    # drawdown of 10 from 100,000 counts.
+    class BuysOnTheSecondBar(Strategy):
+        def __init__(self) -> None:
+            self.equity_after_fill: list[Decimal] = []
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            if bar.ts == data[1].ts:
+                ctx.buy("X", 100)
+
+        def on_fill(self, fill: Any, ctx: StrategyContext) -> None:
+            self.equity_after_fill.append(ctx.equity)
+
+    data = bars("X", ["100", "100", "110"])
+    strategy = BuysOnTheSecondBar()
+    result = run_strategy(strategy, data, fill_at="last", commission_bps=10)
+    assert [equity for _, equity in result.equity_curve.series()] == [
+        Decimal(100_000),
+        Decimal(99_990),
+        Decimal(100_990),
+    ]
+    assert strategy.equity_after_fill == [Decimal(99_990)]
+    assert result.max_drawdown == Decimal(10) / Decimal(100_000)
 
 
 class _Lifecycle(Strategy):

@@ -131,6 +131,13 @@ class PortfolioStage(Stage):
         self._equity = None
         self._unjournaled.append(fill)
         self.result.add_fill(fill, before, portfolio.position(fill.instrument))
+        if self.record_equity:
+            last = self.result.equity_curve.last
+            if last is not None and last[0] == fill.ts:
+                # Filled at the time of the latest point (fill_at = "last" fills as the
+                # strategy acts, after this stage took that time's prices in): the point of
+                # that time holds its fills too, as the strategy's own equity already does.
+                self._add_point(last[0], self._equity_after_fills())
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.result.add_rejection(rejection)
