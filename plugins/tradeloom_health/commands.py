@@ -125,6 +125,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     if not _is_report_list(reports):
         print(f"UNKNOWN  {url}: HTTP {status}: not a list of health reports", file=sys.stderr)
         return EXIT_UNKNOWN
+    if not reports:  # healthy by having nothing to look at is not healthy
+        print(
+            f"UNKNOWN  {url}: HTTP {status}: no health reports (nothing is checked)",
+            file=sys.stderr,
+        )
+        return EXIT_UNKNOWN
     code = max((_EXIT_BY_SEVERITY[r["severity"]] for r in reports), default=EXIT_OK)
     if args.json:
         json.dump(reports, sys.stdout, indent=2)

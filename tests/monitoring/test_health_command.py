@@ -34,7 +34,6 @@ def served() -> Any:
 @pytest.mark.parametrize(
     ("severities", "code", "headline"),
     [
-        ([], 0, "OK"),
         ([Severity.INFO, Severity.INFO], 0, "OK"),
         ([Severity.INFO, Severity.WARNING], 1, "WARNING"),
         ([Severity.WARNING, Severity.CRITICAL, Severity.INFO], 2, "CRITICAL"),
@@ -69,6 +68,15 @@ def test_json_output(served: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert printed[0]["check"] == "consumer_lag" and printed[0]["severity"] == "warning"
 
 
+def test_no_reports_at_all_is_unknown(served: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing checked is not healthy: the answer was "OK" with exit 0.
+    server, _ = served
+    assert main(["health", server.url]) == 3
+    assert capsys.readouterr().err == (
+        f"UNKNOWN  {server.url}/health: HTTP 200: no health reports (nothing is checked)\n"
+    )
+
+
 def test_unreachable_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     with MonitoringServer(list, None) as server:
         url = server.url
@@ -86,7 +94,8 @@ def test_not_a_health_endpoint_is_unknown(capsys: pytest.CaptureFixture[str]) ->
 def test_token_from_option_or_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with MonitoringServer(list, None, auth_token=SecretStr("tok-123")) as server:
+    healthy = [report(Severity.INFO, "feed_freshness", "fresh")]
+    with MonitoringServer(lambda: healthy, None, auth_token=SecretStr("tok-123")) as server:
         assert main(["health", server.url]) == 3
         assert "HTTP 401" in capsys.readouterr().err
         assert main(["health", server.url, "--token", "tok-123"]) == 0
