@@ -100,6 +100,9 @@ class DeadLetter:
     """When the input was refused (the replay feed: the wall-clock time, as its rows have no
     valid time of their own and are read ahead of a backtest's simulated clock)."""
     location: str = ""
+    key: bytes | None = None
+    """The record's key where the input was a keyed record (a Kafka topic's): a dead-letter
+    topic keeps it, so a corrected record can be sent again with the same key and order."""
 
 
 def _lag_not_shown(lags: Mapping[str, int]) -> None:
@@ -121,6 +124,11 @@ class FeedContext:
     out, per topic (``{"ticks": 120}``), the topics it reads now (a topic left out has no lag
     any more). The runtime shows them as consumer lag ``"feed/<topic>"``. At most about once a
     second."""
+    reconnecting: dict[str, str] = attrs.Factory(dict)
+    """Where a feed that lost its source says so while it reconnects: ``{what: since when and
+    why}`` (``{"redpanda feed (ticks)": "broker unreachable since ...: ..."}``), the entry
+    removed once connected again. The runtime's health check ``reconnection`` reports each as a
+    warning, as it does the transport's."""
 
 
 class Feed(abc.ABC):

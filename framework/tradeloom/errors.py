@@ -32,6 +32,19 @@ class DecodeError(TradeloomError):
         self.error_type = error_type
 
 
+def as_decode_error(exc: Exception) -> DecodeError:
+    """``exc``, raised while decoding some input, as a :class:`DecodeError`: itself, or a
+    decoder's own failure on those bytes (a case it does not word, such as a ``RecursionError``
+    on deeply nested JSON), of type ``decode_failed``. A consumer sets the input aside either
+    way, rather than stop on it and stop on it again after each restart."""
+    if isinstance(exc, DecodeError):
+        return exc
+    return DecodeError(
+        f"the decoder failed on this input: {type(exc).__name__}: {exc}",
+        error_type="decode_failed",
+    )
+
+
 class BadInputError(TradeloomError):
     """A record from a feed (a CSV row, a message) is invalid."""
 

@@ -90,7 +90,10 @@ def _utc(value: datetime) -> datetime:
         return value  # what astimezone(UTC) would return
     if tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must be timezone-aware (UTC)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # pydantic words only ValueErrors: this one would escape decoding
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from None
 
 
 # Decimal types. pydantic refuses NaN and infinities itself ("Input should be a finite number",

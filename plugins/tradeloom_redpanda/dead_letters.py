@@ -1,17 +1,33 @@
-"""How a dead letter is written to the dead-letter topic: the original bytes as the value, the
-error and where the record came from in headers."""
+"""How a dead letter is written to the dead-letter topic: the original bytes as the value (cut
+to :data:`MAX_RAW_BYTES`), its key, and the error and where the record came from in headers."""
 
 from __future__ import annotations
 
 from tradeloom.components import DeadLetter
 
 MAX_REASON_BYTES = 4000
+MAX_RAW_BYTES = 1_000_000
+"""The most of a bad record's bytes a dead letter keeps. A record near the producer's and the
+broker's 1 MiB default limit is bad input as any other; with the headers on top, its dead
+letter would be refused as too large, and the transport stop on it."""
 
 HEADER_ERROR_TYPE = "tradeloom-error-type"
 HEADER_ERROR = "tradeloom-error"
 HEADER_SOURCE = "tradeloom-source"
 HEADER_LOCATION = "tradeloom-location"
 HEADER_TS = "tradeloom-ts"
+HEADER_RAW_BYTES = "tradeloom-raw-bytes"
+"""Set when the value was cut: the size of the whole record, in bytes."""
+
+
+def dead_letter_record(letter: DeadLetter) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The value and headers of ``letter``'s record on the dead-letter topic."""
+    headers = dead_letter_headers(letter)
+    raw = letter.raw
+    if len(raw) > MAX_RAW_BYTES:
+        headers.append((HEADER_RAW_BYTES, str(len(raw)).encode()))
+        raw = raw[:MAX_RAW_BYTES]
+    return raw, headers
 
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:

@@ -16,7 +16,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from tradeloom.components import Codec, DeadLetter, Feed, FeedContext
-from tradeloom.errors import DecodeError
+from tradeloom.errors import DecodeError, as_decode_error
 from tradeloom.events import Bar, MarketEvent, MarketTick
 from tradeloom_redpanda.connection import LAG_INTERVAL_SECONDS, BrokerLink, close_bounded
 from tradeloom_redpanda.options import FeedOptions
@@ -111,6 +111,7 @@ class RedpandaFeed(Feed):
             [options.topic],
             ctx.reconnect,
             self.logger,
+            reconnecting=ctx.reconnecting,
         )
         await self._link.connect()
         consumer = AIOKafkaConsumer(
@@ -191,16 +192,18 @@ class RedpandaFeed(Feed):
                     error_type="wrong_type",
                 )
             return event
-        except DecodeError as exc:
+        except Exception as exc:  # not only DecodeError: see as_decode_error
+            error = as_decode_error(exc)
             self.stats.bad_records += 1
             ctx.report_bad_input(
                 DeadLetter(
                     source=f"redpanda feed ({self.options.topic})",
-                    reason=exc.reason,
-                    error_type=exc.error_type,
+                    reason=error.reason,
+                    error_type=error.error_type,
                     raw=bytes(value or b""),
                     ts=ctx.clock.now(),
                     location=f"{record.topic}[{record.partition}]@{record.offset}",
+                    key=record.key,
                 )
             )
             return None

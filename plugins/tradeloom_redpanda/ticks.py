@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from tradeloom.components import IdGenerator
 from tradeloom.errors import DecodeError
 from tradeloom.events import MarketTick
+from tradeloom.numbers import decimal_from_text
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS_PER_UNIT = {
@@ -27,6 +28,7 @@ _MICROS_PER_UNIT = {
     "us": Decimal(1),
     "ns": Decimal("0.001"),
 }
+_MAX_MICROS = Decimal(10**20)  # beyond any datetime (timedelta.max is 8.64e19 us)
 _OPTIONAL = ("last_quantity", "bid", "ask", "volume")
 
 
@@ -60,6 +62,8 @@ class TickMapping:
             document = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
         except ValueError as exc:
             raise DecodeError(f"invalid JSON: {exc}", error_type="json") from None
+        except RecursionError:
+            raise DecodeError("invalid JSON: nested too deeply", error_type="json") from None
         if not isinstance(document, dict):
             raise DecodeError(
                 f"expected a JSON object (one tick), got {type(document).__name__}",
@@ -113,7 +117,7 @@ class TickMapping:
                 error_type="schema",
             )
         try:
-            number = Decimal(value.strip() if isinstance(value, str) else value)
+            number = decimal_from_text(value.strip()) if isinstance(value, str) else Decimal(value)
         except InvalidOperation:
             raise DecodeError(
                 f"field {self.label(name)}: {value!r} is not a number", error_type="schema"
@@ -137,17 +141,24 @@ class TickMapping:
                     f"field {label}: {value!r} has no UTC offset; add one (e.g. 'Z')",
                     error_type="schema",
                 )
-            return parsed.astimezone(UTC)
+            try:
+                return parsed.astimezone(UTC)
+            except OverflowError:
+                raise DecodeError(
+                    f"field {label}: {value!r} is out of range in UTC", error_type="schema"
+                ) from None
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise DecodeError(
                 f"field {label} must be an ISO 8601 string or an epoch number, got "
                 f"{_json_kind(value)}",
                 error_type="schema",
             )
-        micros = Decimal(value) * _MICROS_PER_UNIT[self.ts_unit]
         try:
+            micros = Decimal(value) * _MICROS_PER_UNIT[self.ts_unit]
+            if abs(micros) > _MAX_MICROS:  # before int(): 1e900000 would take seconds
+                raise OverflowError
             return EPOCH + timedelta(microseconds=int(micros))
-        except OverflowError:
+        except (OverflowError, ArithmeticError):  # decimal.Overflow: 1e999999 * 1000
             raise DecodeError(
                 f"field {label}: {value} is out of range for epoch "
                 f"{'ms' if self.ts_unit == 'auto' else self.ts_unit}",

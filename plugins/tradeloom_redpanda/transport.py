@@ -26,7 +26,7 @@ from aiokafka.errors import (
 
 from tradeloom.backoff import ReconnectExhausted
 from tradeloom.components import DeadLetter
-from tradeloom.errors import DecodeError
+from tradeloom.errors import as_decode_error
 from tradeloom.events import (
     Bar,
     Cancel,
@@ -55,7 +55,7 @@ from tradeloom_redpanda.connection import (
     BrokerSetupError,
     close_bounded,
 )
-from tradeloom_redpanda.dead_letters import dead_letter_headers
+from tradeloom_redpanda.dead_letters import dead_letter_record
 from tradeloom_redpanda.options import TransportOptions
 
 EXPECTED_TYPES: dict[str, tuple[type[Event], ...]] = {
@@ -552,9 +552,8 @@ class RedpandaTransport(Transport):
         topic: the original bytes, with the error in headers."""
         self.stats.dead_letters += 1
         self.on_dead_letter(letter)
-        self._enqueue(
-            self._physical[Topics.DEAD_LETTERS], None, letter.raw, dead_letter_headers(letter)
-        )
+        raw, headers = dead_letter_record(letter)
+        self._enqueue(self._physical[Topics.DEAD_LETTERS], letter.key, raw, headers)
 
     @property
     def undelivered(self) -> int:
@@ -734,8 +733,9 @@ class RedpandaTransport(Transport):
             return
         try:
             event = self.codec.decode(value)
-        except DecodeError as exc:
-            self._reject_record(role, record, exc.reason, exc.error_type)
+        except Exception as exc:  # not only DecodeError: see as_decode_error
+            error = as_decode_error(exc)
+            self._reject_record(role, record, error.reason, error.error_type)
             return
         expected = EXPECTED_TYPES.get(boundary)
         if expected is not None and not isinstance(event, expected):
@@ -769,6 +769,7 @@ class RedpandaTransport(Transport):
                 raw=bytes(raw),
                 ts=self.clock.now(),
                 location=_location(record),
+                key=record.key,
             )
         )
 

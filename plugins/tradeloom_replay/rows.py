@@ -16,6 +16,7 @@ from operator import add, attrgetter, le, sub
 from typing import Any
 
 from tradeloom.events import LARGEST_EXPONENT, SMALLEST_EXPONENT, out_of_range
+from tradeloom.numbers import decimal_from_text
 from tradeloom_replay.formats import BarTimestamp, Kind
 from tradeloom_replay.sources import RowBlock
 
@@ -118,16 +119,6 @@ def _find(names: Sequence[str], column: str, *, source: str, field_name: str) ->
 # Numbers
 
 
-def to_decimal(text: str) -> Decimal:
-    """``Decimal(text)`` for the numbers a data file holds: ASCII digits, an optional sign,
-    point and exponent, with surrounding whitespace ignored. Raises InvalidOperation for the
-    rest of what ``Decimal()`` accepts: underscores between digits (``"2_5"`` would be 25) and
-    non-ASCII digits or spaces (``"١٢"`` would be 12)."""
-    if "_" in text or not text.isascii():
-        raise InvalidOperation
-    return Decimal(text)
-
-
 def _may_be_tiny(joined: str) -> bool:
     """Whether numbers written as ``joined`` may hold one of less than 1E-100000: only with an
     exponent or in more than 100,000 characters (``0.``, 100,000 zeros and a digit)."""
@@ -137,7 +128,7 @@ def _may_be_tiny(joined: str) -> bool:
 def read_decimal(text: str, label: str) -> Decimal:
     """Any finite number."""
     try:
-        value = to_decimal(text)
+        value = decimal_from_text(text)
     except InvalidOperation:
         raise BadRow(_not_a_number(text, label)) from None
     if not value.is_finite():
@@ -149,7 +140,7 @@ def read_decimal(text: str, label: str) -> Decimal:
 def read_positive(text: str, label: str) -> Decimal:
     """A finite number greater than zero (prices, quantities)."""
     try:
-        value = to_decimal(text)
+        value = decimal_from_text(text)
     except InvalidOperation:
         raise BadRow(_not_a_number(text, label)) from None
     if not value.is_finite():
@@ -283,7 +274,7 @@ class TimeReader:
 
 
 def _from_epoch(text: str, scale: int) -> datetime:
-    value = to_decimal(text)
+    value = decimal_from_text(text)
     if not value.is_finite():
         raise ValueError("not a finite number")
     return _EPOCH + timedelta(microseconds=int(value * 1_000_000 / scale))

@@ -224,6 +224,16 @@ def test_naive_timestamp_is_refused() -> None:
     assert error.reason == "market_tick field 'ts': timestamp must be timezone-aware (UTC)"
 
 
+def test_a_timestamp_with_no_utc_equivalent_is_refused() -> None:
+    # datetime.astimezone() raised OverflowError through pydantic: no DecodeError, and one such
+    # record stopped every consumer of its topic, again after each restart.
+    error = _refusal(json.dumps(_tick_json(ts="0001-01-01T00:00:00+01:00")).encode())
+    assert error.error_type == "schema"
+    assert error.reason == (
+        "market_tick field 'ts': timestamp 0001-01-01T00:00:00+01:00 is out of range in UTC"
+    )
+
+
 def test_bad_uuid_is_refused_with_the_value() -> None:
     error = _refusal(json.dumps(_tick_json(event_id="not-a-uuid")).encode())
     assert error.error_type == "schema"

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tradeloom.components import DeadLetter
@@ -37,6 +38,20 @@ def test_letters_are_appended_as_json_lines_raw_kept_as_text_or_base64(tmp_path:
     assert [line.get("raw") for line in lines] == ["2024-01-02,abc", None]
     assert lines[1]["raw_base64"] == "//4="
     assert lines[0]["location"] == "data.csv:3" and lines[0]["error_type"] == "schema"
+
+
+def test_a_records_key_is_kept_as_text_or_base64(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    letters = DeadLetterFile(path)
+    for key in (b"ORCL", b"\xff", None):
+        letters.write(attrs.evolve(letter(b"{"), key=key))
+    letters.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line.get("key"), line.get("key_base64")) for line in lines] == [
+        ("ORCL", None),
+        (None, "/w=="),
+        (None, None),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["directory", "under a file"])

@@ -174,3 +174,22 @@ def test_timestamps_keep_utc_as_is_and_convert_other_zones() -> None:
     with pytest.raises(ValidationError) as caught:
         _tick(ts=datetime(2024, 1, 2, 15, 30))
     assert _message(caught) == "Value error, timestamp must be timezone-aware (UTC)"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2))),
+    ],
+)
+def test_a_timestamp_with_no_utc_equivalent_is_a_validation_error(moment: datetime) -> None:
+    # astimezone() raises OverflowError, which pydantic does not turn into a validation
+    # error: it escaped the codec, and one such record on a topic stopped every consumer.
+    with pytest.raises(ValidationError) as caught:
+        _tick(ts=moment)
+    assert _message(caught) == f"Value error, timestamp {moment.isoformat()} is out of range in UTC"
+    with pytest.raises(ValidationError):
+        MarketTick.model_validate_json(
+            _tick().model_dump_json().replace('"2024-01-02T15:30:00Z"', f'"{moment.isoformat()}"')
+        )

@@ -101,6 +101,17 @@ def test_field_names_and_nested_paths_are_configurable() -> None:
         (b'{"symbol": "A", "price": "1", "ts": "2024-05-06 13:30"}', "schema", "no UTC offset"),
         (b'{"symbol": "A", "price": "1", "ts": "yesterday"}', "schema", "not an ISO 8601"),
         (b'{"symbol": "A", "price": "1", "ts": 1e30}', "schema", "out of range for epoch ms"),
+        # Each of these raised something else than a DecodeError, which stopped the feed (and
+        # again after every restart: its position was never committed).
+        (b"[" * 100_000 + b"]" * 100_000, "json", "invalid JSON: nested too deeply"),
+        (b'{"symbol": "A", "price": "1", "ts": 1e999999}', "schema", "out of range for epoch"),
+        (
+            b'{"symbol": "A", "price": "1", "ts": "0001-01-01T00:00:00+01:00"}',
+            "schema",
+            "field 'ts': '0001-01-01T00:00:00+01:00' is out of range in UTC",
+        ),
+        (b'{"symbol": "A", "price": "1_000", "ts": 1}', "schema", "'1_000' is not a number"),
+        (b'{"symbol": "A", "price": "1e999999", "ts": 1}', "schema", "is out of range"),
     ],
 )
 def test_bad_ticks_raise_decode_errors_naming_the_field(
@@ -195,6 +206,33 @@ def test_codec_format_reads_tradeloom_events_and_refuses_other_event_types(
     ]
     assert run.dead_letters[0].raw == CODEC.encode(a_fill)
     assert run.dead_letters[0].location.startswith(f"{topic}[")
+
+
+def test_a_record_its_decoder_fails_on_is_set_aside_with_its_key(
+    broker: Broker, prefix: str
+) -> None:
+    # The decoder's own failure (not a DecodeError) stopped the feed, and every restart again.
+    class Brittle(DecimalJsonCodec):
+        def decode(self, data: bytes) -> Any:
+            if data.startswith(b"BOOM"):
+                raise OverflowError("date value out of range")
+            return super().decode(data)
+
+    topic = f"{prefix}brittle"
+    ticks = [
+        MarketTick(event_id=IDS.new_id(), ts=T0, instrument="A", last_price=Decimal(n))
+        for n in (1, 2)
+    ]
+    _fill_topic(broker, topic, [CODEC.encode(ticks[0]), b"BOOM", CODEC.encode(ticks[1])])
+    run = collect_events(_feed(broker, topic, format="tradeloom"), limit=2, codec=Brittle())
+    assert run.events == ticks
+    (letter,) = run.dead_letters
+    assert (letter.error_type, letter.reason, letter.raw, letter.key) == (
+        "decode_failed",
+        "the decoder failed on this input: OverflowError: date value out of range",
+        b"BOOM",
+        b"K",
+    )
 
 
 def test_a_restarted_feed_resumes_after_the_last_tick_it_handed_out(

@@ -93,11 +93,12 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             # The watchdogs notice and start reconnecting, and an attempt fails (in about a
             # second; waited for rather than slept on, so that a loaded machine does not fail
             # the test).
-            while "redpanda transport" not in pipeline.status.reconnecting or not any(
+            while set(pipeline.status.reconnecting) != {feed, "redpanda transport"} or not any(
                 "reconnection attempt 1/30 failed" in r.getMessage() for r in caplog.records
             ):
                 await anyio.sleep(0.05)
-            # While the broker is away, the health checks see it (the transport's link).
+            # While the broker is away, the health checks see it (the feed's link and the
+            # transport's: the feed's was not shown, and a feed-only process looked healthy).
             reconnecting.update(pipeline.status.reconnecting)
             health.extend(pipeline.health())
             await anyio.to_thread.run_sync(private_broker.start)  # empty: topics are gone
@@ -112,19 +113,21 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
                 await anyio.sleep(0.05)
             pipeline.stop()
 
+    feed = f"redpanda feed ({prefix}ticks)"
     reconnecting: dict[str, str] = {}
     health: list[Any] = []
     anyio.run(scenario)
     assert len(pipeline.result.fills) == 20
     assert len({fill.order_id for fill in pipeline.result.fills}) == 20
     assert pipeline.status.reconnect_exhausted is None
-    assert list(reconnecting) == ["redpanda transport"]
-    assert reconnecting["redpanda transport"].startswith("broker unreachable since ")
+    assert sorted(reconnecting) == [feed, "redpanda transport"]
+    assert all(why.startswith("broker unreachable since ") for why in reconnecting.values())
     assert pipeline.status.reconnecting == {}  # back
     [report] = [r for r in health if r.check == "reconnection"]
     assert report.severity == "warning" and report.message.startswith(
-        "reconnecting: redpanda transport: broker unreachable since "
+        f"reconnecting: {feed}: broker unreachable since "
     )
+    assert "; redpanda transport: broker unreachable since " in report.message
     messages = [record.getMessage() for record in caplog.records]
     assert any("unreachable" in m and "reconnecting (at most 30 attempts)" in m for m in messages)
     assert any("reconnection attempt 1/30 failed" in m for m in messages)

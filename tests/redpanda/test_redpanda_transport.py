@@ -61,7 +61,9 @@ def fill(instrument: str) -> Fill:
 class Harness:
     """A transport bound the way a pipeline binds it, with what it reports collected."""
 
-    def __init__(self, broker: Broker, prefix: str, **params: Any) -> None:
+    def __init__(
+        self, broker: Broker, prefix: str, *, codec: DecimalJsonCodec = CODEC, **params: Any
+    ) -> None:
         self.transport = RedpandaTransport(
             bootstrap_servers=broker.bootstrap,
             topic_prefix=prefix,
@@ -72,7 +74,7 @@ class Harness:
         self.status = PipelineStatus()
         self.received: list[tuple[str, Event]] = []
         self.transport.bind(
-            codec=CODEC,
+            codec=codec,
             on_dead_letter=self.letters.append,
             logger=logging.getLogger("test.redpanda.transport"),
             clock=WallClock(),
@@ -198,11 +200,64 @@ def test_bad_records_are_dead_lettered_with_the_error_and_processing_goes_on(
     )
     headers = [h for h, _ in by_offset]
     assert [record.value for _, record in by_offset] == bad  # the original bytes
+    assert {record.key for record in records} == {b"AB"}  # and key: resent, it keeps its order
     assert [h["tradeloom-error-type"] for h in headers] == types
     assert headers[0]["tradeloom-error"].startswith("not UTF-8 text")
     assert headers[1]["tradeloom-error"] == harness.letters[1].reason
     assert all(h["tradeloom-location"].startswith(f"{prefix}market[") for h in headers)
     assert all("role risk" in h["tradeloom-source"] for h in headers)
+
+
+class _Brittle(DecimalJsonCodec):
+    """A codec with a bug: it raises something else than a DecodeError on some bytes."""
+
+    def decode(self, data: bytes) -> Event:
+        if data.startswith(b"BOOM"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return super().decode(data)
+
+
+def test_a_record_the_codec_fails_on_or_too_large_to_keep_whole_is_set_aside(
+    broker: Broker, prefix: str
+) -> None:
+    # Both stopped the role before, and again after every restart (never committed): the
+    # codec's RecursionError escaped, and the dead letter of a record near 1 MiB, with its
+    # headers, was refused by the broker as too large.
+    harness = Harness(broker, prefix, codec=_Brittle())
+    harness.transport.subscribe("risk", (Topics.MARKET,), harness.collect)
+    first, last = tick("AB", "10"), tick("AB", "11", 1)
+    boom = b"BOOM" + b"x" * 100
+    near_the_limit = b"\x00" * 1_048_300
+
+    async def write() -> None:
+        await _produce_raw(
+            broker.bootstrap,
+            f"{prefix}market",
+            [
+                (b"AB", CODEC.encode(first)),
+                (b"AB", boom),
+                (b"AB", near_the_limit),
+                (b"AB", CODEC.encode(last)),
+            ],
+        )
+
+    error = asyncio.run(harness.run_until(lambda: len(harness.received) == 2, write))
+    assert error is None
+    assert [event for _, event in harness.received] == [first, last]
+    assert [(letter.error_type, letter.reason) for letter in harness.letters] == [
+        (
+            "decode_failed",
+            "the decoder failed on this input: RecursionError: maximum recursion depth exceeded",
+        ),
+        ("json", harness.letters[1].reason),
+    ]
+    records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}dead_letters", 2))
+    by_size = sorted(records, key=lambda record: len(record.value))
+    assert by_size[0].value == boom
+    assert by_size[1].value == near_the_limit[:1_000_000]
+    headers = read_headers(by_size[1].headers)
+    assert headers["tradeloom-raw-bytes"] == "1048300"
+    assert "tradeloom-raw-bytes" not in read_headers(by_size[0].headers)
 
 
 def test_an_event_delivered_twice_is_handled_once(broker: Broker, prefix: str) -> None:

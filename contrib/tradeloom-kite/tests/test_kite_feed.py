@@ -210,11 +210,13 @@ async def test_reconnects_and_resubscribes_after_the_server_drops_the_connection
             await hold_open(ws)
 
     caplog.set_level(logging.WARNING, logger="test")
+    ctx = make_ctx()
     async with kite_server(script) as server:
         feed = make_feed(server.url, mode="quote")
-        ticks = feed.events(make_ctx())
+        ticks = feed.events(ctx)
         got = await take(ticks, 2)
         await ticks.aclose()  # type: ignore[attr-defined]
+    assert ctx.reconnecting == {}  # data again: no longer reconnecting
 
     assert [t.last_price for t in got] == [Decimal("1.00"), Decimal("2.00")]
     assert [s.number for s in server.sessions] == [1, 2]
@@ -233,13 +235,28 @@ async def test_gives_up_after_max_attempts_when_the_server_is_gone(
         await hold_open(ws)
 
     caplog.set_level(logging.WARNING, logger="test")
+    ctx = make_ctx()
+    shown: dict[str, str] = {}
+
+    async def watch() -> None:  # what the health check sees while the feed reconnects
+        while not ctx.reconnecting:
+            await anyio.sleep(0.01)
+        shown.update(ctx.reconnecting)
+
     async with kite_server(script) as server:
         feed = make_feed(server.url)
-        ticks = feed.events(make_ctx())
+        ticks = feed.events(ctx)
         first = await take(ticks, 1)
         await server.stop()
-        with anyio.fail_after(GUARD_SECONDS), pytest.raises(ReconnectExhausted) as caught:
-            await ticks.__anext__()
+        with anyio.fail_after(GUARD_SECONDS):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch)
+                with pytest.raises(ReconnectExhausted) as caught:
+                    await ticks.__anext__()
+
+    assert list(shown) == ["kite feed"]
+    assert shown["kite feed"].startswith("connection lost since ")
+    assert ctx.reconnecting == {}  # given up: said by the runtime instead
 
     assert first[0].last_price == Decimal("1.00")
     assert caught.value.attempts == 3

@@ -31,18 +31,16 @@ class DeadLetterFile:
     def write(self, letter: DeadLetter) -> None:
         if self._handle is None:
             raise ValueError(f"dead-letter file {self.path} is closed")
-        try:
-            raw: dict[str, str] = {"raw": letter.raw.decode("utf-8")}
-        except UnicodeDecodeError:
-            raw = {"raw_base64": base64.b64encode(letter.raw).decode("ascii")}
         record = {
             "ts": letter.ts.isoformat(),
             "source": letter.source,
             "location": letter.location,
             "error_type": letter.error_type,
             "reason": letter.reason,
-            **raw,
+            **_bytes_field("raw", letter.raw),
         }
+        if letter.key is not None:
+            record.update(_bytes_field("key", letter.key))
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._handle.flush()
 
@@ -50,3 +48,11 @@ class DeadLetterFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _bytes_field(name: str, data: bytes) -> dict[str, str]:
+    """``{name: text}`` for UTF-8 bytes, else ``{name_base64: ...}``."""
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_base64": base64.b64encode(data).decode("ascii")}

@@ -647,6 +647,7 @@ class Pipeline:
             report_bad_input=self.transport.dead_letter,
             codec=self.codec,
             report_lag=self._show_feed_lag,
+            reconnecting=self.status.reconnecting,
         )
 
     def _show_feed_lag(self, lags: Mapping[str, int]) -> None:

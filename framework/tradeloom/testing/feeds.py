@@ -126,15 +126,17 @@ def make_feed_context(
 
         collect.letters = letters  # type: ignore[attr-defined]
         report_bad_input = collect
-    return FeedContext(
+    context = FeedContext(
         ids=ids or RecordingIds(),
         clock=clock or ManualClock(),
         reconnect=reconnect or FAST_RECONNECT,
         logger=component_logger("feed"),
         report_bad_input=report_bad_input,
         codec=codec,
-        **({} if report_lag is None else {"report_lag": report_lag}),
     )
+    if report_lag is not None:
+        context.report_lag = report_lag
+    return context
 
 
 def collect_events(

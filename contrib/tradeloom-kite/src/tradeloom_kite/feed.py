@@ -8,6 +8,7 @@ import logging
 import traceback
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ SOURCE = "kite"
 DEFAULT_URL = "wss://ws.kite.trade"
 REDACTED = "***"
 _AUTH_STATUSES = frozenset({400, 401, 403})
+_RECONNECTING = "kite feed"
+"""The feed's entry in ``ctx.reconnecting`` while it reconnects (shown by the health check)."""
 
 
 class KiteAuthenticationError(TradeloomError):
@@ -212,6 +215,7 @@ class KiteFeed(Feed):
                             # A connection that delivers data starts a fresh backoff series.
                             delays = backoff_delays(ctx.reconnect)
                             attempts = 0
+                            ctx.reconnecting.pop(_RECONNECTING, None)
                         for tick in await self._handle(message, ctx):
                             yield tick
                 last_error = KiteConnectionError("the server closed the connection")
@@ -236,8 +240,12 @@ class KiteFeed(Feed):
                 logger.error(
                     "kite: giving up after %d reconnection attempts: %s", attempts, last_error
                 )
+                ctx.reconnecting.pop(_RECONNECTING, None)  # given up: the runtime says so
                 raise ReconnectExhausted("kite feed", attempts, last_error) from None
             attempts += 1
+            if attempts == 1:
+                since = datetime.now(UTC).isoformat(timespec="seconds")
+                ctx.reconnecting[_RECONNECTING] = f"connection lost since {since}: {last_error}"
             logger.warning(
                 "kite: connection lost (%s); reconnection attempt %d in %.2f s",
                 last_error,
