@@ -70,7 +70,8 @@ def test_a_resting_limit_order_is_cancelled_and_never_fills_afterwards() -> None
     assert (rejection.validator, rejection.reason) == (CANCELLED, "cancelled by the strategy")
     # Answered at once in one process: nothing open right after the call.
     assert strategy.open_after_cancel == [Decimal(0)]
-    assert result.summary()["rejections"] == 1
+    assert (result.summary()["rejections"], result.summary()["cancels"]) == (1, 1)
+    assert "  rejections      1 (1 of them cancels)" in result.format_summary()
 
 
 def test_cancelling_a_filled_signal_sends_nothing_and_says_so() -> None:

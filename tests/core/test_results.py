@@ -103,6 +103,17 @@ def test_the_summary_rounds_returns_of_any_size_and_never_shows_a_negative_zero(
     assert result.summary()["total_return"] == "-0.000001"
 
 
+def test_money_in_the_summary_is_rounded_half_up() -> None:
+    result = RunResult(starting_equity=Decimal("100000.005"))
+    result.snapshots = {"a": make_snapshot("a", cash="0.125", equity="0.125")}
+    result.commission_total = Decimal("2.345")
+    text = result.format_summary()
+    # Half-even would show 100,000.00, 0.12 and 2.34.
+    assert "  starting equity 100,000.01" in text
+    assert "  final equity    0.13" in text
+    assert "  commission      2.35" in text
+
+
 def test_a_role_process_summary_shows_only_what_it_did() -> None:
     result = RunResult(starting_equity=Decimal(100), market_events=0)
     everything = result.format_summary()

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import datetime, time, timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from tradeloom.components import DeadLetter
-from tradeloom.events import Fill, PortfolioSnapshot, Rejection
+from tradeloom.events import CANCELLED, Fill, PortfolioSnapshot, Rejection
 
 ZERO = Decimal(0)
 MAX_DEAD_LETTERS_KEPT = 10_000
@@ -141,6 +141,8 @@ class RunResult:
     this many (live runs, so memory stays bounded). The counts below are always complete."""
     fill_count: int = 0
     rejection_count: int = 0
+    cancel_count: int = 0
+    """Of the rejections, those that answer the strategy's own cancels (validator "cancel")."""
     dead_letter_count: int = 0
     """Bad input sent to the dead-letter destination; ``dead_letters`` keeps the first
     :data:`MAX_DEAD_LETTERS_KEPT` of them."""
@@ -171,6 +173,8 @@ class RunResult:
 
     def add_rejection(self, rejection: Rejection) -> None:
         self.rejection_count += 1
+        if rejection.validator == CANCELLED:
+            self.cancel_count += 1
         self.rejections = self._kept(self.rejections)
         self.rejections.append(rejection)
 
@@ -229,6 +233,7 @@ class RunResult:
             "round_trips": self.round_trips,
             "commission": str(self.commission),
             "rejections": self.rejection_count,
+            "cancels": self.cancel_count,
             "dead_letters": self.dead_letter_count,
             "market_events": self.market_events,
             "first_event_time": _iso(self.first_event_time),
@@ -323,13 +328,14 @@ class RunResult:
             )
         if books:
             lines += [
-                f"  starting equity {self.starting_equity:,.2f}",
-                f"  final equity    {self.final_equity:,.2f}",
+                f"  starting equity {_rounded(self.starting_equity, 2):,}",
+                f"  final equity    {_rounded(self.final_equity, 2):,}",
                 f"  total return    {_rounded(self.total_return * pct, 2):,}%",
                 f"  max drawdown    {_rounded(self.max_drawdown * pct, 2):,}%",
                 f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round trips)",
-                f"  commission      {self.commission:,.2f}",
-                f"  rejections      {s['rejections']:,}",
+                f"  commission      {_rounded(self.commission, 2):,}",
+                f"  rejections      {s['rejections']:,}"
+                + (f" ({s['cancels']:,} of them cancels)" if s["cancels"] else ""),
             ]
         lines.append(f"  bad input       {s['dead_letters']:,}")
         return "\n".join(lines)
@@ -337,9 +343,11 @@ class RunResult:
 
 def _rounded(value: Decimal, places: int) -> Decimal:
     """``value`` to ``places`` decimal places, however large (the context's 28 digits would
-    make ``quantize`` fail on a huge one), and never a negative zero."""
+    make ``quantize`` fail on a huge one), half up as money is shown (0.125 is 0.13), and never
+    a negative zero."""
     with localcontext() as context:
         context.prec = max(context.prec, value.adjusted() + places + 2)
+        context.rounding = ROUND_HALF_UP
         rounded = value.quantize(Decimal(1).scaleb(-places))
     return rounded if rounded else abs(rounded)
 
