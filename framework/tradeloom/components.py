@@ -39,7 +39,10 @@ class IdGenerator(Protocol):
     """Mints event ids. Ids must be unique and sort by creation time (UUIDv7).
 
     A generator may also offer ``new_ids(count) -> list[UUID]``: ``count`` increasing ids
-    at once, for events created together (see :func:`mint_ids`).
+    at once, for events created together (see :func:`mint_ids`); and ``id_for(source: bytes,
+    timestamp_ms: int | None) -> UUID``: the id of an input with an identity of its own (a
+    record's place in a log), the same each time, so that an input read again is recognised
+    (see :func:`tradeloom.ids.stable_id`).
     """
 
     def new_id(self) -> UUID: ...

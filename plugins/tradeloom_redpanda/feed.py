@@ -18,6 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tradeloom.components import Codec, DeadLetter, Feed, FeedContext
 from tradeloom.errors import DecodeError, as_decode_error
 from tradeloom.events import Bar, MarketEvent, MarketTick
+from tradeloom.ids import stable_id
 from tradeloom_redpanda.connection import LAG_INTERVAL_SECONDS, BrokerLink, close_bounded
 from tradeloom_redpanda.options import FeedOptions
 from tradeloom_redpanda.ticks import TickMapping
@@ -183,7 +184,10 @@ class RedpandaFeed(Feed):
                 record_ts = None
                 if self.options.ts_source == "record":
                     record_ts = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-                return self.mapping.decode(value, ctx.ids, record_ts)
+                # The same id each time the record is read: a repeat is recognised.
+                place = f"{record.topic}\x00{record.partition}\x00{record.offset}".encode()
+                record_id = stable_id(ctx.ids, place, record.timestamp)
+                return self.mapping.decode(value, ctx.ids, record_ts, record_id)
             assert codec is not None
             event = codec.decode(value)
             if not isinstance(event, MarketTick | Bar):

@@ -49,9 +49,14 @@ class TickMapping:
         return f"'{path}'" if path == name else f"'{path}' ({name})"
 
     def decode(
-        self, data: bytes, ids: IdGenerator, record_ts: datetime | None = None
+        self,
+        data: bytes,
+        ids: IdGenerator,
+        record_ts: datetime | None = None,
+        record_id: UUID | None = None,
     ) -> MarketTick:
-        """``record_ts`` replaces the mapped timestamp field when given."""
+        """``record_ts`` replaces the mapped timestamp field when given; ``record_id`` is the
+        tick's id when ``event_id`` is not mapped (else one from ``ids``)."""
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -87,7 +92,7 @@ class TickMapping:
             if name in fields:
                 fields[name] = self._number(name, fields[name])
         fields["ts"] = record_ts if record_ts is not None else self._timestamp(document)
-        fields["event_id"] = self._event_id(document, ids)
+        fields["event_id"] = self._event_id(document, ids, record_id)
         try:
             return MarketTick(**fields)
         except ValidationError as exc:
@@ -165,10 +170,10 @@ class TickMapping:
                 error_type="schema",
             ) from None
 
-    def _event_id(self, document: dict[str, Any], ids: IdGenerator) -> UUID:
+    def _event_id(self, document: dict[str, Any], ids: IdGenerator, record_id: UUID | None) -> UUID:
         value = self._get(document, "event_id")
         if value is None:
-            return ids.new_id()
+            return record_id if record_id is not None else ids.new_id()
         try:
             return UUID(str(value))
         except ValueError:

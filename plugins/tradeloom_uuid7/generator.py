@@ -23,6 +23,8 @@ from itertools import accumulate, repeat
 
 import uuid6
 
+from tradeloom.ids import derived_uuid7
+
 _time_ns = time.time_ns
 
 _RAND_BITS = 74  # rand_a (12 bits) + rand_b (62 bits)
@@ -177,6 +179,12 @@ class Uuid7Generator:
         deque(map(_set_int, ids, values), maxlen=0)  # sets each id's int, without a loop
         deque(map(_set_safety, ids, repeat(_UNKNOWN_SAFETY)), maxlen=0)
         return ids
+
+    def id_for(self, source: bytes, timestamp_ms: int | None) -> uuid.UUID:
+        """The id of an input identified by ``source`` and made at ``timestamp_ms``: the same
+        each time (a UUIDv7 of that time, the rest a hash of ``source``; see
+        :func:`tradeloom.ids.derived_uuid7`)."""
+        return derived_uuid7(source, timestamp_ms)
 
     def advance_past(self, seen: uuid.UUID) -> None:
         """Make every later id greater than ``seen`` (an id loaded from storage), so a restart

@@ -147,8 +147,7 @@ def _feed(broker: Broker, topic: str, **params: Any) -> RedpandaFeed:
     return RedpandaFeed(
         bootstrap_servers=broker.bootstrap,
         topic=topic,
-        group_id=f"{topic}.group",
-        **{"format": "json", **FAST, **params},
+        **{"group_id": f"{topic}.group", "format": "json", **FAST, **params},
     )
 
 
@@ -248,6 +247,23 @@ def test_a_restarted_feed_resumes_after_the_last_tick_it_handed_out(
     _fill_topic(broker, topic, [_json_tick("A", 10)])
     third = collect_events(_feed(broker, topic), limit=1)
     assert [e.price for e in third.events] == [Decimal("110.5")]
+
+
+def test_a_record_read_again_has_the_same_event_id(broker: Broker, prefix: str) -> None:
+    # Read again from the last commit (after a crash, or by the member its partitions moved
+    # to), a tick had a fresh id each time, so nothing downstream knew it for a repeat. Two
+    # groups read every record: each record's tick has one id, its own.
+    topic = f"{prefix}again"
+    _fill_topic(broker, topic, [_json_tick("A", n) for n in range(5)])
+    first = collect_events(_feed(broker, topic, group_id=f"{topic}.one"), limit=5)
+    again = collect_events(_feed(broker, topic, group_id=f"{topic}.two"), limit=5)
+    ids = [event.event_id for event in first.events]
+    assert [event.event_id for event in again.events] == ids
+    assert len(set(ids)) == 5
+    # A UUIDv7 whose time is the record's (produced now, not the tick's 2024 time).
+    assert all(event_id.version == 7 for event_id in ids)
+    produced = [datetime.fromtimestamp((event_id.int >> 80) / 1000, UTC) for event_id in ids]
+    assert all(abs(datetime.now(UTC) - at) < timedelta(minutes=5) for at in produced)
 
 
 def test_the_feed_reports_how_many_records_it_has_not_handed_out(

@@ -13,6 +13,8 @@ from uuid import UUID
 
 from uuid6 import uuid7
 
+from tradeloom.ids import derived_uuid7
+
 
 class RecordingIds:
     """A UUIDv7 id generator that remembers every id it minted.
@@ -29,6 +31,14 @@ class RecordingIds:
         with self._lock:
             self.minted.add(new)
         return new
+
+    def id_for(self, source: bytes, timestamp_ms: int | None) -> UUID:
+        """As the stock generator: the same id for the same input (see
+        :func:`tradeloom.ids.stable_id`)."""
+        derived = derived_uuid7(source, timestamp_ms)
+        with self._lock:
+            self.minted.add(derived)
+        return derived
 
 
 class ManualClock:
