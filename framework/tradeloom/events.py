@@ -39,11 +39,13 @@ def _refuse_float(value: Any) -> Any:
 
 SMALLEST_EXPONENT = -100_000
 LARGEST_EXPONENT = 99_999
-"""Every number an event holds is zero or has a magnitude from ``1E-100000`` up to (not
-including) ``1E+100000``: its :meth:`~decimal.Decimal.adjusted` exponent lies between these.
-Products and quotients of a few such numbers stay far inside the exponent range of Python's
-default Decimal context (``Emax`` 999,999), so the books' arithmetic on them cannot raise
-``Overflow`` nor round a non-zero amount to zero."""
+"""Every price, quantity and volume that comes into a pipeline (market data, a strategy's
+signals and the orders made from them) is zero or has a magnitude from ``1E-100000`` up to
+(not including) ``1E+100000``: its :meth:`~decimal.Decimal.adjusted` exponent lies between
+these. Products and quotients of a few such numbers (cash, fees, equity) stay far inside the
+exponent range of Python's default Decimal context (``Emax`` 999,999), so the books' arithmetic
+on them cannot raise ``Overflow`` nor round a non-zero amount to zero. What the books compute
+(fills' prices and fees, cash, positions, equity) is not held to the range."""
 
 
 def out_of_range(value: Decimal) -> str | None:
@@ -62,6 +64,14 @@ def _positive(value: Decimal) -> Decimal:
         raise ValueError(f"{value} is not a finite number")
     if value <= 0:
         raise ValueError(f"must be greater than zero, got {value}")
+    return value
+
+
+def _positive_in_range(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    if value <= 0:
+        raise ValueError(f"must be greater than zero, got {value}")
     if not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
         raise ValueError(out_of_range(value))
     return value
@@ -72,13 +82,14 @@ def _non_negative(value: Decimal) -> Decimal:
         raise ValueError(f"{value} is not a finite number")
     if value < 0:
         raise ValueError(f"must not be negative, got {value}")
-    if value and not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
-        raise ValueError(out_of_range(value))
     return value
 
 
-def _in_range(value: Decimal) -> Decimal:
-    # Finite already: AllowInfNan(False) refuses the rest before this runs.
+def _non_negative_in_range(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
     if value and not SMALLEST_EXPONENT <= value.adjusted() <= LARGEST_EXPONENT:
         raise ValueError(out_of_range(value))
     return value
@@ -100,20 +111,33 @@ def _utc(value: datetime) -> datetime:
 # also when spelled as strings) with ``allow_inf_nan=False``, stated here rather than relied on
 # as a default; the validators still check finiteness before comparing, as a NaN cannot be
 # compared.
-Amount = Annotated[
-    Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_in_range)
-]
-"""Any finite Decimal in range (cash, P&L, signed position quantities)."""
+Amount = Annotated[Decimal, AllowInfNan(False), BeforeValidator(_refuse_float)]
+"""Any finite Decimal (cash, P&L, signed position quantities)."""
 Price = Annotated[
+    Decimal,
+    AllowInfNan(False),
+    BeforeValidator(_refuse_float),
+    AfterValidator(_positive_in_range),
+]
+"""A finite, strictly positive Decimal in range (see :data:`LARGEST_EXPONENT`): the prices of
+market data, signals and orders."""
+Quantity = Price
+"""A finite, strictly positive Decimal in range: the quantities of signals and orders."""
+NonNegative = Annotated[
+    Decimal,
+    AllowInfNan(False),
+    BeforeValidator(_refuse_float),
+    AfterValidator(_non_negative_in_range),
+]
+"""A finite Decimal in range that is zero or more (market data's volumes)."""
+Positive = Annotated[
     Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_positive)
 ]
-"""A finite, strictly positive Decimal in range."""
-Quantity = Price
-"""A finite, strictly positive Decimal in range."""
-NonNegative = Annotated[
+"""A finite, strictly positive Decimal (a fill's price and quantity)."""
+NonNegativeAmount = Annotated[
     Decimal, AllowInfNan(False), BeforeValidator(_refuse_float), AfterValidator(_non_negative)
 ]
-"""A finite Decimal in range that is zero or more (volumes, commissions)."""
+"""A finite Decimal that is zero or more (commissions, average prices)."""
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 """A timezone-aware datetime, normalised to UTC."""
 Instrument = Annotated[str, Field(min_length=1, max_length=200)]
@@ -298,9 +322,9 @@ class Fill(Event):
     strategy_id: str
     instrument: Instrument
     side: Side
-    quantity: Quantity
-    price: Price
-    commission: NonNegative = Decimal(0)
+    quantity: Positive
+    price: Positive
+    commission: NonNegativeAmount = Decimal(0)
 
     @property
     def fill_id(self) -> UUID:
@@ -313,9 +337,9 @@ class Position(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     quantity: Amount
-    average_price: NonNegative
+    average_price: NonNegativeAmount
     realized_pnl: Amount = Decimal(0)
-    last_price: NonNegative | None = None
+    last_price: NonNegativeAmount | None = None
 
 
 class PortfolioSnapshot(Event):
@@ -326,7 +350,7 @@ class PortfolioSnapshot(Event):
     cash: Amount
     positions: dict[str, Position] = Field(default_factory=dict)
     equity: Amount
-    commission_paid: NonNegative = Decimal(0)
+    commission_paid: NonNegativeAmount = Decimal(0)
     fills_applied: int = Field(default=0, ge=0)
     last_fill_id: UUID | None = None
 

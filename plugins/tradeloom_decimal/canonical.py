@@ -66,10 +66,12 @@ from tradeloom.events import (
     Instrument,
     MarketTick,
     NonNegative,
+    NonNegativeAmount,
     Order,
     OrderType,
     PortfolioSnapshot,
     Position,
+    Positive,
     Price,
     Rejection,
     Severity,
@@ -95,19 +97,24 @@ Decoder = Callable[[bytes | bytearray], Event | None]
 # Patterns for pydantic-core's regex engine (not Python's re): anchored, ASCII classes only.
 # What pydantic writes for a UTC datetime: whole seconds, or exactly six fraction digits.
 _TS = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$"
-# A finite Decimal as str() writes it, without sign. A zero may have any exponent of up to 9
-# digits (Decimal() reads those without an error). A non-zero number only where it is surely in
-# the events' range (tradeloom.events.LARGEST_EXPONENT): plain, with at most 100 digits before
-# the point or 100 zeros after "0.", or in str()'s scientific form, one digit before the point,
-# whose exponent is then the adjusted one (-100000 to +99999). Other spellings go to pydantic.
-_ZERO = r"0(?:\.0+)?(?:E[+-][0-9]{1,9})?"
-_NON_ZERO = (
+# A finite Decimal as str() writes it, without sign; positive: a non-zero digit in the
+# coefficient. At most 9 exponent digits: Decimal() reads those without an error.
+_EXPONENT = "(?:E[+-][0-9]{1,9})?"
+_POSITIVE = r"^(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.0*[1-9][0-9]*)" + _EXPONENT + "$"
+_NON_NEGATIVE = r"^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
+_SIGNED = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?" + _EXPONENT + "$"
+# The same, for the prices, quantities and volumes held to the events' range
+# (tradeloom.events.LARGEST_EXPONENT). A zero may have any exponent; a non-zero number is read
+# here only where it is surely in range: plain, with at most 100 digits before the point or 100
+# zeros after "0.", or in str()'s scientific form, one digit before the point, whose exponent
+# is then the adjusted one (-100000 to +99999). Other spellings go to pydantic.
+_ZERO = r"0(?:\.0+)?" + _EXPONENT
+_IN_RANGE = (
     r"(?:[1-9][0-9]{0,99}(?:\.[0-9]+)?|0\.0{0,99}[1-9][0-9]*"
     r"|[1-9](?:\.[0-9]+)?E(?:\+[0-9]{1,5}|-(?:[0-9]{1,5}|100000)))"
 )
-_POSITIVE = f"^{_NON_ZERO}$"
-_NON_NEGATIVE = f"^(?:{_ZERO}|{_NON_ZERO})$"
-_SIGNED = f"^-?(?:{_ZERO}|{_NON_ZERO})$"
+_POSITIVE_IN_RANGE = f"^{_IN_RANGE}$"
+_NON_NEGATIVE_IN_RANGE = f"^(?:{_ZERO}|{_IN_RANGE})$"
 
 
 def _spelled(pattern: str, make: Callable[[str], Any]) -> CoreSchema:
@@ -119,6 +126,8 @@ _TIMESTAMP = _spelled(_TS, datetime.fromisoformat)
 _POSITIVE_DECIMAL = _spelled(_POSITIVE, Decimal)
 _NON_NEGATIVE_DECIMAL = _spelled(_NON_NEGATIVE, Decimal)
 _SIGNED_DECIMAL = _spelled(_SIGNED, Decimal)
+_PRICE_DECIMAL = _spelled(_POSITIVE_IN_RANGE, Decimal)
+_VOLUME_DECIMAL = _spelled(_NON_NEGATIVE_IN_RANGE, Decimal)
 # A UUID is read by the very schema the models' UUID fields compile to, so every spelling
 # pydantic reads (upper case, braces, no hyphens) gives the same UUID on both paths.
 _UUID_TEXT = cs.uuid_schema()
@@ -134,11 +143,14 @@ _KINDS: dict[str, CoreSchema] = {
     "side": cs.enum_schema(Side, list(Side), sub_type="str"),
     "severity": cs.enum_schema(Severity, list(Severity), sub_type="str"),
     "order_type": cs.enum_schema(OrderType, list(OrderType), sub_type="str"),
-    "price": _POSITIVE_DECIMAL,
-    "price_optional": cs.nullable_schema(_POSITIVE_DECIMAL),
-    "non_negative": _NON_NEGATIVE_DECIMAL,
-    "non_negative_optional": cs.nullable_schema(_NON_NEGATIVE_DECIMAL),
-    "non_negative_zero": _NON_NEGATIVE_DECIMAL,
+    "price": _PRICE_DECIMAL,
+    "price_optional": cs.nullable_schema(_PRICE_DECIMAL),
+    "non_negative": _VOLUME_DECIMAL,
+    "non_negative_optional": cs.nullable_schema(_VOLUME_DECIMAL),
+    "positive": _POSITIVE_DECIMAL,
+    "amount_non_negative": _NON_NEGATIVE_DECIMAL,
+    "amount_non_negative_optional": cs.nullable_schema(_NON_NEGATIVE_DECIMAL),
+    "amount_non_negative_zero": _NON_NEGATIVE_DECIMAL,
     "amount": _SIGNED_DECIMAL,
     "amount_zero": _SIGNED_DECIMAL,
     "count": cs.int_schema(strict=True, ge=0),
@@ -163,7 +175,10 @@ class _Declared(BaseModel):
     price_optional: Price | None = None
     non_negative: NonNegative
     non_negative_optional: NonNegative | None = None
-    non_negative_zero: NonNegative = Decimal(0)
+    positive: Positive
+    amount_non_negative: NonNegativeAmount
+    amount_non_negative_optional: NonNegativeAmount | None = None
+    amount_non_negative_zero: NonNegativeAmount = Decimal(0)
     uuid_optional: UUID | None = None
     text_empty: str = ""
     severity: Severity
@@ -194,9 +209,11 @@ _EVENTS = "tradeloom.events"
 _MONEY: list[Any] = [AllowInfNan(False), (BeforeValidator, _EVENTS, "_refuse_float")]
 _INSTRUMENT: Any = Annotated[str, Field(min_length=1, max_length=200)]
 _ALIASES: list[tuple[Any, list[Any]]] = [
-    (Price, [*_MONEY, (AfterValidator, _EVENTS, "_positive")]),
-    (NonNegative, [*_MONEY, (AfterValidator, _EVENTS, "_non_negative")]),
-    (Amount, [*_MONEY, (AfterValidator, _EVENTS, "_in_range")]),
+    (Price, [*_MONEY, (AfterValidator, _EVENTS, "_positive_in_range")]),
+    (NonNegative, [*_MONEY, (AfterValidator, _EVENTS, "_non_negative_in_range")]),
+    (Positive, [*_MONEY, (AfterValidator, _EVENTS, "_positive")]),
+    (NonNegativeAmount, [*_MONEY, (AfterValidator, _EVENTS, "_non_negative")]),
+    (Amount, _MONEY),
     (UtcDatetime, [(AfterValidator, _EVENTS, "_utc")]),
     (Instrument, FieldInfo.from_annotation(_INSTRUMENT).metadata),
 ]
@@ -268,9 +285,9 @@ _SPECS: dict[type[Event], dict[str, str]] = {
         "strategy_id": "text",
         "instrument": "instrument",
         "side": "side",
-        "quantity": "price",
-        "price": "price",
-        "commission": "non_negative_zero",
+        "quantity": "positive",
+        "price": "positive",
+        "commission": "amount_non_negative_zero",
     },
     PortfolioSnapshot: {
         "schema_version": "version",
@@ -281,7 +298,7 @@ _SPECS: dict[type[Event], dict[str, str]] = {
         "cash": "amount",
         "positions": "positions",
         "equity": "amount",
-        "commission_paid": "non_negative_zero",
+        "commission_paid": "amount_non_negative_zero",
         "fills_applied": "count",
         "last_fill_id": "uuid_optional",
     },
@@ -306,9 +323,9 @@ _MODEL_VALIDATORS: dict[type[Event], set[str]] = {
 }
 _POSITION = {
     "quantity": "amount",
-    "average_price": "non_negative",
+    "average_price": "amount_non_negative",
     "realized_pnl": "amount_zero",
-    "last_price": "non_negative_optional",
+    "last_price": "amount_non_negative_optional",
 }
 """The kinds of a snapshot's positions' fields."""
 _CONFIG = {"frozen": True, "extra": "forbid", "use_enum_values": False}
@@ -664,7 +681,10 @@ EDGES: dict[str, list[Any]] = {
     "price_optional": [*_POSITIVES, None],
     "non_negative": [*_ZEROS, *_POSITIVES],
     "non_negative_optional": [*_ZEROS, *_POSITIVES, None],
-    "non_negative_zero": [*_ZEROS, *_POSITIVES],
+    "positive": _POSITIVES,
+    "amount_non_negative": [*_ZEROS, *_POSITIVES],
+    "amount_non_negative_optional": [*_ZEROS, *_POSITIVES, None],
+    "amount_non_negative_zero": [*_ZEROS, *_POSITIVES],
     "amount": _AMOUNTS,
     "amount_zero": _AMOUNTS,
     "count": [0, 10**30],
