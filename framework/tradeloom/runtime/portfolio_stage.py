@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +63,8 @@ class PortfolioStage(Stage):
         # without book_value's calls.
         self._only_holding: tuple[Decimal, Decimal] | None = None
         self._add_point = result.equity_curve.add
+        # The time of the latest point when fills of that time came after it (see on_fill).
+        self._point_missing_fills: datetime | None = None
         self.blocking_io_in_thread = blocking_io_in_thread
         self._journal_lock = anyio.Lock()
         self._failing_since: float | None = None  # monotonic time of an outage's first failure
@@ -85,6 +88,11 @@ class PortfolioStage(Stage):
     def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
         instrument = event.instrument
         marks = self.book.marks
+        stale = self._point_missing_fills
+        if stale is not None:
+            self._point_missing_fills = None
+            if stale != event.ts:  # at the same time, the point is computed again below
+                self._add_point(stale, self._equity_after_fills())  # at that time's prices
         marks[instrument] = price
         if self.record_equity:
             equity = self._equity
@@ -105,6 +113,7 @@ class PortfolioStage(Stage):
         """End the equity curve at the equity after the last fills: orders sent in
         ``on_stop``, or filled at the end, come after the last market event's point."""
         last = self.result.equity_curve.last
+        self._point_missing_fills = None
         if not self.record_equity or last is None:
             return
         equity = self._equity_after_fills()
@@ -136,8 +145,9 @@ class PortfolioStage(Stage):
             if last is not None and last[0] == fill.ts:
                 # Filled at the time of the latest point (fill_at = "last" fills as the
                 # strategy acts, after this stage took that time's prices in): the point of
-                # that time holds its fills too, as the strategy's own equity already does.
-                self._add_point(last[0], self._equity_after_fills())
+                # that time must hold its fills too, as the strategy's own equity already
+                # does. Once, before the next time's point (or the curve's end), not per fill.
+                self._point_missing_fills = fill.ts
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.result.add_rejection(rejection)
