@@ -2,8 +2,9 @@
 
 A feed reading a log (a Kafka topic) reads again from its group's last commit after a crash, or
 when its partitions move to another member. A fresh id per read made each repeat a new event
-downstream, traded on again; an id derived from the record's place in the log lets the pipeline
-and every role recognise the repeat and skip it (``[pipeline] dedupe_window``).
+downstream, traded on again; an id derived from the record's place in the log lets a process
+that has seen it recognise the repeat and skip it (each remembers the last ``[pipeline]
+dedupe_window`` ids, in memory: not across its own restart).
 """
 
 from __future__ import annotations

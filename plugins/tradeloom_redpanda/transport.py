@@ -26,7 +26,7 @@ from aiokafka.errors import (
 
 from tradeloom.backoff import ReconnectExhausted
 from tradeloom.components import DeadLetter
-from tradeloom.errors import as_decode_error
+from tradeloom.errors import DecodeError
 from tradeloom.events import (
     Bar,
     Cancel,
@@ -552,8 +552,8 @@ class RedpandaTransport(Transport):
         topic: the original bytes, with the error in headers."""
         self.stats.dead_letters += 1
         self.on_dead_letter(letter)
-        raw, headers = dead_letter_record(letter)
-        self._enqueue(self._physical[Topics.DEAD_LETTERS], letter.key, raw, headers)
+        key, raw, headers = dead_letter_record(letter)
+        self._enqueue(self._physical[Topics.DEAD_LETTERS], key, raw, headers)
 
     @property
     def undelivered(self) -> int:
@@ -733,9 +733,10 @@ class RedpandaTransport(Transport):
             return
         try:
             event = self.codec.decode(value)
-        except Exception as exc:  # not only DecodeError: see as_decode_error
-            error = as_decode_error(exc)
-            self._reject_record(role, record, error.reason, error.error_type)
+        except DecodeError as exc:
+            # Anything else the codec raises is handled by on_handler_error: a codec's bug
+            # stops the role by default rather than set every record aside.
+            self._reject_record(role, record, exc.reason, exc.error_type)
             return
         expected = EXPECTED_TYPES.get(boundary)
         if expected is not None and not isinstance(event, expected):

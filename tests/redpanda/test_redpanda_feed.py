@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from redpanda_support import FAST, produce
 
 from conftest import Broker
@@ -207,31 +208,45 @@ def test_codec_format_reads_tradeloom_events_and_refuses_other_event_types(
     assert run.dead_letters[0].location.startswith(f"{topic}[")
 
 
-def test_a_record_its_decoder_fails_on_is_set_aside_with_its_key(
+def test_a_json_record_the_mapping_fails_on_is_set_aside_with_its_key(
     broker: Broker, prefix: str
 ) -> None:
-    # The decoder's own failure (not a DecodeError) stopped the feed, and every restart again.
+    # A record time beyond any datetime (a producer may set any int64): fromtimestamp raised
+    # OverflowError, which stopped the feed, and every restart again (never committed).
+    topic = f"{prefix}odd"
+
+    async def write() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, _json_tick("A", 0), key=b"K")
+            await producer.send_and_wait(topic, _json_tick("A", 1), key=b"K", timestamp_ms=2**62)
+            await producer.send_and_wait(topic, _json_tick("A", 2), key=b"K")
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+    run = collect_events(_feed(broker, topic, ts_source="record"), limit=2)
+    assert len(run.events) == 2
+    (letter,) = run.dead_letters
+    assert letter.error_type == "decode_failed"
+    assert letter.reason.startswith("the decoder failed on this input: ")
+    assert (letter.raw, letter.key) == (_json_tick("A", 1), b"K")
+
+
+def test_a_codec_that_fails_otherwise_than_with_a_decode_error_stops_the_feed(
+    broker: Broker, prefix: str
+) -> None:
+    # A codec's bug, not the record's: setting every record aside would lose them all.
     class Brittle(DecimalJsonCodec):
         def decode(self, data: bytes) -> Any:
-            if data.startswith(b"BOOM"):
-                raise OverflowError("date value out of range")
-            return super().decode(data)
+            raise RuntimeError("codec bug")
 
     topic = f"{prefix}brittle"
-    ticks = [
-        MarketTick(event_id=IDS.new_id(), ts=T0, instrument="A", last_price=Decimal(n))
-        for n in (1, 2)
-    ]
-    _fill_topic(broker, topic, [CODEC.encode(ticks[0]), b"BOOM", CODEC.encode(ticks[1])])
-    run = collect_events(_feed(broker, topic, format="tradeloom"), limit=2, codec=Brittle())
-    assert run.events == ticks
-    (letter,) = run.dead_letters
-    assert (letter.error_type, letter.reason, letter.raw, letter.key) == (
-        "decode_failed",
-        "the decoder failed on this input: OverflowError: date value out of range",
-        b"BOOM",
-        b"K",
-    )
+    tick = MarketTick(event_id=IDS.new_id(), ts=T0, instrument="A", last_price=Decimal(1))
+    _fill_topic(broker, topic, [CODEC.encode(tick)])
+    with pytest.raises(RuntimeError, match="codec bug"):
+        collect_events(_feed(broker, topic, format="tradeloom"), limit=1, codec=Brittle())
 
 
 def test_a_restarted_feed_resumes_after_the_last_tick_it_handed_out(
