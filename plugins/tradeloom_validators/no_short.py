@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tradeloom.components import RiskView, Validator
+from tradeloom.components import RiskView, Validator, position_range
 from tradeloom.events import Side, Signal
 
 
@@ -16,7 +16,7 @@ class NoShort(Validator):
     def validate(self, signal: Signal, view: RiskView) -> str | None:
         if signal.side is not Side.SELL:
             return None
-        lowest, _ = view.position_range(signal.strategy_id, signal.instrument)
+        lowest, _ = position_range(view, signal.strategy_id, signal.instrument)
         after = lowest - signal.quantity
         if after >= 0:
             return None

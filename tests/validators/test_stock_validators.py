@@ -297,6 +297,25 @@ def test_max_position_judges_each_side_without_the_other_sides_limit_orders() ->
     assert rule.validate(signal("sell", "0.01"), bracket) is not None
 
 
+def test_a_view_without_position_range_is_judged_on_its_position() -> None:
+    # A RiskView written before position_range (a test's, say) still works.
+    class Plain:
+        def position(self, strategy_id: str, instrument: str) -> Decimal:
+            return D(10)
+
+        def last_price(self, instrument: str) -> Decimal | None:
+            return D(100)
+
+        def cash(self, strategy_id: str) -> Decimal:
+            return D(0)
+
+    view: Any = Plain()
+    assert NoShort().validate(signal("sell", "10"), view) is None
+    assert NoShort().validate(signal("sell", "11"), view) is not None
+    assert MaxPosition(limit="15").validate(signal("buy", "5"), view) is None
+    assert MaxPosition(limit="15").validate(signal("buy", "6"), view) is not None
+
+
 def test_no_short_never_blocks_buys() -> None:
     book = Book(positions={("sma", "ORCL"): D("-5")})  # short from before the rule existed
     assert NoShort().validate(signal("buy", "1"), book) is None
