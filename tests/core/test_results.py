@@ -14,7 +14,7 @@ import uuid6
 import tradeloom
 from tradeloom.events import Fill, MarketTick, Side
 from tradeloom.runtime.pipeline import DEAD_LETTERS_LOGGED
-from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult
+from tradeloom.runtime.results import MAX_DEAD_LETTERS_KEPT, RunResult, equity_title
 from tradeloom.testing import bars, run_strategy, ticks
 from tradeloom.testing.persistence import make_snapshot
 
@@ -112,6 +112,7 @@ def test_money_in_the_summary_is_rounded_half_up() -> None:
     assert "  starting equity 100,000.01" in text
     assert "  final equity    0.13" in text
     assert "  commission      2.35" in text
+    assert equity_title(result.summary()).startswith("Equity: 100,000.01 -> 0.13 ")
 
 
 def test_a_role_process_summary_shows_only_what_it_did() -> None:

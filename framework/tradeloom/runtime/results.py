@@ -382,10 +382,10 @@ def equity_title(summary: dict[str, Any]) -> str:
     interrupted or failed run's says so (its curve ends where it stopped, not where the data
     does)."""
     title = (
-        f"Equity: {Decimal(summary['starting_equity']):,.2f} -> "
-        f"{Decimal(summary['final_equity']):,.2f} "
+        f"Equity: {_rounded(Decimal(summary['starting_equity']), 2):,} -> "
+        f"{_rounded(Decimal(summary['final_equity']), 2):,} "
         f"({summary['trade_count']} fills, max drawdown "
-        f"{Decimal(summary['max_drawdown']) * 100:.2f}%)"
+        f"{_rounded(Decimal(summary['max_drawdown']) * 100, 2)}%)"
     )
     if summary.get("interrupted"):
         title += f"\ninterrupted {summary['interrupted']}"
