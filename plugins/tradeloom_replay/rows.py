@@ -277,6 +277,8 @@ def _from_epoch(text: str, scale: int) -> datetime:
     value = decimal_from_text(text)
     if not value.is_finite():
         raise ValueError("not a finite number")
+    if value.adjusted() > 21:  # past year 9999 in any unit; 1e999999 would overflow below
+        raise OverflowError("out of range")
     return _EPOCH + timedelta(microseconds=int(value * 1_000_000 / scale))
 
 

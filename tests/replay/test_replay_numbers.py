@@ -107,6 +107,19 @@ def test_a_garbled_epoch_timestamp_is_a_bad_row(write, context) -> None:
     assert "cannot read '1_704_189_601' as a timestamp" in letter.reason
 
 
+@pytest.mark.parametrize("stamp", ["1e999999", "1e900000", "-1e999999", "1e30"])
+def test_an_epoch_timestamp_beyond_any_date_is_a_bad_row(write, context, stamp: str) -> None:
+    # 1e999999 * 1e6 raised decimal.Overflow, which stopped the feed without naming the row;
+    # 1e900000 took half a minute in int() before it was refused.
+    path = write("epoch.csv", f"ts,px\n1704189600,10\n{stamp},11\n1704189602,12\n")
+    feed = tick_feed(path, columns={"ts": "ts", "last_price": "px"}, timestamp_format="unix")
+    ticks = list(feed.events(context.feed))
+    assert [t.last_price for t in ticks] == [D(10), D(12)]
+    (letter,) = context.dead_letters
+    assert letter.location == "line 3"
+    assert f"cannot read {stamp!r} as a timestamp" in letter.reason
+
+
 def test_a_garbled_price_in_a_parquet_string_column_is_a_bad_row(tmp_path, context) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
