@@ -212,6 +212,14 @@ class TransportOptions(ConnectionOptions):
         description="A stage raising on an event: stop the pipeline (after committing what was "
         "handled before it), or dead-letter the event and go on.",
     )
+    dedupe_lookback: int = Field(
+        default=1000,
+        ge=0,
+        description="Market records before a role's committed position, per partition, whose "
+        "event ids it remembers when given the partition: a tick the feed published again "
+        "after a crash is then skipped also by a role restarted since it handled the first. "
+        "0: none.",
+    )
 
     @field_validator("topics")
     @classmethod
@@ -249,7 +257,7 @@ DEFAULT_FIELDS = {
     "ts": "ts",
 }
 """JSON field of each tick field unless ``fields`` says otherwise. ``event_id`` has no default:
-when it is not mapped, each tick gets a new id from the pipeline's id generator."""
+when it is not mapped, the id generator derives one from the record (see tradeloom.ids)."""
 
 
 class FeedOptions(ConnectionOptions):

@@ -252,7 +252,15 @@ class RedpandaTransport(Transport):
         entry.assignment_hooks.append(hook)
 
     def _catches_up(self, role: _Role, assigned: Any) -> bool:
-        """Whether an assignment of ``assigned`` gives ``role`` anything to catch up on."""
+        """Whether an assignment of ``assigned`` gives ``role`` anything to catch up on: the
+        fills (see ``_catch_up``), or the market records it handled (``_remember_handled``)."""
+        market = self._physical[Topics.MARKET]
+        if (
+            role.seen is not None
+            and self.options.dedupe_lookback
+            and any(tp.topic == market for tp in assigned)
+        ):
+            return True
         if role.role == "portfolio":
             return False
         fills_topic = self._physical[Topics.FILLS]
@@ -262,6 +270,7 @@ class RedpandaTransport(Transport):
         started = asyncio.get_running_loop().time()
         try:
             async with role.lock:
+                await self._remember_handled(role, assigned)
                 await self._catch_up(role, assigned)
         finally:
             consumer = role.consumer
@@ -280,6 +289,54 @@ class RedpandaTransport(Transport):
             role.role,
             asyncio.get_running_loop().time() - started,
         )
+
+    async def _remember_handled(self, role: _Role, assigned: Any) -> None:
+        """Remember the ids of the market records just before where the role's group
+        committed in ``assigned``: a tick the feed published again after a crash (the same
+        id, at a later offset) is then skipped also by a role that restarted after handling
+        the first one, whose memory of ids began empty (``dedupe_lookback``)."""
+        seen, lookback, consumer = role.seen, self.options.dedupe_lookback, role.consumer
+        market = self._physical[Topics.MARKET]
+        partitions = [tp for tp in assigned if tp.topic == market]
+        if seen is None or not lookback or consumer is None or not partitions:
+            return
+        ends: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if committed:
+                ends[tp] = committed
+        if not ends:
+            return
+        reader = AIOKafkaConsumer(**self.options.consumer_kwargs(), group_id=None)
+        remembered = 0
+        try:
+            await reader.start()
+            reader.assign(list(ends))
+            for tp, end in ends.items():
+                reader.seek(tp, max(0, end - lookback))
+            async with asyncio.timeout(self.options.operation_timeout_seconds):
+                while ends:
+                    batch = await reader.getmany(*ends, timeout_ms=200)
+                    for tp, records in batch.items():
+                        for record in records:
+                            if record.offset < ends.get(tp, -1) and record.value:
+                                try:
+                                    seen.add(self.codec.decode(record.value).event_id)
+                                    remembered += 1
+                                except Exception:  # a bad record: dead-lettered when handled
+                                    pass
+                    for tp in list(ends):
+                        if await reader.position(tp) >= ends[tp]:
+                            del ends[tp]
+        except Exception as exc:  # a missed repeat is not worth failing the assignment over
+            self.logger.warning(
+                "role %s: could not read back the records before its positions: %r",
+                role.role,
+                exc,
+            )
+        finally:
+            await reader.stop()
+        self.logger.debug("role %s: remembered %d market event ids", role.role, remembered)
 
     async def _catch_up(self, role: _Role, assigned: Any) -> None:
         """A role keeping its own view of the fills (the strategies', the risk stage's) takes

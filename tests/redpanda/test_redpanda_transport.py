@@ -299,6 +299,46 @@ def test_an_event_delivered_twice_is_handled_once(broker: Broker, prefix: str) -
     assert harness.status.duplicates_ignored == 1
 
 
+@pytest.mark.parametrize("lookback", [1000, 0])
+def test_a_tick_published_again_is_skipped_by_a_role_restarted_since_the_first(
+    broker: Broker, prefix: str, lookback: int
+) -> None:
+    # A feed killed after publishing a tick, before committing its source, publishes it again
+    # (the same id) once restarted. A strategy that handled the first and was stopped
+    # cleanly meanwhile began with an empty memory of ids, and traded the tick twice.
+    first, again_after = tick("AB", "10"), tick("AB", "11", 1)
+    market = f"{prefix}market"
+
+    def strategy() -> Harness:
+        harness = Harness(broker, prefix, dedupe_lookback=lookback)
+        harness.transport.subscribe("strategy", (Topics.MARKET,), harness.collect)
+        return harness
+
+    async def publish_first() -> None:
+        await _produce_raw(broker.bootstrap, market, [(b"AB", CODEC.encode(first))])
+
+    before = strategy()
+    assert asyncio.run(before.run_until(lambda: len(before.received) == 1, publish_first)) is None
+
+    async def publish_again() -> None:
+        await _produce_raw(
+            broker.bootstrap,
+            market,
+            [(b"AB", CODEC.encode(first)), (b"AB", CODEC.encode(again_after))],
+        )
+
+    after = strategy()
+    assert (
+        asyncio.run(after.run_until(lambda: after.transport.stats.consumed == 2, publish_again))
+        is None
+    )
+    if lookback:
+        assert [event for _, event in after.received] == [again_after]
+        assert after.status.duplicates_ignored == 1
+    else:  # as before: nothing to know the repeat by
+        assert [event for _, event in after.received] == [first, again_after]
+
+
 class Boom(RuntimeError):
     pass
 
