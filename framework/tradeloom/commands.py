@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -417,6 +418,45 @@ def _exit_code(result: RunResult) -> int:
     return 0
 
 
+@contextmanager
+def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """SIGINT or SIGTERM drains the pipeline, then stops it; a second one stops the process at
+    once. Handled as the signal comes (not by the event loop), so it is said, and a second one
+    works, also while a stage blocks the loop (a strategy in a long computation, a back end
+    that hangs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread: the embedding application's
+        return
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            say(
+                f"tradeloom: {name}: draining, then stopping (send it again to stop at once)",
+                logging.WARNING,
+            )
+            loop.call_soon_threadsafe(pipeline.stop)
+            return
+        say(
+            f"tradeloom: {name} again: stopping at once, without draining (what was handled "
+            "since the last commit and checkpoint is handled again after a restart)",
+            logging.WARNING,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, on_signal) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     out = output_directory(args.out) if args.out else None
@@ -428,24 +468,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     async def main() -> RunResult:
-        async with anyio.create_task_group() as tasks:
-
-            async def stop_on_signal(*, task_status: TaskStatus[None]) -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    task_status.started()
-                    async for received in signals:
-                        say(
-                            f"tradeloom: {signal.Signals(received).name}: draining, then stopping",
-                            logging.WARNING,
-                        )
-                        pipeline.stop()
-                        return
-
-            # Listening before the pipeline starts: a signal during start-up drains too.
-            await tasks.start(stop_on_signal)
-            result = await pipeline.run()
-            tasks.cancel_scope.cancel()
-        return result
+        # Set before the pipeline starts: a signal during start-up drains too.
+        with _stop_on_signals(pipeline, asyncio.get_running_loop()):
+            return await pipeline.run()
 
     result = _run_unwrapped(main)
     roles = None if not args.role or "all" in args.role else sorted(set(args.role))

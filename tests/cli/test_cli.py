@@ -714,6 +714,54 @@ def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_d
     assert fills > 0 and snapshots == 1  # drained: the fills journaled, the book saved
 
 
+@pytest.mark.skipif(os.name != "posix", reason="signals as POSIX has them")
+def test_a_second_signal_stops_a_run_whose_strategy_blocks_at_once(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # A strategy blocking the event loop (a long computation) kept every signal waiting: four
+    # SIGTERMs and SIGINTs did nothing for a minute, and nothing was said meanwhile.
+    (tmp_path / "stuck.py").write_text(
+        "import pathlib, time\n"
+        "from tradeloom import Strategy, hookimpl\n"
+        "class Stuck(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        pathlib.Path('blocking').touch()\n"
+        "        time.sleep(60)\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'stuck': Stuck}\n"
+    )
+    config = backtest_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        "stuck",
+        extra='[plugins]\nmodules = ["stuck"]\n',
+    )
+    running = subprocess.Popen(
+        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "blocking").exists() and time.monotonic() < deadline:
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.05)
+        running.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sent_again = time.monotonic()
+        running.send_signal(signal.SIGTERM)
+        _, stderr = running.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent_again
+    finally:
+        running.kill()
+    assert running.returncode == 128 + signal.SIGTERM, stderr
+    assert stopped_after < 10  # not the strategy's minute
+    assert "tradeloom: SIGTERM: draining, then stopping (send it again to stop at once)" in stderr
+    assert "tradeloom: SIGTERM again: stopping at once, without draining" in stderr
+
+
 def test_the_tradeloom_command_finds_a_plugin_module_in_the_current_directory(
     tmp_path: Path, shared_data: Path
 ) -> None:
