@@ -165,12 +165,34 @@ class ConsumerLag(HealthCheck):
 
 class PersistenceErrors(HealthCheck):
     """Is state being saved? Critical while the latest save of fills or snapshots failed
-    (portfolios stay dirty and are retried at the next checkpoint); info once a save
-    succeeded again, with the number of failures so far."""
+    (portfolios stay dirty and are retried at the next checkpoint), or while a save has not
+    returned for more than ``max_write_seconds`` (a back end that hangs: nothing fails, and
+    nothing is saved); info once a save succeeded again, with the number of failures so far."""
 
     name = "persistence_errors"
 
+    def __init__(self, max_write_seconds: float = 60.0) -> None:
+        self.max_write_seconds = _positive("max_write_seconds", max_write_seconds)
+
     def check(self, status: PipelineStatus, now: datetime) -> HealthReport:
+        waiting = {
+            what: (now - since).total_seconds()
+            for what, since in status.persistence_in_flight.items()
+        }
+        stuck = {what: age for what, age in waiting.items() if age > self.max_write_seconds}
+        if stuck:
+            return _report(
+                self.new_id,
+                now,
+                "portfolio",
+                self.name,
+                Severity.CRITICAL,
+                "; ".join(
+                    f"{what} has not returned for {age:.1f} s"
+                    for what, age in sorted(stuck.items())
+                )
+                + f" (max_write_seconds {self.max_write_seconds:g}): is the back end hanging?",
+            )
         count = status.persistence_errors
         last_error = status.last_persistence_error
         if last_error is not None:
@@ -234,10 +256,50 @@ class ReconnectionExhausted(HealthCheck):
         )
 
 
+class EventLoopRunning(HealthCheck):
+    """Is the pipeline moving? Critical when its event loop has not run for more than
+    ``max_block_seconds``: a stage blocks it (a strategy in a long computation, a synchronous
+    call that hangs), and nothing else goes on meanwhile (other stages, commits, a drain).
+    Info otherwise, and before the pipeline runs."""
+
+    name = "event_loop"
+
+    def __init__(self, max_block_seconds: float = 10.0) -> None:
+        self.max_block_seconds = _positive("max_block_seconds", max_block_seconds)
+
+    def check(self, status: PipelineStatus, now: datetime) -> HealthReport:
+        ran = status.loop_ran_at
+        if ran is None or status.stopped_at is not None:
+            message = "not running" if ran is None else "stopped"
+            return _report(self.new_id, now, "pipeline", self.name, Severity.INFO, message)
+        age = (now - ran).total_seconds()
+        if age > self.max_block_seconds:
+            return _report(
+                self.new_id,
+                now,
+                "pipeline",
+                self.name,
+                Severity.CRITICAL,
+                f"the event loop has not run for {age:.1f} s (max_block_seconds "
+                f"{self.max_block_seconds:g}): a stage is blocking it",
+                age,
+            )
+        return _report(
+            self.new_id,
+            now,
+            "pipeline",
+            self.name,
+            Severity.INFO,
+            f"the event loop runs (last {max(age, 0.0):.1f} s ago)",
+            age,
+        )
+
+
 STOCK_CHECKS: dict[str, type[HealthCheck]] = {
     MarketDataFreshness.name: MarketDataFreshness,
     ConsumerLag.name: ConsumerLag,
     PersistenceErrors.name: PersistenceErrors,
     ReconnectionExhausted.name: ReconnectionExhausted,
+    EventLoopRunning.name: EventLoopRunning,
 }
 """The checks this plugin registers, by their configuration name."""

@@ -170,3 +170,33 @@ def test_a_failed_journal_write_keeps_the_fills_and_saves_no_snapshot(
     anyio.run(stage.checkpoint)
     assert [f.strategy_id for f in store.load_fills()] == ["p0004"]
     assert store.saved_batches[-1] == ["p0004"]
+
+
+def test_a_save_in_flight_is_in_the_status_until_it_returns(stage: PortfolioStage) -> None:
+    # A back end that hangs fails nothing: the health check sees the write that has not
+    # returned (persistence_errors' max_write_seconds).
+    release = anyio.Event()
+    started = anyio.Event()
+    in_flight: list[dict[str, datetime]] = []
+
+    async def hanging_save(snapshots: Sequence[PortfolioSnapshot]) -> None:
+        started.set()
+        await release.wait()
+
+    stage.persistence.save_snapshots = hanging_save  # type: ignore[method-assign]
+    stage.on_fill(fill("p0001"))
+    status = stage.services.status
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(stage.checkpoint)
+            await started.wait()
+            in_flight.append(dict(status.persistence_in_flight))
+            release.set()
+
+    before = datetime.now(UTC)
+    anyio.run(main)
+    (during,) = in_flight
+    assert list(during) == ["saving snapshots"]
+    assert before <= during["saving snapshots"] <= datetime.now(UTC)
+    assert status.persistence_in_flight == {}

@@ -13,6 +13,7 @@ from tradeloom.runtime.status import PipelineStatus
 from tradeloom.settings import load_settings
 from tradeloom_health.checks import (
     ConsumerLag,
+    EventLoopRunning,
     MarketDataFreshness,
     PersistenceErrors,
     ReconnectionExhausted,
@@ -186,6 +187,47 @@ def test_persistence_errors(clock: ManualClock, status: PipelineStatus) -> None:
     assert report.severity is Severity.INFO and "after 2 earlier failure(s)" in report.message
 
 
+def test_a_save_that_does_not_return_is_critical(
+    clock: ManualClock, status: PipelineStatus
+) -> None:
+    # A back end that hangs fails nothing: "no persistence errors" while nothing was saved.
+    check = PersistenceErrors(max_write_seconds=60)
+    status.persistence_in_flight["journaling fills"] = clock.now()
+    clock.advance(60)
+    assert one(check.check(status, clock.now())).severity is Severity.INFO
+    clock.advance(28)
+    report = one(check.check(status, clock.now()))
+    assert report.severity is Severity.CRITICAL
+    assert report.message == (
+        "journaling fills has not returned for 88.0 s (max_write_seconds 60): "
+        "is the back end hanging?"
+    )
+    del status.persistence_in_flight["journaling fills"]
+    assert one(check.check(status, clock.now())).message == "no persistence errors"
+
+
+def test_an_event_loop_that_does_not_run_is_critical(
+    clock: ManualClock, status: PipelineStatus
+) -> None:
+    check = EventLoopRunning(max_block_seconds=10)
+    assert one(check.check(status, clock.now())).message == "not running"
+    status.loop_ran_at = clock.now()
+    clock.advance(10)
+    report = one(check.check(status, clock.now()))
+    assert report.severity is Severity.INFO and report.message == (
+        "the event loop runs (last 10.0 s ago)"
+    )
+    clock.advance(32.5)
+    report = one(check.check(status, clock.now()))
+    assert report.severity is Severity.CRITICAL
+    assert report.message == (
+        "the event loop has not run for 42.5 s (max_block_seconds 10): a stage is blocking it"
+    )
+    assert report.stage == "pipeline" and report.age_seconds == 42.5
+    status.stopped_at = clock.now()
+    assert one(check.check(status, clock.now())).message == "stopped"
+
+
 def test_reconnection_exhausted(clock: ManualClock, status: PipelineStatus) -> None:
     check = ReconnectionExhausted()
     assert one(check.check(status, clock.now())).severity is Severity.INFO
@@ -217,9 +259,13 @@ def test_a_failing_check_becomes_a_critical_report(clock: ManualClock) -> None:
 
 def test_the_plugin_registers_every_stock_check() -> None:
     names = PluginManager().load().registrations()["health_check"]
-    assert {"market_data_freshness", "consumer_lag", "persistence_errors", "reconnection"} <= set(
-        names
-    )
+    assert {
+        "market_data_freshness",
+        "consumer_lag",
+        "persistence_errors",
+        "reconnection",
+        "event_loop",
+    } <= set(names)
     assert {names[n].plugin for n in ("consumer_lag", "reconnection")} == {"health"}
 
 

@@ -206,5 +206,14 @@ def test_without_checks_configured_every_stock_check_runs() -> None:
             feed.release.set()
 
     anyio.run(main)
-    checks = {r["check"] for r in json.loads(seen["health"][2])}
-    assert checks == {"market_data_freshness", "consumer_lag", "persistence_errors", "reconnection"}
+    reports = {r["check"]: r for r in json.loads(seen["health"][2])}
+    assert reports["event_loop"]["severity"] == "info"
+    assert reports["event_loop"]["message"].startswith("the event loop runs (last ")
+    checks = set(reports)
+    assert checks == {
+        "market_data_freshness",
+        "consumer_lag",
+        "persistence_errors",
+        "reconnection",
+        "event_loop",
+    }

@@ -17,7 +17,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, Literal, cast
@@ -1107,7 +1107,9 @@ class Pipeline:
         await anyio.sleep(0)  # let signal handlers and other tasks run
 
     async def _ticker(self, interval: float = 0.25) -> None:
+        status = self.status
         while True:
+            status.loop_ran_at = datetime.now(UTC)
             await anyio.sleep(interval)
             now = self.clock.now()
             for stage in self.stages:

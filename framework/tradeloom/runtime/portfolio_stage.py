@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -163,7 +163,7 @@ class PortfolioStage(Stage):
                 batch = self._unjournaled
                 self._unjournaled = []
                 try:
-                    await self._persist(self.persistence.record_fills, batch)
+                    await self._persist("journaling fills", self.persistence.record_fills, batch)
                 except BaseException as exc:
                     # Kept for the next attempt, also when the write was cancelled (a stop
                     # while it waited for a lock): else they would count as journaled.
@@ -200,7 +200,7 @@ class PortfolioStage(Stage):
                 self.book.portfolios[pid].snapshot(ids, now, marks) for pid in sorted(versions)
             ]
             try:
-                await self._persist(self.persistence.save_snapshots, snapshots)
+                await self._persist("saving snapshots", self.persistence.save_snapshots, snapshots)
             except Exception as exc:
                 self._persistence_failed("saving snapshots", exc)
                 return []
@@ -212,12 +212,17 @@ class PortfolioStage(Stage):
             self._persistence_works()
             return snapshots
 
-    async def _persist(self, method: Callable[..., Any], argument: Any) -> None:
-        if self.blocking_io_in_thread and not inspect.iscoroutinefunction(method):
-            # A live pipeline keeps consuming while a synchronous back end does its I/O.
-            await anyio.to_thread.run_sync(method, argument)
-        else:
-            await maybe_await(method(argument))
+    async def _persist(self, what: str, method: Callable[..., Any], argument: Any) -> None:
+        in_flight = self.services.status.persistence_in_flight
+        in_flight[what] = datetime.now(UTC)  # a back end that hangs shows in the health check
+        try:
+            if self.blocking_io_in_thread and not inspect.iscoroutinefunction(method):
+                # A live pipeline keeps consuming while a synchronous back end does its I/O.
+                await anyio.to_thread.run_sync(method, argument)
+            else:
+                await maybe_await(method(argument))
+        finally:
+            in_flight.pop(what, None)
 
     def _persistence_failed(self, what: str, exc: Exception) -> None:
         status = self.services.status

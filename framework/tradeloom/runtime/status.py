@@ -47,6 +47,13 @@ class PipelineStatus:
     #: Messages not yet consumed, keyed ``"<role>/<topic>"`` (summed over the partitions this
     #: process consumes). A broker transport fills it; empty on the in-process transport.
     consumer_lag: dict[str, int] = attrs.Factory(dict)
+    #: When the pipeline's event loop last ran its periodic work (wall clock, UTC; about every
+    #: quarter second in a live run). Older means something blocks the loop: a stage in a
+    #: long computation, a synchronous call that hangs.
+    loop_ran_at: datetime | None = None
+    #: Writes to the persistence that have not returned yet, by what they do (``"journaling
+    #: fills"``, ``"saving snapshots"``): since when (wall clock, UTC).
+    persistence_in_flight: dict[str, datetime] = attrs.Factory(dict)
     #: Set by a metrics plugin to time each stage's handling of each event; ``None`` (the
     #: default) keeps the per-event path free of timing.
     stage_observer: StageObserver | None = None
