@@ -119,10 +119,13 @@ def _find(names: Sequence[str], column: str, *, source: str, field_name: str) ->
 # Numbers
 
 
-def _may_be_tiny(joined: str) -> bool:
-    """Whether numbers written as ``joined`` may hold one of less than 1E-100000: only with an
-    exponent or in more than 100,000 characters (``0.``, 100,000 zeros and a digit)."""
-    return "e" in joined or "E" in joined or len(joined) > 100_000
+def _may_be_tiny(texts: Sequence[str], joined: str) -> bool:
+    """Whether the numbers written as ``texts`` (``joined``: together) may hold one of less
+    than 1E-100000: only with an exponent, or in more than 100,000 characters (``0.``,
+    100,000 zeros and a digit)."""
+    return (
+        "e" in joined or "E" in joined or (len(joined) > 100_000 and max(map(len, texts)) > 100_000)
+    )
 
 
 def read_decimal(text: str, label: str) -> Decimal:
@@ -504,7 +507,7 @@ class RowParser:
             if low:
                 if low.adjusted() < SMALLEST_EXPONENT:
                     return None
-            elif _may_be_tiny(joined) and any(map(out_of_range, values)):
+            elif _may_be_tiny(texts, joined) and any(map(out_of_range, values)):
                 return None
             values_of[name] = values
         return values_of

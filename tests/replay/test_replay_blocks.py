@@ -186,6 +186,8 @@ BAD_ROWS = {
     "empty price": ["2024-01-02 10:00:02", ""],
     "underscore in price": ["2024-01-02 10:00:02", "2_5"],
     "non-ASCII digits": ["2024-01-02 10:00:02", "\u0661\u0662"],
+    "price beyond the range": ["2024-01-02 10:00:02", "1e999999"],
+    "price below the range": ["2024-01-02 10:00:02", "1E-100001"],
     "bad time": ["2024-13-02 10:00:02", "1"],
     "empty time": ["", "1"],
     "out of order": ["2024-01-02 09:00:00", "1"],
@@ -204,6 +206,18 @@ def test_a_block_with_a_bad_row_is_left_to_the_row_parser(name: str) -> None:
     results = parse_each(one, rows)
     assert results == row_by_row(rows)
     assert isinstance(results[2], str) and results[2].startswith("bad: ")
+
+
+@pytest.mark.parametrize("tiny", ["1E-100001", "0." + "0" * 100_000 + "1"], ids=["exp", "plain"])
+def test_a_tiny_volume_among_zeros_is_left_to_the_row_parser(tiny: str) -> None:
+    # With a zero in the column the lowest value says nothing of the smallest non-zero one.
+    kwargs = {"ts": "ts", "last_price": "price", "volume": "volume"}
+    rows = [["2024-01-02T10:00:00", "1", "0"], ["2024-01-02T10:00:01", "2", tiny]]
+    one = parser(**kwargs)
+    assert one.parse_block(block_of(rows)) is None
+    bad = parse_each(one, rows)[1]
+    assert isinstance(bad, str)
+    assert bad.startswith("bad: column 'volume': 1E-100001 is out of range")
 
 
 def test_a_block_earlier_than_the_block_before_is_refused() -> None:
