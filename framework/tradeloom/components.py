@@ -168,17 +168,6 @@ class RiskView(Protocol):
     def cash(self, strategy_id: str) -> Decimal: ...
 
 
-def position_range(view: RiskView, strategy_id: str, instrument: str) -> tuple[Decimal, Decimal]:
-    """``view.position_range(...)``, or ``(position, position)`` from a view that has none (a
-    view written before it, say a test's): validators call this rather than the method."""
-    method = getattr(view, "position_range", None)
-    if method is not None:
-        lowest_highest: tuple[Decimal, Decimal] = method(strategy_id, instrument)
-        return lowest_highest
-    position = view.position(strategy_id, instrument)
-    return position, position
-
-
 class Validator(abc.ABC):
     """A pre-trade check. Returns ``None`` to pass a signal, or the reason to reject it."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from decimal import Decimal
 from typing import Generic, TypeVar
 from uuid import UUID
@@ -55,6 +55,11 @@ class OpenOrders(Generic[Key]):
     def quantity(self, key: Key) -> Decimal:
         open_here = self._by_key.get(key)
         return sum(open_here.values(), _ZERO) if open_here else _ZERO
+
+    def quantities(self, key: Key) -> Collection[Decimal]:
+        """The signed quantity of each open signal for ``key`` (empty when there is none)."""
+        open_here = self._by_key.get(key)
+        return open_here.values() if open_here else ()
 
     def __len__(self) -> int:
         return len(self._open)

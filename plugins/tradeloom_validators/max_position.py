@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from tradeloom.components import RiskView, Validator, position_range
+from tradeloom.components import RiskView, Validator
 from tradeloom.events import Side, Signal
 from tradeloom_validators.params import DecimalParam, per_instrument, positive_decimal
 
@@ -34,7 +34,11 @@ class MaxPosition(Validator):
         return self.limits.get(instrument, self.limit)
 
     def validate(self, signal: Signal, view: RiskView) -> str | None:
-        lowest, highest = position_range(view, signal.strategy_id, signal.instrument)
+        range_of = getattr(view, "position_range", None)  # position_range(), inline
+        if range_of is None:
+            lowest = highest = view.position(signal.strategy_id, signal.instrument)
+        else:
+            lowest, highest = range_of(signal.strategy_id, signal.instrument)
         if signal.side is Side.BUY:
             current, after, left_out = highest, highest + signal.quantity, "sells"
         else:

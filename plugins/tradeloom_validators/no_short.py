@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tradeloom.components import RiskView, Validator, position_range
+from tradeloom.components import RiskView, Validator
 from tradeloom.events import Side, Signal
 
 
@@ -16,7 +16,11 @@ class NoShort(Validator):
     def validate(self, signal: Signal, view: RiskView) -> str | None:
         if signal.side is not Side.SELL:
             return None
-        lowest, _ = position_range(view, signal.strategy_id, signal.instrument)
+        range_of = getattr(view, "position_range", None)  # position_range(), inline
+        if range_of is None:
+            lowest = view.position(signal.strategy_id, signal.instrument)
+        else:
+            lowest, _ = range_of(signal.strategy_id, signal.instrument)
         after = lowest - signal.quantity
         if after >= 0:
             return None

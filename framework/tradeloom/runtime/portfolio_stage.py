@@ -62,6 +62,7 @@ class PortfolioStage(Stage):
         # (cash, quantity) when one portfolio holds one instrument: the common case, computed
         # without book_value's calls.
         self._only_holding: tuple[Decimal, Decimal] | None = None
+        self._curve = result.equity_curve
         self._add_point = result.equity_curve.add
         # The time of the latest point when fills of that time came after it (see on_fill).
         self._point_missing_fills: datetime | None = None
@@ -140,14 +141,12 @@ class PortfolioStage(Stage):
         self._equity = None
         self._unjournaled.append(fill)
         self.result.add_fill(fill, before, portfolio.position(fill.instrument))
-        if self.record_equity:
-            last = self.result.equity_curve.last
-            if last is not None and last[0] == fill.ts:
-                # Filled at the time of the latest point (fill_at = "last" fills as the
-                # strategy acts, after this stage took that time's prices in): the point of
-                # that time must hold its fills too, as the strategy's own equity already
-                # does. Once, before the next time's point (or the curve's end), not per fill.
-                self._point_missing_fills = fill.ts
+        if self.record_equity and fill.ts == self._curve.last_time:
+            # Filled at the time of the latest point (fill_at = "last" fills as the
+            # strategy acts, after this stage took that time's prices in): the point of
+            # that time must hold its fills too, as the strategy's own equity already
+            # does. Once, before the next time's point (or the curve's end), not per fill.
+            self._point_missing_fills = fill.ts
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.result.add_rejection(rejection)

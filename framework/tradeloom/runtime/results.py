@@ -37,7 +37,8 @@ class EquityCurve:
         self._next_point = 0  # the count of the next point kept: the next multiple of stride
         # The point of the latest time, still open to changes, kept as two fields: no tuple
         # is built per call.
-        self._last_ts: datetime | None = None
+        self.last_time: datetime | None = None
+        """The time of the latest point added (None before the first)."""
         self._last_equity: Decimal | None = None
         self._settled: Decimal | None = None  # the equity of the time before, taken in
         self._peak: Decimal | None = None
@@ -47,9 +48,9 @@ class EquityCurve:
     @property
     def last(self) -> tuple[datetime, Decimal] | None:
         """The latest point added (kept even when the stored curve thinned it out)."""
-        if self._last_ts is None or self._last_equity is None:
+        if self.last_time is None or self._last_equity is None:
             return None
-        return (self._last_ts, self._last_equity)
+        return (self.last_time, self._last_equity)
 
     @property
     def peak(self) -> Decimal | None:
@@ -67,14 +68,14 @@ class EquityCurve:
         return deepest
 
     def add(self, ts: datetime, equity: Decimal) -> None:
-        last_ts = self._last_ts
+        last_ts = self.last_time
         if ts == last_ts:  # the same time: its point changes
             self._last_equity = equity
             return
         # A later time came: the point of the time before is final, and counted here (inline:
         # this runs for every market event).
         settled = self._last_equity
-        self._last_ts = ts
+        self.last_time = ts
         self._last_equity = equity
         if last_ts is None or settled is None:
             return

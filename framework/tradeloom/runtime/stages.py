@@ -33,7 +33,6 @@ from tradeloom.events import (
     Order,
     OrderType,
     Rejection,
-    Side,
     Signal,
 )
 from tradeloom.open_orders import OpenOrders
@@ -474,6 +473,9 @@ class StrategyStage(Stage):
             raise failure
 
 
+_LIMIT = OrderType.LIMIT
+
+
 class _RiskView:
     """Positions including orders in flight, cash and last prices, as validators see them."""
 
@@ -481,21 +483,19 @@ class _RiskView:
         self.book = book
         self.open_orders: OpenOrders[tuple[str, str]] = OpenOrders()
         self._open_quantity = self.open_orders.quantity
-        # Limit orders sent and not filled, by side: they may never fill (see position_range).
-        self._open_limit_buys: OpenOrders[tuple[str, str]] = OpenOrders()
-        self._open_limit_sells: OpenOrders[tuple[str, str]] = OpenOrders()
+        # Limit orders sent and not filled: they may never fill (see position_range).
+        self._open_limits: OpenOrders[tuple[str, str]] = OpenOrders()
+        self._open_limit_quantities = self._open_limits.quantities
 
     def add(self, signal: Signal) -> None:
         key = (signal.strategy_id, signal.instrument)
         self.open_orders.add(key, signal)
-        if signal.order_type is OrderType.LIMIT:
-            side = self._open_limit_buys if signal.side is Side.BUY else self._open_limit_sells
-            side.add(key, signal)
+        if signal.order_type is _LIMIT:
+            self._open_limits.add(key, signal)
 
     def close(self, signal_id: UUID) -> None:
         self.open_orders.close(signal_id)
-        self._open_limit_buys.close(signal_id)
-        self._open_limit_sells.close(signal_id)
+        self._open_limits.close(signal_id)
 
     def last_price(self, instrument: str) -> Decimal | None:
         return self.book.marks.get(instrument)
@@ -511,14 +511,21 @@ class _RiskView:
         return filled + self._open_quantity((strategy_id, instrument))
 
     def position_range(self, strategy_id: str, instrument: str) -> tuple[Decimal, Decimal]:
+        # position(), inline: validators ask on every order.
+        portfolio = self.book.portfolios.get(strategy_id)
+        if portfolio is None:
+            portfolio = self.book.portfolio(strategy_id)
+        holding = portfolio.holdings.get(instrument)
         key = (strategy_id, instrument)
-        expected = self.position(strategy_id, instrument)
+        expected = (holding.quantity if holding is not None else ZERO) + self._open_quantity(key)
+        limits = self._open_limit_quantities(key)
+        if not limits:
+            return expected, expected
         # Without the limit buys (signed +) for the lowest, the limit sells (signed -) for
         # the highest.
-        return (
-            expected - self._open_limit_buys.quantity(key),
-            expected - self._open_limit_sells.quantity(key),
-        )
+        buys = sum([quantity for quantity in limits if quantity > 0], ZERO)
+        sells = sum([quantity for quantity in limits if quantity < 0], ZERO)
+        return expected - buys, expected - sells
 
     def cash(self, strategy_id: str) -> Decimal:
         return self.book.portfolio(strategy_id).cash
