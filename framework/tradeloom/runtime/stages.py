@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Context, Decimal, getcontext
 from typing import Any
-from uuid import UUID
 
 import attrs
 
@@ -483,19 +482,10 @@ class _RiskView:
         self.book = book
         self.open_orders: OpenOrders[tuple[str, str]] = OpenOrders()
         self._open_quantity = self.open_orders.quantity
-        # Limit orders sent and not filled: they may never fill (see position_range).
-        self._open_limits: OpenOrders[tuple[str, str]] = OpenOrders()
-        self._open_limit_quantities = self._open_limits.quantities
-
-    def add(self, signal: Signal) -> None:
-        key = (signal.strategy_id, signal.instrument)
-        self.open_orders.add(key, signal)
-        if signal.order_type is _LIMIT:
-            self._open_limits.add(key, signal)
-
-    def close(self, signal_id: UUID) -> None:
-        self.open_orders.close(signal_id)
-        self._open_limits.close(signal_id)
+        # Limit orders sent and not filled, also in open_orders: they may never fill (see
+        # position_range). The risk stage adds and closes both (inline: once per order).
+        self.open_limits: OpenOrders[tuple[str, str]] = OpenOrders()
+        self._open_limit_quantities = self.open_limits.quantities
 
     def last_price(self, instrument: str) -> Decimal | None:
         return self.book.marks.get(instrument)
@@ -621,7 +611,10 @@ class RiskStage(Stage):
         view = self.view
         if self._refused(signal, self.validators):
             return
-        view.add(signal)
+        key = (signal.strategy_id, signal.instrument)
+        view.open_orders.add(key, signal)
+        if signal.order_type is _LIMIT:
+            view.open_limits.add(key, signal)
         order = build_order(  # copies a validated signal: not validated again
             event_id=self.services.ids.new_id(),
             ts=self.services.clock.now(),
@@ -660,7 +653,9 @@ class RiskStage(Stage):
         self.publish(Topics.REJECTIONS, rejection, signal.instrument)
 
     def on_fill(self, fill: Fill) -> None:
-        self.view.close(fill.signal_id)
+        view = self.view
+        view.open_orders.close(fill.signal_id)
+        view.open_limits.close(fill.signal_id)
         self.book.apply_fill(fill)
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
@@ -671,7 +666,9 @@ class RiskStage(Stage):
         return len(self.book.applied_orders) - before
 
     def on_rejection(self, rejection: Rejection) -> None:
-        self.view.close(rejection.signal.event_id)
+        view = self.view
+        view.open_orders.close(rejection.signal.event_id)
+        view.open_limits.close(rejection.signal.event_id)
 
     def on_time(self, now: datetime) -> None:
         if self.waiting:
