@@ -667,6 +667,18 @@ def test_a_file_out_of_time_order_says_to_start_over_not_to_resume(tmp_path: Pat
     )
 
 
+def _start_run(config: Path, where: Path) -> subprocess.Popen[str]:
+    """``tradeloom run -c config`` in ``where``, its plugin modules importable from there."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config)],
+        cwd=where,
+        env={**os.environ, "PYTHONPATH": str(where)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_data: Path) -> None:
     (tmp_path / "slowflip.py").write_text(
         "import time\n"
@@ -691,14 +703,7 @@ def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_d
         "params = { commission_bps = 10 }", 'params = { fill_at = "last" }'
     )
     config.write_text(text)
-    running = subprocess.Popen(
-        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    running = _start_run(config, tmp_path)
     while not (tmp_path / "state.sqlite").exists() and running.poll() is None:
         time.sleep(0.02)
     time.sleep(1.0)  # some 200 bars into 5,000: far from the end
@@ -735,14 +740,7 @@ def test_a_second_signal_stops_a_run_whose_strategy_blocks_at_once(
         "stuck",
         extra='[plugins]\nmodules = ["stuck"]\n',
     )
-    running = subprocess.Popen(
-        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    running = _start_run(config, tmp_path)
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "blocking").exists() and time.monotonic() < deadline:

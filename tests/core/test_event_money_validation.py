@@ -16,6 +16,7 @@ import uuid6
 from pydantic import ValidationError
 
 from tradeloom.events import Fill, MarketTick, PortfolioSnapshot, Position, Side
+from tradeloom.testing.persistence import make_fill
 
 TS = datetime(2024, 1, 2, 15, 30, tzinfo=UTC)
 
@@ -122,18 +123,7 @@ def test_what_the_books_compute_is_not_held_to_the_range() -> None:
     # 1E-120003) are out of it: a fill, a position or a snapshot holding them is valid.
     huge, tiny = "1E+120000", "1E-120003"
     assert Position(quantity=f"-{huge}", average_price=huge, last_price=tiny).quantity < 0
-    fill = Fill(
-        event_id=uuid6.uuid7(),
-        ts=TS,
-        order_id=uuid6.uuid7(),
-        signal_id=uuid6.uuid7(),
-        strategy_id="s",
-        instrument="X",
-        side=Side.BUY,
-        quantity=huge,
-        price=huge,
-        commission=tiny,
-    )
+    fill = make_fill(quantity=huge, price=huge, commission=tiny)
     assert Fill.model_validate_json(fill.model_dump_json()) == fill
     snapshot = PortfolioSnapshot(
         event_id=uuid6.uuid7(),
