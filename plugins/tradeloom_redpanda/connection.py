@@ -155,6 +155,11 @@ class BrokerLink:
 
     # -- reconnecting ---------------------------------------------------------------------------
 
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the broker looked unreachable and this link is trying to reach it again."""
+        return self._recovery is not None
+
     async def recover(self, error: BaseException) -> None:
         """The broker looked unreachable (``error``): probe with backoff until it answers.
 

@@ -164,6 +164,10 @@ class RedpandaFeed(Feed):
         if now - self._lag_reported < LAG_INTERVAL_SECONDS:
             return
         self._lag_reported = now
+        if self._link is not None and self._link.reconnecting:
+            # Its figures are from before the broker went away: unknown now, not "0 behind".
+            ctx.report_lag({})
+            return
         behind = 0
         measured = False
         for partition in consumer.assignment():

@@ -89,6 +89,7 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             await _ticks_in(private_broker, f"{prefix}ticks", ["AA", "BB"] * 5)
             while len(pipeline.result.fills) < 10:
                 await anyio.sleep(0.05)
+            lag_before.update(pipeline.status.consumer_lag)
             private_broker.kill()
             # The watchdogs notice and start reconnecting, and an attempt fails (in about a
             # second; waited for rather than slept on, so that a loaded machine does not fail
@@ -101,6 +102,10 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             # transport's: the feed's was not shown, and a feed-only process looked healthy).
             reconnecting.update(pipeline.status.reconnecting)
             health.extend(pipeline.health())
+            # The feed's lag is unknown while it cannot reach its broker (it said "0 behind").
+            with anyio.fail_after(10):
+                while f"feed/{prefix}ticks" in pipeline.status.consumer_lag:
+                    await anyio.sleep(0.05)
             await anyio.to_thread.run_sync(private_broker.start)  # empty: topics are gone
             # Both links re-create their topics; then the stream goes on.
             while not (
@@ -114,12 +119,14 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             pipeline.stop()
 
     feed = f"redpanda feed ({prefix}ticks)"
+    lag_before: dict[str, int] = {}
     reconnecting: dict[str, str] = {}
     health: list[Any] = []
     anyio.run(scenario)
     assert len(pipeline.result.fills) == 20
     assert len({fill.order_id for fill in pipeline.result.fills}) == 20
     assert pipeline.status.reconnect_exhausted is None
+    assert f"feed/{prefix}ticks" in lag_before
     assert sorted(reconnecting) == [feed, "redpanda transport"]
     assert all(why.startswith("broker unreachable since ") for why in reconnecting.values())
     assert pipeline.status.reconnecting == {}  # back
