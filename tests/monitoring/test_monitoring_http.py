@@ -217,3 +217,51 @@ def test_without_checks_configured_every_stock_check_runs() -> None:
         "reconnection",
         "event_loop",
     }
+
+
+def test_a_slow_write_in_a_thread_is_not_a_blocked_event_loop() -> None:
+    # The loop's heartbeat was the ticker's, which waits for journal writes (in a thread in a
+    # live run, the loop free): a write of 1.5 s made event_loop say "a stage is blocking it".
+    import time as clock
+
+    from tradeloom import hookimpl
+    from tradeloom_health.checks import EventLoopRunning
+    from tradeloom_memory.persistence import MemoryPersistence
+
+    class SlowJournal(MemoryPersistence):
+        def record_fills(self, fills: Any) -> None:
+            clock.sleep(1.5)
+            super().record_fills(fills)
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_persistence(self) -> dict[str, Any]:
+            return {"slow_journal": SlowJournal}
+
+    settings = Settings(
+        executor={"name": "paper", "params": {"fill_at": "last"}},
+        persistence={"name": "slow_journal"},
+    )
+    feed = TickFeed(count=3, hold=True)
+    pipeline = Pipeline(
+        settings, mode="live", feed=feed, strategies={"buyer": BuyOnce()}, plugins=[Plugin()]
+    )
+    check = EventLoopRunning(max_block_seconds=0.5)
+    seen: list[tuple[list[str], str]] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(10):
+                await feed.sent.wait()
+                while not pipeline.status.persistence_in_flight:
+                    await anyio.sleep(0.05)
+            for _ in range(10):  # 1 s of the write
+                await anyio.sleep(0.1)
+                report = check.check(pipeline.status, datetime.now(UTC))
+                seen.append((list(pipeline.status.persistence_in_flight), report.severity.value))
+            feed.release.set()
+
+    anyio.run(main)
+    assert any(in_flight == ["journaling fills"] for in_flight, _ in seen)
+    assert {severity for _, severity in seen} == {"info"}

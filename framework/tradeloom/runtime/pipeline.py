@@ -614,6 +614,7 @@ class Pipeline:
                 tasks.start_soon(self._consume, consuming_done)
             if self.mode == "live":
                 tasks.start_soon(self._ticker)
+                tasks.start_soon(self._heartbeat)
             if self.feed is not None:
                 try:
                     await self._pump(self.feed)
@@ -1106,10 +1107,16 @@ class Pipeline:
             gc.freeze()
         await anyio.sleep(0)  # let signal handlers and other tasks run
 
-    async def _ticker(self, interval: float = 0.25) -> None:
+    async def _heartbeat(self, interval: float = 0.25) -> None:
+        """Tell the health checks that the event loop runs (a task of its own: the ticker may
+        wait for a journal write in a thread, with the loop free)."""
         status = self.status
         while True:
             status.loop_ran_at = datetime.now(UTC)
+            await anyio.sleep(interval)
+
+    async def _ticker(self, interval: float = 0.25) -> None:
+        while True:
             await anyio.sleep(interval)
             now = self.clock.now()
             for stage in self.stages:
@@ -1190,6 +1197,7 @@ class Pipeline:
     async def _stopped_early(self) -> None:
         """The run failed or was interrupted (Ctrl-C): save what changed, and leave a result
         that says what happened until then (what was delivered, the books as they are now)."""
+        self.status.loop_ran_at = None  # its heartbeat ended with the tasks: not "blocked"
         if self.result.market_events < self.status.market_events:
             # Stopped inside the market loop: the result counts what was delivered, up to the
             # event the run stopped on, as the status does.
