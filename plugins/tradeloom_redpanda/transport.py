@@ -300,21 +300,24 @@ class RedpandaTransport(Transport):
         partitions = [tp for tp in assigned if tp.topic == market]
         if seen is None or not lookback or consumer is None or not partitions:
             return
-        ends: dict[TopicPartition, int] = {}
-        for tp in partitions:
-            committed = await consumer.committed(tp)
-            if committed:
-                ends[tp] = committed
-        if not ends:
-            return
-        reader = AIOKafkaConsumer(**self.options.consumer_kwargs(), group_id=None)
+        reader: AIOKafkaConsumer | None = None
         remembered = 0
         try:
-            await reader.start()
-            reader.assign(list(ends))
-            for tp, end in ends.items():
-                reader.seek(tp, max(0, end - lookback))
+            # Bounded, also the committed positions' lookup (which retries while the group's
+            # coordinator is unknown): the partitions wait, paused, until this is done.
             async with asyncio.timeout(self.options.operation_timeout_seconds):
+                ends: dict[TopicPartition, int] = {}
+                for tp in partitions:
+                    committed = await consumer.committed(tp)
+                    if committed:
+                        ends[tp] = committed
+                if not ends:
+                    return
+                reader = AIOKafkaConsumer(**self.options.consumer_kwargs(), group_id=None)
+                await reader.start()
+                reader.assign(list(ends))
+                for tp, end in ends.items():
+                    reader.seek(tp, max(0, end - lookback))
                 while ends:
                     batch = await reader.getmany(*ends, timeout_ms=200)
                     for tp, records in batch.items():
@@ -328,14 +331,15 @@ class RedpandaTransport(Transport):
                     for tp in list(ends):
                         if await reader.position(tp) >= ends[tp]:
                             del ends[tp]
-        except Exception as exc:  # a missed repeat is not worth failing the assignment over
+        except Exception as exc:  # a missed repeat is not worth failing the catch-up over
             self.logger.warning(
                 "role %s: could not read back the records before its positions: %r",
                 role.role,
                 exc,
             )
         finally:
-            await reader.stop()
+            if reader is not None:
+                await close_bounded(reader.stop(), self.options.operation_timeout_seconds)
         self.logger.debug("role %s: remembered %d market event ids", role.role, remembered)
 
     async def _catch_up(self, role: _Role, assigned: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from redpanda_support import FAST, read_topic
 
 from conftest import Broker
@@ -337,6 +337,43 @@ def test_a_tick_published_again_is_skipped_by_a_role_restarted_since_the_first(
         assert after.status.duplicates_ignored == 1
     else:  # as before: nothing to know the repeat by
         assert [event for _, event in after.received] == [first, again_after]
+
+
+def test_a_lookback_that_cannot_reach_the_broker_gives_up_and_the_catch_up_goes_on(
+    private_broker: Broker, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Reading the committed positions failed or waited for the broker without a bound, before
+    # the fills journal was read: the role went on with books that lacked it, silently.
+    caplog.set_level(logging.WARNING, logger="test.redpanda.transport")
+    harness = Harness(private_broker, prefix, operation_timeout_seconds=1)
+    harness.transport.subscribe("risk", (Topics.MARKET,), harness.collect)
+    journal_read: list[bool] = []
+
+    async def read_journal() -> None:
+        journal_read.append(True)
+
+    harness.transport.add_assignment_hook("risk", read_journal)
+
+    async def scenario() -> float:
+        transport = harness.transport
+        await transport.start()
+        try:
+            role = transport._roles["risk"]
+            private_broker.kill()
+            started = time.monotonic()
+            market = TopicPartition(f"{prefix}market", 0)
+            await asyncio.wait_for(transport._catch_up_then_resume(role, [market]), 30)
+            return time.monotonic() - started
+        finally:
+            await transport.close()
+
+    took = asyncio.run(scenario())
+    assert journal_read == [True]
+    assert took < 15  # the lookback's second, then the catch-up's own bounded waits
+    assert any(
+        "could not read back the records before its positions" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 class Boom(RuntimeError):
