@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from anyio.abc import TaskStatus
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
-from tradeloom.console import say
+from tradeloom.console import logs_json, say
 from tradeloom.errors import ConfigError, EventOrderError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
@@ -430,22 +431,22 @@ def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Ite
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
+        # It may interrupt any code, a write to stderr too: it takes no lock (no print, no
+        # logging), and asks for the stop before it says anything.
         received.append(signum)
         name = signal.Signals(signum).name
         if len(received) == 1:
-            say(
-                f"tradeloom: {name}: draining, then stopping (send it again to stop at once)",
-                logging.WARNING,
-            )
             loop.call_soon_threadsafe(pipeline.stop)
+            message = f"tradeloom: {name}: draining, then stopping (send it again to stop at once)"
+            if logs_json():
+                loop.call_soon_threadsafe(say, message, logging.WARNING)
+            else:
+                _write_stderr(message)
             return
-        say(
+        _write_stderr(
             f"tradeloom: {name} again: stopping at once, without draining (what was handled "
-            "since the last commit and checkpoint is handled again after a restart)",
-            logging.WARNING,
+            "since the last commit and checkpoint is handled again after a restart)"
         )
-        sys.stdout.flush()
-        sys.stderr.flush()
         os._exit(128 + signum)
 
     wanted = (signal.SIGINT, signal.SIGTERM)
@@ -454,7 +455,14 @@ def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Ite
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: installed from outside Python, cannot be put back
+                signal.signal(signum, handler)
+
+
+def _write_stderr(line: str) -> None:
+    """``line`` to stderr with one system call: no buffer, no lock."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"{line}\n".encode())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
