@@ -110,9 +110,27 @@ class MarketDataFreshness(HealthCheck):
             self.name,
             Severity.CRITICAL,
             f"no recent market data: last tick {age:.1f} s ago "
-            f"(max_tick_age_seconds {self.max_tick_age_seconds:g})",
+            f"(max_tick_age_seconds {self.max_tick_age_seconds:g}){_held_up(status, now)}",
             age,
         )
+
+
+def _held_up(status: PipelineStatus, now: datetime) -> str:
+    """What may keep market data from being taken in, rather than the feed: ``""`` or a
+    clause for the freshness report (the age counts from the last event handled)."""
+    reasons = []
+    ran = status.loop_ran_at
+    if ran is not None and status.stopped_at is None:
+        blocked = (now - ran).total_seconds()
+        if blocked > 1.0:
+            reasons.append(f"the event loop has not run for {blocked:.1f} s (a stage blocks it)")
+    for what, since in sorted(status.persistence_in_flight.items()):
+        waiting = (now - since).total_seconds()
+        if waiting > 1.0:
+            reasons.append(f"{what} has not returned for {waiting:.1f} s")
+    if not reasons:
+        return ""
+    return f"; not the feed, maybe: {'; '.join(reasons)}"
 
 
 class ConsumerLag(HealthCheck):

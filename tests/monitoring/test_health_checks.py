@@ -90,6 +90,28 @@ def test_first_tick_ends_the_grace_period(clock: ManualClock, status: PipelineSt
     assert one(check.check(status, clock.now())).severity is Severity.INFO
 
 
+def test_stale_data_says_when_a_stage_or_the_persistence_may_be_the_cause(
+    clock: ManualClock, status: PipelineStatus
+) -> None:
+    # Its age counts from the last event handled: a blocked loop or a hanging write shows as
+    # stale data, which pointed the operator at the feed alone.
+    check = MarketDataFreshness(grace_period_seconds=0, max_tick_age_seconds=5)
+    status.last_market_wall_time = status.loop_ran_at = clock.now()
+    status.persistence_in_flight["journaling fills"] = clock.now()
+    clock.advance(6)
+    report = one(check.check(status, clock.now()))
+    assert report.severity is Severity.CRITICAL
+    assert report.message == (
+        "no recent market data: last tick 6.0 s ago (max_tick_age_seconds 5); not the feed, "
+        "maybe: the event loop has not run for 6.0 s (a stage blocks it); journaling fills "
+        "has not returned for 6.0 s"
+    )
+    status.loop_ran_at = clock.now()
+    status.persistence_in_flight.clear()
+    report = one(check.check(status, clock.now()))
+    assert report.message == "no recent market data: last tick 6.0 s ago (max_tick_age_seconds 5)"
+
+
 def test_freshness_before_start_and_with_clock_behind_data(clock: ManualClock) -> None:
     check = MarketDataFreshness()
     report = one(check.check(PipelineStatus(), clock.now()))
