@@ -16,7 +16,7 @@ from operator import add, attrgetter, le, sub
 from typing import Any
 
 from tradeloom.events import LARGEST_EXPONENT, SMALLEST_EXPONENT, out_of_range
-from tradeloom.numbers import decimal_from_text
+from tradeloom.numbers import decimal_from_text, written_as_data
 from tradeloom_replay.formats import BarTimestamp, Kind
 from tradeloom_replay.sources import RowBlock
 
@@ -496,7 +496,7 @@ class RowParser:
         for name, position, _label, read, _required in self._numbers:
             texts = columns[position]
             joined = "".join(texts)
-            if "_" in joined or not joined.isascii():
+            if not written_as_data(joined):
                 return None  # the row path says which cell is not a number
             values = list(map(Decimal, texts))
             low, high = min(values), max(values)
