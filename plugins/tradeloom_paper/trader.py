@@ -96,15 +96,18 @@ class PaperTrader(Executor):
     def on_market(self, event: Bar | MarketTick) -> None:
         # Called for every market event: remember the event (its price is read only when an
         # order fills at the last price) and look at waiting orders only when there are some.
+        # The event is taken in before waiting orders fill on it: a fill's callbacks may
+        # place an order at once (a strategy's on_fill), which is placed after this event and
+        # fills at its latest price with fill_at="last", never at one from before it.
         instrument = event.instrument
-        if self.pending:
-            waiting = self.pending.get(instrument)
-            if waiting:
-                self._work(instrument, waiting, event)
         self.last_events[instrument] = event
         data_time = self.data_time
         if data_time is None or event.ts > data_time:
             self.data_time = event.ts
+        if self.pending:
+            waiting = self.pending.get(instrument)
+            if waiting:
+                self._work(instrument, waiting, event)
 
     def last_price(self, instrument: str) -> Decimal | None:
         """The latest price seen for ``instrument`` (a tick's last price, a bar's close)."""

@@ -920,6 +920,119 @@ def test_a_fill_at_the_time_of_its_price_is_in_that_times_equity_point() -> None
     assert result.max_drawdown == Decimal(10) / Decimal(100_000)
 
 
+def test_a_fill_of_the_next_time_is_not_in_the_point_of_the_time_before() -> None:
+    # fill_at = "last": on the first bar a market buy fills at once (in that bar's point) and a
+    # limit buy rests; the second bar fills it at its open, 95, before the portfolio stage
+    # takes that bar in. The first point stays 100,000; the second holds both fills at 80.
+    class BuysTwice(Strategy):
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            if bar.ts == data[0].ts:
+                ctx.buy("X", 1)
+                ctx.buy("X", 10, limit_price="95")
+
+    data = bars("X", ["100", "80", "80"], opens=["100", "95", "80"])
+    result = run_strategy(BuysTwice(), data, fill_at="last")
+    assert [fill.price for fill in result.fills] == [Decimal(100), Decimal(95)]
+    equity = Decimal(100_000) + 1 * (80 - 100) + 10 * (80 - 95)
+    assert [value for _, value in result.equity_curve.series()] == [
+        Decimal(100_000),
+        equity,
+        equity,
+    ]
+    assert result.max_drawdown == (Decimal(100_000) - equity) / Decimal(100_000)
+
+
+def test_the_drawdown_counts_from_the_starting_equity() -> None:
+    # Slippage costs 1% on the first fill, before any point: the curve never falls after it,
+    # but the run lost 1% from where it started.
+    class BuysAtOnce(Strategy):
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            if ctx.position("X") == 0:
+                ctx.buy("X", 1000)
+
+    result = run_strategy(BuysAtOnce(), bars("X", ["100"] * 3), fill_at="last", slippage_bps=100)
+    assert result.equity_curve.series()[0][1] == Decimal(99_000)
+    assert result.max_drawdown == Decimal("0.01")
+    assert result.summary()["max_drawdown"] == "0.010000"
+
+
+class _BuysTheOtherOnAFill(Strategy):
+    """Rests a limit buy of X at 95; when it fills, buys ``then`` at market from on_fill."""
+
+    def __init__(self, then: str) -> None:
+        self.then = then
+        self.sent = False
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if not self.sent:
+            self.sent = True
+            ctx.buy("X", 1, limit_price="95")
+
+    def on_fill(self, fill: Any, ctx: StrategyContext) -> None:
+        if fill.instrument == "X" and fill.side == "buy":
+            if self.then == "X":
+                ctx.sell("X", 1)
+            else:
+                ctx.buy(self.then, 1)
+
+
+def _x_dips_to_94_in_its_third_bar() -> list[Bar]:
+    x = bars("X", ["100", "100", "98", "97"], opens=["100", "100", "99", "98"])
+    x[2] = x[2].model_copy(update={"low": Decimal(94)})
+    return x
+
+
+def test_an_order_sent_when_told_of_a_fill_fills_after_the_event_that_filled_it() -> None:
+    # X's third bar fills the limit buy; Y's third bar, of the same time, began before that
+    # decision (it opens at 50 and ends at 60): the buy of Y fills at Y's next open, 60.
+    y = bars("Y", ["50", "50", "60", "61"], opens=["50", "50", "50", "60"])
+    result = run_strategy(_BuysTheOtherOnAFill("Y"), merge(_x_dips_to_94_in_its_third_bar(), y))
+    assert [(f.instrument, f.price, f.ts) for f in result.fills] == [
+        ("X", Decimal(95), y[2].ts),
+        ("Y", Decimal(60), y[3].ts),
+    ]
+
+
+def test_with_fill_at_last_an_order_sent_when_told_of_a_fill_takes_that_events_price() -> None:
+    # The limit buy fills in the third bar (low 94); the sell sent from on_fill fills at once
+    # at that bar's latest price, its close 98, not at the bar before's close, 100.
+    x = _x_dips_to_94_in_its_third_bar()
+    result = run_strategy(_BuysTheOtherOnAFill("X"), x, fill_at="last")
+    assert [(f.side, f.price, f.ts) for f in result.fills] == [
+        ("buy", Decimal(95), x[2].ts),
+        ("sell", Decimal(98), x[2].ts),
+    ]
+
+
+@pytest.mark.parametrize("fill_at", ["next", "last"])
+def test_a_signal_sent_when_told_that_input_ended_is_answered_too(fill_at: str) -> None:
+    # The limit buy never fills; told so at the end, the strategy buys at market instead.
+    # That order cannot fill any more with "next" (no price comes): it is rejected too.
+    class Retries(Strategy):
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+            self.outcomes: dict[Any, str] = {}
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            if not self.sent:
+                self.sent.append(ctx.buy("X", 1, limit_price="50"))
+
+        def on_rejection(self, rejection: Any, ctx: StrategyContext) -> None:
+            self.outcomes[rejection.signal.event_id] = rejection.reason
+            if len(self.sent) == 1:
+                self.sent.append(ctx.buy("X", 1))
+
+        def on_fill(self, fill: Any, ctx: StrategyContext) -> None:
+            self.outcomes[fill.signal_id] = f"filled at {fill.price}"
+
+    strategy = Retries()
+    run_strategy(strategy, bars("X", ["100"] * 3), fill_at=fill_at)
+    assert [strategy.outcomes.get(signal.event_id) for signal in strategy.sent] == [
+        "limit order not filled: input ended before the order could fill",
+        "input ended before the order could fill" if fill_at == "next" else "filled at 100",
+    ]
+
+
 class _Lifecycle(Strategy):
     def __init__(self) -> None:
         self.log: list[str] = []

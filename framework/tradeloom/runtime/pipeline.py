@@ -83,6 +83,7 @@ _YIELD_EVERY = 1024  # market events between two yields of a backtest (stop, che
 _LIVE_YIELD_EVERY = 64  # of a live run reading a replay: a stop or a checkpoint is not kept waiting
 _FREEZE_EVERY_BLOCKS = 8
 _FEED_CLOSE_SECONDS = 10.0  # the most a feed's close may take once the run was stopped
+_SETTLING_ROUNDS = 100  # of rejections at the end of input that a strategy answers by sending
 DEAD_LETTERS_LOGGED = 10  # a backtest's bad input logged one by one at WARNING (the rest: DEBUG)
 
 Mode = Literal["backtest", "live"]
@@ -453,6 +454,7 @@ class Pipeline:
             # The return is measured over the portfolios the final equity sums: every one in
             # this book, restored ones too (a resumed run may not run all their strategies).
             self.result.starting_equity = portfolio_book.equity()
+            self.result.equity_curve.start_from(self.result.starting_equity)
             self._portfolios_at_start = frozenset(portfolio_book.portfolios)
             self.portfolio_stage = PortfolioStage(
                 services,
@@ -1131,11 +1133,7 @@ class Pipeline:
         await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)
         self.transport.stop_consuming()
         await consuming_done.wait()
-        # Strategies first (on_stop may still trade), then what waits for prices.
-        for role in ("strategy", "risk", "execution"):
-            for stage in self.stages:
-                if stage.role == role:
-                    stage.drain()
+        self._settle_pending()
         if self.mode == "backtest":
             self._warn_unseen_instruments()
             if self.feed is not None and not self.result.market_events + self.result.skipped_events:
@@ -1159,6 +1157,29 @@ class Pipeline:
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
+
+    def _settle_pending(self) -> None:
+        """Strategies first (``on_stop`` may still trade), then what waits for prices: signals
+        waiting for a first price and orders waiting to fill are rejected. A strategy may send
+        again when told (a limit order that did not fill, retried at market): what it sends is
+        settled the same way, round after round, until it sends nothing new."""
+        strategies = [stage for stage in self.stages if stage.role == "strategy"]
+        settling = [
+            stage for role in ("risk", "execution") for stage in self.stages if stage.role == role
+        ]
+        for stage in strategies:
+            stage.drain()
+        for _ in range(_SETTLING_ROUNDS):
+            sent = sum(stage.counters.events_out for stage in strategies)
+            for stage in settling:
+                stage.drain()
+            if sum(stage.counters.events_out for stage in strategies) == sent:
+                return
+        self.logger.warning(
+            "strategies still sent orders after %d rounds of rejections at the end of input: "
+            "what they sent in the last round has no outcome",
+            _SETTLING_ROUNDS,
+        )
 
     def _warn_unseen_instruments(self) -> None:
         # A backtest's data is all there will be: an instrument a strategy asked for that never

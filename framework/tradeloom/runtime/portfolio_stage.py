@@ -133,6 +133,12 @@ class PortfolioStage(Stage):
         return equity
 
     def on_fill(self, fill: Fill) -> None:
+        stale = self._point_missing_fills
+        if stale is not None and fill.ts != stale:
+            # A fill of a later time (the executor takes a market event before this stage):
+            # the point of the time before is completed first, without it.
+            self._point_missing_fills = None
+            self._add_point(stale, self._equity_after_fills())
         portfolio = self.book.portfolio(fill.strategy_id)
         before = portfolio.position(fill.instrument)
         if not self.book.apply_fill(fill):

@@ -45,6 +45,12 @@ class EquityCurve:
         self._trough = ZERO  # the lowest equity since the peak
         self._max_drawdown = ZERO  # a fraction of the peak
 
+    def start_from(self, equity: Decimal) -> None:
+        """The equity before the first time: the first peak a drawdown is measured from (the
+        first point already holds that time's fills: an order sent in ``on_start``, or filled
+        at once with ``fill_at = "last"``, may lose money before any point)."""
+        self._peak = self._trough = equity
+
     @property
     def last(self) -> tuple[datetime, Decimal] | None:
         """The latest point added (kept even when the stored curve thinned it out)."""
