@@ -44,6 +44,7 @@ from tradeloom.runtime.transport import (
     AssignmentHook,
     CommitBarrier,
     Handler,
+    RevocationHook,
     Topics,
     Transport,
 )
@@ -107,6 +108,9 @@ class _Role:
         self.seen: RecentIds | None = None
         self.barrier: CommitBarrier | None = None
         self.assignment_hooks: list[AssignmentHook] = []
+        self.revocation_hooks: list[RevocationHook] = []
+        # The partition each key came from, per topic (kept for the revocation hooks).
+        self.key_partitions: dict[tuple[str, bytes | None], int] = {}
         self.catching_up: asyncio.Task[None] | None = None
 
     async def stop_catching_up(self) -> None:
@@ -129,6 +133,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         role = self.role
         await role.stop_catching_up()
         async with role.lock:  # the batch being handled finishes first
+            if role.revocation_hooks:
+                await self.transport._hand_over(role, revoked)
             try:
                 await self.transport._commit(role)
             except Exception as exc:  # the rebalance must go on
@@ -250,6 +256,39 @@ class RedpandaTransport(Transport):
         if entry is None:
             entry = self._roles[role] = _Role(role, self.group_id(role))
         entry.assignment_hooks.append(hook)
+
+    def add_revocation_hook(self, role: str, hook: RevocationHook) -> None:
+        entry = self._roles.get(role)
+        if entry is None:
+            entry = self._roles[role] = _Role(role, self.group_id(role))
+        entry.revocation_hooks.append(hook)
+
+    async def _hand_over(self, role: _Role, revoked: Any) -> None:
+        """Call the role's revocation hooks with what moves (the keys that came from a
+        ``revoked`` partition), and deliver what they publish before the positions are
+        committed: the member taking the partitions over reads on from there."""
+        moving_partitions = {(tp.topic, tp.partition) for tp in revoked}
+        topics = {self._physical[boundary] for boundary in role.handlers}
+        key_partitions = role.key_partitions
+
+        def moving(key: str) -> bool:
+            raw = key.encode()
+            for topic in topics:
+                partition = key_partitions.get((topic, raw))
+                if partition is not None and (topic, partition) in moving_partitions:
+                    return True
+            return False
+
+        published = self._seq
+        for hook in role.revocation_hooks:
+            try:
+                hook(moving)
+            except Exception as exc:  # the rebalance must go on
+                self.logger.error(
+                    "role %s: handing over before a rebalance failed: %r", role.role, exc
+                )
+        if self._seq != published:
+            await self._deliver_bounded(f"role {role.role}: handing over")
 
     def _catches_up(self, role: _Role, assigned: Any) -> bool:
         """Whether an assignment of ``assigned`` gives ``role`` anything to catch up on: the
@@ -769,21 +808,39 @@ class RedpandaTransport(Transport):
         positions of the records before it are recorded for commit)."""
         for partition, records in batch.items():
             for record in records:
+                published = self._seq
                 try:
                     self._handle(role, record)
                 except Exception as exc:
                     if self.options.on_handler_error == "dead_letter":
                         self._reject_record(role, record, f"{exc}", type(exc).__name__)
                     else:
+                        withdrawn = self._withdraw_published_after(published)
                         self.logger.error(
-                            "role %s: handling %s failed: %s",
+                            "role %s: handling %s failed: %s%s",
                             role.role,
                             _location(record),
                             exc,
+                            f" ({withdrawn} event(s) it published are not sent)"
+                            if withdrawn
+                            else "",
                         )
                         return exc
                 role.pending[partition] = role.positions[partition] = record.offset + 1
         return None
+
+    def _withdraw_published_after(self, seq: int) -> int:
+        """Take back what was published after ``seq``: the output of a handling that failed.
+        Its record stays uncommitted and is handled again after a restart, which publishes
+        that output again; sent now, it would come twice. (Handling runs without an await, so
+        all of it is still in the outbox.)"""
+        withdrawn = 0
+        outbox = self._outbox
+        while outbox and outbox[-1].seq > seq:
+            outbox.pop()
+            withdrawn += 1
+        self.stats.published -= withdrawn
+        return withdrawn
 
     def _handle(self, role: _Role, record: Any) -> None:
         self.stats.consumed += 1
@@ -818,6 +875,8 @@ class RedpandaTransport(Transport):
             return
         if boundary == Topics.MARKET:
             self.clock.advance(event.ts)
+        if role.revocation_hooks:
+            role.key_partitions[(record.topic, record.key)] = record.partition
         for handler in role.handlers[boundary]:
             handler(boundary, event)
 

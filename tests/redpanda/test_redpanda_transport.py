@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -383,15 +384,20 @@ class Boom(RuntimeError):
 def test_a_failing_handler_stops_after_committing_what_was_handled_before_it(
     broker: Broker, prefix: str
 ) -> None:
+    # Each tick's handling publishes a fill at its price; the third publishes, then raises.
     ticks = [tick("AB", str(10 + n), n) for n in range(5)]
     first = Harness(broker, prefix)
 
-    def fail_on_third(topic: str, event: Event) -> None:
-        if event == ticks[2]:
+    def handle(harness: Harness, topic: str, event: Event) -> None:
+        assert isinstance(event, MarketTick)
+        harness.transport.publish(
+            Topics.FILLS, fill("AB").model_copy(update={"price": event.last_price}), "AB"
+        )
+        if harness is first and event == ticks[2]:
             raise Boom("cannot handle the third tick")
-        first.collect(topic, event)
+        harness.collect(topic, event)
 
-    first.transport.subscribe("strategy", (Topics.MARKET,), fail_on_third)
+    first.transport.subscribe("strategy", (Topics.MARKET,), partial(handle, first))
 
     async def publish() -> None:
         for event in ticks:
@@ -401,11 +407,16 @@ def test_a_failing_handler_stops_after_committing_what_was_handled_before_it(
     assert isinstance(error, Boom)
     assert [event for _, event in first.received] == ticks[:2]
 
-    # The next member of the group starts at the failing event: nothing is lost.
+    # The next member of the group starts at the failing event: nothing is lost, and what
+    # the failed handling published was not delivered, so nothing comes twice either.
     second = Harness(broker, prefix)
-    second.transport.subscribe("strategy", (Topics.MARKET,), second.collect)
+    second.transport.subscribe("strategy", (Topics.MARKET,), partial(handle, second))
     assert asyncio.run(second.run_until(lambda: len(second.received) == 3)) is None
     assert [event for _, event in second.received] == ticks[2:]
+    records = asyncio.run(read_topic(broker.bootstrap, f"{prefix}fills", len(ticks)))
+    assert [CODEC.decode(record.value).price for record in records] == [  # type: ignore[attr-defined]
+        event.last_price for event in ticks
+    ]
 
 
 def test_dead_letter_policy_sets_a_failing_event_aside_and_goes_on(
