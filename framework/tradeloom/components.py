@@ -229,6 +229,15 @@ class Executor(abc.ABC):
     def drain(self) -> None:  # noqa: B027 - optional hook
         """The input has ended: settle or reject everything still pending."""
 
+    def hand_over(self, moving: Callable[[str], bool]) -> list[Order]:
+        """Take out and return the orders still waiting (for a price, or resting) for every
+        instrument for which ``moving(instrument)`` is true: across processes, those
+        instruments' prices and orders move to another execution process, which gets these
+        orders published again (as new orders of the same signals) and fills them. Forget
+        them, so that should one come back, it is taken again. An executor that keeps nothing
+        waiting returns ``[]`` (the default)."""
+        return []
+
 
 class Persistence(abc.ABC):
     """Durable storage of the fills journal and portfolio snapshots. Every method may be async.

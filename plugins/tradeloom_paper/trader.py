@@ -3,7 +3,7 @@ slippage, and never with a price from the future."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -154,6 +154,17 @@ class PaperTrader(Executor):
         self._answer_cancel(
             signal, "cancelled by the strategy: the order was not open at the paper trader"
         )
+
+    def hand_over(self, moving: Callable[[str], bool]) -> list[Order]:
+        """The waiting orders of the instruments another execution process takes over (see
+        :meth:`tradeloom.components.Executor.hand_over`); their signals are forgotten, so an
+        order of one that comes back here is taken again."""
+        handed: list[Order] = []
+        for instrument in [name for name in self.pending if moving(name)]:
+            for order, _ in self.pending.pop(instrument):
+                self._seen_signals.discard(order.signal_id)
+                handed.append(order)
+        return handed
 
     def _answer_cancel(self, signal: Signal, reason: str) -> None:
         ctx = self.ctx

@@ -105,6 +105,25 @@ def test_an_order_delivered_again_fills_once_within_the_dedupe_window() -> None:
     assert len(emitted) == 4
 
 
+def test_waiting_orders_of_moving_instruments_are_handed_over_and_taken_again() -> None:
+    prices = ticks("X", ["10", "11", "12"], interval=timedelta(seconds=1))
+    paper, emitted = trader("next")
+    paper.on_market(prices[0])
+    waiting = order(decided_at=prices[0].ts)
+    other = order(decided_at=prices[0].ts).model_copy(update={"instrument": "Y"})
+    paper.on_order(waiting)
+    paper.on_order(other)
+    assert paper.hand_over(lambda instrument: instrument == "X") == [waiting]
+    paper.on_market(prices[1])
+    assert emitted == []  # not filled here any more
+    assert paper.hand_over(lambda instrument: False) == []
+    # Should X come back to this process, its order (published again) is taken again.
+    paper.on_order(waiting)
+    paper.on_market(prices[2])
+    assert [(e.order_id, e.price) for e in emitted] == [(waiting.event_id, Decimal(12))]  # type: ignore[attr-defined]
+    assert paper.hand_over(lambda instrument: True) == [other]
+
+
 @pytest.mark.parametrize("window", [-1, 1.5, True, "10"])
 def test_a_dedupe_window_that_is_not_a_count_is_refused(window: object) -> None:
     with pytest.raises(ValueError, match="dedupe_window must be"):

@@ -39,6 +39,22 @@ class RestThenCancel(Strategy):
             ctx.buy(tick.instrument, 1)
 
 
+class RestBelow(Strategy):
+    """Per instrument, on its first tick: one limit buy one unit below that price."""
+
+    def __init__(self) -> None:
+        self.sent: set[str] = set()
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        if tick.instrument not in self.sent:
+            self.sent.add(tick.instrument)
+            ctx.buy(tick.instrument, 1, limit_price=tick.last_price - 1)
+
+
 @hookimpl
 def tradeloom_register_strategies() -> Mapping[str, Any]:
-    return {"buy_every_tick": BuyEveryTick, "rest_then_cancel": RestThenCancel}
+    return {
+        "buy_every_tick": BuyEveryTick,
+        "rest_then_cancel": RestThenCancel,
+        "rest_below": RestBelow,
+    }

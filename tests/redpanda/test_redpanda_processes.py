@@ -217,3 +217,56 @@ def test_a_cancel_crosses_strategy_risk_and_execution_processes(
     fills = journal(db)
     assert sorted(fill.instrument for fill in fills) == symbols
     assert all(fill.price > 100 for fill in fills)  # the market buys, never the limit at half
+
+
+def test_a_second_execution_process_takes_over_the_orders_resting_in_the_first(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # Limit buys rest in the execution process for the 6 instruments (one per partition);
+    # a second one joins and the group gives it half of them. Those orders rested in the
+    # first process, which no longer gets their prices: they are handed over to the second,
+    # and every one fills when the prices come down through the limits.
+    config, db = write_pipeline(
+        tmp_path,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        strategy={"name": "rest_below", "id": "rest"},
+        executor=FILL_AT_LAST,
+    )
+    symbols = keys_covering(6)
+    front = RoleProcess(config, ["feed", "strategy", "risk", "portfolio"], tmp_path, "front")
+    first = RoleProcess(config, ["execution"], tmp_path, "execution-1")
+    second = RoleProcess(config, ["execution"], tmp_path, "execution-2")
+    processes = [front.start(), first.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 1), 0).join(30)
+        wait_until(
+            lambda: len(asyncio.run(read_topic(broker.bootstrap, f"{prefix}orders", 6, 1))) >= 6,
+            30,
+            "the six limit orders",
+        )
+        processes.append(second.start())
+        second.wait_ready()
+
+        def split() -> bool:
+            mine = _market_partitions(first.assignments("execution")[-1], prefix)
+            theirs = _market_partitions(second.assignments("execution")[-1], prefix)
+            return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
+
+        wait_until(split, 30, "the two execution processes to split the 6 partitions")
+        lower = [(symbol.encode(), tick_json(symbol, Decimal(90), wall_ts())) for symbol in symbols]
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", lower, 0).join(30)
+        wait_until(lambda: len(journal(db)) >= 6, 30, "a fill of each resting order")
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    fills = journal(db)
+    assert sorted(fill.instrument for fill in fills) == sorted(symbols)
+    assert all(fill.price == Decimal(90) for fill in fills)  # below the limits: at the price
+    # Only the first had orders waiting (a rebalance may take back every partition first).
+    assert re.search(r"handed [36] waiting order\(s\)", first.current_log())
+    assert "waiting order(s)" not in second.current_log()

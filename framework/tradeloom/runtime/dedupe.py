@@ -32,6 +32,10 @@ class RecentIds:
         """Remember ``event_id``."""
         self.seen(event_id)
 
+    def discard(self, event_id: UUID) -> None:
+        """Forget ``event_id``: seen again, it is new."""
+        self._ids.pop(event_id.int, None)
+
     def __contains__(self, event_id: UUID) -> bool:
         return event_id.int in self._ids
 

@@ -445,7 +445,11 @@ class Pipeline:
         # Subscription order matters on an in-process transport: the executor sees a price
         # before the strategies do, so an order placed on this price fills on the next one.
         if "execution" in self.roles and self.executor is not None:
-            self.stages.append(ExecutionStage(services, self.executor))
+            execution_stage = ExecutionStage(services, self.executor)
+            self.stages.append(execution_stage)
+            add_revocation_hook = getattr(self.transport, "add_revocation_hook", None)
+            if add_revocation_hook is not None:
+                add_revocation_hook(execution_stage.role, execution_stage.hand_over)
         if "portfolio" in self.roles and self.persistence is not None:
             portfolio_book = await self._restored_book(snapshots, fills)
             for portfolio_id in self._portfolio_ids():

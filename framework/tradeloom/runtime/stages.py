@@ -730,3 +730,24 @@ class ExecutionStage(Stage):
 
     def drain(self) -> None:
         self.executor.drain()
+
+    def hand_over(self, moving: Callable[[str], bool]) -> None:
+        """The instruments for which ``moving(instrument)`` is true move to another execution
+        process (see ``Transport.add_revocation_hook``): the executor's orders waiting for them
+        are published again for it, as new orders (new ids) of the same signals. The new ids
+        keep them from being taken for orders delivered again, also by this process should
+        the instruments come back to it."""
+        hand_over = getattr(self.executor, "hand_over", None)
+        if hand_over is None:
+            return
+        orders = hand_over(moving)
+        for order in orders:
+            again = order.model_copy(update={"event_id": self.services.ids.new_id()})
+            self.publish(Topics.ORDERS, again, again.instrument, direct=False)
+        if orders:
+            self.services.logger.info(
+                "handed %d waiting order(s) of %s over to the execution process that takes "
+                "those instruments",
+                len(orders),
+                ", ".join(sorted({order.instrument for order in orders})),
+            )

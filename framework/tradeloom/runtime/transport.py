@@ -26,6 +26,10 @@ AssignmentHook = Callable[[], Awaitable[None]]
 """Awaited when a role is assigned input, before it handles any (see
 :meth:`Transport.add_assignment_hook`)."""
 
+RevocationHook = Callable[[Callable[[str], bool]], None]
+"""Called with ``moving(key)`` when a role's input moves to another member of its group (see
+:meth:`Transport.add_revocation_hook`)."""
+
 
 class Topics:
     """The stage boundaries. A transport may map them to prefixed names."""
@@ -100,6 +104,14 @@ class Transport(abc.ABC):
         over partitions a leaving member of its group had), before it handles any of it: a
         stage that keeps its own view of the fills catches up there on what the journal
         holds. Transports without a consumer group (in-process) ignore it."""
+
+    def add_revocation_hook(self, role: str, hook: RevocationHook) -> None:  # noqa: B027
+        """Call ``hook(moving)`` whenever input of ``role`` moves to another member of its
+        group (or may: a rebalance), before the positions handled so far are committed.
+        ``moving(key)`` tells whether the events keyed ``key`` (an instrument) that the role
+        has handled come from input that moves: a stage that keeps some of them waiting (an
+        executor's orders waiting for a price) publishes them again there, for the member that
+        takes that input over. Transports without a consumer group (in-process) ignore it."""
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep input that could not be used, with its reason."""
