@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import re
 import select
 import sys
 import sysconfig
@@ -27,6 +28,7 @@ import tradeloom
 from tradeloom.console import say, say_traceback
 from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.plugins import PluginManager
+from tradeloom.settings import PluginSettings, build_settings, read_toml
 
 
 def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
@@ -80,13 +82,31 @@ def _installed_version() -> str:
         return tradeloom.__version__
 
 
+_GROUPED_P = re.compile(r"-([vh]+)p(.*)", re.DOTALL)
+
+
+def _split_grouped_p(argv: Sequence[str]) -> list[str]:
+    """``-vp NAME`` (short flags grouped, as argparse takes them) as ``-v -p NAME``: the ``-p``
+    options are read before argparse runs."""
+    args: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return args + list(argv[index:])
+        grouped = _GROUPED_P.fullmatch(arg)
+        if grouped is None:
+            args.append(arg)
+        else:
+            args += [f"-{grouped.group(1)}", f"-p{grouped.group(2)}"]
+    return args
+
+
 def _plugin_options_first(argv: Sequence[str]) -> list[str]:
     """``argv`` with every ``-p`` option moved before the command: they are global options
     (read before plugins load), and ``tradeloom backtest -c x.toml -p my_strategies`` is
     what people type."""
     options: list[str] = []
     rest: list[str] = []
-    args = list(argv)
+    args = _split_grouped_p(argv)
     index = 0
     while index < len(args):
         arg = args[index]
@@ -127,6 +147,33 @@ def _early_plugin_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return blocked, modules
 
 
+def _configured_plugins(argv: Sequence[str]) -> PluginSettings | None:
+    """The ``[plugins]`` section of the configuration file the command is given, with its
+    environment variables (``TRADELOOM_PLUGINS__...``), read before plugins load: a plugin it
+    blocks, or leaves out with autoload off, is never imported, also not to add commands.
+    None when it cannot be read (the command reports the configuration's errors itself)."""
+    path = _config_argument(argv)
+    try:
+        plugins = read_toml(path).get("plugins", {}) if path is not None else {}
+        return build_settings({"plugins": plugins}).plugins
+    except (ConfigError, AttributeError):  # AttributeError: a TOML "plugins" that is no table
+        return None
+
+
+def _config_argument(argv: Sequence[str]) -> str | None:
+    args = list(argv)
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--config="):
+            return arg.removeprefix("--config=")
+        if arg.startswith("-c") and len(arg) > 2 and not arg.startswith("--"):
+            return arg[2:]
+    return None
+
+
 def _find_modules_in_the_current_directory() -> None:
     # A user's own plugin module next to the configuration ([plugins] modules, -p MODULE) is
     # found as `python -m` would find it. Appended, so it never shadows an installed module.
@@ -142,13 +189,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = _plugin_options_first(sys.argv[1:] if argv is None else argv)
     _find_modules_in_the_current_directory()
     blocked, modules = _early_plugin_options(argv)
+    configured = _configured_plugins(argv)
     from tradeloom import commands, scaffold
 
     manager = PluginManager()
     manager.register(commands, name="tradeloom.commands")
     manager.register(scaffold, name="tradeloom.scaffold")
     try:
-        manager.load(block=blocked, modules=modules)
+        if configured is None:
+            manager.load(block=blocked, modules=modules)
+        else:
+            manager.load(
+                autoload=configured.autoload,
+                enable=configured.enable,
+                block=[*configured.block, *blocked],
+                modules=modules,
+            )
     except TradeloomError as exc:
         print(f"tradeloom: error: {exc}", file=sys.stderr)
         return 2

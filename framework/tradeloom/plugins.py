@@ -220,9 +220,7 @@ class PluginManager:
                 continue
             try:
                 plugin = entry_point.load()
-            except BaseException as exc:
-                if isinstance(exc, KeyboardInterrupt | SystemExit):
-                    raise
+            except (Exception, SystemExit) as exc:  # a plugin's exit() is its failure too
                 info.error = _describe_import_error(exc)
                 continue
             self._register_reporting(plugin, info)
@@ -253,7 +251,7 @@ class PluginManager:
             else:
                 info.error = _describe_import_error(exc)
             return
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             info.error = _describe_import_error(exc)
             return
         if self.hook_manager.is_registered(module):
@@ -608,6 +606,8 @@ class _FactoryParameters(ParamsModel):
 def _describe_import_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}) while being imported{where}"
     return f"{type(exc).__name__}: {exc}{where}"
 
 

@@ -234,6 +234,65 @@ def test_with_autoload_off_the_listing_says_how_to_load_a_plugin_not_that_it_fai
     assert next(line for line in lines if line.startswith("paper ")).endswith("loaded")
 
 
+def _installed_plugin_that_exits_on_import(tmp_path: Path) -> dict[str, str]:
+    """An installed distribution (on PYTHONPATH) whose plugin module calls sys.exit() when it
+    is imported: the environment that finds it."""
+    site = tmp_path / "site"
+    info = site / "exits_on_import-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: exits-on-import\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tradeloom]\nexits = exits_on_import\n")
+    (site / "exits_on_import.py").write_text("import sys\nsys.exit('exits_on_import imported')\n")
+    return {"PYTHONPATH": str(site)}
+
+
+def test_a_plugin_exiting_on_import_is_listed_as_failed(tmp_path: Path) -> None:
+    env = _installed_plugin_that_exits_on_import(tmp_path)
+    done = tradeloom("plugins", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    line = next(row for row in done.stdout.splitlines() if row.startswith("exits "))
+    assert "failed" in line
+    assert "sys.exit('exits_on_import imported') while being imported" in done.stdout
+    assert "sma_cross" in done.stdout  # everything else is still listed
+
+
+@pytest.mark.parametrize("how", ["block", "environment", "autoload off"])
+def test_a_plugin_blocked_by_the_configuration_is_never_imported(
+    tmp_path: Path, shared_data: Path, how: str
+) -> None:
+    env = _installed_plugin_that_exits_on_import(tmp_path)
+    extra = {
+        "block": '[plugins]\nblock = ["exits"]\n',
+        "environment": "",
+        "autoload off": (
+            '[plugins]\nautoload = false\nenable = ["replay", "strategies", "paper", '
+            '"sqlite", "decimal", "uuid7", "memory", "validators", "health"]\n'
+        ),
+    }[how]
+    if how == "environment":
+        env["TRADELOOM_PLUGINS__BLOCK"] = '["exits"]'
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross", extra)
+    listed = tradeloom("plugins", "-c", str(config), cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "imported" not in listed.stdout + listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if row.startswith("exits "))
+    assert line.endswith("blocked" if how != "autoload off" else "not loaded")
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "imported" not in done.stderr
+    if how == "environment":  # also for a command given no configuration file
+        listed = tradeloom("plugins", cwd=tmp_path, env=env)
+        assert listed.returncode == 0 and "imported" not in listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize("flags", [["-vp", "no:validators"], ["-vpno:validators"]])
+def test_p_combined_with_v_is_read(tmp_path: Path, flags: list[str]) -> None:
+    done = tradeloom(*flags, "plugins", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
+    assert plugins["validators"]["status"] == "blocked"
+
+
 def test_blocking_a_plugin_no_one_has_warns_once(tmp_path: Path, shared_data: Path) -> None:
     listed = tradeloom("-p", "no:validatrs", "plugins", cwd=tmp_path)
     assert listed.returncode == 0
