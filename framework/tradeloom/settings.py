@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import (
@@ -174,6 +175,9 @@ class _OverridesSource(PydanticBaseSettingsSource):
         return dict(_OVERRIDES.get() or {})
 
 
+_DEFAULT_COMPONENTS = {"executor": "paper", "persistence": "memory"}
+
+
 class Settings(BaseSettings):
     """The whole configuration of a pipeline."""
 
@@ -188,8 +192,12 @@ class Settings(BaseSettings):
     feed: ComponentSettings | None = None
     strategies: list[StrategySettings] = Field(default_factory=list)
     validators: list[ComponentSettings] = Field(default_factory=list)
-    executor: ComponentSettings = Field(default_factory=lambda: ComponentSettings(name="paper"))
-    persistence: ComponentSettings = Field(default_factory=lambda: ComponentSettings(name="memory"))
+    executor: ComponentSettings = Field(
+        default_factory=lambda: ComponentSettings(name=_DEFAULT_COMPONENTS["executor"])
+    )
+    persistence: ComponentSettings = Field(
+        default_factory=lambda: ComponentSettings(name=_DEFAULT_COMPONENTS["persistence"])
+    )
     transport: dict[str, Any] = Field(
         default_factory=dict, description="Parameters of the configured transport."
     )
@@ -199,6 +207,15 @@ class Settings(BaseSettings):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    @field_validator("executor", "persistence", mode="before")
+    @classmethod
+    def _default_component(cls, value: Any, info: ValidationInfo) -> Any:
+        # A section (or variable, or override) giving only params configures the default
+        # component: [executor] params = { commission_bps = 10 } is the paper trader's.
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": _DEFAULT_COMPONENTS[info.field_name or ""], **value}
+        return value
 
     @field_validator("transport")
     @classmethod

@@ -199,3 +199,16 @@ def test_an_override_naming_another_component_replaces_its_section(tmp_path: Pat
     assert (settings.persistence.name, settings.persistence.params) == ("memory", {})
     # the same component: merged key by key, as before
     assert settings.executor.params == {"commission_bps": Decimal(10), "slippage_bps": 2}
+
+
+def test_a_section_giving_only_params_configures_the_default_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From the file, from the environment, and as the Python API's override of a file that
+    # has no [executor] section: the paper trader's params, memory persistence's.
+    path = write(tmp_path, "[executor]\nparams = { commission_bps = 10 }\n")
+    assert load_settings(path).executor.name == "paper"
+    settings = make_settings(write(tmp_path, ""), {"executor": {"params": {"fill_at": "last"}}})
+    assert (settings.executor.name, settings.executor.params) == ("paper", {"fill_at": "last"})
+    monkeypatch.setenv("TRADELOOM_PERSISTENCE__PARAMS__FLUSH", "1")
+    assert load_settings().persistence.name == "memory"
