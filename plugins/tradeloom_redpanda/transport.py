@@ -815,7 +815,9 @@ class RedpandaTransport(Transport):
                     if self.options.on_handler_error == "dead_letter":
                         self._reject_record(role, record, f"{exc}", type(exc).__name__)
                     else:
-                        withdrawn = self._withdraw_published_after(published)
+                        withdrawn = 0
+                        if (role.role, self._logical[record.topic]) in _DECIDED_AGAIN:
+                            withdrawn = self._withdraw_published_after(published)
                         self.logger.error(
                             "role %s: handling %s failed: %s%s",
                             role.role,
@@ -830,10 +832,10 @@ class RedpandaTransport(Transport):
         return None
 
     def _withdraw_published_after(self, seq: int) -> int:
-        """Take back what was published after ``seq``: the output of a handling that failed.
-        Its record stays uncommitted and is handled again after a restart, which publishes
-        that output again; sent now, it would come twice. (Handling runs without an await, so
-        all of it is still in the outbox.)"""
+        """Take back what was published after ``seq``: the output of a handling that failed,
+        where handling the record again after a restart makes it again (see
+        ``_DECIDED_AGAIN``); sent now, it would come twice. (Handling runs without an await,
+        so all of it is still in the outbox.)"""
         withdrawn = 0
         outbox = self._outbox
         while outbox and outbox[-1].seq > seq:
@@ -974,6 +976,14 @@ class RedpandaTransport(Transport):
                         self.undelivered,
                     )
                     return False
+
+
+_DECIDED_AGAIN = frozenset({("strategy", Topics.MARKET)})
+"""Where a failing handler's output is taken back (``on_handler_error = "stop"``): a strategy
+handling a market event decides again on it after the restart, from its book in the journal.
+Elsewhere what was published stands: an executor's fill reports a trade made, and a risk
+stage's order or a strategy's answer to a fill comes from input committed before (a signal
+waiting for a price, a fill the book already holds), which is not handled again."""
 
 
 def _transient(error: BaseException) -> bool:
