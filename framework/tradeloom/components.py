@@ -232,10 +232,14 @@ class Executor(abc.ABC):
     def hand_over(self, moving: Callable[[str], bool]) -> list[Order]:
         """Take out and return the orders still waiting (for a price, or resting) for every
         instrument for which ``moving(instrument)`` is true: across processes, those
-        instruments' prices and orders move to another execution process, which gets these
-        orders published again (as new orders of the same signals) and fills them. Forget
-        them, so that should one come back, it is taken again. An executor that keeps nothing
-        waiting returns ``[]`` (the default)."""
+        instruments' prices and orders may move to another execution process (at a
+        rebalance), which gets these orders published again (as new orders of the same
+        signals) and fills them. Return each with ``market_ts`` set to the data time it was
+        placed at, when that is later, so it is not filled at an earlier price there. Forget
+        the orders and the instruments' prices: should one come back, it is taken again, and
+        priced afresh. A cancel of such an order may come before it (answer it as for an
+        order never had, and ignore that order). An executor that keeps nothing waiting
+        returns ``[]`` (the default)."""
         return []
 
 

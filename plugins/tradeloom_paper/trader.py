@@ -157,12 +157,18 @@ class PaperTrader(Executor):
 
     def hand_over(self, moving: Callable[[str], bool]) -> list[Order]:
         """The waiting orders of the instruments another execution process takes over (see
-        :meth:`tradeloom.components.Executor.hand_over`); their signals are forgotten, so an
-        order of one that comes back here is taken again."""
+        :meth:`tradeloom.components.Executor.hand_over`), each with the data time it was
+        placed at as its ``market_ts`` (the next process fills it after that time too).
+        Their signals are forgotten, so an order of one that comes back here is taken again,
+        and so are the instruments' latest prices: this process no longer sees them move."""
         handed: list[Order] = []
+        for instrument in [name for name in self.last_events if moving(name)]:
+            del self.last_events[instrument]
         for instrument in [name for name in self.pending if moving(name)]:
-            for order, _ in self.pending.pop(instrument):
+            for order, placed in self.pending.pop(instrument):
                 self._seen_signals.discard(order.signal_id)
+                if placed is not None and (order.market_ts is None or placed > order.market_ts):
+                    order = order.model_copy(update={"market_ts": placed})
                 handed.append(order)
         return handed
 

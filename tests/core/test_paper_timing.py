@@ -10,7 +10,7 @@ import pytest
 import uuid6
 
 from tradeloom.components import ExecutionContext
-from tradeloom.events import Event, Fill, Order, Side
+from tradeloom.events import Event, Fill, Order, OrderType, Side
 from tradeloom.runtime.clock import WallClock
 from tradeloom.testing import ticks
 from tradeloom_paper.trader import PaperTrader
@@ -122,6 +122,24 @@ def test_waiting_orders_of_moving_instruments_are_handed_over_and_taken_again() 
     paper.on_market(prices[2])
     assert [(e.order_id, e.price) for e in emitted] == [(waiting.event_id, Decimal(12))]  # type: ignore[attr-defined]
     assert paper.hand_over(lambda instrument: True) == [other]
+
+
+def test_a_handed_over_order_keeps_its_placing_time_and_its_instruments_price_is_forgotten() -> (
+    None
+):
+    prices = ticks("X", ["10", "11", "12"], interval=timedelta(seconds=1))
+    paper, emitted = trader("last")
+    paper.on_market(prices[1])
+    limit = order(decided_at=prices[0].ts).model_copy(
+        update={"order_type": OrderType.LIMIT, "limit_price": Decimal(5)}
+    )
+    paper.on_order(limit)  # rests: 11 is above the limit
+    (handed,) = paper.hand_over(lambda instrument: True)
+    # Placed when this trader had seen the second tick: another one fills it after that.
+    assert handed.market_ts == prices[1].ts
+    assert paper.last_price("X") is None  # no longer seen here: no stale price to fill at
+    paper.on_order(limit)
+    assert emitted == []  # waits for a price, as for an instrument never seen
 
 
 @pytest.mark.parametrize("window", [-1, 1.5, True, "10"])
