@@ -23,6 +23,7 @@ import anyio
 import pluggy
 import pydantic
 import pydantic_core
+from pydantic import ValidationError
 
 import tradeloom
 from tradeloom.console import say, say_traceback
@@ -155,9 +156,15 @@ def _configured_plugins(argv: Sequence[str]) -> PluginSettings | None:
     path = _config_argument(argv)
     try:
         plugins = read_toml(path).get("plugins", {}) if path is not None else {}
-        return build_settings({"plugins": plugins}).plugins
-    except (ConfigError, AttributeError):  # AttributeError: a TOML "plugins" that is no table
+    except ConfigError:
         return None
+    try:
+        return build_settings({"plugins": plugins}).plugins
+    except ConfigError:  # an environment variable of another section, say: the file alone
+        try:
+            return PluginSettings.model_validate(plugins)
+        except ValidationError:
+            return None
 
 
 def _config_argument(argv: Sequence[str]) -> str | None:
@@ -165,10 +172,14 @@ def _config_argument(argv: Sequence[str]) -> str | None:
     for index, arg in enumerate(args):
         if arg == "--":
             break
-        if arg in ("-c", "--config") and index + 1 < len(args):
+        option, equals, value = arg.partition("=")
+        # --config, or a prefix argparse takes for it (--conf).
+        if len(option) > 3 and "--config".startswith(option):
+            if equals:
+                return value
+            return args[index + 1] if index + 1 < len(args) else None
+        if arg == "-c" and index + 1 < len(args):
             return args[index + 1]
-        if arg.startswith("--config="):
-            return arg.removeprefix("--config=")
         if arg.startswith("-c") and len(arg) > 2 and not arg.startswith("--"):
             return arg[2:]
     return None

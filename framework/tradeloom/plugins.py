@@ -96,9 +96,9 @@ class Registration:
             module = importlib.import_module(module_name)
         except PluginError:
             raise  # the module explains itself (a missing extra, say)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise PluginError(
-                f"{self.label}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+                f"{self.label}: cannot import {module_name!r}: {_describe_import_error(exc)}"
             ) from exc
         try:
             return getattr(module, attribute)

@@ -297,7 +297,7 @@ def build_settings(
     data = {
         key: value
         for key, value in data.items()
-        if not _names_another_component(value, (overrides or {}).get(key))
+        if not _names_another_component(value, (overrides or {}).get(key), key)
     }
     token = _OVERRIDES.set(overrides or {})
     try:
@@ -312,12 +312,12 @@ def build_settings(
     return settings
 
 
-def _names_another_component(given: Any, override: Any) -> bool:
+def _names_another_component(given: Any, override: Any, section: str) -> bool:
     return (
         isinstance(given, dict)
         and isinstance(override, dict)
         and "name" in override
-        and override["name"] != given.get("name")
+        and override["name"] != given.get("name", _DEFAULT_COMPONENTS.get(section))
     )
 
 

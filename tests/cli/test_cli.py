@@ -242,14 +242,26 @@ def _installed_plugin_that_exits_on_import(tmp_path: Path) -> dict[str, str]:
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: exits-on-import\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[tradeloom]\nexits = exits_on_import\n")
-    (site / "exits_on_import.py").write_text("import sys\nsys.exit('exits_on_import imported')\n")
+    (site / "exits_on_import.py").write_text(
+        "import pathlib, sys\n"
+        "pathlib.Path(__file__).with_name('IMPORTED').touch()\n"
+        "sys.exit('exits_on_import imported')\n"
+    )
     return {"PYTHONPATH": str(site)}
+
+
+def _imported(env: dict[str, str]) -> bool:
+    marker = Path(env["PYTHONPATH"]) / "IMPORTED"
+    found = marker.exists()
+    marker.unlink(missing_ok=True)
+    return found
 
 
 def test_a_plugin_exiting_on_import_is_listed_as_failed(tmp_path: Path) -> None:
     env = _installed_plugin_that_exits_on_import(tmp_path)
     done = tradeloom("plugins", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
+    assert _imported(env)  # the check of the tests below can fail
     line = next(row for row in done.stdout.splitlines() if row.startswith("exits "))
     assert "failed" in line
     assert "sys.exit('exits_on_import imported') while being imported" in done.stdout
@@ -274,15 +286,20 @@ def test_a_plugin_blocked_by_the_configuration_is_never_imported(
     config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross", extra)
     listed = tradeloom("plugins", "-c", str(config), cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "imported" not in listed.stdout + listed.stderr
+    assert not _imported(env)
     line = next(row for row in listed.stdout.splitlines() if row.startswith("exits "))
     assert line.endswith("blocked" if how != "autoload off" else "not loaded")
     done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
-    assert "imported" not in done.stderr
+    assert not _imported(env)
     if how == "environment":  # also for a command given no configuration file
         listed = tradeloom("plugins", cwd=tmp_path, env=env)
-        assert listed.returncode == 0 and "imported" not in listed.stdout + listed.stderr
+        assert listed.returncode == 0 and not _imported(env)
+    else:  # also when another setting is wrong: that error is the one reported
+        env["TRADELOOM_PORTFOLIO__STARTING_CASH"] = "-5"
+        done = tradeloom("backtest", "--conf", str(config), "--out", "p", cwd=tmp_path, env=env)
+        assert done.returncode == 1
+        assert not _imported(env) and "starting_cash" in done.stderr
 
 
 @pytest.mark.parametrize("flags", [["-vp", "no:validators"], ["-vpno:validators"]])

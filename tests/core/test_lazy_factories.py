@@ -83,6 +83,17 @@ def test_a_reference_that_does_not_resolve_names_the_plugin(
     assert "strategy 'patient' (plugin " in str(caught.value)
 
 
+def test_a_referenced_module_exiting_on_import_is_a_plugin_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"exits_when_built_{next(_counter)}"
+    (tmp_path / f"{name}.py").write_text("import sys\nsys.exit(3)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manager = PluginManager().load(plugins=[ByReference({"patient": f"{name}:Patient"})])
+    with pytest.raises(PluginError, match=rf"cannot import '{name}': called sys.exit\(3\)"):
+        manager.create("strategy", "patient")
+
+
 def test_a_string_that_is_not_a_reference_marks_the_plugin_failed() -> None:
     plugin = ByReference({"patient": "just some text"})
     manager = PluginManager()

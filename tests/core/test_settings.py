@@ -212,3 +212,13 @@ def test_a_section_giving_only_params_configures_the_default_component(
     assert (settings.executor.name, settings.executor.params) == ("paper", {"fill_at": "last"})
     monkeypatch.setenv("TRADELOOM_PERSISTENCE__PARAMS__FLUSH", "1")
     assert load_settings().persistence.name == "memory"
+
+
+def test_an_override_naming_the_default_component_merges_with_a_section_of_params(
+    tmp_path: Path,
+) -> None:
+    # The file's [executor] is the paper trader's (no name: the default), so an override
+    # naming "paper" is the same component and merges, keeping the file's commission.
+    path = write(tmp_path, "[executor]\nparams = { commission_bps = 10 }\n")
+    settings = make_settings(path, {"executor": {"name": "paper", "params": {"fill_at": "last"}}})
+    assert settings.executor.params == {"commission_bps": Decimal(10), "fill_at": "last"}
