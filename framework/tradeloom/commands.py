@@ -314,11 +314,29 @@ def output_directory(path: str | Path) -> Path:
 
 
 def _report(result: RunResult, out: Path, title: str, roles: Collection[str] | None = None) -> None:
-    written = result.write(out)
+    try:
+        written = result.write(out)
+    except OSError as exc:
+        print(title)
+        print(result.format_summary(roles))
+        error = ResultsNotWritten(
+            f"the results could not be written in {out} (those of an earlier run there are "
+            f"as they were): {exc}"
+        )
+        if result.unsaved_portfolios:
+            error.add_note(
+                f"error: final state of portfolio(s) {', '.join(result.unsaved_portfolios)} "
+                "could not be saved either; see the log"
+            )
+        raise error from None
     print(title)
     print(result.format_summary(roles))
     for label, path in written.items():
         print(f"  {label:<15} {path}")
+
+
+class ResultsNotWritten(TradeloomError):
+    """A run's ``result.json`` or ``equity.png`` could not be written (a full disk)."""
 
 
 def demo_settings(out: Path) -> Settings:

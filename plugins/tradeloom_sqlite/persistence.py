@@ -84,6 +84,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+_TABLES = {1: {"fills", "snapshots"}}
+"""The tables of each schema version (``sqlite_*`` tables aside)."""
 
 _SQLITE_BUSY = 5
 # Primary SQLite result codes that mean "the file's content is damaged".
@@ -295,14 +297,26 @@ class SqlitePersistence(Persistence):
                 f"{self.path}: a SQLite database with tables of its own ({tables}) but no "
                 "tradeloom schema; refusing to write into it"
             )
+        if version > 0:
+            # Another application's file may carry a user_version too: a tradeloom database
+            # has the tables of its schema and no others.
+            found = set(tables.split(", ")) if tables else set()
+            if found != _TABLES[int(version)]:
+                raise PersistenceError(
+                    f"{self.path}: not a tradeloom database (schema version {version}, but "
+                    f"tables {tables or 'none'}); refusing to write into it"
+                )
         return int(version)
 
     # ---- the writer hold ---------------------------------------------------------------------
 
     @property
     def lock_path(self) -> Path:
-        """The sidecar file whose ``flock`` is the writer hold: ``<path>.lock``."""
-        return Path(f"{self.path}.lock")
+        """The sidecar file whose ``flock`` is the writer hold: ``<path>.lock``, next to the
+        file itself (a symbolic link to it is followed, so two names of one file share it)."""
+        if str(self.path) == ":memory:":
+            return Path(f"{self.path}.lock")
+        return Path(f"{os.path.realpath(self.path)}.lock")
 
     def claim_for_writing(self) -> None:
         """Take the writer hold now rather than at the first write.

@@ -946,3 +946,18 @@ def test_a_signal_while_a_finished_backtest_writes_its_results_waits_for_them(
     assert "equity_curve" in done.stdout and (tmp_path / "o" / "equity.png").exists()
     summary = json.loads((tmp_path / "o" / "result.json").read_text())["summary"]
     assert summary["interrupted"] is None and summary["market_events"] == 5036
+
+
+def test_results_that_cannot_be_written_are_an_error_and_leave_the_earlier_ones(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    out = tmp_path / "o"
+    (out / ".result.partial.json").mkdir(parents=True)  # the new result.json cannot be made
+    (out / "result.json").write_text('{"earlier": "run"}\n')
+    done = tradeloom("backtest", "-c", str(config), "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"tradeloom: error: the results could not be written in {out}" in done.stderr
+    assert "final equity" in done.stdout  # the summary is still shown
+    assert (out / "result.json").read_text() == '{"earlier": "run"}\n'

@@ -317,3 +317,18 @@ def test_result_json_says_what_each_rejected_signal_asked_for() -> None:
         "ts": result.rejections[0].ts.isoformat(),
     }
     assert "2.50" in rejection["reason"]
+
+
+def test_results_that_cannot_be_written_leave_the_earlier_ones_whole(tmp_path: Path) -> None:
+    result = run_strategy(tradeloom.Strategy(), bars("X", ["10", "11", "12"]))
+    result.write(tmp_path)
+    earlier = (tmp_path / "result.json").read_bytes()
+    (tmp_path / ".result.partial.json").mkdir()  # where the new file is written first
+    with pytest.raises(OSError):
+        result.write(tmp_path)
+    assert (tmp_path / "result.json").read_bytes() == earlier
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".result.partial.json",
+        "equity.png",
+        "result.json",
+    ]

@@ -346,6 +346,20 @@ def test_foreign_sqlite_database_is_refused(db_path: Path) -> None:
     assert _raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'") == [("customers",)]
 
 
+def test_another_applications_file_with_a_schema_version_is_refused_unchanged(
+    db_path: Path,
+) -> None:
+    # Its own tables and a user_version of its own: neither written into nor switched to WAL.
+    _raw(db_path, "CREATE TABLE users (name TEXT)")
+    _raw(db_path, "PRAGMA user_version = 1")
+    before = db_path.read_bytes()
+    with pytest.raises(
+        PersistenceError, match=r"not a tradeloom database \(schema version 1, but tables users\)"
+    ):
+        SqlitePersistence(db_path).open()
+    assert db_path.read_bytes() == before
+
+
 def test_other_application_id_is_refused(db_path: Path) -> None:
     _raw(db_path, "PRAGMA application_id = 1234")
     with pytest.raises(
@@ -420,6 +434,21 @@ def test_two_instances_read_one_file_and_the_first_to_write_holds_it(db_path: Pa
     assert_exactly_equal(third.load_snapshots(), {"a": snapshot})
     assert len(third.load_fills()) == 3
     third.close()
+
+
+def test_a_symbolic_link_to_the_file_shares_its_writer_hold(db_path: Path) -> None:
+    holder = SqlitePersistence(db_path)
+    holder.open()
+    holder.claim_for_writing()
+    alias = db_path.with_name("alias.sqlite")
+    alias.symlink_to(db_path)
+    other = SqlitePersistence(alias)
+    other.open()
+    assert other.lock_path == holder.lock_path
+    with pytest.raises(PersistenceError, match="is in use by another instance"):
+        other.claim_for_writing()
+    other.close()
+    holder.close()
 
 
 def test_claim_for_writing_fails_at_once_and_close_releases_the_hold(db_path: Path) -> None:

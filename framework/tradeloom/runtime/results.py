@@ -4,7 +4,9 @@ written as ``result.json`` and an equity-curve picture."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import os
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
@@ -299,11 +301,16 @@ class RunResult:
         ``out_dir``; return their paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        # Each file is written beside its place and moved there whole: one that cannot be
+        # written (a full disk) leaves the one of an earlier run as it was, not cut short.
         written = {"result": out / "result.json"}
-        written["result"].write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        text = json.dumps(self.to_json(), indent=2) + "\n"
+        with _replaced_whole(written["result"]) as partial:
+            partial.write_text(text)
         if picture:
             written["equity_curve"] = out / "equity.png"
-            plot_equity_curve(self.equity_curve.series(), written["equity_curve"], self.summary())
+            with _replaced_whole(written["equity_curve"]) as partial:
+                plot_equity_curve(self.equity_curve.series(), partial, self.summary())
         return written
 
     def format_summary(self, roles: Collection[str] | None = None) -> str:
@@ -357,6 +364,19 @@ def _rounded(value: Decimal, places: int) -> Decimal:
         context.rounding = ROUND_HALF_UP
         rounded = value.quantize(Decimal(1).scaleb(-places))
     return rounded if rounded else abs(rounded)
+
+
+@contextmanager
+def _replaced_whole(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; moved onto ``path`` once written, removed
+    when writing it failed."""
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix tells the format
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        with suppress(OSError):  # the error that stopped the writing is the one to report
+            partial.unlink(missing_ok=True)
 
 
 def plot_equity_curve(
