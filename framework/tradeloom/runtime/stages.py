@@ -732,11 +732,11 @@ class ExecutionStage(Stage):
         self.executor.drain()
 
     def hand_over(self, moving: Callable[[str], bool]) -> None:
-        """The instruments for which ``moving(instrument)`` is true move to another execution
-        process (see ``Transport.add_revocation_hook``): the executor's orders waiting for them
-        are published again for it, as new orders (new ids) of the same signals. The new ids
-        keep them from being taken for orders delivered again, also by this process should
-        the instruments come back to it."""
+        """The instruments for which ``moving(instrument)`` is true may move to another
+        execution process (a rebalance: see ``Transport.add_revocation_hook``): the executor's
+        orders waiting for them are published again for whichever process gets them, as new
+        orders (new ids) of the same signals. The new ids keep them from being taken for
+        orders delivered again, also by this process should the instruments come back to it."""
         hand_over = getattr(self.executor, "hand_over", None)
         if hand_over is None:
             return
@@ -746,8 +746,8 @@ class ExecutionStage(Stage):
             self.publish(Topics.ORDERS, again, again.instrument, direct=False)
         if orders:
             self.services.logger.info(
-                "handed %d waiting order(s) of %s over to the execution process that takes "
-                "those instruments",
+                "handed %d waiting order(s) of %s over to the execution process that gets "
+                "those instruments now",
                 len(orders),
                 ", ".join(sorted({order.instrument for order in orders})),
             )
