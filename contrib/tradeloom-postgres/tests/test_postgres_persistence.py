@@ -167,6 +167,24 @@ def test_newer_schema_version_is_refused(postgres_server: PostgresServer, schema
     )
 
 
+def test_a_schema_with_another_applications_tables_is_refused_untouched(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    _admin(postgres_server, "CREATE SCHEMA {schema}", schema)
+    _admin(postgres_server, "CREATE TABLE {schema}.customers (name text)", schema)
+    with pytest.raises(PersistenceError) as info:
+        PostgresPersistence(**postgres_server.params(schema=schema)).open()
+    assert not isinstance(info.value, CorruptStateError)
+    assert "holds tables of its own (customers) but no tradeloom schema" in str(info.value)
+    tables = _admin(
+        postgres_server,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+        schema,
+        schema,
+    )
+    assert tables == [("customers",)]
+
+
 def test_password_is_never_shown(
     postgres_server: PostgresServer, schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -249,6 +249,7 @@ class PostgresPersistence(Persistence):
         with conn.transaction():
             # Serializes concurrent opens of the same schema; released at commit.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.schema),))
+            self._refuse_a_foreign_schema(conn)
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._ident))
             conn.execute(
                 self._q(
@@ -280,6 +281,22 @@ class PostgresPersistence(Persistence):
                     (migration.version, migration.description),
                 )
                 logger.info("%s: applied migration %d", self.where, migration.version)
+
+    def _refuse_a_foreign_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """An existing schema with tables of its own but no tradeloom_migrations is another
+        application's: nothing is created in it."""
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
+            (self.schema,),
+        ).fetchall()
+        names = [str(row[0]) for row in rows]
+        if names and "tradeloom_migrations" not in names:
+            raise PersistenceError(
+                f"{self.where}: the schema holds tables of its own ({', '.join(names)}) but no "
+                "tradeloom schema; refusing to write into it (set `schema` to another name)"
+            )
 
     def close(self) -> None:
         """Close the connection pool and release the writer hold."""
