@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -951,13 +952,28 @@ def test_a_signal_while_a_finished_backtest_writes_its_results_waits_for_them(
 def test_results_that_cannot_be_written_are_an_error_and_leave_the_earlier_ones(
     tmp_path: Path, shared_data: Path
 ) -> None:
-    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    # Files may grow to 20,000 bytes in the command's process: result.json cannot be written
+    # (as on a full disk). The state is in memory, so the run itself completes.
+    config = tmp_path / "t.toml"
+    config.write_text(
+        f'[feed]\nname = "replay"\nparams = {{ path = "{shared_data / "orcl-1995-2014.txt"}", '
+        'format = "yahoo", instrument = "ORCL" }\n[[strategies]]\nname = "sma_cross"\n'
+    )
     out = tmp_path / "o"
-    (out / ".result.partial.json").mkdir(parents=True)  # the new result.json cannot be made
+    out.mkdir()
     (out / "result.json").write_text('{"earlier": "run"}\n')
-    done = tradeloom("backtest", "-c", str(config), "--out", str(out), cwd=tmp_path)
-    assert done.returncode == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", str(config), "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)),
+    )
+    assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert f"tradeloom: error: the results could not be written in {out}" in done.stderr
+    assert "File too large" in done.stderr
     assert "final equity" in done.stdout  # the summary is still shown
     assert (out / "result.json").read_text() == '{"earlier": "run"}\n'
+    assert [path.name for path in out.iterdir()] == ["result.json"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -319,16 +320,36 @@ def test_result_json_says_what_each_rejected_signal_asked_for() -> None:
     assert "2.50" in rejection["reason"]
 
 
-def test_results_that_cannot_be_written_leave_the_earlier_ones_whole(tmp_path: Path) -> None:
-    result = run_strategy(tradeloom.Strategy(), bars("X", ["10", "11", "12"]))
-    result.write(tmp_path)
-    earlier = (tmp_path / "result.json").read_bytes()
-    (tmp_path / ".result.partial.json").mkdir()  # where the new file is written first
-    with pytest.raises(OSError):
+def test_results_that_cannot_be_written_leave_the_earlier_pair_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The picture fails (a full disk) after the new result.json was written: neither file
+    # of the earlier run is replaced, and nothing is left behind.
+    earlier_run = run_strategy(tradeloom.Strategy(), bars("X", ["10", "11", "12"]))
+    earlier_run.write(tmp_path)
+    earlier = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    result = run_strategy(tradeloom.Strategy(), bars("X", ["20", "21"]))
+
+    def disk_full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("tradeloom.runtime.results.plot_equity_curve", disk_full)
+    with pytest.raises(OSError, match="No space left"):
         result.write(tmp_path)
-    assert (tmp_path / "result.json").read_bytes() == earlier
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        ".result.partial.json",
-        "equity.png",
-        "result.json",
-    ]
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == earlier
+
+
+def test_results_are_written_through_a_link_keeping_the_files_mode(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "result.json").write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "result.json").symlink_to(elsewhere / "result.json")
+    (out / "equity.png").write_bytes(b"")
+    (out / "equity.png").chmod(0o640)
+    run_strategy(tradeloom.Strategy(), bars("X", ["10", "11"])).write(out)
+    assert (out / "result.json").is_symlink()
+    assert json.loads((elsewhere / "result.json").read_text())["summary"]["market_events"] == 2
+    assert (out / "equity.png").stat().st_mode & 0o777 == 0o640
+    assert (out / "equity.png").read_bytes().startswith(b"\x89PNG")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, time, timedelta
@@ -301,16 +303,16 @@ class RunResult:
         ``out_dir``; return their paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        # Each file is written beside its place and moved there whole: one that cannot be
-        # written (a full disk) leaves the one of an earlier run as it was, not cut short.
+        # Both files are written beside their places first and moved there only once both
+        # are whole: one that cannot be written (a full disk) leaves the earlier run's pair as
+        # it was, neither cut short nor half replaced.
         written = {"result": out / "result.json"}
-        text = json.dumps(self.to_json(), indent=2) + "\n"
-        with _replaced_whole(written["result"]) as partial:
-            partial.write_text(text)
         if picture:
             written["equity_curve"] = out / "equity.png"
-            with _replaced_whole(written["equity_curve"]) as partial:
-                plot_equity_curve(self.equity_curve.series(), partial, self.summary())
+        with _replaced_whole(list(written.values())) as (result_file, *picture_file):
+            result_file.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+            if picture_file:
+                plot_equity_curve(self.equity_curve.series(), picture_file[0], self.summary())
         return written
 
     def format_summary(self, roles: Collection[str] | None = None) -> str:
@@ -367,16 +369,32 @@ def _rounded(value: Decimal, places: int) -> Decimal:
 
 
 @contextmanager
-def _replaced_whole(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; moved onto ``path`` once written, removed
-    when writing it failed."""
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix tells the format
+def _replaced_whole(paths: list[Path]) -> Iterator[list[Path]]:
+    """Temporary files beside ``paths`` (the files a link points to) to write to; once all
+    are written, each is flushed to disk and moved onto its path, keeping that file's mode.
+    Removed when writing any of them failed."""
+    targets = [Path(os.path.realpath(path)) for path in paths]
+    partials: list[Path] = []
     try:
-        yield partial
-        os.replace(partial, path)
+        for target in targets:
+            # Named for this writer (two processes may write into one directory), created with
+            # the mode a new file gets (the umask applies); the suffix tells matplotlib the format.
+            partial = target.with_name(
+                f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}{target.suffix}"
+            )
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            partials.append(partial)
+        yield partials
+        for partial, target in zip(partials, targets, strict=True):
+            with open(partial, "rb+") as written:
+                os.fsync(written.fileno())
+            with suppress(FileNotFoundError):  # a new file keeps the mode it was made with
+                os.chmod(partial, stat.S_IMODE(target.stat().st_mode))
+            os.replace(partial, target)
     finally:
-        with suppress(OSError):  # the error that stopped the writing is the one to report
-            partial.unlink(missing_ok=True)
+        for partial in partials:
+            with suppress(OSError):  # the error that stopped the writing is the one to report
+                partial.unlink(missing_ok=True)
 
 
 def plot_equity_curve(
