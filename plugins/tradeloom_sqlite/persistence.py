@@ -149,6 +149,7 @@ class SqlitePersistence(Persistence):
         self.busy_timeout_seconds = float(busy_timeout_seconds)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._real_path: str | None = None  # the file itself, found at open()
         # The writer hold: None until claimed; -1 when held without a lock file (":memory:",
         # no fcntl); else the descriptor of the flocked ``<path>.lock``.
         self._hold: int | None = None
@@ -205,9 +206,11 @@ class SqlitePersistence(Persistence):
                 return
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                # The file a link points to now, also if the link moves on before the hold.
+                self._real_path = os.path.realpath(self.path)
             try:
                 conn = sqlite3.connect(
-                    self.path,
+                    self._real_path or self.path,
                     timeout=self.busy_timeout_seconds,
                     isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE)
                     check_same_thread=False,  # used from worker threads, guarded by _lock
@@ -297,11 +300,16 @@ class SqlitePersistence(Persistence):
                 f"{self.path}: a SQLite database with tables of its own ({tables}) but no "
                 "tradeloom schema; refusing to write into it"
             )
-        if version > 0:
-            # Another application's file may carry a user_version too: a tradeloom database
-            # has the tables of its schema and no others.
+        if version < 0:
+            raise PersistenceError(
+                f"{self.path}: not a tradeloom database (schema version {version}); refusing "
+                "to use it"
+            )
+        if version > 0 and application_id == 0:
+            # Another application's file may carry a user_version too (a tradeloom database
+            # carries tradeloom's application_id as well, and may hold tables a user added).
             found = set(tables.split(", ")) if tables else set()
-            if found != _TABLES[int(version)]:
+            if found != _TABLES.get(int(version)):
                 raise PersistenceError(
                     f"{self.path}: not a tradeloom database (schema version {version}, but "
                     f"tables {tables or 'none'}); refusing to write into it"
@@ -313,10 +321,11 @@ class SqlitePersistence(Persistence):
     @property
     def lock_path(self) -> Path:
         """The sidecar file whose ``flock`` is the writer hold: ``<path>.lock``, next to the
-        file itself (a symbolic link to it is followed, so two names of one file share it)."""
-        if str(self.path) == ":memory:":
+        file itself (a symbolic link to it is followed, so two names of one file share it),
+        as found when the file was opened."""
+        if self._real_path is None:
             return Path(f"{self.path}.lock")
-        return Path(f"{os.path.realpath(self.path)}.lock")
+        return Path(f"{self._real_path}.lock")
 
     def claim_for_writing(self) -> None:
         """Take the writer hold now rather than at the first write.

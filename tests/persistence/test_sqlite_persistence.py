@@ -27,7 +27,13 @@ from tradeloom.testing.persistence import (
     open_together,
 )
 from tradeloom_sqlite import plugin
-from tradeloom_sqlite.persistence import APPLICATION_ID, SCHEMA_VERSION, SqlitePersistence
+from tradeloom_sqlite.persistence import (
+    _TABLES,
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SqlitePersistence,
+)
 
 
 class TestSqlitePersistence(PersistenceConformance):
@@ -360,6 +366,29 @@ def test_another_applications_file_with_a_schema_version_is_refused_unchanged(
     assert db_path.read_bytes() == before
 
 
+def test_a_tradeloom_file_with_a_table_a_user_added_still_opens(filled_db: Path) -> None:
+    _raw(filled_db, "CREATE TABLE audit (note TEXT)")
+    persistence = SqlitePersistence(filled_db)
+    persistence.open()
+    assert persistence.load_fills()
+    persistence.close()
+
+
+@pytest.mark.parametrize("version", [-1, -3])
+def test_a_negative_schema_version_is_refused_unchanged(db_path: Path, version: int) -> None:
+    _raw(db_path, f"PRAGMA user_version = {version}")
+    before = db_path.read_bytes()
+    with pytest.raises(
+        PersistenceError, match=rf"not a tradeloom database \(schema version {version}\)"
+    ):
+        SqlitePersistence(db_path).open()
+    assert db_path.read_bytes() == before
+
+
+def test_every_schema_version_names_its_tables() -> None:
+    assert set(_TABLES) == set(MIGRATIONS)
+
+
 def test_other_application_id_is_refused(db_path: Path) -> None:
     _raw(db_path, "PRAGMA application_id = 1234")
     with pytest.raises(
@@ -447,6 +476,10 @@ def test_a_symbolic_link_to_the_file_shares_its_writer_hold(db_path: Path) -> No
     assert other.lock_path == holder.lock_path
     with pytest.raises(PersistenceError, match="is in use by another instance"):
         other.claim_for_writing()
+    # A link moved on after opening: the hold is still the file's it opened.
+    alias.unlink()
+    alias.symlink_to(db_path.with_name("another.sqlite"))
+    assert other.lock_path == holder.lock_path
     other.close()
     holder.close()
 

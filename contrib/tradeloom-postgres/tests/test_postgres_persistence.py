@@ -185,6 +185,28 @@ def test_a_schema_with_another_applications_tables_is_refused_untouched(
     assert tables == [("customers",)]
 
 
+def test_relations_an_extension_made_in_the_schema_are_not_its_own(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    _admin(postgres_server, "CREATE SCHEMA {schema}", schema)
+    # An extension available in every PostgreSQL that makes a table: plpgsql makes none.
+    available = _admin(
+        postgres_server,
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'",
+        schema,
+    )
+    if not available:
+        pytest.skip("pg_stat_statements is not available in this PostgreSQL")
+    _admin(postgres_server, "CREATE EXTENSION pg_stat_statements SCHEMA {schema}", schema)
+    _admin(postgres_server, f"GRANT ALL ON SCHEMA {{schema}} TO {postgres_server.user}", schema)
+    try:
+        persistence = PostgresPersistence(**postgres_server.params(schema=schema))
+        persistence.open()
+        persistence.close()
+    finally:
+        _admin(postgres_server, "DROP EXTENSION pg_stat_statements", schema)
+
+
 def test_password_is_never_shown(
     postgres_server: PostgresServer, schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -284,11 +284,15 @@ class PostgresPersistence(Persistence):
 
     def _refuse_a_foreign_schema(self, conn: psycopg.Connection[Any]) -> None:
         """An existing schema with tables of its own but no tradeloom_migrations is another
-        application's: nothing is created in it."""
+        application's: nothing is created in it. Relations an extension made there (in
+        ``public``, say) are not the schema's own."""
         rows = conn.execute(
             "SELECT c.relname FROM pg_catalog.pg_class c "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+            "WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid "
+            "AND d.deptype = 'e') ORDER BY 1",
             (self.schema,),
         ).fetchall()
         names = [str(row[0]) for row in rows]
