@@ -3,6 +3,7 @@ events delivered and the books as they are (marked to the latest prices), saved 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -175,3 +176,18 @@ def test_a_failed_run_is_not_called_interrupted() -> None:
     with pytest.raises(StrategyError):
         anyio.run(pipeline.run)
     assert pipeline.result.interrupted is None
+
+
+def test_a_run_ended_by_a_ctrl_c_and_an_error_at_once_is_both_interrupted_and_failed() -> None:
+    from tradeloom.runtime.pipeline import how_it_ended
+
+    error = ValueError("feed broke")
+    both = BaseExceptionGroup("tasks", [KeyboardInterrupt(), ExceptionGroup("inner", [error])])
+    assert how_it_ended(both, asyncio.CancelledError) == (True, error)
+    errors = ExceptionGroup("tasks", [error, RuntimeError("and this")])
+    # A group of errors alone is the failure as it is, every error in it.
+    assert how_it_ended(errors, asyncio.CancelledError) == (False, errors)
+    cancelled = BaseExceptionGroup("tasks", [asyncio.CancelledError()])
+    assert how_it_ended(cancelled, asyncio.CancelledError) == (True, None)
+    assert how_it_ended(KeyboardInterrupt(), asyncio.CancelledError) == (True, None)
+    assert how_it_ended(error, asyncio.CancelledError) == (False, error)

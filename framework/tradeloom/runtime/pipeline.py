@@ -587,10 +587,11 @@ class Pipeline:
         except BaseException as exc:
             await self._stopped_early()
             # Before the plugins' tradeloom_pipeline_stopped, which see the result.
-            if isinstance(exc, KeyboardInterrupt | anyio.get_cancelled_exc_class()):
+            interrupted, failure = how_it_ended(exc, anyio.get_cancelled_exc_class())
+            if interrupted:
                 self.result.interrupted = self.where_it_stopped()
-            elif isinstance(exc, Exception):
-                self.result.failed = _described(exc)
+            if failure is not None:
+                self.result.failed = _described(failure)
             raise
         finally:
             with anyio.CancelScope(shield=True):
@@ -1329,6 +1330,29 @@ def _count(number: int, noun: str) -> str:
 def _source_name(feed: Feed | None) -> str:
     """How messages name where market events came from."""
     return "events=" if isinstance(feed, EventListFeed) else f"feed {type(feed).__name__}"
+
+
+def how_it_ended(
+    exc: BaseException, cancelled: type[BaseException]
+) -> tuple[bool, BaseException | None]:
+    """Whether a run that raised ``exc`` was interrupted (Ctrl-C, or ``cancelled``: the async
+    library's cancellation), and the error it failed with (None: none). Tasks of one group may
+    end both ways at once: a Ctrl-C while another task fails. A group of errors alone is the
+    failure as it is."""
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    stops = (KeyboardInterrupt, cancelled)
+    interrupted = any(isinstance(leaf, stops) for leaf in leaves)
+    errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
+    if not errors:
+        return interrupted, None
+    return interrupted, errors[0] if interrupted else exc
 
 
 def _described(exc: BaseException) -> str:
