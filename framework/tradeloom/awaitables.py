@@ -62,17 +62,24 @@ async def call_hook_and_await(
     return results
 
 
-def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one real error inside (possibly nested) task-group exception groups, or None when
-    there are several."""
+def exception_leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (possibly nested) exception groups, in order; ``[exc]`` for one
+    that is no group."""
     leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
+    pending: list[BaseException] = [exc]
     while pending:
         current = pending.pop()
         if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
+            pending.extend(reversed(current.exceptions))
         else:
             leaves.append(current)
+    return leaves
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one real error inside (possibly nested) task-group exception groups, or None when
+    there are several."""
+    leaves = exception_leaves(group)
     return leaves[0] if len(leaves) == 1 else None
 
 

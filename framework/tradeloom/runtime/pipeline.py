@@ -26,6 +26,7 @@ import anyio
 
 from tradeloom.awaitables import (
     call_hook_and_await,
+    exception_leaves,
     maybe_await,
     plugin_failure,
     sole_exception,
@@ -1339,14 +1340,7 @@ def how_it_ended(
     library's cancellation), and the error it failed with (None: none). Tasks of one group may
     end both ways at once: a Ctrl-C while another task fails. A group of errors alone is the
     failure as it is."""
-    leaves: list[BaseException] = []
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(reversed(current.exceptions))
-        else:
-            leaves.append(current)
+    leaves = exception_leaves(exc)
     stops = (KeyboardInterrupt, cancelled)
     interrupted = any(isinstance(leaf, stops) for leaf in leaves)
     errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
