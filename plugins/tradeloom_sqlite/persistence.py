@@ -208,6 +208,7 @@ class SqlitePersistence(Persistence):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # The file a link points to now, also if the link moves on before the hold.
                 self._real_path = os.path.realpath(self.path)
+                self._mend_sidecar_modes(self._real_path)
             try:
                 conn = sqlite3.connect(
                     self._real_path or self.path,
@@ -233,6 +234,34 @@ class SqlitePersistence(Persistence):
                 self._conn = None
                 conn.close()
                 raise self._translate(exc, "opening the database") from exc
+
+    def _mend_sidecar_modes(self, real_path: str) -> None:
+        """Give ``-wal`` and ``-shm`` files this process owns the database file's mode.
+
+        SQLite creates them with the file's mode, and only a connection that can write removes
+        them at close: a run that opened the file while it was read-only leaves read-only ones,
+        which would make every later run fail with "attempt to write a readonly database" once
+        the file is writable again.
+        """
+        if not hasattr(os, "geteuid"):
+            return  # not POSIX: no file modes to mend
+        try:
+            database = os.stat(real_path)
+        except OSError:
+            return  # a new file: SQLite creates everything itself
+        if not os.access(real_path, os.W_OK):
+            return  # nothing this process could write anyway
+        for suffix in ("-wal", "-shm"):
+            sidecar = real_path + suffix
+            try:
+                found = os.stat(sidecar)
+                if (
+                    found.st_uid == os.geteuid()
+                    and found.st_mode & 0o777 != database.st_mode & 0o777
+                ):
+                    os.chmod(sidecar, database.st_mode & 0o777)
+            except OSError:
+                continue  # not there, or not ours to change: SQLite reports what it cannot use
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         # Reading the header first: a garbage or truncated file fails here, before anything

@@ -540,6 +540,70 @@ def test_a_state_file_that_cannot_be_written_is_refused_when_claimed(
         undo()
 
 
+def test_sidecar_files_left_read_only_get_the_state_files_mode_back(db_path: Path) -> None:
+    # What a run that opened the file while it was read-only leaves: SQLite gave the -wal and
+    # -shm files the file's mode then, and only a connection that can write removes them.
+    store = SqlitePersistence(db_path)
+    store.open()
+    store.record_fills([make_fill("a")])
+    store.close()
+    db_path.chmod(0o640)
+    Path(f"{db_path}-wal").write_bytes(b"")
+    Path(f"{db_path}-shm").write_bytes(bytes(32768))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db_path}{suffix}").chmod(0o444)
+    again = SqlitePersistence(db_path)
+    again.open()
+    for suffix in ("-wal", "-shm"):
+        assert Path(f"{db_path}{suffix}").stat().st_mode & 0o777 == 0o640
+    again.record_fills([make_fill("b")])
+    again.close()
+    assert _raw(db_path, "SELECT count(*) FROM fills") == [(2,)]
+
+
+_READ_ONLY_THEN_WRITABLE = """
+import os, sys
+from tradeloom.errors import PersistenceError
+from tradeloom.testing.persistence import make_fill
+from tradeloom_sqlite.persistence import SqlitePersistence
+
+path = sys.argv[1]
+store = SqlitePersistence(path)
+store.open()
+store.record_fills([make_fill("a")])
+store.close()
+os.chmod(path, 0o444)
+refused = SqlitePersistence(path)
+refused.open()
+try:
+    refused.claim_for_writing()
+except PersistenceError as exc:
+    print("refused:", exc)
+refused.close()
+os.chmod(path, 0o644)
+writer = SqlitePersistence(path)
+writer.open()
+writer.claim_for_writing()
+writer.record_fills([make_fill("b")])
+print("fills:", len(writer.load_fills()))
+writer.close()
+"""
+
+
+def test_a_run_refused_on_a_read_only_file_does_not_block_the_next_one(db_path: Path) -> None:
+    command = [sys.executable, "-c", _READ_ONLY_THEN_WRITABLE, str(db_path)]
+    if os.geteuid() == 0:
+        # File modes bind root only without its capabilities.
+        command = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", *command]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except FileNotFoundError:
+        pytest.skip("setpriv is not available to drop root's capabilities")
+    assert done.returncode == 0, done.stderr
+    assert "refused: " in done.stdout and "the state file cannot be written" in done.stdout
+    assert done.stdout.rstrip().endswith("fills: 2")
+
+
 def test_claim_needs_an_open_instance(db_path: Path) -> None:
     with pytest.raises(PersistenceError, match="not open; call open"):
         SqlitePersistence(db_path).claim_for_writing()
