@@ -795,7 +795,7 @@ class RedpandaTransport(Transport):
                         await self._commit(role)
                     if error is not None:
                         raise error
-                self._measure_lag(role)
+                await self._measure_lag(role)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # run() raises it after the others stop
@@ -930,10 +930,11 @@ class RedpandaTransport(Transport):
             if role.pending.get(partition) == offset:
                 del role.pending[partition]
 
-    def _measure_lag(self, role: _Role) -> None:
+    async def _measure_lag(self, role: _Role) -> None:
         """Publish how far behind the role is, per topic (``status.consumer_lag``), at most
         once a second: the broker's high watermark (from the last fetch) minus the next
-        position to handle, summed over the partitions this process owns."""
+        position to handle, summed over the partitions this process owns (also those it has
+        not handled a record of since they were assigned)."""
         now = asyncio.get_running_loop().time()
         status = getattr(self, "status", None)
         if status is None or now - role.lag_measured < LAG_INTERVAL_SECONDS:
@@ -943,10 +944,15 @@ class RedpandaTransport(Transport):
         if consumer is None:
             return
         totals: dict[str, int] = {}
-        for partition, position in role.positions.items():
+        for partition in role.assigned & consumer.assignment():
             highwater = consumer.highwater(partition)
             if highwater is None:
-                continue
+                continue  # not fetched from yet: its lag is not known
+            position = role.positions.get(partition)
+            if position is None:
+                position = await _where_consumption_resumes(consumer, partition)
+                if position is None:
+                    continue
             key = f"{role.role}/{self._logical[partition.topic]}"
             totals[key] = totals.get(key, 0) + max(0, highwater - position)
         # A topic none of whose partitions this process owns any more (moved away in a
@@ -984,6 +990,20 @@ handling a market event decides again on it after the restart, from its book in 
 Elsewhere what was published stands: an executor's fill reports a trade made, and a risk
 stage's order or a strategy's answer to a fill comes from input committed before (a signal
 waiting for a price, a fill the book already holds), which is not handled again."""
+
+
+async def _where_consumption_resumes(consumer: AIOKafkaConsumer, partition: Any) -> int | None:
+    """The next offset the consumer hands out from ``partition``: the committed (or reset)
+    position of a partition none of whose records were handled since it was assigned. None
+    when it is not known at once (being reset) or the partition has moved on meanwhile."""
+    try:
+        async with asyncio.timeout(_POSITION_WAIT_SECONDS):
+            return int(await consumer.position(partition))
+    except (TimeoutError, KafkaError):
+        return None
+
+
+_POSITION_WAIT_SECONDS = 0.05
 
 
 def _transient(error: BaseException) -> bool:

@@ -632,13 +632,46 @@ def test_lag_of_partitions_moved_away_in_a_rebalance_is_not_kept(
         # What aiokafka calls when the group gives this member's partitions to another one.
         await _Rebalance(transport, role).on_partitions_revoked(list(role.assigned))
         role.lag_measured = 0.0
-        transport._measure_lag(role)
+        await transport._measure_lag(role)
         after_revocation.append(dict(harness.status.consumer_lag))
 
     error = asyncio.run(harness.run_until(lambda: bool(after_revocation), publish_then_revoke))
     assert error is None
     assert len(harness.received) == 5
     assert len(after_revocation) == 1 and "strategy/market" not in after_revocation[0]
+
+
+def test_lag_counts_the_partitions_not_yet_reached(
+    broker: Broker, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow consumer that has handled records of some partitions is behind on all of them.
+    import tradeloom_redpanda.transport as transport_module
+
+    monkeypatch.setattr(transport_module, "LAG_INTERVAL_SECONDS", 0.0)
+    publisher = Harness(broker, prefix)
+    instruments = [f"I{n}" for n in range(12)]
+
+    async def publish() -> None:
+        for n in range(36):
+            name = instruments[n % len(instruments)]
+            publisher.transport.publish(Topics.MARKET, tick(name, f"{100 + n}", n), name)
+        await publisher.transport.delivered()
+
+    assert asyncio.run(publisher.run_until(lambda: True, publish)) is None
+    consumer = Harness(broker, prefix, max_batch=1)
+    seen: list[tuple[int, int | None]] = []  # (records handled before, lag measured then)
+
+    def handle_slowly(topic: str, event: Event) -> None:
+        seen.append((len(consumer.received), consumer.status.consumer_lag.get("strategy/market")))
+        consumer.collect(topic, event)
+        time.sleep(0.005)
+
+    consumer.transport.subscribe("strategy", (Topics.MARKET,), handle_slowly)
+    assert asyncio.run(consumer.run_until(lambda: len(consumer.received) == 36)) is None
+    measured = [(handled, lag) for handled, lag in seen if lag is not None]
+    assert measured, seen
+    assert all(lag == 36 - handled for handled, lag in measured), measured
+    assert measured[0][0] <= 2, measured  # from the first records on, not once all are reached
 
 
 def test_a_cancel_crosses_the_broker_behind_its_signal_and_its_order(
