@@ -4,6 +4,7 @@ passing ``now``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -34,12 +35,16 @@ def _report(
 
 
 def _non_negative(name: str, value: float) -> float:
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got NaN")
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {value}")
     return float(value)
 
 
 def _positive(name: str, value: float) -> float:
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got NaN")
     if value <= 0:
         raise ValueError(f"{name} must be greater than zero, got {value}")
     return float(value)

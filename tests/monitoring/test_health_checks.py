@@ -143,6 +143,22 @@ def test_freshness_bad_parameters(params: dict[str, object], problem: str) -> No
     assert "market_data_freshness" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("check", "parameter"),
+    [
+        ("market_data_freshness", "grace_period_seconds"),
+        ("market_data_freshness", "max_tick_age_seconds"),
+        ("persistence_errors", "max_write_seconds"),
+        ("event_loop", "max_block_seconds"),
+    ],
+)
+def test_a_threshold_of_nan_is_refused(check: str, parameter: str) -> None:
+    # Every comparison with NaN is false: such a check could never report a problem.
+    manager = PluginManager().load()
+    with pytest.raises(ConfigError, match=f"{parameter} must be a number of seconds, got NaN"):
+        manager.create("health_check", check, {parameter: float("nan")})
+
+
 def test_thresholds_come_from_toml_and_environment(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch, clock: ManualClock
 ) -> None:
