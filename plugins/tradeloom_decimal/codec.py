@@ -95,6 +95,9 @@ def _decode_slowly(data: bytes | bytearray, exc: ValidationError) -> Event:
         raise DecodeError(_schema_reason(errors), error_type="schema") from None
     if isinstance(document, dict):
         _check_raw_version(document.get("schema_version"))
+        nested = document.get("signal")  # a Rejection's or a Cancel's signal
+        if isinstance(nested, dict):
+            _check_raw_version(nested.get("schema_version"))
     if not any(_is_refused_float(err) for err in errors):
         raise DecodeError(_schema_reason(errors), error_type="schema") from None
     try:
@@ -125,6 +128,8 @@ def _json_reason(data: bytes | bytearray, errors: list[Any]) -> str:
 def _check_raw_version(version: Any) -> None:
     if isinstance(version, str) and version.strip().isdigit():
         version = int(version)
+    elif isinstance(version, Decimal) and version.is_finite() and version == version.to_integral():
+        version = int(version)  # 2.0: JSON numbers with a fraction are read as Decimals here
     if isinstance(version, int) and not isinstance(version, bool):
         _check_version_number(version)
 

@@ -257,7 +257,17 @@ def test_newer_schema_version_wins_over_the_fields_it_added() -> None:
     assert "schema_version 2 is newer" in error.reason
 
 
-def test_newer_schema_version_of_a_nested_signal_is_refused() -> None:
+def test_a_newer_schema_version_written_with_a_fraction_wins_over_new_fields() -> None:
+    document = _tick_json(venue="XNYS")
+    del document["schema_version"]
+    error = _refusal(b'{"schema_version": 2.0, ' + json.dumps(document)[1:].encode())
+    assert error.error_type == "schema_version"
+    assert "schema_version 2 is newer" in error.reason
+
+
+@pytest.mark.parametrize("extra", [{}, {"venue": "XNYS"}])
+def test_newer_schema_version_of_a_nested_signal_is_refused(extra: dict[str, str]) -> None:
+    # A field the newer version added is what makes it fail: the version is the reason.
     signal = Signal(
         event_id="018f0000-0000-7000-8000-00000000000e",
         ts=datetime(2024, 5, 1, tzinfo=UTC),
@@ -270,7 +280,7 @@ def test_newer_schema_version_of_a_nested_signal_is_refused() -> None:
         "type": "rejection",
         "event_id": "018f0000-0000-7000-8000-00000000000f",
         "ts": "2024-05-01T00:00:00Z",
-        "signal": {**json.loads(CODEC.encode(signal)), "schema_version": 7},
+        "signal": {**json.loads(CODEC.encode(signal)), "schema_version": 7, **extra},
         "validator": "no_short",
         "reason": "short",
     }
