@@ -1072,6 +1072,31 @@ def test_a_feed_given_up_on_at_its_first_read_still_drains_and_stops() -> None:
     assert strategy.log == ["start", "stop"]
 
 
+@pytest.mark.parametrize("mode", ["backtest", "live"])
+def test_a_feed_given_up_on_after_some_events_counts_them_in_the_result(mode: str) -> None:
+    from tradeloom.backoff import ReconnectExhausted
+
+    class GivesUpLater(Feed):
+        async def events(self, ctx: FeedContext) -> Any:
+            for event in ticks("X", ["10", "11", "12"]):
+                yield event
+            raise ReconnectExhausted("feed", 3, OSError("broker gone"))
+
+    pipeline = tradeloom.Pipeline(
+        tradeloom.make_settings({"persistence": {"name": "memory"}}),
+        mode=mode,
+        feed=GivesUpLater(),
+        strategies={"s": _Lifecycle()},
+    )
+    with pytest.raises(ReconnectExhausted):
+        anyio.run(pipeline.run)
+    result = pipeline.result
+    assert result.failed is not None and "gave up after 3" in result.failed
+    assert result.market_events == 3
+    assert result.last_event_time == ticks("X", ["10", "11", "12"])[-1].ts
+    assert "market events   3" in result.format_summary()
+
+
 def test_an_async_feed_opened_before_on_start_raises_is_closed() -> None:
     class FailsToStart(Strategy):
         def on_start(self, ctx: StrategyContext) -> None:

@@ -627,6 +627,8 @@ class Pipeline:
                 try:
                     await self._pump(self.feed)
                 except ReconnectExhausted as exc:
+                    # The run ends cleanly, not in _stopped_early: count what was delivered.
+                    self._count_market(self.status.market_events)
                     self._give_up(exc)
             if self._stages_start_at_first_event:  # an async feed that gave no event
                 self._start_stages()
