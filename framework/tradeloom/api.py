@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,7 @@ def backtest(
         progress=progress,
         resume=resume,
     )
-    return anyio.run(pipeline.run)
+    return _run_to_the_end(pipeline)
 
 
 def run(
@@ -82,4 +84,59 @@ def run(
     """Run a live pipeline (wall clock) until it is stopped or its input ends."""
     settings = make_settings(config, overrides)
     pipeline = Pipeline(settings, mode="live", roles=roles, plugins=plugins)
-    return anyio.run(pipeline.run)
+    return _run_to_the_end(pipeline)
+
+
+def _run_to_the_end(pipeline: Pipeline) -> RunResult:
+    """Run the pipeline in an event loop of its own and return its result.
+
+    Where this thread already runs an event loop (a Jupyter notebook, async code calling the
+    synchronous API), the run gets a thread of its own and this call waits for it, as it does
+    anywhere else. Ctrl-C then interrupts the run as it would without the thread: its task is
+    cancelled, the run saves and stops, and ``KeyboardInterrupt`` is raised here.
+    """
+    if not _event_loop_runs_here():
+        return anyio.run(pipeline.run)
+    started: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
+    outcome: list[RunResult | BaseException] = []
+    ended = threading.Event()
+
+    async def run_noting_its_task() -> RunResult:
+        task = asyncio.current_task()
+        assert task is not None
+        started.append((asyncio.get_running_loop(), task))
+        return await pipeline.run()
+
+    def run_in_this_thread() -> None:
+        try:
+            outcome.append(anyio.run(run_noting_its_task))
+        except BaseException as exc:  # raised again in the caller's thread
+            outcome.append(exc)
+        finally:
+            ended.set()
+
+    # Waited for with an Event, not Thread.join(): in Python 3.11 a join interrupted by
+    # Ctrl-C may mark the thread as ended while it still runs.
+    threading.Thread(target=run_in_this_thread, name="tradeloom-run", daemon=True).start()
+    try:
+        while not ended.wait(0.1):  # a wait with a timeout lets Ctrl-C through
+            pass
+    except KeyboardInterrupt:
+        if started:
+            loop, task = started[0]
+            loop.call_soon_threadsafe(task.cancel)
+        while not ended.wait(0.1):
+            pass
+        raise
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _event_loop_runs_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
