@@ -109,6 +109,8 @@ class _Role:
         self.barrier: CommitBarrier | None = None
         self.assignment_hooks: list[AssignmentHook] = []
         self.revocation_hooks: list[RevocationHook] = []
+        # Topics whose handling, failed, takes back what it published (add_decided_again).
+        self.decided_again: set[str] = set()
         # The partition each key came from, per topic (kept for the revocation hooks).
         self.key_partitions: dict[tuple[str, bytes | None], int] = {}
         self.catching_up: asyncio.Task[None] | None = None
@@ -236,32 +238,35 @@ class RedpandaTransport(Transport):
             raise RuntimeError("the redpanda transport is not started")
         return self._link
 
-    def subscribe(self, role: str, topics: Sequence[str], handler: Handler) -> None:
+    def _role(self, role: str) -> _Role:
         entry = self._roles.get(role)
         if entry is None:
             entry = self._roles[role] = _Role(role, self.group_id(role))
+        return entry
+
+    def _check_topics(self, topics: Sequence[str]) -> None:
         for topic in topics:
             if topic not in self._physical:
                 raise ValueError(f"unknown topic {topic!r}; known: {', '.join(Topics.ALL)}")
+
+    def subscribe(self, role: str, topics: Sequence[str], handler: Handler) -> None:
+        self._check_topics(topics)
+        entry = self._role(role)
+        for topic in topics:
             entry.handlers.setdefault(topic, []).append(handler)
 
     def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:
-        entry = self._roles.get(role)
-        if entry is None:
-            entry = self._roles[role] = _Role(role, self.group_id(role))
-        entry.barrier = barrier
+        self._role(role).barrier = barrier
 
     def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:
-        entry = self._roles.get(role)
-        if entry is None:
-            entry = self._roles[role] = _Role(role, self.group_id(role))
-        entry.assignment_hooks.append(hook)
+        self._role(role).assignment_hooks.append(hook)
 
     def add_revocation_hook(self, role: str, hook: RevocationHook) -> None:
-        entry = self._roles.get(role)
-        if entry is None:
-            entry = self._roles[role] = _Role(role, self.group_id(role))
-        entry.revocation_hooks.append(hook)
+        self._role(role).revocation_hooks.append(hook)
+
+    def add_decided_again(self, role: str, topics: Sequence[str]) -> None:
+        self._check_topics(topics)
+        self._role(role).decided_again.update(topics)
 
     async def _hand_over(self, role: _Role, revoked: Any) -> None:
         """Call the role's revocation hooks with what moves (the keys that came from a
@@ -816,7 +821,7 @@ class RedpandaTransport(Transport):
                         self._reject_record(role, record, f"{exc}", type(exc).__name__)
                     else:
                         withdrawn = 0
-                        if (role.role, self._logical[record.topic]) in _DECIDED_AGAIN:
+                        if self._logical[record.topic] in role.decided_again:
                             withdrawn = self._withdraw_published_after(published)
                         self.logger.error(
                             "role %s: handling %s failed: %s%s",
@@ -834,7 +839,7 @@ class RedpandaTransport(Transport):
     def _withdraw_published_after(self, seq: int) -> int:
         """Take back what was published after ``seq``: the output of a handling that failed,
         where handling the record again after a restart makes it again (see
-        ``_DECIDED_AGAIN``); sent now, it would come twice. (Handling runs without an await,
+        ``add_decided_again``); sent now, it would come twice. (Handling runs without an await,
         so all of it is still in the outbox.)"""
         withdrawn = 0
         outbox = self._outbox
@@ -982,14 +987,6 @@ class RedpandaTransport(Transport):
                         self.undelivered,
                     )
                     return False
-
-
-_DECIDED_AGAIN = frozenset({("strategy", Topics.MARKET)})
-"""Where a failing handler's output is taken back (``on_handler_error = "stop"``): a strategy
-handling a market event decides again on it after the restart, from its book in the journal.
-Elsewhere what was published stands: an executor's fill reports a trade made, and a risk
-stage's order or a strategy's answer to a fill comes from input committed before (a signal
-waiting for a price, a fill the book already holds), which is not handled again."""
 
 
 async def _where_consumption_resumes(consumer: AIOKafkaConsumer, partition: Any) -> int | None:

@@ -368,3 +368,27 @@ def test_a_backtest_on_the_wall_clock_does_not_check_time_order(path: str) -> No
         settings, strategies={"alt": Alternate()}, plugins=[TransportPlugin()], **given
     )
     assert anyio.run(pipeline.run).market_events == 100
+
+
+def test_the_strategy_stage_declares_that_it_decides_again_on_market_events() -> None:
+    # A broker transport takes back a failing strategy's output for a market event (the
+    # restart makes it again), and only that: the pipeline tells it which role and topic.
+    declared: list[tuple[str, tuple[str, ...]]] = []
+
+    class Recording(MemoryTransport):
+        def add_decided_again(self, role: str, topics: Sequence[str]) -> None:
+            declared.append((role, tuple(topics)))
+
+    class RecordingPlugin:
+        @hookimpl
+        def tradeloom_register_transports(self) -> dict[str, Any]:
+            return {"recording": Recording}
+
+    pipeline = Pipeline(
+        Settings(pipeline={"transport": "recording"}),
+        events=ticks("X", PRICES[:50]),
+        strategies={"alt": Alternate()},
+        plugins=[RecordingPlugin()],
+    )
+    anyio.run(pipeline.run)
+    assert declared == [("strategy", ("market",))]

@@ -399,6 +399,8 @@ def test_a_failing_handler_stops_after_committing_what_was_handled_before_it(
         harness.collect(topic, event)
 
     first.transport.subscribe(role, (Topics.MARKET,), partial(handle, first))
+    if role == "strategy":  # as the pipeline declares for its strategy stage
+        first.transport.add_decided_again(role, (Topics.MARKET,))
 
     async def publish() -> None:
         for event in ticks:

@@ -523,6 +523,8 @@ class Pipeline:
             handler = stage.handler()
             self._stage_handlers.append((handler, stage))
             self.transport.subscribe(stage.role, stage.topics, handler)
+            if stage.decided_again:
+                self.transport.add_decided_again(stage.role, stage.decided_again)
         for topic in Topics.ALL:
             route = self.direct_route(topic)
             if topic != Topics.MARKET and route is not None and route.targets:

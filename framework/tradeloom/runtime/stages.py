@@ -90,6 +90,9 @@ class DirectRoute:
 class Stage:
     role: str = ""
     topics: tuple[str, ...] = ()
+    #: Topics whose events, handled again after a restart, make this stage's output again
+    #: (see :meth:`~tradeloom.runtime.transport.Transport.add_decided_again`).
+    decided_again: tuple[str, ...] = ()
 
     def __init__(self, services: StageServices) -> None:
         self.services = services
@@ -199,6 +202,10 @@ class StrategyStage(Stage):
 
     role = "strategy"
     topics = (Topics.MARKET, Topics.FILLS, Topics.REJECTIONS)
+    # Restarted, a strategy decides on a market event again from its book in the journal.
+    # Its answers to a fill or a rejection are not made again: that input was committed
+    # before (the book already holds the fill).
+    decided_again = (Topics.MARKET,)
 
     def __init__(
         self,

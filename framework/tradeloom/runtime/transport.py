@@ -113,6 +113,13 @@ class Transport(abc.ABC):
         executor's orders waiting for a price) publishes them again there, for the member that
         takes that input over. Transports without a consumer group (in-process) ignore it."""
 
+    def add_decided_again(self, role: str, topics: Sequence[str]) -> None:  # noqa: B027
+        """Handling an event of ``topics`` again after a restart makes ``role``'s output for it
+        again (a strategy decides again on a market event): when a handler fails on such an
+        event and the role stops, take back what that handling published, which would
+        otherwise be published twice. Output for other topics stands (an executor's fill is a
+        trade made). Transports that deliver in this process only ignore it."""
+
     def dead_letter(self, letter: DeadLetter) -> None:
         """Keep input that could not be used, with its reason."""
         self.on_dead_letter(letter)
