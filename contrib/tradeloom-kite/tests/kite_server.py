@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 
@@ -46,25 +47,33 @@ _SERVER_LOGGER = logging.getLogger("kite_test_server")
 _SERVER_LOGGER.setLevel(logging.WARNING)
 
 Script = Callable[[ServerConnection, Session], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
 
 
 @asynccontextmanager
 async def kite_server(
-    script: Script, *, reject_status: int | None = None
+    script: Script, *, reject_status: int | None = None, before_handshake: Hook | None = None
 ) -> AsyncIterator[KiteServer]:
     """Serve on a free port. Each connection's subscribe and mode messages are read into its
-    :class:`Session`, then ``script`` plays the rest of the session."""
+    :class:`Session`, then ``script`` plays the rest of the session. ``before_handshake`` is
+    awaited before the server answers each opening handshake (to hold it up). A client that
+    closes before subscribing leaves ``subscribe`` and ``mode`` as ``None``."""
     holder: list[KiteServer] = []
 
     async def handler(ws: ServerConnection) -> None:
         kite = holder[0]
         session = Session(number=len(kite.sessions) + 1, path=ws.request.path if ws.request else "")
         kite.sessions.append(session)
-        session.subscribe = json.loads(await ws.recv())
-        session.mode = json.loads(await ws.recv())
+        try:
+            session.subscribe = json.loads(await ws.recv())
+            session.mode = json.loads(await ws.recv())
+        except ConnectionClosed:
+            return
         await script(ws, session)
 
-    def process_request(ws: ServerConnection, request: Request) -> Response | None:
+    async def process_request(ws: ServerConnection, request: Request) -> Response | None:
+        if before_handshake is not None:
+            await before_handshake()
         if reject_status is not None:
             return ws.respond(http.HTTPStatus(reject_status), "Invalid access token\n")
         return None

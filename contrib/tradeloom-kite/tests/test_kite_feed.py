@@ -34,9 +34,14 @@ INSTRUMENTS = {str(INFY): "INFY", str(TATAMOTORS): "TATAMOTORS", str(NIFTY): "NI
 GUARD_SECONDS = 15  # only keeps a broken test from hanging; no speed is asserted
 
 
-def make_feed(url: str, mode: str = "full") -> KiteFeed:
+def make_feed(url: str, mode: str = "full", open_timeout_seconds: float = 10.0) -> KiteFeed:
     return KiteFeed(
-        url=url, api_key="key123", access_token="tok-456", instruments=INSTRUMENTS, mode=mode
+        url=url,
+        api_key="key123",
+        access_token="tok-456",
+        instruments=INSTRUMENTS,
+        mode=mode,
+        open_timeout_seconds=open_timeout_seconds,
     )
 
 
@@ -52,6 +57,10 @@ async def take(ticks: AsyncIterator[MarketTick], count: int) -> list[MarketTick]
 
 async def hold_open(ws: ServerConnection) -> None:
     await ws.wait_closed()
+
+
+async def hold_open_script(ws: ServerConnection, session: Session) -> None:
+    await hold_open(ws)
 
 
 async def test_subscribes_then_streams_ticks_with_exact_prices(
@@ -120,6 +129,21 @@ async def test_subscribes_then_streams_ticks_with_exact_prices(
     assert len({tick.event_id for tick in got}) == 5
     assert all(tick.event_id.version == 7 for tick in got)
     assert feed.bad_packets == 0 and feed.connections == 1
+
+
+async def test_zero_volume_is_kept_and_zero_last_quantity_is_none(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(message(quote_packet(INFY, 100), full_packet(TATAMOTORS, 200)))
+        await hold_open(ws)
+
+    async with kite_server(script) as server:
+        ticks = make_feed(server.url).events(make_ctx())
+        got = await take(ticks, 2)
+        await ticks.aclose()  # type: ignore[attr-defined]
+    # No trade yet today: a volume of 0 is a real volume, a last quantity of 0 is no trade.
+    assert [(t.volume, t.last_quantity) for t in got] == [(Decimal(0), None), (Decimal(0), None)]
 
 
 async def test_malformed_frames_become_dead_letters_and_the_feed_keeps_running(
@@ -227,6 +251,96 @@ async def test_reconnects_and_resubscribes_after_the_server_drops_the_connection
     assert "reconnection attempt 1" in caplog.text
 
 
+async def test_every_connection_that_delivers_ticks_starts_a_fresh_backoff_series(
+    make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(message(ltp_packet(INFY, 100 * session.number)))
+        await ws.close()  # every connection delivers a tick, then drops
+
+    caplog.set_level(logging.WARNING, logger="test")
+    ctx = make_ctx(max_attempts=2)
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        ticks = feed.events(ctx)
+        got = await take(ticks, 5)  # more connections than max_attempts allows in a row
+        await ticks.aclose()  # type: ignore[attr-defined]
+    assert [t.last_price for t in got] == [Decimal(n) for n in range(1, 6)]
+    assert feed.connections == 5
+    assert "reconnection attempt 1 " in caplog.text
+    assert "reconnection attempt 2" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(HEARTBEAT, id="heartbeat"),
+        pytest.param('{"type": "error", "data": "Too many instruments"}', id="json-error"),
+        pytest.param('{"type": "message", "data": "hello"}', id="json-message"),
+        pytest.param(message(ltp_packet(UNKNOWN, 100)), id="unknown-instrument"),
+        pytest.param(message(ltp_packet(INFY, 0)), id="bad-packet"),
+    ],
+)
+async def test_a_connection_without_market_data_does_not_reset_the_backoff(
+    frame: bytes | str,
+    make_ctx: Callable[..., FeedContext],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(frame)
+        await ws.close()
+
+    caplog.set_level(logging.WARNING, logger="test")
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        with anyio.fail_after(GUARD_SECONDS), pytest.raises(ReconnectExhausted) as caught:
+            await feed.events(make_ctx(max_attempts=3)).__anext__()
+    assert caught.value.attempts == 3
+    assert feed.connections == 4
+    for attempt in (1, 2, 3):
+        assert f"reconnection attempt {attempt} " in caplog.text
+
+
+async def test_reconnecting_stays_shown_until_a_connection_delivers_ticks(
+    make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        if session.number == 2:  # no market data: still reconnecting
+            await ws.send(HEARTBEAT)
+            await ws.send('{"type": "error", "data": "Too many requests"}')
+            await anyio.sleep(0.3)
+            await ws.close()
+            return
+        await ws.send(message(ltp_packet(INFY, 100 * session.number)))
+        if session.number == 1:
+            await ws.close()
+        else:
+            await hold_open(ws)
+
+    caplog.set_level(logging.WARNING, logger="test")
+    ctx = make_ctx()
+    shown: list[bool] = [False]  # whether the health check shows the feed reconnecting
+
+    async def watch() -> None:
+        while True:
+            if bool(ctx.reconnecting) != shown[-1]:
+                shown.append(bool(ctx.reconnecting))
+            await anyio.sleep(0.005)
+
+    async with kite_server(script) as server, anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        ticks = make_feed(server.url).events(ctx)
+        got = await take(ticks, 2)
+        await ticks.aclose()  # type: ignore[attr-defined]
+        tasks.cancel_scope.cancel()
+
+    assert [t.last_price for t in got] == [Decimal("1.00"), Decimal("3.00")]
+    assert shown[:2] == [False, True] and shown.count(True) == 1  # never cleared in between
+    assert ctx.reconnecting == {}
+    # The heartbeat-only connection counts as a failed attempt: the series goes on.
+    assert "reconnection attempt 2 " in caplog.text
+
+
 async def test_gives_up_after_max_attempts_when_the_server_is_gone(
     make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -278,19 +392,73 @@ async def test_gives_up_when_nothing_ever_listens(make_ctx: Callable[..., FeedCo
     assert caught.value.last_error is not None
 
 
-async def test_rejected_credentials_fail_at_once_without_retrying(
+async def test_open_timeout_bounds_a_stalled_handshake(
     make_ctx: Callable[..., FeedContext],
+) -> None:
+    release = anyio.Event()
+    handshakes = 0
+
+    async def stall() -> None:
+        nonlocal handshakes
+        handshakes += 1
+        await release.wait()
+
+    async with kite_server(hold_open_script, before_handshake=stall) as server:
+        feed = make_feed(server.url, open_timeout_seconds=0.2)
+        try:
+            # With the library's default timeout (10 s) each attempt would outlast the guard.
+            with anyio.fail_after(GUARD_SECONDS), pytest.raises(ReconnectExhausted) as caught:
+                await feed.events(make_ctx(max_attempts=2)).__anext__()
+        finally:
+            release.set()
+    assert caught.value.attempts == 2
+    assert "TimeoutError" in str(caught.value.last_error)
+    assert handshakes == 3
+    assert feed.connections == 0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+async def test_rejected_credentials_fail_at_once_without_retrying(
+    status: int, make_ctx: Callable[..., FeedContext]
 ) -> None:
     async def script(ws: ServerConnection, session: Session) -> None:
         raise AssertionError("the handshake should have been refused")
 
-    async with kite_server(script, reject_status=403) as server:
+    handshakes = 0
+
+    async def count() -> None:
+        nonlocal handshakes
+        handshakes += 1
+
+    async with kite_server(script, reject_status=status, before_handshake=count) as server:
         feed = make_feed(server.url)
         with anyio.fail_after(GUARD_SECONDS), pytest.raises(KiteAuthenticationError) as caught:
             await feed.events(make_ctx(max_attempts=5)).__anext__()
-    assert "HTTP 403" in str(caught.value)
+    assert f"HTTP {status}" in str(caught.value)
     assert "access_token" in str(caught.value)
     assert server.sessions == []
+    assert handshakes == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_other_http_refusals_are_retried(
+    status: int, make_ctx: Callable[..., FeedContext]
+) -> None:
+    handshakes = 0
+
+    async def count() -> None:
+        nonlocal handshakes
+        handshakes += 1
+
+    async with kite_server(
+        hold_open_script, reject_status=status, before_handshake=count
+    ) as server:
+        feed = make_feed(server.url)
+        with anyio.fail_after(GUARD_SECONDS), pytest.raises(ReconnectExhausted) as caught:
+            await feed.events(make_ctx(max_attempts=2)).__anext__()
+    assert caught.value.attempts == 2
+    assert f"HTTP {status}" in str(caught.value.last_error)
+    assert handshakes == 3
 
 
 async def test_close_stops_the_feed_without_reconnecting(
@@ -310,3 +478,55 @@ async def test_close_stops_the_feed_without_reconnecting(
     assert rest == []
     assert feed.connections == 1
     assert len(server.sessions) == 1
+
+
+async def test_close_during_the_handshake_stops_the_feed(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        while True:
+            await ws.send(message(ltp_packet(INFY, 100)))
+            await anyio.sleep(0.05)
+
+    started, release = anyio.Event(), anyio.Event()
+
+    async def hold_up() -> None:
+        started.set()
+        await release.wait()
+
+    got: list[MarketTick] = []
+    async with kite_server(script, before_handshake=hold_up) as server:
+        feed = make_feed(server.url)
+
+        async def consume() -> None:
+            async for tick in feed.events(make_ctx()):
+                got.append(tick)
+
+        with anyio.fail_after(GUARD_SECONDS):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(consume)
+                await started.wait()  # the feed waits for the server's handshake answer
+                await feed.close()
+                release.set()  # the connection opens after close(): the feed must not use it
+    assert got == []
+    assert feed.connections == 0
+    assert [(s.subscribe, s.mode) for s in server.sessions] == [(None, None)]
+
+
+async def test_close_during_a_reconnection_wait_ends_the_feed_at_once(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    feed = make_feed(f"ws://127.0.0.1:{free_port()}")
+    ctx = make_ctx(max_attempts=0, base_delay_seconds=60, max_delay_seconds=60, jitter=0)
+    rest: list[MarketTick] = []
+
+    async def consume() -> None:
+        rest.extend([tick async for tick in feed.events(ctx)])
+
+    with anyio.fail_after(GUARD_SECONDS):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            while not ctx.reconnecting:  # the feed now waits 60 s before trying again
+                await anyio.sleep(0.01)
+            await feed.close()
+    assert rest == [] and feed.connections == 0

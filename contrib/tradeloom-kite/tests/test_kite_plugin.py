@@ -71,6 +71,10 @@ def test_feed_is_built_from_the_documented_toml_and_environment(
         ({"instruments": {1: "A", "01": "B"}}, "instrument token 1 is given twice ('A' and 'B')"),
         ({"access_token": ""}, "access_token must not be empty"),
         ({"api_key": ""}, "api_key"),
+        (
+            {"instruments": {str(token): f"S{token}" for token in range(1, 3002)}},
+            "3,001 instruments given; Kite allows at most 3,000 on one WebSocket connection",
+        ),
     ],
 )
 def test_bad_params_are_refused_with_a_clear_error(params: dict[str, object], message: str) -> None:
@@ -84,6 +88,12 @@ def test_bad_params_are_refused_with_a_clear_error(params: dict[str, object], me
     assert str(caught.value).startswith("kite feed: invalid params:")
     assert message in str(caught.value)
     assert "secret1" not in str(caught.value)  # a credential in a refused url is not echoed
+
+
+def test_up_to_3000_instruments_are_accepted() -> None:
+    instruments = {str(token): f"S{token}" for token in range(1, 3001)}
+    feed = KiteFeed(api_key="abc", access_token="tok", instruments=instruments)
+    assert len(feed.params.instruments) == 3000
 
 
 def test_runtime_plugin_manager_builds_the_feed_from_params() -> None:

@@ -65,6 +65,29 @@ async def test_debug_logs_of_a_session_are_redacted(
 
 
 @pytest.mark.anyio
+async def test_a_short_token_is_redacted_in_the_url_without_mangling_other_text(
+    make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send('{"type": "error", "data": "Invalid instrument token"}')
+        await ws.send(message(ltp_packet(408065, 100)))
+        await ws.wait_closed()
+
+    caplog.set_level(logging.DEBUG)
+    async with kite_server(script) as server:
+        feed = KiteFeed(
+            url=server.url, api_key="key123", access_token="e", instruments={"408065": "INFY"}
+        )
+        ticks = feed.events(make_ctx())
+        with anyio.fail_after(GUARD_SECONDS):
+            await ticks.__anext__()
+        await ticks.aclose()  # type: ignore[attr-defined]
+
+    assert "> GET /?api_key=key123&access_token=*** HTTP/1.1" in caplog.text
+    assert "kite: server error: Invalid instrument token" in caplog.text
+
+
+@pytest.mark.anyio
 async def test_connection_errors_do_not_leak_the_token(
     make_ctx: Callable[..., FeedContext], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 import traceback
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -29,6 +30,12 @@ SOURCE = "kite"
 DEFAULT_URL = "wss://ws.kite.trade"
 REDACTED = "***"
 _AUTH_STATUSES = frozenset({400, 401, 403})
+MAX_INSTRUMENTS = 3000
+"""Kite's limit of instruments on one WebSocket connection."""
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&#\s]*", re.IGNORECASE)
+_MIN_FREE_TEXT_TOKEN = 8
+"""Shorter tokens are redacted only in query strings: replacing a short string everywhere would
+mangle the text (a real Kite access token has 32 characters)."""
 _RECONNECTING = "kite feed"
 """The feed's entry in ``ctx.reconnecting`` while it reconnects (shown by the health check)."""
 
@@ -65,6 +72,11 @@ class KiteFeedParams(ParamsModel):
     def _tokens(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ValueError("instruments must map instrument tokens to symbols")
+        if len(value) > MAX_INSTRUMENTS:
+            raise ValueError(
+                f"{len(value):,} instruments given; Kite allows at most {MAX_INSTRUMENTS:,} "
+                "on one WebSocket connection"
+            )
         tokens: dict[int, str] = {}
         for key, symbol in value.items():
             text = str(key).strip()
@@ -145,6 +157,9 @@ class KiteFeed(Feed):
         """Connections opened (the first one and every reconnection)."""
         self._ws: ClientConnection | None = None
         self._closing = False
+        self._wake: anyio.Event | None = None
+        """Set by :meth:`close` to end a wait between reconnection attempts early. Made by each
+        :meth:`events` call, so it belongs to that call's event loop."""
 
     def __repr__(self) -> str:
         return (
@@ -166,7 +181,10 @@ class KiteFeed(Feed):
         return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
     def _redact(self, text: str) -> str:
+        text = _TOKEN_IN_QUERY.sub(lambda match: match.group(1) + REDACTED, text)
         secret = self.params.access_token.get_secret_value()
+        if len(secret) < _MIN_FREE_TEXT_TOKEN:
+            return text
         for form in {secret, urllib.parse.quote_plus(secret), urllib.parse.quote(secret)}:
             text = text.replace(form, REDACTED)
         return text
@@ -191,14 +209,17 @@ class KiteFeed(Feed):
         delays: Iterator[float] = backoff_delays(ctx.reconnect)
         attempts = 0
         last_error: KiteConnectionError | None = None
+        wake = self._wake = anyio.Event()
         while not self._closing:
-            received = False
+            delivered = False
             try:
                 async with connect(
                     self._connect_url(),
                     open_timeout=self.params.open_timeout_seconds,
                     logger=ws_logger,
                 ) as ws:
+                    if self._closing:
+                        return  # close() came during the handshake; leaving closes the socket
                     self._ws = ws
                     self.connections += 1
                     logger.info(
@@ -210,13 +231,15 @@ class KiteFeed(Feed):
                     for request in self.subscription_messages():
                         await ws.send(request)
                     async for message in ws:
-                        if not received:
-                            received = True
-                            # A connection that delivers data starts a fresh backoff series.
+                        ticks = await self._handle(message, ctx)
+                        if ticks and not delivered:
+                            delivered = True
+                            # Only market data starts a fresh backoff series: a server that
+                            # sends a heartbeat or an error and hangs up must still exhaust it.
                             delays = backoff_delays(ctx.reconnect)
                             attempts = 0
                             ctx.reconnecting.pop(_RECONNECTING, None)
-                        for tick in await self._handle(message, ctx):
+                        for tick in ticks:
                             yield tick
                 last_error = KiteConnectionError("the server closed the connection")
             except InvalidStatus as exc:
@@ -252,11 +275,18 @@ class KiteFeed(Feed):
                 attempts,
                 delay,
             )
-            await anyio.sleep(delay)
+            with anyio.move_on_after(delay):
+                await wake.wait()  # close() ends the wait early
 
     async def close(self) -> None:
-        """Stop the feed: close the connection and do not reconnect."""
+        """Stop the feed: close the connection and do not reconnect.
+
+        Takes effect in any state: during the opening handshake the new connection is closed as
+        soon as it opens, and a wait before a reconnection ends at once.
+        """
         self._closing = True
+        if self._wake is not None:
+            self._wake.set()
         ws = self._ws
         if ws is not None:
             await ws.close()
