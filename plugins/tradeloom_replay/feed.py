@@ -44,7 +44,9 @@ from tradeloom_replay.rows import (
 from tradeloom_replay.sources import (
     CsvSource,
     ParquetSource,
+    check_not_compressed,
     is_parquet,
+    parquet_time_columns,
     read_csv_header,
     read_parquet_header,
     require_pyarrow,
@@ -155,7 +157,7 @@ class ReplayFeed(Feed):
         # Read every header now, so a mapping that does not fit a file is a configuration
         # error at start-up rather than a failure halfway through a backtest.
         for file in self.files:
-            self._layout(file)
+            self._file_timestamp_format(file, self._layout(file))
 
         self.bad_rows = 0
         self.events_emitted = 0
@@ -291,6 +293,8 @@ class ReplayFeed(Feed):
             _check_is_file(file.path)
             if is_parquet(file.path):
                 require_pyarrow()
+            else:
+                check_not_compressed(file.path)
         return files
 
     def _layout(self, file: _File) -> Layout:
@@ -313,6 +317,26 @@ class ReplayFeed(Feed):
             columns = {name: at for name, at in columns.items() if name != "adj_close"}
         return resolve_layout(
             columns, header, source=source, row_width=self.row_width, labels=self._labels
+        )
+
+    def _file_timestamp_format(self, file: _File, layout: Layout) -> str | None:
+        """How to read the file's times: ``timestamp_format``, except for Parquet timestamp,
+        date and time columns, whose values are times already (read from their ISO text)."""
+        timestamp_format = self.timestamp_format
+        if timestamp_format in (None, "iso") or not is_parquet(file.path):
+            return timestamp_format
+        used = {at for name, at in layout.index.items() if name in TIME_FIELDS}
+        typed = used & parquet_time_columns(file.path)
+        if not typed:
+            return timestamp_format
+        if typed == used:
+            return None
+        names = ", ".join(repr(layout.labels[at]) for at in sorted(typed))
+        others = ", ".join(repr(layout.labels[at]) for at in sorted(used - typed))
+        raise ValueError(
+            f"{file.path}: {names} hold Parquet times but {others} text, and the two cannot be "
+            f"read together with timestamp_format {timestamp_format!r}: store them alike "
+            "(both as text, or as one timestamp column)"
         )
 
     # ----------------------------------------------------------------------------------------
@@ -367,11 +391,15 @@ class ReplayFeed(Feed):
             layout = self._layout(file)
         except ValueError as exc:
             raise BadInputError(str(exc)) from exc
+        try:
+            timestamp_format = self._file_timestamp_format(file, layout)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from exc
         parser = RowParser(
             kind=self.kind,
             layout=layout,
             instrument=file.instrument,
-            times=TimeReader(self.timestamp_format, self.zone),
+            times=TimeReader(timestamp_format, self.zone),
             timing=self.timing,
             adjusted=self.price_column == "adj_close",
         )
@@ -380,8 +408,13 @@ class ReplayFeed(Feed):
         if is_parquet(file.path):
             source = ParquetSource(file.path, needed=list(layout.index.values()))
         else:
+            read = {at: layout.labels[at] for at in layout.index.values()}
             source = CsvSource(
-                file.path, delimiter=self.delimiter, encoding=self.encoding, header=self.header
+                file.path,
+                delimiter=self.delimiter,
+                encoding=self.encoding,
+                header=self.header,
+                labels=read,
             )
         parse_block = parser.parse_block
         skipped = 0  # this file's (the feed's count is of every file, read interleaved)
@@ -395,6 +428,8 @@ class ReplayFeed(Feed):
                 try:
                     good.append(parse(row))
                 except BadRow as exc:
+                    if source.blank(block, index):
+                        continue  # a line of spaces: blank, so not a row
                     skipped += 1
                     where, raw = source.location(block, index), source.raw(block, index)
                     reason = f"{exc}{source.note(block, index)}"

@@ -112,17 +112,22 @@ _UNITS = {
     "weeks": 604800,
 }
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$", re.ASCII)
+_SECONDS = re.compile(r"^\s*(\d+)\s*$", re.ASCII)
 
 
 def parse_interval(value: str | int | timedelta) -> timedelta:
-    """Read a bar length: a timedelta, a number of seconds, or text like ``"1d"``, ``"5min"``,
-    ``"1h"``, ``"30s"``, ``"1w"``."""
+    """Read a bar length: a timedelta, a number of seconds (also as text of digits, as an
+    environment variable gives it), or text like ``"1d"``, ``"5min"``, ``"1h"``, ``"30s"``,
+    ``"1w"``."""
     if isinstance(value, timedelta):
         interval = value
     elif isinstance(value, bool):
         raise ValueError(f"bar_interval must be a duration, got {value!r}")
     elif isinstance(value, int):
         interval = timedelta(seconds=value)
+    elif isinstance(value, str) and _SECONDS.match(value):
+        # A number of seconds given as text: what an environment variable holds.
+        interval = timedelta(seconds=int(value))
     elif isinstance(value, str):
         match = _INTERVAL.match(value.lower())
         if match is None or match.group(2) not in _UNITS:

@@ -183,12 +183,20 @@ def mid_price(bid: Decimal, ask: Decimal) -> Decimal:
 
 
 def adjust(value: Decimal, adj_close: Decimal, close: Decimal) -> Decimal:
-    """``value * adj_close / close`` in Decimal arithmetic (28 significant digits)."""
+    """``value * adj_close / close`` in Decimal arithmetic (28 significant digits), kept on
+    its side of the close: a price equal to ``close`` is ``adj_close`` exactly, one above it
+    at least ``adj_close``, one below it at most. Rounding could otherwise put a high that
+    equals the close a unit of the 28th digit below ``adj_close``, which is exact, and the bar
+    would lose its shape."""
+    if value == close:
+        return adj_close
     adjusted = _ADJUST.divide(_ADJUST.multiply(value, adj_close), close)
     problem = out_of_range(adjusted)
     if problem is not None:
         raise BadRow(f"adjusted by Adj Close {adj_close}: {problem}")
-    return adjusted
+    if value > close:
+        return adjusted if adjusted >= adj_close else adj_close
+    return adjusted if adjusted <= adj_close else adj_close
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,6 +350,11 @@ class RowParser:
         ]
         self._last: dict[str, Any] = {}
         self._latest: datetime | None = None  # of the ticks read so far, of any instrument
+        # Bars with both a start and an end column: each one's second reading (UTC) when it
+        # was read from a local time that comes twice, as its first; else None.
+        self._both_ends = "start" in index and "end" in index
+        self._start_again: datetime | None = None
+        self._end_again: datetime | None = None
         # Fast-path facts for _tick (a replay of ticks parses millions of rows): a row of this
         # width needs no further width check; the one time column, when it is ``ts``.
         width_ok = self._width is not None and self._width >= self._min_width
@@ -620,15 +633,47 @@ class RowParser:
     # -- bars
 
     def _bar_span(self, row: Sequence[str]) -> tuple[datetime, datetime]:
-        index = self.layout.index
-        if "start" in index and "end" in index:
+        if self._both_ends:
+            times = self.times
+            times.last_ambiguous = None
             start = to_utc(self._read_stamp(row, "start"))
+            self._start_again = self._again(start)
+            times.last_ambiguous = None
             end = to_utc(self._read_stamp(row, "end"))
+            self._end_again = self._again(end)
+            if end < start and self._end_again is not None and self._end_again >= start:
+                end = self._end_again  # 01:30-01:00 across the change: into the second pass
             if end < start:
                 raise BadRow(f"bar end {end.isoformat()} is before its start {start.isoformat()}")
             return start, end
         assert self.timing is not None
         return self.timing.span(self._read_stamp(row, self._time_fields[0]))
+
+    def _again(self, value: datetime) -> datetime | None:
+        """The second reading (UTC) of ``value``, the time just read, if it was read from a
+        local time that comes twice (as its first); else None."""
+        first = self.times.last_ambiguous
+        if first is None or first.astimezone(UTC) != value:
+            return None
+        return first.replace(fold=1).astimezone(UTC)
+
+    def _second_ends(
+        self, span: tuple[datetime, datetime], previous: tuple[datetime, datetime] | None
+    ) -> tuple[datetime, datetime]:
+        """A bar with start and end columns, written by a clock that went back: its start is
+        read as its second pass when the first overlaps the bar before (and the second does
+        not); its end as its second pass when the first would end the bar before it starts,
+        or at its start while the bar before was not empty (01:00-01:00 is the hour from
+        01:00 to 01:00 again, not an empty bar). Else ``span``."""
+        start, end = span
+        start_again, end_again = self._start_again, self._end_again
+        if start_again is not None and previous is not None and start < previous[1] <= start_again:
+            start = start_again
+        if end_again is not None and end_again >= start:
+            empty_before = previous is not None and previous[0] == previous[1]
+            if end < start or (end == start and not empty_before):
+                end = end_again
+        return (start, end) if end >= start else span
 
     def _second_span(
         self, span: tuple[datetime, datetime], previous_end: datetime
@@ -637,7 +682,7 @@ class RowParser:
         second time, when the first overlaps the bar before: the bar of the second time
         follows the bar of the first. Else ``span``."""
         first = self.times.last_ambiguous
-        if first is None or self.timing is None or "start" in self.layout.index:
+        if first is None or self.timing is None:
             return span
         if self.timing.span(first) != span:
             return span  # this row's time came once (the last one read was another's)
@@ -652,12 +697,7 @@ class RowParser:
         self._read_numbers(row, values)
         if self._fixed_volume:
             values["volume"] = Decimal(0)
-        if self._adjusted:
-            adj_close = values.pop("adj_close")
-            close = values["close"]
-            for name in ("open", "high", "low"):
-                values[name] = adjust(values[name], adj_close, close)
-            values["close"] = adj_close
+        # The shape is checked on the file's prices; adjusted, they keep it (see adjust).
         open_, high, low, close = values["open"], values["high"], values["low"], values["close"]
         if high < low:
             raise BadRow(f"high {high} is below low {low}")
@@ -665,16 +705,17 @@ class RowParser:
             raise BadRow(f"open {open_} is outside low..high {low}..{high}")
         if not low <= close <= high:
             raise BadRow(f"close {close} is outside low..high {low}..{high}")
-        values["start"] = start
-        values["end"] = end
+        if self._adjusted:
+            adj_close = values["adj_close"]
+            open_, high, low = (adjust(value, adj_close, close) for value in (open_, high, low))
+            close = adj_close
         previous = self._last.get(instrument)
+        if self._both_ends and (self._start_again, self._end_again) != (None, None):
+            start, end = self._second_ends((start, end), previous)
         if previous is not None:
             previous_start, previous_end = previous
-            if start < previous_end:
-                start, end = values["start"], values["end"] = self._second_span(
-                    (start, end), previous_end
-                )
-                values["ts"] = end
+            if start < previous_end and not self._both_ends:
+                start, end = self._second_span((start, end), previous_end)
             if start < previous_start:
                 raise BadRow(
                     f"out of order: {instrument} bar starting {start.isoformat()} is earlier "

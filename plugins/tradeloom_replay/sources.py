@@ -12,11 +12,14 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, TextIO
+
+from tradeloom.errors import BadInputError
 
 Row = Sequence[str]
 
@@ -44,13 +47,52 @@ def require_pyarrow() -> Any:
 # --------------------------------------------------------------------------------------------
 # CSV
 
+#: How compressed files begin (their "magic" bytes), to refuse them with a clear message.
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+)
+
+
+def check_not_compressed(path: Path) -> None:
+    """Raise ValueError if ``path`` is a compressed file (gzip, bzip2, xz, zstd or zip): read as
+    text it would be a header of binary garbage and no column."""
+    with path.open("rb") as handle:
+        head = handle.read(10)
+    for magic, name in _COMPRESSED:
+        if head.startswith(magic) and (name != "bzip2" or head[4:10] == b"1AY&SY"):
+            raise ValueError(
+                f"{path}: the file is {name}-compressed; compressed files are not supported: "
+                "decompress it first (e.g. gunzip, unzip) and replay the plain file"
+            )
+
+
+def _blank(row: Sequence[str], lines: Sequence[str]) -> bool:
+    """Whether a record read by :mod:`csv` (``row``, from the physical ``lines``) is a blank
+    line: empty, or nothing but spaces and tabs."""
+    return not row or (not row[0].strip(" \t") and not "".join(lines).strip(" \t\r\n"))
+
+
+def _first_row(lines: Iterator[str], delimiter: str) -> tuple[list[str] | None, int]:
+    """The first record that is not a blank line, and the number of lines read up to it."""
+    pending: list[str] = []
+    reader = csv.reader(_tap(lines, pending), delimiter=delimiter)
+    for row in reader:
+        if not _blank(row, pending):
+            return row, reader.line_num
+        pending.clear()
+    return None, reader.line_num
+
 
 def read_csv_header(path: Path, *, delimiter: str, encoding: str) -> list[str]:
     with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
-        for row in csv.reader(handle, delimiter=delimiter):
-            if row:
-                return row
-    raise ValueError(f"{path}: the file is empty, it has no header line")
+        row, _ = _first_row(iter(handle.readline, ""), delimiter)
+    if row is None:
+        raise ValueError(f"{path}: the file is empty, it has no header line")
+    return row
 
 
 def _tap(lines: Iterator[str], pending: list[str]) -> Iterator[str]:
@@ -58,6 +100,34 @@ def _tap(lines: Iterator[str], pending: list[str]) -> Iterator[str]:
     for line in lines:
         pending.append(line)
         yield line
+
+
+def _raw_encoding(path: Path, encoding: str) -> str:
+    """The codec that gives a row's text back as the file's bytes: without a byte-order mark
+    (which the file has once, at its start, not at every row) and in the file's byte order."""
+    name = codecs.lookup(encoding).name
+    if name == "utf-8-sig":
+        return "utf-8"
+    if name not in ("utf-16", "utf-32"):
+        return encoding
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if name == "utf-32":
+        if head.startswith(codecs.BOM_UTF32_LE):
+            return "utf-32-le"
+        if head.startswith(codecs.BOM_UTF32_BE):
+            return "utf-32-be"
+    elif head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le"
+    elif head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be"
+    # Without a byte-order mark Python reads the machine's byte order.
+    return f"{name}-{'le' if sys.byteorder == 'little' else 'be'}"
+
+
+def _has_surrogates(text: str) -> bool:
+    # Undecodable bytes are read as the surrogates U+DC80..U+DCFF (errors="surrogateescape").
+    return any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def _lone_cr(text: str) -> bool:
@@ -126,7 +196,11 @@ class CsvSource:
 
     Text without quotes, NUL characters or lone carriage returns is split on the delimiter,
     many rows at once, which is what :mod:`csv` would do with it; from the first block that
-    has any of those on, the rest of the file is read by :mod:`csv`.
+    has any of those on, the rest of the file is read by :mod:`csv`. A file whose lines end in
+    lone carriage returns (no line feed at all) is read that way too, a line at a time.
+
+    ``labels`` (position → column name) are the columns the feed reads: a bad row's
+    :meth:`note` says which of them holds bytes that are not valid in ``encoding``.
     """
 
     def __init__(
@@ -137,6 +211,7 @@ class CsvSource:
         encoding: str,
         header: bool,
         chunk_chars: int = CSV_CHUNK_CHARS,
+        labels: Mapping[int, str] | None = None,
     ) -> None:
         self.path = path
         self.delimiter = delimiter
@@ -144,9 +219,10 @@ class CsvSource:
         self.has_header = header
         self.header: list[str] | None = None
         self.chunk_chars = chunk_chars
+        self.labels = dict(labels or {})
         self._line = 0
         # Encoding back must not add a byte-order mark to every row.
-        self._raw_encoding = "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding
+        self._raw_encoding = _raw_encoding(path, encoding)
 
     def blocks(self) -> Iterator[RowBlock]:
         # Undecodable bytes are carried as surrogates: they make their row bad (and come back
@@ -160,6 +236,12 @@ class CsvSource:
                 text = rest + chunk
                 if chunk:
                     cut = text.rfind("\n") + 1
+                    if not cut:
+                        # No line feed: lines may end in lone carriage returns (old Mac
+                        # files). Cut after the last one that cannot be the first half of a
+                        # CRLF split between chunks; the lone CR sends the file to the csv
+                        # module below, which reads it a line at a time.
+                        cut = text.rfind("\r", 0, len(text) - 1) + 1
                     if not cut:
                         rest = text
                         continue
@@ -182,12 +264,7 @@ class CsvSource:
                     return
 
     def _read_header(self, handle: TextIO) -> None:
-        reader = csv.reader(iter(handle.readline, ""), delimiter=self.delimiter)
-        for row in reader:
-            if row:
-                self.header = row
-                break
-        self._line = reader.line_num
+        self.header, self._line = _first_row(iter(handle.readline, ""), self.delimiter)
 
     def _split(self, text: str) -> RowBlock:
         texts = text.split("\n")
@@ -196,7 +273,7 @@ class CsvSource:
         first = self._line + 1
         self._line += len(texts)
         numbers: Sequence[int] = range(first, self._line + 1)
-        if "" in texts:  # blank lines are skipped
+        if "" in texts:  # blank lines are skipped (lines of spaces: see blank())
             kept = [(number, line) for number, line in zip(numbers, texts, strict=True) if line]
             numbers = [number for number, _ in kept]
             texts = [line for _, line in kept]
@@ -226,8 +303,32 @@ class CsvSource:
     def location(self, block: RowBlock, index: int) -> str:
         return f"line {block.numbers[index]}"
 
+    def blank(self, block: RowBlock, index: int) -> bool:
+        """Whether row ``index`` is a line of nothing but spaces and tabs: blank, not a row.
+        Asked only of a bad row (such a line never makes a good one), so that looking for
+        them costs nothing on the way of good rows."""
+        return not block.texts[index].strip(" \t\r\n")
+
     def note(self, block: RowBlock, index: int) -> str:
-        """What to add to a bad row's reason: that it spans lines, when it does."""
+        """What to add to a bad row's reason: that a column it reads holds bytes that are not
+        valid in the file's encoding, and that it spans lines, when it does."""
+        return self._undecodable(block.rows[index]) + self._span(block, index)
+
+    def _undecodable(self, row: Row) -> str:
+        for position, label in sorted(self.labels.items()):
+            if position < len(row) and _has_surrogates(row[position]):
+                name = self._raw_encoding
+                try:
+                    shown = repr(row[position].encode(name, errors="surrogateescape"))
+                except UnicodeError:
+                    shown = ascii(row[position])
+                return (
+                    f"; column {label!r} holds bytes that are not valid {name} "
+                    f"(encoding = {self.encoding!r}): {shown}; is the encoding right?"
+                )
+        return ""
+
+    def _span(self, block: RowBlock, index: int) -> str:
         first = block.numbers[index]
         last = block.last_lines[index] if block.last_lines is not None else first
         if last == first:
@@ -250,9 +351,57 @@ class CsvSource:
 # Parquet
 
 
-def read_parquet_header(path: Path) -> list[str]:
+def open_parquet(path: Path) -> Any:
+    """``pq.ParquetFile(path)``, or a ValueError naming the file when it is not one."""
     pq = require_pyarrow()
-    return list(pq.ParquetFile(path).schema_arrow.names)
+    import pyarrow as pa  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        why = " ".join(str(exc).split())
+        raise ValueError(f"{path}: not a readable Parquet file ({why})") from None
+
+
+def read_parquet_header(path: Path) -> list[str]:
+    parquet = open_parquet(path)
+    try:
+        return list(parquet.schema_arrow.names)
+    finally:
+        parquet.close()
+
+
+def parquet_time_columns(path: Path) -> frozenset[int]:
+    """Positions of the file's timestamp, date and time-of-day columns: values that are times
+    already, read as such rather than as text in ``timestamp_format``."""
+    import pyarrow as pa
+
+    parquet = open_parquet(path)
+    try:
+        schema = parquet.schema_arrow
+    finally:
+        parquet.close()
+    kinds = (pa.types.is_timestamp, pa.types.is_date, pa.types.is_time)
+    return frozenset(
+        position
+        for position, column in enumerate(schema)
+        if any(is_kind(column.type) for is_kind in kinds)
+    )
+
+
+def _column_values(column: Any) -> list[Any]:
+    """A Parquet column's values as Python objects. Timestamps and times of nanoseconds (what
+    pandas writes) are cut to whole microseconds, as Python's datetime holds them and as an
+    ISO text with more digits is read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    kind = column.type
+    if (pa.types.is_timestamp(kind) or pa.types.is_time64(kind)) and kind.unit == "ns":
+        floored = pc.floor_temporal(column, unit="microsecond")
+        micro = pa.timestamp("us", kind.tz) if pa.types.is_timestamp(kind) else pa.time64("us")
+        column = floored.cast(micro)
+    return column.to_pylist()  # type: ignore[no-any-return]
 
 
 def _cell_text(value: Any) -> str:
@@ -282,18 +431,30 @@ class ParquetSource:
         self.header: list[str] | None = None
 
     def blocks(self) -> Iterator[RowBlock]:
-        pq = require_pyarrow()
-        parquet = pq.ParquetFile(self.path)
+        import pyarrow as pa
+
+        parquet = open_parquet(self.path)
         number = 0
         try:
             self.header = list(parquet.schema_arrow.names)
-            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-                columns = [
-                    [_cell_text(v) for v in batch.column(i).to_pylist()]
-                    if i in self.needed
-                    else repeat("", batch.num_rows)
-                    for i in range(batch.num_columns)
-                ]
+            batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+            while True:
+                try:
+                    batch = next(batches, None)
+                    if batch is None:
+                        return
+                    columns = [
+                        [_cell_text(v) for v in _column_values(batch.column(i))]
+                        if i in self.needed
+                        else repeat("", batch.num_rows)
+                        for i in range(batch.num_columns)
+                    ]
+                except (pa.ArrowException, OSError, ValueError, OverflowError) as exc:
+                    why = " ".join(str(exc).split())  # pyarrow's messages span lines
+                    raise BadInputError(
+                        f"{self.path}: cannot read the Parquet file from row {number + 1} on "
+                        f"({why})"
+                    ) from exc
                 rows: list[Row] = list(zip(*columns, strict=False))
                 yield RowBlock(rows, range(number + 1, number + len(rows) + 1))
                 number += len(rows)
@@ -302,6 +463,9 @@ class ParquetSource:
 
     def location(self, block: RowBlock, index: int) -> str:
         return f"row {block.numbers[index]}"
+
+    def blank(self, block: RowBlock, index: int) -> bool:
+        return False
 
     def note(self, block: RowBlock, index: int) -> str:
         return ""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import gzip
 import logging
+import lzma
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -331,3 +335,79 @@ def test_each_files_summary_counts_its_own_bad_rows(write, context, caplog) -> N
     assert len(events) == 12 and len(context.dead_letters) == 4
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"replay: {dirty}: skipped 4 bad row(s); each was reported as bad input"]
+
+
+def test_undecodable_bytes_are_blamed_on_the_encoding(write, context) -> None:
+    path = write("bytes.csv", b"time,px,qty\n2024-01-01T00:00:01,1\xff0,1\n")
+    list(tick_feed(path).events(context.feed))
+    (letter,) = context.dead_letters
+    assert letter.reason == (
+        "column 'px': '1\\udcff0' is not a number; column 'px' holds bytes that are not valid "
+        "utf-8 (encoding = 'utf-8-sig'): b'1\\xff0'; is the encoding right?"
+    )
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_bad_row_of_a_utf16_or_utf32_file_gives_its_own_bytes_back(
+    write, context, encoding
+) -> None:
+    bad = "2024-01-01T00:00:01,x,1"
+    text = f"time,px,qty\n2024-01-01T00:00:00,1,1\n{bad}\n"
+    if encoding == "utf-16-be":  # a big-endian file with its byte-order mark
+        content, row_bytes = codecs.BOM_UTF16_BE + text.encode("utf-16-be"), "utf-16-be"
+    else:
+        content = text.encode(encoding)  # "utf-16" and "utf-32" write a byte-order mark
+        row_bytes = encoding if encoding.endswith("le") else f"{encoding}-le"
+    path = write("wide.csv", content)
+    feed = tick_feed(path, encoding="utf-16" if encoding == "utf-16-be" else encoding)
+    assert [t.last_price for t in feed.events(context.feed)] == [D("1")]
+    (letter,) = context.dead_letters
+    assert letter.raw == bad.encode(row_bytes)
+    assert letter.raw in content
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["split", "csv module"])
+def test_lines_of_spaces_and_tabs_are_blank(write, context, quoted) -> None:
+    price = '"1"' if quoted else "1"
+    path = write(
+        "spaces.csv",
+        "  \n"  # 1: before the header
+        "time,px,qty\n"  # 2
+        f"2024-01-01T00:00:00,{price},1\n"  # 3
+        "   \n"  # 4
+        "\t \r\n"  # 5
+        "2024-01-01T00:00:01,x,1\n"  # 6
+        "2024-01-01T00:00:02,2,1\n"  # 7
+        " ",  # 8
+    )
+    feed = tick_feed(path)
+    assert [t.last_price for t in feed.events(context.feed)] == [D("1"), D("2")]
+    assert feed.rows_read == 3
+    assert [(d.location, d.reason) for d in context.dead_letters] == [
+        ("line 6", "column 'px': 'x' is not a number")
+    ]
+    stopping = tick_feed(write("ok.csv", "time,px,qty\n2024-01-01T00:00:00,1,1\n \t \n"))
+    stopping.on_error = "stop"
+    assert len(list(stopping.events(context.feed))) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [
+        ("ticks.csv.gz", gzip.compress),
+        ("ticks.csv.bz2", bz2.compress),
+        ("ticks.csv.xz", lzma.compress),
+    ],
+)
+@pytest.mark.parametrize("header", [True, False])
+def test_a_compressed_file_is_refused_at_start_saying_so(write, name, compress, header) -> None:
+    path = write(name, compress(b"time,px,qty\n2024-01-01T00:00:00,1,1\n"))
+    kind = name.rsplit(".", 1)[1]
+    kind = {"gz": "gzip", "bz2": "bzip2"}.get(kind, kind)
+    columns = {"ts": "time", "last_price": "px"} if header else {"ts": 0, "last_price": 1}
+    with pytest.raises(ValueError) as caught:
+        ReplayFeed(path=path, instrument="X", columns=columns, header=header)
+    assert str(caught.value) == (
+        f"{path}: the file is {kind}-compressed; compressed files are not supported: "
+        "decompress it first (e.g. gunzip, unzip) and replay the plain file"
+    )

@@ -72,6 +72,10 @@ TEXTS = {
     + '"2024-03-01","4"\n2024-03-02,5\n',
     "quoted line break": 'ts,price\n2024-01-02,1\n"2024-01-03\n",2\n2024-01-04,3\n',
     "lone carriage return": "ts,price\n2024-01-02,1\r2024-01-03,2\n2024-01-04,3\n",
+    "only carriage returns": "ts,price\r2024-01-02,1\r\r2024-01-03,2\r2024-01-04,3\r",
+    "carriage returns, then windows line breaks": "ts,price\r"
+    + "".join(f"2024-01-{d:02d},{d}\r" for d in range(1, 20))
+    + "".join(f"2024-02-{d:02d},{d}\r\n" for d in range(1, 20)),
     "spaces kept": "ts,price\n 2024-01-02 , 1 \n2024-01-03,2\n",
     "NUL character": "ts,price\n2024-01-02,1\n2024-01-03,\x002\n",
     "short and long rows": "ts,price\n2024-01-02\n2024-01-03,2,extra\n,\n",

@@ -114,3 +114,60 @@ def test_a_day_whose_midnight_the_clocks_skip_is_read(write) -> None:
         "2018-11-02T03:00:00+00:00",
         "2018-11-04T03:00:00+00:00",
     ]
+
+
+@pytest.mark.parametrize("minutes", [60, 30, 20])
+def test_bars_with_start_and_end_columns_over_the_hour_that_comes_twice(
+    write, minutes: int
+) -> None:
+    # Written by a New York wall clock: the hourly bar 01:00 EDT - 01:00 EST reads
+    # "01:00,01:00", the half-hour one 01:30 EDT - 01:00 EST "01:30,01:00".
+    step = timedelta(minutes=minutes)
+    starts = [FALL_BACK + n * step for n in range(5 * 60 // minutes)]
+    rows = "".join(f"{local_text(t)},{local_text(t + step)},1,2,1,2\n" for t in starts)
+    path = write("bars.csv", "s,e,o,h,l,c\n" + rows)
+    feed = ReplayFeed(
+        path=path,
+        instrument="X",
+        timezone="America/New_York",
+        columns={"start": "s", "end": "e", "open": "o", "high": "h", "low": "l", "close": "c"},
+    )
+    run = collect_events(feed)
+    assert run.dead_letters == []
+    assert [(bar.start, bar.end) for bar in run.events] == [(t, t + step) for t in starts]
+
+
+def test_empty_bars_with_start_and_end_columns_stay_empty_in_the_hour_that_comes_twice(
+    write,
+) -> None:
+    path = write(
+        "bars.csv",
+        "s,e,o,h,l,c\n"
+        "2024-11-03T00:30:00,2024-11-03T00:30:00,1,1,1,1\n"
+        "2024-11-03T01:00:00,2024-11-03T01:00:00,1,1,1,1\n"
+        "2024-11-03T01:30:00,2024-11-03T01:30:00,1,1,1,1\n"
+        "2024-11-03T01:00:00,2024-11-03T01:00:00,1,1,1,1\n",  # the second 01:00
+    )
+    feed = ReplayFeed(
+        path=path,
+        instrument="X",
+        timezone="America/New_York",
+        columns={"start": "s", "end": "e", "open": "o", "high": "h", "low": "l", "close": "c"},
+    )
+    run = collect_events(feed)
+    assert run.dead_letters == []
+    assert [(bar.start.strftime("%H:%M"), bar.end.strftime("%H:%M")) for bar in run.events] == [
+        ("04:30", "04:30"),
+        ("05:00", "05:00"),
+        ("05:30", "05:30"),
+        ("06:00", "06:00"),
+    ]
+
+
+def test_hourly_bars_by_their_start_column_over_the_hour_that_comes_twice(write) -> None:
+    starts = [FALL_BACK + timedelta(hours=n) for n in range(6)]
+    rows = "".join(f"{local_text(t)},1,2,1,2\n" for t in starts)
+    path = write("bars.csv", "s,o,h,l,c\n" + rows)
+    run = collect_events(new_york(path, start="s", open="o", high="h", low="l", close="c"))
+    assert run.dead_letters == []
+    assert [bar.start for bar in run.events] == starts

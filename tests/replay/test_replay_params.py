@@ -11,6 +11,7 @@ import pytest
 
 from tradeloom.errors import ConfigError
 from tradeloom.plugins import PluginManager
+from tradeloom.settings import load_settings
 from tradeloom_replay import ReplayFeed, ReplayFileNotFoundError, ReplayIsADirectoryError
 from tradeloom_replay.formats import parse_interval
 from tradeloom_replay.plugin import tradeloom_register_feeds
@@ -222,11 +223,42 @@ def test_header_only_file_replays_nothing(write, context) -> None:
         ("30s", timedelta(seconds=30)),
         ("2W", timedelta(weeks=2)),
         (60, timedelta(minutes=1)),
+        ("86400", timedelta(days=1)),  # seconds as text, as an environment variable gives them
+        (" 300 ", timedelta(minutes=5)),
         (timedelta(hours=4), timedelta(hours=4)),
     ],
 )
 def test_interval_spellings(text, expected) -> None:
     assert parse_interval(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-60", "1.5", "\u0661\u0662"])
+def test_interval_texts_that_are_not_a_whole_number_of_seconds(text) -> None:
+    with pytest.raises(ValueError, match="bar_interval"):
+        parse_interval(text)
+
+
+def test_a_bar_interval_in_seconds_from_the_environment(write, tmp_path, monkeypatch) -> None:
+    path = write("bars.csv", "t,o,h,l,c\n2024-01-01T00:00:00,1,1,1,1\n")
+    config = tmp_path / "cfg.toml"
+    config.write_text(
+        f"""[feed]
+name = "replay"
+[feed.params]
+path = "{path}"
+instrument = "X"
+columns = {{ ts = "t", open = "o", high = "h", low = "l", close = "c" }}
+bar_interval = "1h"
+""",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__BAR_INTERVAL", "86400")
+    settings = load_settings(config)
+    assert settings.feed is not None
+    manager = PluginManager().load(autoload=False, modules=["tradeloom_replay.plugin"])
+    feed = manager.create("feed", "replay", settings.feed.params)
+    assert isinstance(feed, ReplayFeed)
+    assert feed.timing is not None and feed.timing.interval == timedelta(days=1)
 
 
 @pytest.mark.parametrize(

@@ -90,3 +90,143 @@ def test_parquet_bars_with_string_columns_and_naive_dates(tmp_path, context) -> 
     ]
     assert bars[1].close == D("11.5")
     assert context.dead_letters == []
+
+
+def test_nanosecond_timestamps_are_cut_to_microseconds(tmp_path, context) -> None:
+    # pandas writes datetime64[ns]; Python's datetime holds microseconds. An ISO text with
+    # nine digits is read the same way.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from datetime import date, time
+
+    stamps = [-1, 1704189600000000001, 1704189600000000999, 1704189600000001000]
+    table = pa.table(
+        {
+            "ts": pa.array(stamps, type=pa.timestamp("ns", tz="UTC")),
+            "px": ["1", "2", "3", "4"],
+            "d": pa.array([date(2024, 1, 2)] * 4, type=pa.date32()),
+            "t": pa.array([1, 1999, 36_000_000_001_999, 36_000_000_002_000], type=pa.time64("ns")),
+        }
+    )
+    path = tmp_path / "ns.parquet"
+    pq.write_table(table, path)
+    feed = ReplayFeed(path=path, instrument="X", columns={"ts": "ts", "last_price": "px"})
+    assert [t.ts for t in feed.events(context.feed)] == [
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 1, 2, 10, 0, tzinfo=UTC),
+        datetime(2024, 1, 2, 10, 0, tzinfo=UTC),
+        datetime(2024, 1, 2, 10, 0, 0, 1, tzinfo=UTC),
+    ]
+    by_date_and_time = ReplayFeed(
+        path=path, instrument="X", columns={"date": "d", "time": "t", "last_price": "px"}
+    )
+    assert [t.ts.time() for t in by_date_and_time.events(context.feed)] == [
+        time(0, 0),
+        time(0, 0, 0, 1),
+        time(10, 0, 0, 1),
+        time(10, 0, 0, 2),
+    ]
+    assert context.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"format": "bidask"},  # the preset's '%m/%d/%Y %H:%M:%S'
+        {"columns": {"ts": "TIMESTAMP", "bid": "BID", "ask": "ASK"}, "timestamp_format": "unix"},
+        {"format": "bidask", "timestamp_format": "%d.%m.%Y %H:%M"},
+    ],
+    ids=["preset", "unix", "pattern"],
+)
+def test_timestamp_columns_are_read_as_times_whatever_the_timestamp_format(
+    tmp_path, context, params
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table(
+        {
+            "TIMESTAMP": pa.array(
+                [datetime(2010, 2, 3, 16, 53, 50), datetime(2010, 2, 3, 16, 53, 51)],
+                type=pa.timestamp("s"),
+            ),
+            "BID": ["0.5346", "0.5343"],
+            "ASK": ["0.5347", "0.5347"],
+        }
+    )
+    path = tmp_path / "quotes.parquet"
+    pq.write_table(table, path)
+    feed = ReplayFeed(path=path, instrument="AUDUSD", timezone="America/New_York", **params)
+    ticks = list(feed.events(context.feed))
+    assert context.dead_letters == []
+    assert [(t.ts, t.last_price) for t in ticks] == [
+        (datetime(2010, 2, 3, 21, 53, 50, tzinfo=UTC), D("0.53465")),
+        (datetime(2010, 2, 3, 21, 53, 51, tzinfo=UTC), D("0.5345")),
+    ]
+
+
+def test_a_parquet_date_joined_with_a_text_time_in_a_pattern_is_refused_at_start(
+    tmp_path,
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from datetime import date
+
+    table = pa.table(
+        {"d": pa.array([date(2024, 1, 2)], type=pa.date32()), "t": ["10:00"], "px": ["1"]}
+    )
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(ValueError, match=r"mixed\.parquet: 'd' hold Parquet times but 't' text"):
+        ReplayFeed(
+            path=path,
+            instrument="X",
+            columns={"date": "d", "time": "t", "last_price": "px"},
+            timestamp_format="%Y-%m-%d %H:%M",
+        )
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "ticks.parquet"
+    path.write_text("ts,px\n2024-01-02T10:00:00,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ticks\.parquet: not a readable Parquet file \("):
+        ReplayFeed(path=path, instrument="X", columns={"ts": "ts", "last_price": "px"})
+
+
+def test_a_parquet_file_damaged_after_its_first_rows_stops_the_replay_naming_it(
+    tmp_path, context
+) -> None:
+    from datetime import timedelta
+
+    from tradeloom.errors import BadInputError
+    from tradeloom_replay.sources import PARQUET_BATCH_ROWS
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = 3 * PARQUET_BATCH_ROWS
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    table = pa.table(
+        {
+            "ts": pa.array(
+                [start + timedelta(seconds=i) for i in range(rows)], type=pa.timestamp("us", "UTC")
+            ),
+            "px": [str(100 + i % 7) for i in range(rows)],
+        }
+    )
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(table, path, row_group_size=PARQUET_BATCH_ROWS)
+    # Garble the page header of the second row group's prices; the footer stays readable.
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(1).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = bytes(b ^ 0xAB for b in data[offset : offset + 64])
+    path.write_bytes(bytes(data))
+
+    feed = ReplayFeed(path=path, instrument="X", columns={"ts": "ts", "last_price": "px"})
+    events = feed.events(context.feed)
+    with pytest.raises(BadInputError) as caught:
+        for _ in events:
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot read the Parquet file from row ")
+    assert "\n" not in message
+    assert feed.events_emitted == PARQUET_BATCH_ROWS
