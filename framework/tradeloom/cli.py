@@ -60,19 +60,43 @@ def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
 
 def _add_commands(manager: PluginManager, subparsers: Any) -> None:
     """Each plugin's commands, in pluggy's order (the built-in ones are ``tryfirst``). A
-    plugin that fails, say by adding a command that exists, loses its commands with a
-    warning; it cannot take the command line down."""
+    plugin that fails, say by adding a command that exists, loses its commands (those it
+    added before it failed too) with a warning; it cannot take the command line down."""
     hook = manager.hook.tradeloom_add_commands
     for impl in reversed(hook.get_hookimpls()):  # the order pluggy calls them in
+        before = _commands_of(subparsers)
         try:
             impl.function(*({"subparsers": subparsers}[arg] for arg in impl.argnames))
         except Exception as exc:
+            _restore_commands(subparsers, before)
             print(
                 f"tradeloom: warning: plugin {impl.plugin_name!r} failed in "
                 f"tradeloom_add_commands, so its commands are missing: "
                 f"{type(exc).__name__}: {exc}",
                 file=sys.stderr,
             )
+
+
+def _commands_of(subparsers: Any) -> tuple[dict[str, Any], list[Any], set[str]]:
+    """What ``subparsers`` holds: the parsers by name (aliases too), the help entries
+    (argparse keeps them apart, in ``_choices_actions``) and, from Python 3.13, the names
+    added as deprecated."""
+    deprecated: set[str] = getattr(subparsers, "_deprecated", set())
+    return dict(subparsers.choices), list(subparsers._choices_actions), set(deprecated)
+
+
+def _restore_commands(
+    subparsers: Any, commands: tuple[dict[str, Any], list[Any], set[str]]
+) -> None:
+    """Put ``subparsers`` back as :func:`_commands_of` found it, in place (its ``choices`` is
+    the map argparse parses with)."""
+    parsers, helps, deprecated = commands
+    subparsers.choices.clear()
+    subparsers.choices.update(parsers)
+    subparsers._choices_actions[:] = helps
+    if isinstance(getattr(subparsers, "_deprecated", None), set):
+        subparsers._deprecated.clear()
+        subparsers._deprecated.update(deprecated)
 
 
 def _installed_version() -> str:

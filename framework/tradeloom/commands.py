@@ -533,9 +533,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             }
         )
         return 1 if conflict else 0
+    origins = {
+        info.name: f"{info.distribution or '-'} {info.version or ''}".strip() for info in infos
+    }
+    name_width = max([24, *(len(info.name) for info in infos)])
+    origin_width = max([28, *(len(origin) for origin in origins.values())])
     for info in infos:
-        origin = f"{info.distribution or '-'} {info.version or ''}".strip()
-        print(f"{info.name:<24} {origin:<28} {_status(info)}")
+        origin = origins[info.name]
+        print(f"{info.name:<{name_width}} {origin:<{origin_width}} {_status(info)}")
         for kind, names in sorted(info.registers.items()):
             print(f"    {kind:<14} {', '.join(sorted(names))}")
         if _status(info) == "not loaded":  # not an error: only what was asked for loads

@@ -2,8 +2,8 @@
 
 A plugin is a module (or object) with functions decorated by :data:`tradeloom.hookimpl` and
 named after the specs below. Plugins are found through the ``tradeloom`` entry-point group,
-registered from code (``Tradeloom(plugins=[...])``) or named in ``[plugins] modules`` of the
-configuration.
+named in ``[plugins] modules`` of the configuration or with ``-p MODULE`` on the command line,
+or passed from code (``tradeloom.backtest(..., plugins=[...])``, likewise ``tradeloom.run``).
 
 The ``tradeloom_register_*`` hooks are called once, when a pipeline is assembled. Each returns
 a mapping of component name to factory (usually a class). Configuration picks components by

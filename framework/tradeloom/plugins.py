@@ -21,9 +21,11 @@ import contextlib
 import importlib
 import inspect
 import os
+import sysconfig
 import traceback
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -226,38 +228,25 @@ class PluginManager:
             self._register_reporting(plugin, info)
 
     def _load_module(self, module_name: str, blocked: set[str]) -> None:
+        listed = self.infos.get(module_name)
+        if listed is not None and (listed.source == "module" or listed.blocked):
+            return  # named twice (-p m -p m, [plugins] modules and -p m): once is enough
         info = PluginInfo(name=module_name, source="module")
-        self.infos[module_name] = info
         if module_name in blocked:
             info.blocked = True
+            self.infos[module_name] = info
             return
         dist = _distribution_of_module(module_name)  # found without importing: named on failure
         if dist is not None:
             info.distribution, info.version = dist
-        # Reported, never raised: a failing plugin does not take the listing (or the other
-        # plugins) down; a run that needs what it registers says it failed (factory()).
-        try:
-            module = importlib.import_module(module_name)
-        except PluginError as exc:
-            info.error = str(exc)  # the module explains itself (a missing extra, say)
+        module, info.error = _import_plugin_module(module_name)
+        if module is not None and self.hook_manager.is_registered(module):
+            # Installed too (an entry point, `my_strategies = "my_strategies"`) or registered
+            # from code: it keeps the listing it has, with its distribution.
             return
-        except ModuleNotFoundError as exc:
-            missing = exc.name or ""
-            if module_name == missing or module_name.startswith(missing + "."):
-                info.error = (  # the module itself (or its package) is nowhere to be found
-                    f"no module named {missing!r} in the current directory, PYTHONPATH or "
-                    "the installed packages"
-                )
-            else:
-                info.error = _describe_import_error(exc)
-            return
-        except (Exception, SystemExit) as exc:
-            info.error = _describe_import_error(exc)
-            return
-        if self.hook_manager.is_registered(module):
-            del self.infos[module_name]  # installed too: listed under its entry point's name
-            return
-        self._register_reporting(module, info)
+        self.infos[module_name] = info
+        if module is not None:
+            self._register_reporting(module, info)
 
     def _register_reporting(self, plugin: Any, info: PluginInfo) -> None:
         """Register a discovered plugin; an invalid one is reported, not raised."""
@@ -289,7 +278,9 @@ class PluginManager:
         except ValueError as exc:
             raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+            # pluggy says it on several lines: one, for the listing's layout and for logs.
+            problem = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise PluginError(f"plugin {name!r} is invalid: {problem}") from exc
         unknown = sorted(
             caller.name
             for caller in self.hook_manager.get_hookcallers(plugin) or []
@@ -603,12 +594,57 @@ class _FactoryParameters(ParamsModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
+def _import_plugin_module(module_name: str) -> tuple[Any, str | None]:
+    """The module, or None and why it cannot be imported. Reported, never raised: a failing
+    plugin does not take the listing (or the other plugins) down; a run that needs what it
+    registers says it failed (factory())."""
+    try:
+        return importlib.import_module(module_name), None
+    except PluginError as exc:
+        return None, str(exc)  # the module explains itself (a missing extra, say)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            # The module itself (or its package) is nowhere to be found.
+            return None, (
+                f"no module named {missing!r} in the current directory, PYTHONPATH or the "
+                "installed packages"
+            )
+        return None, _describe_import_error(exc)
+    except (Exception, SystemExit) as exc:  # a plugin's exit() is its failure too
+        return None, _describe_import_error(exc)
+
+
 def _describe_import_error(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
+    # Where the plugin's own code raised: the innermost frame below tradeloom's call (the
+    # first frame) that is neither the import machinery nor the standard library; a missing
+    # module or attribute of an entry point has none (the message says it all).
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)[1:]
+        if not _not_the_plugins(frame.filename)
+    ]
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     if isinstance(exc, SystemExit):
         return f"called sys.exit({exc.code!r}) while being imported{where}"
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+_IMPORTLIB_METADATA = str(Path(str(importlib_metadata.__file__)).parent) + os.sep
+_STANDARD_LIBRARY = tuple(
+    str(Path(sysconfig.get_paths()[name])) + os.sep for name in ("stdlib", "platstdlib")
+)
+
+
+def _not_the_plugins(filename: str) -> bool:
+    """Code that imports a plugin and looks up its entry point's attribute (importlib, frozen
+    or not, and importlib_metadata), or other code of the standard library (json, say; not
+    what is installed under it): not where a plugin's author looks first."""
+    if filename.startswith(("<frozen ", _IMPORTLIB_METADATA)):
+        return True
+    return filename.startswith(_STANDARD_LIBRARY) and not any(
+        folder in filename for folder in ("site-packages", "dist-packages")
+    )
 
 
 def _distribution_of_module(module_name: str) -> tuple[str, str] | None:

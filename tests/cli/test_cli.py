@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -977,3 +978,110 @@ def test_results_that_cannot_be_written_are_an_error_and_leave_the_earlier_ones(
     assert "final equity" in done.stdout  # the summary is still shown
     assert (out / "result.json").read_text() == '{"earlier": "run"}\n'
     assert [path.name for path in out.iterdir()] == ["result.json"]
+
+
+BUY_ONCE_PLUGIN = (
+    "from tradeloom import Strategy, hookimpl\n"
+    "class BuyOnce(Strategy):\n"
+    "    def on_bar(self, bar, ctx):\n"
+    "        if not ctx.position('ORCL') and not ctx.open_quantity('ORCL'):\n"
+    "            ctx.buy('ORCL', 1)\n"
+    "@hookimpl\n"
+    "def tradeloom_register_strategies():\n"
+    "    return {'buy_once': BuyOnce}\n"
+)
+
+
+@pytest.mark.parametrize("how", ["-p twice", "config and -p", "entry point and config"])
+def test_a_plugin_module_named_twice_is_still_listed(
+    tmp_path: Path, shared_data: Path, how: str
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "my_strategies.py").write_text(BUY_ONCE_PLUGIN)
+    if how == "entry point and config":  # the README's pattern: installed, and also named
+        info = site / "my_strategies-0.2.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: my-strategies\nVersion: 0.2.0\n"
+        )
+        (info / "entry_points.txt").write_text("[tradeloom]\nmy_strategies = my_strategies\n")
+    env = {"PYTHONPATH": str(site)}
+    modules = '[plugins]\nmodules = ["my_strategies"]\n' if how != "-p twice" else ""
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "buy_once", modules)
+    options = {
+        "-p twice": ["-p", "my_strategies", "-p", "my_strategies"],
+        "config and -p": ["-p", "my_strategies"],
+        "entry point and config": [],
+    }[how]
+    listed = tradeloom(*options, "plugins", "-c", str(config), "--json", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    plugins = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "my_strategies"]
+    expected = {
+        "-p twice": ("module", None),
+        "config and -p": ("module", None),
+        "entry point and config": ("entry point", "my-strategies"),
+    }[how]
+    assert [(p["source"], p["distribution"], p["status"]) for p in plugins] == [
+        (*expected, "loaded")
+    ]
+    assert plugins[0]["registers"] == {"strategy": ["buy_once"]}
+    text = tradeloom(*options, "plugins", "-c", str(config), cwd=tmp_path, env=env)
+    assert any(line.startswith("my_strategies ") for line in text.stdout.splitlines())
+    done = tradeloom(*options, "backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["summary"]["trade_count"] == 1
+
+
+def test_a_plugin_failing_in_add_commands_loses_the_commands_it_added_before(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "halfcmd.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_add_commands(subparsers):\n"
+        "    mine = subparsers.add_parser('mine', aliases=['mi'], help='a command of my own')\n"
+        "    mine.set_defaults(func=lambda args: print('mine ran') or 0)\n"
+        "    subparsers.add_parser('demo', help='a demo of my own')\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    helped = tradeloom("-p", "halfcmd", "--help", cwd=tmp_path, env=env)
+    assert helped.returncode == 0, helped.stderr
+    assert (
+        "plugin 'halfcmd' failed in tradeloom_add_commands, so its commands are missing: "
+        "ArgumentError: argument COMMAND: conflicting subparser: demo"
+    ) in helped.stderr
+    assert "mine" not in helped.stdout and "a command of my own" not in helped.stdout
+    assert "demo" in helped.stdout and "plugins" in helped.stdout  # the others are all there
+    for command in ("mine", "mi"):
+        done = tradeloom("-p", "halfcmd", command, cwd=tmp_path, env=env)
+        assert done.returncode == 2, done.stdout
+        assert "mine ran" not in done.stdout
+        assert f"invalid choice: '{command}'" in done.stderr
+
+
+def test_an_installed_plugin_that_cannot_load_is_located_in_its_own_code(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    info = site / "located-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: located\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[tradeloom]\nraises = located_raises\nno_attribute = located_fine:nothing_here\n"
+        "no_module = located_no_such_module\n"
+    )
+    (site / "located_raises.py").write_text("import json\njson.loads('not json')\n")
+    (site / "located_fine.py").write_text("")
+    done = tradeloom("plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    errors = {
+        line.split()[0]: following.strip()
+        for line, following in itertools.pairwise(done.stdout.splitlines())
+        if line.endswith("failed")
+    }
+    assert errors["raises"].startswith("error          JSONDecodeError: Expecting value")
+    assert errors["raises"].endswith(f"({site / 'located_raises.py'}:2)")  # not json's own line
+    assert errors["no_attribute"] == (
+        "error          AttributeError: module 'located_fine' has no attribute 'nothing_here'"
+    )
+    assert errors["no_module"] == (
+        "error          ModuleNotFoundError: No module named 'located_no_such_module'"
+    )

@@ -385,3 +385,97 @@ def test_a_run_warns_about_a_plugin_that_failed_to_load(
         "plugin 'raises' (raises-dist) failed to load and is not used: "
         "tradeloom_register_strategies failed: RuntimeError: no licence"
     ) in caplog.messages
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_a_module_named_again_keeps_its_listing(site: Path, twice: bool) -> None:
+    # -p m -p m, or [plugins] modules plus -p m: registered once, and still listed.
+    module = unique("named_twice")
+    (site / f"{module}.py").write_text(STRATEGY_PLUGIN % {"name": "twice"})
+    manager = PluginManager().load(modules=[module, module] if twice else [module])
+    listed = [(i.name, i.source, i.error) for i in manager.plugin_list() if i.name == module]
+    assert listed == [(module, "module", None)]
+    assert {i.name: i for i in manager.plugin_list()}[module].registers == {"strategy": ["twice"]}
+    assert manager.factory("strategy", "twice").plugin == module
+    assert manager.failed_modules([module, module]) == []
+
+
+def test_a_module_installed_under_an_entry_point_of_its_own_name_keeps_that_listing(
+    site: Path,
+) -> None:
+    # The README's pattern: entry point `my_strategies = "my_strategies"` and
+    # [plugins] modules = ["my_strategies"] (or -p my_strategies).
+    module = unique("my_strategies")
+    make_distribution(
+        site,
+        "my-strategies",
+        {module: STRATEGY_PLUGIN % {"name": "own_name"}},
+        {module: module},
+        version="0.4.0",
+    )
+    manager = PluginManager().load(modules=[module, module])
+    listed = [i for i in manager.plugin_list() if i.name == module]
+    assert [(i.source, i.distribution, i.version, i.error) for i in listed] == [
+        ("entry point", "my-strategies", "0.4.0", None)
+    ]
+    assert listed[0].registers == {"strategy": ["own_name"]}
+    assert manager.factory("strategy", "own_name").plugin == module
+    assert manager.failed_modules([module]) == []
+    # blocked by that name: the entry point's listing, blocked, and nothing imported
+    blocked = PluginManager().load(modules=[module], block=[module])
+    (info,) = [i for i in blocked.plugin_list() if i.name == module]
+    assert (info.source, info.distribution, info.blocked) == ("entry point", "my-strategies", True)
+
+
+def test_an_entry_point_that_cannot_load_is_located_in_the_plugin_not_in_importlib(
+    site: Path,
+) -> None:
+    module = unique("located")
+    make_distribution(
+        site,
+        "located-dist",
+        {module: "import os\nraise RuntimeError('no licence')\n"},
+        {
+            "raises_here": module,
+            "no_attribute": "os:no_such_attribute",
+            "no_module": unique("no_such_module"),
+        },
+    )
+    manager = PluginManager().load()
+    errors = {i.name: i.error or "" for i in manager.plugin_list()}
+    assert errors["raises_here"] == f"RuntimeError: no licence ({site / module}.py:2)"
+    # nothing of the plugin's own raised: no place, rather than one in importlib
+    assert (
+        errors["no_attribute"] == "AttributeError: module 'os' has no attribute 'no_such_attribute'"
+    )
+    assert errors["no_module"].startswith("ModuleNotFoundError: No module named ")
+    assert errors["no_module"].endswith("'")
+
+
+def test_an_invalid_hook_implementation_is_described_on_one_line(site: Path) -> None:
+    module = unique("wrong_argument")
+    (site / f"{module}.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\ndef tradeloom_pipeline_started(pipe):\n    pass\n"
+    )
+    manager = PluginManager().load(modules=[module])
+    (info,) = [i for i in manager.plugin_list() if i.name == module]
+    assert info.error is not None and "\n" not in info.error
+    assert info.error.startswith(f"plugin {module!r} is invalid: ")
+    assert "tradeloom_pipeline_started(pipe); Argument(s) {'pipe'} are declared" in info.error
+
+
+def test_the_hook_reference_names_the_api_that_takes_plugins_from_code() -> None:
+    # The hookspecs module's docstring opens the hook reference (docs/hooks.md).
+    import inspect
+    import re
+
+    import tradeloom
+    from tradeloom import hookspecs
+
+    named = re.findall(r"``([\w.]+)\((?:\.\.\., )?plugins=\[\.\.\.\]\)``", hookspecs.__doc__ or "")
+    assert named == ["tradeloom.backtest"]
+    for name in [*named, "tradeloom.run"]:
+        function = getattr(tradeloom, name.removeprefix("tradeloom."))
+        assert "plugins" in inspect.signature(function).parameters, name
+    assert "``tradeloom.run``" in (hookspecs.__doc__ or "")

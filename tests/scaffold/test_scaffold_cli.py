@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import configparser
+import importlib.util
 import json
 import os
 import shutil
@@ -279,3 +281,55 @@ def test_help_lists_new(capsys: pytest.CaptureFixture[str]) -> None:
 def test_template_json_is_valid() -> None:
     data = json.loads((template_dir() / "cookiecutter.json").read_text())
     assert data["_copy_without_render"] == ["data/*"]
+
+
+def test_tox_of_a_generated_project_can_take_tradeloom_from_a_checkout(tmp_path: Path) -> None:
+    # tox installs into environments of its own, from the package index: TRADELOOM_SOURCE
+    # names another tradeloom (a checkout, a wheel), installed first; the README says how.
+    project = create_project(output_dir=tmp_path, options={"plugin_name": "toxy"})
+    tox_ini = configparser.ConfigParser(interpolation=None)
+    tox_ini.read(project / "tox.ini")
+    assert tox_ini["testenv"]["deps"].strip() == "{env:TRADELOOM_SOURCE:}"
+    readme = (project / "README.md").read_text()
+    assert 'TRADELOOM_SOURCE="-e ../tradeloom" tox' in readme
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tox") is None, reason="tox is not installed")
+def test_tox_reads_tradeloom_source(tmp_path: Path) -> None:
+    project = create_project(output_dir=tmp_path, options={"plugin_name": "toxy"})
+    checkout = Path(__file__).resolve().parents[2]
+
+    def deps(source: str | None) -> list[str]:
+        env = {key: value for key, value in os.environ.items() if key != "TRADELOOM_SOURCE"}
+        if source is not None:
+            env["TRADELOOM_SOURCE"] = source
+        done = subprocess.run(
+            [sys.executable, "-m", "tox", "config", "-e", "py311", "-k", "deps"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return [line.rstrip() for line in done.stdout.splitlines() if line.startswith("deps")]
+
+    assert deps(None) == ["deps ="]  # tradeloom comes with the plugin, from the index
+    assert deps(f"-e {checkout}") == [f"deps = -e {checkout}"]
+
+
+def test_the_command_line_page_says_how_the_names_are_derived(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    rows = {
+        cells[0].strip(" `"): "|".join(cells[1:])
+        for cells in (line.split("|")[1:-1] for line in page.splitlines())
+        if cells
+    }
+    project = create_project(output_dir=tmp_path, options={"plugin_name": "mean_reversion"})
+    (package,) = (project / "src").iterdir()
+    pyproject = (project / "pyproject.toml").read_text()
+    assert f'mean_reversion = "{package.name}.plugin"' in pyproject  # the component's name
+    assert f"`{project.name}`" in rows["project_name"]
+    assert f"`{package.name}`" in rows["package_name"]
+    assert "(`mean_reversion`)" in rows["component_name"]
