@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import configparser
-import importlib.util
 import json
 import os
 import shutil
@@ -294,7 +293,6 @@ def test_tox_of_a_generated_project_can_take_tradeloom_from_a_checkout(tmp_path:
     assert 'TRADELOOM_SOURCE="-e ../tradeloom" tox' in readme
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tox") is None, reason="tox is not installed")
 def test_tox_reads_tradeloom_source(tmp_path: Path) -> None:
     project = create_project(output_dir=tmp_path, options={"plugin_name": "toxy"})
     checkout = Path(__file__).resolve().parents[2]
