@@ -205,7 +205,13 @@ class SqlitePersistence(Persistence):
             if self._conn is not None:
                 return
             if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise PersistenceError(
+                        f"{self.path}: cannot create the folder of the state file: "
+                        f"{exc.strerror or exc}"
+                    ) from exc
                 # The file a link points to now, also if the link moves on before the hold.
                 self._real_path = os.path.realpath(self.path)
                 self._mend_sidecar_modes(self._real_path)

@@ -604,6 +604,13 @@ def test_a_run_refused_on_a_read_only_file_does_not_block_the_next_one(db_path: 
     assert done.stdout.rstrip().endswith("fills: 2")
 
 
+def test_a_folder_that_cannot_be_made_is_a_persistence_error(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    store = SqlitePersistence(tmp_path / "a_file" / "state" / "tradeloom.sqlite")
+    with pytest.raises(PersistenceError, match="cannot create the folder of the state file"):
+        store.open()
+
+
 def test_claim_needs_an_open_instance(db_path: Path) -> None:
     with pytest.raises(PersistenceError, match="not open; call open"):
         SqlitePersistence(db_path).claim_for_writing()
