@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -22,7 +21,7 @@ from anyio.abc import TaskStatus
 from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
-from tradeloom.console import logs_json, say
+from tradeloom.console import say, say_from_a_signal_handler
 from tradeloom.errors import ConfigError, EventOrderError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
@@ -407,24 +406,40 @@ def _backtest_reported(
 ) -> RunResult:
     """Run a backtest; when it is interrupted or fails, still write and show what it did
     until then (marked as interrupted or failed), then let that end the command."""
-
-    def report_partial(result: RunResult, how: str) -> None:
-        if result.first_event_time is None:  # it took no event: there is nothing to show
-            return
-        try:
-            with _sigterm_ignored():  # a repeated SIGTERM does not cut the report short
-                _report(result, out, f"{title} ({how})")
-        except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
-            say(f"tradeloom: the result of the {how} backtest was not written: {why}")
-
     try:
         return _backtest(
-            settings, args, progress, on_failure=lambda result: report_partial(result, "failed")
+            settings,
+            args,
+            progress,
+            on_failure=lambda result: _report_partial(result, out, title, "failed", "backtest"),
         )
     except BacktestInterrupted as interrupted:
-        report_partial(interrupted.result, "interrupted")
+        _report_partial(interrupted.result, out, title, "interrupted", "backtest")
         raise interrupted from None
+
+
+def _report_partial(
+    result: RunResult,
+    out: Path | None,
+    title: str,
+    how: str,
+    what: str,
+    roles: Collection[str] | None = None,
+) -> None:
+    """Show (and write, with ``out``) what a run that failed or was interrupted did until
+    then, titled as such; the error that ended it is then said as usual."""
+    if result.first_event_time is None:  # it took no event: there is nothing to show
+        return
+    try:
+        with _sigterm_ignored():  # a repeated SIGTERM does not cut the report short
+            if out is None:
+                print(f"{title} ({how})")
+                print(result.format_summary(roles))
+            else:
+                _report(result, out, f"{title} ({how})", roles)
+    except (Exception, KeyboardInterrupt) as exc:  # a second Ctrl-C, a full disk
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted again"
+        say(f"tradeloom: the result of the {how} {what} was not written: {why}")
 
 
 def _exit_code(result: RunResult) -> int:
@@ -455,15 +470,14 @@ def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Ite
         name = signal.Signals(signum).name
         if len(received) == 1:
             loop.call_soon_threadsafe(pipeline.stop)
-            message = f"tradeloom: {name}: draining, then stopping (send it again to stop at once)"
-            if logs_json():
-                loop.call_soon_threadsafe(say, message, logging.WARNING)
-            else:
-                _write_stderr(message)
+            say_from_a_signal_handler(
+                f"tradeloom: {name}: draining, then stopping (send it again to stop at once)"
+            )
             return
-        _write_stderr(
+        say_from_a_signal_handler(
             f"tradeloom: {name} again: stopping at once, without draining (what was handled "
-            "since the last commit and checkpoint is handled again after a restart)"
+            "since the last commit and checkpoint is handled again after a restart)",
+            logging.ERROR,
         )
         os._exit(128 + signum)
 
@@ -475,12 +489,6 @@ def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Ite
         for signum, handler in previous.items():
             if handler is not None:  # None: installed from outside Python, cannot be put back
                 signal.signal(signum, handler)
-
-
-def _write_stderr(line: str) -> None:
-    """``line`` to stderr with one system call: no buffer, no lock."""
-    with contextlib.suppress(OSError):
-        os.write(2, f"{line}\n".encode())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -498,8 +506,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _stop_on_signals(pipeline, asyncio.get_running_loop()):
             return await pipeline.run()
 
-    result = _run_unwrapped(main)
     roles = None if not args.role or "all" in args.role else sorted(set(args.role))
+    try:
+        result = _run_unwrapped(main)
+    except Exception:
+        # The pipeline drained and saved; what it did until the error is shown as it would
+        # have been on a clean exit (a feed that gave up reconnecting, a strategy's error).
+        _report_partial(pipeline.result, out, "Run", "failed", "run", roles)
+        raise
     if out is not None:
         with _writing_results():
             _report(result, out, "Run", roles)

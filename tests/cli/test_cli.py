@@ -640,7 +640,7 @@ def test_the_getting_started_walk_runs_as_written(tmp_path: Path) -> None:
 
 def test_a_broken_pipe_that_is_not_standard_output_is_reported(tmp_path: Path) -> None:
     (tmp_path / "pipefeed.py").write_text(
-        "from tradeloom import hookimpl\n"
+        "from tradeloom import Strategy, hookimpl\n"
         "from tradeloom.components import Feed\n"
         "class PipeFeed(Feed):\n"
         "    def events(self, ctx):\n"
@@ -745,10 +745,10 @@ def test_a_file_out_of_time_order_says_to_start_over_not_to_resume(tmp_path: Pat
     )
 
 
-def _start_run(config: Path, where: Path) -> subprocess.Popen[str]:
+def _start_run(config: Path, where: Path, *options: str) -> subprocess.Popen[str]:
     """``tradeloom run -c config`` in ``where``, its plugin modules importable from there."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config)],
+        [sys.executable, "-m", "tradeloom.cli", "run", "-c", str(config), *options],
         cwd=where,
         env={**os.environ, "PYTHONPATH": str(where)},
         stdout=subprocess.PIPE,
@@ -798,8 +798,9 @@ def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_d
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals as POSIX has them")
+@pytest.mark.parametrize("log_json", [False, True], ids=["plain", "json"])
 def test_a_second_signal_stops_a_run_whose_strategy_blocks_at_once(
-    tmp_path: Path, shared_data: Path
+    tmp_path: Path, shared_data: Path, log_json: bool
 ) -> None:
     # A strategy blocking the event loop (a long computation) kept every signal waiting: four
     # SIGTERMs and SIGINTs did nothing for a minute, and nothing was said meanwhile.
@@ -818,7 +819,7 @@ def test_a_second_signal_stops_a_run_whose_strategy_blocks_at_once(
         "stuck",
         extra='[plugins]\nmodules = ["stuck"]\n',
     )
-    running = _start_run(config, tmp_path)
+    running = _start_run(config, tmp_path, *(["--log-json"] if log_json else []))
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "blocking").exists() and time.monotonic() < deadline:
@@ -834,8 +835,61 @@ def test_a_second_signal_stops_a_run_whose_strategy_blocks_at_once(
         running.kill()
     assert running.returncode == 128 + signal.SIGTERM, stderr
     assert stopped_after < 10  # not the strategy's minute
-    assert "tradeloom: SIGTERM: draining, then stopping (send it again to stop at once)" in stderr
-    assert "tradeloom: SIGTERM again: stopping at once, without draining" in stderr
+    first = "SIGTERM: draining, then stopping (send it again to stop at once)"
+    second = "SIGTERM again: stopping at once, without draining"
+    if not log_json:
+        assert f"tradeloom: {first}" in stderr
+        assert f"tradeloom: {second}" in stderr
+        return
+    # Said as records too, while the strategy blocks the loop, and nothing but records.
+    records = [json.loads(line) for line in stderr.splitlines()]
+    said = [(r["logger"], r["level"], r["message"]) for r in records if "SIGTERM" in r["message"]]
+    assert [message for _, _, message in said] == [first, said[1][2]]
+    assert said[1][2].startswith(second)
+    assert [(logger, level) for logger, level, _ in said] == [
+        ("tradeloom.cli", "WARNING"),
+        ("tradeloom.cli", "ERROR"),
+    ]
+
+
+@pytest.mark.parametrize("out", [True, False], ids=["out", "no-out"])
+def test_a_live_run_that_fails_still_shows_and_writes_what_it_did(
+    tmp_path: Path, out: bool
+) -> None:
+    (tmp_path / "losing_feed.py").write_text(
+        "from tradeloom import Strategy, hookimpl\n"
+        "from tradeloom.components import Feed\n"
+        "from tradeloom.testing import ticks\n"
+        "class LosesItsSource(Feed):\n"
+        "    async def events(self, ctx):\n"
+        "        for tick in ticks('ORCL', ['10', '11', '12', '13']):\n"
+        "            yield tick\n"
+        "        raise ConnectionError('the source went away')\n"
+        "@hookimpl\ndef tradeloom_register_feeds():\n    return {'losing': LosesItsSource}\n"
+        "class BuyOnce(Strategy):\n"
+        "    def on_tick(self, tick, ctx):\n"
+        "        if not ctx.position('ORCL') and not ctx.open_quantity('ORCL'):\n"
+        "            ctx.buy('ORCL', 1)\n"
+        "@hookimpl\ndef tradeloom_register_strategies():\n    return {'buy_once': BuyOnce}\n"
+    )
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        '[plugins]\nmodules = ["losing_feed"]\n'
+        '[feed]\nname = "losing"\n'
+        '[[strategies]]\nname = "buy_once"\n'
+        '[executor]\nname = "paper"\nparams = { fill_at = "last" }\n'
+        f'[persistence]\nname = "sqlite"\nparams = {{ path = "{tmp_path / "state.sqlite"}" }}\n'
+    )
+    running = _start_run(config, tmp_path, *(["--out", "o"] if out else []))
+    stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 1, stderr
+    assert "tradeloom: error: feed LosesItsSource raised ConnectionError" in stderr
+    assert stdout.startswith("Run (failed)\n"), stdout
+    assert "market events   4" in stdout and "fills           1" in stdout
+    if out:
+        result = json.loads((tmp_path / "o" / "result.json").read_text())
+        assert "the source went away" in result["summary"]["failed"]
+        assert result["summary"]["market_events"] == 4
 
 
 def test_the_tradeloom_command_finds_a_plugin_module_in_the_current_directory(
