@@ -452,24 +452,27 @@ def _exit_code(result: RunResult) -> int:
     return 0
 
 
-@contextmanager
-def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+class _StopOnSignals:
     """SIGINT or SIGTERM drains the pipeline, then stops it; a second one stops the process at
     once. Handled as the signal comes (not by the event loop), so it is said, and a second one
     works, also while a stage blocks the loop (a strategy in a long computation, a back end
-    that hangs)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread: the embedding application's
-        return
-    received: list[int] = []
+    that hangs). Installed before the pipeline is built: a signal while it is being set up
+    (plugins, configuration, connections) stops the run as soon as it starts."""
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._pipeline: Pipeline | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
         # It may interrupt any code, a write to stderr too: it takes no lock (no print, no
         # logging), and asks for the stop before it says anything.
-        received.append(signum)
+        self.received.append(signum)
         name = signal.Signals(signum).name
-        if len(received) == 1:
-            loop.call_soon_threadsafe(pipeline.stop)
+        if len(self.received) == 1:
+            pipeline, loop = self._pipeline, self._loop
+            if pipeline is not None and loop is not None:
+                loop.call_soon_threadsafe(pipeline.stop)
             say_from_a_signal_handler(
                 f"tradeloom: {name}: draining, then stopping (send it again to stop at once)"
             )
@@ -481,10 +484,23 @@ def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Ite
         )
         os._exit(128 + signum)
 
+    def attach(self, pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop ``pipeline`` on the signals from now on, and now if one came already."""
+        self._pipeline, self._loop = pipeline, loop
+        if self.received:
+            pipeline.stop()
+
+
+@contextmanager
+def _signals_stop_the_run() -> Iterator[_StopOnSignals]:
+    stopper = _StopOnSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopper  # signal handlers belong to the main thread: the embedding application's
+        return
     wanted = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, on_signal) for signum in wanted}
+    previous = {signum: signal.signal(signum, stopper) for signum in wanted}
     try:
-        yield
+        yield stopper
     finally:
         for signum, handler in previous.items():
             if handler is not None:  # None: installed from outside Python, cannot be put back
@@ -492,28 +508,28 @@ def _stop_on_signals(pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> Ite
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    out = output_directory(args.out) if args.out else None
-    pipeline = Pipeline(
-        settings,
-        manager=_manager_for(args, settings),
-        mode="live",
-        roles=args.role or ("all",),
-    )
+    roles = None if not args.role or "all" in args.role else sorted(set(args.role))
+    with _signals_stop_the_run() as stopper:
+        settings = load_settings(args.config)
+        out = output_directory(args.out) if args.out else None
+        pipeline = Pipeline(
+            settings,
+            manager=_manager_for(args, settings),
+            mode="live",
+            roles=args.role or ("all",),
+        )
 
-    async def main() -> RunResult:
-        # Set before the pipeline starts: a signal during start-up drains too.
-        with _stop_on_signals(pipeline, asyncio.get_running_loop()):
+        async def main() -> RunResult:
+            stopper.attach(pipeline, asyncio.get_running_loop())
             return await pipeline.run()
 
-    roles = None if not args.role or "all" in args.role else sorted(set(args.role))
-    try:
-        result = _run_unwrapped(main)
-    except Exception:
-        # The pipeline drained and saved; what it did until the error is shown as it would
-        # have been on a clean exit (a feed that gave up reconnecting, a strategy's error).
-        _report_partial(pipeline.result, out, "Run", "failed", "run", roles)
-        raise
+        try:
+            result = _run_unwrapped(main)
+        except Exception:
+            # The pipeline drained and saved; what it did until the error is shown as it
+            # would have been on a clean exit (a feed that gave up, a strategy's error).
+            _report_partial(pipeline.result, out, "Run", "failed", "run", roles)
+            raise
     if out is not None:
         with _writing_results():
             _report(result, out, "Run", roles)

@@ -798,6 +798,44 @@ def test_a_sigterm_early_in_a_live_run_drains_and_saves(tmp_path: Path, shared_d
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals as POSIX has them")
+def test_a_sigterm_while_the_run_is_being_set_up_stops_it_as_it_starts(tmp_path: Path) -> None:
+    # A service manager may stop a run while its plugins build their components (a feed
+    # connecting): that killed it silently with 143 before the handlers were installed.
+    (tmp_path / "slow_to_build.py").write_text(
+        "import pathlib, time\n"
+        "from tradeloom import hookimpl\n"
+        "from tradeloom.components import Feed\n"
+        "from tradeloom.testing import ticks\n"
+        "class SlowToBuild(Feed):\n"
+        "    def __init__(self):\n"
+        "        pathlib.Path('building').touch()\n"
+        "        time.sleep(2)\n"
+        "    async def events(self, ctx):\n"
+        "        for tick in ticks('X', ['10', '11']):\n"
+        "            yield tick\n"
+        "@hookimpl\ndef tradeloom_register_feeds():\n    return {'slow_to_build': SlowToBuild}\n"
+    )
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        '[plugins]\nmodules = ["slow_to_build"]\n[feed]\nname = "slow_to_build"\n'
+        '[[strategies]]\nname = "sma_cross"\n'
+    )
+    running = _start_run(config, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "building").exists() and time.monotonic() < deadline:
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.02)
+        running.send_signal(signal.SIGTERM)
+        stdout, stderr = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 0, stderr
+    assert "tradeloom: SIGTERM: draining, then stopping" in stderr
+    assert "market events   0" in stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals as POSIX has them")
 @pytest.mark.parametrize("log_json", [False, True], ids=["plain", "json"])
 def test_a_second_signal_stops_a_run_whose_strategy_blocks_at_once(
     tmp_path: Path, shared_data: Path, log_json: bool
