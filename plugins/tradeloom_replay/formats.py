@@ -119,6 +119,18 @@ def parse_interval(value: str | int | timedelta) -> timedelta:
     """Read a bar length: a timedelta, a number of seconds (also as text of digits, as an
     environment variable gives it), or text like ``"1d"``, ``"5min"``, ``"1h"``, ``"30s"``,
     ``"1w"``."""
+    try:
+        interval = _interval(value)
+    except OverflowError:
+        raise ValueError(
+            f"bar_interval {value!r} is too long (at most {timedelta.max.days:,} days)"
+        ) from None
+    if interval <= timedelta(0):
+        raise ValueError(f"bar_interval must be longer than zero, got {value!r}")
+    return interval
+
+
+def _interval(value: str | int | timedelta) -> timedelta:
     if isinstance(value, timedelta):
         interval = value
     elif isinstance(value, bool):
@@ -138,6 +150,4 @@ def parse_interval(value: str | int | timedelta) -> timedelta:
         interval = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
     else:
         raise ValueError(f"bar_interval must be a duration, got {value!r}")
-    if interval <= timedelta(0):
-        raise ValueError(f"bar_interval must be longer than zero, got {value!r}")
     return interval

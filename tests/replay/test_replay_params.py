@@ -148,6 +148,8 @@ def test_wrong_tick_parameters(ticks, params, message) -> None:
         ({"bar_interval": "\u0661d"}, "is not a duration"),  # an Arabic-Indic digit one
         ({"bar_interval": "1_0min"}, "is not a duration"),
         ({"bar_interval": 0}, "longer than zero"),
+        ({"bar_interval": 10**20}, "is too long"),
+        ({"bar_interval": "100000000000w"}, "is too long"),
         ({"bar_interval": "1d", "bar_timestamp": "middle"}, "bar_timestamp must be"),
         ({"bar_interval": "1d", "price_column": "adj_close"}, "map adj_close"),
     ],
