@@ -21,6 +21,9 @@ from tradeloom.events import (
 from tradeloom_decimal.canonical import Decoder, proven_decoder
 
 _MAX_REPORTED_ERRORS = 10
+# A schema version written with an exponent (2E+5000) is not made into an int of that many
+# digits: it would take the CPU for minutes, or fail to print.
+_VERSION_DIGITS = 10
 _MAX_INPUT_REPR = 80
 _KNOWN_TYPES = ", ".join(EVENT_TYPES)
 _EVENT_CLASSES = frozenset(EVENT_TYPES.values())
@@ -128,7 +131,12 @@ def _json_reason(data: bytes | bytearray, errors: list[Any]) -> str:
 def _check_raw_version(version: Any) -> None:
     if isinstance(version, str) and version.strip().isdigit():
         version = int(version)
-    elif isinstance(version, Decimal) and version.is_finite() and version == version.to_integral():
+    elif (
+        isinstance(version, Decimal)
+        and version.is_finite()
+        and version.adjusted() < _VERSION_DIGITS
+        and version == version.to_integral()
+    ):
         version = int(version)  # 2.0: JSON numbers with a fraction are read as Decimals here
     if isinstance(version, int) and not isinstance(version, bool):
         _check_version_number(version)

@@ -265,6 +265,14 @@ def test_a_newer_schema_version_written_with_a_fraction_wins_over_new_fields() -
     assert "schema_version 2 is newer" in error.reason
 
 
+@pytest.mark.parametrize("version", ["2E+5000", "2E+20000000"])
+def test_a_schema_version_with_a_huge_exponent_is_a_decode_error(version: str) -> None:
+    document = _tick_json(venue="XNYS")
+    del document["schema_version"]
+    data = f'{{"schema_version": {version}, '.encode() + json.dumps(document)[1:].encode()
+    assert _refusal(data).error_type == "schema"
+
+
 @pytest.mark.parametrize("extra", [{}, {"venue": "XNYS"}])
 def test_newer_schema_version_of_a_nested_signal_is_refused(extra: dict[str, str]) -> None:
     # A field the newer version added is what makes it fail: the version is the reason.
