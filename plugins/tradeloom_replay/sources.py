@@ -397,10 +397,14 @@ def _column_values(column: Any) -> list[Any]:
     import pyarrow.compute as pc  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     kind = column.type
-    if (pa.types.is_timestamp(kind) or pa.types.is_time64(kind)) and kind.unit == "ns":
-        floored = pc.floor_temporal(column, unit="microsecond")
-        micro = pa.timestamp("us", kind.tz) if pa.types.is_timestamp(kind) else pa.time64("us")
-        column = floored.cast(micro)
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        # Floored as UTC instants: pyarrow floors a zoned timestamp in its local time, which
+        # fails in the hour that comes twice when clocks go back.
+        instants = column.cast(pa.timestamp("ns"))
+        floored = pc.floor_temporal(instants, unit="microsecond").cast(pa.timestamp("us"))
+        column = floored.cast(pa.timestamp("us", kind.tz))
+    elif pa.types.is_time64(kind) and kind.unit == "ns":
+        column = pc.floor_temporal(column, unit="microsecond").cast(pa.time64("us"))
     return column.to_pylist()  # type: ignore[no-any-return]
 
 

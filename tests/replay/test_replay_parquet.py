@@ -129,6 +129,31 @@ def test_nanosecond_timestamps_are_cut_to_microseconds(tmp_path, context) -> Non
     assert context.dead_letters == []
 
 
+def test_nanosecond_timestamps_of_a_zone_are_read_across_a_clock_change(
+    tmp_path, context
+) -> None:
+    # datetime64[ns, Europe/London] as pandas writes it: 00:30 and 01:30 UTC on 2023-10-29
+    # are both 01:30 in London (pyarrow floors a zoned timestamp in its local time).
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    stamps = [1698537600_000_000_999, 1698539400_000_000_000, 1698543000_000_001_500]
+    table = pa.table(
+        {
+            "ts": pa.array(stamps, type=pa.timestamp("ns", tz="Europe/London")),
+            "px": ["10", "11", "12"],
+        }
+    )
+    path = tmp_path / "london.parquet"
+    pq.write_table(table, path)
+    feed = ReplayFeed(path=path, instrument="X", columns={"ts": "ts", "last_price": "px"})
+    assert [t.ts for t in feed.events(context.feed)] == [
+        datetime(2023, 10, 29, 0, 0, tzinfo=UTC),
+        datetime(2023, 10, 29, 0, 30, tzinfo=UTC),
+        datetime(2023, 10, 29, 1, 30, 0, 1, tzinfo=UTC),
+    ]
+    assert context.dead_letters == []
+
+
 @pytest.mark.parametrize(
     "params",
     [
