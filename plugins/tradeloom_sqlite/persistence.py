@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -260,14 +261,22 @@ class SqlitePersistence(Persistence):
         for suffix in ("-wal", "-shm"):
             sidecar = real_path + suffix
             try:
-                found = os.stat(sidecar)
+                # Never through a link: one planted in the folder would open another file.
+                fd = os.open(sidecar, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                continue  # not there, a link, or not ours to read: SQLite reports what it can't use
+            try:
+                found = os.fstat(fd)
                 if (
-                    found.st_uid == os.geteuid()
+                    stat.S_ISREG(found.st_mode)
+                    and found.st_uid == os.geteuid()
                     and found.st_mode & 0o777 != database.st_mode & 0o777
                 ):
-                    os.chmod(sidecar, database.st_mode & 0o777)
+                    os.fchmod(fd, database.st_mode & 0o777)
             except OSError:
-                continue  # not there, or not ours to change: SQLite reports what it cannot use
+                pass  # not ours to change
+            finally:
+                os.close(fd)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         # Reading the header first: a garbage or truncated file fails here, before anything

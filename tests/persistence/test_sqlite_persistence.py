@@ -3,6 +3,7 @@ versions and concurrent use."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import re
@@ -540,6 +541,7 @@ def test_a_state_file_that_cannot_be_written_is_refused_when_claimed(
         undo()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file modes as POSIX has them")
 def test_sidecar_files_left_read_only_get_the_state_files_mode_back(db_path: Path) -> None:
     # What a run that opened the file while it was read-only leaves: SQLite gave the -wal and
     # -shm files the file's mode then, and only a connection that can write removes them.
@@ -559,6 +561,26 @@ def test_sidecar_files_left_read_only_get_the_state_files_mode_back(db_path: Pat
     again.record_fills([make_fill("b")])
     again.close()
     assert _raw(db_path, "SELECT count(*) FROM fills") == [(2,)]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes as POSIX has them")
+def test_a_sidecar_that_is_a_link_is_not_followed_to_change_a_mode(
+    db_path: Path, tmp_path: Path
+) -> None:
+    # Anyone who can write the state folder could otherwise make a private file readable.
+    store = SqlitePersistence(db_path)
+    store.open()
+    store.close()
+    private = tmp_path / "id_rsa"
+    private.write_text("secret")
+    private.chmod(0o600)
+    Path(f"{db_path}-wal").symlink_to(private)
+    again = SqlitePersistence(db_path)
+    with contextlib.suppress(PersistenceError):  # SQLite may refuse the link itself
+        again.open()
+        again.close()
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert private.read_text() == "secret"
 
 
 _READ_ONLY_THEN_WRITABLE = """
