@@ -93,11 +93,13 @@ def _run_to_the_end(pipeline: Pipeline) -> RunResult:
     Where this thread already runs an event loop (a Jupyter notebook, async code calling the
     synchronous API), the run gets a thread of its own and this call waits for it, as it does
     anywhere else. Ctrl-C then interrupts the run as it would without the thread: its task is
-    cancelled, the run saves and stops, and ``KeyboardInterrupt`` is raised here.
+    cancelled, the run saves and stops, and ``KeyboardInterrupt`` is raised here; a second
+    Ctrl-C raises it at once, and the run's thread finishes stopping on its own.
     """
     if not _event_loop_runs_here():
         return anyio.run(pipeline.run)
     started: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
+    interrupted = threading.Event()  # Ctrl-C came, maybe before the run's task existed
     outcome: list[RunResult | BaseException] = []
     ended = threading.Event()
 
@@ -105,6 +107,8 @@ def _run_to_the_end(pipeline: Pipeline) -> RunResult:
         task = asyncio.current_task()
         assert task is not None
         started.append((asyncio.get_running_loop(), task))
+        if interrupted.is_set():
+            task.cancel()  # at the run's first await: it stops as a cancelled run does
         return await pipeline.run()
 
     def run_in_this_thread() -> None:
@@ -122,6 +126,7 @@ def _run_to_the_end(pipeline: Pipeline) -> RunResult:
         while not ended.wait(0.1):  # a wait with a timeout lets Ctrl-C through
             pass
     except KeyboardInterrupt:
+        interrupted.set()
         if started:
             loop, task = started[0]
             loop.call_soon_threadsafe(task.cancel)

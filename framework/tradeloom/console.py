@@ -16,8 +16,10 @@ _logger = logging.getLogger("tradeloom.cli")
 
 def _json_console() -> logging.StreamHandler[Any] | None:
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and getattr(
-            handler.formatter, "writes_json", False
+        if (
+            isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler)  # a log file is not the console
+            and getattr(handler.formatter, "writes_json", False)
         ):
             return handler
     return None
@@ -31,8 +33,9 @@ def logs_json() -> bool:
 
 def say_from_a_signal_handler(message: str, level: int = logging.WARNING) -> None:
     """:func:`say` for a signal handler, which may interrupt any code, a write to the console
-    too: the line (or the JSON record) is made here and written with one system call, taking
-    no lock, neither logging's nor a stream's."""
+    too: the line (or the JSON record) is made here and written to the console with one
+    system call, taking no lock, neither logging's nor a stream's. Other handlers of the log
+    (a file) do not get it."""
     line = message
     console = _json_console()
     fd = 2
