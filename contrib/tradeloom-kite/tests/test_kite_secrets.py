@@ -115,3 +115,9 @@ async def test_refused_credentials_do_not_leak_the_token(
     assert "< HTTP/1.1 403" in caplog.text
     assert TOKEN not in caplog.text
     assert TOKEN not in "".join(traceback.format_exception(caught.value))
+
+
+def test_redaction_in_a_quoted_url_keeps_the_closing_quote() -> None:
+    feed = KiteFeed(api_key="k", access_token="e", instruments={"408065": "INFY"})
+    text = "InvalidURI('wss://ws.kite.trade/?api_key=k&access_token=e')"
+    assert feed._redact(text) == "InvalidURI('wss://ws.kite.trade/?api_key=k&access_token=***')"

@@ -32,7 +32,7 @@ REDACTED = "***"
 _AUTH_STATUSES = frozenset({400, 401, 403})
 MAX_INSTRUMENTS = 3000
 """Kite's limit of instruments on one WebSocket connection."""
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&#\s]*", re.IGNORECASE)
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&#\s'\")\]>]*", re.IGNORECASE)
 _MIN_FREE_TEXT_TOKEN = 8
 """Shorter tokens are redacted only in query strings: replacing a short string everywhere would
 mangle the text (a real Kite access token has 32 characters)."""
