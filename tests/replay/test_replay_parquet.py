@@ -129,9 +129,7 @@ def test_nanosecond_timestamps_are_cut_to_microseconds(tmp_path, context) -> Non
     assert context.dead_letters == []
 
 
-def test_nanosecond_timestamps_of_a_zone_are_read_across_a_clock_change(
-    tmp_path, context
-) -> None:
+def test_nanosecond_timestamps_of_a_zone_are_read_across_a_clock_change(tmp_path, context) -> None:
     # datetime64[ns, Europe/London] as pandas writes it: 00:30 and 01:30 UTC on 2023-10-29
     # are both 01:30 in London (pyarrow floors a zoned timestamp in its local time).
     pa = pytest.importorskip("pyarrow")
