@@ -15,9 +15,9 @@ import select
 import sys
 import sysconfig
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import pluggy
@@ -31,9 +31,39 @@ from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.settings import PluginSettings, build_settings, read_toml
 
+USAGE_ERROR_STATUS = 2
 
-def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse's parser, except that a usage error exits with the status its command asks
+    for: ``parser.set_defaults(usage_error_status=3)`` on a command's parser (a monitoring
+    check's usage error is Nagios' "unknown", 3, not "critical", 2). Others exit with 2."""
+
+    commands: Mapping[str, argparse.ArgumentParser]  # the sub-commands' parsers, by name
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = {}
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        status = self.get_default("usage_error_status") or USAGE_ERROR_STATUS
+        self.exit(status, f"{self.prog}: error: {message}\n")
+
+
+def parse_command_line(parser: CommandLineParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that arguments nobody recognised are reported by
+    the command they were given to (argparse finds them only at the top), with its usage line
+    and its usage-error status."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = parser.commands.get(getattr(args, "command", None) or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def build_parser(manager: PluginManager) -> CommandLineParser:
+    parser = CommandLineParser(
         prog="tradeloom",
         description="Event-driven trading pipelines built from plugins.",
     )
@@ -55,6 +85,7 @@ def build_parser(manager: PluginManager) -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_commands(manager, subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 
@@ -244,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tradeloom: error: {exc}", file=sys.stderr)
         return 2
     parser = build_parser(manager)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = getattr(args, "func", None)

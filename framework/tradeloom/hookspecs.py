@@ -134,7 +134,10 @@ def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     ``subparsers`` is the :mod:`argparse` sub-parser collection. Set ``func`` on the parser
     (``parser.set_defaults(func=handler)``); the handler receives the parsed
-    :class:`argparse.Namespace` and returns an exit code.
+    :class:`argparse.Namespace` and returns an exit code. A usage error (an unknown option,
+    a value its ``type`` refuses) exits with status 2, or with the command's own
+    ``parser.set_defaults(usage_error_status=N)`` (``tradeloom health`` uses 3, Nagios'
+    "unknown").
     """
 
 

@@ -28,8 +28,8 @@ def add_health_command(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="print the health of a running pipeline (exit 0 ok, 1 warning, 2 critical)",
         description="Fetch URL/health of a pipeline started with [monitoring] http_port and "
         "print its health reports. Exit code: 0 when every report is info, 1 when the worst "
-        "is a warning, 2 when one is critical, 3 when the pipeline cannot be reached or "
-        "answers something that is not a health report.",
+        "is a warning, 2 when one is critical, 3 when the pipeline cannot be reached, "
+        "answers something that is not a health report, or the command line is wrong.",
     )
     parser.add_argument("url", help="e.g. http://127.0.0.1:9108 (/health is added if missing)")
     parser.add_argument(
@@ -44,7 +44,8 @@ def add_health_command(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help=f"bearer token for [monitoring] auth_token (default: ${TOKEN_ENV})",
     )
-    parser.set_defaults(func=cmd_health)
+    # A usage error is "unknown" too: a mistyped monitor must not page as a critical pipeline.
+    parser.set_defaults(func=cmd_health, usage_error_status=EXIT_UNKNOWN)
 
 
 def add_log_json_option(

@@ -122,10 +122,43 @@ def test_a_bad_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("timeout", ["-5", "0", "nan", "soon"])
-def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+def test_a_timeout_that_is_not_a_positive_number_is_an_unknown_usage_error(
     timeout: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["health", "http://127.0.0.1:1/health", "--timeout", timeout])
-    assert exited.value.code == 2
+    assert exited.value.code == 3  # Nagios: a usage error is "unknown", never "critical"
     assert "argument --timeout:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["health"],
+        ["health", "http://127.0.0.1:1", "--bogus"],
+        ["health", "a", "b"],
+        ["--bogus", "health", "http://127.0.0.1:1"],
+    ],
+    ids=["no URL", "unknown option", "two URLs", "unknown option before the command"],
+)
+def test_every_usage_error_of_the_health_command_is_unknown(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tradeloom health")
+    assert "error:" in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["backtest", "--bogus"], ["no-such-command"], ["plugins", "extra"]]
+)
+def test_usage_errors_of_other_commands_keep_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
