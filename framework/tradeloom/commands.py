@@ -576,7 +576,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         if _status(info) == "not loaded":  # not an error: only what was asked for loads
             print(f"    not loaded     autoload is off: add {info.name!r} to [plugins] enable")
         elif info.error and not info.blocked:
-            print(f"    error          {info.error}")
+            # A message of several lines stays in its column, under the first.
+            print("    error          " + info.error.replace("\n", "\n" + " " * 19))
     for message in manager.unknown_names:
         print(f"tradeloom: warning: {message}", file=sys.stderr)
     if conflict:

@@ -204,6 +204,15 @@ def test_plugin_module_raising_on_import_is_listed_as_failed(tmp_path: Path) -> 
     assert "sma_cross" in done.stdout  # everything else is still listed
 
 
+def test_an_error_of_several_lines_keeps_the_listing_in_its_columns(tmp_path: Path) -> None:
+    (tmp_path / "explodes.py").write_text("raise ImportError('needs libfoo 2.0\\nor libbar')\n")
+    done = tradeloom("-p", "explodes", "plugins", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    lines = done.stdout.splitlines()
+    at = lines.index(next(row for row in lines if row.startswith("explodes")))
+    assert lines[at + 1].startswith("    error          ImportError: needs libfoo 2.0")
+    assert lines[at + 2].startswith(" " * 19 + "or libbar (")  # then where it was raised
+
+
 @pytest.mark.parametrize("where", ["before the command", "after it"])
 def test_blocking_a_plugin_on_the_command_line(tmp_path: Path, where: str) -> None:
     command = ["plugins", "--json"]
