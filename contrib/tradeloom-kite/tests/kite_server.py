@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+from anyio.abc import SocketAttribute, SocketStream
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -83,6 +85,40 @@ async def kite_server(
     ) as server:
         holder.append(KiteServer(server))
         yield holder[0]
+
+
+@dataclass
+class MuteServer:
+    url: str
+    connections: int = 0
+    asked: anyio.Event = field(default_factory=anyio.Event)
+    """Set once a connection has sent its opening handshake request (left unanswered)."""
+
+
+@asynccontextmanager
+async def mute_server(*, hang_up_first: int = 0) -> AsyncIterator[MuteServer]:
+    """A TCP server on a free port that reads each opening handshake request and never answers
+    it. The first ``hang_up_first`` connections are closed at once instead (a lost connection)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    server = MuteServer(url=f"ws://127.0.0.1:{listener.extra(SocketAttribute.local_port)}")
+
+    async def handle(stream: SocketStream) -> None:
+        async with stream:
+            server.connections += 1
+            if server.connections <= hang_up_first:
+                return
+            try:
+                await stream.receive()  # the HTTP upgrade request
+                server.asked.set()
+                while True:
+                    await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass  # the client went away
+
+    async with listener, anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, handle)
+        yield server
+        tasks.cancel_scope.cancel()
 
 
 def free_port() -> int:

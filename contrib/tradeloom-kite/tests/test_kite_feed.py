@@ -24,7 +24,7 @@ from kite_frames import (
     message,
     quote_packet,
 )
-from kite_server import Session, free_port, kite_server
+from kite_server import Session, free_port, kite_server, mute_server
 from tradeloom_kite import KiteAuthenticationError, KiteFeed
 
 pytestmark = pytest.mark.anyio
@@ -507,10 +507,10 @@ async def test_close_during_the_handshake_stops_the_feed(
                 tasks.start_soon(consume)
                 await started.wait()  # the feed waits for the server's handshake answer
                 await feed.close()
-                release.set()  # the connection opens after close(): the feed must not use it
+                release.set()  # the server answers after close(): the feed must not use it
     assert got == []
     assert feed.connections == 0
-    assert [(s.subscribe, s.mode) for s in server.sessions] == [(None, None)]
+    assert all((s.subscribe, s.mode) == (None, None) for s in server.sessions)
 
 
 async def test_close_during_a_reconnection_wait_ends_the_feed_at_once(
@@ -530,3 +530,65 @@ async def test_close_during_a_reconnection_wait_ends_the_feed_at_once(
                 await anyio.sleep(0.01)
             await feed.close()
     assert rest == [] and feed.connections == 0
+
+
+@pytest.mark.parametrize(
+    "lost_first",
+    [pytest.param(False, id="first-handshake"), pytest.param(True, id="reconnection-handshake")],
+)
+async def test_close_cuts_a_stalled_handshake_short(
+    lost_first: bool, make_ctx: Callable[..., FeedContext]
+) -> None:
+    ctx = make_ctx(max_attempts=0)
+    got: list[MarketTick] = []
+    ended = anyio.Event()
+    ended_at = closed_at = 0.0
+
+    async def consume() -> None:
+        nonlocal ended_at
+        async for tick in feed.events(ctx):
+            got.append(tick)
+        ended_at = anyio.current_time()
+        ended.set()
+
+    async with mute_server(hang_up_first=1 if lost_first else 0) as server:
+        # Far longer than the test may take: only close() can end the handshake in time.
+        feed = make_feed(server.url, open_timeout_seconds=30)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            with anyio.fail_after(GUARD_SECONDS):
+                await server.asked.wait()  # the feed waits for the answer to its upgrade
+            assert bool(ctx.reconnecting) is lost_first
+            closed_at = anyio.current_time()
+            await feed.close()
+            with anyio.move_on_after(5):
+                await ended.wait()
+            tasks.cancel_scope.cancel()  # only stops a feed that close() failed to stop
+    assert ended.is_set(), "close() left the opening handshake running"
+    assert ended_at - closed_at < 2
+    assert got == [] and feed.connections == 0
+    assert server.connections == (2 if lost_first else 1)
+    assert ctx.reconnecting == {}
+
+
+@pytest.mark.parametrize("stop", ["close", "cancel"])
+async def test_a_feed_stopped_while_reconnecting_is_no_longer_shown_reconnecting(
+    stop: str, make_ctx: Callable[..., FeedContext]
+) -> None:
+    feed = make_feed(f"ws://127.0.0.1:{free_port()}")
+    ctx = make_ctx(max_attempts=0, base_delay_seconds=60, max_delay_seconds=60, jitter=0)
+
+    async def consume() -> None:
+        async for _ in feed.events(ctx):
+            pass
+
+    with anyio.fail_after(GUARD_SECONDS):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(consume)
+            while not ctx.reconnecting:  # the feed now waits 60 s before trying again
+                await anyio.sleep(0.01)
+            if stop == "close":
+                await feed.close()
+            else:
+                tasks.cancel_scope.cancel()  # the consuming task is cancelled
+    assert ctx.reconnecting == {}

@@ -157,6 +157,8 @@ class KiteFeed(Feed):
         """Connections opened (the first one and every reconnection)."""
         self._ws: ClientConnection | None = None
         self._closing = False
+        self._handshake: anyio.CancelScope | None = None
+        """The opening handshake in progress, which :meth:`close` cancels."""
         self._wake: anyio.Event | None = None
         """Set by :meth:`close` to end a wait between reconnection attempts early. Made by each
         :meth:`events` call, so it belongs to that call's event loop."""
@@ -210,81 +212,105 @@ class KiteFeed(Feed):
         attempts = 0
         last_error: KiteConnectionError | None = None
         wake = self._wake = anyio.Event()
-        while not self._closing:
-            delivered = False
-            try:
-                async with connect(
+        try:
+            while not self._closing:
+                delivered = False
+                try:
+                    ws = await self._open(ws_logger)
+                    if ws is None:
+                        return  # close() cut the opening handshake short
+                    async with ws:
+                        if self._closing:
+                            return  # close() came as the connection opened; leaving closes it
+                        self._ws = ws
+                        self.connections += 1
+                        logger.info(
+                            "kite: connected to %s; subscribing %d instruments in %s mode",
+                            self.params.url,
+                            len(self.params.instruments),
+                            self.params.mode,
+                        )
+                        for request in self.subscription_messages():
+                            await ws.send(request)
+                        async for message in ws:
+                            ticks = await self._handle(message, ctx)
+                            if ticks and not delivered:
+                                delivered = True
+                                # Only market data starts a fresh backoff series: a server
+                                # that sends a heartbeat or an error and hangs up must still
+                                # exhaust it.
+                                delays = backoff_delays(ctx.reconnect)
+                                attempts = 0
+                                ctx.reconnecting.pop(_RECONNECTING, None)
+                            for tick in ticks:
+                                yield tick
+                    last_error = KiteConnectionError("the server closed the connection")
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if status in _AUTH_STATUSES:
+                        raise KiteAuthenticationError(
+                            f"kite: the server refused the connection with HTTP {status}; "
+                            "check api_key and access_token (access tokens expire every day)"
+                        ) from None
+                    last_error = KiteConnectionError(self._redact(str(exc)))
+                except (OSError, TimeoutError, WebSocketException) as exc:
+                    last_error = KiteConnectionError(
+                        self._redact(f"{type(exc).__name__}: {exc}")
+                        if str(exc)
+                        else type(exc).__name__
+                    )
+                finally:
+                    self._ws = None
+                if self._closing:
+                    return
+                delay = next(delays, None)
+                if delay is None:
+                    logger.error(
+                        "kite: giving up after %d reconnection attempts: %s", attempts, last_error
+                    )
+                    raise ReconnectExhausted("kite feed", attempts, last_error) from None
+                attempts += 1
+                if attempts == 1:
+                    since = datetime.now(UTC).isoformat(timespec="seconds")
+                    ctx.reconnecting[_RECONNECTING] = f"connection lost since {since}: {last_error}"
+                logger.warning(
+                    "kite: connection lost (%s); reconnection attempt %d in %.2f s",
+                    last_error,
+                    attempts,
+                    delay,
+                )
+                with anyio.move_on_after(delay):
+                    await wake.wait()  # close() ends the wait early
+        finally:
+            # However the feed ends (closed, given up, failed, cancelled, generator closed), it
+            # is no longer reconnecting; after giving up, the runtime says so instead.
+            ctx.reconnecting.pop(_RECONNECTING, None)
+
+    async def _open(self, logger: _RedactingLogger) -> ClientConnection | None:
+        """Open a connection, or return ``None`` when :meth:`close` cuts the handshake short."""
+        scope = self._handshake = anyio.CancelScope()
+        try:
+            with scope:
+                return await connect(
                     self._connect_url(),
                     open_timeout=self.params.open_timeout_seconds,
-                    logger=ws_logger,
-                ) as ws:
-                    if self._closing:
-                        return  # close() came during the handshake; leaving closes the socket
-                    self._ws = ws
-                    self.connections += 1
-                    logger.info(
-                        "kite: connected to %s; subscribing %d instruments in %s mode",
-                        self.params.url,
-                        len(self.params.instruments),
-                        self.params.mode,
-                    )
-                    for request in self.subscription_messages():
-                        await ws.send(request)
-                    async for message in ws:
-                        ticks = await self._handle(message, ctx)
-                        if ticks and not delivered:
-                            delivered = True
-                            # Only market data starts a fresh backoff series: a server that
-                            # sends a heartbeat or an error and hangs up must still exhaust it.
-                            delays = backoff_delays(ctx.reconnect)
-                            attempts = 0
-                            ctx.reconnecting.pop(_RECONNECTING, None)
-                        for tick in ticks:
-                            yield tick
-                last_error = KiteConnectionError("the server closed the connection")
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in _AUTH_STATUSES:
-                    raise KiteAuthenticationError(
-                        f"kite: the server refused the connection with HTTP {status}; check "
-                        "api_key and access_token (access tokens expire every day)"
-                    ) from None
-                last_error = KiteConnectionError(self._redact(str(exc)))
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                last_error = KiteConnectionError(
-                    self._redact(f"{type(exc).__name__}: {exc}") if str(exc) else type(exc).__name__
+                    logger=logger,
                 )
-            finally:
-                self._ws = None
-            if self._closing:
-                return
-            delay = next(delays, None)
-            if delay is None:
-                logger.error(
-                    "kite: giving up after %d reconnection attempts: %s", attempts, last_error
-                )
-                ctx.reconnecting.pop(_RECONNECTING, None)  # given up: the runtime says so
-                raise ReconnectExhausted("kite feed", attempts, last_error) from None
-            attempts += 1
-            if attempts == 1:
-                since = datetime.now(UTC).isoformat(timespec="seconds")
-                ctx.reconnecting[_RECONNECTING] = f"connection lost since {since}: {last_error}"
-            logger.warning(
-                "kite: connection lost (%s); reconnection attempt %d in %.2f s",
-                last_error,
-                attempts,
-                delay,
-            )
-            with anyio.move_on_after(delay):
-                await wake.wait()  # close() ends the wait early
+            return None  # cancelled by close(); websockets has aborted the socket
+        finally:
+            self._handshake = None
 
     async def close(self) -> None:
         """Stop the feed: close the connection and do not reconnect.
 
-        Takes effect in any state: during the opening handshake the new connection is closed as
-        soon as it opens, and a wait before a reconnection ends at once.
+        Takes effect at once in any state: an established connection is closed gracefully (with
+        a close frame), an opening handshake in progress is abandoned (its socket is aborted,
+        without waiting for the server's answer or ``open_timeout_seconds``), and a wait before
+        a reconnection ends.
         """
         self._closing = True
+        if self._handshake is not None:
+            self._handshake.cancel()
         if self._wake is not None:
             self._wake.set()
         ws = self._ws
