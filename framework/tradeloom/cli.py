@@ -252,6 +252,16 @@ def _find_modules_in_the_current_directory() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command runs (plugins loading, the command line being read): a
+        # command handles its own; this one has nothing to save, so no traceback either.
+        print("tradeloom: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = _plugin_options_first(sys.argv[1:] if argv is None else argv)
     _find_modules_in_the_current_directory()
     blocked, modules = _early_plugin_options(argv)

@@ -204,6 +204,14 @@ def test_plugin_module_raising_on_import_is_listed_as_failed(tmp_path: Path) -> 
     assert "sma_cross" in done.stdout  # everything else is still listed
 
 
+def test_ctrl_c_while_plugins_load_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    # As a Ctrl-C pressed while a slow plugin imports.
+    (tmp_path / "slow.py").write_text("raise KeyboardInterrupt\n")
+    done = tradeloom("-p", "slow", "plugins", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 130
+    assert done.stderr == "tradeloom: interrupted\n"
+
+
 def test_an_error_of_several_lines_keeps_the_listing_in_its_columns(tmp_path: Path) -> None:
     (tmp_path / "explodes.py").write_text("raise ImportError('needs libfoo 2.0\\nor libbar')\n")
     done = tradeloom("-p", "explodes", "plugins", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
