@@ -132,33 +132,34 @@ def test_a_timeout_that_is_not_a_positive_number_is_an_unknown_usage_error(
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "status", "usage"),
     [
-        ["health"],
-        ["health", "http://127.0.0.1:1", "--bogus"],
-        ["health", "a", "b"],
-        ["--bogus", "health", "http://127.0.0.1:1"],
+        # Nagios: every usage error of the health check is "unknown" (3), never "critical".
+        (["health"], 3, "usage: tradeloom health"),
+        (["health", "http://127.0.0.1:1", "--bogus"], 3, "usage: tradeloom health"),
+        (["health", "a", "b"], 3, "usage: tradeloom health"),
+        (["--bogus", "health", "http://127.0.0.1:1"], 3, "usage: tradeloom health"),
+        # Other commands keep argparse's 2, each with its own usage line.
+        (["backtest", "--bogus"], 2, "usage: tradeloom backtest"),
+        (["no-such-command"], 2, "usage: tradeloom "),
+        (["plugins", "extra"], 2, "usage: tradeloom plugins"),
     ],
-    ids=["no URL", "unknown option", "two URLs", "unknown option before the command"],
+    ids=[
+        "no URL",
+        "unknown option",
+        "two URLs",
+        "unknown option before the command",
+        "backtest",
+        "unknown command",
+        "plugins",
+    ],
 )
-def test_every_usage_error_of_the_health_command_is_unknown(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+def test_a_usage_error_exits_with_the_status_of_its_command(
+    argv: list[str], status: int, usage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)
-    assert exited.value.code == 3
+    assert exited.value.code == status
     err = capsys.readouterr().err
-    assert err.startswith("usage: tradeloom health")
+    assert err.startswith(usage)
     assert "error:" in err
-
-
-@pytest.mark.parametrize(
-    "argv", [["backtest", "--bogus"], ["no-such-command"], ["plugins", "extra"]]
-)
-def test_usage_errors_of_other_commands_keep_status_2(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
-    assert "error:" in capsys.readouterr().err
