@@ -208,7 +208,14 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def on_market(self, event: MarketEvent) -> None:
-        """A new price. Called before strategies see the same event."""
+        """A new price. Called before strategies see the same event.
+
+        Optional, for speed: ``on_market_at(event, price, ts, instrument)``, doing what
+        ``on_market`` does, given the event's ``price``, ``ts`` and ``instrument``, which
+        delivery in one process reads once for every stage (each read of a model's field or
+        property costs a call). It is called instead of ``on_market`` only when ``on_market``
+        is the one of the class that defines ``on_market_at`` (not overridden in a subclass,
+        nor replaced on the instance)."""
 
     @abc.abstractmethod
     def on_order(self, order: Order) -> None:

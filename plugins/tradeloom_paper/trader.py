@@ -94,16 +94,22 @@ class PaperTrader(Executor):
         self._seen_signals = RecentIds(dedupe_window)
 
     def on_market(self, event: Bar | MarketTick) -> None:
+        self.on_market_at(event, event.price, event.ts, event.instrument)
+
+    def on_market_at(
+        self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
+    ) -> None:
+        """:meth:`on_market` given the event's price, time and instrument, which delivery in
+        one process reads once for every stage (see :class:`~tradeloom.components.Executor`)."""
         # Called for every market event: remember the event (its price is read only when an
         # order fills at the last price) and look at waiting orders only when there are some.
         # The event is taken in before waiting orders fill on it: a fill's callbacks may
         # place an order at once (a strategy's on_fill), which is placed after this event and
         # fills at its latest price with fill_at="last", never at one from before it.
-        instrument = event.instrument
         self.last_events[instrument] = event
         data_time = self.data_time
-        if data_time is None or event.ts > data_time:
-            self.data_time = event.ts
+        if data_time is None or ts > data_time:
+            self.data_time = ts
         if self.pending:
             waiting = self.pending.get(instrument)
             if waiting:

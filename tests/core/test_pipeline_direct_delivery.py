@@ -9,6 +9,7 @@ must give way to the normal path as soon as a stage observer is attached.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -277,9 +278,10 @@ class PricedStage:
         return self.on_market_at
 
     def on_market(self, event: Any) -> None:
-        self.on_market_at(event, event.price)
+        self.on_market_at(event, event.price, event.ts, event.instrument)
 
-    def on_market_at(self, event: Any, price: Decimal) -> None:
+    def on_market_at(self, event: Any, price: Decimal, ts: datetime, instrument: str) -> None:
+        assert (ts, instrument) == (event.ts, event.instrument)
         self.calls.append(("priced", event, price))
 
     def failed(self, event: Any, exc: Exception) -> StageError:
@@ -312,6 +314,43 @@ def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> Non
     assert overriding.calls == [("own", event, None) for event in events]
     assert replaced_calls == events and replaced.calls == []
     assert priced.counters.events_in == overriding.counters.events_in == 3
+
+
+class ExecutorLike:
+    """An executor's market methods: on_market, and on_market_at taking what delivery reads."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_market(self, event: Any) -> None:
+        self.on_market_at(event, event.price, event.ts, event.instrument)
+
+    def on_market_at(self, event: Any, price: Decimal, ts: datetime, instrument: str) -> None:
+        self.calls.append(("priced", event, price, ts, instrument))
+
+
+class OverridingExecutorLike(ExecutorLike):
+    def on_market(self, event: Any) -> None:
+        self.calls.append(("own", event))
+
+
+def test_delivery_passes_the_price_to_an_executor_only_for_its_own_market_method() -> None:
+    events = merge(ticks("X", [Decimal("10.5"), Decimal(11)]), bars("Y", ["12.25"]))
+    stage = PricedStage()  # the execution stage, whose market route is the executor's method
+    priced, overriding, replaced = ExecutorLike(), OverridingExecutorLike(), ExecutorLike()
+    replaced_calls: list[Any] = []
+    replaced.on_market = replaced_calls.append  # type: ignore[method-assign]
+    targets: list[tuple[Any, Any]] = [
+        (stage, priced.on_market),
+        (stage, overriding.on_market),
+        (stage, replaced.on_market),
+    ]
+    deliver = block_delivery(targets, SimulatedClock(), PipelineStatus())
+    assert deliver(events) == 3
+    assert priced.calls == [("priced", e, e.price, e.ts, e.instrument) for e in events]
+    assert overriding.calls == [("own", event) for event in events]
+    assert replaced_calls == events and replaced.calls == []
+    assert stage.calls == []
 
 
 class AsyncList(Feed):

@@ -19,7 +19,7 @@ from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.status import PipelineStatus
 
 if TYPE_CHECKING:
-    from tradeloom.runtime.stages import Stage
+    from tradeloom.runtime.stages import PricedMarketMethod, Stage
 
 BlockDelivery = Callable[[Iterable[MarketEvent]], int]
 
@@ -50,11 +50,12 @@ def block_delivery(
     priced = False
     for index, (stage, method) in enumerate(targets):
         namespace[f"stage_{index}"] = stage
-        # The price is read once for the stages whose market method can take it.
-        priced_method = stage.priced_market_method() if _is_own(stage, method) else None
+        # The price, time and instrument are read once for the stages whose market method
+        # can take them.
+        priced_method = _priced_method(stage, method)
         namespace[f"method_{index}"] = priced_method or method
         priced = priced or priced_method is not None
-        arguments = "event, price" if priced_method is not None else "event"
+        arguments = "event, price, ts, instrument" if priced_method is not None else "event"
         calls.append(
             "            try:\n"
             f"                method_{index}({arguments})\n"
@@ -87,7 +88,8 @@ def block_delivery(
         "            ts = event.ts\n"
         f"            {'price = event.price' if priced else 'pass'}\n"
         f"            {move}\n"
-        "            last_times[event.instrument] = ts\n"
+        "            instrument = event.instrument\n"
+        "            last_times[instrument] = ts\n"
         "            count += 1\n"
         f"{''.join(calls)}"
         "    finally:\n"
@@ -99,11 +101,24 @@ def block_delivery(
     return deliver
 
 
-def _is_own(stage: Stage, method: Callable[[Any], None]) -> bool:
-    # The route's method is the very on_market that the stage's priced method stands for (of
-    # the class that defines priced_market_method): not one overridden in a subclass, nor
-    # replaced on the instance, which are called as they are.
-    owner = next((c for c in type(stage).__mro__ if "priced_market_method" in vars(c)), None)
-    if owner is None or getattr(method, "__self__", None) is not stage:
+def _priced_method(stage: Stage, method: Callable[[Any], None]) -> PricedMarketMethod | None:
+    """What stands for the route's market ``method`` taking the price, time and instrument as
+    well: the stage's ``priced_market_method()``, or the ``on_market_at`` of the object
+    ``method`` is bound to (an executor's, as the paper trader has); None: call ``method``."""
+    if _stands_for(stage, method, "priced_market_method"):
+        return stage.priced_market_method()
+    owner = getattr(method, "__self__", None)
+    if owner is not None and owner is not stage and _stands_for(owner, method, "on_market_at"):
+        priced: PricedMarketMethod = owner.on_market_at
+        return priced
+    return None
+
+
+def _stands_for(owner: object, method: Callable[[Any], None], priced: str) -> bool:
+    # The route's method is the very on_market of ``owner`` that its priced method stands for
+    # (the on_market of the class that defines the method named ``priced``): not one
+    # overridden in a subclass, nor replaced on the instance, which are called as they are.
+    cls = next((c for c in type(owner).__mro__ if priced in vars(c)), None)
+    if cls is None or getattr(method, "__self__", None) is not owner:
         return False
-    return getattr(method, "__func__", None) is vars(owner).get("on_market")
+    return getattr(method, "__func__", None) is vars(cls).get("on_market")

@@ -16,7 +16,7 @@ from tradeloom.components import Persistence
 from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
 from tradeloom.portfolio import ZERO, EquityTerms, PortfolioBook, book_value
 from tradeloom.runtime.results import RunResult
-from tradeloom.runtime.stages import Stage, StageServices
+from tradeloom.runtime.stages import PricedMarketMethod, Stage, StageServices
 from tradeloom.runtime.transport import Topics
 
 _FAILURE_LOG_SECONDS = 30.0
@@ -81,18 +81,19 @@ class PortfolioStage(Stage):
         }
 
     def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price)
+        self.on_market_at(event, event.price, event.ts, event.instrument)
 
-    def priced_market_method(self) -> Callable[[Any, Decimal], None]:
+    def priced_market_method(self) -> PricedMarketMethod:
         return self.on_market_at
 
-    def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
-        instrument = event.instrument
+    def on_market_at(
+        self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
+    ) -> None:
         marks = self.book.marks
         stale = self._point_missing_fills
         if stale is not None:
             self._point_missing_fills = None
-            if stale != event.ts:  # at the same time, the point is computed again below
+            if stale != ts:  # at the same time, the point is computed again below
                 self._add_point(stale, self._equity_after_fills())  # at that time's prices
         marks[instrument] = price
         if self.record_equity:
@@ -108,7 +109,7 @@ class PortfolioStage(Stage):
                     # operations in the same order, so the same value and exponent.
                     cash, quantity = only
                     equity = self._equity = ZERO + (cash + quantity * price)
-            self._add_point(event.ts, equity)
+            self._add_point(ts, equity)
 
     def close_equity_curve(self) -> None:
         """End the equity curve at the equity after the last fills: orders sent in

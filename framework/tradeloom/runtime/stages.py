@@ -50,6 +50,9 @@ MAX_OUTCOMES_IN_A_ROW = 10_000
 signal that comes back at once) before the run stops: a retry loop, not trading."""
 _REFUSALS_REMEMBERED = 100_000
 
+PricedMarketMethod = Callable[[Any, Decimal, datetime, str], None]
+"""``method(event, price, ts, instrument)``: see :meth:`Stage.priced_market_method`."""
+
 
 def decimal_settings(context: Context) -> tuple[int, str, int, int, int]:
     """What of a Decimal context silently changes amounts: precision, rounding, exponent
@@ -153,11 +156,12 @@ class Stage:
         """The method handling each topic of ``topics``."""
         raise NotImplementedError
 
-    def priced_market_method(self) -> Callable[[Any, Decimal], None] | None:
-        """The market method taking the event's price as well, ``method(event, event.price)``,
-        doing what the market route does; None when the stage has none. Delivery in one
-        process reads the price once for every stage that has one (``price`` is a property,
-        which costs a Python call per read)."""
+    def priced_market_method(self) -> PricedMarketMethod | None:
+        """The market method taking the event's price, time and instrument as well,
+        ``method(event, event.price, event.ts, event.instrument)``, doing what the market
+        route does; None when the stage has none. Delivery in one process reads them once for
+        every stage that has one (``price`` is a property, which costs a Python call per read,
+        and each field read of a pydantic model goes through its ``__getattr__`` hook)."""
         return None
 
     def publish(self, topic: str, event: Event, key: str | None, direct: bool = True) -> None:
@@ -280,16 +284,16 @@ class StrategyStage(Stage):
         return targets
 
     def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price)
+        self.on_market_at(event, event.price, event.ts, event.instrument)
 
-    def priced_market_method(self) -> Callable[[Any, Decimal], None]:
+    def priced_market_method(self) -> PricedMarketMethod:
         return self.on_market_at
 
-    def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
-        instrument = event.instrument
+    def on_market_at(
+        self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
+    ) -> None:
         self.book.marks[instrument] = price
         market_time = self.market_time
-        ts = event.ts
         market_time.by_instrument[instrument] = ts
         if market_time.value is None or ts > market_time.value:
             market_time.value = ts
@@ -567,16 +571,18 @@ class RiskStage(Stage):
         }
 
     def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price)
+        self.on_market_at(event, event.price, event.ts, event.instrument)
 
-    def priced_market_method(self) -> Callable[[Any, Decimal], None]:
+    def priced_market_method(self) -> PricedMarketMethod:
         return self.on_market_at
 
-    def on_market_at(self, event: Bar | MarketTick, price: Decimal) -> None:
-        self.book.marks[event.instrument] = price
+    def on_market_at(
+        self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
+    ) -> None:
+        self.book.marks[instrument] = price
         if self.waiting.by_instrument:
             self.waiting.expire(self.services.clock.now())
-            for signal in self.waiting.release(event.instrument):
+            for signal in self.waiting.release(instrument):
                 self.judge(signal)
 
     def on_signal(self, signal: Signal | Cancel) -> None:
