@@ -1,0 +1,5 @@
+"""``python -m tradeloom``: the ``tradeloom`` command."""
+
+from tradeloom.cli import main
+
+raise SystemExit(main())
