@@ -48,6 +48,7 @@ from tradeloom.errors import (
     ConfigError,
     EventOrderError,
     FeedError,
+    PersistenceError,
     PluginError,
     TradeloomError,
 )
@@ -405,6 +406,33 @@ class Pipeline:
         book.restore(snapshots, fills)
         return book
 
+    async def _load_stored_state(self, persistence: Persistence) -> tuple[Any, Any]:
+        """Open the persistence and read its snapshots and fills. Anything but a
+        :class:`~tradeloom.errors.TradeloomError` it raises is a
+        :class:`~tradeloom.errors.PersistenceError` naming the back end and the call."""
+        step = "open"
+        try:
+            await maybe_await(persistence.open())
+            if "portfolio" in self.roles:
+                # The one process that writes the state: hold it before reading it, so that a
+                # second writer on the same store fails now, not at its first write.
+                claim = getattr(persistence, "claim_for_writing", None)
+                if claim is not None:
+                    step = "claim_for_writing"
+                    await maybe_await(claim())
+            step = "load_snapshots"
+            snapshots = await maybe_await(persistence.load_snapshots())
+            step = "load_fills"
+            fills = await maybe_await(persistence.load_fills())
+        except TradeloomError:
+            raise
+        except Exception as exc:
+            raise PersistenceError(
+                f"persistence {self.settings.persistence.name!r} raised in {step}(): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return snapshots, fills
+
     async def _assemble_stages(self) -> None:
         self._event_observer_set = self._event_observer()
         services = StageServices(
@@ -418,15 +446,7 @@ class Pipeline:
         snapshots: Any = {}
         fills: Any = []
         if self.persistence is not None:
-            await maybe_await(self.persistence.open())
-            if "portfolio" in self.roles:
-                # The one process that writes the state: hold it before reading it, so that a
-                # second writer on the same store fails now, not at its first write.
-                claim = getattr(self.persistence, "claim_for_writing", None)
-                if claim is not None:
-                    await maybe_await(claim())
-            snapshots = await maybe_await(self.persistence.load_snapshots())
-            fills = await maybe_await(self.persistence.load_fills())
+            snapshots, fills = await self._load_stored_state(self.persistence)
             self._judge_stored_state(snapshots, fills)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
