@@ -128,6 +128,16 @@ class TestPersistenceExample(PersistenceConformance):
         persistence.path.write_text(json.dumps(data))
         return "snapshot is invalid"
 
+    def corrupt_a_fill(self, persistence: Any, portfolio_id: str) -> str:
+        import json
+
+        data = json.loads(persistence.path.read_text())
+        for entry in data["fills"]:
+            if entry[0] == portfolio_id:
+                entry[1] = entry[1].replace('"side":"buy"', '"side":"hold"')
+        persistence.path.write_text(json.dumps(data))
+        return "stored fill is invalid: side:"
+
 
 # ---- writing-validator.md -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import pytest
 BROKEN_BACKENDS = textwrap.dedent(
     """
     import pytest
+    from tradeloom.events import Fill, PortfolioSnapshot
     from tradeloom_memory.persistence import MemoryPersistence
     from tradeloom.testing.persistence import PersistenceConformance
 
@@ -29,6 +30,10 @@ BROKEN_BACKENDS = textwrap.dedent(
 
         def corrupt_a_snapshot(self, persistence, portfolio_id):
             persistence.store.snapshots[portfolio_id] = "{}"
+
+        def corrupt_a_fill(self, persistence, portfolio_id):
+            fills = persistence.store.fills
+            fills[:] = [(o, "{}" if o == portfolio_id else d) for o, d in fills]
 
 
     class NoDedupe(MemoryPersistence):
@@ -64,6 +69,32 @@ BROKEN_BACKENDS = textwrap.dedent(
                 return {}
 
 
+    class SkipsBadFills(MemoryPersistence):
+        def load_fills(self, portfolio_id=None):
+            fills = []
+            for owner, data in self.store.fills:
+                try:
+                    fills.append(Fill.model_validate_json(data))
+                except ValueError:
+                    continue
+            return [f for f in fills if portfolio_id is None or f.strategy_id == portfolio_id]
+
+
+    class ReadsAnyVersion(MemoryPersistence):
+        def load_fills(self, portfolio_id=None):
+            return [
+                Fill.model_validate_json(data)
+                for owner, data in self.store.fills
+                if portfolio_id is None or owner == portfolio_id
+            ]
+
+        def load_snapshots(self):
+            return {
+                pid: PortfolioSnapshot.model_validate_json(data)
+                for pid, data in self.store.snapshots.items()
+            }
+
+
     class NoFilter(MemoryPersistence):
         def load_fills(self, portfolio_id=None):
             return super().load_fills()
@@ -93,8 +124,20 @@ BROKEN_BACKENDS = textwrap.dedent(
         backend = NoFilter
 
 
+    class TestSkipsBadFills(Base):
+        backend = SkipsBadFills
+
+
+    class TestReadsAnyVersion(Base):
+        backend = ReadsAnyVersion
+
+
     class TestNoCorruptionHook(Base):
         supports_corruption_test = False
+
+
+    class TestNoFillCorruptionHook(Base):
+        corrupt_a_fill = PersistenceConformance.corrupt_a_fill
 
 
     class TestMissingFixture(PersistenceConformance):
@@ -150,6 +193,14 @@ def _failed(outcomes: dict[str, str], cls: str) -> set[str]:
         ("TestFirstWins", {"test_latest_snapshot_per_portfolio"}),
         ("TestSilentReset", {"test_corrupt_snapshot_raises"}),
         ("TestNoFilter", {"test_load_fills_of_one_portfolio", "test_awkward_portfolio_ids"}),
+        ("TestSkipsBadFills", {"test_corrupt_fill_raises"}),
+        (
+            "TestReadsAnyVersion",
+            {
+                "test_fill_of_a_newer_schema_version_is_refused",
+                "test_snapshot_of_a_newer_schema_version_is_refused",
+            },
+        ),
     ],
 )
 def test_suite_fails_the_broken_rule(
@@ -167,7 +218,12 @@ def test_correct_backend_passes_everything(outcomes: dict[str, str]) -> None:
     no_hook = {t: o for t, o in outcomes.items() if t.startswith("TestNoCorruptionHook::")}
     assert len(no_hook) >= 15
     assert no_hook.pop("TestNoCorruptionHook::test_corrupt_snapshot_raises") == "SKIPPED"
+    assert no_hook.pop("TestNoCorruptionHook::test_corrupt_fill_raises") == "SKIPPED"
     assert set(no_hook.values()) == {"PASSED"}
+    # The damaged-fill test is optional: without corrupt_a_fill, it is skipped, not passed.
+    no_fill_hook = {t: o for t, o in outcomes.items() if t.startswith("TestNoFillCorruptionHook::")}
+    assert no_fill_hook.pop("TestNoFillCorruptionHook::test_corrupt_fill_raises") == "SKIPPED"
+    assert set(no_fill_hook.values()) == {"PASSED"}
 
 
 def test_missing_fixture_is_an_error(outcomes: dict[str, str]) -> None:

@@ -36,6 +36,13 @@ class TestMemoryPersistence(PersistenceConformance):
         persistence.store.snapshots[portfolio_id] = stored.replace('"cash":"9.90"', '"cash":"lots"')
         return f"portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
 
+    def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> str:
+        assert isinstance(persistence, MemoryPersistence)
+        fills = persistence.store.fills
+        (index,) = [i for i, (owner, _) in enumerate(fills) if owner == portfolio_id]
+        fills[index] = (portfolio_id, fills[index][1].replace('"price":"9.90"', '"price":"x"'))
+        return f"fill #{index + 1}, portfolio {portfolio_id!r}: stored fill is invalid: price:"
+
 
 def test_use_before_open_is_refused() -> None:
     memory = MemoryPersistence()
@@ -229,6 +236,11 @@ class TestAsyncBackend(PersistenceConformance):
         assert isinstance(persistence, AsyncMemoryPersistence)
         store = persistence.inner.store
         store.snapshots[portfolio_id] = store.snapshots[portfolio_id].replace('"type"', '"kind"')
+
+    async def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> None:
+        assert isinstance(persistence, AsyncMemoryPersistence)
+        fills = persistence.inner.store.fills
+        fills[:] = [(owner, data[:-1] if owner == portfolio_id else data) for owner, data in fills]
 
     def test_methods_were_awaited(self, conformance_store: BlockingPersistence) -> None:
         conformance_store.save_snapshots([make_snapshot("x")])

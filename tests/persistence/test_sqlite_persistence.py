@@ -58,6 +58,18 @@ class TestSqlitePersistence(PersistenceConformance):
         assert changed == 1
         return f"table snapshots, portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
 
+    def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> str:
+        assert isinstance(persistence, SqlitePersistence)
+        with sqlite3.connect(persistence.path) as raw:
+            changed = raw.execute(
+                "UPDATE fills SET event = json_set(event, '$.quantity', '-1') "
+                "WHERE portfolio_id = ?",
+                (portfolio_id,),
+            ).rowcount
+        raw.close()
+        assert changed == 1
+        return f"portfolio {portfolio_id!r}: stored fill is invalid: quantity:"
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:

@@ -78,6 +78,18 @@ class TestPostgresPersistence(PersistenceConformance):
         assert changed == 1
         return f"snapshots, portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
 
+    def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> str:
+        assert isinstance(persistence, PostgresPersistence)
+        with psycopg.connect(**persistence.params.connect_kwargs()) as conn:
+            changed = conn.execute(
+                sql.SQL(
+                    "UPDATE {}.fills SET event = event - 'side' WHERE portfolio_id = %s"
+                ).format(sql.Identifier(persistence.schema)),
+                (portfolio_id,),
+            ).rowcount
+        assert changed == 1
+        return f"portfolio {portfolio_id!r}: stored fill is invalid: side:"
+
 
 @pytest.fixture
 def store(postgres_server: PostgresServer, schema: str) -> Iterator[PostgresPersistence]:

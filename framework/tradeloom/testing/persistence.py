@@ -25,6 +25,10 @@ test module, tell it how to build your back end, and pytest runs every contract 
             # hand would. Set ``supports_corruption_test = False`` instead if impossible.
             ...
 
+        def corrupt_a_fill(self, persistence, portfolio_id):
+            # Optional: damage the one journaled fill of ``portfolio_id`` the same way.
+            ...
+
 Methods of the back end may be plain or ``async``: the suite calls each one and, when the
 result is awaitable, awaits it on an event loop that lives for the whole test (an anyio
 blocking portal), so loop-bound resources such as async connection pools keep working.
@@ -48,8 +52,8 @@ import pytest
 from uuid6 import uuid7
 
 from tradeloom.components import Persistence
-from tradeloom.errors import CorruptStateError
-from tradeloom.events import Fill, PortfolioSnapshot, Position, Side
+from tradeloom.errors import CorruptStateError, PersistenceError
+from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot, Position, Side
 
 __all__ = [
     "AwaitRunner",
@@ -324,6 +328,18 @@ class PersistenceConformance:
         raise NotImplementedError(
             f"{type(self).__name__} must implement corrupt_a_snapshot(persistence, portfolio_id) "
             "or set supports_corruption_test = False"
+        )
+
+    def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> str | None:
+        """Optional override: damage the one journaled fill of ``portfolio_id`` as
+        :meth:`corrupt_a_snapshot` damages a snapshot. May be async.
+
+        ``load_fills`` must then raise :class:`~tradeloom.errors.CorruptStateError` whose
+        message contains the returned string, or ``portfolio_id`` when ``None`` is returned.
+        Not overridden, the damaged-fill test is reported as skipped.
+        """
+        pytest.skip(
+            f"{type(self).__name__} does not implement corrupt_a_fill(persistence, portfolio_id)"
         )
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -607,3 +623,60 @@ class PersistenceConformance:
         with pytest.raises(CorruptStateError):
             fresh.open()
             fresh.load_snapshots()
+
+    def test_corrupt_fill_raises(
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
+    ) -> None:
+        if not self.supports_corruption_test:
+            pytest.skip(f"{type(self).__name__} sets supports_corruption_test = False")
+        conformance_store.record_fills([make_fill("healthy"), make_fill(VICTIM, price="9.90")])
+        expected = conformance_runner.resolve(
+            self.corrupt_a_fill(conformance_store.persistence, VICTIM)
+        )
+        needle = expected if expected is not None else VICTIM
+        with pytest.raises(CorruptStateError) as info:
+            conformance_store.load_fills()
+        assert needle in str(info.value), (
+            f"CorruptStateError should name {needle!r}; got: {info.value}"
+        )
+        conformance_store.close()
+        fresh = conformance_runner.wrap(self.reopen(conformance_store.persistence))
+        with pytest.raises(CorruptStateError):
+            fresh.open()
+            fresh.load_fills()
+
+    # ---- state written by a newer tradeloom --------------------------------------------------
+
+    def test_fill_of_a_newer_schema_version_is_refused(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
+        conformance_store.record_fills([make_fill("alpha"), _newer(make_fill("alpha"))])
+        _assert_refused_as_newer(conformance_store.load_fills)
+        _assert_refused_as_newer(lambda: conformance_store.load_fills("alpha"))
+
+    def test_snapshot_of_a_newer_schema_version_is_refused(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
+        conformance_store.save_snapshots([make_snapshot("alpha"), _newer(make_snapshot("beta"))])
+        _assert_refused_as_newer(conformance_store.load_snapshots)
+
+
+_Stored = TypeVar("_Stored", bound=Event)
+
+
+def _newer(event: _Stored) -> _Stored:
+    """``event`` as a newer tradeloom would write it: ``schema_version`` above this one's."""
+    return event.model_copy(update={"schema_version": SCHEMA_VERSION + 1})
+
+
+def _assert_refused_as_newer(load: Any) -> None:
+    """Stored state of a newer schema version is refused with a PersistenceError that says
+    so, not read as if it were of this version, nor reported as damaged (CorruptStateError)."""
+    with pytest.raises(PersistenceError) as info:
+        load()
+    assert not isinstance(info.value, CorruptStateError), (
+        f"state of a newer schema version is not damaged; got CorruptStateError: {info.value}"
+    )
+    assert "newer" in str(info.value), (
+        f"the PersistenceError should say the state is of a newer version; got: {info.value}"
+    )
