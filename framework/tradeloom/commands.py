@@ -22,7 +22,7 @@ from tradeloom import hookimpl
 from tradeloom.awaitables import sole_exception
 from tradeloom.cli import print_json
 from tradeloom.console import say, say_from_a_signal_handler
-from tradeloom.errors import ConfigError, EventOrderError, TradeloomError
+from tradeloom.errors import ConfigError, EventOrderError, PersistenceError, TradeloomError
 from tradeloom.plugins import PluginManager
 from tradeloom.runtime.pipeline import ROLES, Pipeline
 from tradeloom.runtime.results import RunResult
@@ -269,6 +269,12 @@ def _what_is_kept(
     persistence, and whether ``--resume`` can go on from there. For a failure, '' when it
     left nothing there."""
     result = pipeline.result
+    if (
+        isinstance(failure, PersistenceError)
+        and not pipeline.status.market_events
+        and not result.fill_count
+    ):
+        return ""  # the stored state could not be used: this run changed nothing there
     nothing = ""
     if not result.fill_count and result.resumed_after is None:
         nothing = "nothing was traded, so there is no state to resume from"
@@ -278,11 +284,14 @@ def _what_is_kept(
         return "its state could not be saved (see the log)"
     if nothing:
         return "" if failure is not None else nothing
+    # Given --resume already, the same command goes on again.
+    go_on = "run the same command again" if pipeline.resume else "add --resume to the same command"
     if failure is None:
-        saved, go_on, start_over = "its state is saved", "add", ""
+        saved, start_over = "its state is saved", ""
     else:
         saved = "its state up to the failure is saved"
-        go_on, start_over = "once the cause is fixed, add", " (or delete that state to start over)"
+        go_on = f"once the cause is fixed, {go_on}"
+        start_over = " (or delete that state to start over)"
     if isinstance(failure, EventOrderError):
         # Stamped at the latest time taken: a resume would skip the earlier events the run
         # refused, and every other one up to that time.
@@ -292,7 +301,7 @@ def _what_is_kept(
         )
     if not can_resume:
         return saved
-    return f"{saved}: {go_on} --resume to the same command to continue from there{start_over}"
+    return f"{saved}: {go_on} to continue from there{start_over}"
 
 
 def output_directory(path: str | Path) -> Path:

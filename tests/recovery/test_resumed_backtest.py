@@ -11,6 +11,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -463,3 +464,76 @@ def test_a_repeated_sigterm_while_the_backtest_stops_does_not_cut_it_short(
     assert "Backtest of c.toml (interrupted)" in stdout.decode()
     summary = json.loads((tmp_path / "a" / "result.json").read_text())["summary"]
     assert summary["interrupted"] is not None and 0 < summary["market_events"] < 400_000
+
+
+def _orcl_toml(tmp_path: Path, data: Path, extra: str = "") -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'{extra}[feed]\nname = "replay"\nparams = {{ path = "{data}", format = "yahoo", '
+        'instrument = "ORCL" }\n[[strategies]]\nname = "sma_cross"\n'
+        '[persistence]\nname = "sqlite"\nparams = { path = "state.sqlite" }\n'
+    )
+    return config
+
+
+def _backtest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tradeloom", "backtest", "-c", "c.toml", "--out", "o", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_resumed_backtest_that_fails_says_to_run_the_same_command_again(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines(keepends=True)
+    (tmp_path / "first.txt").write_text("".join(lines[:2501]))
+    _orcl_toml(tmp_path, tmp_path / "first.txt")
+    assert _backtest(tmp_path).returncode == 0
+    (tmp_path / "breaks_in_2005.py").write_text(
+        "from tradeloom import Strategy, hookimpl\n"
+        "class BreaksIn2005(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        if bar.ts.year == 2005:\n"
+        "            raise RuntimeError('kaboom')\n"
+        "@hookimpl\n"
+        "def tradeloom_register_strategies():\n"
+        "    return {'breaks_in_2005': BreaksIn2005}\n"
+    )
+    config = _orcl_toml(
+        tmp_path,
+        shared_data / "orcl-1995-2014.txt",
+        extra='[plugins]\nmodules = ["breaks_in_2005"]\n',
+    )
+    config.write_text(config.read_text() + '[[strategies]]\nname = "breaks_in_2005"\n')
+    done = _backtest(tmp_path, "--resume")
+    assert done.returncode == 1, done.stderr
+    assert "strategy 'breaks_in_2005' raised on bar" in done.stderr
+    assert done.stderr.endswith(
+        "tradeloom: its state up to the failure is saved: once the cause is fixed, run the same "
+        "command again to continue from there (or delete that state to start over)\n"
+    )
+
+
+def test_stored_fills_that_do_not_fit_the_snapshots_name_the_store_and_nothing_else(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    _orcl_toml(tmp_path, shared_data / "orcl-1995-2014.txt")
+    assert _backtest(tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "state.sqlite") as raw:
+        (fill_id,) = raw.execute(
+            "DELETE FROM fills WHERE seq = (SELECT max(seq) FROM fills) RETURNING fill_id"
+        ).fetchone()
+    raw.close()
+    done = _backtest(tmp_path, "--resume")
+    assert done.returncode == 1
+    # The state could not be used, so the run changed nothing there: no advice to resume.
+    assert done.stderr == (
+        "tradeloom: error: the 'sqlite' persistence at state.sqlite: snapshots refer to fills "
+        f"that are not in the fills journal: sma_cross (fill {fill_id})\n"
+    )

@@ -7,6 +7,7 @@ import gc
 import inspect
 import itertools
 import logging
+import os
 import time
 from collections.abc import (
     AsyncIterable,
@@ -46,6 +47,7 @@ from tradeloom.components import (
 )
 from tradeloom.errors import (
     ConfigError,
+    CorruptStateError,
     EventOrderError,
     FeedError,
     PersistenceError,
@@ -305,11 +307,8 @@ class Pipeline:
         """A backtest refuses stored state unless it resumes from it; say what a resume
         finds (no state, portfolios no strategy trades)."""
         if (snapshots or fills) and not self.resume:
-            configured = self.settings.persistence
-            path = configured.params.get("path")
-            where = f" at {path}" if isinstance(path, str) else ""
             raise ConfigError(
-                f"the {configured.name!r} persistence{where} already holds state from an "
+                f"{self._stored_state_name()} already holds state from an "
                 f"earlier run ({_count(len(snapshots), 'portfolio snapshot')}, "
                 f"{_count(len(fills), 'fill')}); a backtest starts from empty books: delete "
                 "that state or point [persistence] at a new location to start over, or "
@@ -403,8 +402,19 @@ class Pipeline:
 
     async def _restored_book(self, snapshots: Any, fills: Any) -> PortfolioBook:
         book = self._new_book()
-        book.restore(snapshots, fills)
+        try:
+            book.restore(snapshots, fills)
+        except CorruptStateError as exc:  # the stored events do not fit together: say where
+            raise CorruptStateError(f"{self._stored_state_name()}: {exc}") from None
         return book
+
+    def _stored_state_name(self) -> str:
+        """The configured persistence, with its path when it has one: "the 'sqlite'
+        persistence at state.sqlite"."""
+        configured = self.settings.persistence
+        path = configured.params.get("path")
+        where = f" at {path}" if isinstance(path, str | os.PathLike) else ""
+        return f"the {configured.name!r} persistence{where}"
 
     async def _load_stored_state(self, persistence: Persistence) -> tuple[Any, Any]:
         """Open the persistence and read its snapshots and fills. Anything but a
