@@ -29,12 +29,21 @@ SCHEMA_VERSION = 1
 
 
 def _refuse_float(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is Decimal or kind is int:
+        return value
     if isinstance(value, float):
-        raise ValueError(
-            f"float {value!r} is not accepted for money, prices or quantities; "
-            "pass a Decimal, an int or a numeric string"
-        )
-    return value
+        what = f"float {value!r}"
+    elif isinstance(value, bool):
+        what = f"the boolean {value}"
+    elif isinstance(value, Decimal | int | str):
+        return value
+    else:  # pydantic's own message would list float among what it takes
+        what = type(value).__name__
+    raise ValueError(
+        f"{what} is not accepted for money, prices or quantities; "
+        "pass a Decimal, an int or a numeric string"
+    )
 
 
 SMALLEST_EXPONENT = -100_000

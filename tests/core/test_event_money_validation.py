@@ -46,6 +46,17 @@ def _message(caught: pytest.ExceptionInfo[ValidationError]) -> str:
             "Value error, float 1.5 is not accepted for money, prices or quantities; "
             "pass a Decimal, an int or a numeric string",
         ),
+        # pydantic's own message for these would list float among what a Decimal takes.
+        (
+            True,
+            "Value error, the boolean True is not accepted for money, prices or quantities; "
+            "pass a Decimal, an int or a numeric string",
+        ),
+        (
+            [1],
+            "Value error, list is not accepted for money, prices or quantities; "
+            "pass a Decimal, an int or a numeric string",
+        ),
         (Decimal("NaN"), "Input should be a finite number"),
         (Decimal("-Infinity"), "Input should be a finite number"),
         ("sNaN", "Input should be a finite number"),
@@ -226,3 +237,25 @@ def test_a_backtest_of_extreme_numbers_in_range_completes(size: str) -> None:
     (fill,) = result.fills
     assert fill.commission == Decimal(size) * Decimal(size) * Decimal("0.001")
     assert result.final_equity == Decimal(size) - fill.commission
+
+
+@pytest.mark.parametrize(
+    ("quantity", "what"), [(True, "the boolean True"), (None, "NoneType"), (2.5, "float 2.5")]
+)
+def test_a_strategy_buying_what_is_no_amount_is_told_what_an_amount_is(
+    quantity: object, what: str
+) -> None:
+    from tradeloom import Strategy
+    from tradeloom.errors import StrategyError
+    from tradeloom.testing import run_strategy, ticks
+
+    class BuysOddly(Strategy):
+        def on_tick(self, tick: MarketTick, ctx: Any) -> None:
+            ctx.buy(tick.instrument, quantity)
+
+    with pytest.raises(StrategyError) as caught:
+        run_strategy(BuysOddly(), ticks("X", ["10"]))
+    assert str(caught.value).endswith(
+        f"ValueError: buy 'X': quantity: {what} is not accepted for money, prices or "
+        "quantities; pass a Decimal, an int or a numeric string"
+    )
