@@ -15,10 +15,12 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from decimal import Decimal
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, field_validator
+
+from tradeloom.events import out_of_range
 
 
 def takes_bool(annotation: Any) -> bool:
@@ -192,3 +194,58 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
     for key in path:
         value = value[key]
     return value
+
+
+def _refuse_inexact(value: Any) -> Any:
+    if isinstance(value, float | bool):
+        raise ValueError(_inexact_message("", value))
+    return value
+
+
+def _inexact_message(where: str, value: Any) -> str:
+    subject = f"{where} must" if where else "must"
+    if isinstance(value, bool):
+        return f"{subject} be a number, not the boolean {value}"
+    return (
+        f"{subject} be a Decimal, an int or a numeric string, not the float {value!r} "
+        f'(floats are inexact; write it as a string, e.g. "{value}")'
+    )
+
+
+DecimalParam = Annotated[Decimal, BeforeValidator(_refuse_inexact)]
+"""A parameter given as a Decimal, an int or a numeric string; floats and booleans are refused.
+
+The annotation lets the runtime's parameter check refuse floats too, before the constructor runs.
+"""
+
+
+def decimal_param(value: Any, *, where: str, positive: bool = False) -> Decimal:
+    """``value`` (a Decimal, an int or a numeric string) as a finite Decimal in the range
+    events take, at least zero (greater than zero with ``positive``); a ValueError naming
+    ``where`` otherwise. For components that check the parameters they are built with: the
+    configuration reads them through the annotations, Python code passes them directly."""
+    if isinstance(value, float | bool):
+        raise ValueError(_inexact_message(where, value))
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{where} must be a number, got {value!r}") from None
+    else:
+        raise ValueError(
+            f"{where} must be a Decimal, an int or a numeric string, not {type(value).__name__}"
+        )
+    if not number.is_finite():
+        raise ValueError(f"{where} must be a finite number, got {number}")
+    if positive and number <= 0:
+        raise ValueError(f"{where} must be greater than zero, got {number}")
+    if number < 0:
+        raise ValueError(f"{where} must be zero or more, got {number}")
+    problem = out_of_range(number)
+    if problem is not None:
+        raise ValueError(f"{where} {problem}")
+    return number

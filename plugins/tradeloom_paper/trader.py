@@ -19,25 +19,13 @@ from tradeloom.events import (
     Rejection,
     Side,
     Signal,
-    out_of_range,
 )
+from tradeloom.params import DecimalParam, decimal_param
 from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.trusted import build_fill
 
 BPS = Decimal(10_000)
 ZERO = Decimal(0)
-
-
-def _non_negative_decimal(value: Decimal | int | str, name: str) -> Decimal:
-    if isinstance(value, float):
-        raise ValueError(f"{name} must be a Decimal, int or numeric string, not a float")
-    number = Decimal(value)
-    if not number.is_finite() or number < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    problem = out_of_range(number)
-    if problem is not None:
-        raise ValueError(f"{name} {problem}")
-    return number
 
 
 class PaperTrader(Executor):
@@ -70,8 +58,8 @@ class PaperTrader(Executor):
     def __init__(
         self,
         fill_at: Literal["next", "last"] = "next",
-        commission_bps: Decimal = Decimal(0),
-        slippage_bps: Decimal = Decimal(0),
+        commission_bps: DecimalParam = Decimal(0),
+        slippage_bps: DecimalParam = Decimal(0),
         dedupe_window: int = 100_000,
     ) -> None:
         if fill_at not in ("next", "last"):
@@ -81,8 +69,8 @@ class PaperTrader(Executor):
         if dedupe_window < 0:
             raise ValueError(f"dedupe_window must be >= 0, got {dedupe_window}")
         self.fill_at = fill_at
-        self.commission_rate = _non_negative_decimal(commission_bps, "commission_bps") / BPS
-        slippage = _non_negative_decimal(slippage_bps, "slippage_bps")
+        self.commission_rate = decimal_param(commission_bps, where="commission_bps") / BPS
+        slippage = decimal_param(slippage_bps, where="slippage_bps")
         if slippage >= BPS:
             raise ValueError(f"slippage_bps must be below 10000 (100%), got {slippage_bps}")
         self.slippage_rate = slippage / BPS

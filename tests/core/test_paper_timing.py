@@ -152,9 +152,16 @@ def test_a_dedupe_window_that_is_not_a_count_is_refused(window: object) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (-1, "must be a finite number >= 0, got -1"),
-        ("NaN", "must be a finite number >= 0, got NaN"),
-        (2.5, "must be a Decimal, int or numeric string, not a float"),
+        (-1, "must be zero or more, got -1"),
+        ("NaN", "must be a finite number, got NaN"),
+        ("abc", "must be a number, got 'abc'"),
+        (None, "must be a Decimal, an int or a numeric string, not NoneType"),
+        (True, "must be a number, not the boolean True"),
+        (
+            2.5,
+            "must be a Decimal, an int or a numeric string, not the float 2.5 (floats are "
+            'inexact; write it as a string, e.g. "2.5")',
+        ),
         # A finite Decimal, but the fee on any fill would overflow and fail the run there.
         (
             "1e999999",
