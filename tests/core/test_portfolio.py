@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import uuid6
@@ -9,6 +10,7 @@ import uuid6
 from tradeloom.errors import CorruptStateError
 from tradeloom.events import Fill, Side
 from tradeloom.portfolio import PortfolioBook
+from tradeloom.testing.persistence import make_fill
 
 TS = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -102,3 +104,14 @@ def test_restore_refuses_a_snapshot_whose_last_fill_is_not_journaled() -> None:
     snapshot = live.portfolio("p").snapshot(Ids(), TS, live.marks)
     with pytest.raises(CorruptStateError, match="not in the fills journal"):
         PortfolioBook(Decimal(1000)).restore({"p": snapshot}, [])
+
+
+def test_the_rounding_of_a_non_terminating_average_is_as_concepts_md_says() -> None:
+    book = PortfolioBook(Decimal(100))
+    for side, quantity, price in [("buy", 1, 1), ("buy", 2, 2), ("sell", 3, 3)]:
+        book.apply_fill(make_fill("p", side=side, quantity=quantity, price=price, commission=0))
+    page = (Path(__file__).parents[2] / "docs" / "concepts.md").read_text()
+    portfolio = book.portfolio("p")
+    assert f"realizes `{portfolio.realized_pnl()}`" in page
+    assert "`1.666666666666666666666666667`" in page
+    assert portfolio.cash == Decimal(104)
