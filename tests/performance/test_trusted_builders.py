@@ -141,7 +141,7 @@ def test_signals_from_a_strategy_equal_validated_ones(
         (Decimal("NaN"), None, "ORCL", "finite"),
         (Decimal("-1"), None, "ORCL", "greater than zero"),
         (0, None, "ORCL", "greater than zero"),
-        (True, None, "ORCL", "Decimal input"),
+        (True, None, "ORCL", "the boolean True is not accepted"),
         (1, Decimal(0), "ORCL", "greater than zero"),
         (1, Decimal("Infinity"), "ORCL", "finite"),
         (Decimal("1E+100000"), None, "ORCL", "out of range"),
