@@ -272,6 +272,12 @@ class Persistence(abc.ABC):
     # processes read only what was journaled since they last looked when they are assigned
     # partitions; without it they read the whole journal each time. Only for an append-only
     # journal whose order never changes.
+    #
+    # Optional: ``save_metadata(items)`` and ``load_metadata()``: a few named texts kept with
+    # the state, each key's latest value (``save_metadata`` updates the keys it is given,
+    # ``load_metadata`` returns ``dict[str, str]``, ``{}`` when none were saved). The pipeline
+    # keeps there what the settings of the run that saved the state were, so that a resumed
+    # run can say which of them changed. Without them it cannot tell.
 
     @abc.abstractmethod
     def record_fills(self, fills: Sequence[Fill]) -> Any:

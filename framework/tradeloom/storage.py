@@ -12,6 +12,7 @@ as if it were of the current version could misread fields whose meaning changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot
 from tradeloom.params import describe_validation_error
 
 __all__ = [
+    "check_metadata",
     "decode_stored_fill",
     "decode_stored_snapshot",
     "describe_validation_error",
@@ -97,3 +99,20 @@ def decode_stored_snapshot(
             f"{where}: the stored snapshot belongs to portfolio {snapshot.portfolio_id!r}"
         )
     return snapshot
+
+
+def check_metadata(items: Mapping[str, str]) -> dict[str, str]:
+    """``items`` of ``save_metadata(items)`` checked: text keys (not empty) to text values;
+    a ValueError otherwise."""
+    if not isinstance(items, Mapping):
+        raise ValueError(
+            f"save_metadata takes a mapping of text to text, not {type(items).__name__}"
+        )
+    checked: dict[str, str] = {}
+    for key, value in items.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise ValueError(
+                f"save_metadata takes non-empty text keys and text values, got {key!r}: {value!r}"
+            )
+        checked[key] = value
+    return checked

@@ -10,7 +10,7 @@ process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -18,6 +18,7 @@ from tradeloom.components import Persistence
 from tradeloom.errors import PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
 from tradeloom.storage import (
+    check_metadata,
     decode_stored_fill,
     decode_stored_snapshot,
     journal_count,
@@ -43,6 +44,8 @@ class MemoryStore:
 
     snapshots: dict[str, str] = attrs.field(factory=dict)
     """``portfolio_id -> snapshot JSON``, the latest saved."""
+    metadata: dict[str, str] = attrs.field(factory=dict)
+    """What :meth:`MemoryPersistence.save_metadata` saved, the latest value of each key."""
     lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     # The journal: fills encoded so far, then fills recorded since, not encoded yet.
     _encoded: list[tuple[str, str]] = attrs.field(factory=list, init=False, repr=False)
@@ -169,3 +172,15 @@ class MemoryPersistence(Persistence):
             where = f"memory store: fill #{position + 1}, portfolio {owner!r}"
             fills.append(decode_stored_fill(data, where=where, portfolio_id=owner))
         return fills
+
+    def save_metadata(self, items: Mapping[str, str]) -> None:
+        """Keep each key's latest value (see :class:`~tradeloom.components.Persistence`)."""
+        self._check_open()
+        checked = check_metadata(items)
+        with self.store.lock:
+            self.store.metadata.update(checked)
+
+    def load_metadata(self) -> dict[str, str]:
+        self._check_open()
+        with self.store.lock:
+            return dict(self.store.metadata)

@@ -31,7 +31,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
 from tradeloom.storage import (
+    check_metadata,
     decode_stored_fill,
     decode_stored_snapshot,
     journal_count,
@@ -83,9 +84,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX snapshots_by_save ON snapshots (saved_seq)",
     ),
+    2: ("CREATE TABLE metadata (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-_TABLES = {1: {"fills", "snapshots"}}
+_TABLES = {1: {"fills", "snapshots"}, 2: {"fills", "snapshots", "metadata"}}
 """The tables of each schema version (``sqlite_*`` tables aside)."""
 
 _SQLITE_BUSY = 5
@@ -560,6 +562,24 @@ class SqlitePersistence(Persistence):
                 "snapshot = excluded.snapshot",
                 [(portfolio_id, saved_seq, saved_at, data) for portfolio_id, data in rows],
             )
+
+    def save_metadata(self, items: Mapping[str, str]) -> None:
+        """Keep each key's latest value, in one transaction."""
+        rows = list(check_metadata(items).items())
+        if not rows:
+            return
+        with self._transaction("saving metadata") as conn:
+            conn.executemany(
+                "INSERT INTO metadata (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+
+    def load_metadata(self) -> dict[str, str]:
+        """What :meth:`save_metadata` saved: each key's latest value."""
+        with self._connection("loading metadata") as conn:
+            rows = conn.execute("SELECT key, value FROM metadata ORDER BY key").fetchall()
+        return {str(key): str(value) for key, value in rows}
 
     def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
         """The latest snapshot of every portfolio, by portfolio id."""

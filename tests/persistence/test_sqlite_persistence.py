@@ -809,3 +809,25 @@ def test_built_from_configuration(tmp_path: Path) -> None:
     assert _raw(tmp_path / "cfg.sqlite", "SELECT count(*) FROM fills") == [(1,)]
     with pytest.raises(ConfigError, match="journal_mode: Input should be 'wal'"):
         load_plugin_manager().create("persistence", "sqlite", {"journal_mode": "off"})
+
+
+def test_a_file_of_schema_version_1_is_migrated_keeping_its_state(db_path: Path) -> None:
+    first = SqlitePersistence(db_path)
+    first.open()
+    fills = [make_fill("alpha"), make_fill("beta")]
+    first.record_fills(fills)
+    first.save_snapshots([make_snapshot("alpha")])
+    first.close()
+    # As tradeloom left it before metadata came (version 2).
+    _raw(db_path, "DROP TABLE metadata")
+    _raw(db_path, "PRAGMA user_version = 1")
+    again = SqlitePersistence(db_path)
+    again.open()
+    try:
+        assert again.load_fills() == fills and list(again.load_snapshots()) == ["alpha"]
+        assert again.load_metadata() == {}
+        again.save_metadata({"k": "v"})
+        assert again.load_metadata() == {"k": "v"}
+    finally:
+        again.close()
+    assert _raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

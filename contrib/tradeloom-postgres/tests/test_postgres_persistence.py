@@ -33,7 +33,7 @@ from tradeloom.testing.persistence import (
 
 from pg_testserver import PostgresServer
 from tradeloom_postgres import plugin
-from tradeloom_postgres.persistence import SCHEMA_VERSION, PostgresPersistence
+from tradeloom_postgres.persistence import MIGRATIONS, SCHEMA_VERSION, PostgresPersistence
 
 
 @pytest.fixture
@@ -146,8 +146,10 @@ def test_migrations_recorded_once(postgres_server: PostgresServer, schema: str) 
         persistence = PostgresPersistence(**postgres_server.params(schema=schema))
         persistence.open()
         persistence.close()
-    rows = _admin(postgres_server, "SELECT version FROM {schema}.tradeloom_migrations", schema)
-    assert rows == [(SCHEMA_VERSION,)]
+    rows = _admin(
+        postgres_server, "SELECT version FROM {schema}.tradeloom_migrations ORDER BY 1", schema
+    )
+    assert rows == [(migration.version,) for migration in MIGRATIONS]
 
 
 def test_concurrent_opens_of_a_new_schema(postgres_server: PostgresServer, schema: str) -> None:
@@ -156,8 +158,10 @@ def test_concurrent_opens_of_a_new_schema(postgres_server: PostgresServer, schem
         for _ in range(5)
     ]
     assert open_together(instances) == []
-    rows = _admin(postgres_server, "SELECT version FROM {schema}.tradeloom_migrations", schema)
-    assert rows == [(SCHEMA_VERSION,)]
+    rows = _admin(
+        postgres_server, "SELECT version FROM {schema}.tradeloom_migrations ORDER BY 1", schema
+    )
+    assert rows == [(migration.version,) for migration in MIGRATIONS]
 
 
 def test_newer_schema_version_is_refused(postgres_server: PostgresServer, schema: str) -> None:
@@ -553,3 +557,25 @@ def test_stored_events_of_a_newer_schema_version_are_refused(
     assert len(store.load_fills("a")) == 1
     after = _admin(postgres_server, "SELECT event::text FROM {schema}.fills ORDER BY seq", schema)
     assert after == before
+
+
+def test_a_schema_of_version_1_is_migrated_keeping_its_state(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    first = PostgresPersistence(**postgres_server.params(schema=schema))
+    first.open()
+    fills = [make_fill("alpha"), make_fill("beta")]
+    first.record_fills(fills)
+    first.close()
+    # As tradeloom-postgres left it before metadata came (version 2).
+    _admin(postgres_server, "DROP TABLE {schema}.metadata", schema)
+    _admin(postgres_server, "DELETE FROM {schema}.tradeloom_migrations WHERE version > 1", schema)
+    again = PostgresPersistence(**postgres_server.params(schema=schema))
+    again.open()
+    try:
+        assert again.load_fills() == fills
+        assert again.load_metadata() == {}
+        again.save_metadata({"k": "v"})
+        assert again.load_metadata() == {"k": "v"}
+    finally:
+        again.close()

@@ -280,6 +280,24 @@ class BlockingPersistence:
             pytest.skip("the back end has no load_fills_after (optional)")
         return list(self._runner.resolve(load(count)))
 
+    def save_metadata(self, items: Mapping[str, str]) -> None:
+        """The back end's optional ``save_metadata``; the test is skipped without it."""
+        self._runner.resolve(self._optional("save_metadata")(items))
+
+    def load_metadata(self) -> dict[str, str]:
+        """The back end's optional ``load_metadata``; the test is skipped without it."""
+        result = self._runner.resolve(self._optional("load_metadata")())
+        assert isinstance(result, Mapping), (
+            f"load_metadata must return a mapping, got {type(result).__name__}"
+        )
+        return dict(result)
+
+    def _optional(self, name: str) -> Any:
+        method = getattr(self.persistence, name, None)
+        if method is None:
+            pytest.skip(f"the back end has no {name} (optional)")
+        return method
+
 
 # --------------------------------------------------------------------------------------------
 # The suite
@@ -623,6 +641,36 @@ class PersistenceConformance:
         with pytest.raises(CorruptStateError):
             fresh.open()
             fresh.load_snapshots()
+
+    # ---- metadata (optional) ------------------------------------------------------------------
+
+    def test_metadata_keeps_the_latest_value_of_each_key(
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
+    ) -> None:
+        assert conformance_store.load_metadata() == {}
+        conformance_store.save_metadata({"alpha": "1", "beta": '{"salt": "x"}'})
+        conformance_store.save_metadata({"alpha": "2", "δ'; DROP TABLE x; --": "ünïcode\n" * 500})
+        conformance_store.save_metadata({})
+        expected = {
+            "alpha": "2",
+            "beta": '{"salt": "x"}',
+            "δ'; DROP TABLE x; --": "ünïcode\n" * 500,
+        }
+        assert conformance_store.load_metadata() == expected
+        # Metadata is no state: a store holding only metadata still loads as empty.
+        assert conformance_store.load_snapshots() == {} and conformance_store.load_fills() == []
+        again = self.restart(conformance_store, conformance_runner)
+        assert again.load_metadata() == expected
+        again.close()
+
+    def test_metadata_that_is_not_text_is_refused(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
+        conformance_store.save_metadata({"kept": "yes"})
+        for bad in ({"n": 1}, {"": "empty key"}, {1: "int key"}, {"n": None}):
+            with pytest.raises(ValueError):
+                conformance_store.save_metadata(bad)  # type: ignore[arg-type]
+        assert conformance_store.load_metadata() == {"kept": "yes"}
 
     def test_corrupt_fill_raises(
         self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner

@@ -24,7 +24,7 @@ import math
 import os
 import select
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, LiteralString
 
@@ -37,6 +37,7 @@ from tradeloom.errors import ConfigError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
 from tradeloom.params import ParamsModel
 from tradeloom.storage import (
+    check_metadata,
     decode_stored_fill,
     decode_stored_snapshot,
     describe_validation_error,
@@ -90,6 +91,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             "CREATE SEQUENCE {schema}.snapshot_saves",
         ),
+    ),
+    Migration(
+        2,
+        "metadata: named texts kept with the state",
+        ("CREATE TABLE {schema}.metadata (key text PRIMARY KEY, value text NOT NULL)",),
     ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -533,6 +539,35 @@ class PostgresPersistence(Persistence):
         with self._lock:
             known = self._known_state
             self._known_state = (known[0], max(known[1], int(saved_seq)))
+
+    def save_metadata(self, items: Mapping[str, str]) -> None:
+        """Keep each key's latest value, in one transaction."""
+        rows = list(check_metadata(items).items())
+        if not rows:
+            return
+        upsert = self._q(
+            "INSERT INTO {schema}.metadata (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        self._ensure_hold()
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                cursor.executemany(upsert, rows)
+        except psycopg.Error as exc:
+            raise self._fail(exc, "saving metadata") from exc
+
+    def load_metadata(self) -> dict[str, str]:
+        """What :meth:`save_metadata` saved: each key's latest value."""
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn:
+                rows = conn.execute(
+                    self._q("SELECT key, value FROM {schema}.metadata ORDER BY key")
+                ).fetchall()
+        except psycopg.Error as exc:
+            raise self._fail(exc, "loading metadata") from exc
+        return {str(key): str(value) for key, value in rows}
 
     def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
         """The latest snapshot of every portfolio, by portfolio id."""
