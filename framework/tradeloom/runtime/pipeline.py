@@ -67,6 +67,7 @@ from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.resume import ResumePoint, WarmUp, rest_of_time
+from tradeloom.runtime.settings_record import METADATA_KEY, changed_settings, settings_record
 from tradeloom.runtime.stages import (
     DirectRoute,
     ExecutionStage,
@@ -416,32 +417,65 @@ class Pipeline:
         where = f" at {path}" if isinstance(path, str | os.PathLike) else ""
         return f"the {configured.name!r} persistence{where}"
 
-    async def _load_stored_state(self, persistence: Persistence) -> tuple[Any, Any]:
-        """Open the persistence and read its snapshots and fills. Anything but a
+    async def _load_stored_state(
+        self, persistence: Persistence
+    ) -> tuple[Any, Any, Mapping[str, str]]:
+        """Open the persistence and read its snapshots, fills and (in the process that writes
+        the state, from a back end that keeps any) metadata."""
+        call = self._call_persistence
+        await call(persistence.open)
+        writes = "portfolio" in self.roles
+        if writes:
+            # The one process that writes the state: hold it before reading it, so that a
+            # second writer on the same store fails now, not at its first write.
+            claim = getattr(persistence, "claim_for_writing", None)
+            if claim is not None:
+                await call(claim)
+        snapshots = await call(persistence.load_snapshots)
+        fills = await call(persistence.load_fills)
+        load_metadata = getattr(persistence, "load_metadata", None)
+        metadata = await call(load_metadata) if writes and load_metadata is not None else {}
+        return snapshots, fills, metadata
+
+    async def _call_persistence(self, method: Callable[..., Any], *args: Any) -> Any:
+        """``method(*args)`` of the persistence, awaited if need be. Anything but a
         :class:`~tradeloom.errors.TradeloomError` it raises is a
-        :class:`~tradeloom.errors.PersistenceError` naming the back end and the call."""
-        step = "open"
+        :class:`~tradeloom.errors.PersistenceError` naming the back end and the method."""
         try:
-            await maybe_await(persistence.open())
-            if "portfolio" in self.roles:
-                # The one process that writes the state: hold it before reading it, so that a
-                # second writer on the same store fails now, not at its first write.
-                claim = getattr(persistence, "claim_for_writing", None)
-                if claim is not None:
-                    step = "claim_for_writing"
-                    await maybe_await(claim())
-            step = "load_snapshots"
-            snapshots = await maybe_await(persistence.load_snapshots())
-            step = "load_fills"
-            fills = await maybe_await(persistence.load_fills())
+            return await maybe_await(method(*args))
         except TradeloomError:
             raise
         except Exception as exc:
             raise PersistenceError(
-                f"persistence {self.settings.persistence.name!r} raised in {step}(): "
-                f"{type(exc).__name__}: {exc}"
+                f"persistence {self.settings.persistence.name!r} raised in "
+                f"{getattr(method, '__name__', 'a method')}(): {type(exc).__name__}: {exc}"
             ) from exc
-        return snapshots, fills
+
+    async def _record_settings(self, persistence: Persistence, metadata: Mapping[str, str]) -> None:
+        """Say which settings changed since the run that saved the state resumed here, then
+        keep this run's (see :mod:`tradeloom.runtime.settings_record`)."""
+        save_metadata = getattr(persistence, "save_metadata", None)
+        if "portfolio" not in self.roles or save_metadata is None:
+            return
+        stored = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
+        if self._resumed_from_state and isinstance(stored, str):
+            changed = changed_settings(stored, self.settings)
+            if changed is not None:
+                self._say_changed_settings(*changed)
+        await self._call_persistence(save_metadata, {METADATA_KEY: settings_record(self.settings)})
+
+    def _say_changed_settings(self, shaping: list[str], feed: list[str]) -> None:
+        if shaping:
+            self.logger.warning(
+                "resume: the stored state was saved by a run with other settings (changed: "
+                "%s); the books carry on from that state, so the results mix both",
+                ", ".join(shaping),
+            )
+        if feed:
+            self.logger.info(
+                "resume: the feed's settings changed since the state was saved (%s)",
+                ", ".join(feed),
+            )
 
     async def _assemble_stages(self) -> None:
         self._event_observer_set = self._event_observer()
@@ -456,8 +490,9 @@ class Pipeline:
         snapshots: Any = {}
         fills: Any = []
         if self.persistence is not None:
-            snapshots, fills = await self._load_stored_state(self.persistence)
+            snapshots, fills, metadata = await self._load_stored_state(self.persistence)
             self._judge_stored_state(snapshots, fills)
+            await self._record_settings(self.persistence, metadata)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
                 # time: replaying those again would count their fills twice.

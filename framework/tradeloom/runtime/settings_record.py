@@ -1,0 +1,101 @@
+"""What a resumed run compares with the run that saved its state: the settings that shape the
+books (strategies and their parameters, validators, the executor, the starting cash) and the
+feed's.
+
+Each setting is kept as a salted digest of its value under its path
+(``strategies[sma_cross].params.fast``), never as the value itself: parameters may hold
+credentials (an executor's API key, a feed's password), and the state may be read by others.
+A resumed run with other settings carries on from the stored books all the same (a live
+deployment may well change a parameter between two restarts): it says which settings changed,
+so that a backtest whose results now mix two configurations is not taken for one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from tradeloom.settings import Settings
+
+METADATA_KEY = "tradeloom.settings"
+"""The persistence metadata key the record is saved under."""
+
+_FEED = "feed"
+
+
+def settings_paths(settings: Settings) -> dict[str, Any]:
+    """Each setting that shapes the books, and the feed's, by its path: ``{path: value}``."""
+    shaping: dict[str, Any] = {
+        "strategies": {
+            entry.strategy_id: entry.model_dump(mode="json", exclude={"id"})
+            for entry in settings.strategies
+        },
+        "validators": [entry.model_dump(mode="json") for entry in settings.validators],
+        "executor": settings.executor.model_dump(mode="json"),
+        "portfolio": settings.portfolio.model_dump(
+            mode="json", include={"starting_cash", "starting_cash_by_portfolio"}
+        ),
+    }
+    if settings.feed is not None:
+        shaping[_FEED] = settings.feed.model_dump(mode="json")
+    leaves: dict[str, Any] = {}
+    _flatten(shaping, "", leaves)
+    return leaves
+
+
+def _flatten(value: Any, path: str, leaves: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            if not path:
+                child = str(key)
+            elif path == "strategies":
+                child = f"{path}[{key}]"
+            else:
+                child = f"{path}.{key}"
+            _flatten(item, child, leaves)
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            _flatten(item, f"{path}[{index}]", leaves)
+    else:
+        leaves[path] = value
+
+
+def _digest(salt: str, path: str, value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{salt}\0{path}\0{text}".encode()).hexdigest()[:32]
+
+
+def settings_record(settings: Settings, salt: str | None = None) -> str:
+    """The record of ``settings`` to save with the state: JSON of a salt and the digest of
+    each setting by path."""
+    salt = salt if salt is not None else secrets.token_hex(16)
+    digests = {path: _digest(salt, path, value) for path, value in settings_paths(settings).items()}
+    return json.dumps({"salt": salt, "digests": digests}, sort_keys=True)
+
+
+def changed_settings(record: str, settings: Settings) -> tuple[list[str], list[str]] | None:
+    """The paths of the settings that differ from ``record`` (one a run saved), added or
+    removed ones too: ``(shaping the books, the feed's)``, sorted. None when the record cannot
+    be read (saved by another version, or damaged): then nothing can be said."""
+    try:
+        stored = json.loads(record)
+        salt, digests = stored["salt"], stored["digests"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(salt, str) or not isinstance(digests, dict):
+        return None
+    current = {path: _digest(salt, path, value) for path, value in settings_paths(settings).items()}
+    differing = {
+        path for path in current.keys() | digests.keys() if current.get(path) != digests.get(path)
+    }
+    # A table that was empty and is not (or the reverse) is named once, not with what is in it.
+    changed = sorted(path for path in differing if not _below_any(path, differing))
+    feed = [path for path in changed if path == _FEED or path.startswith(f"{_FEED}.")]
+    return [path for path in changed if path not in feed], feed
+
+
+def _below_any(path: str, paths: set[str]) -> bool:
+    return any(path.startswith((f"{other}.", f"{other}[")) for other in paths if other != path)

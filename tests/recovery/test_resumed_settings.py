@@ -1,0 +1,103 @@
+"""A resumed run says which settings changed since the run that saved its state: the books
+carry on from that state, so a backtest resumed with other strategy parameters, validators,
+executor or starting cash gives results that mix two configurations."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from resume_support import orcl_config
+
+import tradeloom
+from tradeloom.runtime.settings_record import METADATA_KEY
+from tradeloom_sqlite.persistence import SqlitePersistence
+
+PIPELINE_LOG = "tradeloom.pipeline"
+
+
+def _first_half(tmp_path: Path, shared_data: Path) -> Path:
+    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines(keepends=True)
+    first_half = tmp_path / "orcl-first-half.txt"
+    first_half.write_text("".join(lines[:2501]))
+    return first_half
+
+
+def _resume(config: dict[str, Any], caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=PIPELINE_LOG):
+        tradeloom.backtest(config, resume=True)
+    return [
+        (record.levelno, record.getMessage())
+        for record in caplog.records
+        if record.getMessage().startswith("resume: the")
+    ]
+
+
+def test_a_resume_with_other_settings_names_each_changed_one(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state.sqlite"
+    first = orcl_config(_first_half(tmp_path, shared_data), state)
+    tradeloom.backtest(first)
+
+    changed = copy.deepcopy(first)
+    changed["strategies"][0]["params"]["fast"] = 5
+    changed["executor"]["params"]["commission_bps"] = "20"
+    changed["validators"] = [{"name": "no_short"}]
+    changed["portfolio"] = {"starting_cash": "5000"}
+    assert _resume(changed, caplog) == [
+        (
+            logging.WARNING,
+            "resume: the stored state was saved by a run with other settings (changed: "
+            "executor.params.commission_bps, portfolio.starting_cash, "
+            "strategies[sma_cross].params.fast, validators); the books carry on from that "
+            "state, so the results mix both",
+        )
+    ]
+    # The record is this run's now: resumed again with the same settings, nothing is said.
+    assert _resume(changed, caplog) == []
+
+
+def test_a_resume_on_longer_data_only_notes_the_feed_change(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state.sqlite"
+    tradeloom.backtest(orcl_config(_first_half(tmp_path, shared_data), state))
+    full = orcl_config(shared_data / "orcl-1995-2014.txt", state)
+    assert _resume(full, caplog) == [
+        (logging.INFO, "resume: the feed's settings changed since the state was saved "
+         "(feed.params.path)")
+    ]  # fmt: skip
+
+
+def test_the_record_keeps_no_setting_in_the_clear(tmp_path: Path, shared_data: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    config = orcl_config(_first_half(tmp_path, shared_data), state)
+    config["strategies"][0]["params"]["quantity"] = "12345.6789"
+    tradeloom.backtest(config)
+    persistence = SqlitePersistence(path=str(state))
+    persistence.open()
+    try:
+        record = persistence.load_metadata()[METADATA_KEY]
+    finally:
+        persistence.close()
+    assert "12345.6789" not in record and "orcl-first-half" not in record
+    digests = json.loads(record)["digests"]
+    assert "strategies[sma_cross].params.quantity" in digests
+    assert "feed.params.path" in digests
+    assert not any(path.startswith("persistence") for path in digests)
+
+
+@pytest.mark.parametrize(
+    "record", ["", "not json", "[]", '{"salt": 1, "digests": {}}', '{"digests": {}}']
+)
+def test_a_record_that_cannot_be_read_says_nothing(record: str) -> None:
+    from tradeloom.runtime.settings_record import changed_settings
+    from tradeloom.settings import Settings
+
+    assert changed_settings(record, Settings()) is None
