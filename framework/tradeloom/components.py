@@ -200,6 +200,11 @@ def report_cannot_cancel(logger: logging.Logger, executor: object, cancel: Cance
     )
 
 
+PricedMarketMethod = Callable[[Any, Decimal, datetime, str], None]
+"""``method(event, price, ts, instrument)``: a market method given what delivery read of the
+event (see :meth:`Executor.priced_market_method`)."""
+
+
 class Executor(abc.ABC):
     """Turns orders into fills (or rejections)."""
 
@@ -208,14 +213,16 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def on_market(self, event: MarketEvent) -> None:
-        """A new price. Called before strategies see the same event.
+        """A new price. Called before strategies see the same event."""
 
-        Optional, for speed: ``on_market_at(event, price, ts, instrument)``, doing what
-        ``on_market`` does, given the event's ``price``, ``ts`` and ``instrument``, which
-        delivery in one process reads once for every stage (each read of a model's field or
-        property costs a call). It is called instead of ``on_market`` only when ``on_market``
-        is the one of the class that defines ``on_market_at`` (not overridden in a subclass,
-        nor replaced on the instance)."""
+    def priced_market_method(self) -> PricedMarketMethod | None:
+        """Optional, for speed: a method doing what :meth:`on_market` does, given the event's
+        price, time and instrument as well: ``method(event, price, ts, instrument)``. Delivery
+        in one process reads them once for every stage (each read of an event's field or
+        property costs a call) and then calls that method instead of ``on_market``, but only
+        while ``on_market`` is the one of the class that overrides this method (not overridden
+        in a subclass, nor replaced on the instance). None (the default): ``on_market``."""
+        return None
 
     @abc.abstractmethod
     def on_order(self, order: Order) -> None:

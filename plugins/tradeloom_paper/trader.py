@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from tradeloom.components import Executor
+from tradeloom.components import Executor, PricedMarketMethod
 from tradeloom.events import (
     CANCELLED,
     Bar,
@@ -84,11 +84,15 @@ class PaperTrader(Executor):
     def on_market(self, event: Bar | MarketTick) -> None:
         self.on_market_at(event, event.price, event.ts, event.instrument)
 
+    def priced_market_method(self) -> PricedMarketMethod:
+        return self.on_market_at
+
     def on_market_at(
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
     ) -> None:
         """:meth:`on_market` given the event's price, time and instrument, which delivery in
-        one process reads once for every stage (see :class:`~tradeloom.components.Executor`)."""
+        one process reads once for every stage (see
+        :meth:`~tradeloom.components.Executor.priced_market_method`)."""
         # Called for every market event: remember the event (its price is read only when an
         # order fills at the last price) and look at waiting orders only when there are some.
         # The event is taken in before waiting orders fill on it: a fill's callbacks may

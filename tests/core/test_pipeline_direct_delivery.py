@@ -317,16 +317,34 @@ def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> Non
 
 
 class ExecutorLike:
-    """An executor's market methods: on_market, and on_market_at taking what delivery reads."""
+    """An executor's market methods: on_market, and the priced one it offers, taking what
+    delivery reads."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+
+    def priced_market_method(self) -> Any:
+        return self.on_market_at
 
     def on_market(self, event: Any) -> None:
         self.on_market_at(event, event.price, event.ts, event.instrument)
 
     def on_market_at(self, event: Any, price: Decimal, ts: datetime, instrument: str) -> None:
         self.calls.append(("priced", event, price, ts, instrument))
+
+
+class HelperNamedLikeIt:
+    """An executor of its own with a helper that happens to be called on_market_at, taking
+    other arguments: without priced_market_method, delivery calls on_market."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_market(self, event: Any) -> None:
+        self.on_market_at(event, event.price)
+
+    def on_market_at(self, event: Any, price: Decimal) -> None:
+        self.calls.append(("helper", event, price))
 
 
 class OverridingExecutorLike(ExecutorLike):
@@ -338,18 +356,21 @@ def test_delivery_passes_the_price_to_an_executor_only_for_its_own_market_method
     events = merge(ticks("X", [Decimal("10.5"), Decimal(11)]), bars("Y", ["12.25"]))
     stage = PricedStage()  # the execution stage, whose market route is the executor's method
     priced, overriding, replaced = ExecutorLike(), OverridingExecutorLike(), ExecutorLike()
+    helper = HelperNamedLikeIt()
     replaced_calls: list[Any] = []
     replaced.on_market = replaced_calls.append  # type: ignore[method-assign]
     targets: list[tuple[Any, Any]] = [
         (stage, priced.on_market),
         (stage, overriding.on_market),
         (stage, replaced.on_market),
+        (stage, helper.on_market),
     ]
     deliver = block_delivery(targets, SimulatedClock(), PipelineStatus())
     assert deliver(events) == 3
     assert priced.calls == [("priced", e, e.price, e.ts, e.instrument) for e in events]
     assert overriding.calls == [("own", event) for event in events]
     assert replaced_calls == events and replaced.calls == []
+    assert helper.calls == [("helper", event, event.price) for event in events]
     assert stage.calls == []
 
 

@@ -19,7 +19,8 @@ from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.status import PipelineStatus
 
 if TYPE_CHECKING:
-    from tradeloom.runtime.stages import PricedMarketMethod, Stage
+    from tradeloom.components import PricedMarketMethod
+    from tradeloom.runtime.stages import Stage
 
 BlockDelivery = Callable[[Iterable[MarketEvent]], int]
 
@@ -52,7 +53,7 @@ def block_delivery(
         namespace[f"stage_{index}"] = stage
         # The price, time and instrument are read once for the stages whose market method
         # can take them.
-        priced_method = _priced_method(stage, method)
+        priced_method = _priced_method(method)
         namespace[f"method_{index}"] = priced_method or method
         priced = priced or priced_method is not None
         arguments = "event, price, ts, instrument" if priced_method is not None else "event"
@@ -101,24 +102,17 @@ def block_delivery(
     return deliver
 
 
-def _priced_method(stage: Stage, method: Callable[[Any], None]) -> PricedMarketMethod | None:
+def _priced_method(method: Callable[[Any], None]) -> PricedMarketMethod | None:
     """What stands for the route's market ``method`` taking the price, time and instrument as
-    well: the stage's ``priced_market_method()``, or the ``on_market_at`` of the object
-    ``method`` is bound to (an executor's, as the paper trader has); None: call ``method``."""
-    if _stands_for(stage, method, "priced_market_method"):
-        return stage.priced_market_method()
+    well: the ``priced_market_method()`` of the stage or executor ``method`` is bound to, when
+    ``method`` is the very ``on_market`` it stands for (that of the class that defines
+    ``priced_market_method``: not one overridden in a subclass, nor replaced on the instance,
+    which are called as they are); None: call ``method``."""
     owner = getattr(method, "__self__", None)
-    if owner is not None and owner is not stage and _stands_for(owner, method, "on_market_at"):
-        priced: PricedMarketMethod = owner.on_market_at
-        return priced
-    return None
-
-
-def _stands_for(owner: object, method: Callable[[Any], None], priced: str) -> bool:
-    # The route's method is the very on_market of ``owner`` that its priced method stands for
-    # (the on_market of the class that defines the method named ``priced``): not one
-    # overridden in a subclass, nor replaced on the instance, which are called as they are.
-    cls = next((c for c in type(owner).__mro__ if priced in vars(c)), None)
-    if cls is None or getattr(method, "__self__", None) is not owner:
-        return False
-    return getattr(method, "__func__", None) is vars(cls).get("on_market")
+    if owner is None:
+        return None
+    cls = next((c for c in type(owner).__mro__ if "priced_market_method" in vars(c)), None)
+    if cls is None or getattr(method, "__func__", None) is not vars(cls).get("on_market"):
+        return None
+    priced: PricedMarketMethod | None = owner.priced_market_method()
+    return priced

@@ -12,11 +12,11 @@ from typing import Any
 import anyio
 
 from tradeloom.awaitables import maybe_await
-from tradeloom.components import Persistence
+from tradeloom.components import Persistence, PricedMarketMethod
 from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
 from tradeloom.portfolio import ZERO, EquityTerms, PortfolioBook, book_value
 from tradeloom.runtime.results import RunResult
-from tradeloom.runtime.stages import PricedMarketMethod, Stage, StageServices
+from tradeloom.runtime.stages import Stage, StageServices
 from tradeloom.runtime.transport import Topics
 
 _FAILURE_LOG_SECONDS = 30.0

@@ -18,6 +18,7 @@ from tradeloom.components import (
     ExecutionContext,
     Executor,
     IdGenerator,
+    PricedMarketMethod,
     Validator,
     report_cannot_cancel,
 )
@@ -49,9 +50,6 @@ MAX_OUTCOMES_IN_A_ROW = 10_000
 """Outcomes one strategy callback may set off in one process (each answered with a new
 signal that comes back at once) before the run stops: a retry loop, not trading."""
 _REFUSALS_REMEMBERED = 100_000
-
-PricedMarketMethod = Callable[[Any, Decimal, datetime, str], None]
-"""``method(event, price, ts, instrument)``: see :meth:`Stage.priced_market_method`."""
 
 
 def decimal_settings(context: Context) -> tuple[int, str, int, int, int]:
