@@ -39,7 +39,7 @@ def _refuse_float(value: Any) -> Any:
     elif isinstance(value, Decimal | int | str):
         return value
     else:  # pydantic's own message would list float among what it takes
-        what = type(value).__name__
+        what = "None" if value is None else type(value).__name__
     raise ValueError(
         f"{what} is not accepted for money, prices or quantities; "
         "pass a Decimal, an int or a numeric string"

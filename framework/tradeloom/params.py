@@ -236,9 +236,8 @@ def decimal_param(value: Any, *, where: str, positive: bool = False) -> Decimal:
         except InvalidOperation:
             raise ValueError(f"{where} must be a number, got {value!r}") from None
     else:
-        raise ValueError(
-            f"{where} must be a Decimal, an int or a numeric string, not {type(value).__name__}"
-        )
+        what = "None" if value is None else type(value).__name__
+        raise ValueError(f"{where} must be a Decimal, an int or a numeric string, not {what}")
     if not number.is_finite():
         raise ValueError(f"{where} must be a finite number, got {number}")
     if positive and number <= 0:

@@ -240,7 +240,7 @@ def test_a_backtest_of_extreme_numbers_in_range_completes(size: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("quantity", "what"), [(True, "the boolean True"), (None, "NoneType"), (2.5, "float 2.5")]
+    ("quantity", "what"), [(True, "the boolean True"), (None, "None"), (2.5, "float 2.5")]
 )
 def test_a_strategy_buying_what_is_no_amount_is_told_what_an_amount_is(
     quantity: object, what: str

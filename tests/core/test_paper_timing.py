@@ -155,7 +155,7 @@ def test_a_dedupe_window_that_is_not_a_count_is_refused(window: object) -> None:
         (-1, "must be zero or more, got -1"),
         ("NaN", "must be a finite number, got NaN"),
         ("abc", "must be a number, got 'abc'"),
-        (None, "must be a Decimal, an int or a numeric string, not NoneType"),
+        (None, "must be a Decimal, an int or a numeric string, not None"),
         (True, "must be a number, not the boolean True"),
         (
             2.5,
