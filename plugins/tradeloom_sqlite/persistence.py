@@ -84,10 +84,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX snapshots_by_save ON snapshots (saved_seq)",
     ),
-    2: ("CREATE TABLE metadata (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-_TABLES = {1: {"fills", "snapshots"}, 2: {"fills", "snapshots", "metadata"}}
+_TABLES = {1: {"fills", "snapshots"}}
+_METADATA_TABLE = "tradeloom_metadata"
+"""Made by the first save_metadata, under the writer hold, not by a migration: a file without
+it is read as before (by readers that may not write, by an older tradeloom that ignores it),
+with no metadata."""
 """The tables of each schema version (``sqlite_*`` tables aside)."""
 
 _SQLITE_BUSY = 5
@@ -569,16 +572,26 @@ class SqlitePersistence(Persistence):
         if not rows:
             return
         with self._transaction("saving metadata") as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_METADATA_TABLE} "
+                "(key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+            )
             conn.executemany(
-                "INSERT INTO metadata (key, value) VALUES (?, ?) "
+                f"INSERT INTO {_METADATA_TABLE} (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 rows,
             )
 
     def load_metadata(self) -> dict[str, str]:
-        """What :meth:`save_metadata` saved: each key's latest value."""
+        """What :meth:`save_metadata` saved: each key's latest value (none before the first)."""
         with self._connection("loading metadata") as conn:
-            rows = conn.execute("SELECT key, value FROM metadata ORDER BY key").fetchall()
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (_METADATA_TABLE,),
+            ).fetchone()
+            if exists is None:
+                return {}
+            rows = conn.execute(f"SELECT key, value FROM {_METADATA_TABLE} ORDER BY key").fetchall()
         return {str(key): str(value) for key, value in rows}
 
     def load_snapshots(self) -> dict[str, PortfolioSnapshot]:

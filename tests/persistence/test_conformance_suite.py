@@ -95,6 +95,12 @@ BROKEN_BACKENDS = textwrap.dedent(
             }
 
 
+    class MetadataKeyByKey(MemoryPersistence):
+        def save_metadata(self, items):
+            for key, value in items.items():
+                super().save_metadata({key: value})
+
+
     class NoFilter(MemoryPersistence):
         def load_fills(self, portfolio_id=None):
             return super().load_fills()
@@ -130,6 +136,10 @@ BROKEN_BACKENDS = textwrap.dedent(
 
     class TestReadsAnyVersion(Base):
         backend = ReadsAnyVersion
+
+
+    class TestMetadataKeyByKey(Base):
+        backend = MetadataKeyByKey
 
 
     class TestNoCorruptionHook(Base):
@@ -194,6 +204,7 @@ def _failed(outcomes: dict[str, str], cls: str) -> set[str]:
         ("TestSilentReset", {"test_corrupt_snapshot_raises"}),
         ("TestNoFilter", {"test_load_fills_of_one_portfolio", "test_awkward_portfolio_ids"}),
         ("TestSkipsBadFills", {"test_corrupt_fill_raises"}),
+        ("TestMetadataKeyByKey", {"test_metadata_that_is_not_text_is_refused"}),
         (
             "TestReadsAnyVersion",
             {

@@ -811,23 +811,29 @@ def test_built_from_configuration(tmp_path: Path) -> None:
         load_plugin_manager().create("persistence", "sqlite", {"journal_mode": "off"})
 
 
-def test_a_file_of_schema_version_1_is_migrated_keeping_its_state(db_path: Path) -> None:
+def test_metadata_needs_no_migration_and_leaves_the_file_readable_as_before(
+    db_path: Path,
+) -> None:
     first = SqlitePersistence(db_path)
     first.open()
     fills = [make_fill("alpha"), make_fill("beta")]
     first.record_fills(fills)
-    first.save_snapshots([make_snapshot("alpha")])
+    assert first.load_metadata() == {}  # no table yet: nothing saved
     first.close()
-    # As tradeloom left it before metadata came (version 2).
-    _raw(db_path, "DROP TABLE metadata")
-    _raw(db_path, "PRAGMA user_version = 1")
-    again = SqlitePersistence(db_path)
-    again.open()
+    # A file only read (a strategy process, an older tradeloom) gains no table.
+    reader = SqlitePersistence(db_path)
+    reader.open()
+    assert reader.load_metadata() == {} and reader.load_fills() == fills
+    reader.close()
+    tables = {row[0] for row in _raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "tradeloom_metadata" not in tables
+    # A table of the user's named like a plain word is no clash.
+    _raw(db_path, "CREATE TABLE metadata (note TEXT)")
+    writer = SqlitePersistence(db_path)
+    writer.open()
     try:
-        assert again.load_fills() == fills and list(again.load_snapshots()) == ["alpha"]
-        assert again.load_metadata() == {}
-        again.save_metadata({"k": "v"})
-        assert again.load_metadata() == {"k": "v"}
+        writer.save_metadata({"k": "v"})
+        assert writer.load_metadata() == {"k": "v"}
     finally:
-        again.close()
-    assert _raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        writer.close()
+    assert _raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(1,)]

@@ -14,7 +14,9 @@ import pytest
 from resume_support import orcl_config
 
 import tradeloom
+from tradeloom import Strategy, hookimpl
 from tradeloom.runtime.settings_record import METADATA_KEY
+from tradeloom.testing import ticks
 from tradeloom_sqlite.persistence import SqlitePersistence
 
 PIPELINE_LOG = "tradeloom.pipeline"
@@ -50,17 +52,39 @@ def test_a_resume_with_other_settings_names_each_changed_one(
     changed["executor"]["params"]["commission_bps"] = "20"
     changed["validators"] = [{"name": "no_short"}]
     changed["portfolio"] = {"starting_cash": "5000"}
-    assert _resume(changed, caplog) == [
-        (
-            logging.WARNING,
-            "resume: the stored state was saved by a run with other settings (changed: "
-            "executor.params.commission_bps, portfolio.starting_cash, "
-            "strategies[sma_cross].params.fast, validators); the books carry on from that "
-            "state, so the results mix both",
-        )
-    ]
-    # The record is this run's now: resumed again with the same settings, nothing is said.
+    warning = (
+        logging.WARNING,
+        "resume: the stored state was saved by a run with other settings (changed: "
+        "executor.params.commission_bps, portfolio.starting_cash, "
+        "strategies[sma_cross].params.fast, validators); the books carry on from that "
+        "state, so the results mix both",
+    )
+    assert _resume(changed, caplog) == [warning]
+    # On the same data that run added nothing to the state: the record stays the first run's.
+    assert _resume(changed, caplog) == [warning]
+
+    # On longer data it adds to the state, and its record is kept: resumed again with the
+    # same settings, nothing is said of them.
+    changed["feed"]["params"]["path"] = str(shared_data / "orcl-1995-2014.txt")
+    feed_note = (
+        logging.INFO,
+        "resume: the feed's settings changed since the state was saved (feed.params.path)",
+    )
+    assert _resume(changed, caplog) == [warning, feed_note]
     assert _resume(changed, caplog) == []
+
+
+def test_numbers_compare_as_numbers_and_secrets_are_left_out(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state.sqlite"
+    first = orcl_config(_first_half(tmp_path, shared_data), state)
+    first["executor"]["params"]["commission_bps"] = 10
+    tradeloom.backtest(first)
+    same = copy.deepcopy(first)
+    same["executor"]["params"]["commission_bps"] = "10.00"
+    same["portfolio"] = {"starting_cash": "100000.00"}  # the default, written out
+    assert _resume(same, caplog) == []
 
 
 def test_a_resume_on_longer_data_only_notes_the_feed_change(
@@ -101,3 +125,48 @@ def test_a_record_that_cannot_be_read_says_nothing(record: str) -> None:
     from tradeloom.settings import Settings
 
     assert changed_settings(record, Settings()) is None
+
+
+def test_parameters_named_as_secrets_are_left_out_and_objects_go_by_their_type() -> None:
+    from tradeloom.runtime.settings_record import settings_paths
+    from tradeloom.settings import Settings
+
+    class Model:
+        pass
+
+    settings = Settings(
+        strategies=[
+            {
+                "name": "s",
+                "params": {
+                    "api_key": "k-123",
+                    "nested": {"Password": "hunter2", "depth": 3},
+                    "model": Model(),
+                },
+            }
+        ]
+    )
+    paths = settings_paths(settings)
+    assert "strategies[s].params.nested.depth" in paths
+    assert not any("api_key" in path or "Password" in path for path in paths)
+    assert paths["strategies[s].params.model"].endswith(".Model>")
+
+
+class TakesAnything(Strategy):
+    def __init__(self, thing: object = None) -> None:
+        self.thing = thing
+
+
+class _Plugin:
+    @hookimpl
+    def tradeloom_register_strategies(self) -> dict[str, Any]:
+        return {"takes_anything": TakesAnything}
+
+
+def test_a_parameter_json_cannot_hold_does_not_fail_the_run() -> None:
+    config = {
+        "strategies": [{"name": "takes_anything", "params": {"thing": object()}}],
+        "persistence": {"name": "memory"},
+    }
+    result = tradeloom.backtest(config, events=ticks("X", ["10", "11"]), plugins=[_Plugin()])
+    assert result.market_events == 2

@@ -559,23 +559,25 @@ def test_stored_events_of_a_newer_schema_version_are_refused(
     assert after == before
 
 
-def test_a_schema_of_version_1_is_migrated_keeping_its_state(
+def test_metadata_needs_no_migration_and_is_made_by_the_first_save(
     postgres_server: PostgresServer, schema: str
 ) -> None:
     first = PostgresPersistence(**postgres_server.params(schema=schema))
     first.open()
-    fills = [make_fill("alpha"), make_fill("beta")]
-    first.record_fills(fills)
-    first.close()
-    # As tradeloom-postgres left it before metadata came (version 2).
-    _admin(postgres_server, "DROP TABLE {schema}.metadata", schema)
-    _admin(postgres_server, "DELETE FROM {schema}.tradeloom_migrations WHERE version > 1", schema)
-    again = PostgresPersistence(**postgres_server.params(schema=schema))
-    again.open()
     try:
-        assert again.load_fills() == fills
-        assert again.load_metadata() == {}
-        again.save_metadata({"k": "v"})
-        assert again.load_metadata() == {"k": "v"}
+        fills = [make_fill("alpha"), make_fill("beta")]
+        first.record_fills(fills)
+        assert first.load_metadata() == {}
+        tables = _admin(
+            postgres_server,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+            schema,
+            schema,
+        )
+        assert ("tradeloom_metadata",) not in tables
+        first.save_metadata({"k": "v"})
+        first.save_metadata({"k": "w", "other": "x"})
+        assert first.load_metadata() == {"k": "w", "other": "x"}
+        assert first.load_fills() == fills
     finally:
-        again.close()
+        first.close()

@@ -241,6 +241,7 @@ class Pipeline:
         # Closed by _close: a generator the feed returned, left where a failure stopped it.
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
         self._resume: ResumePoint | None = None
+        self._settings_record: tuple[str, Callable[..., Any], Any] | None = None
         self._stages_started = False
         self._warming_up = False  # a resumed backtest's pump warms the strategies up first
         self._downstream_failure: BaseException | None = None
@@ -434,7 +435,12 @@ class Pipeline:
         snapshots = await call(persistence.load_snapshots)
         fills = await call(persistence.load_fills)
         load_metadata = getattr(persistence, "load_metadata", None)
-        metadata = await call(load_metadata) if writes and load_metadata is not None else {}
+        metadata: Mapping[str, str] = {}
+        if writes and load_metadata is not None:
+            try:
+                metadata = await call(load_metadata)
+            except PersistenceError as exc:  # it only informs: say so, and go on
+                self.logger.warning("%s; the stored settings are not compared", exc)
         return snapshots, fills, metadata
 
     async def _call_persistence(self, method: Callable[..., Any], *args: Any) -> Any:
@@ -451,18 +457,31 @@ class Pipeline:
                 f"{getattr(method, '__name__', 'a method')}(): {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def _record_settings(self, persistence: Persistence, metadata: Mapping[str, str]) -> None:
-        """Say which settings changed since the run that saved the state resumed here, then
-        keep this run's (see :mod:`tradeloom.runtime.settings_record`)."""
+    def _record_settings(self, persistence: Persistence, metadata: Mapping[str, str]) -> None:
+        """Say which settings changed since the run that saved the state resumed here, and
+        have this run's record kept just before the portfolio stage first adds to the state
+        (see :mod:`tradeloom.runtime.settings_record`); a run that adds nothing leaves the
+        record as it was."""
         save_metadata = getattr(persistence, "save_metadata", None)
         if "portfolio" not in self.roles or save_metadata is None:
             return
-        stored = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
-        if self._resumed_from_state and isinstance(stored, str):
-            changed = changed_settings(stored, self.settings)
-            if changed is not None:
-                self._say_changed_settings(*changed)
-        await self._call_persistence(save_metadata, {METADATA_KEY: settings_record(self.settings)})
+        try:
+            stored = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
+            if self._resumed_from_state and isinstance(stored, str):
+                changed = changed_settings(stored, self.settings)
+                if changed is not None:
+                    self._say_changed_settings(*changed)
+            record = settings_record(self.settings)
+        except Exception as exc:  # it only informs: never fails a run
+            self.logger.warning(
+                "the settings could not be recorded with the state: %s: %s", type(exc).__name__, exc
+            )
+            return
+        self._settings_record = (
+            "saving the settings record",
+            save_metadata,
+            {METADATA_KEY: record},
+        )
 
     def _say_changed_settings(self, shaping: list[str], feed: list[str]) -> None:
         if shaping:
@@ -492,7 +511,7 @@ class Pipeline:
         if self.persistence is not None:
             snapshots, fills, metadata = await self._load_stored_state(self.persistence)
             self._judge_stored_state(snapshots, fills)
-            await self._record_settings(self.persistence, metadata)
+            self._record_settings(self.persistence, metadata)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
                 # time: replaying those again would count their fills twice.
@@ -535,6 +554,7 @@ class Pipeline:
                 record_equity=True,
                 blocking_io_in_thread=self.mode == "live",
             )
+            self.portfolio_stage.before_first_write = self._settings_record
             self.stages.append(self.portfolio_stage)
         if "risk" in self.roles:
             risk_book = await self._restored_book(snapshots, fills)

@@ -72,6 +72,10 @@ class PortfolioStage(Stage):
         self._failure_logged_at = 0.0
         self._failures_unlogged = 0
         self._checkpoint_lock = anyio.Lock()
+        # Written just before this stage's first write of state, so that the metadata of a
+        # run describes a run that added to the state (see Pipeline._record_settings):
+        # ``(what, method, argument)`` as for _persist, or None.
+        self.before_first_write: tuple[str, Callable[..., Any], Any] | None = None
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         return {
@@ -219,6 +223,18 @@ class PortfolioStage(Stage):
             return snapshots
 
     async def _persist(self, what: str, method: Callable[..., Any], argument: Any) -> None:
+        first = self.before_first_write
+        if first is not None:
+            self.before_first_write = None
+            try:
+                await self._persist(*first)
+            except Exception as exc:  # the state matters; this record only informs
+                self.services.logger.warning(
+                    "persistence failed while %s (the state is saved all the same): %s: %s",
+                    first[0],
+                    type(exc).__name__,
+                    exc,
+                )
         in_flight = self.services.status.persistence_in_flight
         in_flight[what] = datetime.now(UTC)  # a back end that hangs shows in the health check
         try:

@@ -3,19 +3,24 @@ books (strategies and their parameters, validators, the executor, the starting c
 feed's.
 
 Each setting is kept as a salted digest of its value under its path
-(``strategies[sma_cross].params.fast``), never as the value itself: parameters may hold
-credentials (an executor's API key, a feed's password), and the state may be read by others.
-A resumed run with other settings carries on from the stored books all the same (a live
-deployment may well change a parameter between two restarts): it says which settings changed,
-so that a backtest whose results now mix two configurations is not taken for one.
+(``strategies[sma_cross].params.fast``), not as the value itself. A digest hides only a value
+that cannot be guessed (a small number is found by trying candidates), so parameters whose
+names say they are secrets (a password, a token, an API key) are left out altogether, as is
+anything of ``[persistence]``. Numbers are compared as numbers (``10``, ``"10"`` and ``"10.0"``
+are one value). A resumed run with other settings carries on from the stored books all the
+same (a live deployment may well change a parameter between two restarts): it says which
+settings changed, so that a backtest whose results now mix two configurations is not taken
+for one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tradeloom.settings import Settings
@@ -24,23 +29,24 @@ METADATA_KEY = "tradeloom.settings"
 """The persistence metadata key the record is saved under."""
 
 _FEED = "feed"
+_SECRET = re.compile(r"pass(word|phrase)?|secret|token|credential|api_?key|private_?key|auth", re.I)
+"""Names of parameters left out of the record: what a digest would not hide well."""
 
 
 def settings_paths(settings: Settings) -> dict[str, Any]:
     """Each setting that shapes the books, and the feed's, by its path: ``{path: value}``."""
     shaping: dict[str, Any] = {
         "strategies": {
-            entry.strategy_id: entry.model_dump(mode="json", exclude={"id"})
-            for entry in settings.strategies
+            entry.strategy_id: entry.model_dump(exclude={"id"}) for entry in settings.strategies
         },
-        "validators": [entry.model_dump(mode="json") for entry in settings.validators],
-        "executor": settings.executor.model_dump(mode="json"),
+        "validators": [entry.model_dump() for entry in settings.validators],
+        "executor": settings.executor.model_dump(),
         "portfolio": settings.portfolio.model_dump(
-            mode="json", include={"starting_cash", "starting_cash_by_portfolio"}
+            include={"starting_cash", "starting_cash_by_portfolio"}
         ),
     }
     if settings.feed is not None:
-        shaping[_FEED] = settings.feed.model_dump(mode="json")
+        shaping[_FEED] = settings.feed.model_dump()
     leaves: dict[str, Any] = {}
     _flatten(shaping, "", leaves)
     return leaves
@@ -49,6 +55,8 @@ def settings_paths(settings: Settings) -> dict[str, Any]:
 def _flatten(value: Any, path: str, leaves: dict[str, Any]) -> None:
     if isinstance(value, Mapping) and value:
         for key, item in value.items():
+            if isinstance(key, str) and _SECRET.search(key):
+                continue
             if not path:
                 child = str(key)
             elif path == "strategies":
@@ -56,15 +64,36 @@ def _flatten(value: Any, path: str, leaves: dict[str, Any]) -> None:
             else:
                 child = f"{path}.{key}"
             _flatten(item, child, leaves)
-    elif isinstance(value, list) and value:
+    elif isinstance(value, list | tuple) and value:
         for index, item in enumerate(value):
             _flatten(item, f"{path}[{index}]", leaves)
     else:
-        leaves[path] = value
+        leaves[path] = _comparable(value)
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` as JSON can hold it and as it compares: a number (also one written as text)
+    as its normalized Decimal text, an object JSON cannot hold by its type's name."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float | Decimal | str):
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else str(value))
+        except InvalidOperation:
+            return value
+        return f"number {number.normalize()}" if number.is_finite() else value
+    if isinstance(value, Mapping | list | tuple):
+        return json.loads(json.dumps(value, default=_name_of))  # an empty one
+    return _name_of(value)
+
+
+def _name_of(value: Any) -> str:
+    kind = type(value)
+    return f"<{kind.__module__}.{kind.__qualname__}>"
 
 
 def _digest(salt: str, path: str, value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_name_of)
     return hashlib.sha256(f"{salt}\0{path}\0{text}".encode()).hexdigest()[:32]
 
 

@@ -667,7 +667,13 @@ class PersistenceConformance:
         self, conformance_store: BlockingPersistence
     ) -> None:
         conformance_store.save_metadata({"kept": "yes"})
-        for bad in ({"n": 1}, {"": "empty key"}, {1: "int key"}, {"n": None}):
+        for bad in (
+            {"n": 1},
+            {"": "empty key"},
+            {1: "int key"},
+            {"n": None},
+            {"kept": "changed", "also": "new", "bad": 2},  # all or nothing
+        ):
             with pytest.raises(ValueError):
                 conformance_store.save_metadata(bad)  # type: ignore[arg-type]
         assert conformance_store.load_metadata() == {"kept": "yes"}

@@ -92,11 +92,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE SEQUENCE {schema}.snapshot_saves",
         ),
     ),
-    Migration(
-        2,
-        "metadata: named texts kept with the state",
-        ("CREATE TABLE {schema}.metadata (key text PRIMARY KEY, value text NOT NULL)",),
-    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -545,25 +540,37 @@ class PostgresPersistence(Persistence):
         rows = list(check_metadata(items).items())
         if not rows:
             return
+        # Made by the first save, under the writer hold, not by a migration: a schema without
+        # it is read as before (by roles that may not write, by an older tradeloom-postgres).
+        create = self._q(
+            "CREATE TABLE IF NOT EXISTS {schema}.tradeloom_metadata "
+            "(key text PRIMARY KEY, value text NOT NULL)"
+        )
         upsert = self._q(
-            "INSERT INTO {schema}.metadata (key, value) VALUES (%s, %s) "
+            "INSERT INTO {schema}.tradeloom_metadata (key, value) VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
         self._ensure_hold()
         pool = self._get_pool()
         try:
-            with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-                cursor.executemany(upsert, rows)
+            with pool.connection() as conn, conn.transaction():
+                conn.execute(create)
+                with conn.cursor() as cursor:
+                    cursor.executemany(upsert, rows)
         except psycopg.Error as exc:
             raise self._fail(exc, "saving metadata") from exc
 
     def load_metadata(self) -> dict[str, str]:
-        """What :meth:`save_metadata` saved: each key's latest value."""
+        """What :meth:`save_metadata` saved: each key's latest value (none before the first)."""
         pool = self._get_pool()
         try:
             with pool.connection() as conn:
+                table = sql.Identifier(self.schema, "tradeloom_metadata").as_string(conn)
+                exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+                if exists is None or exists[0] is None:
+                    return {}
                 rows = conn.execute(
-                    self._q("SELECT key, value FROM {schema}.metadata ORDER BY key")
+                    self._q("SELECT key, value FROM {schema}.tradeloom_metadata ORDER BY key")
                 ).fetchall()
         except psycopg.Error as exc:
             raise self._fail(exc, "loading metadata") from exc
