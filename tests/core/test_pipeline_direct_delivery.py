@@ -316,6 +316,24 @@ def test_delivery_passes_the_price_only_for_the_stage_own_market_method() -> Non
     assert priced.counters.events_in == overriding.counters.events_in == 3
 
 
+class MidTick(MarketTick):
+    """A tick type of one's own whose price is the mid-quote, not the last trade."""
+
+    @property
+    def price(self) -> Decimal:
+        assert self.bid is not None and self.ask is not None
+        return (self.bid + self.ask) / 2
+
+
+def test_delivery_gives_an_event_subclass_its_own_price() -> None:
+    plain = ticks("X", [Decimal("10.5")])[0]
+    mid = MidTick(**{**plain.model_dump(), "bid": Decimal(10), "ask": Decimal(12)})
+    stage = PricedStage()
+    deliver = block_delivery([(stage, stage.on_market)], SimulatedClock(), PipelineStatus())
+    assert deliver([plain, mid]) == 2
+    assert [price for _, _, price in stage.calls] == [Decimal("10.5"), Decimal(11)]
+
+
 class ExecutorLike:
     """An executor's market methods: on_market, and the priced one it offers, taking what
     delivery reads."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradeloom.errors import TradeloomError
-from tradeloom.events import MarketEvent
+from tradeloom.events import Bar, MarketEvent, MarketTick
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.status import PipelineStatus
 
@@ -23,6 +23,21 @@ if TYPE_CHECKING:
     from tradeloom.runtime.stages import Stage
 
 BlockDelivery = Callable[[Iterable[MarketEvent]], int]
+
+# The fields are read from the instance dict, where pydantic keeps them: a read of a model's
+# attribute goes through the generic lookup (pydantic's __getattr__ makes CPython 3.11 give up
+# specialising it) and costs about as much as the dict itself. The price is what the
+# ``price`` property of the event's type gives, read as that property reads it; a subclass's
+# own ``price`` is called.
+_READ_PRICE = (
+    "kind = type(event)\n"
+    "            if kind is MarketTick:\n"
+    "                price = fields['last_price']\n"
+    "            elif kind is Bar:\n"
+    "                price = fields['close']\n"
+    "            else:\n"
+    "                price = event.price"
+)
 
 
 def block_delivery(
@@ -40,6 +55,8 @@ def block_delivery(
     whose time is the latest recorded). With ``out_of_order`` and a simulated clock, an event
     earlier than the clock is not delivered: ``out_of_order(event, now)`` is raised."""
     namespace: dict[str, Any] = {
+        "MarketTick": MarketTick,
+        "Bar": Bar,
         "TradeloomError": TradeloomError,
         "clock": clock,
         "advance": clock.advance,
@@ -86,10 +103,11 @@ def block_delivery(
         "    count = 0\n"
         "    try:\n"
         "        for event in events:\n"
-        "            ts = event.ts\n"
-        f"            {'price = event.price' if priced else 'pass'}\n"
+        "            fields = event.__dict__\n"
+        "            ts = fields['ts']\n"
+        f"            {_READ_PRICE if priced else 'pass'}\n"
         f"            {move}\n"
-        "            instrument = event.instrument\n"
+        "            instrument = fields['instrument']\n"
         "            last_times[instrument] = ts\n"
         "            count += 1\n"
         f"{''.join(calls)}"
