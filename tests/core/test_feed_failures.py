@@ -28,6 +28,9 @@ def bad_items(kind: str) -> list[Any]:
         items[2] = {"ts": DATA[2].ts, "instrument": "X", "last_price": "12"}
     elif kind == "None":
         items[2] = None
+    elif kind == "no instrument":  # built without validation
+        fields = {k: v for k, v in dict(DATA[2]).items() if k != "instrument"}
+        items[2] = MarketTick.model_construct(**fields)
     elif kind == "naive time":
         items[2] = MarketTick.model_construct(
             **{**dict(DATA[2]), "ts": DATA[2].ts.replace(tzinfo=None)}
@@ -85,6 +88,7 @@ def test_a_feed_that_raises_fails_the_run_with_a_feed_error(path: str) -> None:
         ("dict", "AttributeError: 'dict' object has no attribute"),
         ("None", "AttributeError: 'NoneType' object has no attribute"),
         ("naive time", "TypeError: can't compare offset-naive and offset-aware datetimes"),
+        ("no instrument", "instrument"),
     ],
 )
 def test_a_feed_giving_what_is_no_market_event_is_named(path: str, kind: str, error: str) -> None:
@@ -92,7 +96,7 @@ def test_a_feed_giving_what_is_no_market_event_is_named(path: str, kind: str, er
     with pytest.raises(FeedError, match="gave something that is not a valid market event") as info:
         tradeloom.backtest({}, feed=feed_class(kind), plugins=plugins, strategies=IDLE)
     assert error in str(info.value)
-    assert isinstance(info.value.__cause__, AttributeError | TypeError)
+    assert isinstance(info.value.__cause__, AttributeError | TypeError | KeyError)
 
 
 def test_a_stage_that_fails_under_publish_is_not_blamed_on_the_feed() -> None:

@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import time
+import traceback
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -24,6 +25,7 @@ from functools import partial
 from typing import Any, Literal, cast
 
 import anyio
+import pydantic
 
 from tradeloom.awaitables import (
     call_hook_and_await,
@@ -1154,6 +1156,15 @@ class Pipeline:
         """The feed raised ``exc`` while giving its events, or gave something that is not a
         market event (an attribute missing, a time that cannot be compared)."""
         source = _source_name(self.feed)
+        if isinstance(exc, KeyError) and _raised_here(exc):
+            # Delivery reads fields from the event's dict: one built without validation
+            # (model_construct) may lack one.
+            return FeedError(
+                f"{source} gave something that is not a valid market event: it has no field "
+                f"{exc.args[0]!r}"
+                if exc.args
+                else f"{source} gave an invalid market event"
+            )
         if isinstance(exc, AttributeError | TypeError) and _raised_here(exc):
             return FeedError(
                 f"{source} gave something that is not a valid market event: "
@@ -1450,16 +1461,19 @@ def _described(exc: BaseException) -> str:
 
 
 def _raised_here(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised by the pipeline's own code reading an event (not deeper)."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename in _READING_FILES
+    """Whether ``exc`` was raised by the pipeline's own code reading an event (not deeper; an
+    event model's own attribute lookup, which raises for a field it lacks, counts as the
+    reading)."""
+    files = [
+        frame.f_code.co_filename
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+        if not frame.f_code.co_filename.startswith(_PYDANTIC)
+    ]
+    return bool(files) and files[-1] in _READING_FILES
 
 
 _READING_FILES = frozenset({__file__, "<market delivery>", rest_of_time.__code__.co_filename})
+_PYDANTIC = os.path.dirname(pydantic.__file__) + os.sep
 
 
 def _start_of(event: MarketEvent) -> datetime:
