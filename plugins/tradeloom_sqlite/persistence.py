@@ -86,11 +86,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
-_TABLES = {1: {"fills", "snapshots"}}
 _METADATA_TABLE = "tradeloom_metadata"
 """Made by the first save_metadata, under the writer hold, not by a migration: a file without
 it is read as before (by readers that may not write, by an older tradeloom that ignores it),
 with no metadata."""
+_TABLES = {1: {"fills", "snapshots"}}
 """The tables of each schema version (``sqlite_*`` tables aside)."""
 
 _SQLITE_BUSY = 5
@@ -358,7 +358,7 @@ class SqlitePersistence(Persistence):
             # Another application's file may carry a user_version too (a tradeloom database
             # carries tradeloom's application_id as well, and may hold tables a user added).
             found = set(tables.split(", ")) if tables else set()
-            if found != _TABLES.get(int(version)):
+            if found - {_METADATA_TABLE} != _TABLES.get(int(version)):
                 raise PersistenceError(
                     f"{self.path}: not a tradeloom database (schema version {version}, but "
                     f"tables {tables or 'none'}); refusing to write into it"

@@ -837,3 +837,19 @@ def test_metadata_needs_no_migration_and_leaves_the_file_readable_as_before(
     finally:
         writer.close()
     assert _raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(1,)]
+
+
+def test_a_file_without_its_application_id_is_still_known_by_its_tables_with_metadata(
+    db_path: Path,
+) -> None:
+    store = SqlitePersistence(db_path)
+    store.open()
+    store.save_metadata({"k": "v"})
+    store.close()
+    _raw(db_path, "PRAGMA application_id = 0")  # as a tool that copied the tables might leave it
+    again = SqlitePersistence(db_path)
+    again.open()
+    try:
+        assert again.load_metadata() == {"k": "v"}
+    finally:
+        again.close()

@@ -17,6 +17,7 @@ import tradeloom
 from tradeloom import Strategy, hookimpl
 from tradeloom.runtime.settings_record import METADATA_KEY
 from tradeloom.testing import ticks
+from tradeloom_memory.persistence import MemoryPersistence, MemoryStore
 from tradeloom_sqlite.persistence import SqlitePersistence
 
 PIPELINE_LOG = "tradeloom.pipeline"
@@ -170,3 +171,66 @@ def test_a_parameter_json_cannot_hold_does_not_fail_the_run() -> None:
     }
     result = tradeloom.backtest(config, events=ticks("X", ["10", "11"]), plugins=[_Plugin()])
     assert result.market_events == 2
+
+
+def test_ids_are_never_taken_for_secrets_and_numbers_only_in_decimal_form() -> None:
+    from tradeloom.runtime.settings_record import changed_settings, settings_record
+    from tradeloom.settings import Settings
+
+    def settings(fast: int, account: str, cash: str) -> Settings:
+        return Settings(
+            strategies=[
+                {
+                    "name": "sma_cross",
+                    "id": "authority_momentum",
+                    "params": {"fast": fast, "bypass_filter": True, "db_password": "x"},
+                },
+                {"name": "sma_cross", "id": "passive_mm", "params": {"account": account}},
+            ],
+            portfolio={"starting_cash_by_portfolio": {"passive_mm": cash}},
+        )
+
+    record = settings_record(settings(5, "007", "1000"))
+    assert changed_settings(record, settings(5, "007", "1000.00")) == ([], [])
+    assert changed_settings(record, settings(50, "7", "9999")) == (
+        [
+            "portfolio.starting_cash_by_portfolio.passive_mm",
+            "strategies[authority_momentum].params.fast",
+            "strategies[passive_mm].params.account",
+        ],
+        [],
+    )
+    assert "db_password" not in record and "bypass_filter" in record
+
+
+class FailsFirstMetadataSave(MemoryPersistence):
+    failures = 1
+
+    def save_metadata(self, items: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database is down")
+        super().save_metadata(items)
+
+
+def test_a_record_that_could_not_be_saved_is_saved_at_a_later_write(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+
+    class Plugin:
+        @hookimpl
+        def tradeloom_register_persistence(self) -> dict[str, Any]:
+            return {"flaky": lambda: FailsFirstMetadataSave(store)}
+
+    prices = [str(100 + (i % 40 if i % 80 < 40 else 40 - i % 40)) for i in range(3000)]
+    config = {
+        "strategies": [{"name": "sma_cross", "params": {"fast": 3, "slow": 7, "quantity": 1}}],
+        "persistence": {"name": "flaky"},
+    }
+    with caplog.at_level(logging.WARNING, logger=PIPELINE_LOG):
+        result = tradeloom.backtest(config, events=ticks("X", prices), plugins=[Plugin()])
+    assert result.fill_count > 0 and result.unsaved_portfolios == []
+    failures = [r for r in caplog.records if "saving the settings record" in r.getMessage()]
+    assert len(failures) == 1 and "database is down" in failures[0].getMessage()
+    assert METADATA_KEY in store.metadata

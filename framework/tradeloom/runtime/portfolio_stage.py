@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -76,6 +77,7 @@ class PortfolioStage(Stage):
         # run describes a run that added to the state (see Pipeline._record_settings):
         # ``(what, method, argument)`` as for _persist, or None.
         self.before_first_write: tuple[str, Callable[..., Any], Any] | None = None
+        self._record_failures = 0
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
         return {
@@ -225,12 +227,20 @@ class PortfolioStage(Stage):
     async def _persist(self, what: str, method: Callable[..., Any], argument: Any) -> None:
         first = self.before_first_write
         if first is not None:
-            self.before_first_write = None
+            self.before_first_write = None  # not again from within the call below
             try:
                 await self._persist(*first)
-            except Exception as exc:  # the state matters; this record only informs
-                self.services.logger.warning(
-                    "persistence failed while %s (the state is saved all the same): %s: %s",
+            except BaseException as exc:
+                # Tried again before the next write: the state matters, this record only
+                # informs, so its failure is no failure of the write.
+                self.before_first_write = first
+                if not isinstance(exc, Exception):
+                    raise
+                self._record_failures += 1
+                self.services.logger.log(
+                    logging.WARNING if self._record_failures == 1 else logging.DEBUG,
+                    "persistence failed while %s (tried again at each write until it works): "
+                    "%s: %s",
                     first[0],
                     type(exc).__name__,
                     exc,

@@ -7,10 +7,10 @@ Each setting is kept as a salted digest of its value under its path
 that cannot be guessed (a small number is found by trying candidates), so parameters whose
 names say they are secrets (a password, a token, an API key) are left out altogether, as is
 anything of ``[persistence]``. Numbers are compared as numbers (``10``, ``"10"`` and ``"10.0"``
-are one value). A resumed run with other settings carries on from the stored books all the
-same (a live deployment may well change a parameter between two restarts): it says which
-settings changed, so that a backtest whose results now mix two configurations is not taken
-for one.
+are one value; ``"007"`` is text). A resumed run with other settings carries on from the
+stored books all the same (a live deployment may well change a parameter between two
+restarts): it says which settings changed, so that a backtest whose results now mix two
+configurations is not taken for one.
 """
 
 from __future__ import annotations
@@ -29,8 +29,14 @@ METADATA_KEY = "tradeloom.settings"
 """The persistence metadata key the record is saved under."""
 
 _FEED = "feed"
-_SECRET = re.compile(r"pass(word|phrase)?|secret|token|credential|api_?key|private_?key|auth", re.I)
-"""Names of parameters left out of the record: what a digest would not hide well."""
+_SECRET = re.compile(
+    r"(^|[_\W])(pass(word|phrase|wd)?|secrets?|tokens?|credentials?|api_?key|private_?key|auth)"
+    r"($|[_\W])",
+    re.I,
+)
+"""Names of parameters left out of the record (a whole part of the name: ``api_key``,
+``db_password``, not ``max_tokens_per_day``... which it is too), what a digest would not hide
+well. Strategy and portfolio ids are never left out."""
 
 
 def settings_paths(settings: Settings) -> dict[str, Any]:
@@ -54,8 +60,10 @@ def settings_paths(settings: Settings) -> dict[str, Any]:
 
 def _flatten(value: Any, path: str, leaves: dict[str, Any]) -> None:
     if isinstance(value, Mapping) and value:
+        # Keys of these tables are ids a user chose, not names of parameters.
+        ids = path in ("strategies", "portfolio.starting_cash_by_portfolio")
         for key, item in value.items():
-            if isinstance(key, str) and _SECRET.search(key):
+            if not ids and isinstance(key, str) and _SECRET.search(key):
                 continue
             if not path:
                 child = str(key)
@@ -72,16 +80,19 @@ def _flatten(value: Any, path: str, leaves: dict[str, Any]) -> None:
 
 
 def _comparable(value: Any) -> Any:
-    """``value`` as JSON can hold it and as it compares: a number (also one written as text)
-    as its normalized Decimal text, an object JSON cannot hold by its type's name."""
+    """``value`` as JSON can hold it and as it compares: a number (also one written as text,
+    in the form Decimal writes it: ``"10"``, ``"0.10"``, not ``"007"``, which may be an
+    account) as its normalized Decimal text, an object JSON cannot hold by its type's name."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float | Decimal | str):
         try:
-            number = Decimal(value.strip() if isinstance(value, str) else str(value))
+            number = Decimal(value if isinstance(value, str) else str(value))
         except InvalidOperation:
             return value
-        return f"number {number.normalize()}" if number.is_finite() else value
+        if not number.is_finite() or (isinstance(value, str) and str(number) != value):
+            return value
+        return f"number {number.normalize()}"
     if isinstance(value, Mapping | list | tuple):
         return json.loads(json.dumps(value, default=_name_of))  # an empty one
     return _name_of(value)
