@@ -28,8 +28,8 @@ def bad_items(kind: str) -> list[Any]:
         items[2] = {"ts": DATA[2].ts, "instrument": "X", "last_price": "12"}
     elif kind == "None":
         items[2] = None
-    elif kind == "no instrument":  # built without validation
-        fields = {k: v for k, v in dict(DATA[2]).items() if k != "instrument"}
+    elif kind.startswith("no "):  # built without validation, lacking a field
+        fields = {k: v for k, v in dict(DATA[2]).items() if k != kind.removeprefix("no ")}
         items[2] = MarketTick.model_construct(**fields)
     elif kind == "naive time":
         items[2] = MarketTick.model_construct(
@@ -89,6 +89,7 @@ def test_a_feed_that_raises_fails_the_run_with_a_feed_error(path: str) -> None:
         ("None", "AttributeError: 'NoneType' object has no attribute"),
         ("naive time", "TypeError: can't compare offset-naive and offset-aware datetimes"),
         ("no instrument", "instrument"),
+        ("no ts", "ts"),
     ],
 )
 def test_a_feed_giving_what_is_no_market_event_is_named(path: str, kind: str, error: str) -> None:

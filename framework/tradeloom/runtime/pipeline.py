@@ -1187,10 +1187,13 @@ class Pipeline:
             last_time = self.result.last_event_time = max(self.status.last_market_time.values())
             last = self.status.last_market_event
             # A live feed's times may jump back: then the latest time is not the last event's.
-            if isinstance(last, Bar | MarketTick) and last.ts == last_time:
-                self.result.last_event_start = _start_of(last)
-            else:
-                self.result.last_event_start = last_time
+            # (The last event may be the one a run failed on, built without validation and
+            # lacking fields: then its own time is not read from it.)
+            start = last_time
+            if isinstance(last, Bar | MarketTick) and getattr(last, "ts", None) == last_time:
+                with contextlib.suppress(AttributeError, TypeError):
+                    start = _start_of(last)
+            self.result.last_event_start = start
         self._report_progress(count)
 
     def _report_progress(self, count: int) -> None:
