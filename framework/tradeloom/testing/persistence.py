@@ -620,27 +620,46 @@ class PersistenceConformance:
     def test_corrupt_snapshot_raises(
         self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
     ) -> None:
-        if not self.supports_corruption_test:
-            pytest.skip(f"{type(self).__name__} sets supports_corruption_test = False")
         conformance_store.save_snapshots(
             [make_snapshot("healthy"), make_snapshot(VICTIM, cash="9.90")]
         )
-        expected = conformance_runner.resolve(
-            self.corrupt_a_snapshot(conformance_store.persistence, VICTIM)
+        self._assert_damage_is_refused(
+            conformance_store, conformance_runner, self.corrupt_a_snapshot, "load_snapshots"
         )
+
+    def test_corrupt_fill_raises(
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
+    ) -> None:
+        conformance_store.record_fills([make_fill("healthy"), make_fill(VICTIM, price="9.90")])
+        self._assert_damage_is_refused(
+            conformance_store, conformance_runner, self.corrupt_a_fill, "load_fills"
+        )
+
+    def _assert_damage_is_refused(
+        self,
+        store: BlockingPersistence,
+        runner: AwaitRunner,
+        damage: Any,
+        load: str,
+    ) -> None:
+        """``damage`` (:meth:`corrupt_a_snapshot` or :meth:`corrupt_a_fill`) of the victim's
+        stored event makes ``load`` raise CorruptStateError naming what it returned (or the
+        victim). Never a silent reset: a restarted instance refuses it too (at open or at
+        load)."""
+        if not self.supports_corruption_test:
+            pytest.skip(f"{type(self).__name__} sets supports_corruption_test = False")
+        expected = runner.resolve(damage(store.persistence, VICTIM))
         needle = expected if expected is not None else VICTIM
         with pytest.raises(CorruptStateError) as info:
-            conformance_store.load_snapshots()
+            getattr(store, load)()
         assert needle in str(info.value), (
             f"CorruptStateError should name {needle!r}; got: {info.value}"
         )
-        # Never a silent reset: a restarted instance refuses the damaged state too (at open or
-        # at load).
-        conformance_store.close()
-        fresh = conformance_runner.wrap(self.reopen(conformance_store.persistence))
+        store.close()
+        fresh = runner.wrap(self.reopen(store.persistence))
         with pytest.raises(CorruptStateError):
             fresh.open()
-            fresh.load_snapshots()
+            getattr(fresh, load)()
 
     # ---- metadata (optional) ------------------------------------------------------------------
 
@@ -677,27 +696,6 @@ class PersistenceConformance:
             with pytest.raises(ValueError):
                 conformance_store.save_metadata(bad)  # type: ignore[arg-type]
         assert conformance_store.load_metadata() == {"kept": "yes"}
-
-    def test_corrupt_fill_raises(
-        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
-    ) -> None:
-        if not self.supports_corruption_test:
-            pytest.skip(f"{type(self).__name__} sets supports_corruption_test = False")
-        conformance_store.record_fills([make_fill("healthy"), make_fill(VICTIM, price="9.90")])
-        expected = conformance_runner.resolve(
-            self.corrupt_a_fill(conformance_store.persistence, VICTIM)
-        )
-        needle = expected if expected is not None else VICTIM
-        with pytest.raises(CorruptStateError) as info:
-            conformance_store.load_fills()
-        assert needle in str(info.value), (
-            f"CorruptStateError should name {needle!r}; got: {info.value}"
-        )
-        conformance_store.close()
-        fresh = conformance_runner.wrap(self.reopen(conformance_store.persistence))
-        with pytest.raises(CorruptStateError):
-            fresh.open()
-            fresh.load_fills()
 
     # ---- state written by a newer tradeloom --------------------------------------------------
 
