@@ -205,6 +205,25 @@ PricedMarketMethod = Callable[[Any, Decimal, datetime, str], None]
 event (see :meth:`Executor.priced_market_method`)."""
 
 
+class PricedMarket:
+    """For a stage or an executor whose market method is given the event's price, time and
+    instrument: define ``on_market_at(event, price, ts, instrument)``, and this gives
+    ``on_market(event)``, which reads them, and ``priced_market_method()``, which returns
+    ``on_market_at`` (see :meth:`Executor.priced_market_method`). List it before the base
+    class: ``class MyExecutor(PricedMarket, Executor)``."""
+
+    def on_market(self, event: MarketEvent) -> None:
+        self.on_market_at(event, event.price, event.ts, event.instrument)
+
+    def priced_market_method(self) -> PricedMarketMethod:
+        return self.on_market_at
+
+    def on_market_at(
+        self, event: MarketEvent, price: Decimal, ts: datetime, instrument: str
+    ) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define on_market_at")
+
+
 class Executor(abc.ABC):
     """Turns orders into fills (or rejections)."""
 

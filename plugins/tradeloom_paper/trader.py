@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from tradeloom.components import Executor, PricedMarketMethod
+from tradeloom.components import Executor, PricedMarket
 from tradeloom.events import (
     CANCELLED,
     Bar,
@@ -28,7 +28,7 @@ BPS = Decimal(10_000)
 ZERO = Decimal(0)
 
 
-class PaperTrader(Executor):
+class PaperTrader(PricedMarket, Executor):
     """Simulated execution.
 
     ``fill_at="next"`` (default, for backtests) fills a market order at the next market event
@@ -80,12 +80,6 @@ class PaperTrader(Executor):
         # By signal id: one order per signal, so an order made again from a signal delivered
         # again (a risk process restarted before committing it) does not fill twice either.
         self._seen_signals = RecentIds(dedupe_window)
-
-    def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price, event.ts, event.instrument)
-
-    def priced_market_method(self) -> PricedMarketMethod:
-        return self.on_market_at
 
     def on_market_at(
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str

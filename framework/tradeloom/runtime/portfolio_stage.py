@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from tradeloom.awaitables import maybe_await
-from tradeloom.components import Persistence, PricedMarketMethod
+from tradeloom.components import Persistence, PricedMarket
 from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
 from tradeloom.portfolio import ZERO, EquityTerms, PortfolioBook, book_value
 from tradeloom.runtime.results import RunResult
@@ -24,7 +24,7 @@ _FAILURE_LOG_SECONDS = 30.0
 """During a persistence outage, at most one log line per this many seconds."""
 
 
-class PortfolioStage(Stage):
+class PortfolioStage(PricedMarket, Stage):
     """Applies each fill once, journals it, and saves snapshots of changed portfolios.
 
     Fills are journaled before their portfolio's snapshot is saved, so a snapshot never
@@ -85,12 +85,6 @@ class PortfolioStage(Stage):
             Topics.FILLS: self.on_fill,
             Topics.REJECTIONS: self.on_rejection,
         }
-
-    def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price, event.ts, event.instrument)
-
-    def priced_market_method(self) -> PricedMarketMethod:
-        return self.on_market_at
 
     def on_market_at(
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str

@@ -18,6 +18,7 @@ from tradeloom.components import (
     ExecutionContext,
     Executor,
     IdGenerator,
+    PricedMarket,
     PricedMarketMethod,
     Validator,
     report_cannot_cancel,
@@ -199,7 +200,7 @@ class Stage:
         """Input has ended: settle everything still pending."""
 
 
-class StrategyStage(Stage):
+class StrategyStage(PricedMarket, Stage):
     """Runs strategies on market data; keeps each strategy's own view of its portfolio."""
 
     role = "strategy"
@@ -280,12 +281,6 @@ class StrategyStage(Stage):
             targets.append((getattr(strategy, method_name), self.contexts[strategy_id]))
         (self._tick_targets if kind is MarketTick else self._bar_targets)[instrument] = targets
         return targets
-
-    def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price, event.ts, event.instrument)
-
-    def priced_market_method(self) -> PricedMarketMethod:
-        return self.on_market_at
 
     def on_market_at(
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
@@ -530,7 +525,7 @@ class _RiskView:
         return self.book.portfolio(strategy_id).cash
 
 
-class RiskStage(Stage):
+class RiskStage(PricedMarket, Stage):
     """Runs every validator on each signal; passes orders on or publishes rejections.
 
     Signals for an instrument with no price yet wait for its first price (bounded by
@@ -567,12 +562,6 @@ class RiskStage(Stage):
             Topics.FILLS: self.on_fill,
             Topics.REJECTIONS: self.on_rejection,
         }
-
-    def on_market(self, event: Bar | MarketTick) -> None:
-        self.on_market_at(event, event.price, event.ts, event.instrument)
-
-    def priced_market_method(self) -> PricedMarketMethod:
-        return self.on_market_at
 
     def on_market_at(
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
