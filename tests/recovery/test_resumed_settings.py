@@ -234,3 +234,19 @@ def test_a_record_that_could_not_be_saved_is_saved_at_a_later_write(
     failures = [r for r in caplog.records if "saving the settings record" in r.getMessage()]
     assert len(failures) == 1 and "database is down" in failures[0].getMessage()
     assert METADATA_KEY in store.metadata
+
+
+def test_a_live_restart_with_other_settings_names_them(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = orcl_config(_first_half(tmp_path, shared_data), tmp_path / "state.sqlite")
+    tradeloom.run(config)
+    config["strategies"][0]["params"]["fast"] = 5
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=PIPELINE_LOG):
+        tradeloom.run(config)
+    assert [m for m in caplog.messages if m.startswith("resume: the")] == [
+        "resume: the stored state was saved by a run with other settings (changed: "
+        "strategies[sma_cross].params.fast); the books carry on from that state, so the "
+        "results mix both"
+    ]
