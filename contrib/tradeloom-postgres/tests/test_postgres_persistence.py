@@ -581,3 +581,48 @@ def test_metadata_needs_no_migration_and_is_made_by_the_first_save(
         assert first.load_fills() == fills
     finally:
         first.close()
+
+
+def test_a_role_that_may_not_create_anything_opens_and_uses_a_schema_up_to_date(
+    postgres_server: PostgresServer, schema: str
+) -> None:
+    # The schema made by the owner; then a role with only the rights to read and write its
+    # tables (no CREATE on the database or the schema), as a DBA would give an application.
+    owner = PostgresPersistence(**postgres_server.params(schema=schema))
+    owner.open()
+    owner.record_fills([make_fill("alpha")])
+    owner.close()
+    role = f"rw_{uuid.uuid4().hex[:12]}"
+    with postgres_server.admin_connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'rw-pass'").format(sql.Identifier(role))
+        )
+        for statement in (
+            "GRANT USAGE ON SCHEMA {schema} TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+            "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        ):
+            conn.execute(
+                sql.SQL(statement).format(schema=sql.Identifier(schema), role=sql.Identifier(role))
+            )
+    try:
+        app = PostgresPersistence(
+            **postgres_server.params(schema=schema, user=role, password="rw-pass")
+        )
+        app.open()
+        try:
+            assert len(app.load_fills()) == 1
+            app.record_fills([make_fill("beta")])
+            app.save_snapshots([make_snapshot("beta")])
+            assert len(app.load_fills()) == 2 and list(app.load_snapshots()) == ["beta"]
+            # Creating the metadata table is refused: a PersistenceError, which the pipeline
+            # reports as a warning (the record is not kept), not a failed run.
+            with pytest.raises(PersistenceError, match="permission denied"):
+                app.save_metadata({"k": "v"})
+            assert app.load_metadata() == {}
+        finally:
+            app.close()
+    finally:
+        with postgres_server.admin_connect() as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

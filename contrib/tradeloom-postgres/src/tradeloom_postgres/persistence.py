@@ -251,15 +251,20 @@ class PostgresPersistence(Persistence):
             # Serializes concurrent opens of the same schema; released at commit.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(self.schema),))
             self._refuse_a_foreign_schema(conn)
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._ident))
-            conn.execute(
-                self._q(
-                    "CREATE TABLE IF NOT EXISTS {schema}.tradeloom_migrations ("
-                    " version integer PRIMARY KEY,"
-                    " description text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
+            table = sql.Identifier(self.schema, "tradeloom_migrations").as_string(conn)
+            found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+            if found is None or found[0] is None:
+                # Only a new schema is created: a role that may read and write the tables but
+                # not create anything opens a schema that is up to date.
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._ident))
+                conn.execute(
+                    self._q(
+                        "CREATE TABLE IF NOT EXISTS {schema}.tradeloom_migrations ("
+                        " version integer PRIMARY KEY,"
+                        " description text NOT NULL,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
                 )
-            )
             row = conn.execute(
                 self._q("SELECT COALESCE(MAX(version), 0) FROM {schema}.tradeloom_migrations")
             ).fetchone()
