@@ -47,28 +47,30 @@ class TestSqlitePersistence(PersistenceConformance):
         return SqlitePersistence(persistence.path)
 
     def corrupt_a_snapshot(self, persistence: Persistence, portfolio_id: str) -> str:
-        assert isinstance(persistence, SqlitePersistence)
-        with sqlite3.connect(persistence.path) as raw:
-            changed = raw.execute(
-                "UPDATE snapshots SET snapshot = json_set(snapshot, '$.cash', 'lots') "
-                "WHERE portfolio_id = ?",
-                (portfolio_id,),
-            ).rowcount
-        raw.close()
-        assert changed == 1
+        _damage_one_row(
+            persistence,
+            "UPDATE snapshots SET snapshot = json_set(snapshot, '$.cash', 'lots') "
+            "WHERE portfolio_id = ?",
+            portfolio_id,
+        )
         return f"table snapshots, portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
 
     def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> str:
-        assert isinstance(persistence, SqlitePersistence)
-        with sqlite3.connect(persistence.path) as raw:
-            changed = raw.execute(
-                "UPDATE fills SET event = json_set(event, '$.quantity', '-1') "
-                "WHERE portfolio_id = ?",
-                (portfolio_id,),
-            ).rowcount
-        raw.close()
-        assert changed == 1
+        _damage_one_row(
+            persistence,
+            "UPDATE fills SET event = json_set(event, '$.quantity', '-1') WHERE portfolio_id = ?",
+            portfolio_id,
+        )
         return f"portfolio {portfolio_id!r}: stored fill is invalid: quantity:"
+
+
+def _damage_one_row(persistence: Persistence, update: str, portfolio_id: str) -> None:
+    """Run ``update`` (one ``?``: the portfolio id) on the back end's file, outside it."""
+    assert isinstance(persistence, SqlitePersistence)
+    with sqlite3.connect(persistence.path) as raw:
+        changed = raw.execute(update, (portfolio_id,)).rowcount
+    raw.close()
+    assert changed == 1
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import LiteralString
 
 import psycopg
 import pytest
@@ -66,29 +67,30 @@ class TestPostgresPersistence(PersistenceConformance):
         )
 
     def corrupt_a_snapshot(self, persistence: Persistence, portfolio_id: str) -> str:
-        assert isinstance(persistence, PostgresPersistence)
-        with psycopg.connect(**persistence.params.connect_kwargs()) as conn:
-            changed = conn.execute(
-                sql.SQL(
-                    "UPDATE {}.snapshots SET snapshot = "
-                    "jsonb_set(snapshot, '{{cash}}', '\"lots\"') WHERE portfolio_id = %s"
-                ).format(sql.Identifier(persistence.schema)),
-                (portfolio_id,),
-            ).rowcount
-        assert changed == 1
+        _damage_one_row(
+            persistence,
+            "UPDATE {}.snapshots SET snapshot = "
+            "jsonb_set(snapshot, '{{cash}}', '\"lots\"') WHERE portfolio_id = %s",
+            portfolio_id,
+        )
         return f"snapshots, portfolio {portfolio_id!r}: stored snapshot is invalid: cash:"
 
     def corrupt_a_fill(self, persistence: Persistence, portfolio_id: str) -> str:
-        assert isinstance(persistence, PostgresPersistence)
-        with psycopg.connect(**persistence.params.connect_kwargs()) as conn:
-            changed = conn.execute(
-                sql.SQL(
-                    "UPDATE {}.fills SET event = event - 'side' WHERE portfolio_id = %s"
-                ).format(sql.Identifier(persistence.schema)),
-                (portfolio_id,),
-            ).rowcount
-        assert changed == 1
+        _damage_one_row(
+            persistence,
+            "UPDATE {}.fills SET event = event - 'side' WHERE portfolio_id = %s",
+            portfolio_id,
+        )
         return f"portfolio {portfolio_id!r}: stored fill is invalid: side:"
+
+
+def _damage_one_row(persistence: Persistence, update: LiteralString, portfolio_id: str) -> None:
+    """Run ``update`` (``{}``: the schema; ``%s``: the portfolio id) outside the back end."""
+    assert isinstance(persistence, PostgresPersistence)
+    with psycopg.connect(**persistence.params.connect_kwargs()) as conn:
+        statement = sql.SQL(update).format(sql.Identifier(persistence.schema))
+        changed = conn.execute(statement, (portfolio_id,)).rowcount
+    assert changed == 1
 
 
 @pytest.fixture
