@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,8 @@ _MAX_REPORTED_ERRORS = 10
 # A schema version written with an exponent (2E+5000) is not made into an int of that many
 # digits: it would take the CPU for minutes, or fail to print.
 _VERSION_DIGITS = 10
+# Only plain ASCII digits: str.isdigit() also takes "²" and "٣", which int() refuses or reads.
+_VERSION_TEXT = re.compile(rf"\s*[0-9]{{1,{_VERSION_DIGITS}}}\s*", re.ASCII)
 _MAX_INPUT_REPR = 80
 _KNOWN_TYPES = ", ".join(EVENT_TYPES)
 _EVENT_CLASSES = frozenset(EVENT_TYPES.values())
@@ -129,7 +132,7 @@ def _json_reason(data: bytes | bytearray, errors: list[Any]) -> str:
 
 
 def _check_raw_version(version: Any) -> None:
-    if isinstance(version, str) and version.strip().isdigit():
+    if isinstance(version, str) and _VERSION_TEXT.fullmatch(version):
         version = int(version)
     elif (
         isinstance(version, Decimal)
@@ -145,15 +148,22 @@ def _check_raw_version(version: Any) -> None:
 def _check_version_number(version: int) -> None:
     if version > SCHEMA_VERSION:
         raise DecodeError(
-            f"schema_version {version} is newer than the supported version {SCHEMA_VERSION}; "
-            "upgrade tradeloom to read these events",
+            f"schema_version {_shown(version)} is newer than the supported version "
+            f"{SCHEMA_VERSION}; upgrade tradeloom to read these events",
             error_type="schema_version",
         )
     if version < 1:
         raise DecodeError(
-            f"schema_version {version} is not valid; versions start at 1",
+            f"schema_version {_shown(version)} is not valid; versions start at 1",
             error_type="schema_version",
         )
+
+
+def _shown(version: int) -> str:
+    text = str(abs(version))  # a JSON integer of up to 4300 digits reaches here
+    if len(text) <= _VERSION_DIGITS:
+        return str(version)
+    return f"{'-' if version < 0 else ''}{text[:_VERSION_DIGITS]}... ({len(text)} digits)"
 
 
 def _check_version(event: Event) -> None:

@@ -297,6 +297,37 @@ def test_newer_schema_version_of_a_nested_signal_is_refused(extra: dict[str, str
     assert "schema_version 7 is newer" in error.reason
 
 
+@pytest.mark.parametrize("version", ["\u00b2", "\u0663", "9" * 5000, "0x2", "2.5"])
+def test_a_schema_version_text_not_of_ascii_digits_is_a_schema_error(version: str) -> None:
+    # str.isdigit() takes "\u00b2" and "\u0663" (which int() refuses or reads as 3): each was a
+    # ValueError, which stopped a consumer on the record at every restart.
+    for document in (
+        _tick_json(schema_version=version),
+        {"type": "rejection", "signal": {"schema_version": version}},
+    ):
+        error = _refusal(json.dumps(document).encode())
+        assert error.error_type == "schema"
+        assert "schema_version': " in error.reason
+        assert "integer" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("digits", "expected"),
+    [
+        ("9" * 4000, "schema_version 9999999999... (4000 digits) is newer than"),
+        ("-" + "9" * 4000, "schema_version -9999999999... (4000 digits) is not valid"),
+    ],
+)
+def test_a_schema_version_of_thousands_of_digits_is_named_short(digits: str, expected: str) -> None:
+    document = _tick_json()
+    del document["schema_version"]
+    data = f'{{"schema_version": {digits}, '.encode() + json.dumps(document)[1:].encode()
+    error = _refusal(data)
+    assert error.error_type == "schema_version"
+    assert error.reason.startswith(expected)
+    assert len(error.reason) < 200
+
+
 @pytest.mark.parametrize("version", [0, -1])
 def test_schema_version_below_one_is_refused(version: int) -> None:
     error = _refusal(json.dumps(_tick_json(schema_version=version)).encode())
