@@ -38,6 +38,7 @@ from tradeloom.errors import (
     ConfigError,
     DuplicateComponentError,
     PluginError,
+    TradeloomError,
     UnknownComponentError,
 )
 from tradeloom.params import ParamsModel, problem_message, type_name
@@ -503,9 +504,73 @@ def build_component(registration: Registration, params: dict[str, Any]) -> Any:
             ) from None
         params = {name: getattr(checked, name) for name in params if name in model.model_fields}
     try:
-        return factory(**params)
+        built = factory(**params)
+    except TradeloomError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{label}: {exc}") from exc
+    except Exception as exc:  # the component's own code failed: name it, keep where it raised
+        raise ConfigError(f"{label}: {type(exc).__name__}: {exc}") from exc
+    _check_built(registration, built)
+    return built
+
+
+def _check_built(registration: Registration, built: Any) -> None:
+    """Refuse what cannot be a component of the registration's kind (None, or an object
+    without the methods its kind must have): it would fail later, far from the factory, with an
+    AttributeError on some method the runtime calls. Objects that do not subclass the kind's
+    base class but have its methods are components too."""
+    expected = _component_types().get(registration.kind)
+    if expected is None or isinstance(built, expected):
+        return
+    required = sorted(getattr(expected, "__abstractmethods__", ()))
+    if registration.kind == "id_generator":
+        required = ["new_id"]
+    missing = [name for name in required if not callable(getattr(built, name, None))]
+    if built is not None and required and not missing:
+        return
+    lacking = ""
+    if missing and built is not None:
+        lacking = f" (it has no {', '.join(f'{name}()' for name in missing)})"
+    raise ConfigError(
+        f"{registration.label}: its factory returned {_described(built)}{lacking}, not a "
+        f"{expected.__module__}.{expected.__qualname__}"
+    )
+
+
+def _component_types() -> dict[str, type]:
+    # Imported here: these modules import this one's neighbours, not the other way round.
+    from tradeloom.components import (
+        Codec,
+        Executor,
+        Feed,
+        HealthCheck,
+        IdGenerator,
+        Persistence,
+        Validator,
+    )
+    from tradeloom.runtime.transport import Transport
+    from tradeloom.strategy import Strategy
+
+    return {
+        "feed": Feed,
+        "strategy": Strategy,
+        "executor": Executor,
+        "validator": Validator,
+        "health_check": HealthCheck,
+        "persistence": Persistence,
+        "codec": Codec,
+        "id_generator": IdGenerator,  # a runtime-checkable protocol: new_id()
+        "transport": Transport,
+    }
+
+
+def _described(value: Any) -> str:
+    if value is None:
+        return "None"
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} (a {type(value).__module__}.{type(value).__qualname__})"
 
 
 def _parameter_problems(

@@ -573,9 +573,12 @@ def _check_delimiter(delimiter: Any) -> str:
 
 def _check_encoding(encoding: Any) -> str:
     try:
-        codecs.lookup(encoding)
+        info = codecs.lookup(encoding)
     except (LookupError, TypeError):
         raise ValueError(f"unknown encoding {encoding!r}") from None
+    # rot13, base64, zlib and the like are codecs too, but not of bytes to text.
+    if not getattr(info, "_is_text_encoding", True):
+        raise ValueError(f"encoding {encoding!r} is not a text encoding (e.g. 'utf-8', 'cp1252')")
     return encoding  # type: ignore[no-any-return]
 
 

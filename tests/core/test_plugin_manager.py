@@ -324,6 +324,8 @@ def test_float_and_secret_parameters(site: Path) -> None:
         "class Feed:\n"
         "    def __init__(self, api_key: str, url: str = 'x') -> None:\n"
         "        self.api_key = api_key\n"
+        "    def events(self, ctx):\n"
+        "        return []\n"
         "@hookimpl\ndef tradeloom_register_feeds():\n    return {'secretive': Feed}\n"
     )
     manager = PluginManager().load(modules=[module])
@@ -479,3 +481,67 @@ def test_the_hook_reference_names_the_api_that_takes_plugins_from_code() -> None
         function = getattr(tradeloom, name.removeprefix("tradeloom."))
         assert "plugins" in inspect.signature(function).parameters, name
     assert "``tradeloom.run``" in (hookspecs.__doc__ or "")
+
+
+BUILT_PLUGIN = """
+from tradeloom import Strategy, hookimpl
+from tradeloom.components import Validator
+
+class Broken(Validator):
+    def __init__(self) -> None:
+        raise RuntimeError("ctor boom")
+
+    def validate(self, signal, view):
+        return None
+
+class Duck:  # no Validator subclass, but it has what a validator must
+    name = "duck"
+
+    def validate(self, signal, view):
+        return None
+
+class StrategyLike:
+    pass
+
+@hookimpl
+def tradeloom_register_validators():
+    return {
+        "broken": Broken,
+        "none": lambda: None,
+        "wrong": lambda: object(),
+        "duck": Duck,
+        "missing_file": lambda: open("/nonexistent/limits.toml"),
+    }
+
+@hookimpl
+def tradeloom_register_strategies():
+    return {"not_a_strategy": StrategyLike}
+"""
+
+
+def test_a_factory_that_raises_or_returns_no_component_is_named(site: Path) -> None:
+    module = unique("built")
+    (site / f"{module}.py").write_text(BUILT_PLUGIN)
+    manager = PluginManager().load(modules=[module])
+    label = f"validator 'broken' (plugin '{module}')"
+    with pytest.raises(ConfigError) as caught:
+        manager.create("validator", "broken")
+    assert str(caught.value) == f"{label}: RuntimeError: ctor boom"
+    assert isinstance(caught.value.__cause__, RuntimeError)  # the CLI shows where it raised
+    with pytest.raises(ConfigError, match=r"'missing_file' .*: FileNotFoundError: \[Errno 2\]"):
+        manager.create("validator", "missing_file")
+    with pytest.raises(ConfigError) as caught:
+        manager.create("validator", "none")
+    assert str(caught.value) == (
+        f"validator 'none' (plugin '{module}'): its factory returned None, not a "
+        "tradeloom.components.Validator"
+    )
+    with pytest.raises(ConfigError) as caught:
+        manager.create("validator", "wrong")
+    assert "its factory returned <object object at" in str(caught.value)
+    assert "(a builtins.object) (it has no validate()), not a tradeloom.components.Validator" in (
+        str(caught.value)
+    )
+    with pytest.raises(ConfigError, match=r"not a tradeloom\.strategy\.Strategy$"):
+        manager.create("strategy", "not_a_strategy")
+    assert type(manager.create("validator", "duck")).__name__ == "Duck"

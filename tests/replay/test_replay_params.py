@@ -108,6 +108,8 @@ def test_a_device_is_not_a_file() -> None:
         ({"columns": TICK_COLUMNS, "on_error": "ignore"}, "on_error must be 'skip' or 'stop'"),
         ({"columns": TICK_COLUMNS, "delimiter": ";;"}, "delimiter must be one character"),
         ({"columns": TICK_COLUMNS, "encoding": "klingon"}, "unknown encoding"),
+        ({"columns": TICK_COLUMNS, "encoding": "rot13"}, "'rot13' is not a text encoding"),
+        ({"columns": TICK_COLUMNS, "encoding": "base64"}, "'base64' is not a text encoding"),
         ({"columns": TICK_COLUMNS, "timezone": "Mars/Olympus"}, "unknown timezone 'Mars/Olympus'"),
         ({"columns": TICK_COLUMNS, "timestamp_format": "YYYY-MM-DD"}, "not a strptime pattern"),
         (
