@@ -60,6 +60,7 @@ from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.arguments import check_pipeline_arguments
+from tradeloom.runtime.callbacks import STRATEGY_CALLBACKS, refuse_async_callbacks
 from tradeloom.runtime.clock import SimulatedClock, WallClock
 from tradeloom.runtime.collector import run_collector
 from tradeloom.runtime.dead_letter_file import DeadLetterFile
@@ -276,6 +277,8 @@ class Pipeline:
             self._strategy_instruments[strategy_id] = None
         if not self.strategies:
             raise ConfigError("no strategy configured: add a [[strategies]] entry")
+        for strategy_id, strategy in self.strategies.items():
+            refuse_async_callbacks(f"strategy {strategy_id!r}", strategy, STRATEGY_CALLBACKS)
 
     def _build_validators(self) -> list[tuple[str, Validator]]:
         built: list[tuple[str, Validator]] = []
@@ -287,7 +290,9 @@ class Pipeline:
                 name = f"{entry.name}#{suffix}"
                 suffix += 1
             names.add(name)
-            built.append((name, self.manager.create("validator", entry.name, entry.params)))
+            validator = self.manager.create("validator", entry.name, entry.params)
+            refuse_async_callbacks(f"validator {name!r}", validator, ("validate",))
+            built.append((name, validator))
         return built
 
     def _event_observer(self) -> Callable[[str, str, Any], None] | None:
