@@ -7,14 +7,17 @@ TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` s
 
 from __future__ import annotations
 
+import codecs
 import os
 import tomllib
+import typing
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -41,7 +44,13 @@ DEFAULT_CONFIG_FILE = "tradeloom.toml"
 
 
 class _Section(ParamsModel):
-    model_config = ConfigDict(extra="forbid")
+    # No inf or nan: a float setting is a duration or a fraction, and timedelta(inf) fails.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+MAX_SECONDS = 1_000_000_000
+"""The longest duration a setting takes (about 31 years): longer ones are no limit at all, and
+overflow the time arithmetic."""
 
 
 SECRET_PARAM_WORDS = ("password", "secret", "token", "api_key", "apikey", "credential")
@@ -108,13 +117,13 @@ class PendingSettings(_Section):
     """Signals for an instrument with no price yet wait for its first price, within bounds."""
 
     max_signals: int = Field(default=1000, ge=0, description="Per instrument.")
-    max_wait_seconds: float = Field(default=60.0, ge=0)
+    max_wait_seconds: float = Field(default=60.0, ge=0, le=MAX_SECONDS)
 
 
 class ReconnectSettings(_Section):
     max_attempts: int = Field(default=10, ge=0, description="0 means: never give up.")
-    base_delay_seconds: float = Field(default=0.5, gt=0)
-    max_delay_seconds: float = Field(default=30.0, gt=0)
+    base_delay_seconds: float = Field(default=0.5, gt=0, le=MAX_SECONDS)
+    max_delay_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     jitter: float = Field(
         default=0.5, ge=0, le=1, description="Fraction of a delay drawn at random."
     )
@@ -123,7 +132,7 @@ class ReconnectSettings(_Section):
 class PortfolioSettings(_Section):
     starting_cash: Price = Decimal("100000")
     starting_cash_by_portfolio: dict[str, Price] = Field(default_factory=dict)
-    snapshot_interval_seconds: float = Field(default=5.0, gt=0)
+    snapshot_interval_seconds: float = Field(default=5.0, gt=0, le=MAX_SECONDS)
     equity_curve_points: int = Field(default=5000, ge=10)
 
     def starting_cash_for(self, portfolio_id: str) -> Decimal:
@@ -250,8 +259,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file with floats as Decimal; raise ConfigError naming the file and line."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle, parse_float=Decimal)
+        raw = path.read_bytes()
+        # TOML has no byte-order mark, but editors on Windows write one: read past it.
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+        return tomllib.loads(text, parse_float=Decimal)
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
     except IsADirectoryError:
@@ -270,8 +281,49 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {problem_message(item)}")
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {where}: {_unknown_key(item['loc'])}")
+        else:
+            lines.append(f"  {where}: {problem_message(item)}")
     return "\n".join(lines)
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """What to say of a key no section has: the closest known key, and the known ones."""
+    known = _keys_at(Settings, loc[:-1])
+    if not known:
+        return "not a known key"
+    close = closest_name(str(loc[-1]), known)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"not a known key{hint} (known: {', '.join(known)})"
+
+
+def _keys_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The keys of the section at ``path`` (list indexes skipped) below ``model``."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model ``annotation`` holds: itself, or the one of ``list[M]`` or ``M | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def load_settings(

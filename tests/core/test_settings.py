@@ -60,7 +60,33 @@ params = { quantity = 0.1 }
             "[portfolio]\nsnapshot_interval_seconds = false\n",
             "portfolio.snapshot_interval_seconds: false is a boolean; it takes float",
         ),
-        ("[pipeline]\ntransprt = 'memory'\n", "pipeline.transprt: Extra inputs"),
+        (
+            "[pipeline]\ntransprt = 'memory'\n",
+            "pipeline.transprt: not a known key; did you mean 'transport'? (known: transport, ",
+        ),
+        (
+            "[[strategies]]\nname = 'sma_cross'\nparms = { fast = 3 }\n",
+            "strategies.0.parms: not a known key; did you mean 'params'? "
+            "(known: name, params, id, instruments)",
+        ),
+        ("[monitorin]\nlog_json = true\n", "monitorin: not a known key; did you mean 'monitoring'"),
+        (
+            "[pending]\nmax_wait_seconds = inf\n",
+            "pending.max_wait_seconds: Input should be a finite",
+        ),
+        (
+            "[pending]\nmax_wait_seconds = nan\n",
+            "pending.max_wait_seconds: Input should be a finite",
+        ),
+        (
+            "[pending]\nmax_wait_seconds = 1e20\n",
+            "pending.max_wait_seconds: Input should be less than or equal to 1000000000",
+        ),
+        ("[reconnect]\nmax_delay_seconds = inf\n", "reconnect.max_delay_seconds: Input should be"),
+        (
+            "[portfolio]\nsnapshot_interval_seconds = 1e300\n",
+            "portfolio.snapshot_interval_seconds: Input should be less than or equal to",
+        ),
         ("[portfolio\n", "invalid TOML"),
         (
             "[[strategies]]\nname='a'\n[[strategies]]\nname='a'\n",
@@ -141,7 +167,9 @@ def test_a_typo_in_an_environment_variable_is_not_blamed_on_the_file(
         load_settings(config)
     assert str(caught.value).splitlines() == [
         f"{config} with environment TRADELOOM_PORTFOLIO__STARTNG_CASH: invalid configuration",
-        "  portfolio.startng_cash: Extra inputs are not permitted",
+        "  portfolio.startng_cash: not a known key; did you mean 'starting_cash'? (known: "
+        "starting_cash, starting_cash_by_portfolio, snapshot_interval_seconds, "
+        "equity_curve_points)",
     ]
 
 
@@ -173,6 +201,13 @@ def test_an_environment_variable_of_no_section_is_refused(
     monkeypatch.setenv("TRADELOOM_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("TRADELOOM_PORT_9100_TCP_ADDR", "10.0.0.1")
     assert make_settings({}).portfolio.starting_cash == Decimal("100000")
+
+
+def test_a_configuration_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Notepad and other Windows editors start UTF-8 files with one; TOML has none.
+    path = tmp_path / "tradeloom.toml"
+    path.write_bytes(b'\xef\xbb\xbf[portfolio]\nstarting_cash = "250"\n')
+    assert load_settings(path).portfolio.starting_cash == Decimal(250)
 
 
 def test_a_configuration_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
