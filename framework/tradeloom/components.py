@@ -127,6 +127,11 @@ class FeedContext:
     out, per topic (``{"ticks": 120}``), the topics it reads now (a topic left out has no lag
     any more). The runtime shows them as consumer lag ``"feed/<topic>"``. At most about once a
     second."""
+    consumer_group: str | None = None
+    """The consumer group a feed reading a broker joins unless told another: the one the
+    pipeline's transport names for the feed role (the ``redpanda`` transport's ``group_prefix``
+    + ``"feed"``), so that two deployments with their own prefixes do not share one group (and
+    split the data between them). None: the transport has no consumer groups."""
     reconnecting: dict[str, str] = attrs.Factory(dict)
     """Where a feed that lost its source says so while it reconnects: ``{what: since when and
     why}`` (``{"redpanda feed (ticks)": "broker unreachable since ...: ..."}``), the entry

@@ -55,8 +55,14 @@ class _Moved(ConsumerRebalanceListener):  # type: ignore[misc]
         pass
 
 
+DEFAULT_GROUP = "tradeloom.feed"
+"""The feed's consumer group when neither ``group_id`` nor the transport names one."""
+
+
 class RedpandaFeed(Feed):
-    """Reads market ticks from ``topic`` through the consumer group ``group_id``.
+    """Reads market ticks from ``topic`` through the consumer group ``group_id`` (unset: the
+    one the pipeline's transport names for the feed role, ``group_prefix + "feed"`` with the
+    ``redpanda`` transport; else ``tradeloom.feed``).
 
     ``format = "tradeloom"`` reads events in the pipeline codec's format (the stock codec's
     JSON: ``MarketTick`` or ``Bar``); ``format = "json"`` reads plain JSON ticks through the
@@ -115,9 +121,10 @@ class RedpandaFeed(Feed):
             reconnecting=ctx.reconnecting,
         )
         await self._link.connect()
+        group_id = options.group_id or ctx.consumer_group or DEFAULT_GROUP
         consumer = AIOKafkaConsumer(
             **options.consumer_kwargs(),
-            group_id=options.group_id,
+            group_id=group_id,
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await consumer.start()
@@ -125,7 +132,7 @@ class RedpandaFeed(Feed):
         self._consumer = consumer
         self._watchdog = asyncio.get_running_loop().create_task(self._link.watch())
         self.logger.info(
-            "reading %s from %s as group %s", options.topic, options.describe(), options.group_id
+            "reading %s from %s as group %s", options.topic, options.describe(), group_id
         )
         while True:
             if self._watchdog.done() and not self._watchdog.cancelled():

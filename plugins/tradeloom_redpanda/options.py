@@ -264,7 +264,12 @@ class FeedOptions(ConnectionOptions):
     """Parameters of the ``redpanda`` feed (``[feed.params]``)."""
 
     topic: str = Field(min_length=1, description="The topic ticks are read from.")
-    group_id: str = Field(default="tradeloom.feed", min_length=1)
+    group_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Consumer group; unset: the transport's group_prefix + 'feed' "
+        "(tradeloom.feed with another transport).",
+    )
     format: Literal["tradeloom", "json"] = Field(
         default="tradeloom",
         description="tradeloom: events in the pipeline codec's format; json: plain JSON ticks "

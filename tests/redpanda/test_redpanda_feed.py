@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from redpanda_support import FAST, produce
 
 from conftest import Broker
+from tradeloom import Pipeline, make_settings
 from tradeloom.components import Feed
 from tradeloom.errors import ConfigError, DecodeError
 from tradeloom.events import Fill, MarketTick, Side
@@ -350,3 +351,36 @@ def test_a_feed_forgets_the_partitions_that_move_to_another_feed(
     before, after, owned = asyncio.run(main())
     assert len(before) > 1, "the records must spread over several partitions"
     assert after <= owned and after < before
+
+
+def test_without_a_group_id_the_feed_joins_the_group_its_transport_names(
+    broker: Broker, prefix: str
+) -> None:
+    # Two deployments with their own group_prefix each read every record: in one default
+    # group ("tradeloom.feed") they split the partitions, each seeing part of the data.
+    topic = f"{prefix}deployments"
+    _fill_topic(broker, topic, [_json_tick("A", n) for n in range(5)])
+    params = {"format": "json", **FAST}
+    desk1 = RedpandaFeed(bootstrap_servers=broker.bootstrap, topic=topic, **params)
+    desk2 = RedpandaFeed(bootstrap_servers=broker.bootstrap, topic=topic, **params)
+    first = collect_events(desk1, limit=5, consumer_group=f"{prefix}desk1.feed")
+    second = collect_events(desk2, limit=5, consumer_group=f"{prefix}desk2.feed")
+    assert [e.price for e in first.events] == [e.price for e in second.events]
+    assert len(second.events) == 5
+
+
+def test_the_redpanda_transport_names_the_feed_group_by_its_prefix() -> None:
+    settings = make_settings(
+        {
+            "pipeline": {"transport": "redpanda"},
+            "transport": {"bootstrap_servers": "127.0.0.1:1", "group_prefix": "desk1."},
+            "feed": {
+                "name": "redpanda",
+                "params": {"bootstrap_servers": "127.0.0.1:1", "topic": "ticks"},
+            },
+            "strategies": [{"name": "sma_cross"}],
+        }
+    )
+    assert Pipeline(settings, roles=["feed"])._feed_group() == "desk1.feed"
+    in_process = Pipeline(make_settings({"strategies": [{"name": "sma_cross"}]}), events=[])
+    assert in_process._feed_group() is None

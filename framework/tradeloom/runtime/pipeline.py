@@ -752,8 +752,14 @@ class Pipeline:
             report_bad_input=self.transport.dead_letter,
             codec=self.codec,
             report_lag=self._show_feed_lag,
+            consumer_group=self._feed_group(),
             reconnecting=self.status.reconnecting,
         )
+
+    def _feed_group(self) -> str | None:
+        group_id = getattr(self.transport, "group_id", None)  # a transport of its own may lack it
+        group: Any = group_id("feed") if callable(group_id) else None
+        return group if isinstance(group, str) and group else None
 
     def _show_feed_lag(self, lags: Mapping[str, int]) -> None:
         shown = self.status.consumer_lag

@@ -95,6 +95,11 @@ class Transport(abc.ABC):
         """
         return None
 
+    def group_id(self, role: str) -> str | None:
+        """The consumer group processes of ``role`` share; None for a transport without
+        consumer groups (in-process)."""
+        return None
+
     def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:  # noqa: B027
         """Await ``barrier`` before committing positions consumed by ``role``; commit only when
         it returns True. Transports that commit nothing (in-process) ignore it."""

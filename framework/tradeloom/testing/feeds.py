@@ -112,12 +112,13 @@ def make_feed_context(
     codec: Codec | None = None,
     report_bad_input: Callable[[DeadLetter], None] | None = None,
     report_lag: Callable[[Mapping[str, int]], None] | None = None,
+    consumer_group: str | None = None,
 ) -> FeedContext:
     """A :class:`FeedContext` like the runtime's, built from test stand-ins.
 
     Bad input is collected in a list (reachable as ``ctx.report_bad_input.letters``) unless a
     ``report_bad_input`` callable is given; a lag the feed reports goes to ``report_lag`` (or
-    nowhere)."""
+    nowhere). ``consumer_group``: the group the transport would name for the feed."""
     if report_bad_input is None:
         letters: list[DeadLetter] = []
 
@@ -133,6 +134,7 @@ def make_feed_context(
         logger=component_logger("feed"),
         report_bad_input=report_bad_input,
         codec=codec,
+        consumer_group=consumer_group,
     )
     if report_lag is not None:
         context.report_lag = report_lag
@@ -148,9 +150,11 @@ def collect_events(
     reconnect: ReconnectSettings | None = None,
     codec: Codec | None = None,
     backend: str = "asyncio",
+    consumer_group: str | None = None,
 ) -> FeedRun:
     """Run ``feed`` until its iterator ends or ``limit`` items were yielded, then (unless
     ``close=False``) call ``feed.close()`` and close the iterator, all on one event loop.
+    ``consumer_group`` is what the context offers as the transport's group for the feed.
 
     The clock the feed gets moves to each event's timestamp, as the pipeline's does. Raises
     :class:`FeedTimeoutError` when the feed takes longer than ``timeout_seconds`` in all: an
@@ -171,6 +175,7 @@ def collect_events(
         codec=codec,
         report_bad_input=report,
         report_lag=lambda lags: run.lags.append(dict(lags)),
+        consumer_group=consumer_group,
     )
 
     def take(item: Any) -> bool:
