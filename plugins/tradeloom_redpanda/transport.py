@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 import attrs
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -44,6 +45,7 @@ from tradeloom.runtime.transport import (
     AssignmentHook,
     CommitBarrier,
     Handler,
+    HeldEvents,
     RevocationHook,
     Topics,
     Transport,
@@ -109,6 +111,13 @@ class _Role:
         self.barrier: CommitBarrier | None = None
         self.assignment_hooks: list[AssignmentHook] = []
         self.revocation_hooks: list[RevocationHook] = []
+        # Events kept waiting by the role (add_held_events): the sources of their ids, the
+        # topics they come from, and where their records are.
+        self.held_sources: list[HeldEvents] = []
+        self.held_topics: set[str] = set()
+        self.handled_at: dict[UUID, tuple[TopicPartition, int]] = {}  # since the last look
+        self.held_at: dict[UUID, tuple[TopicPartition, int]] = {}
+        self.committed: dict[TopicPartition, int] = {}  # the last position committed here
         # Topics whose handling, failed, takes back what it published (add_decided_again).
         self.decided_again: set[str] = set()
         # The partition each key came from, per topic (kept for the revocation hooks).
@@ -135,10 +144,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         role = self.role
         await role.stop_catching_up()
         async with role.lock:  # the batch being handled finishes first
+            # Where events still wait, before the hooks drop those whose input moves: the
+            # member taking it over reads them from there.
+            held = self.transport._held_positions(role)
             if role.revocation_hooks:
                 await self.transport._hand_over(role, revoked)
             try:
-                await self.transport._commit(role)
+                await self.transport._commit(role, held)
             except Exception as exc:  # the rebalance must go on
                 self.transport.logger.warning(
                     "role %s: positions not committed before rebalance: %s", role.role, exc
@@ -146,6 +158,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             for partition in revoked:
                 role.pending.pop(partition, None)
                 role.positions.pop(partition, None)
+                role.committed.pop(partition, None)
+            for event_id, (partition, _) in list(role.held_at.items()):
+                if partition in revoked:  # dropped by the hooks, and read again from there
+                    del role.held_at[event_id]
+                    if role.seen is not None:  # by this process too, should it come back
+                        role.seen.discard(event_id)
         role.assigned.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -260,6 +278,12 @@ class RedpandaTransport(Transport):
 
     def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:
         self._role(role).assignment_hooks.append(hook)
+
+    def add_held_events(self, role: str, topics: Sequence[str], held: HeldEvents) -> None:
+        self._check_topics(topics)
+        entry = self._role(role)
+        entry.held_sources.append(held)
+        entry.held_topics.update(topics)
 
     def add_revocation_hook(self, role: str, hook: RevocationHook) -> None:
         self._role(role).revocation_hooks.append(hook)
@@ -886,6 +910,9 @@ class RedpandaTransport(Transport):
             role.key_partitions[(record.topic, record.key)] = record.partition
         for handler in role.handlers[boundary]:
             handler(boundary, event)
+        if boundary in role.held_topics:  # it may wait: where its record is (_held_positions)
+            place = (TopicPartition(record.topic, record.partition), record.offset)
+            role.handled_at[event.event_id] = place
 
     def _reject_record(self, role: _Role, record: Any, reason: str, error_type: str) -> None:
         raw = record.value if record.value is not None else b""
@@ -901,11 +928,34 @@ class RedpandaTransport(Transport):
             )
         )
 
-    async def _commit(self, role: _Role) -> None:
+    def _held_positions(self, role: _Role) -> dict[TopicPartition, int]:
+        """The offset of the first record of each partition whose event the role still keeps
+        waiting (``add_held_events``): no position past it is committed."""
+        if not role.held_sources:
+            return {}
+        held: set[UUID] = set()
+        for source in role.held_sources:
+            held.update(source())
+        for event_id, place in role.handled_at.items():
+            if event_id in held:
+                role.held_at[event_id] = place
+        role.handled_at.clear()
+        positions: dict[TopicPartition, int] = {}
+        for event_id, (partition, offset) in list(role.held_at.items()):
+            if event_id not in held:  # acted on since, or dropped at a rebalance
+                del role.held_at[event_id]
+            elif offset < positions.get(partition, offset + 1):
+                positions[partition] = offset
+        return positions
+
+    async def _commit(self, role: _Role, held: dict[TopicPartition, int] | None = None) -> None:
         """Commit the role's handled positions once their effects are delivered (and durable,
-        per the role's barrier). Call with ``role.lock`` held."""
+        per the role's barrier), none past an event still waiting (``held``, else as it is
+        now). Call with ``role.lock`` held."""
         if not role.pending or role.consumer is None:
             return
+        if held is None:
+            held = self._held_positions(role)
         if not await self._effects_delivered(role):
             return
         if role.barrier is not None and not await role.barrier():
@@ -913,7 +963,14 @@ class RedpandaTransport(Transport):
                 "role %s: positions not committed: its effects are not durable yet", role.role
             )
             return
-        offsets = dict(role.pending)
+        offsets = {
+            partition: min(offset, held.get(partition, offset))
+            for partition, offset in role.pending.items()
+        }
+        # A partition held back where it was committed already has nothing new to commit.
+        offsets = {p: o for p, o in offsets.items() if role.committed.get(p) != o}
+        if not offsets:
+            return
         try:
             async with asyncio.timeout(self.options.operation_timeout_seconds):
                 await role.consumer.commit(offsets)
@@ -931,8 +988,9 @@ class RedpandaTransport(Transport):
             self.logger.warning("role %s: commit failed, will retry: %r", role.role, exc)
             return
         self.stats.commits += 1
+        role.committed.update(offsets)
         for partition, offset in offsets.items():
-            if role.pending.get(partition) == offset:
+            if role.pending.get(partition) == offset:  # else held back: committed later
                 del role.pending[partition]
 
     async def _measure_lag(self, role: _Role) -> None:

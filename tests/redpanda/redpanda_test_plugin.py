@@ -51,10 +51,26 @@ class RestBelow(Strategy):
             ctx.buy(tick.instrument, 1, limit_price=tick.last_price - 1)
 
 
+class BuyListOnce(Strategy):
+    """On the first tick of ``trigger``: one buy of each of ``instruments``, in that order."""
+
+    def __init__(self, trigger: str = "AAA", instruments: list[str] | None = None) -> None:
+        self.trigger = trigger
+        self.instruments = instruments or []
+        self.done = False
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        if tick.instrument == self.trigger and not self.done:
+            self.done = True
+            for instrument in self.instruments:
+                ctx.buy(instrument, 1)
+
+
 @hookimpl
 def tradeloom_register_strategies() -> Mapping[str, Any]:
     return {
         "buy_every_tick": BuyEveryTick,
         "rest_then_cancel": RestThenCancel,
         "rest_below": RestBelow,
+        "buy_list_once": BuyListOnce,
     }

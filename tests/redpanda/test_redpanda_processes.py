@@ -15,16 +15,20 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from redpanda_support import (
+    GroupPositions,
     RoleProcess,
     journal,
     keys_covering,
+    partition_of,
+    pipeline_config,
     read_topic,
     snapshots,
     tick_json,
     wait_until,
     wall_ts,
+    write_config,
     write_pipeline,
 )
 
@@ -124,8 +128,8 @@ def test_sigterm_to_execution_and_portfolio_mid_stream_then_restart(
     _assert_each_tick_filled_once(db, {symbol: 40 for symbol in symbols})
 
 
-def _market_partitions(assignment: str, prefix: str) -> set[int]:
-    found = re.search(re.escape(f"{prefix}market") + r"\[([\d,]+)\]", assignment)
+def _topic_partitions(assignment: str, topic: str) -> set[int]:
+    found = re.search(re.escape(topic) + r"\[([\d,]+)\]", assignment)
     return {int(p) for p in found.group(1).split(",")} if found else set()
 
 
@@ -149,8 +153,8 @@ def test_two_strategy_processes_share_partitions_and_one_takes_over(
             process.wait_ready()
 
         def shared() -> bool:
-            mine = _market_partitions(first.assignments("strategy")[-1], prefix)
-            theirs = _market_partitions(second.assignments("strategy")[-1], prefix)
+            mine = _topic_partitions(first.assignments("strategy")[-1], f"{prefix}market")
+            theirs = _topic_partitions(second.assignments("strategy")[-1], f"{prefix}market")
             return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
 
         wait_until(shared, 30, "the two strategy processes to split the 6 partitions")
@@ -158,7 +162,10 @@ def test_two_strategy_processes_share_partitions_and_one_takes_over(
         wait_until(lambda: len(journal(db)) >= 40, 30, "fills from both strategy processes")
         assert first.terminate() == 0, first.current_log()[-2000:]
         wait_until(
-            lambda: _market_partitions(second.assignments("strategy")[-1], prefix) == set(range(6)),
+            lambda: (
+                _topic_partitions(second.assignments("strategy")[-1], f"{prefix}market")
+                == set(range(6))
+            ),
             30,
             "the remaining strategy process to take every partition",
         )
@@ -251,8 +258,8 @@ def test_a_second_execution_process_takes_over_the_orders_resting_in_the_first(
         second.wait_ready()
 
         def split() -> bool:
-            mine = _market_partitions(first.assignments("execution")[-1], prefix)
-            theirs = _market_partitions(second.assignments("execution")[-1], prefix)
+            mine = _topic_partitions(first.assignments("execution")[-1], f"{prefix}market")
+            theirs = _topic_partitions(second.assignments("execution")[-1], f"{prefix}market")
             return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
 
         wait_until(split, 30, "the two execution processes to split the 6 partitions")
@@ -270,3 +277,139 @@ def test_a_second_execution_process_takes_over_the_orders_resting_in_the_first(
     # Only the first had orders waiting (a rebalance may take back every partition first).
     assert re.search(r"handed [36] waiting order\(s\)", first.current_log())
     assert "waiting order(s)" not in second.current_log()
+
+
+def _on_partition_of(key: str) -> str:
+    """Another instrument whose records land on ``key``'s partition (the transport's default
+    6): handled after ``key``'s there."""
+    return next(
+        name
+        for name in (f"Y{n}" for n in range(1000))
+        if partition_of(name, 6) == partition_of(key, 6)
+    )
+
+
+def _buy_list_pipeline(
+    broker: Broker, prefix: str, folder: Path, instruments: list[str]
+) -> tuple[Path, Path]:
+    """A pipeline whose strategy buys each of ``instruments`` once, in order, on the first AAA
+    tick; signals wait up to 300 s for a first price."""
+    db = folder / "book.sqlite"
+    document = pipeline_config(
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        db_path=db,
+        strategy={
+            "name": "buy_list_once",
+            "id": "list",
+            "params": {"trigger": "AAA", "instruments": instruments},
+        },
+        executor=FILL_AT_LAST,
+    )
+    document["pending"] = {"max_wait_seconds": 300}
+    return write_config(folder / "pipeline.toml", document), db
+
+
+def _signals_held_then_priced_ones_filled(
+    broker: Broker, prefix: str, db: Path, held: list[str], after: list[str]
+) -> None:
+    """Give ``after`` a price, then trigger the buys: the ``held`` signals wait for a price,
+    the ``after`` ones (each behind a held one on its partition) fill, which shows that the
+    risk process handled the held ones."""
+    ticks = f"{prefix}ticks"
+    _produce_paced(broker.bootstrap, ticks, _ticks(after, 1), 0).join(30)
+    wait_until(
+        lambda: all(_committed(broker, f"{prefix}risk", f"{prefix}market", k) > 0 for k in after),
+        30,
+        "the risk process to take the prices",
+    )
+    _produce_paced(broker.bootstrap, ticks, _ticks(["AAA"], 1), 0).join(30)
+    wait_until(
+        lambda: sorted(fill.instrument for fill in journal(db)) == sorted(after),
+        30,
+        f"the fills of {after}, handled after {held}",
+    )
+
+
+def test_a_signal_waiting_for_a_first_price_outlives_a_killed_risk_process(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # The risk process keeps a signal for an instrument without a price (ZZZ) in memory. Its
+    # record stays uncommitted while it waits: killed with -9, the restarted process reads it
+    # again (and the signal after it on that partition, whose second order the paper trader
+    # ignores), and fills it when the price comes. It was committed at once, and lost.
+    held, after = "ZZZ", _on_partition_of("ZZZ")
+    config, db = _buy_list_pipeline(broker, prefix, tmp_path, [held, after])
+    front = RoleProcess(config, ["feed", "strategy", "execution", "portfolio"], tmp_path, "front")
+    risk = RoleProcess(config, ["risk"], tmp_path, "risk")
+    processes = [front.start(), risk.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+        _signals_held_then_priced_ones_filled(broker, prefix, db, [held], [after])
+        # Not committed past the waiting signal (its partition's position stays on it).
+        signals = asyncio.run(read_topic(broker.bootstrap, f"{prefix}signals", 2))
+        (waiting,) = [r for r in signals if r.key == held.encode()]
+        assert _committed(broker, f"{prefix}risk", f"{prefix}signals", held) == waiting.offset
+        risk.kill()
+        risk.start().wait_ready()
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks([held], 1), 0).join(30)
+        wait_until(lambda: len(journal(db)) >= 2, 30, f"the fill of the {held} signal")
+        time.sleep(1)  # a second fill of the signal after it would come now
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    assert Counter(fill.instrument for fill in journal(db)) == {held: 1, after: 1}
+
+
+def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_process(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # Two signals wait in the first risk process, on partitions 0 and 5; a second one joins,
+    # and the group gives it one of those (0-2 or 3-5). The first drops the signal whose
+    # partition moved (it would no longer see its price) and the second reads it again.
+    held = [next(f"H{n}" for n in range(1000) if partition_of(f"H{n}", 6) == p) for p in (0, 5)]
+    after = [_on_partition_of(name) for name in held]
+    config, db = _buy_list_pipeline(broker, prefix, tmp_path, [*held, *after])
+    front = RoleProcess(config, ["feed", "strategy", "execution", "portfolio"], tmp_path, "front")
+    first = RoleProcess(config, ["risk"], tmp_path, "risk-1")
+    second = RoleProcess(config, ["risk"], tmp_path, "risk-2")
+    processes = [front.start(), first.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+        _signals_held_then_priced_ones_filled(broker, prefix, db, held, after)
+        processes.append(second.start())
+        second.wait_ready()
+
+        def split() -> bool:
+            mine = _topic_partitions(first.assignments("risk")[-1], f"{prefix}signals")
+            theirs = _topic_partitions(second.assignments("risk")[-1], f"{prefix}signals")
+            return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
+
+        wait_until(split, 30, "the two risk processes to split the 6 partitions")
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(held, 1), 0).join(30)
+        wait_until(lambda: len(journal(db)) >= 4, 30, "the fills of the waiting signals")
+        time.sleep(1)  # a second fill of a signal would come now
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    assert Counter(fill.instrument for fill in journal(db)) == dict.fromkeys([*held, *after], 1)
+    assert re.search(r"left [12] signal\(s\) waiting for a first price", first.log())
+
+
+def _committed(broker: Broker, group: str, topic: str, key: str) -> int:
+    positions = GroupPositions(broker.bootstrap)
+
+    async def read() -> int:
+        try:
+            partition = TopicPartition(topic, partition_of(key, 6))
+            return await positions.committed(group, partition)
+        finally:
+            await positions.close()
+
+    return asyncio.run(read())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from tradeloom.events import Signal
 
@@ -61,6 +62,17 @@ class PriceWait:
                     del self.by_instrument[signal.instrument]
                 return True
         return False
+
+    def ids(self) -> set[UUID]:
+        """The ids of the signals waiting."""
+        return {signal.event_id for queue in self.by_instrument.values() for _, signal in queue}
+
+    def take(self, moving: Callable[[str], bool]) -> list[Signal]:
+        """Take out, without a verdict, what waits for the instruments ``moving`` names."""
+        taken: list[Signal] = []
+        for instrument in [name for name in self.by_instrument if moving(name)]:
+            taken.extend(signal for _, signal in self.by_instrument.pop(instrument))
+        return taken
 
     def release(self, instrument: str) -> list[Signal]:
         queue = self.by_instrument.pop(instrument, None)

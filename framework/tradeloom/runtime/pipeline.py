@@ -567,6 +567,14 @@ class Pipeline:
             risk_book = await self._restored_book(snapshots, fills)
             risk_stage = RiskStage(services, self.validators, risk_book, self.settings.pending)
             self.stages.append(risk_stage)
+            # Signals waiting for a first price keep their records uncommitted (a process
+            # killed meanwhile reads them again), and stay with their instruments' input.
+            add_held_events = getattr(self.transport, "add_held_events", None)
+            if add_held_events is not None:
+                add_held_events(risk_stage.role, (Topics.SIGNALS,), risk_stage.waiting_ids)
+            add_revocation_hook = getattr(self.transport, "add_revocation_hook", None)
+            if add_revocation_hook is not None:
+                add_revocation_hook(risk_stage.role, risk_stage.hand_over)
             self._catch_up_when_assigned(risk_stage, len(fills))
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Context, Decimal, getcontext
 from typing import Any
+from uuid import UUID
 
 import attrs
 
@@ -676,6 +677,25 @@ class RiskStage(PricedMarket, Stage):
 
     def drain(self) -> None:
         self.waiting.reject_all("input ended before a first price for {instrument} arrived")
+
+    def waiting_ids(self) -> set[UUID]:
+        """The signals waiting for a first price: across processes, their records are not
+        committed while they wait (see ``Transport.add_held_events``)."""
+        return self.waiting.ids()
+
+    def hand_over(self, moving: Callable[[str], bool]) -> None:
+        """The instruments ``moving`` names may move to another risk process (a rebalance):
+        the signals waiting for their first price are dropped here, with no verdict. Their
+        records were not committed, so the process that gets the instruments reads them
+        again and decides."""
+        taken = self.waiting.take(moving)
+        if taken:
+            self.services.logger.info(
+                "left %d signal(s) waiting for a first price of %s to the risk process that "
+                "gets those instruments now",
+                len(taken),
+                ", ".join(sorted({signal.instrument for signal in taken})),
+            )
 
 
 class ExecutionStage(Stage):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from tradeloom.components import Codec, DeadLetter
 from tradeloom.events import Event
@@ -25,6 +26,9 @@ durable (e.g. fills journaled), False to keep the positions uncommitted for now.
 AssignmentHook = Callable[[], Awaitable[None]]
 """Awaited when a role is assigned input, before it handles any (see
 :meth:`Transport.add_assignment_hook`)."""
+
+HeldEvents = Callable[[], Collection[UUID]]
+"""The ids of events a role took in and keeps waiting (see :meth:`Transport.add_held_events`)."""
 
 RevocationHook = Callable[[Callable[[str], bool]], None]
 """Called with ``moving(key)`` when a role's input moves to another member of its group (see
@@ -103,6 +107,17 @@ class Transport(abc.ABC):
     def add_commit_barrier(self, role: str, barrier: CommitBarrier) -> None:  # noqa: B027
         """Await ``barrier`` before committing positions consumed by ``role``; commit only when
         it returns True. Transports that commit nothing (in-process) ignore it."""
+
+    def add_held_events(  # noqa: B027
+        self, role: str, topics: Sequence[str], held: HeldEvents
+    ) -> None:
+        """``held()`` gives the ids of the events of ``topics`` that ``role`` took in and keeps
+        waiting, their effect still to come (a signal waiting for its instrument's first
+        price). No position is committed past the record of such an event: a process killed
+        before it acts gets the record again after a restart (with what came after it, which
+        stages handle as delivered again), and at a rebalance the member that takes the input
+        over reads it from there, so the role drops what waits for input that moves (see
+        :meth:`add_revocation_hook`). Transports that commit nothing (in-process) ignore it."""
 
     def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:  # noqa: B027
         """Await ``hook`` whenever ``role`` is assigned input (at start, and when it takes
