@@ -96,6 +96,14 @@ def test_feed_example_reports_the_line(tmp_path: Path) -> None:
     assert str(run.events[0].last_price) == "250.00"
 
 
+def test_feed_example_reads_json_numbers_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"ts": "2024-03-04T14:30:00Z", "instrument": "ACME", "price": 250.1}\n')
+    run = collect_events(feed_example.JsonLinesFeed(str(path)))
+    assert run.dead_letters == []
+    assert [str(event.last_price) for event in run.events] == ["250.1"]
+
+
 # ---- writing-executor.md --------------------------------------------------------------------
 
 executor_example = example("writing-executor.md", "NextPriceExecutor")
