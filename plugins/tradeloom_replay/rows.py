@@ -312,9 +312,21 @@ class BarTiming:
         interval = self.interval
         if interval % _ONE_DAY:
             stamp = to_utc(stamp)
-        if self.marks == "start":
-            return to_utc(stamp), to_utc(stamp + interval)
-        return to_utc(stamp - interval), to_utc(stamp)
+        try:
+            if self.marks == "start":
+                return to_utc(stamp), to_utc(stamp + interval)
+            return to_utc(stamp - interval), to_utc(stamp)
+        except OverflowError:
+            side = "ends after the year 9999" if self.marks == "start" else "starts before year 1"
+            raise BadRow(
+                f"a bar of {_interval_text(interval)} at {stamp.isoformat()} {side}"
+            ) from None
+
+
+def _interval_text(interval: timedelta) -> str:
+    if interval.seconds or interval.microseconds:
+        return str(interval)
+    return f"{interval.days} day{'' if interval.days == 1 else 's'}"
 
 
 # --------------------------------------------------------------------------------------------

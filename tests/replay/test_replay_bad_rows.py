@@ -153,6 +153,33 @@ def test_bad_daily_bars(write, context, row: str, reason: str) -> None:
     assert feed.bad_rows == 1 and feed.rows_read == 3
 
 
+@pytest.mark.parametrize(
+    ("rows", "interval", "reasons"),
+    [
+        (
+            ["2024-01-02", "9999-12-31"],
+            None,
+            ["a bar of 1 day at 9999-12-31T00:00:00+00:00 ends after the year 9999"],
+        ),
+        (
+            ["2024-01-02"],
+            "3000000d",
+            ["a bar of 3000000 days at 2024-01-02T00:00:00+00:00 ends after the year 9999"],
+        ),
+    ],
+)
+def test_a_bar_ending_past_the_year_9999_is_a_bad_row(
+    write, context, rows: list[str], interval: str | None, reasons: list[str]
+) -> None:
+    # It was an OverflowError that stopped the whole replay, naming no file or line.
+    path = write("far.csv", YAHOO_HEADER + "".join(f"{day},10,11,9,10,10,100\n" for day in rows))
+    options = {"bar_interval": interval} if interval else {}
+    feed = ReplayFeed(path=path, format="yahoo", instrument="X", **options)
+    bars = list(feed.events(context.feed))
+    assert len(bars) == len(rows) - len(reasons)
+    assert [letter.reason for letter in context.dead_letters] == reasons
+
+
 def test_overlapping_bars_point_at_bar_interval(write, context) -> None:
     path = write(
         "hourly.csv",
