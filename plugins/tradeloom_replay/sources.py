@@ -433,6 +433,8 @@ class ParquetSource:
         self.path = path
         self.needed = frozenset(needed)
         self.header: list[str] | None = None
+        # Why a value could not be read (a date after 9999), by its row number.
+        self._unreadable: dict[int, str] = {}
 
     def blocks(self) -> Iterator[RowBlock]:
         import pyarrow as pa
@@ -447,23 +449,44 @@ class ParquetSource:
                     batch = next(batches, None)
                     if batch is None:
                         return
-                    columns = [
-                        [_cell_text(v) for v in _column_values(batch.column(i))]
-                        if i in self.needed
-                        else repeat("", batch.num_rows)
-                        for i in range(batch.num_columns)
-                    ]
                 except (pa.ArrowException, OSError, ValueError, OverflowError) as exc:
                     why = " ".join(str(exc).split())  # pyarrow's messages span lines
                     raise BadInputError(
                         f"{self.path}: cannot read the Parquet file from row {number + 1} on "
                         f"({why})"
                     ) from exc
+                columns = [
+                    self._texts(batch.column(i), number + 1)
+                    if i in self.needed
+                    else repeat("", batch.num_rows)
+                    for i in range(batch.num_columns)
+                ]
                 rows: list[Row] = list(zip(*columns, strict=False))
                 yield RowBlock(rows, range(number + 1, number + len(rows) + 1))
                 number += len(rows)
         finally:
             parquet.close()
+
+    def _texts(self, column: Any, first_row: int) -> list[str]:
+        """The column's values as text; one that Python cannot hold is read as empty (its row
+        is then bad, and :meth:`note` says why) rather than fail the whole batch."""
+        import pyarrow as pa
+
+        try:
+            return [_cell_text(value) for value in _column_values(column)]
+        except (pa.ArrowException, ValueError, OverflowError):
+            pass  # some value, not the file: find it, value by value
+        texts: list[str] = []
+        for offset in range(len(column)):
+            try:
+                (value,) = _column_values(column.slice(offset, 1))
+            except (pa.ArrowException, ValueError, OverflowError) as exc:
+                why = " ".join(str(exc).split())
+                self._unreadable[first_row + offset] = why
+                texts.append("")
+            else:
+                texts.append(_cell_text(value))
+        return texts
 
     def location(self, block: RowBlock, index: int) -> str:
         return f"row {block.numbers[index]}"
@@ -472,7 +495,10 @@ class ParquetSource:
         return False
 
     def note(self, block: RowBlock, index: int) -> str:
-        return ""
+        unreadable = self._unreadable.pop(block.numbers[index], None)
+        if unreadable is None:
+            return ""
+        return f"; the Parquet file holds a value there that cannot be read ({unreadable})"
 
     def raw(self, block: RowBlock, index: int) -> bytes:
         """The row's values that the feed reads, as JSON."""

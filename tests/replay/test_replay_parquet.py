@@ -253,3 +253,30 @@ def test_a_parquet_file_damaged_after_its_first_rows_stops_the_replay_naming_it(
     assert message.startswith(f"{path}: cannot read the Parquet file from row ")
     assert "\n" not in message
     assert feed.events_emitted == PARQUET_BATCH_ROWS
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "bad_row"),
+    [
+        ("date32", [19000, 19001, 19002, 3_000_000, 19004], 4),  # a date in the year 10183
+        ("timestamp", [10**15, 10**15 + 10**9, 2**62, 10**15 + 3 * 10**9, 10**15 + 4 * 10**9], 3),
+    ],
+)
+def test_a_parquet_value_python_cannot_hold_is_a_bad_row_not_a_refused_file(
+    tmp_path, context, column: str, values: list[int], bad_row: int
+) -> None:
+    # Converting the batch failed as a whole: "cannot read the Parquet file from row 1 on",
+    # and the valid rows around it were never delivered.
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    kind = pa.date32() if column == "date32" else pa.timestamp("us", "UTC")
+    path = tmp_path / "far.parquet"
+    pq.write_table(pa.table({"t": pa.array(values, type=kind), "p": ["1"] * len(values)}), path)
+    feed = ReplayFeed(path=path, instrument="X", columns={"ts": "t", "last_price": "p"})
+    ticks = list(feed.events(context.feed))
+    assert len(ticks) == len(values) - 1
+    (letter,) = context.dead_letters
+    assert letter.location == f"row {bad_row}"
+    assert letter.reason.endswith(
+        "; the Parquet file holds a value there that cannot be read (date value out of range)"
+    )
