@@ -323,7 +323,7 @@ def output_directory(path: str | Path) -> Path:
 
 def _report(result: RunResult, out: Path, title: str, roles: Collection[str] | None = None) -> None:
     try:
-        written = result.write(out)
+        written = result.write(out, roles=roles)
     except OSError as exc:
         print(title)
         print(result.format_summary(roles))

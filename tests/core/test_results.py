@@ -128,6 +128,26 @@ def test_a_role_process_summary_shows_only_what_it_did() -> None:
     assert "market events   0" in feed and "equity" not in feed
 
 
+def test_a_role_process_writes_only_what_it_measured(tmp_path: Path) -> None:
+    # A strategy process of a split deployment wrote market_events 0 and trade_count 0 (it
+    # handled every tick, and the fills are the portfolio process's), and a flat equity.png.
+    result = RunResult(starting_equity=Decimal(100), market_events=0, dead_letter_count=2)
+    written = result.write(tmp_path / "strategy", roles=["strategy", "risk"])
+    assert set(written) == {"result"}
+    summary = json.loads(written["result"].read_text())["summary"]
+    assert summary["roles"] == ["risk", "strategy"]
+    assert summary["market_events"] is None and summary["trade_count"] is None
+    assert summary["final_equity"] is None and summary["dead_letters"] == 2
+    feed = json.loads(result.write(tmp_path / "feed", roles=["feed"])["result"].read_text())
+    assert feed["summary"]["market_events"] == 0 and feed["summary"]["final_equity"] is None
+    books = result.write(tmp_path / "portfolio", roles=["portfolio"])
+    assert set(books) == {"result", "equity_curve"}
+    summary = json.loads(books["result"].read_text())["summary"]
+    assert summary["final_equity"] == "100" and summary["market_events"] is None
+    whole = json.loads(result.write(tmp_path / "all")["result"].read_text())["summary"]
+    assert "roles" not in whole and whole["market_events"] == 0
+
+
 def png_text(path: Path) -> dict[str, str]:
     """The PNG's tEXt chunks (keyword and text, Latin-1)."""
     data = path.read_bytes()

@@ -259,9 +259,21 @@ class RunResult:
             "wall_seconds": round(self.wall_seconds, 3),
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, roles: Collection[str] | None = None) -> dict[str, Any]:
+        """The result as JSON. ``roles``: those a process of a split deployment ran, named in
+        the summary; the figures it did not measure there (the feed's events without the feed
+        role, the books' without the portfolio role) are null, not zero."""
+        summary: dict[str, Any] = self.summary()
+        if roles is not None:
+            unmeasured: set[str] = set()
+            if "feed" not in roles:
+                unmeasured |= _FEED_FIGURES
+            if "portfolio" not in roles:
+                unmeasured |= _BOOK_FIGURES
+            summary = {key: None if key in unmeasured else value for key, value in summary.items()}
+            summary["roles"] = sorted(roles)
         return {
-            "summary": self.summary(),
+            "summary": summary,
             "portfolios": {
                 pid: snapshot.model_dump(mode="json") for pid, snapshot in self.snapshots.items()
             },
@@ -298,9 +310,18 @@ class RunResult:
             ],
         }
 
-    def write(self, out_dir: str | Path, *, picture: bool = True) -> dict[str, Path]:
+    def write(
+        self,
+        out_dir: str | Path,
+        *,
+        picture: bool = True,
+        roles: Collection[str] | None = None,
+    ) -> dict[str, Path]:
         """Write ``result.json`` and (unless ``picture`` is false) ``equity.png`` into
-        ``out_dir``; return their paths."""
+        ``out_dir``; return their paths. ``roles``: those a process of a split deployment ran
+        (see :meth:`to_json`); one without the portfolio's books draws no equity curve."""
+        if roles is not None and "portfolio" not in roles:
+            picture = False
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         # Both files are written beside their places first and moved there only once both
@@ -310,7 +331,7 @@ class RunResult:
         if picture:
             written["equity_curve"] = out / "equity.png"
         with _replaced_whole(list(written.values())) as (result_file, *picture_file):
-            result_file.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+            result_file.write_text(json.dumps(self.to_json(roles), indent=2) + "\n")
             if picture_file:
                 plot_equity_curve(self.equity_curve.series(), picture_file[0], self.summary())
         return written
@@ -463,6 +484,32 @@ def _period(
             return f"{(first + spans[0] / 2).date()} .. {(last + spans[1] / 2).date()}"
     return f"{first.isoformat()} .. {last.isoformat()}"
 
+
+_FEED_FIGURES = frozenset(
+    {
+        "market_events",
+        "first_event_time",
+        "last_event_time",
+        "first_event_start",
+        "last_event_start",
+        "skipped_events",
+    }
+)
+_BOOK_FIGURES = frozenset(
+    {
+        "starting_equity",
+        "final_equity",
+        "total_return",
+        "max_drawdown",
+        "trade_count",
+        "round_trips",
+        "commission",
+        "rejections",
+        "cancels",
+    }
+)
+"""Summary figures a process of a split deployment measures only with the feed role, and only
+with the portfolio role (its books, the fills and rejections it took in)."""
 
 _DAY_AT_LEAST = timedelta(hours=23)  # a day with a daylight-saving change: 23 or 25 hours
 _DAY_AT_MOST = timedelta(hours=25)
