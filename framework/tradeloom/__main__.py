@@ -1,5 +1,5 @@
 """``python -m tradeloom``: the ``tradeloom`` command."""
 
-from tradeloom.cli import main
+from tradeloom.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -252,6 +252,18 @@ def _find_modules_in_the_current_directory() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tradeloom`` command with ``argv``; return its exit status."""
+    return _command(argv, exiting=False)
+
+
+def console_main() -> NoReturn:
+    """The ``tradeloom`` executable: :func:`main`, then exit with its status. A Ctrl-C or
+    SIGTERM once a run's results are being written, up to the process's exit, is said to have
+    come too late and leaves the status the run's."""
+    raise SystemExit(_command(None, exiting=True))
+
+
+def _command(argv: Sequence[str] | None, *, exiting: bool) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -259,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # command handles its own; this one has nothing to save, so no traceback either.
         print("tradeloom: interrupted", file=sys.stderr)
         return 130
+    finally:
+        commands = sys.modules.get("tradeloom.commands")
+        if commands is not None:
+            commands.release_late_signals(unblock=not exiting)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -394,4 +410,4 @@ def print_json(data: Any) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    console_main()

@@ -200,39 +200,41 @@ def _sigterm_ignored() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-@contextmanager
-def _signals_held() -> Iterator[list[int]]:
-    """SIGINT and SIGTERM held back while the results of a finished run are written: one
-    coming then would leave them half written and end the command as interrupted, though the
-    run was complete. Taken afterwards, in ``received``. (POSIX, main thread.)"""
-    received: list[int] = []
-    if not _receives_signals():
-        yield received
-        return
-    wanted = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-    try:
-        yield received
-    finally:
-        for signum in sorted(signal.sigpending() & wanted):
-            signal.sigtimedwait({signum}, 0)  # taken here: not delivered once unblocked
-            received.append(signum)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
+_LATE_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_late_signals_held = False
 
 
 @contextmanager
 def _writing_results() -> Iterator[None]:
-    """Around writing the results of a run that completed: a Ctrl-C or SIGTERM then waits
-    until they are written, and is said to have come too late to stop anything."""
-    with _signals_held() as received:
-        yield
-        sys.stdout.flush()
-    for signum in received:
+    """Around writing the results of a run that completed: a Ctrl-C or SIGTERM from then on
+    (the results being written, the command ending) waits, and is said to have come too late
+    to stop anything, by :func:`release_late_signals` as the command ends; the exit status
+    stays the run's. (POSIX, main thread.)"""
+    global _late_signals_held
+    if _receives_signals() and not _late_signals_held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _LATE_SIGNALS)
+        _late_signals_held = True
+    yield
+    sys.stdout.flush()
+
+
+def release_late_signals(*, unblock: bool = True) -> None:
+    """Take the SIGINT and SIGTERM held since a finished run's results began to be written
+    (see :func:`_writing_results`) and say they came too late; with ``unblock`` deliver
+    later ones again (without it, they stay held until the process exits)."""
+    global _late_signals_held
+    if not _late_signals_held:
+        return
+    for signum in sorted(signal.sigpending() & _LATE_SIGNALS):
+        signal.sigtimedwait({signum}, 0)  # taken here: not delivered once unblocked
         say(
             f"tradeloom: {signal.Signals(signum).name} came after the run had finished: its "
             "results were written in full",
             logging.WARNING,
         )
+    if unblock:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _LATE_SIGNALS)
+        _late_signals_held = False
 
 
 class BacktestInterrupted(KeyboardInterrupt):

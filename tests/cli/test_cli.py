@@ -1059,6 +1059,51 @@ def test_a_signal_while_a_finished_backtest_writes_its_results_waits_for_them(
     assert summary["interrupted"] is None and summary["market_events"] == 5036
 
 
+LATE_SIGNAL_SENDERS = {
+    # After the results are written, as the command returns its status.
+    "as the command ends": (
+        "import os, signal\n"
+        "from tradeloom import commands\n"
+        "exit_code = commands._exit_code\n"
+        "def late(result):\n"
+        "    os.kill(os.getpid(), signal.{signame})\n"
+        "    return exit_code(result)\n"
+        "commands._exit_code = late\n"
+    ),
+    # While the interpreter shuts down.
+    "at exit": (
+        "import atexit, os, signal\n"
+        "atexit.register(lambda: os.kill(os.getpid(), signal.{signame}))\n"
+    ),
+}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals as POSIX has them")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("when", LATE_SIGNAL_SENDERS)
+def test_a_signal_after_a_finished_backtest_wrote_its_results_leaves_its_status(
+    tmp_path: Path, shared_data: Path, signame: str, when: str
+) -> None:
+    # The status was 130 (or death by the signal, with no word) when a Ctrl-C came just
+    # after the summary: the run had finished and its results were written.
+    (tmp_path / "late_signal.py").write_text(LATE_SIGNAL_SENDERS[when].format(signame=signame))
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    command = [sys.executable, "-c", "from tradeloom.cli import console_main; console_main()"]
+    done = subprocess.run(
+        [*command, "-p", "late_signal", "backtest", "-c", str(config), "--out", "o"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "interrupted" not in done.stderr + done.stdout
+    if when == "as the command ends":
+        assert f"tradeloom: {signame} came after the run had finished" in done.stderr
+
+
 def test_results_that_cannot_be_written_are_an_error_and_leave_the_earlier_ones(
     tmp_path: Path, shared_data: Path
 ) -> None:
