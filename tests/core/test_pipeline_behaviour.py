@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -167,6 +168,30 @@ def test_a_strategy_that_raises_stops_the_run_with_its_name_and_event() -> None:
         StrategyError, match=r"strategy 'broken' raised on bar .* ZeroDivisionError: oops"
     ):
         run_strategy({"broken": Broken()}, bars("X", ["1"]))
+
+
+def test_a_strategy_calling_sys_exit_fails_the_run_as_its_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # SystemExit went through every stage: the command ended with the strategy's status and
+    # no word, the state saved but no result written and no note on resuming.
+    class Quits(Strategy):
+        def on_bar(self, bar, ctx):  # type: ignore[no-untyped-def]
+            if not ctx.position("X"):
+                ctx.buy("X", 1)
+            else:
+                sys.exit(4)
+
+    settings = {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    with pytest.raises(StrategyError, match=r"strategy 'quits' raised on bar .*: SystemExit: 4"):
+        tradeloom.backtest(
+            settings, events=bars("X", ["1", "2", "3"]), strategies={"quits": Quits()}
+        )
+
+    class QuitsAtStop(Strategy):
+        def on_stop(self, ctx):  # type: ignore[no-untyped-def]
+            raise SystemExit("bye")
+
+    with pytest.raises(StrategyError, match=r"raised in on_stop: SystemExit: bye"):
+        run_strategy({"s": QuitsAtStop()}, bars("X", ["1"]))
 
 
 def test_float_quantities_from_strategy_code_are_refused() -> None:

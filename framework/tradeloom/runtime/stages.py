@@ -300,7 +300,7 @@ class StrategyStage(PricedMarket, Stage):
                 callback(event, ctx)
             except TradeloomError:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a strategy is its error too
                 self.counters.errors += 1
                 raise StrategyError(
                     f"strategy {ctx.strategy_id!r} raised on {event.type} {event.event_id} "
@@ -403,7 +403,7 @@ class StrategyStage(PricedMarket, Stage):
                 callback(event, ctx)
         except TradeloomError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             self.counters.errors += 1
             what = callback.__name__
             if event is not None:
@@ -592,7 +592,7 @@ class RiskStage(PricedMarket, Stage):
         for name, validator in validators:
             try:
                 reason = validator.validate(signal, view)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise StageError(
                     f"validator {name!r} raised on signal {signal.event_id} "
                     f"({signal.instrument}): {type(exc).__name__}: {exc}"
