@@ -49,6 +49,11 @@ class BadInputError(TradeloomError):
     """A record from a feed (a CSV row, a message) is invalid."""
 
 
+class DeadLetterError(TradeloomError):
+    """Bad input could not be set aside (the ``[pipeline] dead_letter_file`` could not be
+    written): the run stops rather than lose it."""
+
+
 class EventOrderError(BadInputError):
     """A backtest's feed gave a market event earlier than one it gave before: the simulated
     clock cannot go back. The state saved up to there misses the events never taken, so a

@@ -10,8 +10,9 @@ from pathlib import Path
 import attrs
 import pytest
 
+import tradeloom
 from tradeloom.components import DeadLetter
-from tradeloom.errors import ConfigError
+from tradeloom.errors import ConfigError, DeadLetterError
 from tradeloom.runtime.dead_letter_file import DeadLetterFile
 
 
@@ -65,4 +66,32 @@ def test_a_path_that_cannot_be_appended_to_is_a_config_error(tmp_path: Path, kin
         DeadLetterFile(path)
     assert str(caught.value) == (
         f"pipeline.dead_letter_file {str(path)!r} cannot be opened for appending: {reason}"
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a full disk)")
+def test_a_dead_letter_that_cannot_be_written_stops_the_run_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    # It was the feed that seemed to fail ("feed ReplayFeed raised OSError: No space left"),
+    # and closing the file raised again.
+    data = tmp_path / "y.csv"
+    data.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-02,1,2,1,2,2,10\n2024-01-03,x,2,1,2,2,10\n2024-01-04,1,2,1,2,2,10\n"
+    )
+    settings = {
+        "pipeline": {"dead_letter_file": "/dev/full"},
+        "feed": {
+            "name": "replay",
+            "params": {"path": str(data), "format": "yahoo", "instrument": "X"},
+        },
+        "strategies": [{"name": "sma_cross"}],
+    }
+    with pytest.raises(DeadLetterError) as caught:
+        tradeloom.backtest(settings)
+    assert str(caught.value) == (
+        "pipeline.dead_letter_file '/dev/full' could not be written (No space left on device): "
+        f"bad input from {data} line 3 (column 'Open': 'x' is not a number) could not be set "
+        "aside there, so the run stops"
     )

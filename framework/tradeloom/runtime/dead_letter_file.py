@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from tradeloom.components import DeadLetter
-from tradeloom.errors import ConfigError
+from tradeloom.errors import ConfigError, DeadLetterError
 
 
 class DeadLetterFile:
@@ -17,6 +17,7 @@ class DeadLetterFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._failed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle: IO[str] | None = self.path.open("a", encoding="utf-8")
@@ -41,13 +42,27 @@ class DeadLetterFile:
         }
         if letter.key is not None:
             record.update(_bytes_field("key", letter.key))
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            self._failed = True
+            raise DeadLetterError(
+                f"pipeline.dead_letter_file {str(self.path)!r} could not be written "
+                f"({exc.strerror or exc}): bad input from {letter.source} {letter.location} "
+                f"({letter.reason}) could not be set aside there, so the run stops"
+            ) from None
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        try:
+            handle.close()
+        except OSError:
+            if not self._failed:
+                raise
+            # What could not be written is still buffered: the failure was said already.
 
 
 def _bytes_field(name: str, data: bytes) -> dict[str, str]:
