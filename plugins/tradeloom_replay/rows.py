@@ -99,11 +99,24 @@ def resolve_layout(
 
 def _find(names: Sequence[str], column: str, *, source: str, field_name: str) -> int:
     wanted = column.strip()
-    if wanted in names:
-        return names.index(wanted)
-    folded = [name.lower() for name in names]
-    if folded.count(wanted.lower()) == 1:
-        return folded.index(wanted.lower())
+    exact = [position for position, name in enumerate(names) if name == wanted]
+    if len(exact) == 1:
+        return exact[0]
+    if exact:
+        raise ValueError(
+            f"{source}: column {column!r} (for {field_name}) is in the header {len(exact)} "
+            f"times (fields {', '.join(str(p + 1) for p in exact)}): which one is meant? "
+            "Give its 0-based position instead of its name"
+        )
+    alike = [position for position, name in enumerate(names) if name.lower() == wanted.lower()]
+    if len(alike) == 1:
+        return alike[0]
+    if alike:
+        raise ValueError(
+            f"{source}: column {column!r} (for {field_name}) matches "
+            f"{', '.join(repr(names[p]) for p in alike)} in the header when case is ignored: "
+            "write it exactly as one of them"
+        )
     hint = ""
     if len(names) == 1:  # one column: most likely split on the wrong character
         other = next((sep for sep in ";\t|" if sep in names[0]), None)

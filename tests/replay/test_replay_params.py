@@ -193,6 +193,31 @@ def test_header_mismatch_names_the_file(write) -> None:
         ReplayFeed(path=path, format="yahoo", instrument="X")
 
 
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            "Date,Open,High,Low,Close,Adj Close,Volume,Close",
+            "dup.csv: column 'Close' (for close) is in the header 2 times (fields 5, 8): which "
+            "one is meant? Give its 0-based position instead of its name",
+        ),
+        (
+            "Date,Open,High,Low,CLOSE,Adj Close,Volume,close",
+            "dup.csv: column 'Close' (for close) matches 'CLOSE', 'close' in the header when "
+            "case is ignored: write it exactly as one of them",
+        ),
+    ],
+)
+def test_a_column_named_twice_in_the_header_is_refused_not_guessed(
+    write, header: str, message: str
+) -> None:
+    # The first of the two was taken, silently.
+    path = write("dup.csv", header + "\n")
+    with pytest.raises(ValueError) as caught:
+        ReplayFeed(path=path, format="yahoo", instrument="X")
+    assert str(caught.value) == f"{path}: {message.removeprefix('dup.csv: ')}"
+
+
 @pytest.mark.parametrize("delimiter", [";", "\t", "|"])
 def test_a_header_split_on_the_wrong_character_suggests_the_delimiter(write, delimiter) -> None:
     header = delimiter.join(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"])
