@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, field_validator
 
 from tradeloom.events import out_of_range
+from tradeloom.suggestions import closest_name
 
 
 def takes_bool(annotation: Any) -> bool:
@@ -167,6 +168,24 @@ def describe_validation_error(error: ValidationError, limit: int = 3) -> str:
     if error.error_count() > limit:
         parts.append(f"and {error.error_count() - limit} more")
     return "; ".join(parts)
+
+
+def parameters_problem(what: str, error: ValidationError, model: type[BaseModel]) -> str:
+    """``what: invalid parameters: PROBLEMS (accepted: ...)``, for a component that checks its
+    parameters with ``model``: each problem by its dotted name, an unknown parameter as such
+    with the accepted name closest to it (a field's alias, when it has one)."""
+    accepted = [field.alias or name for name, field in model.model_fields.items()]
+    problems = []
+    for err in error.errors(include_url=False, include_input=False):
+        loc = err["loc"]
+        where = ".".join(str(part) for part in loc) or "parameters"
+        if err["type"] == "extra_forbidden":
+            close = closest_name(str(loc[-1]), accepted) if loc else None
+            hint = f" (did you mean {close!r}?)" if close else ""
+            problems.append(f"{where}: unknown parameter{hint}")
+        else:
+            problems.append(f"{where}: {problem_message(err)}")
+    return f"{what}: invalid parameters: {'; '.join(problems)} (accepted: {', '.join(accepted)})"
 
 
 class ParamsModel(BaseModel):

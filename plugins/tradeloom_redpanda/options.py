@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from tradeloom.params import ParamsModel
+from tradeloom.params import ParamsModel, parameters_problem
 from tradeloom.runtime.transport import Topics
 
 _Options = TypeVar("_Options", bound="ConnectionOptions")
@@ -133,19 +133,7 @@ class ConnectionOptions(ParamsModel):
         try:
             return cls(**params)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors(include_url=False, include_input=False):
-                where = ".".join(str(part) for part in err["loc"]) or "parameters"
-                message = (
-                    "unknown parameter"
-                    if err["type"] == "extra_forbidden"
-                    else err["msg"].removeprefix("Value error, ")
-                )
-                problems.append(f"{where}: {message}")
-            accepted = ", ".join(cls.model_fields)
-            raise ValueError(
-                f"{what}: invalid parameters: {'; '.join(problems)} (accepted: {accepted})"
-            ) from None
+            raise ValueError(parameters_problem(what, exc, cls)) from None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security_protocol not in ("SSL", "SASL_SSL"):

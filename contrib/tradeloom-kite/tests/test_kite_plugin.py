@@ -85,7 +85,7 @@ def test_bad_params_are_refused_with_a_clear_error(params: dict[str, object], me
     }
     with pytest.raises(ConfigError) as caught:
         KiteFeed(**{**base, **params})  # type: ignore[arg-type]
-    assert str(caught.value).startswith("kite feed: invalid params:")
+    assert str(caught.value).startswith("kite feed: invalid parameters:")
     assert message in str(caught.value)
     assert "secret1" not in str(caught.value)  # a credential in a refused url is not echoed
 

@@ -289,7 +289,8 @@ def test_password_from_environment(
         ({"port": True}, "port: true is a boolean; it takes int"),
         ({"schema": "bad-name; DROP"}, "schema: String should match pattern"),
         ({"pool_min_size": 5, "pool_max_size": 2}, "pool_max_size (2) is below pool_min_size (5)"),
-        ({"hots": "x"}, "hots: Extra inputs are not permitted"),
+        ({"hots": "x"}, "hots: unknown parameter (did you mean 'host'?) (accepted: host, port,"),
+        ({"pool_max_size": 2, "dsn": "x"}, "dsn: unknown parameter (accepted: host, port, "),
         ({"sslmode": "maybe"}, "sslmode: Input should be 'disable'"),
     ],
 )

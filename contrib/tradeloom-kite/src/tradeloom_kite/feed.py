@@ -19,7 +19,7 @@ from tradeloom.backoff import ReconnectExhausted, backoff_delays
 from tradeloom.components import DeadLetter, Feed, FeedContext
 from tradeloom.errors import ConfigError, TradeloomError
 from tradeloom.events import MarketTick
-from tradeloom.params import ParamsModel
+from tradeloom.params import ParamsModel, parameters_problem
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.uri import parse_uri
@@ -144,11 +144,7 @@ class KiteFeed(Feed):
                 open_timeout_seconds=open_timeout_seconds,
             )
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in err['loc']) or 'params'}: {err['msg']}"
-                for err in exc.errors(include_input=False)
-            )
-            raise ConfigError(f"kite feed: invalid params: {problems}") from None
+            raise ConfigError(parameters_problem("kite feed", exc, KiteFeedParams)) from None
         self.bad_packets = 0
         """Malformed messages and packets reported as dead letters."""
         self.unknown_instruments = 0

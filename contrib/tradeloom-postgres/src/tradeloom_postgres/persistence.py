@@ -35,12 +35,11 @@ from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_valida
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, PersistenceError
 from tradeloom.events import Fill, PortfolioSnapshot
-from tradeloom.params import ParamsModel
+from tradeloom.params import ParamsModel, parameters_problem
 from tradeloom.storage import (
     check_metadata,
     decode_stored_fill,
     decode_stored_snapshot,
-    describe_validation_error,
     journal_count,
 )
 
@@ -173,7 +172,7 @@ class PostgresPersistence(Persistence):
             self.params = PostgresParams.model_validate(params)
         except ValidationError as exc:
             raise ConfigError(
-                f"postgres persistence: invalid params: {describe_validation_error(exc)}"
+                parameters_problem("postgres persistence", exc, PostgresParams)
             ) from None
         self.schema = self.params.db_schema
         self._ident = sql.Identifier(self.schema)
