@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.metadata
 import json
 import logging
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
+import importlib_metadata
 import pluggy
 import pydantic
 import pydantic_core
@@ -28,7 +30,7 @@ from pydantic import ValidationError
 import tradeloom
 from tradeloom.console import say, say_traceback
 from tradeloom.errors import ConfigError, TradeloomError
-from tradeloom.plugins import PluginManager
+from tradeloom.plugins import ENTRY_POINT_GROUP, PluginManager
 from tradeloom.settings import PluginSettings, build_settings, read_toml
 
 USAGE_ERROR_STATUS = 2
@@ -380,19 +382,40 @@ def _print_cause(exc: TradeloomError, *, verbose: bool) -> None:
     say(f"  raised at {frame.filename}:{frame.lineno} in {frame.name} (-v shows the traceback)")
 
 
-_DEPENDENCIES = tuple(
-    str(Path(str(module.__file__)).parent) + os.sep
-    for module in (pydantic, pydantic_core, pluggy, anyio, tradeloom)
-)
+_DEPENDENCIES = (pydantic, pydantic_core, pluggy, anyio, tradeloom)
+_OPTIONAL_DEPENDENCIES = ("aiokafka", "pyarrow", "psycopg", "psycopg_pool", "uuid6", "attrs")
+
+
+@functools.cache
+def _library_folders() -> tuple[str, ...]:
+    """The folders of tradeloom, its stock plugins (the entry points of its own distribution)
+    and the dependencies imported so far."""
+    modules = [*_DEPENDENCIES]
+    names = list(_OPTIONAL_DEPENDENCIES)
+    with contextlib.suppress(Exception):  # an odd installation: fewer folders, no failure
+        names += [
+            entry.module.partition(".")[0]
+            for entry in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if entry.dist is not None and entry.dist.name == "tradeloom"
+        ]
+    modules += [sys.modules[name] for name in names if name in sys.modules]
+    return tuple(
+        str(Path(str(module.__file__)).parent) + os.sep
+        for module in modules
+        if getattr(module, "__file__", None)
+    )
+
+
 _STANDARD_LIBRARY = tuple(
     str(Path(sysconfig.get_paths()[name])) + os.sep for name in ("stdlib", "platstdlib")
 )
 
 
 def _is_library(filename: str) -> bool:
-    """Code of tradeloom (its generated code too), its dependencies or the standard library
-    (not what is installed under it): not where a strategy's or plugin's author looks first."""
-    if filename.startswith("<") or filename.startswith(_DEPENDENCIES):
+    """Code of tradeloom (its generated code and stock plugins too), its dependencies or the
+    standard library (not what is installed under it): not where a strategy's or plugin's
+    author looks first."""
+    if filename.startswith("<") or filename.startswith(_library_folders()):
         return True
     return filename.startswith(_STANDARD_LIBRARY) and not any(
         folder in filename for folder in ("site-packages", "dist-packages")

@@ -1239,3 +1239,17 @@ def test_an_installed_plugin_that_cannot_load_is_located_in_its_own_code(tmp_pat
     assert errors["no_module"] == (
         "error          ModuleNotFoundError: No module named 'located_no_such_module'"
     )
+
+
+def test_an_error_inside_a_stock_plugin_points_at_no_line_of_its_code(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # "raised at" shows where a strategy's or plugin's author looks: a damaged state file is
+    # nobody's code, so not plugins/tradeloom_sqlite/persistence.py:331 either.
+    config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
+    (tmp_path / "state.sqlite").write_bytes(b"garbage " * 20)
+    done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "file is not a database" in done.stderr
+    assert "raised at" not in done.stderr
+    assert "  (-v shows the traceback)" in done.stderr
