@@ -118,7 +118,9 @@ def _find(names: Sequence[str], column: str, *, source: str, field_name: str) ->
             "write it exactly as one of them"
         )
     hint = ""
-    if len(names) == 1:  # one column: most likely split on the wrong character
+    if any("\x00" in name for name in names):  # every other byte zero: two bytes a character
+        hint = " (the header holds NUL characters: is the file UTF-16? set encoding = 'utf-16')"
+    elif len(names) == 1:  # one column: most likely split on the wrong character
         other = next((sep for sep in ";\t|" if sep in names[0]), None)
         if other is not None:
             hint = f" (is the file delimited by {other!r}? set delimiter = {other!r})"

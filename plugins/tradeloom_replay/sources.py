@@ -88,8 +88,18 @@ def _first_row(lines: Iterator[str], delimiter: str) -> tuple[list[str] | None, 
 
 
 def read_csv_header(path: Path, *, delimiter: str, encoding: str) -> list[str]:
-    with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
-        row, _ = _first_row(iter(handle.readline, ""), delimiter)
+    try:
+        with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
+            row, _ = _first_row(iter(handle.readline, ""), delimiter)
+    except UnicodeError as exc:  # not of the bytes (those are kept): UTF-16 with no BOM
+        name = codecs.lookup(encoding).name
+        hint = (
+            f"; without a byte-order mark, name the byte order: encoding = '{name}-le' "
+            f"(or '{name}-be')"
+            if name in ("utf-16", "utf-32")
+            else ""
+        )
+        raise ValueError(f"{path}: cannot be read as {encoding}: {exc}{hint}") from None
     if row is None:
         raise ValueError(f"{path}: the file is empty, it has no header line")
     return row

@@ -218,6 +218,28 @@ def test_a_column_named_twice_in_the_header_is_refused_not_guessed(
     assert str(caught.value) == f"{path}: {message.removeprefix('dup.csv: ')}"
 
 
+@pytest.mark.parametrize("bom", [True, False])
+def test_a_utf16_file_read_as_utf8_says_so(tmp_path, bom: bool) -> None:
+    text = "Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,1,2,1,2,2,10\n"
+    path = tmp_path / "wide.csv"
+    path.write_bytes(text.encode("utf-16" if bom else "utf-16-le"))
+    with pytest.raises(ValueError) as caught:
+        ReplayFeed(path=path, format="yahoo", instrument="X")
+    assert str(caught.value).endswith(
+        "(the header holds NUL characters: is the file UTF-16? set encoding = 'utf-16')"
+    )
+    if bom:
+        assert ReplayFeed(path=path, format="yahoo", instrument="X", encoding="utf-16")
+    else:
+        with pytest.raises(ValueError) as caught:
+            ReplayFeed(path=path, format="yahoo", instrument="X", encoding="utf-16")
+        assert str(caught.value) == (
+            f"{path}: cannot be read as utf-16: UTF-16 stream does not start with BOM; without "
+            "a byte-order mark, name the byte order: encoding = 'utf-16-le' (or 'utf-16-be')"
+        )
+        assert ReplayFeed(path=path, format="yahoo", instrument="X", encoding="utf-16-le")
+
+
 @pytest.mark.parametrize("delimiter", [";", "\t", "|"])
 def test_a_header_split_on_the_wrong_character_suggests_the_delimiter(write, delimiter) -> None:
     header = delimiter.join(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"])
