@@ -144,13 +144,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         role = self.role
         await role.stop_catching_up()
         async with role.lock:  # the batch being handled finishes first
-            # Where events still wait, before the hooks drop those whose input moves: the
-            # member taking it over reads them from there.
-            held = self.transport._held_positions(role)
+            # Events waiting on input that moves: the hooks publish them again for the
+            # member that takes it over (then they no longer hold the commit back).
+            self.transport._held_positions(role)
+            handed = [i for i, (partition, _) in role.held_at.items() if partition in revoked]
             if role.revocation_hooks:
                 await self.transport._hand_over(role, revoked)
+            if role.seen is not None:
+                for event_id in handed:  # published again: new, also should it come back here
+                    role.seen.discard(event_id)
             try:
-                await self.transport._commit(role, held)
+                await self.transport._commit(role)
             except Exception as exc:  # the rebalance must go on
                 self.transport.logger.warning(
                     "role %s: positions not committed before rebalance: %s", role.role, exc
@@ -160,10 +164,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 role.positions.pop(partition, None)
                 role.committed.pop(partition, None)
             for event_id, (partition, _) in list(role.held_at.items()):
-                if partition in revoked:  # dropped by the hooks, and read again from there
+                if partition in revoked:
                     del role.held_at[event_id]
-                    if role.seen is not None:  # by this process too, should it come back
-                        role.seen.discard(event_id)
         role.assigned.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -948,21 +950,13 @@ class RedpandaTransport(Transport):
                 positions[partition] = offset
         return positions
 
-    async def _commit(self, role: _Role, held: dict[TopicPartition, int] | None = None) -> None:
+    async def _commit(self, role: _Role) -> None:
         """Commit the role's handled positions once their effects are delivered (and durable,
-        per the role's barrier), none past an event still waiting (``held``, else as it is
-        now). Call with ``role.lock`` held."""
+        per the role's barrier), none past an event still waiting. Call with ``role.lock``
+        held."""
         if not role.pending or role.consumer is None:
             return
-        if held is None:
-            held = self._held_positions(role)
-        if not await self._effects_delivered(role):
-            return
-        if role.barrier is not None and not await role.barrier():
-            self.logger.warning(
-                "role %s: positions not committed: its effects are not durable yet", role.role
-            )
-            return
+        held = self._held_positions(role)
         offsets = {
             partition: min(offset, held.get(partition, offset))
             for partition, offset in role.pending.items()
@@ -970,6 +964,13 @@ class RedpandaTransport(Transport):
         # A partition held back where it was committed already has nothing new to commit.
         offsets = {p: o for p, o in offsets.items() if role.committed.get(p) != o}
         if not offsets:
+            return
+        if not await self._effects_delivered(role):
+            return
+        if role.barrier is not None and not await role.barrier():
+            self.logger.warning(
+                "role %s: positions not committed: its effects are not durable yet", role.role
+            )
             return
         try:
             async with asyncio.timeout(self.options.operation_timeout_seconds):

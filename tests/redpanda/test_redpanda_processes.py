@@ -362,6 +362,8 @@ def test_a_signal_waiting_for_a_first_price_outlives_a_killed_risk_process(
         for process in processes:
             process.kill()
     assert Counter(fill.instrument for fill in journal(db)) == {held: 1, after: 1}
+    # The signal after the waiting one, read again, was not decided again (it was filled).
+    assert _decisions(broker, prefix, 2) == (Counter([held, after]), [])
 
 
 def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_process(
@@ -399,7 +401,20 @@ def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_pro
         for process in processes:
             process.kill()
     assert Counter(fill.instrument for fill in journal(db)) == dict.fromkeys([*held, *after], 1)
-    assert re.search(r"left [12] signal\(s\) waiting for a first price", first.log())
+    assert re.search(r"handed [12] signal\(s\) waiting for a first price", first.log())
+    # Nothing decided twice: one order per signal, no rejection.
+    assert _decisions(broker, prefix, 4) == (Counter([*held, *after]), [])
+
+
+def _decisions(broker: Broker, prefix: str, orders: int) -> tuple[Counter[str], list[str]]:
+    """The risk stage's decisions: the instruments of the orders (read until one more than
+    ``orders`` came or a few seconds passed) and the reasons of the rejections."""
+    made = asyncio.run(read_topic(broker.bootstrap, f"{prefix}orders", orders + 1, 3))
+    refused = asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 1, 1))
+    return (
+        Counter(CODEC.decode(record.value).instrument for record in made),
+        [CODEC.decode(record.value).reason for record in refused],
+    )
 
 
 def _committed(broker: Broker, group: str, topic: str, key: str) -> int:

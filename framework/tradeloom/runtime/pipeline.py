@@ -566,6 +566,7 @@ class Pipeline:
         if "risk" in self.roles:
             risk_book = await self._restored_book(snapshots, fills)
             risk_stage = RiskStage(services, self.validators, risk_book, self.settings.pending)
+            risk_stage.remember_filled(fills)
             self.stages.append(risk_stage)
             # Signals waiting for a first price keep their records uncommitted (a process
             # killed meanwhile reads them again), and stay with their instruments' input.

@@ -549,6 +549,9 @@ class RiskStage(PricedMarket, Stage):
         self.book = book
         self.view = _RiskView(book)
         self._answered = RecentIds(_REFUSALS_REMEMBERED)  # signals refused here: see _cancel
+        # Signals with a fill: one read again (after a crash, from where a signal that waited
+        # for a price kept its partition's commit) is not decided a second time.
+        self._filled = RecentIds(_REFUSALS_REMEMBERED)
         self._priceless_validators = [(n, v) for n, v in self.validators if not v.needs_price]
         self.waiting = PriceWait(
             max_signals=pending.max_signals,
@@ -578,6 +581,8 @@ class RiskStage(PricedMarket, Stage):
         if type(signal) is not Signal and isinstance(signal, Cancel):
             self._cancel(signal)
             return
+        if signal.event_id in self._filled:
+            return  # read again: its order was filled already
         if signal.instrument not in self.book.marks:
             # Nothing trades without a price: wait for the first one (bounded). Validators
             # that need no price may refuse the signal now rather than after the wait.
@@ -657,7 +662,14 @@ class RiskStage(PricedMarket, Stage):
         view = self.view
         view.open_orders.close(fill.signal_id)
         view.open_limits.close(fill.signal_id)
+        self._filled.add(fill.signal_id)
         self.book.apply_fill(fill)
+
+    def remember_filled(self, fills: Iterable[Fill]) -> None:
+        """The signals of ``fills`` (the journal the book was restored from) have their
+        outcome: read again, they are not decided again."""
+        for fill in fills:
+            self._filled.add(fill.signal_id)
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
         """Take the journaled ``fills`` the book lacks (see ``StrategyStage.catch_up``)."""
@@ -685,14 +697,15 @@ class RiskStage(PricedMarket, Stage):
 
     def hand_over(self, moving: Callable[[str], bool]) -> None:
         """The instruments ``moving`` names may move to another risk process (a rebalance):
-        the signals waiting for their first price are dropped here, with no verdict. Their
-        records were not committed, so the process that gets the instruments reads them
-        again and decides."""
+        the signals waiting for their first price are published again (the same signals, ids
+        kept) for the process that gets those instruments, and no longer wait here."""
         taken = self.waiting.take(moving)
+        for signal in taken:
+            self.publish(Topics.SIGNALS, signal, signal.instrument, direct=False)
         if taken:
             self.services.logger.info(
-                "left %d signal(s) waiting for a first price of %s to the risk process that "
-                "gets those instruments now",
+                "handed %d signal(s) waiting for a first price of %s over to the risk process "
+                "that gets those instruments now",
                 len(taken),
                 ", ".join(sorted({signal.instrument for signal in taken})),
             )
