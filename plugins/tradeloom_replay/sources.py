@@ -465,6 +465,7 @@ class ParquetSource:
                         f"{self.path}: cannot read the Parquet file from row {number + 1} on "
                         f"({why})"
                     ) from exc
+                self._unreadable.clear()  # the rows of the block before are done with
                 columns = [
                     self._texts(batch.column(i), number + 1)
                     if i in self.needed
@@ -484,8 +485,8 @@ class ParquetSource:
 
         try:
             return [_cell_text(value) for value in _column_values(column)]
-        except (pa.ArrowException, ValueError, OverflowError):
-            pass  # some value, not the file: find it, value by value
+        except (pa.ArrowException, ValueError, OverflowError) as exc:
+            whole = exc  # some values, or the column (a time zone pyarrow does not know)
         texts: list[str] = []
         for offset in range(len(column)):
             try:
@@ -496,6 +497,13 @@ class ParquetSource:
                 texts.append("")
             else:
                 texts.append(_cell_text(value))
+        if len(column) and all(
+            row in self._unreadable for row in range(first_row, first_row + len(column))
+        ):
+            why = " ".join(str(whole).split())
+            raise BadInputError(
+                f"{self.path}: cannot read the Parquet file from row {first_row} on ({why})"
+            ) from whole
         return texts
 
     def location(self, block: RowBlock, index: int) -> str:

@@ -280,3 +280,18 @@ def test_a_parquet_value_python_cannot_hold_is_a_bad_row_not_a_refused_file(
     assert letter.reason.endswith(
         "; the Parquet file holds a value there that cannot be read (date value out of range)"
     )
+
+
+def test_a_parquet_column_no_value_of_which_can_be_read_refuses_the_file(tmp_path, context) -> None:
+    # A time zone pyarrow does not know: the column, not one value, is unreadable (it was
+    # one bad row per row).
+    from tradeloom.errors import BadInputError
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    times = pa.array([1_700_000_000 + i for i in range(5)], pa.timestamp("s", tz="Mars/Olympus"))
+    path = tmp_path / "mars.parquet"
+    pq.write_table(pa.table({"t": times, "p": ["1"] * 5}), path)
+    feed = ReplayFeed(path=path, instrument="X", columns={"ts": "t", "last_price": "p"})
+    with pytest.raises(BadInputError, match=r"mars\.parquet: cannot read the Parquet file from"):
+        list(feed.events(context.feed))
