@@ -518,8 +518,9 @@ def build_component(registration: Registration, params: dict[str, Any]) -> Any:
 def _check_built(registration: Registration, built: Any) -> None:
     """Refuse what cannot be a component of the registration's kind (None, or an object
     without the methods its kind must have): it would fail later, far from the factory, with an
-    AttributeError on some method the runtime calls. Objects that do not subclass the kind's
-    base class but have its methods are components too."""
+    AttributeError on some method the runtime calls. For a kind whose base class has abstract
+    methods (or the id generator's protocol), an object that does not subclass it but has
+    them is a component too; a strategy must subclass :class:`~tradeloom.strategy.Strategy`."""
     expected = _component_types().get(registration.kind)
     if expected is None or isinstance(built, expected):
         return
