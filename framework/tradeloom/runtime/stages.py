@@ -702,13 +702,7 @@ class RiskStage(PricedMarket, Stage):
         taken = self.waiting.take(moving)
         for signal in taken:
             self.publish(Topics.SIGNALS, signal, signal.instrument, direct=False)
-        if taken:
-            self.services.logger.info(
-                "handed %d signal(s) waiting for a first price of %s over to the risk process "
-                "that gets those instruments now",
-                len(taken),
-                ", ".join(sorted({signal.instrument for signal in taken})),
-            )
+        _say_handed_over(self.services.logger, "signal(s) waiting for a first price", taken, "risk")
 
 
 class ExecutionStage(Stage):
@@ -777,10 +771,18 @@ class ExecutionStage(Stage):
         for order in orders:
             again = order.model_copy(update={"event_id": self.services.ids.new_id()})
             self.publish(Topics.ORDERS, again, again.instrument, direct=False)
-        if orders:
-            self.services.logger.info(
-                "handed %d waiting order(s) of %s over to the execution process that gets "
-                "those instruments now",
-                len(orders),
-                ", ".join(sorted({order.instrument for order in orders})),
-            )
+        _say_handed_over(self.services.logger, "waiting order(s)", orders, "execution")
+
+
+def _say_handed_over(
+    logger: logging.Logger, what: str, events: Sequence[Signal | Order], role: str
+) -> None:
+    """Log what a stage handed over at a rebalance (see ``Transport.add_revocation_hook``)."""
+    if events:
+        logger.info(
+            "handed %d %s of %s over to the %s process that gets those instruments now",
+            len(events),
+            what,
+            ", ".join(sorted({event.instrument for event in events})),
+            role,
+        )
