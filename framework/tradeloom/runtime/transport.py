@@ -115,9 +115,10 @@ class Transport(abc.ABC):
         waiting, their effect still to come (a signal waiting for its instrument's first
         price). No position is committed past the record of such an event: a process killed
         before it acts gets the record again after a restart (with what came after it, which
-        stages handle as delivered again), and at a rebalance the member that takes the input
-        over reads it from there, so the role drops what waits for input that moves (see
-        :meth:`add_revocation_hook`). Transports that commit nothing (in-process) ignore it."""
+        stages handle as delivered again). At a rebalance the role's revocation hook publishes
+        again what waits for input that moves (see :meth:`add_revocation_hook`), the transport
+        forgets those ids (the copies are new to it too) and commits what was handled.
+        Transports that commit nothing (in-process) ignore it."""
 
     def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:  # noqa: B027
         """Await ``hook`` whenever ``role`` is assigned input (at start, and when it takes
