@@ -1088,15 +1088,10 @@ def test_a_signal_after_a_finished_backtest_wrote_its_results_leaves_its_status(
     # after the summary: the run had finished and its results were written.
     (tmp_path / "late_signal.py").write_text(LATE_SIGNAL_SENDERS[when].format(signame=signame))
     config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "sma_cross")
-    command = [sys.executable, "-c", "from tradeloom.cli import console_main; console_main()"]
-    done = subprocess.run(
-        [*command, "-p", "late_signal", "backtest", "-c", str(config), "--out", "o"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    env = {"PYTHONPATH": str(tmp_path)}
+    # python -m tradeloom.cli runs console_main(), as the tradeloom executable does.
+    done = tradeloom(
+        "-p", "late_signal", "backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env
     )
     assert done.returncode == 0, done.stderr
     assert "interrupted" not in done.stderr + done.stdout
