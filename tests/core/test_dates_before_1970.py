@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 import tradeloom
-from tradeloom import hookimpl
 from tradeloom.components import Feed
 from tradeloom.errors import BadInputError
 from tradeloom.events import Bar
 from tradeloom.testing import bars
+
+from .delivery_paths import delivery_paths
 
 START = datetime(1962, 1, 2, tzinfo=UTC)
 CLOSES = [10, 11, 12, 13, 12, 11, 10, 11, 12, 13]
@@ -37,19 +38,7 @@ class AsyncListFeed(ListFeed):
             yield event
 
 
-class Observer:
-    """Makes market events go through publish() rather than the generated loop."""
-
-    @hookimpl
-    def tradeloom_event_observed(self, stage: str, direction: str, event: object) -> None:
-        pass
-
-
-PATHS = {
-    "block": (ListFeed, []),
-    "publish": (ListFeed, [Observer()]),
-    "async": (AsyncListFeed, []),
-}
+PATHS = delivery_paths(ListFeed, AsyncListFeed)
 
 
 @pytest.mark.parametrize("path", PATHS)

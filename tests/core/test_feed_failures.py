@@ -16,6 +16,8 @@ from tradeloom.errors import FeedError
 from tradeloom.events import MarketTick
 from tradeloom.testing import ticks
 
+from .delivery_paths import Observer, delivery_paths
+
 DATA = ticks("X", ["10", "11", "12", "13"])
 IDLE = {"idle": tradeloom.Strategy()}
 
@@ -56,19 +58,7 @@ class AsyncFeed(PlainFeed):
             raise KeyError("column 'close'")
 
 
-class Observer:
-    """Makes market events go through publish() rather than the generated loop."""
-
-    @hookimpl
-    def tradeloom_event_observed(self, stage: str, direction: str, event: object) -> None:
-        pass
-
-
-PATHS = {
-    "block": (PlainFeed, []),
-    "publish": (PlainFeed, [Observer()]),
-    "async": (AsyncFeed, []),
-}
+PATHS = delivery_paths(PlainFeed, AsyncFeed)
 
 
 @pytest.mark.parametrize("path", PATHS)
