@@ -8,7 +8,15 @@ awaits whatever they return when it is awaitable.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -279,6 +287,15 @@ class Executor(abc.ABC):
         order never had, and ignore that order). An executor that keeps nothing waiting
         returns ``[]`` (the default)."""
         return []
+
+    def waiting_order_ids(self) -> Collection[UUID]:
+        """The ids (``event_id``) of the orders still waiting here, for a price or resting.
+        Across processes their records are not committed while they wait, so an execution
+        process killed meanwhile reads them again when it restarts, and places them again
+        (see ``Transport.add_held_events``); an executor that returns nothing here loses
+        them with the process. An executor that keeps nothing waiting returns an empty
+        collection (the default)."""
+        return ()
 
 
 class Persistence(abc.ABC):

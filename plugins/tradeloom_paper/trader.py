@@ -3,10 +3,12 @@ slippage, and never with a price from the future."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
+from uuid import UUID
 
 from tradeloom.components import Executor, PricedMarket
 from tradeloom.events import (
@@ -39,7 +41,10 @@ class PaperTrader(PricedMarket, Executor):
     "Later than the order" is judged in data time: the later of the latest market time the
     trader has seen when the order arrives and the order's ``market_ts`` (what the strategy
     had seen when it decided; across processes the trader may lag behind). Not the order's
-    own timestamp, which is wall-clock time in a live run. A tick must be stamped after it, a
+    own timestamp, which is wall-clock time in a live run. An order minted before this trader
+    was made (a UUIDv7 id tells) was read again after a restart, or waited while no execution
+    process ran: the prices this trader saw first are not from before it arrived, and only its
+    ``market_ts`` counts. A tick must be stamped after it, a
     bar must start at or after it, so no order fills at a price from before it was placed.
     With ``fill_at="last"`` an order fills at once at the latest price the trader knows; one
     for an instrument without a price yet fills at the first event stamped at or after the
@@ -80,6 +85,7 @@ class PaperTrader(PricedMarket, Executor):
         # By signal id: one order per signal, so an order made again from a signal delivered
         # again (a risk process restarted before committing it) does not fill twice either.
         self._seen_signals = RecentIds(dedupe_window)
+        self._made_ms = time.time_ns() // 1_000_000
 
     def on_market_at(
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
@@ -112,6 +118,8 @@ class PaperTrader(PricedMarket, Executor):
         # After the order: later than anything this trader has seen, and than what the
         # strategy had seen when it decided (across processes it may be ahead of us).
         placed = self.data_time
+        if placed is not None and _minted_before(order.event_id, self._made_ms):
+            placed = None  # a backlog, read in no set order with the prices: see the class
         decided = order.market_ts
         if decided is not None and (placed is None or decided > placed):
             placed = decided
@@ -163,6 +171,11 @@ class PaperTrader(PricedMarket, Executor):
                     order = order.model_copy(update={"market_ts": placed})
                 handed.append(order)
         return handed
+
+    def waiting_order_ids(self) -> set[UUID]:
+        """The orders waiting for a price (see
+        :meth:`tradeloom.components.Executor.waiting_order_ids`)."""
+        return {order.event_id for waiting in self.pending.values() for order, _ in waiting}
 
     def _answer_cancel(self, signal: Signal, reason: str) -> None:
         ctx = self.ctx
@@ -278,3 +291,8 @@ class PaperTrader(PricedMarket, Executor):
                     reason=f"{what}: {reason}" if what != reason else reason,
                 )
             )
+
+
+def _minted_before(event_id: UUID, wall_ms: int) -> bool:
+    """Whether ``event_id`` is a UUIDv7 minted before ``wall_ms`` (Unix milliseconds)."""
+    return event_id.int >> 80 < wall_ms and event_id.version == 7

@@ -4,24 +4,28 @@ rebalance) and then from the fills topic; and a journal write that is cancelled.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import anyio
 import pytest
+from uuid6 import uuid7
 
 from tradeloom import Strategy
-from tradeloom.events import Fill
+from tradeloom.events import Cancel, Fill, Order
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import RunResult
-from tradeloom.runtime.stages import StageServices, StrategyStage
+from tradeloom.runtime.stages import ExecutionStage, StageServices, StrategyStage
 from tradeloom.runtime.status import PipelineStatus
+from tradeloom.runtime.transport import Topics
+from tradeloom.testing import ticks
 from tradeloom.testing.persistence import make_fill
 from tradeloom_memory.persistence import MemoryPersistence
 from tradeloom_memory.transport import MemoryTransport
+from tradeloom_paper.trader import PaperTrader
 from tradeloom_uuid7.generator import Uuid7Generator
 
 TS = datetime(2024, 3, 1, tzinfo=UTC)
@@ -45,6 +49,18 @@ def fill_of(signal: Any) -> Fill:
         price=10,
         commission=0,
         signal_id=signal.event_id,
+    )
+
+
+def order_of(signal: Any) -> Order:
+    return Order(
+        event_id=uuid7(),
+        ts=TS,
+        signal_id=signal.event_id,
+        strategy_id=signal.strategy_id,
+        instrument=signal.instrument,
+        side=signal.side,
+        quantity=signal.quantity,
     )
 
 
@@ -122,3 +138,41 @@ def test_catching_up_applies_only_what_the_book_lacks(already_in_book: bool) -> 
     assert stage.catch_up([*fills, other]) == (2 if already_in_book else 3)
     assert book.portfolio("s").position("X") == 2 and book.portfolio("s").position("Y") == 1
     assert book.portfolio("gone").position("Z") == 1  # a strategy of another process
+
+
+def test_an_execution_process_does_not_execute_again_what_the_journal_shows_filled() -> None:
+    # A restarted execution process reads again the orders after one that waited (its
+    # record was not committed): those whose signals the journal shows filled, and cancels
+    # of them, are not executed again; the others are.
+    executed: list[Any] = []
+    paper = PaperTrader(fill_at="next")
+    stage = ExecutionStage(services(), paper)
+    ctx = StrategyStage(services(), {"s": (Told(), None)}, PortfolioBook(Decimal(1000))).contexts[
+        "s"
+    ]
+    filled, waiting = ctx.buy("X", 1), ctx.buy("X", 2)
+    stage.remember_filled([fill_of(filled)])
+    assert stage.direct_method(Topics.ORDERS) == stage.on_order  # not straight to the executor
+    paper.on_order = executed.append  # type: ignore[method-assign]
+    paper.on_cancel = executed.append  # type: ignore[method-assign]
+    orders = [order_of(signal) for signal in (filled, waiting)]
+    for order in orders:
+        stage.on_order(order)
+    stage.on_order(Cancel(event_id=uuid7(), ts=TS, signal=filled))
+    assert executed == [orders[1]]
+    assert stage.services.status.duplicates_ignored == 2
+
+
+def test_the_orders_waiting_at_the_executor_hold_their_records() -> None:
+    paper = PaperTrader(fill_at="next")
+    stage = ExecutionStage(services(), paper)
+    ctx = StrategyStage(services(), {"s": (Told(), None)}, PortfolioBook(Decimal(1000))).contexts[
+        "s"
+    ]
+    orders = [order_of(ctx.buy(name, 1)) for name in ("X", "Y")]
+    for order in orders:
+        stage.on_order(order)
+    assert stage.waiting_ids() == {order.event_id for order in orders}
+    assert stage.direct_method(Topics.ORDERS) == paper.on_order  # nothing to skip: straight
+    paper.on_market(ticks("X", ["10"], start=TS + timedelta(seconds=1))[0])  # fills X
+    assert stage.waiting_ids() == {orders[1].event_id}

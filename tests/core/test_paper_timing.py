@@ -11,6 +11,7 @@ import uuid6
 
 from tradeloom.components import ExecutionContext
 from tradeloom.events import Event, Fill, Order, OrderType, Side
+from tradeloom.ids import derived_uuid7
 from tradeloom.runtime.clock import WallClock
 from tradeloom.testing import ticks
 from tradeloom_paper.trader import PaperTrader
@@ -55,6 +56,30 @@ def test_a_lagging_executor_fills_only_after_what_the_strategy_had_seen() -> Non
     assert emitted == []  # never a price from before the decision, nor the decision's own
     paper.on_market(prices[3])
     assert [(type(e), e.price) for e in emitted] == [(Fill, Decimal(13))]  # type: ignore[attr-defined]
+
+
+def test_an_order_minted_before_the_trader_was_made_is_judged_by_its_decision_alone() -> None:
+    # An order read again by a restarted execution process (or one that waited while none
+    # ran) comes in no set order with the prices of other partitions: a later price of
+    # another instrument seen first does not make it skip the prices after its decision.
+    prices = ticks("X", ["10", "11", "12"], interval=timedelta(seconds=1))
+    later = ticks("Y", ["50"], start=prices[2].ts + timedelta(hours=1))
+    backlog = order(decided_at=prices[0].ts).model_copy(
+        update={"event_id": derived_uuid7(b"an order of the process before", 1_000)}
+    )
+    fresh = order(decided_at=prices[0].ts).model_copy(
+        update={"instrument": "Z", "signal_id": uuid6.uuid7()}
+    )
+    paper, emitted = trader("next")
+    paper.on_market(later[0])
+    paper.on_order(backlog)
+    paper.on_order(fresh)
+    paper.on_market(prices[1])
+    assert [(e.instrument, e.price) for e in emitted] == [("X", Decimal(11))]  # type: ignore[attr-defined]
+    paper.on_market(ticks("Z", ["7"], start=prices[2].ts)[0])
+    assert len(emitted) == 1  # a fresh order waits for a price after what the trader had seen
+    paper.on_market(ticks("Z", ["8"], start=later[0].ts + timedelta(seconds=1))[0])
+    assert [(e.instrument, e.price) for e in emitted] == [("X", Decimal(11)), ("Z", Decimal(8))]  # type: ignore[attr-defined]
 
 
 def test_fill_at_last_fills_at_once_at_the_latest_known_price() -> None:

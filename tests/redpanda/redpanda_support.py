@@ -164,6 +164,7 @@ def write_pipeline(
 # -- processes -------------------------------------------------------------------------------
 
 ASSIGNED = re.compile(r"role (\w+) \(group [^)]*\): assigned partitions (.*)$", re.MULTILINE)
+SERVING = re.compile(r"serving /health and /metrics on (\S+)")
 
 
 class RoleProcess:
@@ -201,6 +202,13 @@ class RoleProcess:
     def assignments(self, role: str) -> list[str]:
         """Every partition assignment of ``role`` in the latest run, oldest first."""
         return [m.group(2) for m in ASSIGNED.finditer(self.current_log()) if m.group(1) == role]
+
+    def metrics_url(self, timeout: float = 30.0) -> str:
+        """The ``/metrics`` address the latest run serves (``[health] http_port`` set)."""
+        wait_until(lambda: SERVING.search(self.current_log()), timeout, f"{self.name}'s server")
+        found = SERVING.search(self.current_log())
+        assert found is not None
+        return f"{found.group(1)}/metrics"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until every consuming role of the process has partitions (and the signal

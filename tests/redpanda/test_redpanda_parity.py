@@ -4,16 +4,19 @@ transport.
 
 Across processes the order in which a stage sees events of different topics depends on timing,
 so the producer paces the stream the way live ticks are paced: after a tick that makes a
-signal, the next tick comes only once the executor has taken the order (its group committed
-past it), and after a tick that makes a fill, only once the strategy has seen the fill. The
-memory run tells which ticks those are.
+signal, the next tick comes only once the executor has taken the order (its process's
+``/metrics`` count every tick so far and the order: a waiting order keeps its record
+uncommitted), and after a tick that makes a fill, only once the strategy has seen the fill
+(its group committed past it). The memory run tells which ticks those are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,12 @@ from redpanda_support import (
     GroupPositions,
     RoleProcess,
     journal,
+    pipeline_config,
     synthetic_ts,
     tick_json,
     wait_until,
     wall_ts,
-    write_pipeline,
+    write_config,
 )
 
 from conftest import Broker
@@ -40,6 +44,9 @@ FILL_AT_NEXT = {"name": "paper", "params": {"fill_at": "next", "commission_bps":
 SYMBOLS = ("AAA", "BBB")
 ROUNDS = 60
 WAIT_SECONDS = 20.0
+EXECUTION_EVENTS_IN = re.compile(
+    r'^tradeloom_stage_events_in_total\{stage="execution"\} (\S+)$', re.MULTILINE
+)
 
 
 def _prices() -> list[tuple[str, Decimal]]:
@@ -106,12 +113,33 @@ async def _committed_past(
         await asyncio.sleep(0.02)
 
 
+async def _execution_took(metrics_url: str, events: int) -> None:
+    """Wait until the execution stage has taken in ``events`` events (ticks and orders)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        text = await asyncio.to_thread(_read_url, metrics_url)
+        found = re.search(
+            r'^tradeloom_stage_events_in_total\{stage="execution"\} (\S+)$', text, re.M
+        )
+        taken = float(found.group(1)) if found else 0.0
+        if taken >= events:
+            return
+        assert time.monotonic() < deadline, f"the execution stage took {taken:g} of {events}"
+        await asyncio.sleep(0.02)
+
+
+def _read_url(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 async def _paced_stream(
     bootstrap: str,
     prefix: str,
     prices: list[tuple[str, Decimal]],
     orders_after: dict[int, int],
     fills_after: dict[int, int],
+    execution_metrics: str,
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     positions = GroupPositions(bootstrap)
@@ -126,8 +154,8 @@ async def _paced_stream(
                 f"{prefix}ticks", tick_json(symbol, price, wall_ts()), key=symbol.encode()
             )
             if index in orders_after:
-                placed = await orders.until(orders_after[index])
-                await _committed_past(positions, f"{prefix}execution", placed)
+                await orders.until(orders_after[index])
+                await _execution_took(execution_metrics, index + 1 + orders_after[index])
             if index in fills_after:
                 filled = await fills.until(fills_after[index])
                 await _committed_past(positions, f"{prefix}strategy", filled)
@@ -168,13 +196,12 @@ def test_role_processes_give_the_fills_of_one_memory_process(
     orders_after = {tick: n + 1 for n, tick in enumerate(order_ticks)}
     fills_after = {tick: n + 1 for n, tick in enumerate(sorted(fill_ticks))}
 
-    config, db = write_pipeline(
-        tmp_path,
-        bootstrap=broker.bootstrap,
-        prefix=prefix,
-        strategy=SMA,
-        executor=FILL_AT_NEXT,
+    db = tmp_path / "book.sqlite"
+    document = pipeline_config(
+        bootstrap=broker.bootstrap, prefix=prefix, db_path=db, strategy=SMA, executor=FILL_AT_NEXT
     )
+    document["monitoring"] = {"http_port": 0}
+    config = write_config(tmp_path / "pipeline.toml", document)
     processes = [
         RoleProcess(config, [role], tmp_path, role).start()
         for role in ("feed", "strategy", "risk", "execution", "portfolio")
@@ -182,7 +209,12 @@ def test_role_processes_give_the_fills_of_one_memory_process(
     try:
         for process in processes:
             process.wait_ready()
-        asyncio.run(_paced_stream(broker.bootstrap, prefix, prices, orders_after, fills_after))
+        execution_metrics = processes[3].metrics_url()
+        asyncio.run(
+            _paced_stream(
+                broker.bootstrap, prefix, prices, orders_after, fills_after, execution_metrics
+            )
+        )
         wait_until(lambda: len(journal(db)) >= len(expected.fills), 30, "every fill journaled")
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from redpanda_support import (
@@ -290,7 +291,11 @@ def _on_partition_of(key: str) -> str:
 
 
 def _buy_list_pipeline(
-    broker: Broker, prefix: str, folder: Path, instruments: list[str]
+    broker: Broker,
+    prefix: str,
+    folder: Path,
+    instruments: list[str],
+    executor: dict[str, Any] = FILL_AT_LAST,
 ) -> tuple[Path, Path]:
     """A pipeline whose strategy buys each of ``instruments`` once, in order, on the first AAA
     tick; signals wait up to 300 s for a first price."""
@@ -304,7 +309,7 @@ def _buy_list_pipeline(
             "id": "list",
             "params": {"trigger": "AAA", "instruments": instruments},
         },
-        executor=FILL_AT_LAST,
+        executor=executor,
     )
     document["pending"] = {"max_wait_seconds": 300}
     return write_config(folder / "pipeline.toml", document), db
@@ -404,6 +409,72 @@ def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_pro
     assert re.search(r"handed [12] signal\(s\) waiting for a first price", first.log())
     # Nothing decided twice: one order per signal, no rejection.
     assert _decisions(broker, prefix, 4) == (Counter([*held, *after]), [])
+
+
+def test_an_order_waiting_for_the_next_price_outlives_a_killed_execution_process(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # With fill_at = "next" the execution process keeps an order in memory until its
+    # instrument's next price. Its record stays uncommitted while it waits: killed with -9,
+    # the restarted process reads it again and fills it when the price comes. With it comes
+    # the order after it on that partition, filled already: the journal says so, and it is
+    # not executed again. The waiting order's record was committed at once, and lost.
+    held, after = "ZZZ", _on_partition_of("ZZZ")
+    config, db = _buy_list_pipeline(
+        broker, prefix, tmp_path, [held, after], {"name": "paper", "params": {"fill_at": "next"}}
+    )
+    front = RoleProcess(config, ["feed", "strategy", "risk", "portfolio"], tmp_path, "front")
+    execution = RoleProcess(config, ["execution"], tmp_path, "execution")
+    processes = [front.start(), execution.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+        ticks = f"{prefix}ticks"
+        _produce_paced(broker.bootstrap, ticks, _ticks([held, after], 1), 0).join(30)
+        wait_until(
+            lambda: all(
+                _committed(broker, f"{prefix}risk", f"{prefix}market", k) > 0 for k in (held, after)
+            ),
+            30,
+            "the risk process to take the first prices",
+        )
+        _produce_paced(broker.bootstrap, ticks, _ticks(["AAA"], 1), 0).join(30)
+        orders = asyncio.run(read_topic(broker.bootstrap, f"{prefix}orders", 2))
+        (waiting,) = [r for r in orders if r.key == held.encode()]
+        _produce_paced(broker.bootstrap, ticks, _ticks([after], 1, start=1), 0).join(30)
+        wait_until(lambda: len(journal(db)) >= 1, 30, f"the fill of the {after} order")
+        group = f"{prefix}execution"
+        wait_until(
+            lambda: _committed(broker, group, f"{prefix}orders", held) == waiting.offset,
+            30,
+            "the execution process to commit up to the waiting order",
+        )
+        time.sleep(0.5)  # a commit past the waiting order would come now
+        assert _committed(broker, group, f"{prefix}orders", held) == waiting.offset
+        execution.kill()
+        execution.start().wait_ready()
+        # Read again, the order meets the restarted process's first price or the one after
+        # (the orders and the prices come from different partitions, in no set order).
+        _produce_paced(broker.bootstrap, ticks, _ticks([held], 2, start=1), 0.2).join(30)
+        wait_until(lambda: len(journal(db)) >= 2, 30, f"the fill of the {held} order")
+        time.sleep(1)  # a second fill of the order after it would come now
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    fills = journal(db)
+    assert Counter(fill.instrument for fill in fills) == {held: 1, after: 1}
+    assert {fill.instrument: fill.price for fill in fills if fill.price != Decimal("101.25")} in (
+        {},
+        {held: Decimal("102.25")},
+    )
+    # The order after the waiting one, read again, was not executed again (no second fill).
+    published = asyncio.run(read_topic(broker.bootstrap, f"{prefix}fills", 3, 3))
+    assert sorted(CODEC.decode(record.value).instrument for record in published) == sorted(
+        [held, after]
+    )
+    assert asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 1, 1)) == []
 
 
 def _decisions(broker: Broker, prefix: str, orders: int) -> tuple[Counter[str], list[str]]:

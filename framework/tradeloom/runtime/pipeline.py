@@ -212,7 +212,9 @@ class Pipeline:
             self.executor = manager_.create(
                 "executor", settings.executor.name, settings.executor.params
             )
-        needs_state = bool(self.roles & {"strategy", "risk", "portfolio"})
+        # An execution process reads the journal for the orders filled already (see
+        # ExecutionStage.remember_filled) and mints fill ids past the journaled ones.
+        needs_state = bool(self.roles & {"strategy", "risk", "execution", "portfolio"})
         self.persistence: Persistence | None = None
         if needs_state:
             self.persistence = manager_.create(
@@ -538,7 +540,13 @@ class Pipeline:
         # before the strategies do, so an order placed on this price fills on the next one.
         if "execution" in self.roles and self.executor is not None:
             execution_stage = ExecutionStage(services, self.executor)
+            execution_stage.remember_filled(fills)
             self.stages.append(execution_stage)
+            # Orders waiting for a price keep their records uncommitted (a process killed
+            # meanwhile reads them again).
+            add_held_events = getattr(self.transport, "add_held_events", None)
+            if add_held_events is not None:
+                add_held_events(execution_stage.role, (Topics.ORDERS,), execution_stage.waiting_ids)
             add_revocation_hook = getattr(self.transport, "add_revocation_hook", None)
             if add_revocation_hook is not None:
                 add_revocation_hook(execution_stage.role, execution_stage.hand_over)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Context, Decimal, getcontext
 from typing import Any
@@ -581,8 +581,9 @@ class RiskStage(PricedMarket, Stage):
         if type(signal) is not Signal and isinstance(signal, Cancel):
             self._cancel(signal)
             return
-        if signal.event_id in self._filled:
-            return  # read again: its order was filled already
+        if signal.event_id in self._filled:  # read again: its order was filled already
+            self.services.status.duplicates_ignored += 1
+            return
         if signal.instrument not in self.book.marks:
             # Nothing trades without a price: wait for the first one (bounded). Validators
             # that need no price may refuse the signal now rather than after the wait.
@@ -714,6 +715,9 @@ class ExecutionStage(Stage):
     def __init__(self, services: StageServices, executor: Executor) -> None:
         super().__init__(services)
         self.executor = executor
+        # Signals whose orders the journal shows filled: across processes, an order read
+        # again after a crash (see waiting_ids) is not executed again.
+        self._filled = RecentIds(_REFUSALS_REMEMBERED)
         executor.bind(
             ExecutionContext(
                 ids=services.ids,
@@ -727,6 +731,11 @@ class ExecutionStage(Stage):
         return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.on_order}
 
     def on_order(self, order: Order | Cancel) -> None:
+        if self._filled and _signal_id(order) in self._filled:
+            # Read again after a crash (records after a waiting order's are read again too),
+            # its signal filled already: that fill is the outcome, for a cancel of it too.
+            self.services.status.duplicates_ignored += 1
+            return
         if type(order) is Cancel:
             on_cancel = getattr(self.executor, "on_cancel", None)
             if on_cancel is None:  # not an Executor subclass: say so, as the base class does
@@ -739,7 +748,7 @@ class ExecutionStage(Stage):
     def direct_method(self, topic: str) -> Callable[[Any], None]:
         # Published orders go straight to the executor; a Cancel never takes the direct way
         # (the risk stage sends it through the transport, which calls on_order above).
-        if topic == Topics.ORDERS:
+        if topic == Topics.ORDERS and not self._filled:
             return self.executor.on_order
         return super().direct_method(topic)
 
@@ -758,6 +767,18 @@ class ExecutionStage(Stage):
     def drain(self) -> None:
         self.executor.drain()
 
+    def remember_filled(self, fills: Iterable[Fill]) -> None:
+        """The signals of ``fills`` (the journal) have their outcome: an order or a cancel of
+        one of them, read again, is not executed again."""
+        for fill in fills:
+            self._filled.add(fill.signal_id)
+
+    def waiting_ids(self) -> Collection[UUID]:
+        """The orders the executor keeps waiting: across processes, their records are not
+        committed while they wait (see ``Transport.add_held_events``)."""
+        waiting = getattr(self.executor, "waiting_order_ids", None)
+        return () if waiting is None else waiting()
+
     def hand_over(self, moving: Callable[[str], bool]) -> None:
         """The instruments for which ``moving(instrument)`` is true may move to another
         execution process (a rebalance: see ``Transport.add_revocation_hook``): the executor's
@@ -772,6 +793,10 @@ class ExecutionStage(Stage):
             again = order.model_copy(update={"event_id": self.services.ids.new_id()})
             self.publish(Topics.ORDERS, again, again.instrument, direct=False)
         _say_handed_over(self.services.logger, "waiting order(s)", orders, "execution")
+
+
+def _signal_id(order: Order | Cancel) -> UUID:
+    return order.signal.event_id if type(order) is Cancel else order.signal_id  # type: ignore[union-attr]
 
 
 def _say_handed_over(

@@ -113,12 +113,13 @@ class Transport(abc.ABC):
     ) -> None:
         """``held()`` gives the ids of the events of ``topics`` that ``role`` took in and keeps
         waiting, their effect still to come (a signal waiting for its instrument's first
-        price). No position is committed past the record of such an event: a process killed
-        before it acts gets the record again after a restart (with what came after it, which
-        stages handle as delivered again). At a rebalance the role's revocation hook publishes
-        again what waits for input that moves (see :meth:`add_revocation_hook`), the transport
-        forgets those ids (the copies are new to it too) and commits what was handled.
-        Transports that commit nothing (in-process) ignore it."""
+        price, an order waiting for a price to fill at). No position is committed past the
+        record of such an event: a process killed before it acts gets the record again after
+        a restart (with what came after it, which stages handle as delivered again). At a
+        rebalance the role's revocation hook publishes again what waits for input that moves
+        (see :meth:`add_revocation_hook`), the transport forgets those ids (the copies are new
+        to it too) and commits what was handled. Transports that commit nothing (in-process)
+        ignore it."""
 
     def add_assignment_hook(self, role: str, hook: AssignmentHook) -> None:  # noqa: B027
         """Await ``hook`` whenever ``role`` is assigned input (at start, and when it takes
