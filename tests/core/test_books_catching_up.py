@@ -18,9 +18,10 @@ from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import RunResult
-from tradeloom.runtime.stages import ExecutionStage, StageServices, StrategyStage
+from tradeloom.runtime.stages import ExecutionStage, RiskStage, StageServices, StrategyStage
 from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics
+from tradeloom.settings import PendingSettings
 from tradeloom.testing import ticks
 from tradeloom.testing.persistence import make_fill
 from tradeloom_memory.persistence import MemoryPersistence
@@ -176,3 +177,25 @@ def test_the_orders_waiting_at_the_executor_hold_their_records() -> None:
     assert stage.direct_method(Topics.ORDERS) == paper.on_order  # nothing to skip: straight
     paper.on_market(ticks("X", ["10"], start=TS + timedelta(seconds=1))[0])  # fills X
     assert stage.waiting_ids() == {orders[1].event_id}
+
+
+def test_a_signal_read_again_waits_for_a_first_price_from_its_own_time_on() -> None:
+    # A risk process that restarted, or took the signal over at a rebalance, reads it late:
+    # its wait began when the signal was made, not when this process read it.
+    stage_services = services()
+    clock = stage_services.clock
+    stage = RiskStage(
+        stage_services, [], PortfolioBook(Decimal(1000)), PendingSettings(max_wait_seconds=60)
+    )
+    ctx = StrategyStage(services(), {"s": (Told(), None)}, PortfolioBook(Decimal(1000))).contexts[
+        "s"
+    ]
+    made = ctx.buy("X", 1)  # at TS
+    clock.advance(TS + timedelta(seconds=50))
+    fresh = ctx.buy("Y", 1).model_copy(update={"ts": TS + timedelta(seconds=50)})
+    stage.on_signal(made)
+    stage.on_signal(fresh)
+    assert stage.waiting_ids() == {made.event_id, fresh.event_id}
+    stage.on_time(TS + timedelta(seconds=61))
+    assert stage_services.status.rejections == {"pending": 1}
+    assert stage.waiting_ids() == {fresh.event_id}

@@ -589,7 +589,10 @@ class RiskStage(PricedMarket, Stage):
             # that need no price may refuse the signal now rather than after the wait.
             if self._refused(signal, self._priceless_validators):
                 return
-            self.waiting.hold(signal, self.services.clock.now())
+            # The wait counts from the signal's time: one read again (a risk process that
+            # restarted, or took the signal over at a rebalance) has waited since then.
+            now = self.services.clock.now()
+            self.waiting.hold(signal, signal.ts if signal.ts < now else now)
             return
         self.judge(signal)
 
