@@ -192,9 +192,9 @@ def test_a_signal_read_again_waits_for_a_first_price_from_its_own_time_on() -> N
     ]
     made = ctx.buy("X", 1)  # at TS
     clock.advance(TS + timedelta(seconds=50))
-    fresh = ctx.buy("Y", 1).model_copy(update={"ts": TS + timedelta(seconds=50)})
-    stage.on_signal(made)
+    fresh = ctx.buy("X", 1).model_copy(update={"ts": TS + timedelta(seconds=50)})
     stage.on_signal(fresh)
+    stage.on_signal(made)  # read after a later one: it has waited longer still
     assert stage.waiting_ids() == {made.event_id, fresh.event_id}
     stage.on_time(TS + timedelta(seconds=61))
     assert stage_services.status.rejections == {"pending": 1}

@@ -13,9 +13,14 @@ from tradeloom.events import Signal
 class PriceWait:
     """Holds signals for instruments without a price yet.
 
-    ``release(instrument)`` hands back, in arrival order, what waited for that instrument. A
-    signal that waits longer than ``max_wait`` or arrives when ``max_signals`` already wait for
-    the instrument is refused through ``reject(signal, reason)``: nothing is dropped silently.
+    ``next_released(instrument)`` hands back, one at a time and in order, what waits for that
+    instrument. A signal that waits longer than ``max_wait`` or arrives when ``max_signals``
+    already wait for the instrument is refused through ``reject(signal, reason)``: nothing is
+    dropped silently.
+
+    Each signal is taken out of the live queue just before its verdict: the verdict runs the
+    strategies' callbacks at once in one process, and those may cancel a signal still waiting
+    (``withdraw``) or send one more (``hold``), which must find the queue as it is.
     """
 
     def __init__(
@@ -28,7 +33,8 @@ class PriceWait:
         self.max_signals = max_signals
         self.max_wait = timedelta(seconds=max_wait_seconds)
         self._reject = reject
-        #: What waits, per instrument (empty when nothing does: cheap to test per event).
+        #: What waits, per instrument, by the time each began to wait (empty when nothing
+        #: does: cheap to test per event).
         self.by_instrument: dict[str, deque[tuple[datetime, Signal]]] = {}
 
     def __len__(self) -> int:
@@ -37,7 +43,8 @@ class PriceWait:
     def __bool__(self) -> bool:
         return bool(self.by_instrument)
 
-    def hold(self, signal: Signal, now: datetime) -> None:
+    def hold(self, signal: Signal, since: datetime) -> None:
+        """Let ``signal`` wait, counting its wait from ``since``."""
         queue = self.by_instrument.setdefault(signal.instrument, deque())
         if len(queue) >= self.max_signals:
             if not queue:
@@ -48,7 +55,15 @@ class PriceWait:
                 "wait for one (pending.max_signals)",
             )
             return
-        queue.append((now, signal))
+        if queue and since < queue[-1][0]:
+            # Waiting since before the last one (read again after a restart): in time order,
+            # so the oldest wait is always first.
+            index = len(queue)
+            while index and queue[index - 1][0] > since:
+                index -= 1
+            queue.insert(index, (since, signal))
+        else:
+            queue.append((since, signal))
 
     def withdraw(self, signal: Signal) -> bool:
         """Take ``signal`` out of the wait (it was cancelled); False if it does not wait."""
@@ -74,24 +89,40 @@ class PriceWait:
             taken.extend(signal for _, signal in self.by_instrument.pop(instrument))
         return taken
 
-    def release(self, instrument: str) -> list[Signal]:
-        queue = self.by_instrument.pop(instrument, None)
-        return [signal for _, signal in queue] if queue else []
+    def next_released(self, instrument: str) -> Signal | None:
+        """The first signal waiting for ``instrument``, taken out; None when none waits."""
+        queue = self.by_instrument.get(instrument)
+        if not queue:
+            return None
+        _, signal = queue.popleft()
+        if not queue:
+            del self.by_instrument[instrument]
+        return signal
 
     def expire(self, now: datetime) -> None:
         for instrument in list(self.by_instrument):
-            queue = self.by_instrument[instrument]
-            while queue and now - queue[0][0] > self.max_wait:
+            while True:
+                queue = self.by_instrument.get(instrument)
+                if not queue or now - queue[0][0] <= self.max_wait:
+                    break
                 _, signal = queue.popleft()
+                if not queue:
+                    del self.by_instrument[instrument]
                 self._reject(
                     signal,
                     f"no price for {instrument} within {self.max_wait.total_seconds():g}s "
                     "(pending.max_wait_seconds)",
                 )
-            if not queue:
-                del self.by_instrument[instrument]
 
     def reject_all(self, reason: str) -> None:
-        for instrument in list(self.by_instrument):
-            for _, signal in self.by_instrument.pop(instrument):
-                self._reject(signal, reason.format(instrument=instrument))
+        """Refuse what waits now, with ``reason`` (``{instrument}`` is filled in). What the
+        callbacks send meanwhile waits: the caller settles it in its next round."""
+        for instrument, queue in list(self.by_instrument.items()):
+            for entry in list(queue):
+                live = self.by_instrument.get(instrument)
+                if live is None or not any(held is entry for held in live):
+                    continue  # cancelled by the callbacks of a rejection before it
+                live.remove(entry)
+                if not live:
+                    del self.by_instrument[instrument]
+                self._reject(entry[1], reason.format(instrument=instrument))

@@ -571,9 +571,11 @@ class RiskStage(PricedMarket, Stage):
         self, event: Bar | MarketTick, price: Decimal, ts: datetime, instrument: str
     ) -> None:
         self.book.marks[instrument] = price
-        if self.waiting.by_instrument:
-            self.waiting.expire(self.services.clock.now())
-            for signal in self.waiting.release(instrument):
+        waiting = self.waiting
+        if waiting.by_instrument:
+            waiting.expire(self.services.clock.now())
+            # One at a time from the live queue: a verdict's callbacks may cancel or send.
+            while (signal := waiting.next_released(instrument)) is not None:
                 self.judge(signal)
 
     def on_signal(self, signal: Signal | Cancel) -> None:
@@ -584,9 +586,11 @@ class RiskStage(PricedMarket, Stage):
         if signal.event_id in self._filled:  # read again: its order was filled already
             self.services.status.duplicates_ignored += 1
             return
-        if signal.instrument not in self.book.marks:
+        instrument = signal.instrument
+        if instrument not in self.book.marks or instrument in self.waiting.by_instrument:
             # Nothing trades without a price: wait for the first one (bounded). Validators
-            # that need no price may refuse the signal now rather than after the wait.
+            # that need no price may refuse the signal now rather than after the wait. (One
+            # sent while the first price releases the waiting signals goes behind them.)
             if self._refused(signal, self._priceless_validators):
                 return
             # The wait counts from the signal's time: one read again (a risk process that
