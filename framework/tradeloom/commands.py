@@ -553,7 +553,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     settings = load_settings(args.config) if args.config else build_settings({})
     manager = _manager_for(args, settings)
     infos = manager.plugin_list()
-    conflict = "; ".join(manager.conflicts) or None
+    failed = [info.name for info in infos if _status(info) == "failed"]
+    problems = [
+        *manager.conflicts,
+        *([f"plugin(s) failed to load: {', '.join(failed)}"] if failed else []),
+    ]
+    conflict = "; ".join(problems) or None
     if args.json:
         print_json(
             {

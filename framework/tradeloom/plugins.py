@@ -23,6 +23,7 @@ import inspect
 import os
 import sysconfig
 import traceback
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -101,7 +102,7 @@ class Registration:
             raise  # the module explains itself (a missing extra, say)
         except (Exception, SystemExit) as exc:
             raise PluginError(
-                f"{self.label}: cannot import {module_name!r}: {_describe_import_error(exc)}"
+                f"{self.label}: cannot import {module_name!r}: {_describe_error(exc)}"
             ) from exc
         try:
             return getattr(module, attribute)
@@ -196,7 +197,12 @@ class PluginManager:
 
         # The stock plugins come first, so a third-party entry point of the same name cannot
         # shadow one; it is reported instead (replace a stock plugin by blocking it).
-        ordered = sorted(found, key=lambda ep: identity(ep)[0] != "tradeloom")
+        # Then by distribution, so which of two that use one name is loaded does not depend
+        # on the order of sys.path.
+        ordered = sorted(
+            found,
+            key=lambda ep: (identity(ep)[0] != "tradeloom", str(identity(ep)[0]), ep.name),
+        )
         for entry_point in ordered:
             dist_name, dist_version = identity(entry_point)
             if entry_point.name in seen:
@@ -208,7 +214,8 @@ class PluginManager:
                     distribution=dist_name,
                     version=dist_version,
                     error=f"plugin name {entry_point.name!r} is already used by distribution "
-                    f"{seen[entry_point.name]!r}; this one is not loaded",
+                    f"{seen[entry_point.name]!r}; this one is not loaded (uninstall one of the "
+                    "two, or give this entry point another name)",
                 )
                 self.infos[clash.name] = clash
                 continue
@@ -224,9 +231,17 @@ class PluginManager:
             try:
                 plugin = entry_point.load()
             except (Exception, SystemExit) as exc:  # a plugin's exit() is its failure too
-                info.error = _describe_import_error(exc)
+                info.error = _describe_error(exc)
                 continue
             self._register_reporting(plugin, info)
+            if info.error is None and not self.hook_manager.get_hookcallers(plugin):
+                # Installed as a plugin, it would seem loaded and do nothing.
+                self.hook_manager.unregister(plugin)
+                info.error = (
+                    f"{entry_point.value} ({_what_it_is(plugin)}) implements no tradeloom "
+                    "hook: the entry point names the module that holds the "
+                    "@tradeloom.hookimpl functions (the template's package.plugin)"
+                )
 
     def _load_module(self, module_name: str, blocked: set[str]) -> None:
         listed = self.infos.get(module_name)
@@ -289,11 +304,7 @@ class PluginManager:
         )
         if unknown:
             self.hook_manager.unregister(plugin)
-            hooks = [
-                hook
-                for hook, caller in vars(self.hook).items()
-                if getattr(caller, "spec", None) is not None
-            ]
+            hooks = self._hook_names()
             described = []
             for hook in unknown:
                 close = closest_name(hook, hooks)
@@ -305,20 +316,41 @@ class PluginManager:
         self._registry = None
 
     def _undecorated_hooks(self, plugin: Any) -> list[str]:
-        """Functions named like hooks that are not marked as implementations: pluggy passes
-        over them in silence, and the plugin would seem loaded but do nothing."""
+        """Functions named like hooks (or nearly: a misspelt one) that are not marked as
+        implementations: pluggy passes over them in silence, and the plugin would seem loaded
+        but do nothing. Other ``tradeloom_*`` functions are the plugin's own helpers."""
+        hooks = self._hook_names()
         found = []
         for attribute in dir(plugin):
             if not attribute.startswith("tradeloom_"):
                 continue
+            close = None
+            if attribute not in hooks:
+                # Compared without the prefix every hook shares, which makes any two alike.
+                close = closest_name(
+                    attribute.removeprefix("tradeloom_"),
+                    [hook.removeprefix("tradeloom_") for hook in hooks],
+                    cutoff=0.8,
+                )
+                if close is None:
+                    continue
             value = getattr(plugin, attribute, None)
             if (
                 callable(value)
                 and not isinstance(value, type)
                 and self.hook_manager.parse_hookimpl_opts(plugin, attribute) is None
             ):
-                found.append(attribute)
+                found.append(
+                    f"{attribute} (did you mean tradeloom_{close}?)" if close else attribute
+                )
         return found
+
+    def _hook_names(self) -> list[str]:
+        return [
+            hook
+            for hook, caller in vars(self.hook).items()
+            if getattr(caller, "spec", None) is not None
+        ]
 
     # -- registry ------------------------------------------------------------------------
 
@@ -355,9 +387,12 @@ class PluginManager:
                     result = impl.function()
                     _check_registrations(result)
                 except Exception as exc:
-                    problem = f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                    problem = f"{hook_name} failed: {_describe_error(exc)}"
+                    if isinstance(exc, TypeError) and inspect.isclass(impl.plugin):
+                        problem += " (register an instance of the class, not the class)"
                     owner = self.infos.get(impl.plugin_name)
-                    if owner is None:
+                    if owner is None or owner.source == "code":
+                        # Passed in by the caller (``plugins=[...]``): as loud as ``-p``.
                         raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from exc
                     owner.error = f"{owner.error}; {problem}" if owner.error else problem
                     failed.add(impl.plugin_name)
@@ -635,10 +670,7 @@ def _parameters_model(factory: Any) -> type[BaseModel] | None:
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
     target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        hints = typing.get_type_hints(target, include_extras=True)
-    except Exception:
-        hints = {}
+    hints = _type_hints(target)
     fields: dict[str, Any] = {}
     for parameter in parameters:
         if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
@@ -651,6 +683,28 @@ def _parameters_model(factory: Any) -> type[BaseModel] | None:
         __base__=_FactoryParameters,
         **fields,
     )
+
+
+def _type_hints(function: Any) -> dict[str, Any]:
+    """The function's annotations as types. One that cannot be resolved (a name imported
+    only under ``TYPE_CHECKING``) is left out, so its parameter takes any value; the others
+    are still checked."""
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except Exception:
+        pass
+    annotations = getattr(function, "__annotations__", None)
+    if not isinstance(annotations, Mapping):
+        return {}
+    namespace = getattr(function, "__globals__", None)
+    hints: dict[str, Any] = {}
+    for name, annotation in annotations.items():
+        one = types.SimpleNamespace(__annotations__={name: annotation})
+        try:
+            hints.update(typing.get_type_hints(one, globalns=namespace, include_extras=True))
+        except Exception:
+            continue
+    return hints
 
 
 class _FactoryParameters(ParamsModel):
@@ -676,12 +730,20 @@ def _import_plugin_module(module_name: str) -> tuple[Any, str | None]:
                 f"no module named {missing!r} in the current directory, PYTHONPATH or the "
                 "installed packages"
             )
-        return None, _describe_import_error(exc)
+        return None, _describe_error(exc)
     except (Exception, SystemExit) as exc:  # a plugin's exit() is its failure too
-        return None, _describe_import_error(exc)
+        return None, _describe_error(exc)
 
 
-def _describe_import_error(exc: BaseException) -> str:
+def _what_it_is(plugin: Any) -> str:
+    if inspect.ismodule(plugin):
+        return f"module {plugin.__name__}"
+    if inspect.isclass(plugin):
+        return f"class {plugin.__module__}.{plugin.__qualname__}"
+    return f"a {type(plugin).__module__}.{type(plugin).__qualname__} object"
+
+
+def _describe_error(exc: BaseException) -> str:
     # Where the plugin's own code raised: the innermost frame below tradeloom's call (the
     # first frame) that is neither the import machinery nor the standard library; a missing
     # module or attribute of an entry point has none (the message says it all).

@@ -269,7 +269,10 @@ def test_a_registration_hook_that_raises_marks_only_its_plugin_failed(site: Path
     manager = PluginManager().load()
     assert "replay" in manager.registrations()["feed"]
     info = {i.name: i for i in manager.plugin_list()}["raising"]
-    assert info.error == "tradeloom_register_feeds failed: LookupError: no licence file"
+    # Located in the plugin's own code, as an import error is.
+    assert info.error == (
+        f"tradeloom_register_feeds failed: LookupError: no licence file ({site / module}.py:4)"
+    )
 
 
 def test_an_entry_point_name_used_by_two_distributions_never_shadows(site: Path) -> None:
@@ -385,7 +388,7 @@ def test_a_run_warns_about_a_plugin_that_failed_to_load(
         tradeloom.backtest({"strategies": [{"name": "sma_cross"}]}, events=bars("X", ["1", "2"]))
     assert (
         "plugin 'raises' (raises-dist) failed to load and is not used: "
-        "tradeloom_register_strategies failed: RuntimeError: no licence"
+        f"tradeloom_register_strategies failed: RuntimeError: no licence ({site / module}.py:4)"
     ) in caplog.messages
 
 
@@ -545,3 +548,95 @@ def test_a_factory_that_raises_or_returns_no_component_is_named(site: Path) -> N
     with pytest.raises(ConfigError, match=r"not a tradeloom\.strategy\.Strategy$"):
         manager.create("strategy", "not_a_strategy")
     assert type(manager.create("validator", "duck")).__name__ == "Duck"
+
+
+def test_a_name_only_type_checkers_see_leaves_the_other_parameters_checked(site: Path) -> None:
+    module = unique("checked_hints")
+    (site / f"{module}.py").write_text(
+        "from __future__ import annotations\n"
+        "from decimal import Decimal\n"
+        "from typing import TYPE_CHECKING\n"
+        "from tradeloom import Strategy, hookimpl\n"
+        "if TYPE_CHECKING:\n"
+        "    from pathlib import Path\n"
+        "class Hinted(Strategy):\n"
+        "    def __init__(self, lookback: int = 5, quantity: Decimal = Decimal(1),\n"
+        "                 log_dir: Path | None = None) -> None:\n"
+        "        self.lookback, self.quantity, self.log_dir = lookback, quantity, log_dir\n"
+        "@hookimpl\n"
+        "def tradeloom_register_strategies():\n"
+        "    return {'hinted': Hinted}\n"
+    )
+    manager = PluginManager().load(modules=[module])
+    with pytest.raises(ConfigError, match="lookback: Input should be a valid integer"):
+        manager.create("strategy", "hinted", {"lookback": "abc"})
+    with pytest.raises(ConfigError, match=r"quantity: float 0\.1 is not accepted"):
+        manager.create("strategy", "hinted", {"quantity": 0.1})
+    built = manager.create("strategy", "hinted", {"lookback": 7, "log_dir": "logs"})
+    assert (built.lookback, built.log_dir) == (7, "logs")  # the unresolved one: as given
+
+
+def test_an_entry_point_to_something_without_hooks_is_a_failed_plugin(site: Path) -> None:
+    package = unique("hookless_pkg")
+    make_distribution(
+        site,
+        "hookless",
+        {package: "def helper():\n    return 1\n"},
+        {"hookless": package, "to_function": f"{package}:helper"},
+    )
+    manager = PluginManager().load()
+    infos = {i.name: i for i in manager.plugin_list()}
+    assert infos["hookless"].error == (
+        f"{package} (module {package}) implements no tradeloom hook: the entry point names "
+        "the module that holds the @tradeloom.hookimpl functions (the template's "
+        "package.plugin)"
+    )
+    assert infos["to_function"].error is not None
+    assert "implements no tradeloom hook" in infos["to_function"].error
+    assert manager.problems()  # a run warns about both
+
+
+def test_two_distributions_using_one_plugin_name_load_in_a_set_order(site: Path) -> None:
+    first, second = unique("zeta_plugin"), unique("alpha_plugin")
+    make_distribution(site, "zeta-dist", {first: STRATEGY_PLUGIN % {"name": "z"}}, {"dup": first})
+    make_distribution(
+        site, "alpha-dist", {second: STRATEGY_PLUGIN % {"name": "a"}}, {"dup": second}
+    )
+    infos = {i.name: i for i in PluginManager().load().plugin_list()}
+    assert infos["dup"].distribution == "alpha-dist"  # by name, not by the order of sys.path
+    assert infos["dup (zeta-dist)"].error == (
+        "plugin name 'dup' is already used by distribution 'alpha-dist'; this one is not "
+        "loaded (uninstall one of the two, or give this entry point another name)"
+    )
+
+
+def test_a_helper_named_like_no_hook_is_the_plugins_own(site: Path) -> None:
+    module = unique("helpers")
+    (site / f"{module}.py").write_text(
+        STRATEGY_PLUGIN % {"name": "helped"} + "\ndef tradeloom_compat_check():\n    return True\n"
+    )
+    manager = PluginManager().load(modules=[module])
+    assert manager.factory("strategy", "helped").plugin == module
+    misspelt = unique("misspelt")
+    (site / f"{misspelt}.py").write_text("def tradeloom_register_strategy():\n    return {}\n")
+    manager = PluginManager().load(modules=[misspelt])
+    (info,) = [i for i in manager.plugin_list() if i.name == misspelt]
+    assert info.error is not None and info.error.startswith(
+        f"plugin {misspelt!r} defines tradeloom_register_strategy (did you mean "
+        "tradeloom_register_strategies?) without @hookimpl"
+    )
+
+
+def test_a_plugin_passed_in_whose_registration_fails_raises() -> None:
+    from tradeloom import hookimpl
+    from tradeloom.errors import PluginError
+
+    class ReturnsAList:
+        @hookimpl
+        def tradeloom_register_strategies(self) -> object:
+            return ["not", "a", "mapping"]
+
+    with pytest.raises(PluginError, match="must return a mapping"):
+        PluginManager().load(plugins=[ReturnsAList()]).registrations()
+    with pytest.raises(PluginError, match=r"register an instance of the class, not the class"):
+        PluginManager().load(plugins=[ReturnsAList]).registrations()
