@@ -5,8 +5,18 @@ from pathlib import Path
 KIND = "{{ cookiecutter.kind }}"
 PACKAGE = Path("src") / "{{ cookiecutter.package_name }}"
 
-MODULES = {"strategy": "strategy.py", "feed": "feed.py", "executor": "executor.py"}
-DATA = {"strategy": "sample.csv", "feed": "sample.jsonl", "executor": "sample.csv"}
+MODULES = {
+    "strategy": "strategy.py",
+    "feed": "feed.py",
+    "executor": "executor.py",
+    "validator": "validator.py",
+}
+DATA = {
+    "strategy": "sample.csv",
+    "feed": "sample.jsonl",
+    "executor": "sample.csv",
+    "validator": "sample.csv",
+}
 
 for kind, module in MODULES.items():
     if kind != KIND:

@@ -28,14 +28,25 @@ try:
 except ImportError:
     pass
 else:
+    def _normal(name):
+        return re.sub(r"[-_.]+", "-", str(name)).lower()
+
+    def _ours(plugin):
+        # This very project, installed (generated again over itself with --overwrite).
+        info = manager.infos.get(plugin)
+        return info is not None and _normal(info.distribution) == _normal(PROJECT)
+
     manager = PluginManager().load()
-    if COMPONENT in manager.infos:
-        problems.append(f"a plugin named {COMPONENT!r} is installed already")
+    if COMPONENT in manager.infos and not _ours(COMPONENT):
+        problems.append(
+            f"a plugin named {COMPONENT!r} is installed already (from "
+            f"{manager.infos[COMPONENT].distribution or 'no distribution'})"
+        )
     try:
         taken = manager.registrations()[KIND]
     except Exception:
         taken = {}
-    if COMPONENT in taken:
+    if COMPONENT in taken and not _ours(taken[COMPONENT].plugin):
         problems.append(
             f"{KIND} {COMPONENT!r} is registered already by plugin {taken[COMPONENT].plugin!r}"
         )

@@ -60,7 +60,12 @@ def test_every_kind_renders_valid_python(tmp_path: Path, kind: str) -> None:
     for path in [*package.glob("*.py"), *(project / "tests").glob("*.py")]:
         ast.parse(path.read_text(), filename=str(path))
     plugin = (package / "plugin.py").read_text()
-    hook = {"strategy": "strategies", "feed": "feeds", "executor": "executors"}[kind]
+    hook = {
+        "strategy": "strategies",
+        "feed": "feeds",
+        "executor": "executors",
+        "validator": "validators",
+    }[kind]
     assert f"def tradeloom_register_{hook}()" in plugin
     assert plugin.count("\n@hookimpl\n") == 1
     class_name = f"Sample{kind.title()}"
@@ -117,7 +122,9 @@ def test_unknown_option_lists_the_options(
 
 def test_bad_kind_lists_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert new(tmp_path, "--option", "kind=broker") == 2
-    assert "kind=broker: must be one of strategy, feed, executor" in capsys.readouterr().err
+    assert (
+        "kind=broker: must be one of strategy, feed, executor, validator" in capsys.readouterr().err
+    )
 
 
 def test_option_without_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,8 +49,16 @@ KINDS = {
     ),
     "feed": Kind("feed", "tick file", "tick_file", "tradeloom-tick-file", "tradeloom_tick_file"),
     "executor": Kind("executor", "spread", "spread", "tradeloom-spread", "tradeloom_spread"),
+    "validator": Kind(
+        "validator", "cash share", "cash_share", "tradeloom-cash-share", "tradeloom_cash_share"
+    ),
 }
-REGISTER_KIND = {"strategy": "strategy", "feed": "feed", "executor": "executor"}
+REGISTER_KIND = {
+    "strategy": "strategy",
+    "feed": "feed",
+    "executor": "executor",
+    "validator": "validator",
+}
 
 
 def clean_env(tmp: Path) -> dict[str, str]:
@@ -320,3 +328,25 @@ def test_backtest_uses_the_executor(
     # charge nothing without commission_bps.
     assert {Decimal(fill["commission"]) for fill in fills} == {Decimal("0.10")}
     assert result["summary"]["rejections"] == 0
+
+
+def test_backtest_uses_the_validator(
+    plugin_venv: PluginVenv, projects: dict[str, Path], workdir: Path
+) -> None:
+    result = backtest(plugin_venv, projects["validator"], workdir)
+    # sma_cross buys 200 at about 100 with 100,000 of cash: more than 0.1 of it, so the
+    # generated validator refuses every buy, by its own name.
+    rejections = result["rejections"]
+    assert rejections and not result["fills"]
+    assert {rejection["validator"] for rejection in rejections} == {"cash_share"}
+    assert all("of the cash" in rejection["reason"] for rejection in rejections)
+
+
+def test_a_project_generated_again_over_its_installed_self(
+    plugin_venv: PluginVenv, projects: dict[str, Path], workdir: Path
+) -> None:
+    spec = KINDS["strategy"]
+    args = ["new", "plugin", "--no-input", "-o", str(projects["strategy"].parent)]
+    args += ["--option", f"plugin_name={spec.plugin_name}", "--kind", spec.kind, "--overwrite"]
+    done = run(tradeloom_cli(plugin_venv.python, *args), cwd=workdir, env=clean_env(workdir))
+    assert f"Created {projects['strategy']}" in done.stdout

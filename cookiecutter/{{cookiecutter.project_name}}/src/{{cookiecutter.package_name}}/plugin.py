@@ -1,7 +1,7 @@
 """The plugin module named by the `tradeloom` entry point in pyproject.toml.
 
 tradeloom calls the `@hookimpl` functions below when it assembles a pipeline; configuration
-then picks the component by name, e.g. {% if cookiecutter.kind == "strategy" %}`[[strategies]] name = "{{ cookiecutter.component_name }}"`{% else %}`[{{ cookiecutter.kind }}] name = "{{ cookiecutter.component_name }}"`{% endif %}.
+then picks the component by name, e.g. {% if cookiecutter.kind == "strategy" %}`[[strategies]] name = "{{ cookiecutter.component_name }}"`{% elif cookiecutter.kind == "validator" %}`[[validators]] name = "{{ cookiecutter.component_name }}"`{% else %}`[{{ cookiecutter.kind }}] name = "{{ cookiecutter.component_name }}"`{% endif %}.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ def tradeloom_register_strategies() -> Mapping[str, Any]:
 
 @hookimpl
 def tradeloom_register_feeds() -> Mapping[str, Any]:
+    return {"{{ cookiecutter.component_name }}": {{ cookiecutter.class_name }}}
+{%- elif cookiecutter.kind == "validator" %}
+
+@hookimpl
+def tradeloom_register_validators() -> Mapping[str, Any]:
     return {"{{ cookiecutter.component_name }}": {{ cookiecutter.class_name }}}
 {%- else %}
 
