@@ -93,6 +93,10 @@ with no metadata."""
 _TABLES = {1: {"fills", "snapshots"}}
 """The tables of each schema version (``sqlite_*`` tables aside)."""
 
+# The longest wait SQLite can be given: its busy timeout is an int of milliseconds (a longer
+# one overflows in the sqlite3 module and becomes no wait at all).
+LONGEST_BUSY_TIMEOUT_SECONDS = (2**31 - 1) // 1000
+
 _SQLITE_BUSY = 5
 # Primary SQLite result codes that mean "the file's content is damaged".
 _SQLITE_CORRUPT = 11
@@ -109,7 +113,8 @@ class SqlitePersistence(Persistence):
       ``"truncate"`` or ``"persist"``.
     - ``synchronous``: ``"normal"`` (default; safe against corruption, may lose the last
       commits on power loss in WAL mode), ``"full"`` or ``"extra"``.
-    - ``busy_timeout_seconds``: how long to wait for another process's write lock.
+    - ``busy_timeout_seconds``: how long to wait for another process's write lock (at most
+      about 24.8 days, the longest SQLite takes: a longer one, ``inf`` too, waits that long).
 
     Methods are synchronous and thread-safe: one connection (``check_same_thread=False``)
     guarded by a lock, so the runtime may call them from worker threads.
@@ -149,10 +154,13 @@ class SqlitePersistence(Persistence):
             raise ConfigError(
                 f"sqlite persistence: busy_timeout_seconds must be >= 0, got {busy_timeout_seconds}"
             )
-        self.path = Path(path)
+        if not str(path).strip():
+            raise ConfigError("sqlite persistence: path must name a file, got an empty path")
+        # "~/state.sqlite" is the user's home, as for the replay feed's files.
+        self.path = Path(path) if str(path) == ":memory:" else Path(path).expanduser()
         self.journal_mode: JournalMode = journal_mode
         self.synchronous: Synchronous = synchronous
-        self.busy_timeout_seconds = float(busy_timeout_seconds)
+        self.busy_timeout_seconds = min(float(busy_timeout_seconds), LONGEST_BUSY_TIMEOUT_SECONDS)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._real_path: str | None = None  # the file itself, found at open()
@@ -220,6 +228,7 @@ class SqlitePersistence(Persistence):
                     ) from exc
                 # The file a link points to now, also if the link moves on before the hold.
                 self._real_path = os.path.realpath(self.path)
+                self._check_place(self._real_path)
                 self._mend_sidecar_modes(self._real_path)
             try:
                 conn = sqlite3.connect(
@@ -229,12 +238,12 @@ class SqlitePersistence(Persistence):
                     check_same_thread=False,  # used from worker threads, guarded by _lock
                 )
             except sqlite3.Error as exc:
-                raise self._translate(exc, "opening the database") from exc
+                raise self._opening_failed(exc) from exc
             try:
                 self._prepare(conn)
             except sqlite3.Error as exc:
                 conn.close()
-                raise self._translate(exc, "opening the database") from exc
+                raise self._opening_failed(exc) from exc
             except BaseException:
                 conn.close()
                 raise
@@ -246,6 +255,33 @@ class SqlitePersistence(Persistence):
                 self._conn = None
                 conn.close()
                 raise self._translate(exc, "opening the database") from exc
+
+    def _check_place(self, real_path: str) -> None:
+        """Say plainly what SQLite would report as "unable to open database file": a folder
+        where the file should be, or a new file in a folder this process cannot write."""
+        if os.path.isdir(real_path):
+            raise PersistenceError(f"{self.path}: is a folder; path must name the state file")
+        if not os.path.exists(real_path) and not _writable_folder(real_path):
+            raise PersistenceError(
+                f"{self.path}: the state file cannot be created: the folder "
+                f"{os.path.dirname(real_path) or '.'} cannot be written by this user"
+            )
+
+    def _opening_failed(self, exc: sqlite3.Error) -> PersistenceError:
+        translated = self._translate(exc, "opening the database")
+        if (
+            self._real_path is not None
+            and type(translated) is PersistenceError
+            and not _writable_folder(self._real_path)
+        ):
+            # SQLite writes its journal next to the file: a writable file in a folder this
+            # process cannot write fails with "attempt to write a readonly database".
+            translated = PersistenceError(
+                f"{translated}: the folder {os.path.dirname(self._real_path) or '.'} cannot be "
+                "written by this user, and SQLite keeps its journal (a -wal or -journal file) "
+                "next to the state file"
+            )
+        return translated
 
     def _mend_sidecar_modes(self, real_path: str) -> None:
         """Give ``-wal`` and ``-shm`` files this process owns the database file's mode.
@@ -354,6 +390,14 @@ class SqlitePersistence(Persistence):
                 f"{self.path}: not a tradeloom database (schema version {version}); refusing "
                 "to use it"
             )
+        if version > 0 and application_id == APPLICATION_ID:
+            missing = _TABLES.get(int(version), set()) - set(tables.split(", ") if tables else ())
+            if missing:
+                raise CorruptStateError(
+                    f"{self.path}: a tradeloom database (schema version {version}) without its "
+                    f"table(s) {', '.join(sorted(missing))}; the file was left as it is: restore "
+                    "it from a backup, or move it away to start with empty state"
+                )
         if version > 0 and application_id == 0:
             # Another application's file may carry a user_version too (a tradeloom database
             # carries tradeloom's application_id as well, and may hold tables a user added).
@@ -415,8 +459,9 @@ class SqlitePersistence(Persistence):
                 raise self._refused
             self._check_writable(conn)
             if fd >= 0:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                with suppress(OSError):  # a lock file opened to read only: no pid in it
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             if fd >= 0:
                 os.close(fd)  # drops the flock
@@ -443,7 +488,7 @@ class SqlitePersistence(Persistence):
         """The flocked descriptor of ``<path>.lock``; raises when another process holds it."""
         assert fcntl is not None
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._open_lock_file()
         except OSError as exc:
             raise PersistenceError(
                 f"{self.path}: could not open the writer lock file {self.lock_path}: {exc}"
@@ -471,6 +516,30 @@ class SqlitePersistence(Persistence):
                 f"runs on one state file would corrupt it (the hold is a lock on "
                 f"{self.lock_path}, released when that process closes or dies)"
             ) from None
+        return fd
+
+    def _open_lock_file(self) -> int:
+        """The lock file, created with the database file's permissions (as SQLite creates its
+        -wal and -shm files): whoever may write the database may take the hold. One this user
+        cannot write (made by another user before that rule) is opened to read: a flock works
+        on it just the same, only the pid is not written."""
+        flags = os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            mode = os.stat(self._real_path or self.path).st_mode & 0o666
+        except OSError:
+            mode = 0o644
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | flags, mode)
+        except PermissionError:
+            return os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        with suppress(OSError):  # the umask took bits away: as the database file has them
+            found = os.fstat(fd)
+            if (
+                hasattr(os, "geteuid")
+                and found.st_uid == os.geteuid()
+                and found.st_mode & 0o777 != mode
+            ):
+                os.fchmod(fd, mode)
         return fd
 
     def _release_hold(self) -> None:
@@ -607,3 +676,11 @@ class SqlitePersistence(Persistence):
                 data, where=where, portfolio_id=portfolio_id
             )
         return loaded
+
+
+def _writable_folder(path: str) -> bool:
+    """Whether this process may create files in the folder of ``path`` (POSIX; elsewhere the
+    error SQLite gives is left as it is)."""
+    if not hasattr(os, "geteuid"):
+        return True
+    return os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK)

@@ -31,6 +31,7 @@ from tradeloom_sqlite import plugin
 from tradeloom_sqlite.persistence import (
     _TABLES,
     APPLICATION_ID,
+    LONGEST_BUSY_TIMEOUT_SECONDS,
     MIGRATIONS,
     SCHEMA_VERSION,
     SqlitePersistence,
@@ -415,7 +416,7 @@ def test_other_application_id_is_refused(db_path: Path) -> None:
 def test_unopenable_path(tmp_path: Path) -> None:
     folder = tmp_path / "a-directory"
     folder.mkdir()
-    with pytest.raises(PersistenceError, match="unable to open database file") as info:
+    with pytest.raises(PersistenceError, match="is a folder; path must name") as info:
         SqlitePersistence(folder).open()
     assert not isinstance(info.value, CorruptStateError)
 
@@ -855,3 +856,127 @@ def test_a_file_without_its_application_id_is_still_known_by_its_tables_with_met
         assert again.load_metadata() == {"k": "v"}
     finally:
         again.close()
+
+
+def test_a_busy_timeout_longer_than_sqlite_takes_waits_the_longest_it_can(db_path: Path) -> None:
+    # The sqlite3 module keeps the timeout as an int of milliseconds: a longer one overflowed
+    # into no wait at all, so a lock held by another process failed at once.
+    assert SqlitePersistence(db_path, busy_timeout_seconds=float("inf")).busy_timeout_seconds == (
+        LONGEST_BUSY_TIMEOUT_SECONDS
+    )
+    SqlitePersistence(db_path).open()
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        try:
+            other.execute("COMMIT")
+        finally:
+            other.close()  # the lock goes with the connection, whatever happened
+
+    releaser = threading.Timer(0.5, release)
+    releaser.start()
+    try:
+        store = SqlitePersistence(db_path, busy_timeout_seconds=3_000_000)
+        store.open()
+        store.record_fills([make_fill("a")])  # waited for the lock, did not fail at once
+        store.close()
+    finally:
+        releaser.join()
+    assert _raw(db_path, "SELECT count(*) FROM fills") == [(1,)]
+
+
+def test_a_path_in_the_home_folder_is_expanded(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    store = SqlitePersistence("~/state.sqlite")
+    store.open()
+    store.close()
+    assert (tmp_path / "home" / "state.sqlite").is_file()
+    assert not (tmp_path / "~").exists()
+
+
+def test_an_empty_path_or_a_folder_is_refused_plainly(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="path must name a file, got an empty path"):
+        SqlitePersistence("")
+    with pytest.raises(PersistenceError, match="is a folder; path must name the state file"):
+        SqlitePersistence(tmp_path).open()
+
+
+def test_a_tradeloom_database_missing_a_table_is_corrupt_state(filled_db: Path) -> None:
+    conn = sqlite3.connect(filled_db)
+    conn.execute("DROP TABLE snapshots")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptStateError, match=r"without its table\(s\) snapshots"):
+        SqlitePersistence(filled_db).open()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes as POSIX has them")
+def test_the_lock_file_gets_the_state_files_mode(db_path: Path) -> None:
+    # A state file shared by a group: whoever may write it may take the writer hold.
+    SqlitePersistence(db_path).open()
+    db_path.chmod(0o664)
+    store = SqlitePersistence(db_path)
+    store.open()
+    store.claim_for_writing()
+    store.close()
+    assert store.lock_path.stat().st_mode & 0o777 == 0o664
+
+
+_FOLDER_AND_LOCK_FILE = """
+import os, sys
+from tradeloom.errors import PersistenceError
+from tradeloom.testing.persistence import make_fill
+from tradeloom_sqlite.persistence import SqlitePersistence
+
+shared, locked = sys.argv[1], sys.argv[2]
+for path in (os.path.join(locked, "new.sqlite"), os.path.join(locked, "old.sqlite")):
+    try:
+        SqlitePersistence(path).open()
+    except PersistenceError as exc:
+        print("refused:", exc)
+# A lock file this user cannot write (made by another user): the hold is still taken.
+store = SqlitePersistence(shared)
+store.open()
+store.claim_for_writing()
+store.record_fills([make_fill("b")])
+print("fills:", len(store.load_fills()))
+store.close()
+"""
+
+
+def test_folders_and_lock_files_this_user_cannot_write(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    old = SqlitePersistence(locked / "old.sqlite")
+    old.open()
+    old.record_fills([make_fill("a")])
+    old.close()
+    shared = tmp_path / "shared.sqlite"
+    first = SqlitePersistence(shared)
+    first.open()
+    first.claim_for_writing()
+    first.close()
+    Path(f"{shared}.lock").chmod(0o444)
+    locked.chmod(0o555)
+    command = [sys.executable, "-c", _FOLDER_AND_LOCK_FILE, str(shared), str(locked)]
+    if os.geteuid() == 0:
+        # File modes bind root only without its capabilities.
+        command = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", *command]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except FileNotFoundError:
+        pytest.skip("setpriv is not available to drop root's capabilities")
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    refused = [line for line in done.stdout.splitlines() if line.startswith("refused: ")]
+    assert refused == [
+        f"refused: {locked / 'new.sqlite'}: the state file cannot be created: the folder "
+        f"{locked} cannot be written by this user",
+        f"refused: {locked / 'old.sqlite'}: opening the database failed: attempt to write a "
+        f"readonly database: the folder {locked} cannot be written by this user, and SQLite "
+        "keeps its journal (a -wal or -journal file) next to the state file",
+    ]
+    assert done.stdout.rstrip().endswith("fills: 1")
