@@ -3,7 +3,8 @@
 Every event is stored as its pydantic JSON in a ``jsonb`` column. Decimals are JSON *strings*
 there, so they read back with their exact digits and exponent (``100.10`` stays ``100.10``,
 ``1E+3`` stays ``1E+3``); the JSON is the source of truth. The amounts are also copied into
-``numeric`` columns (which keep the scale of what was written) for SQL reporting.
+``numeric`` columns (which keep the scale of what was written) for SQL reporting; one that
+numeric cannot hold (more than 16383 digits after the point, say) is null there.
 
 The schema lives in its own PostgreSQL schema (``tradeloom`` by default) and is created or
 migrated on :meth:`PostgresPersistence.open`, under an advisory lock so that several processes
@@ -26,6 +27,7 @@ import select
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, LiteralString
 
 import psycopg
@@ -91,8 +93,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE SEQUENCE {schema}.snapshot_saves",
         ),
     ),
+    Migration(
+        2,
+        "reporting columns may be null: a value numeric cannot hold",
+        (
+            "ALTER TABLE {schema}.fills ALTER COLUMN quantity DROP NOT NULL, "
+            "ALTER COLUMN price DROP NOT NULL",
+            "ALTER TABLE {schema}.snapshots ALTER COLUMN cash DROP NOT NULL, "
+            "ALTER COLUMN equity DROP NOT NULL",
+        ),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+# What PostgreSQL's numeric holds: up to 131072 digits before the point, 16383 after.
+_NUMERIC_INTEGER_DIGITS = 131_072
+_NUMERIC_FRACTION_DIGITS = 16_383
+
+
+def _reported(value: Decimal) -> Decimal | None:
+    """``value`` for a reporting column, or None (SQL null) when numeric cannot hold it: the
+    JSON event is what is read back, exactly, and one such value must not keep every later
+    fill out of the journal."""
+    if not value.is_finite():
+        return None
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if -exponent > _NUMERIC_FRACTION_DIGITS or len(digits) + exponent > _NUMERIC_INTEGER_DIGITS:
+        return None
+    return value
 
 
 class PostgresParams(ParamsModel):
@@ -438,8 +468,8 @@ class PostgresPersistence(Persistence):
                 fill.strategy_id,
                 fill.instrument,
                 fill.ts,
-                fill.quantity,
-                fill.price,
+                _reported(fill.quantity),
+                _reported(fill.price),
                 fill.model_dump_json(),
             )
             for fill in fills
@@ -507,7 +537,12 @@ class PostgresPersistence(Persistence):
         """Store snapshots in one transaction: all of them, or none when anything fails."""
         # Serialize the whole batch before the transaction starts.
         rows = [
-            (snapshot.portfolio_id, snapshot.cash, snapshot.equity, snapshot.model_dump_json())
+            (
+                snapshot.portfolio_id,
+                _reported(snapshot.cash),
+                _reported(snapshot.equity),
+                snapshot.model_dump_json(),
+            )
             for snapshot in snapshots
         ]
         if not rows:
