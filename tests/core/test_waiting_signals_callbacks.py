@@ -159,3 +159,28 @@ def test_a_signal_sent_while_the_others_are_refused_at_the_end_is_settled_too(
     assert len(strategy.sent) == 3
     assert _outcomes(result) == Counter(str(signal.event_id) for signal in strategy.sent)
     assert not [r for r in caplog.records if "no outcome" in r.getMessage()]
+
+
+class BuysTwoMoreOnTheFirstFill(Strategy):
+    def __init__(self) -> None:
+        self.sent: list[Signal] = []
+
+    def on_start(self, ctx: Any) -> None:
+        self.sent += [ctx.buy("A", 1), ctx.buy("A", 1)]
+
+    def on_fill(self, fill: Any, ctx: Any) -> None:
+        if fill.signal_id == self.sent[0].event_id:
+            self.sent += [ctx.buy("A", 1), ctx.buy("A", 1)]
+
+
+def test_signals_sent_while_a_first_price_releases_others_do_not_count_as_waiting() -> None:
+    # They have a price: the bound on signals waiting for one does not apply to them.
+    strategy = BuysTwoMoreOnTheFirstFill()
+    result = run_strategy(
+        strategy,
+        bars("A", ["10", "11", "12"]),
+        fill_at="last",
+        config={"pending": {"max_signals": 2}},
+    )
+    assert [fill.signal_id for fill in result.fills] == [s.event_id for s in strategy.sent]
+    assert result.rejections == []

@@ -65,6 +65,11 @@ class PriceWait:
         else:
             queue.append((since, signal))
 
+    def put_behind(self, signal: Signal, now: datetime) -> None:
+        """Queue ``signal`` behind those waiting for its instrument, which are being released
+        (see ``next_released``): it is priced, so no bound applies to it."""
+        self.by_instrument[signal.instrument].append((now, signal))
+
     def withdraw(self, signal: Signal) -> bool:
         """Take ``signal`` out of the wait (it was cancelled); False if it does not wait."""
         queue = self.by_instrument.get(signal.instrument)

@@ -587,16 +587,20 @@ class RiskStage(PricedMarket, Stage):
             self.services.status.duplicates_ignored += 1
             return
         instrument = signal.instrument
-        if instrument not in self.book.marks or instrument in self.waiting.by_instrument:
+        if instrument not in self.book.marks:
             # Nothing trades without a price: wait for the first one (bounded). Validators
-            # that need no price may refuse the signal now rather than after the wait. (One
-            # sent while the first price releases the waiting signals goes behind them.)
+            # that need no price may refuse the signal now rather than after the wait.
             if self._refused(signal, self._priceless_validators):
                 return
             # The wait counts from the signal's time: one read again (a risk process that
             # restarted, or took the signal over at a rebalance) has waited since then.
             now = self.services.clock.now()
             self.waiting.hold(signal, signal.ts if signal.ts < now else now)
+            return
+        if instrument in self.waiting.by_instrument:
+            # Sent while the first price releases the signals that waited for it (from the
+            # callbacks of their verdicts): judged right after them, in the order sent.
+            self.waiting.put_behind(signal, self.services.clock.now())
             return
         self.judge(signal)
 
@@ -779,6 +783,12 @@ class ExecutionStage(Stage):
         one of them, read again, is not executed again."""
         for fill in fills:
             self._filled.add(fill.signal_id)
+
+    def catch_up(self, fills: Iterable[Fill]) -> int:
+        """Remember the journal's ``fills`` when the role is assigned input (see
+        ``Pipeline._catch_up_when_assigned``); nothing is applied here: 0."""
+        self.remember_filled(fills)
+        return 0
 
     def waiting_ids(self) -> Collection[UUID]:
         """The orders the executor keeps waiting: across processes, their records are not
