@@ -375,7 +375,9 @@ class Pipeline:
         cash["*"] = self.settings.portfolio.starting_cash
         return PortfolioBook(cash)
 
-    def _catch_up_when_assigned(self, stage: StrategyStage | RiskStage, journaled: int) -> None:
+    def _catch_up_when_assigned(
+        self, stage: StrategyStage | RiskStage | ExecutionStage, journaled: int
+    ) -> None:
         """Across processes a role's book is its own view of the fills: when the role is
         assigned input (it started, or took over a leaving member's partitions) it applies
         what the journal holds and it lacks; the transport then reads the fills the journal
@@ -540,8 +542,12 @@ class Pipeline:
         # before the strategies do, so an order placed on this price fills on the next one.
         if "execution" in self.roles and self.executor is not None:
             execution_stage = ExecutionStage(services, self.executor)
-            execution_stage.remember_filled(fills)
             self.stages.append(execution_stage)
+            if not self.transport.synchronous:
+                # Orders read again after a crash (in one process none are): those the journal
+                # shows filled, now and whenever the role takes on more input, are skipped.
+                execution_stage.remember_filled(fills)
+                self._catch_up_when_assigned(execution_stage, len(fills))
             # Orders waiting for a price keep their records uncommitted (a process killed
             # meanwhile reads them again).
             add_held_events = getattr(self.transport, "add_held_events", None)
