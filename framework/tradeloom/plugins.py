@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import inspect
 import os
+import re
 import sysconfig
 import traceback
 import types
@@ -197,12 +198,17 @@ class PluginManager:
 
         # The stock plugins come first, so a third-party entry point of the same name cannot
         # shadow one; it is reported instead (replace a stock plugin by blocking it).
-        # Then by distribution, so which of two that use one name is loaded does not depend
-        # on the order of sys.path.
-        ordered = sorted(
-            found,
-            key=lambda ep: (identity(ep)[0] != "tradeloom", str(identity(ep)[0]), ep.name),
-        )
+        ordered = sorted(found, key=lambda ep: identity(ep)[0] != "tradeloom")
+        # Of two distributions using one name, the one whose name sorts first is loaded (not
+        # the first found, which depends on sys.path); the others keep their order.
+        chosen: dict[str, str] = {}
+        for entry_point in ordered:
+            normal = _normal_name(identity(entry_point)[0])
+            if entry_point.name not in chosen or (
+                chosen[entry_point.name] != "tradeloom" and normal < chosen[entry_point.name]
+            ):
+                chosen[entry_point.name] = normal
+        ordered.sort(key=lambda ep: _normal_name(identity(ep)[0]) != chosen[ep.name])
         for entry_point in ordered:
             dist_name, dist_version = identity(entry_point)
             if entry_point.name in seen:
@@ -733,6 +739,11 @@ def _import_plugin_module(module_name: str) -> tuple[Any, str | None]:
         return None, _describe_error(exc)
     except (Exception, SystemExit) as exc:  # a plugin's exit() is its failure too
         return None, _describe_error(exc)
+
+
+def _normal_name(distribution: str | None) -> str:
+    """A distribution's name as compared (PEP 503): ``Foo_Bar`` is ``foo-bar``."""
+    return re.sub(r"[-_.]+", "-", distribution or "").lower()
 
 
 def _what_it_is(plugin: Any) -> str:
