@@ -505,7 +505,9 @@ class SqlitePersistence(Persistence):
             with suppress(OSError):
                 text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)
-            if not text.isdigit():
+            if not text.isdigit() or not _alive(int(text)):
+                # A pid left by a holder that could not clear it (a lock file it could only
+                # read) names nobody now.
                 holder = "another tradeloom process"
             elif int(text) == os.getpid():
                 holder = f"another instance in this process (pid {text})"
@@ -523,15 +525,19 @@ class SqlitePersistence(Persistence):
         -wal and -shm files): whoever may write the database may take the hold. One this user
         cannot write (made by another user before that rule) is opened to read: a flock works
         on it just the same, only the pid is not written."""
-        flags = os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        # Never through a link, and never blocking on a FIFO planted in a shared folder.
+        flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
             mode = os.stat(self._real_path or self.path).st_mode & 0o666
         except OSError:
             mode = 0o644
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | flags, mode)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | flags, mode)
         except PermissionError:
-            return os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(self.lock_path, os.O_RDONLY | flags)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
         with suppress(OSError):  # the umask took bits away: as the database file has them
             found = os.fstat(fd)
             if (
@@ -684,3 +690,16 @@ def _writable_folder(path: str) -> bool:
     if not hasattr(os, "geteuid"):
         return True
     return os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    if pid <= 0:
+        return False  # 0 and -1 would name process groups, not a process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True

@@ -980,3 +980,36 @@ def test_folders_and_lock_files_this_user_cannot_write(tmp_path: Path) -> None:
         "keeps its journal (a -wal or -journal file) next to the state file",
     ]
     assert done.stdout.rstrip().endswith("fills: 1")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs as POSIX has them")
+def test_a_lock_file_that_is_not_a_file_is_refused_without_blocking(db_path: Path) -> None:
+    # One planted in a shared folder by another user: opening a FIFO to read would wait for
+    # a writer for good.
+    store = SqlitePersistence(db_path)
+    store.open()
+    os.mkfifo(store.lock_path)
+    with pytest.raises(PersistenceError, match=r"could not open the writer lock file .*regular"):
+        store.claim_for_writing()
+    store.close()
+
+
+def test_a_pid_left_in_the_lock_file_by_a_holder_that_is_gone_names_nobody(
+    db_path: Path,
+) -> None:
+    holder = SqlitePersistence(db_path)
+    holder.open()
+    holder.claim_for_writing()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    os.pwrite(holder._hold, f"{gone}\n".encode(), 0)  # type: ignore[arg-type]
+    other = SqlitePersistence(db_path)
+    other.open()
+    with pytest.raises(PersistenceError, match=r"is in use by another tradeloom process; two"):
+        other.claim_for_writing()
+    other.close()
+    holder.close()
