@@ -4,7 +4,7 @@ Every event is stored as its pydantic JSON in a ``jsonb`` column. Decimals are J
 there, so they read back with their exact digits and exponent (``100.10`` stays ``100.10``,
 ``1E+3`` stays ``1E+3``); the JSON is the source of truth. The amounts are also copied into
 ``numeric`` columns (which keep the scale of what was written) for SQL reporting; one that
-numeric cannot hold (more than 16383 digits after the point, say) is null there.
+numeric cannot hold (more than 16383 digits after the point, say) is NaN there.
 
 The schema lives in its own PostgreSQL schema (``tradeloom`` by default) and is created or
 migrated on :meth:`PostgresPersistence.open`, under an advisory lock so that several processes
@@ -93,16 +93,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE SEQUENCE {schema}.snapshot_saves",
         ),
     ),
-    Migration(
-        2,
-        "reporting columns may be null: a value numeric cannot hold",
-        (
-            "ALTER TABLE {schema}.fills ALTER COLUMN quantity DROP NOT NULL, "
-            "ALTER COLUMN price DROP NOT NULL",
-            "ALTER TABLE {schema}.snapshots ALTER COLUMN cash DROP NOT NULL, "
-            "ALTER COLUMN equity DROP NOT NULL",
-        ),
-    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -112,16 +102,20 @@ _NUMERIC_INTEGER_DIGITS = 131_072
 _NUMERIC_FRACTION_DIGITS = 16_383
 
 
-def _reported(value: Decimal) -> Decimal | None:
-    """``value`` for a reporting column, or None (SQL null) when numeric cannot hold it: the
-    JSON event is what is read back, exactly, and one such value must not keep every later
-    fill out of the journal."""
+_NOT_HELD = Decimal("NaN")
+
+
+def _reported(value: Decimal) -> Decimal:
+    """``value`` for a reporting column, or NaN (numeric has it, and the column takes it
+    without a schema change that older versions would refuse) when numeric cannot hold it:
+    the JSON event is what is read back, exactly, and one such value must not keep every
+    later fill out of the journal."""
     if not value.is_finite():
-        return None
+        return _NOT_HELD
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     if -exponent > _NUMERIC_FRACTION_DIGITS or len(digits) + exponent > _NUMERIC_INTEGER_DIGITS:
-        return None
+        return _NOT_HELD
     return value
 
 
