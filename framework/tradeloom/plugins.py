@@ -389,17 +389,23 @@ class PluginManager:
         failed: set[str] = set()
         for kind, hook_name in COMPONENT_KINDS.items():
             for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+                error: Exception | None = None
                 try:
                     result = impl.function()
-                    _check_registrations(result)
                 except Exception as exc:
-                    problem = f"{hook_name} failed: {_describe_error(exc)}"
+                    error, problem = exc, f"{hook_name} failed: {_describe_error(exc)}"
                     if isinstance(exc, TypeError) and inspect.isclass(impl.plugin):
                         problem += " (register an instance of the class, not the class)"
+                else:
+                    try:
+                        _check_registrations(result)
+                    except TypeError as exc:  # what it returned: no line of its code to show
+                        error, problem = exc, f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                if error is not None:
                     owner = self.infos.get(impl.plugin_name)
                     if owner is None or owner.source == "code":
                         # Passed in by the caller (``plugins=[...]``): as loud as ``-p``.
-                        raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from exc
+                        raise PluginError(f"plugin {impl.plugin_name!r}: {problem}") from error
                     owner.error = f"{owner.error}; {problem}" if owner.error else problem
                     failed.add(impl.plugin_name)
                     continue

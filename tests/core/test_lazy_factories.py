@@ -94,15 +94,18 @@ def test_a_referenced_module_exiting_on_import_is_a_plugin_error(
         manager.create("strategy", "patient")
 
 
-def test_a_string_that_is_not_a_reference_marks_the_plugin_failed() -> None:
+def test_a_string_that_is_not_a_reference_fails_the_plugin() -> None:
+    # Passed in from code, the plugin was asked for: its failure is raised (an installed one
+    # is listed as failed, see test_plugin_manager).
     plugin = ByReference({"patient": "just some text"})
     manager = PluginManager()
     name = manager.register(plugin)
     manager.load(autoload=False)
-    assert "patient" not in manager.registrations()["strategy"]
-    info = {i.name: i for i in manager.plugin_list()}[name]
-    assert info.error is not None and "'just some text' of 'patient' is neither callable nor" in (
-        info.error
+    with pytest.raises(PluginError) as caught:
+        manager.registrations()
+    assert str(caught.value) == (
+        f"plugin {name!r}: tradeloom_register_strategies failed: TypeError: factory "
+        "'just some text' of 'patient' is neither callable nor a 'package.module:Name' reference"
     )
 
 
@@ -147,6 +150,10 @@ def test_a_plugin_with_one_bad_registration_hook_contributes_nothing() -> None:
     manager = PluginManager()
     name = manager.register(HalfBroken())
     manager.load(autoload=False)
+    # Registered from code, it fails loudly; installed, it is listed as failed with both.
+    with pytest.raises(PluginError, match="tradeloom_register_feeds failed: TypeError: factory 42"):
+        manager.registrations()
+    manager.infos[name].source = "module"
     registry = manager.registrations()
     assert "fine" not in registry["strategy"] and "nocall" not in registry["feed"]
     info = {i.name: i for i in manager.plugin_list()}[name]
