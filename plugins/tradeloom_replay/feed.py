@@ -147,7 +147,8 @@ class ReplayFeed(Feed):
         self.timestamp_format = _check_timestamp_format(
             timestamp_format
             if timestamp_format is not None
-            else (preset.timestamp_format if preset else None)
+            else (preset.timestamp_format if preset else None),
+            self.zone,
         )
         self._labels = labels
         self.price_column = self._check_price_column(price_column)
@@ -379,6 +380,24 @@ class ReplayFeed(Feed):
             for stream in streams:
                 stream.close()  # type: ignore[attr-defined]
 
+    def _columns_by_position(self) -> bool:
+        return all(isinstance(at, int) for at in self.columns.values())
+
+    def _warn_of_a_data_header(self, ctx: FeedContext, file: _File, parser: RowParser) -> None:
+        """Columns read by position (a preset such as ``minute``, or 0-based ``columns``) never
+        look at the header: a file without one would lose its first row to it, unnoticed."""
+        try:
+            first = read_csv_header(file.path, delimiter=self.delimiter, encoding=self.encoding)
+            parser.parse(first)
+        except (ValueError, ArithmeticError, BadRow):
+            return  # a header indeed (or nothing the row path would take either)
+        ctx.logger.warning(
+            "%s: its first line (%s) reads as a data row, but header = true skips it as the "
+            "header; set header = false if the file has none",
+            file.path,
+            self.delimiter.join(first),
+        )
+
     def _tick_fields(self) -> frozenset[str]:
         """The tick fields the files give (mapped columns; last_price also as a mid)."""
         fields = {name for name in self.columns if name in TICK_ROW_FIELDS}
@@ -395,15 +414,20 @@ class ReplayFeed(Feed):
             timestamp_format = self._file_timestamp_format(file, layout)
         except ValueError as exc:
             raise BadInputError(str(exc)) from exc
-        parser = RowParser(
-            kind=self.kind,
-            layout=layout,
-            instrument=file.instrument,
-            times=TimeReader(timestamp_format, self.zone),
-            timing=self.timing,
-            adjusted=self.price_column == "adj_close",
-        )
+        def new_parser() -> RowParser:
+            return RowParser(
+                kind=self.kind,
+                layout=layout,
+                instrument=file.instrument,
+                times=TimeReader(timestamp_format, self.zone),
+                timing=self.timing,
+                adjusted=self.price_column == "adj_close",
+            )
+
+        parser = new_parser()
         parse = parser.parse
+        if self.header and not is_parquet(file.path) and self._columns_by_position():
+            self._warn_of_a_data_header(ctx, file, new_parser())
         source: CsvSource | ParquetSource
         if is_parquet(file.path):
             source = ParquetSource(file.path, needed=list(layout.index.values()))
@@ -542,13 +566,21 @@ def _check_instrument(instrument: Any) -> str:
     return name
 
 
-def _check_timestamp_format(timestamp_format: Any) -> str | None:
+def _check_timestamp_format(timestamp_format: Any, zone: tzinfo) -> str | None:
     if timestamp_format is None or timestamp_format in ("iso", "unix", "unix_ms"):
         return timestamp_format  # type: ignore[no-any-return]
     if not isinstance(timestamp_format, str) or "%" not in timestamp_format:
         raise ValueError(
             f"timestamp_format {timestamp_format!r} is not a strptime pattern "
             "(e.g. '%m/%d/%Y %H:%M:%S') nor one of 'iso', 'unix', 'unix_ms'"
+        )
+    if "%Z" in timestamp_format.replace("%%", "") and zone is not UTC:
+        # strptime takes only UTC, GMT and this machine's zone names there, and drops them.
+        raise ValueError(
+            f"timestamp_format {timestamp_format!r} uses %Z, which Python's strptime reads but "
+            f"drops: every time would be taken as in the timezone {zone}, also one written "
+            "'UTC'. For times written with an offset use %z; for times in UTC or GMT keep "
+            "%Z and leave timezone at 'UTC'"
         )
     # A pattern strptime cannot use ('%Q', '%s', a stray '%', '%G' without '%V') would make
     # every row bad; one that writes a sample time and reads it back can be used.

@@ -258,7 +258,7 @@ class TimeReader:
         """A parsed timestamp in UTC: naive ones are wall-clock times in ``zone``."""
         if value.tzinfo is None:
             value = self._local(value, str(value), "")
-        return value if value.tzinfo is UTC else value.astimezone(UTC)
+        return to_utc(value)
 
     def _local(self, naive: datetime, text: str, label: str) -> datetime:
         """``naive`` as a wall-clock time in ``zone`` (the first of a time that comes twice);
@@ -269,7 +269,7 @@ class TimeReader:
             return local
         self.last_ambiguous = None
         if local.replace(fold=1).utcoffset() != local.utcoffset():
-            if local.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != naive:
+            if to_utc(local).astimezone(self.zone).replace(tzinfo=None) != naive:
                 if naive.time() == time.min:
                     # A date alone (or its midnight) is a day, whose first hour the clocks
                     # skipped where they change at midnight (Sao Paulo until 2019): read as
@@ -309,7 +309,16 @@ def _from_epoch(text: str, scale: int) -> datetime:
 
 
 def to_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is UTC else value.astimezone(UTC)
+    """``value`` (aware) in UTC; a time that falls before year 1 or after 9999 there (a
+    placeholder such as 9999-12-31 in New York) is a bad row, not a crash of the replay."""
+    if value.tzinfo is UTC:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise BadRow(
+            f"{value.isoformat()} is out of range in UTC (before year 1 or after 9999)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -637,7 +646,7 @@ class RowParser:
         else:
             ts = self._read_stamp(row, self._time_fields[0])
         if ts.tzinfo is not UTC:
-            ts = ts.astimezone(UTC)
+            ts = to_utc(ts)
         instrument = self._read_instrument(row)
         values: dict[str, Any] = {"ts": ts, "instrument": instrument}
         self._read_numbers(row, values)

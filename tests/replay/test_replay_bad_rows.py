@@ -180,6 +180,44 @@ def test_a_bar_ending_past_the_year_9999_is_a_bad_row(
     assert [letter.reason for letter in context.dead_letters] == reasons
 
 
+@pytest.mark.parametrize(
+    ("stamp", "zone", "reason"),
+    [
+        ("0001-01-01T00:00:00", "Europe/Berlin", "0001-01-01T00:00:00+00:53"),
+        ("9999-12-31T23:30:00", "America/New_York", "9999-12-31T23:30:00-05:00"),
+        ("9999-12-31T23:30:00-05:00", "UTC", "9999-12-31T23:30:00-05:00"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["tick", "bar"])
+def test_a_time_out_of_range_in_utc_is_a_bad_row(
+    write, context, stamp: str, zone: str, reason: str, kind: str
+) -> None:
+    # A placeholder date that falls before year 1 or after 9999 once in UTC stopped the
+    # whole replay with an OverflowError naming no file or line.
+    rows = ["2024-01-02T10:00:00", stamp] if stamp < "5" else [stamp, "2024-01-02T10:00:00"]
+    if kind == "tick":
+        text = "time,px\n" + "".join(f"{row},10\n" for row in rows)
+        feed = ReplayFeed(
+            path=write("far.csv", text),
+            instrument="X",
+            columns={"ts": "time", "last_price": "px"},
+            timezone=zone,
+        )
+    else:
+        text = "time,o,h,l,c\n" + "".join(f"{row},10,11,9,10\n" for row in rows)
+        feed = ReplayFeed(
+            path=write("far.csv", text),
+            instrument="X",
+            columns={"ts": "time", "open": "o", "high": "h", "low": "l", "close": "c"},
+            bar_interval="1h",
+            timezone=zone,
+        )
+    events = list(feed.events(context.feed))
+    assert len(events) == 1
+    (letter,) = context.dead_letters
+    assert reason in letter.reason and "out of range" in letter.reason, letter.reason
+
+
 def test_overlapping_bars_point_at_bar_interval(write, context) -> None:
     path = write(
         "hourly.csv",

@@ -119,6 +119,15 @@ def test_a_device_is_not_a_file() -> None:
         ({"columns": TICK_COLUMNS, "timestamp_format": "%s"}, "'s' is a bad directive.*'unix'"),
         ({"columns": TICK_COLUMNS, "timestamp_format": "%Y-%m-%d %"}, "stray %"),
         ({"columns": TICK_COLUMNS, "timestamp_format": "%G-%m-%d"}, "ISO year directive"),
+        (
+            # strptime reads a zone name and drops it: the time would be the timezone's.
+            {
+                "columns": TICK_COLUMNS,
+                "timestamp_format": "%Y-%m-%d %H:%M:%S %Z",
+                "timezone": "Europe/Berlin",
+            },
+            "uses %Z, which Python's strptime reads but drops",
+        ),
         ({"format": "bidask", "timestamp_format": "%d/%m/%Y %Q"}, "'Q' is a bad directive"),
         ({"columns": TICK_COLUMNS, "bar_interval": "1d"}, "bar_interval applies to bars only"),
         ({"columns": TICK_COLUMNS, "bar_timestamp": "end"}, "bar_timestamp applies to bars only"),

@@ -136,6 +136,29 @@ def test_minute_bars_are_stamped_with_their_end(data_dir: Path, context) -> None
     assert max(bar.end.time() for bar in bars).isoformat() == "22:00:00"
 
 
+@pytest.mark.parametrize("with_header", [True, False])
+def test_a_minute_file_without_its_header_is_warned_about(
+    data_dir: Path, context, tmp_path: Path, caplog: pytest.LogCaptureFixture, with_header: bool
+) -> None:
+    # The preset reads columns by position and never looks at the header line: a copy
+    # without one lost its first bar to it, unnoticed.
+    lines = (data_dir / "2006-01-02-volume-min-001.txt").read_text().splitlines(keepends=True)
+    path = tmp_path / "minutes.txt"
+    path.write_text("".join(lines[:4] if with_header else lines[1:4]))
+    with caplog.at_level("WARNING", logger="test.replay"):
+        bars = replay(ReplayFeed(path=path, format="minute", instrument="FUT"), context)
+    warned = [r.getMessage() for r in caplog.records if "reads as a data row" in r.getMessage()]
+    if with_header:
+        assert len(bars) == 3 and warned == []
+    else:
+        assert len(bars) == 2  # as the option says; the warning says so
+        assert warned == [
+            f"{path}: its first line (2006-01-02,09:01:00,3602.00,3603.00,3597.00,3599.00,5699,0) "
+            "reads as a data row, but header = true skips it as the header; set header = false "
+            "if the file has none"
+        ]
+
+
 def test_ticksample(data_dir: Path, context) -> None:
     path = data_dir / "ticksample.csv"
     ticks = replay(ReplayFeed(path=path, format="ticks", instrument="FUT"), context)
