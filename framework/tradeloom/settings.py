@@ -8,6 +8,7 @@ TOML floats are read as :class:`~decimal.Decimal`, so ``commission_bps = 0.5`` s
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import tomllib
 import typing
@@ -184,6 +185,39 @@ class _OverridesSource(PydanticBaseSettingsSource):
         return dict(_OVERRIDES.get() or {})
 
 
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """The environment, as pydantic-settings reads it, with the tables and lists of a
+    component's ``params`` given as JSON (``TRADELOOM_FEED__PARAMS__PATHS='["a.csv"]'``)
+    decoded as the sections' typed settings are: ``params`` is a free-form table, whose values
+    pydantic-settings leaves as the text it found."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = _decoded_params(self._inner())
+        return decoded
+
+
+def _decoded_params(value: Any, in_params: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: _decoded_params(item, in_params or key == "params") for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_decoded_params(item, in_params) for item in value]
+    if in_params and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value, parse_float=Decimal)  # exact, as the file's numbers
+        except ValueError:
+            return value  # not JSON after all: the component says what it expected
+    return value
+
+
 _DEFAULT_COMPONENTS = {"executor": "paper", "persistence": "memory"}
 
 
@@ -252,7 +286,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Highest priority first: explicit overrides, the environment, then the file (which
         # arrives as init arguments).
-        return (_OverridesSource(settings_cls), env_settings, init_settings)
+        return (
+            _OverridesSource(settings_cls),
+            _EnvironmentSource(settings_cls, env_settings),
+            init_settings,
+        )
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -131,6 +131,22 @@ def test_an_environment_key_that_differs_only_in_case_is_refused(
         load_settings(path)
 
 
+def test_tables_and_lists_of_component_params_are_given_as_json_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the sections' typed settings are: params is a free-form table, whose values
+    # pydantic-settings left as text ("paths: '[...]' is not a valid list").
+    path = write(tmp_path, "[feed]\nname = 'replay'\nparams = { instrument = 'X' }\n")
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__PATHS", '["a.csv", "b.csv"]')
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__COLUMNS", '{"ts": 0, "last_price": 2.50}')
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__NOTE", "[not json")
+    params = load_settings(path).feed.params  # type: ignore[union-attr]
+    assert params["paths"] == ["a.csv", "b.csv"]
+    assert params["columns"] == {"ts": 0, "last_price": Decimal("2.50")}  # exact, as in TOML
+    assert params["note"] == "[not json"  # left as it is: the component says what it wants
+    assert params["instrument"] == "X"
+
+
 def test_money_settings_refuse_floats_and_non_positive_amounts() -> None:
     with pytest.raises(ConfigError, match=r"float 1\.5 is not accepted"):
         make_settings({"portfolio": {"starting_cash": 1.5}})
