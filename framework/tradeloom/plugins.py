@@ -27,6 +27,7 @@ import traceback
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -664,6 +665,19 @@ def _prepare_parameters(
             raise ConfigError(
                 f"{label}: parameter {name}: float {value!r} is not accepted for a Decimal; "
                 "write it as a string or an exact TOML number"
+            )
+        if (
+            isinstance(value, Decimal)
+            and value.is_finite()
+            and value != value.to_integral_value()
+            and re.search(r"\bint\b", annotation)
+            and not re.search(r"\b(Decimal|float)\b", annotation)
+        ):
+            # A TOML number with a fraction where whole numbers are taken: pydantic would
+            # make a timedelta of it (a bar_interval of 1.5 seconds) or another surprise.
+            raise ConfigError(
+                f"{label}: parameter {name}: {value} is not a whole number "
+                f"(it takes {type_name(field.annotation) if field is not None else 'int'})"
             )
         if isinstance(value, SecretStr) and field is not None and "SecretStr" not in annotation:
             value = value.get_secret_value()

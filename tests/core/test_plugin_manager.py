@@ -640,3 +640,22 @@ def test_a_plugin_passed_in_whose_registration_fails_raises() -> None:
         PluginManager().load(plugins=[ReturnsAList()]).registrations()
     with pytest.raises(PluginError, match=r"register an instance of the class, not the class"):
         PluginManager().load(plugins=[ReturnsAList]).registrations()
+
+
+def test_a_number_with_a_fraction_is_refused_where_whole_numbers_are_taken() -> None:
+    # TOML numbers arrive as Decimals: 1.5 for a bar_interval (text, seconds or a timedelta)
+    # became 1.5-second bars without a word.
+    from decimal import Decimal
+
+    manager = PluginManager().load()
+    params = {"path": "x.csv", "instrument": "X", "format": "yahoo"}
+    with pytest.raises(ConfigError, match=r"bar_interval: 1\.5 is not a whole number"):
+        manager.create("feed", "replay", {**params, "bar_interval": Decimal("1.5")})
+    with pytest.raises(ConfigError, match=r"fast: 2\.5 is not a whole number"):
+        manager.create("strategy", "sma_cross", {"fast": Decimal("2.5")})
+    built = manager.create("strategy", "sma_cross", {"fast": Decimal("5"), "slow": Decimal("20")})
+    assert (built.fast, built.slow) == (5, 20)
+    # Where a Decimal is taken, a fraction is what it is.
+    assert manager.create("strategy", "sma_cross", {"quantity": Decimal("2.5")}).quantity == (
+        Decimal("2.5")
+    )
