@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import http.client
 import json
 import math
 import os
@@ -116,9 +117,15 @@ def cmd_health(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV)
     try:
         status, reports = fetch_health(url, timeout=args.timeout, token=token)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: an answer cut short (IncompleteRead), or not HTTP at all.
         reason = getattr(exc, "reason", None) or exc
-        print(f"UNKNOWN  {url}: cannot read health: {reason}", file=sys.stderr)
+        print(
+            f"UNKNOWN  {url}: cannot read health: {type(exc).__name__}: {reason}"
+            if isinstance(exc, http.client.HTTPException)
+            else f"UNKNOWN  {url}: cannot read health: {reason}",
+            file=sys.stderr,
+        )
         return EXIT_UNKNOWN
     if status == 401:
         print(f"UNKNOWN  {url}: HTTP 401: wrong or missing token (--token)", file=sys.stderr)

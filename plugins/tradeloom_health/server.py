@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -72,7 +73,7 @@ class MonitoringServer:
             return self
         handler = type("Handler", (_Handler,), {"monitor": self})
         try:
-            server = ThreadingHTTPServer((self.host, self.requested_port), handler)
+            server = _server_for(self.host)((self.host, self.requested_port), handler)
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve /health and /metrics on {self.host}:{self.requested_port} "
@@ -108,8 +109,14 @@ class MonitoringServer:
     def authorized(self, header: str | None) -> bool:
         if self._token is None:
             return True
-        expected = f"Bearer {self._token.get_secret_value()}".encode()
-        return header is not None and hmac.compare_digest(header.encode(), expected)
+        if header is None:
+            return False
+        # The scheme's name is case-insensitive (RFC 7235); the token is compared in constant
+        # time.
+        scheme, _, credentials = header.strip().partition(" ")
+        expected = self._token.get_secret_value().encode()
+        given = credentials.strip().encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(given, expected)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -175,3 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _json(data: Any) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
+
+
+class _ServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _server_for(host: str) -> type[ThreadingHTTPServer]:
+    """The server class for ``host``: an IPv6 address (``::1``, ``::``) needs an IPv6 socket
+    (ThreadingHTTPServer opens IPv4 ones)."""
+    return _ServerV6 if ":" in host else ThreadingHTTPServer

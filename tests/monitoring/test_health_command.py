@@ -85,6 +85,35 @@ def test_unreachable_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith(f"UNKNOWN  {url}/health: cannot read health")
 
 
+def test_an_answer_cut_short_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    # IncompleteRead is no OSError: it escaped as a traceback with exit status 1 (WARNING).
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 500\r\n\r\n[{"a"'
+            )
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        assert main(["health", f"http://127.0.0.1:{port}", "--timeout", "5"]) == 3
+    finally:
+        thread.join(5)
+        listener.close()
+    err = capsys.readouterr().err
+    assert err.startswith(f"UNKNOWN  http://127.0.0.1:{port}/health: cannot read health: ")
+    assert "IncompleteRead" in err and "Traceback" not in err
+
+
 def test_not_a_health_endpoint_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     with MonitoringServer(list, lambda: b"up 1\n") as server:
         assert main(["health", server.url + "/metrics"]) == 3

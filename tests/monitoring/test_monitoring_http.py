@@ -123,6 +123,43 @@ def test_bearer_token_is_required_when_configured() -> None:
         assert get(url + "/metrics", token="t0ken-value")[0] == 200
 
 
+def test_the_scheme_of_the_token_is_case_insensitive() -> None:
+    # RFC 7235: "bearer" is the same scheme as "Bearer"; the token itself is exact.
+    served = Monitored(auth_token=SecretStr("t0ken-value"))
+    with served.server:
+        url = served.server.url + "/metrics"
+        for header, status in [
+            ("bearer t0ken-value", 200),
+            ("BEARER  t0ken-value", 200),
+            ("Bearer T0KEN-VALUE", 401),
+            ("Basic t0ken-value", 401),
+            ("t0ken-value", 401),
+        ]:
+            request = urllib.request.Request(url, headers={"Authorization": header})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    got = response.status
+            except urllib.error.HTTPError as exc:
+                got = exc.code
+            assert got == status, header
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")
+def test_an_ipv6_host_is_served() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:  # IPv6 built in but switched off for loopback here
+        pytest.skip(f"::1 cannot be bound here: {exc}")
+    server = MonitoringServer(list, lambda: b"up 1\n", host="::1").start()
+    try:
+        assert server.url.startswith("http://[::1]:")
+        status, _, body = get(server.url + "/metrics")
+        assert status == 200 and body == "up 1\n"
+    finally:
+        server.stop()
+
+
 def test_a_port_in_use_is_a_clear_config_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
