@@ -1007,6 +1007,14 @@ class RedpandaTransport(Transport):
         consumer = role.consumer
         if consumer is None:
             return
+        lag = status.consumer_lag
+        link = self._link
+        if link is not None and link.reconnecting:
+            # The broker is out of reach: how far behind the role is cannot be known (its
+            # last figure, 0 say, would stay for the whole outage).
+            for key in [k for k in lag if k.startswith(f"{role.role}/")]:
+                del lag[key]
+            return
         totals: dict[str, int] = {}
         for partition in role.assigned & consumer.assignment():
             highwater = consumer.highwater(partition)
@@ -1021,7 +1029,6 @@ class RedpandaTransport(Transport):
             totals[key] = totals.get(key, 0) + max(0, highwater - position)
         # A topic none of whose partitions this process owns any more (moved away in a
         # rebalance) has no lag here: its last figure would otherwise stay for good.
-        lag = status.consumer_lag
         for key in [k for k in lag if k.startswith(f"{role.role}/") and k not in totals]:
             del lag[key]
         lag.update(totals)

@@ -102,9 +102,10 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             # transport's: the feed's was not shown, and a feed-only process looked healthy).
             reconnecting.update(pipeline.status.reconnecting)
             health.extend(pipeline.health())
-            # The feed's lag is unknown while it cannot reach its broker (it said "0 behind").
+            # The lag is unknown while the broker is out of reach (it said "0 behind"): the
+            # feed's, and the transport's roles' too.
             with anyio.fail_after(10):
-                while f"feed/{prefix}ticks" in pipeline.status.consumer_lag:
+                while pipeline.status.consumer_lag:
                     await anyio.sleep(0.05)
             await anyio.to_thread.run_sync(private_broker.start)  # empty: topics are gone
             # Both links re-create their topics; then the stream goes on.
@@ -127,6 +128,7 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
     assert len({fill.order_id for fill in pipeline.result.fills}) == 20
     assert pipeline.status.reconnect_exhausted is None
     assert f"feed/{prefix}ticks" in lag_before
+    assert "execution/market" in lag_before  # the transport's roles had figures too
     assert sorted(reconnecting) == [feed, "redpanda transport"]
     assert all(why.startswith("broker unreachable since ") for why in reconnecting.values())
     assert pipeline.status.reconnecting == {}  # back
