@@ -359,6 +359,24 @@ def test_results_that_cannot_be_written_leave_the_earlier_pair_whole(
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == earlier
 
 
+@pytest.mark.parametrize("earlier_result", [True, False])
+def test_results_that_cannot_be_moved_in_leave_the_earlier_files_together(
+    tmp_path: Path, earlier_result: bool
+) -> None:
+    # Both files were written; the second cannot take its place (a folder there): the first
+    # was moved in already, and the folder held a result.json without its picture.
+    run_strategy(tradeloom.Strategy(), bars("X", ["10", "11", "12"])).write(tmp_path)
+    (tmp_path / "equity.png").unlink()
+    (tmp_path / "equity.png").mkdir()
+    if not earlier_result:
+        (tmp_path / "result.json").unlink()  # nothing earlier to put back: the new one goes
+    earlier = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    with pytest.raises(IsADirectoryError):
+        run_strategy(tradeloom.Strategy(), bars("X", ["20", "21"])).write(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*earlier, "equity.png"])
+
+
 def test_results_are_written_through_a_link_keeping_the_files_mode(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
@@ -406,16 +407,58 @@ def _replaced_whole(paths: list[Path]) -> Iterator[list[Path]]:
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             partials.append(partial)
         yield partials
-        for partial, target in zip(partials, targets, strict=True):
+        for partial, target in zip(partials, targets, strict=True):  # all whole on disk first
             with open(partial, "rb+") as written:
                 os.fsync(written.fileno())
             with suppress(FileNotFoundError):  # a new file keeps the mode it was made with
                 os.chmod(partial, stat.S_IMODE(target.stat().st_mode))
-            os.replace(partial, target)
+        _move_together(partials, targets)
     finally:
         for partial in partials:
             with suppress(OSError):  # the error that stopped the writing is the one to report
                 partial.unlink(missing_ok=True)
+
+
+def _move_together(partials: list[Path], targets: list[Path]) -> None:
+    """Move each partial onto its target; when one cannot be moved (a folder in its place, a
+    failing disk), put back the targets moved before it, so the earlier files stay together."""
+    moved: list[tuple[Path, Path | None]] = []
+    try:
+        for partial, target in zip(partials, targets, strict=True):
+            kept = _kept_copy(target)
+            try:
+                os.replace(partial, target)
+            except BaseException:
+                if kept is not None:
+                    with suppress(OSError):
+                        kept.unlink()
+                raise
+            moved.append((target, kept))
+    except BaseException:
+        for target, kept in reversed(moved):
+            with suppress(OSError):
+                if kept is not None:
+                    os.replace(kept, target)
+                else:
+                    target.unlink()
+        raise
+    finally:
+        for _, kept in moved:
+            if kept is not None:
+                with suppress(OSError):
+                    kept.unlink(missing_ok=True)
+
+
+def _kept_copy(target: Path) -> Path | None:
+    """A second name (or a copy) of the file at ``target`` to put back, or None: none there."""
+    if not target.is_file():
+        return None
+    kept = target.with_name(f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}.kept")
+    try:
+        os.link(target, kept)
+    except OSError:  # a file system without hard links
+        shutil.copy2(target, kept)
+    return kept
 
 
 def plot_equity_curve(
