@@ -371,8 +371,7 @@ def demo_settings(out: Path) -> Settings:
 def cmd_demo(args: argparse.Namespace) -> int:
     out = output_directory(args.out)
     settings = demo_settings(out)
-    for stale in out.glob("demo.sqlite*"):
-        stale.unlink()  # the demo always starts from an empty book
+    _clear_demo_state(out / "demo.sqlite")  # the demo always starts from an empty book
     print("tradeloom demo: SMA(10/30) crossover on ORCL daily bars, 1995-2014")
     print("  replay feed -> sma_cross -> paper trader (next open, 10 bps) -> sqlite\n")
     result = _backtest_reported(settings, args, out, "Result", progress=sys.stderr.isatty())
@@ -384,6 +383,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data.write_bytes(resources.files("tradeloom.demo").joinpath(DEMO_DATA).read_bytes())
         print(f"  {'sample data':<15} {data}")
     return _exit_code(result)
+
+
+def _clear_demo_state(database: Path) -> None:
+    """Remove the demo's state file (and SQLite's files beside it), unless a demo running
+    in the same folder holds it: its writer lock (``<file>.lock``) is left, and respected."""
+    lock_path = Path(f"{database}.lock")
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the state file's own locks refuse a second run
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is not None and lock_path.is_file():
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PersistenceError(
+                    f"another tradeloom demo is running with {database}; wait for it to end, "
+                    "or give this one another --out"
+                ) from None
+        finally:
+            os.close(fd)  # released: the run takes the hold itself
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

@@ -77,6 +77,29 @@ def test_demo_runs_with_no_arguments_and_writes_results(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.skipif(os.name != "posix", reason="flock as POSIX has it")
+def test_a_demo_leaves_the_state_of_a_demo_running_in_its_folder_alone(tmp_path: Path) -> None:
+    # It deleted every demo.sqlite* file, the running one's lock too: both then wrote one
+    # state file.
+    import fcntl
+
+    out = tmp_path / "tradeloom-demo"
+    out.mkdir()
+    (out / "demo.sqlite").write_bytes(b"the running demo's")
+    fd = os.open(out / "demo.sqlite.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the running demo holds it
+        done = tradeloom("demo", cwd=tmp_path)
+    finally:
+        os.close(fd)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tradeloom: error: another tradeloom demo is running with {Path('tradeloom-demo')}"
+        "/demo.sqlite; wait for it to end, or give this one another --out\n"
+    )
+    assert (out / "demo.sqlite").read_bytes() == b"the running demo's"
+
+
 def test_strategy_from_a_separately_installed_package(tmp_path: Path, shared_data: Path) -> None:
     site = tmp_path / "site"
     install = subprocess.run(
