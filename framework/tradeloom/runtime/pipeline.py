@@ -90,6 +90,7 @@ LIVE_EVENTS_KEPT = 10_000  # fills and rejections a live run keeps in memory (co
 _YIELD_EVERY = 1024  # market events between two yields of a backtest (stop, checkpoint, progress)
 _LIVE_YIELD_EVERY = 64  # of a live run reading a replay: a stop or a checkpoint is not kept waiting
 _FREEZE_EVERY_BLOCKS = 8
+_TURNS_AT_A_PAUSE = 4  # event-loop turns at each pause between blocks (see _yield_point)
 _FEED_CLOSE_SECONDS = 10.0  # the most a feed's close may take once the run was stopped
 _SETTLING_ROUNDS = 100  # of rejections at the end of input that a strategy answers by sending
 DEAD_LETTERS_LOGGED = 10  # a backtest's bad input logged one by one at WARNING (the rest: DEBUG)
@@ -1250,7 +1251,11 @@ class Pipeline:
             # freeze, then freeze the rest, so that later collections never walk it again.
             gc.collect()
             gc.freeze()
-        await anyio.sleep(0)  # let signal handlers and other tasks run
+        # Let signal handlers and other tasks run. A signal takes a few turns of the event
+        # loop to act: the loop reads it, wakes the task that receives it, which cancels the
+        # run; with one turn a SIGTERM stopped a slow backtest blocks later than Ctrl-C.
+        for _ in range(_TURNS_AT_A_PAUSE):
+            await anyio.sleep(0)
 
     async def _heartbeat(self, interval: float = 0.25) -> None:
         """Tell the health checks that the event loop runs (a task of its own: the ticker may
