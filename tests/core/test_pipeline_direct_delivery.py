@@ -470,3 +470,33 @@ def test_the_strategy_stage_declares_that_it_decides_again_on_market_events() ->
     )
     anyio.run(pipeline.run)
     assert declared == [("strategy", ("market",))]
+
+
+def test_the_risk_and_execution_stages_declare_the_events_they_keep_waiting() -> None:
+    # A broker transport commits no record past a signal waiting for a first price, or an
+    # order waiting for a price to fill at: a process killed meanwhile reads them again.
+    declared: dict[str, tuple[tuple[str, ...], Any]] = {}
+
+    class Recording(MemoryTransport):
+        def add_held_events(self, role: str, topics: Sequence[str], held: Any) -> None:
+            declared[role] = (tuple(topics), held)
+
+    class RecordingPlugin:
+        @hookimpl
+        def tradeloom_register_transports(self) -> dict[str, Any]:
+            return {"recording": Recording}
+
+    pipeline = Pipeline(
+        Settings(pipeline={"transport": "recording"}),
+        events=ticks("X", PRICES[:50]),
+        strategies={"alt": Alternate()},
+        plugins=[RecordingPlugin()],
+    )
+    anyio.run(pipeline.run)
+    assert {role: topics for role, (topics, _) in declared.items()} == {
+        "execution": ("orders",),
+        "risk": ("signals",),
+    }
+    stages = {stage.role: stage for stage in pipeline.stages}
+    assert declared["execution"][1] == stages["execution"].waiting_ids
+    assert declared["risk"][1] == stages["risk"].waiting_ids
