@@ -414,6 +414,7 @@ class ReplayFeed(Feed):
             timestamp_format = self._file_timestamp_format(file, layout)
         except ValueError as exc:
             raise BadInputError(str(exc)) from exc
+
         def new_parser() -> RowParser:
             return RowParser(
                 kind=self.kind,
