@@ -457,19 +457,27 @@ def test_the_strategy_stage_declares_that_it_decides_again_on_market_events() ->
         def add_decided_again(self, role: str, topics: Sequence[str]) -> None:
             declared.append((role, tuple(topics)))
 
-    class RecordingPlugin:
+    _run_on(Recording)
+    assert declared == [("strategy", ("market",))]
+
+
+def _run_on(transport: type[MemoryTransport]) -> Pipeline:
+    """Run the alternating strategy on 50 ticks over ``transport`` (registered as a plugin's,
+    as any other transport is)."""
+
+    class TransportPlugin:
         @hookimpl
         def tradeloom_register_transports(self) -> dict[str, Any]:
-            return {"recording": Recording}
+            return {"recording": transport}
 
     pipeline = Pipeline(
         Settings(pipeline={"transport": "recording"}),
         events=ticks("X", PRICES[:50]),
         strategies={"alt": Alternate()},
-        plugins=[RecordingPlugin()],
+        plugins=[TransportPlugin()],
     )
     anyio.run(pipeline.run)
-    assert declared == [("strategy", ("market",))]
+    return pipeline
 
 
 def test_the_risk_and_execution_stages_declare_the_events_they_keep_waiting() -> None:
@@ -481,18 +489,7 @@ def test_the_risk_and_execution_stages_declare_the_events_they_keep_waiting() ->
         def add_held_events(self, role: str, topics: Sequence[str], held: Any) -> None:
             declared[role] = (tuple(topics), held)
 
-    class RecordingPlugin:
-        @hookimpl
-        def tradeloom_register_transports(self) -> dict[str, Any]:
-            return {"recording": Recording}
-
-    pipeline = Pipeline(
-        Settings(pipeline={"transport": "recording"}),
-        events=ticks("X", PRICES[:50]),
-        strategies={"alt": Alternate()},
-        plugins=[RecordingPlugin()],
-    )
-    anyio.run(pipeline.run)
+    pipeline = _run_on(Recording)
     assert {role: topics for role, (topics, _) in declared.items()} == {
         "execution": ("orders",),
         "risk": ("signals",),

@@ -627,15 +627,20 @@ writer.close()
 """
 
 
-def test_a_run_refused_on_a_read_only_file_does_not_block_the_next_one(db_path: Path) -> None:
-    command = [sys.executable, "-c", _READ_ONLY_THEN_WRITABLE, str(db_path)]
+def _run_unprivileged(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -c script args`` as a user whom file modes bind (root without its
+    capabilities, through setpriv); skips the test where that cannot be done."""
+    command = [sys.executable, "-c", script, *args]
     if os.geteuid() == 0:
-        # File modes bind root only without its capabilities.
         command = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", *command]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError:
         pytest.skip("setpriv is not available to drop root's capabilities")
+
+
+def test_a_run_refused_on_a_read_only_file_does_not_block_the_next_one(db_path: Path) -> None:
+    done = _run_unprivileged(_READ_ONLY_THEN_WRITABLE, str(db_path))
     assert done.returncode == 0, done.stderr
     assert "refused: " in done.stdout and "the state file cannot be written" in done.stdout
     assert done.stdout.rstrip().endswith("fills: 2")
@@ -960,14 +965,8 @@ def test_folders_and_lock_files_this_user_cannot_write(tmp_path: Path) -> None:
     first.close()
     Path(f"{shared}.lock").chmod(0o444)
     locked.chmod(0o555)
-    command = [sys.executable, "-c", _FOLDER_AND_LOCK_FILE, str(shared), str(locked)]
-    if os.geteuid() == 0:
-        # File modes bind root only without its capabilities.
-        command = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", *command]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    except FileNotFoundError:
-        pytest.skip("setpriv is not available to drop root's capabilities")
+        done = _run_unprivileged(_FOLDER_AND_LOCK_FILE, str(shared), str(locked))
     finally:
         locked.chmod(0o755)
     assert done.returncode == 0, done.stderr

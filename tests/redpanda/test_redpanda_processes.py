@@ -129,6 +129,14 @@ def test_sigterm_to_execution_and_portfolio_mid_stream_then_restart(
     _assert_each_tick_filled_once(db, {symbol: 40 for symbol in symbols})
 
 
+def _split(first: RoleProcess, second: RoleProcess, role: str, topic: str) -> bool:
+    """Whether the two processes' latest assignments of ``role`` split the 6 partitions of
+    ``topic`` between them, 3 each."""
+    mine = _topic_partitions(first.assignments(role)[-1], topic)
+    theirs = _topic_partitions(second.assignments(role)[-1], topic)
+    return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
+
+
 def _topic_partitions(assignment: str, topic: str) -> set[int]:
     found = re.search(re.escape(topic) + r"\[([\d,]+)\]", assignment)
     return {int(p) for p in found.group(1).split(",")} if found else set()
@@ -258,12 +266,11 @@ def test_a_second_execution_process_takes_over_the_orders_resting_in_the_first(
         processes.append(second.start())
         second.wait_ready()
 
-        def split() -> bool:
-            mine = _topic_partitions(first.assignments("execution")[-1], f"{prefix}market")
-            theirs = _topic_partitions(second.assignments("execution")[-1], f"{prefix}market")
-            return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
-
-        wait_until(split, 30, "the two execution processes to split the 6 partitions")
+        wait_until(
+            lambda: _split(first, second, "execution", f"{prefix}market"),
+            30,
+            "the two execution processes to split the 6 partitions",
+        )
         lower = [(symbol.encode(), tick_json(symbol, Decimal(90), wall_ts())) for symbol in symbols]
         _produce_paced(broker.bootstrap, f"{prefix}ticks", lower, 0).join(30)
         wait_until(lambda: len(journal(db)) >= 6, 30, "a fill of each resting order")
@@ -391,12 +398,11 @@ def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_pro
         processes.append(second.start())
         second.wait_ready()
 
-        def split() -> bool:
-            mine = _topic_partitions(first.assignments("risk")[-1], f"{prefix}signals")
-            theirs = _topic_partitions(second.assignments("risk")[-1], f"{prefix}signals")
-            return len(mine) == 3 and len(theirs) == 3 and not mine & theirs
-
-        wait_until(split, 30, "the two risk processes to split the 6 partitions")
+        wait_until(
+            lambda: _split(first, second, "risk", f"{prefix}signals"),
+            30,
+            "the two risk processes to split the 6 partitions",
+        )
         _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(held, 1), 0).join(30)
         wait_until(lambda: len(journal(db)) >= 4, 30, "the fills of the waiting signals")
         time.sleep(1)  # a second fill of a signal would come now

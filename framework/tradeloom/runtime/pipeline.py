@@ -414,6 +414,17 @@ class Pipeline:
 
         self.transport.add_assignment_hook(stage.role, catch_up)
 
+    def _declare_waiting(self, stage: RiskStage | ExecutionStage, topic: str) -> None:
+        """Tell a transport that can use it which events of ``topic`` the stage keeps waiting
+        (``Transport.add_held_events``) and how it hands them over at a rebalance
+        (``Transport.add_revocation_hook``)."""
+        add_held_events = getattr(self.transport, "add_held_events", None)
+        if add_held_events is not None:
+            add_held_events(stage.role, (topic,), stage.waiting_ids)
+        add_revocation_hook = getattr(self.transport, "add_revocation_hook", None)
+        if add_revocation_hook is not None:
+            add_revocation_hook(stage.role, stage.hand_over)
+
     async def _restored_book(self, snapshots: Any, fills: Any) -> PortfolioBook:
         book = self._new_book()
         try:
@@ -550,13 +561,8 @@ class Pipeline:
                 execution_stage.remember_filled(fills)
                 self._catch_up_when_assigned(execution_stage, len(fills))
             # Orders waiting for a price keep their records uncommitted (a process killed
-            # meanwhile reads them again).
-            add_held_events = getattr(self.transport, "add_held_events", None)
-            if add_held_events is not None:
-                add_held_events(execution_stage.role, (Topics.ORDERS,), execution_stage.waiting_ids)
-            add_revocation_hook = getattr(self.transport, "add_revocation_hook", None)
-            if add_revocation_hook is not None:
-                add_revocation_hook(execution_stage.role, execution_stage.hand_over)
+            # meanwhile reads them again), and go with their instruments' input.
+            self._declare_waiting(execution_stage, Topics.ORDERS)
         if "portfolio" in self.roles and self.persistence is not None:
             portfolio_book = await self._restored_book(snapshots, fills)
             for portfolio_id in self._portfolio_ids():
@@ -585,12 +591,7 @@ class Pipeline:
             self.stages.append(risk_stage)
             # Signals waiting for a first price keep their records uncommitted (a process
             # killed meanwhile reads them again), and stay with their instruments' input.
-            add_held_events = getattr(self.transport, "add_held_events", None)
-            if add_held_events is not None:
-                add_held_events(risk_stage.role, (Topics.SIGNALS,), risk_stage.waiting_ids)
-            add_revocation_hook = getattr(self.transport, "add_revocation_hook", None)
-            if add_revocation_hook is not None:
-                add_revocation_hook(risk_stage.role, risk_stage.hand_over)
+            self._declare_waiting(risk_stage, Topics.SIGNALS)
             self._catch_up_when_assigned(risk_stage, len(fills))
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
