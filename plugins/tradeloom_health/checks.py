@@ -56,7 +56,8 @@ class MarketDataFreshness(HealthCheck):
     Info "in startup grace period" from the pipeline's start until ``grace_period_seconds``
     have passed or the first tick arrived, whichever is first. After that: info while the
     latest tick (any instrument) is at most ``max_tick_age_seconds`` old, critical
-    "no recent market data" otherwise. Ages are measured on the wall clock, from when the
+    "no recent market data" otherwise; info again once the pipeline is stopping (it takes
+    no more input then). Ages are measured on the wall clock, from when the
     process received the data, not from the data's own timestamps.
     """
 
@@ -74,6 +75,19 @@ class MarketDataFreshness(HealthCheck):
         if started is None and last is None:
             return _report(
                 self.new_id, now, "feed", self.name, Severity.INFO, "pipeline has not started yet"
+            )
+        if status.draining_since is not None:
+            # Stopping: the input is shut on purpose, so old data is no fault of the feed.
+            age = None if last is None else (now - last).total_seconds()
+            return _report(
+                self.new_id,
+                now,
+                "feed",
+                self.name,
+                Severity.INFO,
+                "the pipeline is stopping: market data is no longer taken in "
+                + ("(none was)" if age is None else f"(last tick {max(age, 0.0):.1f} s ago)"),
+                age,
             )
         if last is None:
             assert started is not None

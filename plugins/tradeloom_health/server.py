@@ -1,4 +1,4 @@
-"""The monitoring HTTP server: ``GET /health`` and ``GET /metrics``.
+"""The monitoring HTTP server: ``GET /health`` and ``GET /metrics`` (``HEAD`` too).
 
 A :class:`http.server.ThreadingHTTPServer` in a daemon thread, so that a scrape never waits
 for the pipeline's event loop and a busy pipeline never delays a scrape.
@@ -119,9 +119,25 @@ class MonitoringServer:
         return scheme.lower() == "bearer" and hmac.compare_digest(given, expected)
 
 
+_ALLOWED = "GET, HEAD"
+
+
 class _Handler(BaseHTTPRequestHandler):
     monitor: MonitoringServer
     server_version = "tradeloom-monitoring"
+    _head = False  # answering HEAD: the headers GET would send, no body
+
+    def do_HEAD(self) -> None:
+        self._head = True
+        self.do_GET()
+
+    def _not_allowed(self) -> None:
+        body = {"error": f"method not allowed: {self.command}", "allowed": _ALLOWED}
+        self._send(
+            HTTPStatus.METHOD_NOT_ALLOWED, _json(body), "application/json", {"Allow": _ALLOWED}
+        )
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def do_GET(self) -> None:
         monitor = self.monitor
@@ -174,7 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not self._head:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from tradeloom_monitoring_testplugin import BuyOnce, TickFeed
 
-from tradeloom import Pipeline
+from tradeloom import Pipeline, hookimpl
 from tradeloom.errors import ConfigError
 from tradeloom.runtime.status import PipelineStatus
 from tradeloom.settings import Settings
@@ -111,6 +111,66 @@ def test_unknown_paths_are_404(monitored: Monitored) -> None:
     status, _, body = get(monitored.server.url + "/nope")
     assert status == 404
     assert json.loads(body)["endpoints"] == ["/health", "/metrics"]
+
+
+def request(url: str, method: str) -> tuple[int, dict[str, str], bytes]:
+    """Send ``method`` to ``url``; return the status, headers and body as read."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_head_answers_what_get_would_without_a_body(monitored: Monitored) -> None:
+    url = monitored.server.url + "/health"
+    status, headers, body = request(url, "HEAD")
+    assert (status, body) == (200, b"")
+    assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(get(url)[2].encode())
+
+    monitored.now = T0 + timedelta(seconds=31)  # critical: a probe by HEAD sees it too
+    assert request(url, "HEAD")[:3:2] == (503, b"")
+    assert request(monitored.server.url + "/metrics", "HEAD")[0] == 200
+    assert request(monitored.server.url + "/nope", "HEAD")[0] == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_not_allowed(monitored: Monitored, method: str) -> None:
+    status, headers, body = request(monitored.server.url + "/health", method)
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD"
+    assert json.loads(body)["error"] == f"method not allowed: {method}"
+
+
+def test_a_stopping_pipeline_says_so_and_old_data_is_not_critical(monitored: Monitored) -> None:
+    url = monitored.server.url + "/health"
+    monitored.status.last_market_wall_time = T0
+    monitored.now = T0 + timedelta(seconds=60)  # the last tick is 60 s old: critical
+    assert get(url)[0] == 503
+
+    monitored.status.draining_since = T0 + timedelta(seconds=58)
+    status, _, body = get(url)
+    assert status == 200
+    reports = json.loads(body)
+    assert [(r["check"], r["severity"]) for r in reports] == [
+        ("lifecycle", "warning"),
+        ("market_data_freshness", "info"),
+        ("persistence_errors", "info"),
+    ]
+    assert reports[0]["message"] == (
+        "stopping: taking no more input, finishing what is in flight (for 2.0 s)"
+    )
+    assert reports[0]["age_seconds"] == 2.0
+    assert reports[1]["message"] == (
+        "the pipeline is stopping: market data is no longer taken in (last tick 60.0 s ago)"
+    )
+
+    monitored.status.last_persistence_error = "saving snapshots: disk full"
+    assert get(url)[0] == 503  # a real failure while stopping still is one
+
+    monitored.status.stopped_at = T0 + timedelta(seconds=59)
+    assert json.loads(get(url)[2])[0]["message"] == "stopped 1.0 s ago"
 
 
 def test_bearer_token_is_required_when_configured() -> None:
@@ -224,6 +284,48 @@ def test_a_live_pipeline_serves_while_it_runs() -> None:
     assert pipeline.status.stage_observer is None
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(seen["url"] + "/health", timeout=2)
+
+
+def test_health_while_a_live_pipeline_drains_says_it_is_stopping() -> None:
+    settings = Settings(
+        monitoring={"http_port": 0},
+        health={"checks": [{"name": "market_data_freshness"}]},
+    )
+    feed = TickFeed(count=3, hold=True)
+    pipeline = Pipeline(settings, mode="live", feed=feed, strategies={"buyer": BuyOnce()})
+    seen: dict[str, Any] = {}
+
+    class AskWhileStopping:
+        @hookimpl
+        def tradeloom_pipeline_stopping(self, pipeline: Pipeline) -> Any:
+            monitor = monitor_for(pipeline)
+            assert monitor is not None
+
+            async def ask() -> None:
+                seen["health"] = await anyio.to_thread.run_sync(get, monitor.url + "/health")
+
+            return ask()
+
+    pipeline.manager.register(AskWhileStopping())
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            with anyio.fail_after(10):
+                await feed.sent.wait()
+            pipeline.stop()
+            feed.release.set()
+
+    anyio.run(main)
+    status, _, body = seen["health"]
+    assert status == 200
+    reports = json.loads(body)
+    assert [(r["check"], r["severity"]) for r in reports] == [
+        ("lifecycle", "warning"),
+        ("market_data_freshness", "info"),
+    ]
+    assert reports[0]["message"].startswith("stopping: taking no more input")
+    assert reports[1]["message"].startswith("the pipeline is stopping")
 
 
 def test_without_checks_configured_every_stock_check_runs() -> None:

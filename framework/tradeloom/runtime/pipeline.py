@@ -1279,6 +1279,7 @@ class Pipeline:
                     await self.portfolio_stage.flush_journal()
 
     async def _drain(self, consuming_done: anyio.Event) -> None:
+        self.status.draining_since = WallClock().now()
         await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)
         self.transport.stop_consuming()
         await consuming_done.wait()

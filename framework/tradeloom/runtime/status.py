@@ -29,6 +29,9 @@ class PipelineStatus:
 
     started_at: datetime | None = None
     stopped_at: datetime | None = None
+    #: When the pipeline began to stop (wall clock, UTC): it takes no more input and finishes
+    #: what is in flight. ``None`` while it runs.
+    draining_since: datetime | None = None
     stages: dict[str, StageCounters] = attrs.Factory(dict)
     market_events: int = 0
     last_market_time: dict[str, datetime] = attrs.Factory(dict)
