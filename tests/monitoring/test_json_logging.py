@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from tradeloom_monitoring_testplugin import BuyOnce, TickFeed
 from uuid6 import uuid7
 
+import tradeloom
 from tradeloom import MarketTick, Pipeline, Rejection, Side, Signal
 from tradeloom.settings import load_settings
 from tradeloom_health.logs import JsonFormatter, event_fields
@@ -203,3 +204,35 @@ def test_the_command_lines_own_error_lines_are_json_too(tmp_path: Path) -> None:
     assert said[0]["level"] == "ERROR"
     assert said[0]["message"].startswith("error: strategy 'boom' raised on market_tick")
     assert said[1]["message"].startswith(f"raised at {tmp_path / 'boom_strategy.py'}:4 in on_tick")
+
+
+def test_a_dead_letters_line_carries_its_parts_as_fields(json_log: Any, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.csv"
+    long_bad = "x" * 300
+    prices.write_text(
+        "instrument,ts,last_price\n"
+        "INFY,2024-01-02T09:30:00Z,1500.05\n"
+        "INFY,2024-01-02T09:30:01Z,not-a-price\n"
+        f"INFY,2024-01-02T09:30:02Z,{long_bad}\n"
+        "INFY,2024-01-02T09:30:03Z,1500.10\n"
+    )
+    columns = {"instrument": "instrument", "ts": "ts", "last_price": "last_price"}
+    tradeloom.backtest(
+        {
+            "feed": {"name": "replay", "params": {"path": str(prices), "columns": columns}},
+            "strategies": [{"name": "sma_cross", "params": {"fast": 1, "slow": 2}}],
+        }
+    )
+    lines = [line for line in json_log() if line["message"].startswith("bad input from")]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["level"] == "WARNING"
+    assert (first["source"], first["location"], first["error_type"]) == (
+        str(prices),
+        "line 3",
+        "bad_row",
+    )
+    assert first["reason"] == "column 'last_price': 'not-a-price' is not a number"
+    assert first["raw"] == "INFY,2024-01-02T09:30:01Z,not-a-price"
+    assert "key" not in first  # a file's row has no record key
+    assert second["raw"] == ("INFY,2024-01-02T09:30:02Z," + long_bad)[:200] + "..."

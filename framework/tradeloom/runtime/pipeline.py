@@ -1439,7 +1439,13 @@ class Pipeline:
         # it comes (days apart, maybe).
         quiet = self.mode == "backtest" and count > DEAD_LETTERS_LOGGED
         log = self.logger.debug if quiet else self.logger.warning
-        log("bad input from %s %s: %s", letter.source, letter.location, letter.reason)
+        log(
+            "bad input from %s %s: %s",
+            letter.source,
+            letter.location,
+            letter.reason,
+            extra=_dead_letter_fields(letter),
+        )
         if self.mode == "backtest" and count == DEAD_LETTERS_LOGGED:
             self.logger.warning(
                 "more bad input is counted and kept (the result's dead letters, the "
@@ -1453,6 +1459,24 @@ class Pipeline:
         return run_health_checks(
             self.health_checks, self.status, now or WallClock().now(), self.ids.new_id
         )
+
+
+_RAW_LOGGED = 200  # bytes of a dead letter's input in its log record (the file keeps all)
+
+
+def _dead_letter_fields(letter: DeadLetter) -> dict[str, str]:
+    """The dead letter's parts as fields of its log record (a JSON log line shows them)."""
+    raw = letter.raw[:_RAW_LOGGED].decode("utf-8", "backslashreplace")
+    fields = {
+        "source": letter.source,
+        "location": letter.location,
+        "error_type": letter.error_type,
+        "reason": letter.reason,
+        "raw": raw + ("..." if len(letter.raw) > _RAW_LOGGED else ""),
+    }
+    if letter.key is not None:
+        fields["key"] = letter.key.decode("utf-8", "backslashreplace")
+    return fields
 
 
 def _with_closest(name: str, known: Iterable[str]) -> str:
