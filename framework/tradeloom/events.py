@@ -149,7 +149,21 @@ NonNegativeAmount = Annotated[
 """A finite Decimal that is zero or more (commissions, average prices)."""
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 """A timezone-aware datetime, normalised to UTC."""
-Instrument = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _printable(value: str) -> str:
+    # Control characters (a NUL, a line break) are not in any venue's symbols; a database
+    # (PostgreSQL's text and jsonb refuse NUL), a log line or a file name would trip on them.
+    if not value.isprintable():
+        raise ValueError(
+            "must be printable text: no control characters, line breaks or other "
+            "invisible characters"
+        )
+    return value
+
+
+Instrument = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+"""An instrument's name: 1 to 200 printable characters (``str.isprintable``)."""
 
 
 class Side(StrEnum):

@@ -167,6 +167,7 @@ class StrategyContext:
             and (limit is not None or limit_price is None)
             and type(instrument) is str
             and 0 < len(instrument) <= _MAX_INSTRUMENT
+            and instrument.isprintable()
             and type(self.strategy_id) is str
         )
         build = build_signal if plain else Signal

@@ -119,7 +119,13 @@ non_negative = positive | st.sampled_from(
     [Decimal(text) for text in ("0", "0.00", "0E-8", "0E+3", "0E-999999")]
 )
 text = st.text(max_size=30)
-instrument = st.text(min_size=1, max_size=200)
+# The fast path reads instruments of printable ASCII and Latin-1 (other scripts: see
+# test_an_instrument_in_another_script_is_read_by_pydantic).
+instrument = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF).filter(str.isprintable),
+    min_size=1,
+    max_size=200,
+)
 moments = st.datetimes(
     min_value=datetime(1900, 1, 1),
     max_value=datetime(2200, 1, 1),
@@ -562,6 +568,18 @@ NEAR_MISSES: dict[str, tuple[bytes, str]] = {
         _replace("market_tick", '"ORCL"', '"OR\nCL"'),
         "refused",
     ),
+    "instrument with an escaped NUL": (
+        _replace("market_tick", '"ORCL"', '"ORCL\\u0000"'),
+        "refused",
+    ),
+    "instrument with an escaped line break": (
+        _replace("fill", '"ORCL"', '"OR\\nCL"'),
+        "refused",
+    ),
+    "instrument with a line separator beyond Latin-1": (
+        _replace("order", '"ORCL"', '"日経\\u2028225"'),
+        "refused",
+    ),
     "strategy_id a number": (_replace("fill", '"strategy_id":"sma"', '"strategy_id":5'), "refused"),
     "side upper case": (_replace("fill", '"sell"', '"SELL"'), "refused"),
     "order_type upper case": (_replace("order", '"limit"', '"LIMIT"'), "refused"),
@@ -668,6 +686,30 @@ def test_near_misses_leave_the_fast_path_and_decode_as_before(data: bytes, expec
     assert outcome[0] == expected, outcome
 
 
+@pytest.mark.parametrize("instrument", ["ORCL", "BRK B", "ÄÖÜ ÿ", "¡~"])
+def test_a_printable_latin_instrument_takes_the_fast_path(instrument: str) -> None:
+    data = _replace("market_tick", '"ORCL"', json.dumps(instrument, ensure_ascii=False))
+    fast = decode_canonical(data)
+    assert fast is not None and fast.instrument == instrument  # type: ignore[attr-defined]
+    assert_same(fast, decode_validated(data))
+
+
+@pytest.mark.parametrize("instrument", ["日経225", "Ω", "\U0001f600", "Ā"])
+def test_an_instrument_in_another_script_is_read_by_pydantic(instrument: str) -> None:
+    data = _replace("market_tick", '"ORCL"', json.dumps(instrument, ensure_ascii=False))
+    assert decode_canonical(data) is None
+    decoded = CODEC.decode(data)
+    assert decoded.instrument == instrument  # type: ignore[attr-defined]
+    assert_same(decoded, decode_validated(data))
+
+
+def test_an_unprintable_instrument_is_refused_naming_the_field() -> None:
+    with pytest.raises(DecodeError) as info:
+        CODEC.decode(NEAR_MISSES["instrument with an escaped NUL"][0])
+    assert info.value.error_type == "schema"
+    assert info.value.reason.startswith("market_tick field 'instrument': must be printable text")
+
+
 def test_a_refusal_reads_as_before_the_fast_path() -> None:
     data = NEAR_MISSES["nested signal with negative quantity"][0]
     with pytest.raises(DecodeError) as info:
@@ -685,7 +727,7 @@ LAYOUTS: dict[str, bytes] = {
     ).encode(),
     "trailing newline": CODEC.encode(SAMPLES["market_tick"]) + b"\n",
     "escaped ASCII": _replace("market_tick", '"ORCL"', '"\\u004fRCL"'),
-    "escapes in a string": _replace("market_tick", '"ORCL"', '"OR\\u0043L\\n"'),
+    "escapes in a string": _replace("market_tick", '"ORCL"', '"OR\\u0043L\\/\\u00e9"'),
     # The parser keeps a repeated key's last value, on both paths.
     "repeated key": _replace("market_tick", '"bid":"101.20"', '"bid":"-1","bid":"101.20"'),
     # A UUID is read by pydantic-core's own UUID schema on both paths: any spelling it takes.

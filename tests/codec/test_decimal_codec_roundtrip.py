@@ -44,6 +44,11 @@ positive = _decimal(st.integers(1, 10**20)) | st.sampled_from(
 non_negative = positive | _decimal(st.just(0)) | st.just(Decimal("0.00"))
 amount = non_negative | positive.map(lambda d: -d) | st.just(Decimal("-0"))
 text = st.text(min_size=1, max_size=20)
+# An instrument is printable (str.isprintable: no control or format character, no separator
+# but the space).
+instrument = st.text(
+    st.characters(exclude_categories=("C", "Z")) | st.just(" "), min_size=1, max_size=20
+)
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8)), UTC]
 )
@@ -57,7 +62,7 @@ common: dict[str, Any] = {"event_id": st.uuids(), "ts": moments}
 def ticks(draw: st.DrawFn) -> MarketTick:
     return MarketTick(
         **{k: draw(v) for k, v in common.items()},
-        instrument=draw(text),
+        instrument=draw(instrument),
         last_price=draw(positive),
         last_quantity=draw(st.none() | positive),
         bid=draw(st.none() | positive),
@@ -76,7 +81,7 @@ def bars(draw: st.DrawFn) -> Bar:
     return Bar(
         event_id=draw(st.uuids()),
         ts=end + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=1))),
-        instrument=draw(text),
+        instrument=draw(instrument),
         open=a,
         high=high,
         low=low,
@@ -93,7 +98,7 @@ def signals(draw: st.DrawFn) -> Signal:
     return Signal(
         **{k: draw(v) for k, v in common.items()},
         strategy_id=draw(text),
-        instrument=draw(text),
+        instrument=draw(instrument),
         side=draw(st.sampled_from(Side)),
         quantity=draw(positive),
         order_type=order_type,
@@ -133,7 +138,7 @@ def fills(draw: st.DrawFn) -> Fill:
         order_id=draw(st.uuids()),
         signal_id=draw(st.uuids()),
         strategy_id=draw(text),
-        instrument=draw(text),
+        instrument=draw(instrument),
         side=draw(st.sampled_from(Side)),
         quantity=draw(positive),
         price=draw(positive),

@@ -40,6 +40,31 @@ def test_bad_prices_are_refused_with_a_clear_message(price: object, message: str
     assert caught.value.errors()[0]["loc"] == ("last_price",)
 
 
+@pytest.mark.parametrize("instrument", ["ORCL\x00", "OR\nCL", "\tORCL", "ORCL\x7f", "OR\u2028CL"])
+def test_an_instrument_with_invisible_characters_is_refused(instrument: str) -> None:
+    # A NUL would be refused by PostgreSQL only when the fill is journaled; a line break would
+    # split a log line or a CSV row. Every event with an instrument checks it where it is made.
+    with pytest.raises(ValidationError, match="must be printable text") as caught:
+        tick(instrument=instrument)
+    assert caught.value.errors()[0]["loc"] == ("instrument",)
+    with pytest.raises(ValidationError, match="must be printable text"):
+        Signal(
+            event_id=uuid6.uuid7(),
+            ts=TS,
+            strategy_id="s",
+            instrument=instrument,
+            side=Side.BUY,
+            quantity=Decimal(1),
+        )
+
+
+@pytest.mark.parametrize("instrument", ["BRK B", "ÄÖÜ", "日経225", "E-mini S&P/500"])
+def test_an_instrument_in_any_script_with_spaces_and_punctuation_is_accepted(
+    instrument: str,
+) -> None:
+    assert tick(instrument=instrument).instrument == instrument
+
+
 def test_decimal_keeps_its_exponent_and_events_are_frozen() -> None:
     event = tick(last_price="101.250")
     assert str(event.last_price) == "101.250"

@@ -150,6 +150,8 @@ def test_signals_from_a_strategy_equal_validated_ones(
         (1, Decimal("1E+999999"), "ORCL", "out of range"),
         (1, None, "", "at least 1 character"),
         (1, None, "X" * 201, "at most 200 characters"),
+        (1, None, "ORCL\x00", "must be printable text"),
+        (Decimal(1), Decimal(2), "OR\nCL", "must be printable text"),
     ],
 )
 def test_bad_signals_from_a_strategy_are_refused_as_before(
