@@ -10,12 +10,14 @@ MODULES = {
     "feed": "feed.py",
     "executor": "executor.py",
     "validator": "validator.py",
+    "persistence": "persistence.py",
 }
 DATA = {
     "strategy": "sample.csv",
     "feed": "sample.jsonl",
     "executor": "sample.csv",
     "validator": "sample.csv",
+    "persistence": "sample.csv",
 }
 
 for kind, module in MODULES.items():

@@ -1,9 +1,10 @@
 """``tradeloom new plugin``: a new plugin package from the bundled cookiecutter template.
 
 Registered through :func:`tradeloom.hookspecs.tradeloom_add_commands`, like every command.
-The template is a strategy, feed, executor or validator plugin (the ``kind`` option) with a
-``pyproject.toml`` declaring the ``tradeloom`` entry point, a ``src/`` layout, tests built on
-:mod:`tradeloom.testing`, a ``tox.ini``, a README and a ready-to-run ``tradeloom.toml``.
+The template is a strategy, feed, executor, validator or persistence plugin (the ``kind``
+option) with a ``pyproject.toml`` declaring the ``tradeloom`` entry point, a ``src/`` layout,
+tests built on :mod:`tradeloom.testing`, a ``tox.ini``, a README and a ready-to-run
+``tradeloom.toml``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tradeloom import hookimpl
 from tradeloom.errors import TradeloomError
 
 TEMPLATES = ("plugin",)
-KINDS = ("strategy", "feed", "executor", "validator")
+KINDS = ("strategy", "feed", "executor", "validator", "persistence")
 INSTALL_HINT = "pip install 'tradeloom[scaffold]'  (or: pip install cookiecutter)"
 
 
@@ -37,7 +38,8 @@ def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         "new",
         help="create a new plugin package from the template",
         description="Creates a plugin package (pyproject with the tradeloom entry point, src "
-        "layout, an example strategy, feed, executor or validator, tests, tox.ini, README) with "
+        "layout, an example strategy, feed, executor, validator or persistence back end, tests, "
+        "tox.ini, README) with "
         "cookiecutter. Prompts for each option unless --no-input is given.",
         epilog="example: tradeloom new plugin --no-input -o . --option plugin_name=momentum "
         "--option kind=strategy",

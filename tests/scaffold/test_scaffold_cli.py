@@ -65,6 +65,7 @@ def test_every_kind_renders_valid_python(tmp_path: Path, kind: str) -> None:
         "feed": "feeds",
         "executor": "executors",
         "validator": "validators",
+        "persistence": "persistence",
     }[kind]
     assert f"def tradeloom_register_{hook}()" in plugin
     assert plugin.count("\n@hookimpl\n") == 1

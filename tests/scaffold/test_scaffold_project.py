@@ -52,12 +52,16 @@ KINDS = {
     "validator": Kind(
         "validator", "cash share", "cash_share", "tradeloom-cash-share", "tradeloom_cash_share"
     ),
+    "persistence": Kind(
+        "persistence", "json files", "json_files", "tradeloom-json-files", "tradeloom_json_files"
+    ),
 }
 REGISTER_KIND = {
     "strategy": "strategy",
     "feed": "feed",
     "executor": "executor",
     "validator": "validator",
+    "persistence": "persistence",
 }
 
 
@@ -221,7 +225,7 @@ def test_generated_project_tests_pass(
     assert done.returncode == 0, done.stdout + done.stderr
     summary = done.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary
-    if kind in {"feed", "executor"}:
+    if kind in {"feed", "executor", "persistence"}:
         assert (
             "Conformance"
             in run(
@@ -340,6 +344,31 @@ def test_backtest_uses_the_validator(
     assert rejections and not result["fills"]
     assert {rejection["validator"] for rejection in rejections} == {"cash_share"}
     assert all("of the cash" in rejection["reason"] for rejection in rejections)
+
+
+def test_backtest_uses_the_persistence(
+    plugin_venv: PluginVenv, projects: dict[str, Path], workdir: Path
+) -> None:
+    project = projects["persistence"]
+    result = backtest(plugin_venv, project, workdir)
+    fills = result["fills"]
+    assert fills, "sma_cross did not trade on the sample data"
+    # The journal and the final snapshot are in the folder tradeloom.toml names.
+    journal = (project / "state" / "fills.jsonl").read_text().splitlines()
+    journaled = [json.loads(json.loads(line)["fill"]) for line in journal]
+    assert [fill["event_id"] for fill in journaled] == [fill["event_id"] for fill in fills]
+    snapshots = json.loads((project / "state" / "snapshots.json").read_text())
+    assert snapshots["sma_cross"]["equity"] == result["portfolios"]["sma_cross"]["equity"]
+
+    # Its state is kept: the same backtest again is refused unless it resumes.
+    again = run(
+        tradeloom_cli(plugin_venv.python, "backtest", "-c", "tradeloom.toml", "--no-progress"),
+        cwd=project,
+        env=clean_env(workdir),
+        check=False,
+    )
+    assert again.returncode != 0
+    assert "--resume" in again.stderr
 
 
 def test_a_project_generated_again_over_its_installed_self(

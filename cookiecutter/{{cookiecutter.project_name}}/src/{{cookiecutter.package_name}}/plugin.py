@@ -27,6 +27,11 @@ def tradeloom_register_feeds() -> Mapping[str, Any]:
 @hookimpl
 def tradeloom_register_validators() -> Mapping[str, Any]:
     return {"{{ cookiecutter.component_name }}": {{ cookiecutter.class_name }}}
+{%- elif cookiecutter.kind == "persistence" %}
+
+@hookimpl
+def tradeloom_register_persistence() -> Mapping[str, Any]:
+    return {"{{ cookiecutter.component_name }}": {{ cookiecutter.class_name }}}
 {%- else %}
 
 @hookimpl

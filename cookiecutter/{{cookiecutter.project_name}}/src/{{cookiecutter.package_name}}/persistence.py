@@ -1,0 +1,200 @@
+"""{{ cookiecutter.class_name }}: the fills journal and the latest portfolio snapshots in a folder.
+
+- ``fills.jsonl``: one line per fill, appended and flushed to disk (``fsync``) before
+  ``record_fills`` returns. A line cut short by a crash mid-write (the last one, without its
+  line break) was never acknowledged: it is dropped when the folder is opened again.
+- ``snapshots.json``: the latest snapshot of each portfolio, written to a temporary file and
+  renamed over the old one, so a crash leaves the old snapshots or the new ones, never half.
+- ``metadata.json``: a few named texts kept with the state the same way (tradeloom keeps the
+  settings of the run that saved it there, so that a resumed run can say which changed).
+
+Every value is written as tradeloom's events serialize themselves (Decimals as exact text) and
+read back with ``tradeloom.storage``, which checks the schema version and the owner of each.
+One process writes a folder at a time: this back end does not lock it (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from tradeloom.components import Persistence
+from tradeloom.errors import CorruptStateError, PersistenceError
+from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.storage import (
+    check_metadata,
+    decode_stored_fill,
+    decode_stored_snapshot,
+    journal_count,
+)
+
+
+class {{ cookiecutter.class_name }}(Persistence):
+    """Keeps tradeloom's state in the folder ``path`` (created when missing)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        if not str(path).strip():
+            raise ValueError("path is required: the folder that keeps the state")
+        self.path = Path(path).expanduser()
+        self._order_ids: set[UUID] = set()
+        self._snapshots: dict[str, Any] = {}
+
+    @property
+    def journal(self) -> Path:
+        return self.path / "fills.jsonl"
+
+    @property
+    def snapshot_file(self) -> Path:
+        return self.path / "snapshots.json"
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.path / "metadata.json"
+
+    # -- the contract --------------------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PersistenceError(f"cannot use {self.path} for the state: {exc}") from exc
+        self._drop_a_torn_last_line()
+        self._order_ids = {fill.order_id for fill in self.load_fills()}
+        self._snapshots = self._read_snapshots()
+
+    def close(self) -> None:
+        self._order_ids = set()
+        self._snapshots = {}
+
+    def record_fills(self, fills: Sequence[Fill]) -> None:
+        lines: list[str] = []
+        new_ids: set[UUID] = set()
+        for fill in fills:
+            if fill.order_id in self._order_ids or fill.order_id in new_ids:
+                continue  # journaled already: record_fills is idempotent by order id
+            new_ids.add(fill.order_id)
+            record = {"portfolio_id": fill.strategy_id, "fill": fill.model_dump_json()}
+            lines.append(json.dumps(record) + "\n")
+        if not lines:
+            return
+        try:
+            with self.journal.open("a", encoding="utf-8") as file:
+                file.write("".join(lines))
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            raise PersistenceError(f"cannot journal fills in {self.journal}: {exc}") from exc
+        self._order_ids |= new_ids  # only once they are on disk
+
+    def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
+        updated = dict(self._snapshots)
+        for snapshot in snapshots:  # every one serialized before anything is written
+            updated[snapshot.portfolio_id] = json.loads(snapshot.model_dump_json())
+        self._replace(self.snapshot_file, json.dumps(updated, indent=1) + "\n")
+        self._snapshots = updated
+
+    def load_snapshots(self) -> dict[str, PortfolioSnapshot]:
+        snapshots: dict[str, PortfolioSnapshot] = {}
+        for portfolio_id, stored in self._read_snapshots().items():
+            where = f"{self.snapshot_file}: portfolio {portfolio_id!r}"
+            snapshots[portfolio_id] = decode_stored_snapshot(
+                json.dumps(stored), where=where, portfolio_id=portfolio_id
+            )
+        return snapshots
+
+    def load_fills(self, portfolio_id: str | None = None) -> list[Fill]:
+        return [
+            fill
+            for owner, fill in self._read_journal()
+            if portfolio_id is None or owner == portfolio_id
+        ]
+
+    def load_fills_after(self, count: int) -> list[Fill]:
+        """The fills after the first ``count`` (optional in the contract: the journal is
+        append-only, so a reader that had ``count`` fills had exactly these first ones)."""
+        return [fill for _, fill in self._read_journal()[journal_count(count) :]]
+
+    def save_metadata(self, items: dict[str, str]) -> None:
+        """Keep ``items`` with the state: each key's latest value (optional in the contract)."""
+        updated = {**self.load_metadata(), **check_metadata(items)}
+        self._replace(self.metadata_file, json.dumps(updated, indent=1) + "\n")
+
+    def load_metadata(self) -> dict[str, str]:
+        stored = self._read_object(self.metadata_file)
+        if not all(isinstance(value, str) for value in stored.values()):
+            raise CorruptStateError(f"{self.metadata_file}: a value is not text")
+        return stored
+
+    # -- the files -----------------------------------------------------------------------
+
+    def _read_journal(self) -> list[tuple[str, Fill]]:
+        try:
+            text = self.journal.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptStateError(f"{self.journal}: unreadable: {exc}") from exc
+        fills: list[tuple[str, Fill]] = []
+        for number, line in enumerate(text.splitlines(), 1):
+            where = f"{self.journal} line {number}"
+            try:
+                record = json.loads(line)
+                owner, raw = record["portfolio_id"], record["fill"]
+                if not isinstance(owner, str) or not isinstance(raw, str):
+                    raise TypeError("portfolio_id and fill must be text")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CorruptStateError(f"{where}: not a journaled fill: {exc}") from exc
+            fills.append((owner, decode_stored_fill(raw, where=where, portfolio_id=owner)))
+        return fills
+
+    def _read_snapshots(self) -> dict[str, Any]:
+        return self._read_object(self.snapshot_file)
+
+    def _read_object(self, path: Path) -> dict[str, Any]:
+        """The JSON object in ``path``; ``{}`` when there is no such file."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptStateError(f"{path}: unreadable: {exc}") from exc
+        try:
+            stored = json.loads(text)
+        except ValueError as exc:
+            raise CorruptStateError(f"{path}: not JSON: {exc}") from exc
+        if not isinstance(stored, dict):
+            raise CorruptStateError(f"{path}: not a JSON object")
+        return stored
+
+    def _drop_a_torn_last_line(self) -> None:
+        """Cut a last line without its line break: a write a crash interrupted, never
+        acknowledged (``record_fills`` had not returned), so the fill is journaled again."""
+        try:
+            data = self.journal.read_bytes()
+        except FileNotFoundError:
+            return
+        if data and not data.endswith(b"\n"):
+            with self.journal.open("r+b") as file:
+                file.truncate(data.rfind(b"\n") + 1)
+                os.fsync(file.fileno())
+
+    def _replace(self, target: Path, text: str) -> None:
+        temporary = target.with_name(target.name + ".tmp")
+        try:
+            with temporary.open("w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)  # atomic: the old file or the new one
+            folder = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(folder)  # the rename itself survives a power cut
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise PersistenceError(f"cannot save {target}: {exc}") from exc
