@@ -104,6 +104,26 @@ def test_the_summary_rounds_returns_of_any_size_and_never_shows_a_negative_zero(
     assert result.summary()["total_return"] == "-0.000001"
 
 
+@pytest.mark.parametrize(
+    ("start", "final", "expected"),
+    [
+        ("-100", "0", "1"),  # restored books below zero, then a gain of 100: +100%
+        ("-100", "-150", "-0.5"),  # and a further loss of 50: -50%
+        ("100", "150", "0.5"),
+        ("100", "-50", "-1.5"),
+        ("0", "10", "0"),
+    ],
+)
+def test_the_return_has_the_sign_of_the_change_whatever_the_start(
+    start: str, final: str, expected: str
+) -> None:
+    # A resumed run starts from the restored books' equity, below zero after a short gone
+    # wrong: dividing by it turned a gain into a loss.
+    result = RunResult(starting_equity=Decimal(start))
+    result.snapshots = {"a": make_snapshot("a", cash=final, equity=final)}
+    assert result.total_return == Decimal(expected)
+
+
 def test_money_in_the_summary_is_rounded_half_up() -> None:
     result = RunResult(starting_equity=Decimal("100000.005"))
     result.snapshots = {"a": make_snapshot("a", cash="0.125", equity="0.125")}

@@ -213,9 +213,13 @@ class RunResult:
 
     @property
     def total_return(self) -> Decimal:
-        if not self.starting_equity:
+        """The change of equity as a fraction of the starting equity's size: a resumed run
+        whose restored books start below zero (a short gone wrong) and then gain has a
+        positive return. ``0`` when the run started from no equity at all."""
+        start = self.starting_equity
+        if not start:
             return ZERO
-        return (self.final_equity - self.starting_equity) / self.starting_equity
+        return (self.final_equity - start) / abs(start)
 
     @property
     def max_drawdown(self) -> Decimal:
