@@ -73,17 +73,12 @@ class MarketDataFreshness(HealthCheck):
         started = status.started_at
         last = status.last_market_wall_time
         if started is None and last is None:
-            return _report(
-                self.new_id, now, "feed", self.name, Severity.INFO, "pipeline has not started yet"
-            )
+            return self._say(now, Severity.INFO, "pipeline has not started yet")
         if status.draining_since is not None:
             # Stopping: the input is shut on purpose, so old data is no fault of the feed.
             age = None if last is None else (now - last).total_seconds()
-            return _report(
-                self.new_id,
+            return self._say(
                 now,
-                "feed",
-                self.name,
                 Severity.INFO,
                 "the pipeline is stopping: market data is no longer taken in "
                 + ("(none was)" if age is None else f"(last tick {max(age, 0.0):.1f} s ago)"),
@@ -93,45 +88,38 @@ class MarketDataFreshness(HealthCheck):
             assert started is not None
             running = (now - started).total_seconds()
             if running < self.grace_period_seconds:
-                return _report(
-                    self.new_id,
+                return self._say(
                     now,
-                    "feed",
-                    self.name,
                     Severity.INFO,
                     f"in startup grace period: no market data yet, "
                     f"{self.grace_period_seconds - running:.1f} s of grace left",
                 )
-            return _report(
-                self.new_id,
+            return self._say(
                 now,
-                "feed",
-                self.name,
                 Severity.CRITICAL,
                 f"no recent market data: none received in the {running:.1f} s since start "
                 f"(grace period {self.grace_period_seconds:g} s)",
             )
         age = (now - last).total_seconds()
         if age <= self.max_tick_age_seconds:
-            return _report(
-                self.new_id,
+            return self._say(
                 now,
-                "feed",
-                self.name,
                 Severity.INFO,
                 f"market data is fresh: last tick {max(age, 0.0):.1f} s ago",
                 age,
             )
-        return _report(
-            self.new_id,
+        return self._say(
             now,
-            "feed",
-            self.name,
             Severity.CRITICAL,
             f"no recent market data: last tick {age:.1f} s ago "
             f"(max_tick_age_seconds {self.max_tick_age_seconds:g}){_held_up(status, now)}",
             age,
         )
+
+    def _say(
+        self, now: datetime, severity: Severity, message: str, age: float | None = None
+    ) -> HealthReport:
+        return _report(self.new_id, now, "feed", self.name, severity, message, age)
 
 
 def _held_up(status: PipelineStatus, now: datetime) -> str:
