@@ -321,6 +321,12 @@ class Persistence(abc.ABC):
     # partitions; without it they read the whole journal each time. Only for an append-only
     # journal whose order never changes.
     #
+    # Optional: ``record_rejections(rejections)`` and ``load_rejections(after=0)``: the
+    # rejections journal, appended in order, one per signal (a rejection whose signal has one
+    # stored is ignored), read back after the first ``after``. Across processes the portfolio
+    # process journals every rejection, and the risk and execution processes read them, so
+    # that a signal or order read again after a crash is not decided or executed twice.
+    #
     # Optional: ``save_metadata(items)`` and ``load_metadata()``: a few named texts kept with
     # the state, each key's latest value (``save_metadata`` updates the keys it is given,
     # ``load_metadata`` returns ``dict[str, str]``, ``{}`` when none were saved). The pipeline

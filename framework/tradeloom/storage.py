@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from tradeloom.errors import CorruptStateError, PersistenceError
-from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot
+from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot, Rejection
 from tradeloom.params import describe_validation_error
 
 __all__ = [
     "check_metadata",
     "decode_stored_fill",
+    "decode_stored_rejection",
     "decode_stored_snapshot",
     "describe_validation_error",
     "journal_count",
@@ -69,12 +70,17 @@ def _decode(model: type[_E], data: str | bytes, *, where: str, what: str) -> _E:
     return event
 
 
-def journal_count(count: object) -> int:
-    """``count`` of ``load_fills_after(count)`` checked: a number of fills (an int, not a bool),
-    zero or more."""
+def journal_count(count: object, method: str = "load_fills_after", what: str = "fills") -> int:
+    """``count`` of ``load_fills_after(count)`` (or of ``method``, counting ``what``) checked:
+    a number of journaled events (an int, not a bool), zero or more."""
     if type(count) is not int or count < 0:
-        raise ValueError(f"load_fills_after needs a count of fills (an int >= 0), not {count!r}")
+        raise ValueError(f"{method} needs a count of {what} (an int >= 0), not {count!r}")
     return count
+
+
+def decode_stored_rejection(data: str | bytes, *, where: str) -> Rejection:
+    """A journaled rejection, checked to be of a supported schema version."""
+    return _decode(Rejection, data, where=where, what="rejection")
 
 
 def decode_stored_fill(data: str | bytes, *, where: str, portfolio_id: str) -> Fill:

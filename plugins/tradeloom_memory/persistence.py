@@ -16,10 +16,11 @@ import attrs
 
 from tradeloom.components import Persistence
 from tradeloom.errors import PersistenceError
-from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 from tradeloom.storage import (
     check_metadata,
     decode_stored_fill,
+    decode_stored_rejection,
     decode_stored_snapshot,
     journal_count,
 )
@@ -46,6 +47,10 @@ class MemoryStore:
     """``portfolio_id -> snapshot JSON``, the latest saved."""
     metadata: dict[str, str] = attrs.field(factory=dict)
     """What :meth:`MemoryPersistence.save_metadata` saved, the latest value of each key."""
+    rejections: list[str] = attrs.field(factory=list)
+    """The rejections journal: each rejection's JSON, in the order recorded (one a signal)."""
+    rejected_signals: set[int] = attrs.field(factory=set, repr=False)
+    """The signal ids (as ints) of :attr:`rejections`."""
     lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     # The journal: fills encoded so far, then fills recorded since, not encoded yet.
     _encoded: list[tuple[str, str]] = attrs.field(factory=list, init=False, repr=False)
@@ -172,6 +177,29 @@ class MemoryPersistence(Persistence):
             where = f"memory store: fill #{position + 1}, portfolio {owner!r}"
             fills.append(decode_stored_fill(data, where=where, portfolio_id=owner))
         return fills
+
+    def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Journal ``rejections``, ignoring one whose signal has a journaled rejection already
+        (see :class:`~tradeloom.components.Persistence`)."""
+        self._check_open()
+        encoded = [(r.signal.event_id.int, r.model_dump_json()) for r in rejections]
+        store = self.store
+        with store.lock:
+            for signal_id, data in encoded:
+                if signal_id not in store.rejected_signals:
+                    store.rejected_signals.add(signal_id)
+                    store.rejections.append(data)
+
+    def load_rejections(self, after: int = 0) -> list[Rejection]:
+        """The journaled rejections after the first ``after``, in the order recorded."""
+        start = journal_count(after, "load_rejections", "rejections")
+        self._check_open()
+        with self.store.lock:
+            stored = self.store.rejections[start:]
+        return [
+            decode_stored_rejection(data, where=f"memory store: rejection #{start + number}")
+            for number, data in enumerate(stored, 1)
+        ]
 
     def save_metadata(self, items: Mapping[str, str]) -> None:
         """Keep each key's latest value (see :class:`~tradeloom.components.Persistence`)."""

@@ -44,10 +44,11 @@ except ImportError:  # not POSIX (Windows): no writer hold, see SqlitePersistenc
 
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, CorruptStateError, PersistenceError
-from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 from tradeloom.storage import (
     check_metadata,
     decode_stored_fill,
+    decode_stored_rejection,
     decode_stored_snapshot,
     journal_count,
 )
@@ -90,6 +91,9 @@ _METADATA_TABLE = "tradeloom_metadata"
 """Made by the first save_metadata, under the writer hold, not by a migration: a file without
 it is read as before (by readers that may not write, by an older tradeloom that ignores it),
 with no metadata."""
+_REJECTIONS_TABLE = "tradeloom_rejections"
+"""Made by the first record_rejections, as the metadata table is (see there)."""
+_LAZY_TABLES = {_METADATA_TABLE, _REJECTIONS_TABLE}
 _TABLES = {1: {"fills", "snapshots"}}
 """The tables of each schema version (``sqlite_*`` tables aside)."""
 
@@ -402,7 +406,7 @@ class SqlitePersistence(Persistence):
             # Another application's file may carry a user_version too (a tradeloom database
             # carries tradeloom's application_id as well, and may hold tables a user added).
             found = set(tables.split(", ")) if tables else set()
-            if found - {_METADATA_TABLE} != _TABLES.get(int(version)):
+            if found - _LAZY_TABLES != _TABLES.get(int(version)):
                 raise PersistenceError(
                     f"{self.path}: not a tradeloom database (schema version {version}, but "
                     f"tables {tables or 'none'}); refusing to write into it"
@@ -620,6 +624,48 @@ class SqlitePersistence(Persistence):
         where = f"{self.path}: table fills, row seq={seq}, portfolio {portfolio_id!r}"
         return decode_stored_fill(data, where=where, portfolio_id=portfolio_id)
 
+    # ---- rejections --------------------------------------------------------------------------
+
+    def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Append rejections in order; one whose signal has a stored rejection is ignored."""
+        rows = [(str(r.signal.event_id), r.model_dump_json()) for r in rejections]
+        if not rows:
+            return
+        with self._transaction("recording rejections") as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_REJECTIONS_TABLE} (seq INTEGER PRIMARY KEY "
+                "AUTOINCREMENT, signal_id TEXT NOT NULL UNIQUE, event TEXT NOT NULL)"
+            )
+            conn.executemany(
+                f"INSERT INTO {_REJECTIONS_TABLE} (signal_id, event) VALUES (?, ?) "
+                "ON CONFLICT (signal_id) DO NOTHING",
+                rows,
+            )
+
+    def load_rejections(self, after: int = 0) -> list[Rejection]:
+        """The journaled rejections after the first ``after``, in the order recorded."""
+        skip = journal_count(after, "load_rejections", "rejections")
+        with self._connection("loading rejections") as conn:
+            if not self._has_table(conn, _REJECTIONS_TABLE):
+                return []
+            rows = conn.execute(
+                f"SELECT seq, event FROM {_REJECTIONS_TABLE} ORDER BY seq LIMIT -1 OFFSET ?",
+                (skip,),
+            ).fetchall()
+        return [
+            decode_stored_rejection(
+                data, where=f"{self.path}: table {_REJECTIONS_TABLE}, row seq={seq}"
+            )
+            for seq, data in rows
+        ]
+
+    @staticmethod
+    def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
+
     # ---- snapshots ---------------------------------------------------------------------------
 
     def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
@@ -660,11 +706,7 @@ class SqlitePersistence(Persistence):
     def load_metadata(self) -> dict[str, str]:
         """What :meth:`save_metadata` saved: each key's latest value (none before the first)."""
         with self._connection("loading metadata") as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                (_METADATA_TABLE,),
-            ).fetchone()
-            if exists is None:
+            if not self._has_table(conn, _METADATA_TABLE):
                 return {}
             rows = conn.execute(f"SELECT key, value FROM {_METADATA_TABLE} ORDER BY key").fetchall()
         return {str(key): str(value) for key, value in rows}

@@ -1012,3 +1012,34 @@ def test_a_pid_left_in_the_lock_file_by_a_holder_that_is_gone_names_nobody(
         other.claim_for_writing()
     other.close()
     holder.close()
+
+
+def test_a_backtest_journals_no_rejections(tmp_path: Path) -> None:
+    # In one process nothing is read again, so the rejections journal (which the risk and
+    # execution roles read across processes) is not written: no table, no cost.
+    from tradeloom import Bar, Strategy, StrategyContext, backtest
+    from tradeloom.testing import bars
+
+    class BuysTooMuch(Strategy):
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            ctx.buy(bar.instrument, 1000)
+
+    db = tmp_path / "state.db"
+    result = backtest(
+        {
+            "persistence": {"name": "sqlite", "params": {"path": str(db)}},
+            "validators": [{"name": "max_position", "params": {"limit": "1"}}],
+        },
+        strategies={"s": BuysTooMuch()},
+        events=bars("ACME", ["10", "11", "12"]),
+    )
+    assert len(result.rejections) == 3
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "tradeloom_rejections" not in tables
+    store = SqlitePersistence(db)
+    store.open()
+    try:
+        assert store.load_rejections() == []
+    finally:
+        store.close()

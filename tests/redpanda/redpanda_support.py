@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
-from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 from tradeloom_sqlite.persistence import SqlitePersistence
 
 HERE = Path(__file__).resolve().parent
@@ -370,6 +370,18 @@ def journal(db_path: Path) -> list[Fill]:
     store.open()
     try:
         return list(store.load_fills())
+    finally:
+        store.close()
+
+
+def journaled_rejections(db_path: Path) -> list[Rejection]:
+    """The rejections journal of the sqlite database (empty when it does not exist yet)."""
+    if not db_path.exists():
+        return []
+    store = SqlitePersistence(db_path)
+    store.open()
+    try:
+        return list(store.load_rejections())
     finally:
         store.close()
 

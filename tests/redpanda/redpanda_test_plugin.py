@@ -66,9 +66,31 @@ class BuyListOnce(Strategy):
                 ctx.buy(instrument, 1)
 
 
+class BuyRestCancel(Strategy):
+    """On the first tick of ``trigger``: a market buy of ``held`` and a limit buy of ``rested``
+    at 1 (it never fills at prices about 100); on its second tick: the cancel of that limit
+    buy."""
+
+    def __init__(self, trigger: str = "AAA", held: str = "", rested: str = "") -> None:
+        self.trigger, self.held, self.rested = trigger, held, rested
+        self.triggers = 0
+        self.resting: Signal | None = None
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        if tick.instrument != self.trigger:
+            return
+        self.triggers += 1
+        if self.triggers == 1:
+            ctx.buy(self.held, 1)
+            self.resting = ctx.buy(self.rested, 1, limit_price=Decimal(1))
+        elif self.triggers == 2 and self.resting is not None:
+            assert ctx.cancel(self.resting)
+
+
 @hookimpl
 def tradeloom_register_strategies() -> Mapping[str, Any]:
     return {
+        "buy_rest_cancel": BuyRestCancel,
         "buy_every_tick": BuyEveryTick,
         "rest_then_cancel": RestThenCancel,
         "rest_below": RestBelow,

@@ -11,6 +11,7 @@ import asyncio
 import re
 import threading
 import time
+import tomllib
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +22,7 @@ from redpanda_support import (
     GroupPositions,
     RoleProcess,
     journal,
+    journaled_rejections,
     keys_covering,
     partition_of,
     pipeline_config,
@@ -378,6 +380,47 @@ def test_a_signal_waiting_for_a_first_price_outlives_a_killed_risk_process(
     assert _decisions(broker, prefix, 2) == (Counter([held, after]), [])
 
 
+def test_a_signal_refused_before_a_risk_crash_is_not_decided_again(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # Behind a signal waiting for a first price (the risk process keeps its commit there), a
+    # signal that max_position refuses. Killed with -9, the restarted risk process reads both
+    # again: the refused one's rejection is in the journal, so it is not decided again (no
+    # second rejection; were the limit raised in between, no order either).
+    held, refused = "ZZZ", _on_partition_of("ZZZ")
+    config, db = _buy_list_pipeline(broker, prefix, tmp_path, [held, refused])
+    document = tomllib.loads(config.read_text())
+    document["validators"] = [
+        {"name": "max_position", "params": {"limit": "100", "limits": {refused: "0.5"}}}
+    ]
+    write_config(config, document)
+    front = RoleProcess(config, ["feed", "strategy", "execution", "portfolio"], tmp_path, "front")
+    risk = RoleProcess(config, ["risk"], tmp_path, "risk")
+    processes = [front.start(), risk.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(["AAA"], 1), 0).join(30)
+        wait_until(lambda: len(journaled_rejections(db)) == 1, 30, "the refusal's rejection")
+        signals = asyncio.run(read_topic(broker.bootstrap, f"{prefix}signals", 2))
+        (waiting,) = [r for r in signals if r.key == held.encode()]
+        assert _committed(broker, f"{prefix}risk", f"{prefix}signals", held) == waiting.offset
+        risk.kill()
+        risk.start().wait_ready()
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks([held], 1), 0).join(30)
+        wait_until(lambda: len(journal(db)) >= 1, 30, f"the fill of the {held} signal")
+        time.sleep(1)  # a second decision on the refused signal would come now
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [fill.instrument for fill in journal(db)] == [held]
+    (rejection,) = journaled_rejections(db)
+    assert (rejection.signal.instrument, rejection.validator) == (refused, "max_position")
+    assert _decisions(broker, prefix, 1) == (Counter([held]), [rejection.reason])
+
+
 def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_process(
     broker: Broker, prefix: str, tmp_path: Path
 ) -> None:
@@ -481,6 +524,77 @@ def test_an_order_waiting_for_the_next_price_outlives_a_killed_execution_process
         [held, after]
     )
     assert asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 1, 1)) == []
+
+
+def test_an_order_cancelled_before_an_execution_crash_is_not_placed_again(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # The execution process keeps its commit at an order waiting for the next price (fill_at
+    # "next"). Behind it on its partition: a limit order, then its cancel, answered by a
+    # rejection that the portfolio process journals. Killed with -9, the restarted execution
+    # process reads all three again; from the rejections journal it knows the limit order's
+    # signal is answered, so it neither places it again (it would fill at the low price that
+    # comes next) nor answers its cancel a second time.
+    held, rested = "ZZZ", _on_partition_of("ZZZ")
+    db = tmp_path / "book.sqlite"
+    document = pipeline_config(
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        db_path=db,
+        strategy={
+            "name": "buy_rest_cancel",
+            "id": "rest",
+            "params": {"trigger": "AAA", "held": held, "rested": rested},
+        },
+        executor={"name": "paper", "params": {"fill_at": "next"}},
+    )
+    config = write_config(tmp_path / "pipeline.toml", document)
+    front = RoleProcess(config, ["feed", "strategy", "risk", "portfolio"], tmp_path, "front")
+    execution = RoleProcess(config, ["execution"], tmp_path, "execution")
+    processes = [front.start(), execution.start()]
+    ticks = f"{prefix}ticks"
+    try:
+        for process in processes:
+            process.wait_ready()
+        _produce_paced(broker.bootstrap, ticks, _ticks([held, rested], 1), 0).join(30)
+        wait_until(
+            lambda: all(
+                _committed(broker, f"{prefix}risk", f"{prefix}market", k) > 0
+                for k in (held, rested)
+            ),
+            30,
+            "the risk process to take the first prices",
+        )
+        _produce_paced(broker.bootstrap, ticks, _ticks(["AAA"], 1), 0).join(30)
+        orders = asyncio.run(read_topic(broker.bootstrap, f"{prefix}orders", 2))
+        (waiting,) = [r for r in orders if r.key == held.encode()]
+        _produce_paced(broker.bootstrap, ticks, _ticks(["AAA"], 1, start=1), 0).join(30)
+        wait_until(lambda: len(journaled_rejections(db)) == 1, 30, "the cancel's rejection")
+        (cancelled,) = journaled_rejections(db)
+        assert (cancelled.signal.instrument, cancelled.validator) == (rested, "cancel")
+        group = f"{prefix}execution"
+        wait_until(
+            lambda: _committed(broker, group, f"{prefix}orders", held) == waiting.offset,
+            30,
+            "the execution process to commit up to the waiting order",
+        )
+        execution.kill()
+        execution.start().wait_ready()
+        # A price under the cancelled order's limit, then the held order's next price.
+        low = [(rested.encode(), tick_json(rested, Decimal("0.50"), wall_ts()))]
+        _produce_paced(broker.bootstrap, ticks, low, 0).join(30)
+        _produce_paced(broker.bootstrap, ticks, _ticks([held], 2, start=1), 0.2).join(30)
+        wait_until(lambda: len(journal(db)) >= 1, 30, f"the fill of the {held} order")
+        time.sleep(1)  # a fill or a second rejection of the cancelled order would come now
+        for process in processes:
+            assert process.terminate() == 0, process.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [fill.instrument for fill in journal(db)] == [held]
+    published = asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 2, 2))
+    assert [CODEC.decode(record.value).signal.instrument for record in published] == [rested]
+    assert journaled_rejections(db) == [cancelled]
 
 
 def _decisions(broker: Broker, prefix: str, orders: int) -> tuple[Counter[str], list[str]]:

@@ -56,7 +56,7 @@ from tradeloom.errors import (
     PluginError,
     TradeloomError,
 )
-from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick
+from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick, Rejection
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.arguments import check_pipeline_arguments
@@ -376,8 +376,30 @@ class Pipeline:
         cash["*"] = self.settings.portfolio.starting_cash
         return PortfolioBook(cash)
 
+    def _journals_rejections(self) -> bool:
+        """Whether rejections are journaled: across processes (in one none is read again),
+        with a back end that keeps them (the optional ``record_rejections``)."""
+        persistence = self.persistence
+        return (
+            not self.transport.synchronous
+            and persistence is not None
+            and getattr(persistence, "record_rejections", None) is not None
+            and getattr(persistence, "load_rejections", None) is not None
+        )
+
+    async def _load_rejections(self, persistence: Persistence) -> list[Rejection]:
+        """The journaled rejections, for a risk or execution role across processes (see
+        :meth:`_journals_rejections`); none otherwise."""
+        if not self._journals_rejections() or not self.roles & {"risk", "execution"}:
+            return []
+        load = persistence.load_rejections  # type: ignore[attr-defined]
+        return list(await self._call_persistence(load))
+
     def _catch_up_when_assigned(
-        self, stage: StrategyStage | RiskStage | ExecutionStage, journaled: int
+        self,
+        stage: StrategyStage | RiskStage | ExecutionStage,
+        journaled: int,
+        rejections_journaled: int | None = None,
     ) -> None:
         """Across processes a role's book is its own view of the fills: when the role is
         assigned input (it started, or took over a leaving member's partitions) it applies
@@ -386,22 +408,37 @@ class Pipeline:
 
         ``journaled`` is how many fills the journal held when the book was loaded. A back end
         with ``load_fills_after`` gives only the fills journaled since; another one is read
-        whole each time."""
+        whole each time. With ``rejections_journaled`` (how many rejections were loaded), the
+        rejections journaled since are remembered too (``stage.remember_rejected``)."""
         persistence = self.persistence
         if self.transport.synchronous or persistence is None:
             return
         load_after = getattr(persistence, "load_fills_after", None)
-        reader = persistence.load_fills if load_after is None else load_after
-        reads_in_thread = not inspect.iscoroutinefunction(reader)
         seen = journaled
+        load_rejections = getattr(persistence, "load_rejections", None)
+        remember_rejected = getattr(stage, "remember_rejected", None)
+        rejections_seen = rejections_journaled
+        if not self._journals_rejections() or remember_rejected is None:
+            rejections_seen = None
+
+        async def read(method: Callable[..., Any], *args: Any) -> list[Any]:
+            load = partial(method, *args)
+            # A synchronous back end reads in a thread: the consumers' heartbeats go on.
+            if inspect.iscoroutinefunction(method):
+                return list(await method(*args))
+            return list(await anyio.to_thread.run_sync(load))
 
         async def catch_up() -> None:
-            nonlocal seen
-            load = reader if load_after is None else partial(load_after, seen)
-            # A synchronous back end reads in a thread: the consumers' heartbeats go on.
-            fills = list(
-                await (anyio.to_thread.run_sync(load) if reads_in_thread else maybe_await(load()))
-            )
+            nonlocal seen, rejections_seen
+            if rejections_seen is not None:
+                assert load_rejections is not None and remember_rejected is not None
+                rejections = await read(load_rejections, rejections_seen)
+                remember_rejected(rejections)
+                rejections_seen += len(rejections)
+            if load_after is None:
+                fills = await read(persistence.load_fills)
+            else:
+                fills = await read(load_after, seen)
             caught_up = stage.catch_up(fills)
             if load_after is not None:  # not when a strategy raised: read again next time
                 seen += len(fills)
@@ -531,8 +568,10 @@ class Pipeline:
         )
         snapshots: Any = {}
         fills: Any = []
+        rejections: list[Rejection] = []
         if self.persistence is not None:
             snapshots, fills, metadata = await self._load_stored_state(self.persistence)
+            rejections = await self._load_rejections(self.persistence)
             self._judge_stored_state(snapshots, fills)
             self._record_settings(self.persistence, metadata)
             if self.mode == "backtest" and (snapshots or fills):
@@ -559,7 +598,8 @@ class Pipeline:
                 # Orders read again after a crash (in one process none are): those the journal
                 # shows filled, now and whenever the role takes on more input, are skipped.
                 execution_stage.remember_filled(fills)
-                self._catch_up_when_assigned(execution_stage, len(fills))
+                execution_stage.remember_rejected(rejections)
+                self._catch_up_when_assigned(execution_stage, len(fills), len(rejections))
             # Orders waiting for a price keep their records uncommitted (a process killed
             # meanwhile reads them again), and go with their instruments' input.
             self._declare_waiting(execution_stage, Topics.ORDERS)
@@ -581,6 +621,7 @@ class Pipeline:
                 snapshot_interval_seconds=self.settings.portfolio.snapshot_interval_seconds,
                 record_equity=True,
                 blocking_io_in_thread=self.mode == "live",
+                journal_rejections=self._journals_rejections(),
             )
             self.portfolio_stage.before_first_write = self._settings_record
             self.stages.append(self.portfolio_stage)
@@ -588,11 +629,12 @@ class Pipeline:
             risk_book = await self._restored_book(snapshots, fills)
             risk_stage = RiskStage(services, self.validators, risk_book, self.settings.pending)
             risk_stage.remember_filled(fills)
+            risk_stage.remember_rejected(rejections)
             self.stages.append(risk_stage)
             # Signals waiting for a first price keep their records uncommitted (a process
             # killed meanwhile reads them again), and stay with their instruments' input.
             self._declare_waiting(risk_stage, Topics.SIGNALS)
-            self._catch_up_when_assigned(risk_stage, len(fills))
+            self._catch_up_when_assigned(risk_stage, len(fills), len(rejections))
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
             strategy_stage = StrategyStage(

@@ -46,6 +46,7 @@ class PortfolioStage(PricedMarket, Stage):
         snapshot_interval_seconds: float,
         record_equity: bool = True,
         blocking_io_in_thread: bool = False,
+        journal_rejections: bool = False,
     ) -> None:
         super().__init__(services)
         self.book = book
@@ -54,6 +55,11 @@ class PortfolioStage(PricedMarket, Stage):
         self.snapshot_interval = snapshot_interval_seconds
         self.record_equity = record_equity
         self._unjournaled: list[Fill] = []
+        # Across processes rejections are journaled too (a back end with record_rejections):
+        # the risk and execution roles read them when they start, so that a signal or order
+        # they read again after a crash is not decided or executed a second time.
+        self.journal_rejections = journal_rejections
+        self._unjournaled_rejections: list[Rejection] = []
         self._last_checkpoint = time.monotonic()
         # Equity changes only with a fill or with the price of an instrument some portfolio
         # holds, so it is recomputed only then (None: recompute at the next market event).
@@ -157,28 +163,39 @@ class PortfolioStage(PricedMarket, Stage):
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.result.add_rejection(rejection)
+        if self.journal_rejections:
+            self._unjournaled_rejections.append(rejection)
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint >= self.snapshot_interval
 
     async def flush_journal(self) -> bool:
-        """Write every fill applied so far to the journal. False (and the fills kept for the
-        next attempt) when the persistence fails."""
+        """Write every fill applied so far to the journal (and, across processes, every
+        rejection seen). False (and what was not written kept for the next attempt) when the
+        persistence fails."""
         async with self._journal_lock:
-            while self._unjournaled:
-                batch = self._unjournaled
-                self._unjournaled = []
-                try:
-                    await self._persist("journaling fills", self.persistence.record_fills, batch)
-                except BaseException as exc:
-                    # Kept for the next attempt, also when the write was cancelled (a stop
-                    # while it waited for a lock): else they would count as journaled.
-                    self._unjournaled = batch + self._unjournaled
-                    if not isinstance(exc, Exception):
-                        raise
-                    self._persistence_failed("journaling fills", exc)
-                    return False
-                self._persistence_works()
+            if not await self._flush("_unjournaled", "journaling fills", "record_fills"):
+                return False
+            if self._unjournaled_rejections:
+                return await self._flush(
+                    "_unjournaled_rejections", "journaling rejections", "record_rejections"
+                )
+        return True
+
+    async def _flush(self, pending: str, what: str, method: str) -> bool:
+        while batch := getattr(self, pending):
+            setattr(self, pending, [])
+            try:
+                await self._persist(what, getattr(self.persistence, method), batch)
+            except BaseException as exc:
+                # Kept for the next attempt, also when the write was cancelled (a stop while
+                # it waited for a lock): else they would count as journaled.
+                setattr(self, pending, batch + getattr(self, pending))
+                if not isinstance(exc, Exception):
+                    raise
+                self._persistence_failed(what, exc)
+                return False
+            self._persistence_works()
         return True
 
     async def checkpoint(self, *, every_portfolio: bool = False) -> list[PortfolioSnapshot]:

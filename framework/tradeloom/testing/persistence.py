@@ -53,7 +53,17 @@ from uuid6 import uuid7
 
 from tradeloom.components import Persistence
 from tradeloom.errors import CorruptStateError, PersistenceError
-from tradeloom.events import SCHEMA_VERSION, Event, Fill, PortfolioSnapshot, Position, Side
+from tradeloom.events import (
+    SCHEMA_VERSION,
+    Event,
+    Fill,
+    OrderType,
+    PortfolioSnapshot,
+    Position,
+    Rejection,
+    Side,
+    Signal,
+)
 
 __all__ = [
     "AwaitRunner",
@@ -61,6 +71,7 @@ __all__ = [
     "PersistenceConformance",
     "assert_exactly_equal",
     "make_fill",
+    "make_rejection",
     "make_snapshot",
 ]
 
@@ -105,6 +116,34 @@ def make_fill(
         quantity=Decimal(quantity),
         price=Decimal(price),
         commission=Decimal(commission),
+    )
+
+
+def make_rejection(
+    portfolio_id: str = "alpha",
+    *,
+    instrument: str = "INFY",
+    validator: str = "paper",
+    reason: str = "input ended before the order could fill",
+    limit_price: Number | None = "100.10",
+    signal_id: UUID | None = None,
+    ts: datetime | None = None,
+) -> Rejection:
+    """Build a valid :class:`Rejection` of a signal of ``portfolio_id`` (its strategy id): a
+    limit buy unless ``limit_price`` is None. Ids are fresh UUIDv7s unless given."""
+    signal = Signal(
+        event_id=signal_id or uuid7(),
+        ts=ts or BASE_TS,
+        strategy_id=portfolio_id,
+        instrument=instrument,
+        side=Side.BUY,
+        quantity=Decimal("10.50"),
+        order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
+        limit_price=None if limit_price is None else Decimal(limit_price),
+        market_ts=ts or BASE_TS,
+    )
+    return Rejection(
+        event_id=uuid7(), ts=ts or BASE_TS, signal=signal, validator=validator, reason=reason
     )
 
 
@@ -279,6 +318,14 @@ class BlockingPersistence:
         if load is None:
             pytest.skip("the back end has no load_fills_after (optional)")
         return list(self._runner.resolve(load(count)))
+
+    def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """The back end's optional ``record_rejections``; the test is skipped without it."""
+        self._runner.resolve(self._optional("record_rejections")(rejections))
+
+    def load_rejections(self, after: Any = 0) -> list[Rejection]:
+        """The back end's optional ``load_rejections``; the test is skipped without it."""
+        return list(self._runner.resolve(self._optional("load_rejections")(after)))
 
     def save_metadata(self, items: Mapping[str, str]) -> None:
         """The back end's optional ``save_metadata``; the test is skipped without it."""
@@ -696,6 +743,39 @@ class PersistenceConformance:
             with pytest.raises(ValueError):
                 conformance_store.save_metadata(bad)  # type: ignore[arg-type]
         assert conformance_store.load_metadata() == {"kept": "yes"}
+
+    # ---- rejections (optional) ----------------------------------------------------------------
+
+    def test_rejections_are_journaled_once_per_signal_in_order(
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
+    ) -> None:
+        assert conformance_store.load_rejections() == []
+        first = make_rejection("alpha", validator="paper")
+        second = make_rejection("beta", validator="max_position", reason="ünïcode '; --\n" * 50)
+        third = make_rejection("alpha", validator="cancel", reason="", limit_price=None)
+        conformance_store.record_rejections([first, second])
+        conformance_store.record_rejections([])
+        # The same signal refused again (a second answer after a restart): the first stays.
+        again = make_rejection("alpha", validator="other", signal_id=first.signal.event_id)
+        conformance_store.record_rejections([again, third, third])
+        expected = [first, second, third]
+        assert_exactly_equal(conformance_store.load_rejections(), expected)
+        assert_exactly_equal(conformance_store.load_rejections(2), [third])
+        assert conformance_store.load_rejections(3) == []
+        assert conformance_store.load_rejections(10) == []
+        # Rejections are no state: a store holding only rejections still loads as empty.
+        assert conformance_store.load_snapshots() == {} and conformance_store.load_fills() == []
+        fresh = self.restart(conformance_store, conformance_runner)
+        assert_exactly_equal(fresh.load_rejections(), expected)
+        fresh.close()
+
+    def test_load_rejections_refuses_a_count_that_is_not_one(
+        self, conformance_store: BlockingPersistence
+    ) -> None:
+        conformance_store.record_rejections([make_rejection()])
+        for bad in (-1, 1.0, "1", True, None):
+            with pytest.raises(ValueError, match="load_rejections needs a count of rejections"):
+                conformance_store.load_rejections(bad)
 
     # ---- state written by a newer tradeloom --------------------------------------------------
 

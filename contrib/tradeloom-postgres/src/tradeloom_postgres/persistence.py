@@ -36,11 +36,12 @@ from psycopg_pool import ConnectionPool
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 from tradeloom.components import Persistence
 from tradeloom.errors import ConfigError, PersistenceError
-from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 from tradeloom.params import ParamsModel, parameters_problem
 from tradeloom.storage import (
     check_metadata,
     decode_stored_fill,
+    decode_stored_rejection,
     decode_stored_snapshot,
     journal_count,
 )
@@ -525,6 +526,60 @@ class PostgresPersistence(Persistence):
             fills.append(decode_stored_fill(data, where=where, portfolio_id=owner))
         return fills
 
+    # ---- rejections --------------------------------------------------------------------------
+
+    def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Append rejections in order; one whose signal has a stored rejection is ignored."""
+        rows = [(r.signal.event_id, r.model_dump_json()) for r in rejections]
+        if not rows:
+            return
+        # Made by the first record, as the metadata table is. The event is kept as JSON text,
+        # not jsonb: a validator's reason may hold a NUL, which jsonb refuses.
+        create = self._q(
+            "CREATE TABLE IF NOT EXISTS {schema}.tradeloom_rejections (seq bigserial PRIMARY "
+            "KEY, signal_id uuid NOT NULL UNIQUE, event text NOT NULL)"
+        )
+        insert = self._q(
+            "INSERT INTO {schema}.tradeloom_rejections (signal_id, event) VALUES (%s, %s) "
+            "ON CONFLICT (signal_id) DO NOTHING"
+        )
+        self._ensure_hold()
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn, conn.transaction():
+                conn.execute(create)
+                with conn.cursor() as cursor:
+                    cursor.executemany(insert, rows)
+        except psycopg.Error as exc:
+            raise self._fail(exc, "recording rejections") from exc
+
+    def load_rejections(self, after: int = 0) -> list[Rejection]:
+        """The journaled rejections after the first ``after``, in the order recorded."""
+        skip = journal_count(after, "load_rejections", "rejections")
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn:
+                if not self._has_table(conn, "tradeloom_rejections"):
+                    return []
+                rows = conn.execute(
+                    self._q(
+                        "SELECT seq, event FROM {schema}.tradeloom_rejections ORDER BY seq "
+                        "OFFSET %s"
+                    ),
+                    (skip,),
+                ).fetchall()
+        except psycopg.Error as exc:
+            raise self._fail(exc, "loading rejections") from exc
+        table = f"{self.where}: table {self.schema}.tradeloom_rejections"
+        return [
+            decode_stored_rejection(data, where=f"{table}, row seq={seq}") for seq, data in rows
+        ]
+
+    def _has_table(self, conn: psycopg.Connection[Any], name: str) -> bool:
+        table = sql.Identifier(self.schema, name).as_string(conn)
+        exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+        return exists is not None and exists[0] is not None
+
     # ---- snapshots ---------------------------------------------------------------------------
 
     def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
@@ -598,9 +653,7 @@ class PostgresPersistence(Persistence):
         pool = self._get_pool()
         try:
             with pool.connection() as conn:
-                table = sql.Identifier(self.schema, "tradeloom_metadata").as_string(conn)
-                exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-                if exists is None or exists[0] is None:
+                if not self._has_table(conn, "tradeloom_metadata"):
                     return {}
                 rows = conn.execute(
                     self._q("SELECT key, value FROM {schema}.tradeloom_metadata ORDER BY key")
