@@ -46,9 +46,11 @@ class PaperTrader(PricedMarket, Executor):
     process ran: the prices this trader saw first are not from before it arrived, and only its
     ``market_ts`` counts. A tick must be stamped after it, a
     bar must start at or after it, so no order fills at a price from before it was placed.
-    With ``fill_at="last"`` an order fills at once at the latest price the trader knows; one
-    for an instrument without a price yet fills at the first event stamped at or after the
-    order's data time, at that event's latest price.
+    With ``fill_at="last"`` an order fills at once at the latest price the trader knows, when
+    that price is not older than the order's ``market_ts``; one for an instrument without a
+    price yet, or whose latest price is older than the decision (an execution process behind
+    the strategy's), fills at the first event stamped at or after the order's data time, at
+    that event's latest price.
 
     Limit orders fill when the price reaches the limit: a buy at the bar's open if that is at
     or below the limit, else at the limit if the bar's low reaches it (ticks: at the last
@@ -124,10 +126,13 @@ class PaperTrader(PricedMarket, Executor):
         if decided is not None and (placed is None or decided > placed):
             placed = decided
         if self.fill_at == "last":
-            # As a live paper trader does: at once, at the latest price this trader knows
-            # (in one process that is the price the strategy decided on).
-            price = self.last_price(order.instrument)
-            if price is not None:
+            # As a live paper trader does: at once, at the latest price this trader knows (in
+            # one process that is the price the strategy decided on) unless that price is
+            # older than the decision: across processes the strategy may have seen prices
+            # this trader has not yet, and the order waits for them.
+            event = self.last_events.get(order.instrument)
+            if event is not None and (decided is None or event.ts >= decided):
+                price = event.price
                 fill_price = self._execution_price(order, price, price, price)
                 if fill_price is not None:
                     self._fill(order, fill_price)

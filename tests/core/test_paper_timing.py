@@ -86,8 +86,26 @@ def test_fill_at_last_fills_at_once_at_the_latest_known_price() -> None:
     prices = ticks("X", ["10", "11", "12"], interval=timedelta(seconds=1))
     paper, emitted = trader("last")
     paper.on_market(prices[0])
-    paper.on_order(order(decided_at=prices[2].ts))  # a live trader fills now, at its price
-    assert [e.price for e in emitted] == [Decimal(10)]  # type: ignore[attr-defined]
+    paper.on_market(prices[1])
+    paper.on_order(order(decided_at=prices[1].ts))  # a live trader fills now, at its price
+    assert [e.price for e in emitted] == [Decimal(11)]  # type: ignore[attr-defined]
+    paper.on_order(order(decided_at=None))  # no decision time: the latest price too
+    assert [e.price for e in emitted] == [Decimal(11), Decimal(11)]  # type: ignore[attr-defined]
+
+
+def test_fill_at_last_behind_the_strategy_waits_for_the_price_it_decided_on() -> None:
+    # Across processes the execution process may lag: the strategy decided on tick 3 while
+    # this trader has seen tick 1 only. Tick 1's price is older than the decision: the order
+    # fills at the first price stamped at or after it, never at the stale one.
+    prices = ticks("X", ["10", "11", "12", "13"], interval=timedelta(seconds=1))
+    paper, emitted = trader("last")
+    paper.on_market(prices[0])
+    paper.on_order(order(decided_at=prices[2].ts))
+    assert emitted == []
+    paper.on_market(prices[1])
+    assert emitted == []  # still before the decision
+    paper.on_market(prices[2])
+    assert [e.price for e in emitted] == [Decimal(12)]  # type: ignore[attr-defined]
 
 
 def test_fill_at_last_without_a_price_waits_for_the_decided_time() -> None:
