@@ -21,6 +21,7 @@ from tradeloom.events import Bar, MarketTick
 from tradeloom.runtime.stages import StrategyError
 from tradeloom.strategy import StrategyContext
 from tradeloom.testing import bars, merge, run_strategy, ticks
+from tradeloom_sqlite.persistence import SqlitePersistence
 
 
 class BuyOnFirst(Strategy):
@@ -1179,6 +1180,50 @@ def test_a_live_runs_equity_curve_ends_at_its_last_market_time() -> None:
     result = anyio.run(pipeline.run)
     last_ts, last_equity = result.equity_curve.series()[-1]
     assert (last_ts, last_equity) == (data[-1].ts, result.final_equity)
+
+
+def test_a_live_runs_last_snapshot_values_its_holdings_at_the_last_prices(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A portfolio is saved when a fill changes it; one that then only holds while the prices
+    # move was stored with the equity and prices of its last fill, also at the stop.
+    class BuysOnce(Strategy):
+        def on_bar(self, bar: Any, ctx: StrategyContext) -> None:
+            if bar.close == 10:
+                ctx.buy("X", 5)
+
+    class Idle(Strategy):
+        pass
+
+    data = bars("X", ["10", "11", "12", "25"])
+
+    class PausesAfterTheFirst(Feed):
+        async def events(self, ctx: FeedContext) -> AsyncIterator[Bar]:  # type: ignore[override]
+            yield data[0]
+            await anyio.sleep(1.0)  # the periodic checkpoint saves "a" with its fill
+            for bar in data[1:]:
+                yield bar
+
+    db = tmp_path / "state.db"
+    config = {
+        "executor": {"name": "paper", "params": {"fill_at": "last"}},
+        "persistence": {"name": "sqlite", "params": {"path": str(db)}},
+        "portfolio": {"snapshot_interval_seconds": 0.1},
+    }
+    pipeline = Pipeline(
+        make_settings(config),
+        mode="live",
+        strategies={"a": BuysOnce(), "b": Idle()},
+        feed=PausesAfterTheFirst(),
+    )
+    result = anyio.run(pipeline.run)
+    store = SqlitePersistence(db)
+    store.open()
+    try:
+        stored = store.load_snapshots()
+    finally:
+        store.close()
+    assert stored["a"].positions["X"].last_price == Decimal(25)
+    assert stored["a"].equity == result.snapshots["a"].equity == 100_000 + 5 * (25 - 10)
+    assert stored["b"].equity == 100_000
 
 
 def test_a_resume_with_nothing_new_keeps_the_stored_time_for_the_next_one(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -1344,7 +1344,11 @@ class Pipeline:
             # stamped with the clock, already at the first event's time, a resume would skip
             # that time untaken.
             if self.mode != "backtest" or self.result.market_events:
-                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
+                # A live run saves the portfolios holding positions too: their stored equity
+                # and prices are those of the end, not of their last fill.
+                await self.portfolio_stage.checkpoint(
+                    every_portfolio=self.mode == "backtest", holding_ones=self.mode == "live"
+                )
                 self.result.unsaved_portfolios = sorted(book.dirty())
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)

@@ -198,22 +198,29 @@ class PortfolioStage(PricedMarket, Stage):
             self._persistence_works()
         return True
 
-    async def checkpoint(self, *, every_portfolio: bool = False) -> list[PortfolioSnapshot]:
+    async def checkpoint(
+        self, *, every_portfolio: bool = False, holding_ones: bool = False
+    ) -> list[PortfolioSnapshot]:
         """Journal new fills, then save snapshots of changed portfolios (of all of them with
         ``every_portfolio``: a backtest's last checkpoint, so that the stored state's time is
-        the time it got to). Failures are counted and retried at the next checkpoint; nothing
-        is marked saved that was not."""
+        the time it got to; with ``holding_ones`` also of those holding a position, whose
+        value moved with the prices: a live run's last checkpoint). Failures are counted and
+        retried at the next checkpoint; nothing is marked saved that was not."""
         async with self._checkpoint_lock:
             self._last_checkpoint = time.monotonic()
             if not await self.flush_journal():
                 return []
             # No await between the journal becoming complete and taking the snapshots, so a
             # snapshot never refers to a fill the journal lacks.
-            versions = (
-                {pid: p.version for pid, p in self.book.portfolios.items()}
-                if every_portfolio
-                else self.book.dirty()
-            )
+            portfolios = self.book.portfolios
+            if every_portfolio:
+                versions = {pid: p.version for pid, p in portfolios.items()}
+            else:
+                versions = self.book.dirty()
+                if holding_ones:
+                    for pid, portfolio in portfolios.items():
+                        if any(h.quantity for h in portfolio.holdings.values()):
+                            versions.setdefault(pid, portfolio.version)
             if not versions:
                 return []
             now = self.services.clock.now()
