@@ -12,13 +12,15 @@ import anyio
 import pytest
 import uuid6
 
-from tradeloom.events import Fill, PortfolioSnapshot, Side
+from tradeloom.errors import PersistenceError
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection, Side
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import StageServices
 from tradeloom.runtime.status import PipelineStatus
+from tradeloom.testing.persistence import make_rejection
 from tradeloom_memory.persistence import MemoryPersistence
 from tradeloom_memory.transport import MemoryTransport
 
@@ -200,3 +202,38 @@ def test_a_save_in_flight_is_in_the_status_until_it_returns(stage: PortfolioStag
     assert list(during) == ["saving snapshots"]
     assert before <= during["saving snapshots"] <= datetime.now(UTC)
     assert status.persistence_in_flight == {}
+
+
+class RefusesRejections(RecordingPersistence):
+    """A store whose rejections table may not be made (a role without CREATE), until told."""
+
+    refuse = True
+
+    def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        if self.refuse:
+            raise PersistenceError("recording rejections failed: permission denied for schema")
+        super().record_rejections(rejections)
+
+
+def test_a_failing_rejections_journal_does_not_hold_up_the_fills(
+    stage: PortfolioStage, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RefusesRejections()
+    store.open()
+    stage.persistence = store
+    stage.journal_rejections = True
+    first, second = make_rejection("p0001"), make_rejection("p0002")
+    stage.on_rejection(first)
+    stage.on_fill(fill("p0001"))
+    with caplog.at_level(logging.DEBUG, logger="test"):
+        assert anyio.run(stage.flush_journal) is True  # the fills' journal is complete
+        stage.on_rejection(second)
+        assert anyio.run(stage.flush_journal) is True
+    assert len(store.load_fills()) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # said once; then at DEBUG
+    assert "journaling rejections" in warnings[0].getMessage()
+    assert stage.services.status.last_persistence_error is None  # not a failed state write
+    store.refuse = False  # the owner made the table: the kept rejections are journaled
+    anyio.run(stage.flush_journal)
+    assert [r.signal.strategy_id for r in store.load_rejections()] == ["p0001", "p0002"]

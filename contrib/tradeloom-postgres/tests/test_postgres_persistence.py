@@ -28,6 +28,7 @@ from tradeloom.testing.persistence import (
     PersistenceConformance,
     assert_exactly_equal,
     make_fill,
+    make_rejection,
     make_snapshot,
     open_together,
 )
@@ -644,6 +645,37 @@ def test_a_role_that_may_not_create_anything_opens_and_uses_a_schema_up_to_date(
             with pytest.raises(PersistenceError, match="permission denied"):
                 app.save_metadata({"k": "v"})
             assert app.load_metadata() == {}
+            with pytest.raises(PersistenceError, match="permission denied"):
+                app.record_rejections([make_rejection("beta")])
+            assert app.load_rejections() == []
+        finally:
+            app.close()
+        # Once the owner has made the tables and granted them (as the README says), the role
+        # uses them: no CREATE is tried when the table is there.
+        owner = PostgresPersistence(**postgres_server.params(schema=schema))
+        owner.open()
+        owner.save_metadata({"k": "owner"})
+        owner.record_rejections([make_rejection("alpha")])
+        owner.close()
+        with postgres_server.admin_connect() as conn:
+            for statement in (
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+                "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+            ):
+                conn.execute(
+                    sql.SQL(statement).format(
+                        schema=sql.Identifier(schema), role=sql.Identifier(role)
+                    )
+                )
+        app = PostgresPersistence(
+            **postgres_server.params(schema=schema, user=role, password="rw-pass")
+        )
+        app.open()
+        try:
+            app.save_metadata({"k": "app"})
+            assert app.load_metadata() == {"k": "app"}
+            app.record_rejections([make_rejection("beta")])
+            assert [r.signal.strategy_id for r in app.load_rejections()] == ["alpha", "beta"]
         finally:
             app.close()
     finally:

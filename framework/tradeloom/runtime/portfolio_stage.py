@@ -24,6 +24,9 @@ _FAILURE_LOG_SECONDS = 30.0
 """During a persistence outage, at most one log line per this many seconds."""
 
 
+_REJECTIONS_KEPT = 10_000  # rejections kept for the next attempt while journaling them fails
+
+
 class PortfolioStage(PricedMarket, Stage):
     """Applies each fill once, journals it, and saves snapshots of changed portfolios.
 
@@ -60,6 +63,7 @@ class PortfolioStage(PricedMarket, Stage):
         # they read again after a crash is not decided or executed a second time.
         self.journal_rejections = journal_rejections
         self._unjournaled_rejections: list[Rejection] = []
+        self._rejection_failures = 0
         self._last_checkpoint = time.monotonic()
         # Equity changes only with a fill or with the price of an instrument some portfolio
         # holds, so it is recomputed only then (None: recompute at the next market event).
@@ -174,29 +178,47 @@ class PortfolioStage(PricedMarket, Stage):
         rejection seen). False (and what was not written kept for the next attempt) when the
         persistence fails."""
         async with self._journal_lock:
-            if not await self._flush("_unjournaled", "journaling fills", "record_fills"):
-                return False
+            while self._unjournaled:
+                batch = self._unjournaled
+                self._unjournaled = []
+                try:
+                    await self._persist("journaling fills", self.persistence.record_fills, batch)
+                except BaseException as exc:
+                    # Kept for the next attempt, also when the write was cancelled (a stop
+                    # while it waited for a lock): else they would count as journaled.
+                    self._unjournaled = batch + self._unjournaled
+                    if not isinstance(exc, Exception):
+                        raise
+                    self._persistence_failed("journaling fills", exc)
+                    return False
+                self._persistence_works()
             if self._unjournaled_rejections:
-                return await self._flush(
-                    "_unjournaled_rejections", "journaling rejections", "record_rejections"
-                )
+                await self._journal_rejections()
         return True
 
-    async def _flush(self, pending: str, what: str, method: str) -> bool:
-        while batch := getattr(self, pending):
-            setattr(self, pending, [])
-            try:
-                await self._persist(what, getattr(self.persistence, method), batch)
-            except BaseException as exc:
-                # Kept for the next attempt, also when the write was cancelled (a stop while
-                # it waited for a lock): else they would count as journaled.
-                setattr(self, pending, batch + getattr(self, pending))
-                if not isinstance(exc, Exception):
-                    raise
-                self._persistence_failed(what, exc)
-                return False
-            self._persistence_works()
-        return True
+    async def _journal_rejections(self) -> None:
+        """Journal the rejections seen. A failure is no failure of the journal of fills (a
+        role that may not create the table: see the persistence docs): it is said, and the
+        latest rejections are kept for the next attempt."""
+        batch = self._unjournaled_rejections
+        self._unjournaled_rejections = []
+        record = self.persistence.record_rejections  # type: ignore[attr-defined]
+        try:
+            await self._persist("journaling rejections", record, batch)
+        except BaseException as exc:
+            kept = batch + self._unjournaled_rejections
+            self._unjournaled_rejections = kept[-_REJECTIONS_KEPT:]
+            if not isinstance(exc, Exception):
+                raise
+            self._rejection_failures += 1
+            self.services.logger.log(
+                logging.WARNING if self._rejection_failures == 1 else logging.DEBUG,
+                "persistence failed while journaling rejections (tried again at each write; "
+                "until it works, a risk or execution process restarted after a crash may "
+                "decide a rejected signal again): %s: %s",
+                type(exc).__name__,
+                exc,
+            )
 
     async def checkpoint(
         self, *, every_portfolio: bool = False, holding_ones: bool = False

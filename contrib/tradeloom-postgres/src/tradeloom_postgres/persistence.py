@@ -547,7 +547,7 @@ class PostgresPersistence(Persistence):
         pool = self._get_pool()
         try:
             with pool.connection() as conn, conn.transaction():
-                conn.execute(create)
+                self._ensure_table(conn, "tradeloom_rejections", create)
                 with conn.cursor() as cursor:
                     cursor.executemany(insert, rows)
         except psycopg.Error as exc:
@@ -574,6 +574,13 @@ class PostgresPersistence(Persistence):
         return [
             decode_stored_rejection(data, where=f"{table}, row seq={seq}") for seq, data in rows
         ]
+
+    def _ensure_table(self, conn: psycopg.Connection[Any], name: str, create: sql.Composed) -> None:
+        """Run ``create`` (a ``CREATE TABLE IF NOT EXISTS``) only when table ``name`` is
+        missing: PostgreSQL checks the CREATE right on the schema before it looks whether the
+        table exists, and an application role granted only the table's rights has none."""
+        if not self._has_table(conn, name):
+            conn.execute(create)
 
     def _has_table(self, conn: psycopg.Connection[Any], name: str) -> bool:
         table = sql.Identifier(self.schema, name).as_string(conn)
@@ -642,7 +649,7 @@ class PostgresPersistence(Persistence):
         pool = self._get_pool()
         try:
             with pool.connection() as conn, conn.transaction():
-                conn.execute(create)
+                self._ensure_table(conn, "tradeloom_metadata", create)
                 with conn.cursor() as cursor:
                     cursor.executemany(upsert, rows)
         except psycopg.Error as exc:
