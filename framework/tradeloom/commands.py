@@ -459,11 +459,13 @@ def _report_partial(
     how: str,
     what: str,
     roles: Collection[str] | None = None,
+    took_events: bool = False,
 ) -> None:
     """Show (and write, with ``out``) what a run that failed or was interrupted did until
-    then, titled as such; the error that ended it is then said as usual."""
-    if result.first_event_time is None:  # it took no event: there is nothing to show
-        return
+    then, titled as such; the error that ended it is then said as usual. ``took_events``: the
+    run's stages took events (a process without the feed knows no first event time)."""
+    if result.first_event_time is None and not took_events:
+        return  # it took no event: there is nothing to show
     try:
         with _sigterm_ignored():  # a repeated SIGTERM does not cut the report short
             if out is None:
@@ -562,7 +564,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except Exception:
             # The pipeline drained and saved; what it did until the error is shown as it
             # would have been on a clean exit (a feed that gave up, a strategy's error).
-            _report_partial(pipeline.result, out, "Run", "failed", "run", roles)
+            took = any(stage.events_in for stage in pipeline.status.stages.values())
+            _report_partial(pipeline.result, out, "Run", "failed", "run", roles, took)
             raise
     if out is not None:
         with _writing_results():

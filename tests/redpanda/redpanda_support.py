@@ -170,9 +170,17 @@ SERVING = re.compile(r"serving /health and /metrics on (\S+)")
 class RoleProcess:
     """``tradeloom -v run -c CONFIG --role ...`` in a subprocess, its output in a log file."""
 
-    def __init__(self, config: Path, roles: Iterable[str], log_dir: Path, name: str) -> None:
+    def __init__(
+        self,
+        config: Path,
+        roles: Iterable[str],
+        log_dir: Path,
+        name: str,
+        extra_args: Iterable[str] = (),
+    ) -> None:
         self.config = config
         self.roles = list(roles)
+        self.extra_args = list(extra_args)
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -185,6 +193,7 @@ class RoleProcess:
         command = [sys.executable, "-m", "tradeloom.cli", "-v", "run", "-c", str(self.config)]
         for role in self.roles:
             command += ["--role", role]
+        command += self.extra_args
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.runs}: {' '.join(command)}\n".encode())
             self.process = subprocess.Popen(

@@ -87,9 +87,23 @@ class BuyRestCancel(Strategy):
             assert ctx.cancel(self.resting)
 
 
+class BuysThenRaises(Strategy):
+    """Buys one unit on each of the first two ticks, then raises on the third."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        self.ticks += 1
+        if self.ticks == 3:
+            raise RuntimeError("the model lost its weights")
+        ctx.buy(tick.instrument, 1)
+
+
 @hookimpl
 def tradeloom_register_strategies() -> Mapping[str, Any]:
     return {
+        "buys_then_raises": BuysThenRaises,
         "buy_rest_cancel": BuyRestCancel,
         "buy_every_tick": BuyEveryTick,
         "rest_then_cancel": RestThenCancel,

@@ -8,6 +8,7 @@ shows any lost tick (a missing fill) and any doubled effect (an extra fill) by c
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -595,6 +596,39 @@ def test_an_order_cancelled_before_an_execution_crash_is_not_placed_again(
     published = asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 2, 2))
     assert [CODEC.decode(record.value).signal.instrument for record in published] == [rested]
     assert journaled_rejections(db) == [cancelled]
+
+
+def test_a_role_process_without_the_feed_that_fails_reports_what_it_did(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    # A strategy process knows no first event time (that is the feed's): it still shows the
+    # failed run's summary and writes its result, as a process with the feed does.
+    config, _ = write_pipeline(
+        tmp_path,
+        bootstrap=broker.bootstrap,
+        prefix=prefix,
+        strategy={"name": "buys_then_raises", "id": "fragile"},
+        executor=FILL_AT_LAST,
+    )
+    out = tmp_path / "strategy-out"
+    back = RoleProcess(config, ["feed", "risk", "execution", "portfolio"], tmp_path, "back")
+    strategy = RoleProcess(config, ["strategy"], tmp_path, "strategy", ["--out", str(out)])
+    processes = [back.start(), strategy.start()]
+    try:
+        for process in processes:
+            process.wait_ready()
+        _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(["AAA"], 3), 0.2).join(30)
+        wait_until(strategy.exited, 30, "the strategy process to fail")
+        assert back.terminate() == 0, back.current_log()[-2000:]
+    finally:
+        for process in processes:
+            process.kill()
+    assert strategy.process is not None and strategy.process.returncode == 1
+    log = strategy.current_log()
+    assert "the model lost its weights" in log
+    assert "Run (failed)" in log
+    result = json.loads((out / "result.json").read_text())
+    assert "the model lost its weights" in result["summary"]["failed"]
 
 
 def _decisions(broker: Broker, prefix: str, orders: int) -> tuple[Counter[str], list[str]]:
