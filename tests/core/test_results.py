@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,24 @@ def test_the_equity_picture_of_an_interrupted_run_says_so(tmp_path: Path) -> Non
     result.interrupted = "at market time 2024-01-03T00:00:00+00:00 (1 fills so far)"
     stopped = png_text(result.write(tmp_path / "stopped")["equity_curve"])["Title"]
     assert stopped == f"{complete}\ninterrupted {result.interrupted}"
+
+
+@pytest.mark.parametrize(
+    "start", [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, tzinfo=UTC)]
+)
+def test_times_a_date_axis_cannot_hold_still_give_both_files(
+    tmp_path: Path, start: datetime
+) -> None:
+    # A feed's zero time (Go's time.Time{} is year 1) reached the equity curve: matplotlib
+    # refused the date axis, and the run lost its result.json with the picture.
+    result = RunResult(starting_equity=Decimal(1000))
+    result.snapshots = {"s": make_snapshot("s", cash=1010)}
+    result.equity_curve.add(start, Decimal(1000))
+    result.equity_curve.add(start + timedelta(minutes=30), Decimal(1010))
+    written = result.write(tmp_path)
+    assert json.loads(written["result"].read_text())["summary"]["final_equity"] == "1010"
+    title = png_text(written["equity_curve"])["Title"]
+    assert title == "Equity: 1,000.00 -> 1,010.00 (0 fills, max drawdown 0.00%)"
 
 
 def test_only_the_first_bad_inputs_of_a_run_are_logged_as_warnings(

@@ -473,15 +473,28 @@ def plot_equity_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    title = equity_title(summary)
+    # Plotting needs floats; the numbers in result.json stay exact Decimals.
+    values = [float(value) for _, value in series]
+    try:
+        _draw(plt, path, title, [ts for ts, _ in series], values)
+    except (ValueError, OverflowError):
+        # Times matplotlib cannot place on a date axis (year 1, a feed's zero time, or year
+        # 9999): the curve is drawn over its points' order instead, not lost with result.json.
+        _draw(plt, path, title, list(range(len(values))), values, "point (in time order)")
+
+
+def _draw(
+    plt: Any, path: Path, title: str, xs: list[Any], values: list[float], x_label: str = ""
+) -> None:
     figure, axes = plt.subplots(figsize=(10, 4.5), dpi=100)
     try:
-        if series:
-            # Plotting needs floats; the numbers in result.json stay exact Decimals.
-            times: Any = [ts for ts, _ in series]
-            axes.plot(times, [float(value) for _, value in series], lw=1.2)
-        title = equity_title(summary)
+        if xs:
+            axes.plot(xs, values, lw=1.2)
         axes.set_title(title)
         axes.set_ylabel("equity")
+        if x_label:
+            axes.set_xlabel(x_label)
         axes.grid(alpha=0.3)
         figure.autofmt_xdate()
         figure.tight_layout()
