@@ -112,6 +112,13 @@ class PipelineSettings(_Section):
         default=None,
         description="Also append every dead letter to this JSON-lines file (reason and raw input).",
     )
+    max_ahead_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="A live run's market event stamped further ahead of the wall clock is bad "
+        "input.",
+    )
 
 
 class PendingSettings(_Section):

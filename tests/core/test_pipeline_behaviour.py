@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -1224,6 +1225,70 @@ def test_a_live_runs_last_snapshot_values_its_holdings_at_the_last_prices(tmp_pa
     assert stored["a"].positions["X"].last_price == Decimal(25)
     assert stored["a"].equity == result.snapshots["a"].equity == 100_000 + 5 * (25 - 10)
     assert stored["b"].equity == 100_000
+
+
+class BuysEachOnce(Strategy):
+    """One market buy of each instrument, on its first tick."""
+
+    def __init__(self) -> None:
+        self.bought: set[str] = set()
+
+    def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:
+        if tick.instrument not in self.bought:
+            self.bought.add(tick.instrument)
+            ctx.buy(tick.instrument, 1)
+
+
+def _ahead_data() -> tuple[list[MarketTick], MarketTick]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    x = ticks("X", ["10", "11", "12"], start=now - timedelta(minutes=1))
+    junk = ticks("JUNK", ["1"], start=datetime(2099, 1, 1, tzinfo=UTC))[0]
+    return [x[0], junk, x[1], x[2]], junk
+
+
+def _assert_the_junk_was_set_aside(result: Any, junk: MarketTick) -> None:
+    # Taken in, the junk tick's time would have held X's order (fill_at = "next": after the
+    # latest time seen) until 2099: it is bad input instead, and X fills on its next tick.
+    assert [(f.instrument, f.price) for f in result.fills] == [("X", Decimal(11))]
+    (letter,) = result.dead_letters
+    assert letter.error_type == "time_ahead"
+    assert letter.reason.startswith("market_tick for JUNK stamped 2099-01-01T00:00:00+00:00 is ")
+    assert letter.reason.endswith(
+        "s ahead of the wall clock ([pipeline] max_ahead_seconds = 60): a clock or time zone "
+        "off, or a corrupt time"
+    )
+    assert json.loads(letter.raw)["event_id"] == str(junk.event_id)
+    assert result.market_events == 3
+
+
+def test_a_live_tick_stamped_far_ahead_of_the_wall_clock_is_bad_input() -> None:
+    data, junk = _ahead_data()
+    config = {"executor": {"name": "paper", "params": {"fill_at": "next"}}}
+    pipeline = Pipeline(
+        make_settings(config), mode="live", strategies={"s": BuysEachOnce()}, events=data
+    )
+    _assert_the_junk_was_set_aside(anyio.run(pipeline.run), junk)
+
+
+def test_an_async_live_feeds_tick_stamped_far_ahead_is_bad_input_too() -> None:
+    data, junk = _ahead_data()
+
+    class Async(Feed):
+        async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+            for tick in data:
+                yield tick
+
+    config = {"executor": {"name": "paper", "params": {"fill_at": "next"}}}
+    pipeline = Pipeline(
+        make_settings(config), mode="live", strategies={"s": BuysEachOnce()}, feed=Async()
+    )
+    _assert_the_junk_was_set_aside(anyio.run(pipeline.run), junk)
+
+
+def test_a_backtest_takes_any_time() -> None:
+    data = ticks("X", ["10", "11"], start=datetime(2099, 1, 1, tzinfo=UTC))
+    result = tradeloom.backtest({}, strategies={"s": BuysEachOnce()}, events=data)
+    assert result.dead_letters == [] and result.market_events == 2
 
 
 def test_a_resume_with_nothing_new_keeps_the_stored_time_for_the_next_one(tmp_path) -> None:  # type: ignore[no-untyped-def]

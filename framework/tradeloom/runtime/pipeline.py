@@ -1014,6 +1014,7 @@ class Pipeline:
         seen = RecentIds(window) if window else None
         in_order = self._checks_time_order
         pauses = self.mode == "backtest"
+        ahead = self._ahead_limit()
         try:
             with anyio.CancelScope() as self._feed_wait:
                 if self._stop_requested:
@@ -1043,6 +1044,8 @@ class Pipeline:
                             ts = event.ts
                             if in_order and self.clock.passed(ts):
                                 raise self._out_of_order(event, self.clock.now())
+                            if ahead is not None and self._too_far_ahead(feed, event, ahead):
+                                continue
                             advance(ts)
                             last_times[event.instrument] = ts
                         except (AttributeError, TypeError) as exc:  # not a market event
@@ -1103,6 +1106,9 @@ class Pipeline:
             self._count_market(await self._pump_async(feed, cast(Any, source)))
             return
         count = 0
+        ahead = self._ahead_limit()
+        if ahead is not None:
+            source = self._refusing_too_far_ahead(feed, source, ahead)
         if opened is None:
             source = self._open_source(feed, source)
         if self._warming_up and not self._stop_requested:
@@ -1141,6 +1147,54 @@ class Pipeline:
             if self._stop_requested:
                 break
         self._count_market(count)
+
+    def _ahead_limit(self) -> timedelta | None:
+        """How far ahead of the wall clock a live run's market event may be stamped (None in a
+        backtest, whose data time is not the wall clock's)."""
+        if self.mode != "live":
+            return None
+        return timedelta(seconds=self.settings.pipeline.max_ahead_seconds)
+
+    def _too_far_ahead(self, feed: Feed, event: MarketEvent, ahead: timedelta) -> bool:
+        """Whether ``event`` is stamped more than ``ahead`` after the wall clock; if so it is
+        reported as bad input. Taken in, one such time would hold every order that waits for
+        a later price (``fill_at = "next"``) until then."""
+        now = WallClock().now()
+        if event.ts <= now + ahead:
+            return False
+        seconds = (event.ts - now).total_seconds()
+        self._on_dead_letter(
+            DeadLetter(
+                source=_source_name(feed),
+                reason=f"{event.type} for {event.instrument} stamped {event.ts.isoformat()} is "
+                f"{seconds:,.0f} s ahead of the wall clock ([pipeline] max_ahead_seconds = "
+                f"{ahead.total_seconds():g}): a clock or time zone off, or a corrupt time",
+                error_type="time_ahead",
+                raw=event.model_dump_json().encode(),
+                ts=now,
+                location=f"event {event.event_id}",
+            )
+        )
+        return True
+
+    def _refusing_too_far_ahead(
+        self, feed: Feed, events: Iterable[MarketEvent], ahead: timedelta
+    ) -> Iterator[MarketEvent]:
+        """A live plain feed's ``events`` without those stamped too far ahead (see
+        :meth:`_too_far_ahead`); closing this closes the feed's own."""
+        iterator = iter(events)
+        try:
+            for event in iterator:
+                try:
+                    refused = self._too_far_ahead(feed, event, ahead)
+                except (AttributeError, TypeError):
+                    refused = False  # not a market event: the pump says so
+                if not refused:
+                    yield event
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
         if self.status.stage_observer is not None:
