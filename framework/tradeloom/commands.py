@@ -596,6 +596,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                         "source": info.source,
                         "status": _status(info),
                         "error": info.error,
+                        "warning": info.warning,
                         "registers": info.registers,
                     }
                     for info in infos
@@ -620,6 +621,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         elif info.error and not info.blocked:
             # A message of several lines stays in its column, under the first.
             print("    error          " + info.error.replace("\n", "\n" + " " * 19))
+        if info.warning:
+            print("    warning        " + info.warning)
     for message in manager.unknown_names:
         print(f"tradeloom: warning: {message}", file=sys.stderr)
     if conflict:

@@ -75,6 +75,8 @@ class PluginInfo:
     error: str | None = None
     blocked: bool = False
     registers: dict[str, list[str]] = attrs.Factory(dict)
+    warning: str | None = None
+    """Loaded, but something about it is likely a mistake (a module that registers nothing)."""
 
     @property
     def loaded(self) -> bool:
@@ -270,6 +272,15 @@ class PluginManager:
         self.infos[module_name] = info
         if module is not None:
             self._register_reporting(module, info)
+            if info.error is None and not self.hook_manager.get_hookcallers(module):
+                # Imported (a module may be given for what importing it does), but it
+                # registers nothing: said, with what was imported when a local file of that
+                # name was meant.
+                info.warning = f"module {module_name} implements no tradeloom hook" + (
+                    _shadowed_file(module_name, module)
+                    or ": it was imported, and registers nothing (a plugin module holds "
+                    "@tradeloom.hookimpl functions)"
+                )
 
     def _register_reporting(self, plugin: Any, info: PluginInfo) -> None:
         """Register a discovered plugin; an invalid one is reported, not raised."""
@@ -496,15 +507,18 @@ class PluginManager:
 
     def problems(self) -> list[str]:
         """What a run should warn about: names in block or enable that no plugin has,
-        plugins that failed to load (and contribute nothing), and names two plugins
-        register (refused only when used)."""
+        plugins that failed to load (and contribute nothing), plugins loaded with a warning,
+        and names two plugins register (refused only when used)."""
         failed = [
             f"plugin {info.name!r} ({info.distribution or 'no distribution'}) failed to load "
             f"and is not used: {info.error}"
             for info in self.plugin_list()
             if info.error and not info.blocked and "autoload" not in info.error
         ]
-        return [*self.unknown_names, *failed, *self.conflicts]
+        warned = [
+            f"plugin {info.name!r}: {info.warning}" for info in self.plugin_list() if info.warning
+        ]
+        return [*self.unknown_names, *failed, *warned, *self.conflicts]
 
 
 _PLURALS = {"strategy": "strategies", "persistence": "persistence back ends"}
@@ -759,6 +773,21 @@ def _import_plugin_module(module_name: str) -> tuple[Any, str | None]:
         return None, _describe_error(exc)
     except (Exception, SystemExit) as exc:  # a plugin's exit() is its failure too
         return None, _describe_error(exc)
+
+
+def _shadowed_file(module_name: str, module: Any) -> str:
+    """When ``module_name.py`` in the current directory is not the module imported (one of
+    the standard library or an installed package has the name, and comes first), a clause
+    that says so; else ``""``."""
+    local = Path.cwd() / (module_name.replace(".", os.sep) + ".py")
+    imported = getattr(module, "__file__", None)
+    if not local.is_file() or (imported and Path(imported).resolve() == local.resolve()):
+        return ""
+    where = imported or "built into Python"
+    return (
+        f": {local.name} in the current directory is not what was imported ({where}: the "
+        "standard library and installed packages come first); rename the file"
+    )
 
 
 def _normal_name(distribution: str | None) -> str:

@@ -1038,6 +1038,34 @@ def test_a_constructor_that_fails_unexpectedly_is_shown_where_it_failed(
     assert f"raised at {tmp_path / 'window_strategy.py'}:5 in __init__" in done.stderr
 
 
+def test_a_plugin_module_shadowed_by_the_standard_library_is_said_to_be(tmp_path: Path) -> None:
+    # json is imported before any plugin: `-p json` gets the standard library's, whatever the
+    # current directory holds.
+    (tmp_path / "json.py").write_text(
+        "from tradeloom import hookimpl\n"
+        "@hookimpl\n"
+        "def tradeloom_register_strategies():\n"
+        "    return {}\n"
+    )
+    # The installed command (python -m would put the current directory first on sys.path).
+    command = Path(sys.executable).with_name("tradeloom")
+    done = subprocess.run(
+        [str(command), "-p", "json", "plugins"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("json "))
+    assert lines[at].endswith("loaded")
+    assert lines[at + 1].startswith(
+        "    warning        module json implements no tradeloom hook: json.py in the current "
+        "directory is not what was imported ("
+    )
+
+
 def test_the_tradeloom_command_runs_from_a_directory_deleted_under_it(tmp_path: Path) -> None:
     command = Path(sys.executable).with_name("tradeloom")
     script = f'mkdir gone && cd gone && rmdir ../gone && exec "{command}" --help'

@@ -174,6 +174,42 @@ def test_modules_and_objects_can_be_registered_explicitly(site: Path) -> None:
     ]
 
 
+def test_a_module_that_implements_no_hook_is_loaded_with_a_warning(site: Path) -> None:
+    # Imported for what importing it does, maybe: not refused, but not silent either.
+    module = unique("no_hooks")
+    (site / f"{module}.py").write_text("x = 1\n")
+    manager = PluginManager().load(modules=[module])
+    (listed,) = [i for i in manager.plugin_list() if i.name == module]
+    assert listed.loaded and listed.error is None
+    assert listed.warning == (
+        f"module {module} implements no tradeloom hook: it was imported, and registers "
+        "nothing (a plugin module holds @tradeloom.hookimpl functions)"
+    )
+    assert f"plugin {module!r}: {listed.warning}" in manager.problems()
+    assert manager.failed_modules([module]) == []
+
+
+def test_a_local_file_named_like_a_standard_module_is_said_to_be_shadowed(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `tradeloom -p code` imported the standard library's code module, not ./code.py: the
+    # plugin seemed loaded and its strategy was unknown.
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "code.py").write_text(STRATEGY_PLUGIN % {"name": "mine"})
+    monkeypatch.chdir(folder)
+    manager = PluginManager().load(modules=["code"])
+    (listed,) = [i for i in manager.plugin_list() if i.name == "code"]
+    assert listed.warning is not None
+    assert listed.warning.startswith(
+        "module code implements no tradeloom hook: code.py in the current directory is not "
+        "what was imported ("
+    )
+    assert listed.warning.endswith(
+        "the standard library and installed packages come first); rename the file"
+    )
+
+
 def test_a_module_whose_own_import_is_missing_names_that_import_and_where(site: Path) -> None:
     module = unique("imports_missing")
     missing = module + "_helpers"  # named like the module: the message must not blame it
