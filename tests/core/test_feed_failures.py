@@ -75,8 +75,6 @@ def test_a_feed_that_raises_fails_the_run_with_a_feed_error(path: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "error"),
     [
-        ("dict", "AttributeError: 'dict' object has no attribute"),
-        ("None", "AttributeError: 'NoneType' object has no attribute"),
         ("naive time", "TypeError: can't compare offset-naive and offset-aware datetimes"),
         ("no instrument", "instrument"),
         ("no ts", "ts"),
@@ -88,6 +86,21 @@ def test_a_feed_giving_what_is_no_market_event_is_named(path: str, kind: str, er
         tradeloom.backtest({}, feed=feed_class(kind), plugins=plugins, strategies=IDLE)
     assert error in str(info.value)
     assert isinstance(info.value.__cause__, AttributeError | TypeError | KeyError)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("kind", "name"), [("dict", "dict"), ("None", "NoneType")])
+def test_a_feed_giving_something_else_after_its_first_event_is_told_what_to_give(
+    path: str, kind: str, name: str
+) -> None:
+    # Not by what reading it raised ("'NoneType' object has no attribute '__dict__'"), but
+    # as a first item that is no event is told.
+    feed_class, plugins = PATHS[path]
+    with pytest.raises(FeedError) as info:
+        tradeloom.backtest({}, feed=feed_class(kind), plugins=plugins, strategies=IDLE)
+    assert str(info.value) == (
+        f"feed {feed_class.__name__} must give Bar or MarketTick events, not {name}"
+    )
 
 
 def test_a_stage_that_fails_under_publish_is_not_blamed_on_the_feed() -> None:

@@ -1288,6 +1288,14 @@ class Pipeline:
         """The feed raised ``exc`` while giving its events, or gave something that is not a
         market event (an attribute missing, a time that cannot be compared)."""
         source = _source_name(self.feed)
+        if isinstance(exc, LookupError | AttributeError | TypeError):
+            read, given = _event_read_when(exc)
+            if read and not isinstance(given, Bar | MarketTick):
+                # Said as of a first event (see _check_first_event), not by what reading it
+                # raised (``'NoneType' object has no attribute '__dict__'``).
+                return FeedError(
+                    f"{source} must give Bar or MarketTick events, not {type(given).__name__}"
+                )
         if isinstance(exc, KeyError) and _raised_here(exc):
             # Delivery reads fields from the event's dict: one built without validation
             # (model_construct) may lack one.
@@ -1626,6 +1634,17 @@ def _described(exc: BaseException) -> str:
     if isinstance(exc, TradeloomError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _event_read_when(exc: BaseException) -> tuple[bool, Any]:
+    """Whether the pipeline's own code was reading an event (a local named ``event``) when
+    ``exc`` was raised there, and what that was."""
+    if not _raised_here(exc):
+        return False, None
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        if frame.f_code.co_filename in _READING_FILES and "event" in frame.f_locals:
+            return True, frame.f_locals["event"]
+    return False, None
 
 
 def _raised_here(exc: BaseException) -> bool:
