@@ -538,16 +538,17 @@ def test_a_configured_plugin_module_that_cannot_be_loaded_stops_the_run(
 ) -> None:
     # Named in [plugins] modules as -p names one: the run does not go on without it, to fail
     # on the strategy it registers (or on something unrelated).
-    extra = '[plugins]\nmodules = ["my_strategies"]\n'
+    # Not the README's my_strategies, which a reader following it may have installed.
+    extra = '[plugins]\nmodules = ["tl_test_strategies_nowhere"]\n'
     config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "momentum", extra)
     elsewhere = tmp_path / "elsewhere"  # run from another directory than the module's
     elsewhere.mkdir()
     done = tradeloom("backtest", "-c", str(config), "--out", "o", cwd=elsewhere)
     assert done.returncode == 1
     assert done.stderr.startswith(
-        "tradeloom: error: [plugins] modules: plugin module 'my_strategies' cannot be loaded: "
-        "no module named 'my_strategies' in the current directory, PYTHONPATH or the installed "
-        "packages"
+        "tradeloom: error: [plugins] modules: plugin module 'tl_test_strategies_nowhere' cannot "
+        "be loaded: no module named 'tl_test_strategies_nowhere' in the current directory, "
+        "PYTHONPATH or the installed packages"
     )
     assert "unknown strategy" not in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "state.sqlite").exists()
@@ -979,7 +980,7 @@ def test_the_tradeloom_command_finds_a_plugin_module_in_the_current_directory(
     assert command.exists(), (
         f"the tradeloom console script is not installed next to {sys.executable}"
     )
-    (tmp_path / "my_strategies.py").write_text(
+    (tmp_path / "tl_cli_strategies.py").write_text(
         "from tradeloom import Strategy, hookimpl\n"
         "class BuyOnce(Strategy):\n"
         "    def on_bar(self, bar, ctx):\n"
@@ -993,7 +994,7 @@ def test_the_tradeloom_command_finds_a_plugin_module_in_the_current_directory(
         tmp_path,
         shared_data / "orcl-1995-2014.txt",
         "buy_once",
-        extra='[plugins]\nmodules = ["my_strategies"]\n',
+        extra='[plugins]\nmodules = ["tl_cli_strategies"]\n',
     )
     env = {**os.environ, "PYTHONPATH": ""}
     done = subprocess.run(
@@ -1199,36 +1200,38 @@ def test_a_plugin_module_named_twice_is_still_listed(
 ) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "my_strategies.py").write_text(BUY_ONCE_PLUGIN)
+    (site / "tl_cli_strategies.py").write_text(BUY_ONCE_PLUGIN)
     if how == "entry point and config":  # the README's pattern: installed, and also named
-        info = site / "my_strategies-0.2.0.dist-info"
+        info = site / "tl_cli_strategies-0.2.0.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: my-strategies\nVersion: 0.2.0\n"
+            "Metadata-Version: 2.1\nName: tl-cli-strategies\nVersion: 0.2.0\n"
         )
-        (info / "entry_points.txt").write_text("[tradeloom]\nmy_strategies = my_strategies\n")
+        (info / "entry_points.txt").write_text(
+            "[tradeloom]\ntl_cli_strategies = tl_cli_strategies\n"
+        )
     env = {"PYTHONPATH": str(site)}
-    modules = '[plugins]\nmodules = ["my_strategies"]\n' if how != "-p twice" else ""
+    modules = '[plugins]\nmodules = ["tl_cli_strategies"]\n' if how != "-p twice" else ""
     config = backtest_toml(tmp_path, shared_data / "orcl-1995-2014.txt", "buy_once", modules)
     options = {
-        "-p twice": ["-p", "my_strategies", "-p", "my_strategies"],
-        "config and -p": ["-p", "my_strategies"],
+        "-p twice": ["-p", "tl_cli_strategies", "-p", "tl_cli_strategies"],
+        "config and -p": ["-p", "tl_cli_strategies"],
         "entry point and config": [],
     }[how]
     listed = tradeloom(*options, "plugins", "-c", str(config), "--json", cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
-    plugins = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "my_strategies"]
+    plugins = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "tl_cli_strategies"]
     expected = {
         "-p twice": ("module", None),
         "config and -p": ("module", None),
-        "entry point and config": ("entry point", "my-strategies"),
+        "entry point and config": ("entry point", "tl-cli-strategies"),
     }[how]
     assert [(p["source"], p["distribution"], p["status"]) for p in plugins] == [
         (*expected, "loaded")
     ]
     assert plugins[0]["registers"] == {"strategy": ["buy_once"]}
     text = tradeloom(*options, "plugins", "-c", str(config), cwd=tmp_path, env=env)
-    assert any(line.startswith("my_strategies ") for line in text.stdout.splitlines())
+    assert any(line.startswith("tl_cli_strategies ") for line in text.stdout.splitlines())
     done = tradeloom(*options, "backtest", "-c", str(config), "--out", "o", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "o" / "result.json").read_text())["summary"]["trade_count"] == 1
