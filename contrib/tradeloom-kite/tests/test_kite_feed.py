@@ -480,6 +480,31 @@ async def test_close_stops_the_feed_without_reconnecting(
     assert len(server.sessions) == 1
 
 
+async def test_closing_the_generator_at_a_tick_closes_the_connection_normally(
+    make_ctx: Callable[..., FeedContext],
+) -> None:
+    # The pipeline closes a feed's generator where it waits at a yield (a stop): a normal
+    # close (1000), not "internal error" (1011), which is what leaving `async with` on an
+    # exception sends.
+    codes: list[int | None] = []
+
+    async def script(ws: ServerConnection, session: Session) -> None:
+        await ws.send(message(ltp_packet(INFY, 100)))
+        await ws.send(message(ltp_packet(INFY, 101)))
+        await hold_open(ws)
+        codes.append(ws.close_code)
+
+    async with kite_server(script) as server:
+        feed = make_feed(server.url)
+        ticks = feed.events(make_ctx())
+        await take(ticks, 1)
+        with anyio.fail_after(GUARD_SECONDS):
+            await ticks.aclose()  # type: ignore[attr-defined]
+            while not codes:
+                await anyio.sleep(0.01)
+    assert codes == [1000]
+
+
 async def test_close_during_the_handshake_stops_the_feed(
     make_ctx: Callable[..., FeedContext],
 ) -> None:

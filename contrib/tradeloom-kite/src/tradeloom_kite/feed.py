@@ -215,7 +215,10 @@ class KiteFeed(Feed):
                     ws = await self._open(ws_logger)
                     if ws is None:
                         return  # close() cut the opening handshake short
-                    async with ws:
+                    # Closed normally (1000) however the generator ends: `async with ws`
+                    # would close with 1011 (internal error) when the pipeline closes the
+                    # generator at a yield (a stop), which is no error.
+                    try:
                         if self._closing:
                             return  # close() came as the connection opened; leaving closes it
                         self._ws = ws
@@ -240,6 +243,8 @@ class KiteFeed(Feed):
                                 ctx.reconnecting.pop(_RECONNECTING, None)
                             for tick in ticks:
                                 yield tick
+                    finally:
+                        await ws.close()
                     last_error = KiteConnectionError("the server closed the connection")
                 except InvalidStatus as exc:
                     status = exc.response.status_code
