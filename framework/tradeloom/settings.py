@@ -12,6 +12,7 @@ import json
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -207,7 +208,38 @@ class _EnvironmentSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         decoded: dict[str, Any] = _decoded_params(self._inner())
+        _refuse_indexed_lists(self.settings_cls, decoded)
         return decoded
+
+
+def _refuse_indexed_lists(
+    model: type[BaseModel], values: Mapping[str, Any], path: str = ""
+) -> None:
+    """A list (``[[strategies]]``) addressed by index from the environment
+    (``TRADELOOM_STRATEGIES__0__PARAMS__FAST``) reads as a table, which pydantic refuses with
+    "Input should be a valid list": say what to do instead."""
+    for name, field in model.model_fields.items():
+        value = values.get(name)
+        if not isinstance(value, Mapping):
+            continue
+        where = f"{path}{name}"
+        origin = typing.get_origin(field.annotation)
+        if origin is list and all(str(key).isdigit() for key in value):
+            variable = f"{ENV_PREFIX}{where.replace('.', '__').upper()}"
+            (item,) = typing.get_args(field.annotation) or (Any,)
+            example = (
+                '[{"name": "...", "params": {...}}]'
+                if isinstance(item, type) and issubclass(item, BaseModel)
+                else '["...", "..."]'
+            )
+            raise ConfigError(
+                f"{variable}__{next(iter(value))}__...: the items of a list ({where}) cannot be "
+                f"set one by one from the environment; give the whole list as JSON, as in "
+                f"{variable}='{example}'"
+            )
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            _refuse_indexed_lists(section, value, f"{where}.")
 
 
 def _decoded_params(value: Any, in_params: bool = False) -> Any:

@@ -112,6 +112,30 @@ def test_missing_file_and_bad_environment_are_config_errors(
         load_settings(write(tmp_path, ""))
 
 
+@pytest.mark.parametrize(
+    ("variable", "whole"),
+    [
+        ("TRADELOOM_STRATEGIES__0__PARAMS__FAST", """'[{"name": "...", "params": {...}}]'"""),
+        ("TRADELOOM_HEALTH__CHECKS__1__NAME", """'[{"name": "...", "params": {...}}]'"""),
+        ("TRADELOOM_PLUGINS__MODULES__0", """'["...", "..."]'"""),
+    ],
+)
+def test_an_item_of_a_list_set_by_index_from_the_environment_says_to_give_the_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, whole: str
+) -> None:
+    monkeypatch.setenv(variable, "3")
+    path = write(tmp_path, "[[strategies]]\nname = 'sma_cross'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    listed = variable.split("__")
+    prefix = "__".join(listed[: next(n for n, part in enumerate(listed) if part.isdigit())])
+    assert str(caught.value).startswith(f"{prefix}__")
+    assert str(caught.value).endswith(
+        f"cannot be set one by one from the environment; give the whole list as JSON, as in "
+        f"{prefix}={whole}"
+    )
+
+
 def test_overrides_win_over_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
