@@ -237,3 +237,19 @@ def test_a_failing_rejections_journal_does_not_hold_up_the_fills(
     store.refuse = False  # the owner made the table: the kept rejections are journaled
     anyio.run(stage.flush_journal)
     assert [r.signal.strategy_id for r in store.load_rejections()] == ["p0001", "p0002"]
+
+
+def test_a_fill_of_a_strategy_the_run_does_not_have_is_said_once(
+    stage: PortfolioStage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Across processes, another deployment on the same topic prefix would mix its fills into
+    # this book: booked (the fill happened), but not in silence.
+    with caplog.at_level(logging.WARNING, logger="test"):
+        stage.on_fill(fill("p0001"))
+        stage.on_fill(fill("ghost"))
+        stage.on_fill(fill("ghost"))
+    (warning,) = caplog.records
+    assert warning.getMessage().startswith(
+        "a fill of strategy 'ghost', which this run does not have, opens a portfolio of its own"
+    )
+    assert stage.book.portfolios["ghost"].position("X") == 2

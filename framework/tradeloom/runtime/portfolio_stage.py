@@ -150,6 +150,8 @@ class PortfolioStage(PricedMarket, Stage):
             # the point of the time before is completed first, without it.
             self._point_missing_fills = None
             self._add_point(stale, self._equity_after_fills())
+        if fill.strategy_id not in self.book.portfolios:
+            self._say_new_portfolio(fill)
         portfolio = self.book.portfolio(fill.strategy_id)
         before = portfolio.position(fill.instrument)
         if not self.book.apply_fill(fill):
@@ -164,6 +166,18 @@ class PortfolioStage(PricedMarket, Stage):
             # that time must hold its fills too, as the strategy's own equity already
             # does. Once, before the next time's point (or the curve's end), not per fill.
             self._point_missing_fills = fill.ts
+
+    def _say_new_portfolio(self, fill: Fill) -> None:
+        # The run's own strategies have their portfolios from the start (and restored ones
+        # are there too): a fill of another is from somewhere else, most likely a second
+        # deployment publishing on these topics (the same topic prefix), or a renamed id.
+        self.services.logger.warning(
+            "a fill of strategy %r, which this run does not have, opens a portfolio of its own "
+            "with the starting cash (order %s): is another deployment publishing on these "
+            "topics, or did a strategy id change?",
+            fill.strategy_id,
+            fill.order_id,
+        )
 
     def on_rejection(self, rejection: Rejection) -> None:
         self.result.add_rejection(rejection)
