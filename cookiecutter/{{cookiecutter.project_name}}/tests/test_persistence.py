@@ -54,9 +54,11 @@ def test_a_line_cut_short_by_a_crash_is_dropped_and_journaled_again(tmp_path: Pa
 
     again = {{ cookiecutter.class_name }}(tmp_path / "state")
     again.open()
-    assert again.load_fills() == [first]
+    assert again.load_fills() == [first]  # read past, not cut: a reader never cuts
+    assert not again.journal.read_text().endswith("\n")
     again.record_fills([first, second])  # the pipeline sends what was not acknowledged
     assert again.load_fills() == [first, second]
+    assert again.journal.read_text().count("\n") == 2
 
 
 def test_a_damaged_line_in_the_middle_is_an_error_not_an_empty_journal(tmp_path: Path) -> None:

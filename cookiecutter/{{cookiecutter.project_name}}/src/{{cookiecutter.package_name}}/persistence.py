@@ -2,7 +2,8 @@
 
 - ``fills.jsonl``: one line per fill, appended and flushed to disk (``fsync``) before
   ``record_fills`` returns. A line cut short by a crash mid-write (the last one, without its
-  line break) was never acknowledged: it is dropped when the folder is opened again.
+  line break) was never acknowledged: readers pass over it, and the next write cuts it off
+  first (only the writer does: a reader must not cut a line the writer is still writing).
 - ``snapshots.json``: the latest snapshot of each portfolio, written to a temporary file and
   renamed over the old one, so a crash leaves the old snapshots or the new ones, never half.
 - ``metadata.json``: a few named texts kept with the state the same way (tradeloom keeps the
@@ -62,7 +63,6 @@ class {{ cookiecutter.class_name }}(Persistence):
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PersistenceError(f"cannot use {self.path} for the state: {exc}") from exc
-        self._drop_a_torn_last_line()
         self._order_ids = {fill.order_id for fill in self.load_fills()}
         self._snapshots = self._read_snapshots()
 
@@ -82,6 +82,7 @@ class {{ cookiecutter.class_name }}(Persistence):
         if not lines:
             return
         try:
+            self._drop_a_torn_last_line()
             with self.journal.open("a", encoding="utf-8") as file:
                 file.write("".join(lines))
                 file.flush()
@@ -139,7 +140,8 @@ class {{ cookiecutter.class_name }}(Persistence):
         except (OSError, UnicodeDecodeError) as exc:
             raise CorruptStateError(f"{self.journal}: unreadable: {exc}") from exc
         fills: list[tuple[str, Fill]] = []
-        for number, line in enumerate(text.splitlines(), 1):
+        # Each line ends with its line break; what follows the last one is a torn write.
+        for number, line in enumerate(text.split("\n")[:-1], 1):
             where = f"{self.journal} line {number}"
             try:
                 record = json.loads(line)
@@ -171,8 +173,9 @@ class {{ cookiecutter.class_name }}(Persistence):
         return stored
 
     def _drop_a_torn_last_line(self) -> None:
-        """Cut a last line without its line break: a write a crash interrupted, never
-        acknowledged (``record_fills`` had not returned), so the fill is journaled again."""
+        """Cut a last line without its line break before writing after it: a write a crash
+        interrupted, never acknowledged (``record_fills`` had not returned), so the pipeline
+        journals that fill again."""
         try:
             data = self.journal.read_bytes()
         except FileNotFoundError:
