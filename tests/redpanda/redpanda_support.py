@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 from tradeloom_sqlite.persistence import SqlitePersistence
+
+_T = TypeVar("_T")
 
 HERE = Path(__file__).resolve().parent
 
@@ -373,24 +375,21 @@ def keys_covering(partitions: int, per_partition: int = 1) -> list[str]:
 
 def journal(db_path: Path) -> list[Fill]:
     """The fills journal of the sqlite database (empty when it does not exist yet)."""
-    if not db_path.exists():
-        return []
-    store = SqlitePersistence(db_path)
-    store.open()
-    try:
-        return list(store.load_fills())
-    finally:
-        store.close()
+    return _journaled(db_path, SqlitePersistence.load_fills)
 
 
 def journaled_rejections(db_path: Path) -> list[Rejection]:
     """The rejections journal of the sqlite database (empty when it does not exist yet)."""
+    return _journaled(db_path, SqlitePersistence.load_rejections)
+
+
+def _journaled(db_path: Path, load: Callable[[SqlitePersistence], list[_T]]) -> list[_T]:
     if not db_path.exists():
         return []
     store = SqlitePersistence(db_path)
     store.open()
     try:
-        return list(store.load_rejections())
+        return list(load(store))
     finally:
         store.close()
 

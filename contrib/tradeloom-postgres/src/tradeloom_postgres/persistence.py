@@ -543,15 +543,7 @@ class PostgresPersistence(Persistence):
             "INSERT INTO {schema}.tradeloom_rejections (signal_id, event) VALUES (%s, %s) "
             "ON CONFLICT (signal_id) DO NOTHING"
         )
-        self._ensure_hold()
-        pool = self._get_pool()
-        try:
-            with pool.connection() as conn, conn.transaction():
-                self._ensure_table(conn, "tradeloom_rejections", create)
-                with conn.cursor() as cursor:
-                    cursor.executemany(insert, rows)
-        except psycopg.Error as exc:
-            raise self._fail(exc, "recording rejections") from exc
+        self._write_rows("tradeloom_rejections", create, insert, rows, "recording rejections")
 
     def load_rejections(self, after: int = 0) -> list[Rejection]:
         """The journaled rejections after the first ``after``, in the order recorded."""
@@ -574,6 +566,26 @@ class PostgresPersistence(Persistence):
         return [
             decode_stored_rejection(data, where=f"{table}, row seq={seq}") for seq, data in rows
         ]
+
+    def _write_rows(
+        self,
+        table: str,
+        create: sql.Composed,
+        statement: sql.Composed,
+        rows: Sequence[tuple[Any, ...]],
+        action: str,
+    ) -> None:
+        """``statement`` for each of ``rows``, in one transaction under the writer hold, in
+        ``table``, made first with ``create`` when it is missing."""
+        self._ensure_hold()
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn, conn.transaction():
+                self._ensure_table(conn, table, create)
+                with conn.cursor() as cursor:
+                    cursor.executemany(statement, rows)
+        except psycopg.Error as exc:
+            raise self._fail(exc, action) from exc
 
     def _ensure_table(self, conn: psycopg.Connection[Any], name: str, create: sql.Composed) -> None:
         """Run ``create`` (a ``CREATE TABLE IF NOT EXISTS``) only when table ``name`` is
@@ -645,15 +657,7 @@ class PostgresPersistence(Persistence):
             "INSERT INTO {schema}.tradeloom_metadata (key, value) VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
-        self._ensure_hold()
-        pool = self._get_pool()
-        try:
-            with pool.connection() as conn, conn.transaction():
-                self._ensure_table(conn, "tradeloom_metadata", create)
-                with conn.cursor() as cursor:
-                    cursor.executemany(upsert, rows)
-        except psycopg.Error as exc:
-            raise self._fail(exc, "saving metadata") from exc
+        self._write_rows("tradeloom_metadata", create, upsert, rows, "saving metadata")
 
     def load_metadata(self) -> dict[str, str]:
         """What :meth:`save_metadata` saved: each key's latest value (none before the first)."""
