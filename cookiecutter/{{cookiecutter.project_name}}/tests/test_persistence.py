@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import tradeloom
 from tradeloom.errors import CorruptStateError
-from tradeloom.testing.persistence import PersistenceConformance, make_fill
+from tradeloom.testing.persistence import PersistenceConformance, make_fill, make_rejection
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.class_name }}
 
@@ -59,6 +59,18 @@ def test_a_line_cut_short_by_a_crash_is_dropped_and_journaled_again(tmp_path: Pa
     again.record_fills([first, second])  # the pipeline sends what was not acknowledged
     assert again.load_fills() == [first, second]
     assert again.journal.read_text().count("\n") == 2
+
+
+def test_a_rejection_cut_short_by_a_crash_is_passed_over_then_cut(tmp_path: Path) -> None:
+    store = {{ cookiecutter.class_name }}(tmp_path / "state")
+    store.open()
+    first, second = make_rejection("alpha"), make_rejection("alpha")
+    store.record_rejections([first])
+    with store.rejections_file.open("a") as file:
+        file.write(second.model_dump_json()[:40])
+    assert store.load_rejections() == [first]
+    store.record_rejections([second])
+    assert store.load_rejections() == [first, second]
 
 
 def test_a_damaged_line_in_the_middle_is_an_error_not_an_empty_journal(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@
   renamed over the old one, so a crash leaves the old snapshots or the new ones, never half.
 - ``metadata.json``: a few named texts kept with the state the same way (tradeloom keeps the
   settings of the run that saved it there, so that a resumed run can say which changed).
+- ``rejections.jsonl``: the rejections journal, one line per rejected signal, appended as the
+  fills are. A pipeline split over processes writes it; its risk and execution processes read
+  it after a crash, so that they do not decide or execute a rejected signal a second time.
 
 Every value is written as tradeloom's events serialize themselves (Decimals as exact text) and
 read back with ``tradeloom.storage``, which checks the schema version and the owner of each.
@@ -25,10 +28,11 @@ from uuid import UUID
 
 from tradeloom.components import Persistence
 from tradeloom.errors import CorruptStateError, PersistenceError
-from tradeloom.events import Fill, PortfolioSnapshot
+from tradeloom.events import Fill, PortfolioSnapshot, Rejection
 from tradeloom.storage import (
     check_metadata,
     decode_stored_fill,
+    decode_stored_rejection,
     decode_stored_snapshot,
     journal_count,
 )
@@ -42,6 +46,7 @@ class {{ cookiecutter.class_name }}(Persistence):
             raise ValueError("path is required: the folder that keeps the state")
         self.path = Path(path).expanduser()
         self._order_ids: set[UUID] = set()
+        self._rejected: set[UUID] = set()
         self._snapshots: dict[str, Any] = {}
 
     @property
@@ -56,6 +61,10 @@ class {{ cookiecutter.class_name }}(Persistence):
     def metadata_file(self) -> Path:
         return self.path / "metadata.json"
 
+    @property
+    def rejections_file(self) -> Path:
+        return self.path / "rejections.jsonl"
+
     # -- the contract --------------------------------------------------------------------
 
     def open(self) -> None:
@@ -64,10 +73,12 @@ class {{ cookiecutter.class_name }}(Persistence):
         except OSError as exc:
             raise PersistenceError(f"cannot use {self.path} for the state: {exc}") from exc
         self._order_ids = {fill.order_id for fill in self.load_fills()}
+        self._rejected = {rejection.signal.event_id for rejection in self.load_rejections()}
         self._snapshots = self._read_snapshots()
 
     def close(self) -> None:
         self._order_ids = set()
+        self._rejected = set()
         self._snapshots = {}
 
     def record_fills(self, fills: Sequence[Fill]) -> None:
@@ -79,16 +90,7 @@ class {{ cookiecutter.class_name }}(Persistence):
             new_ids.add(fill.order_id)
             record = {"portfolio_id": fill.strategy_id, "fill": fill.model_dump_json()}
             lines.append(json.dumps(record) + "\n")
-        if not lines:
-            return
-        try:
-            self._drop_a_torn_last_line()
-            with self.journal.open("a", encoding="utf-8") as file:
-                file.write("".join(lines))
-                file.flush()
-                os.fsync(file.fileno())
-        except OSError as exc:
-            raise PersistenceError(f"cannot journal fills in {self.journal}: {exc}") from exc
+        self._append(self.journal, lines)
         self._order_ids |= new_ids  # only once they are on disk
 
     def save_snapshots(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
@@ -119,6 +121,29 @@ class {{ cookiecutter.class_name }}(Persistence):
         append-only, so a reader that had ``count`` fills had exactly these first ones)."""
         return [fill for _, fill in self._read_journal()[journal_count(count) :]]
 
+    def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Journal ``rejections``, one per signal (optional in the contract)."""
+        lines: list[str] = []
+        new_ids: set[UUID] = set()
+        for rejection in rejections:
+            signal_id = rejection.signal.event_id
+            if signal_id in self._rejected or signal_id in new_ids:
+                continue  # the signal's rejection is journaled already
+            new_ids.add(signal_id)
+            lines.append(rejection.model_dump_json() + "\n")
+        self._append(self.rejections_file, lines)
+        self._rejected |= new_ids
+
+    def load_rejections(self, after: int = 0) -> list[Rejection]:
+        """The journaled rejections after the first ``after``, in the order recorded."""
+        skip = journal_count(after, "load_rejections", "rejections")
+        lines = self._lines(self.rejections_file)
+        return [
+            decode_stored_rejection(line, where=f"{self.rejections_file} line {number}")
+            for number, line in enumerate(lines, 1)
+            if number > skip
+        ]
+
     def save_metadata(self, items: dict[str, str]) -> None:
         """Keep ``items`` with the state: each key's latest value (optional in the contract)."""
         updated = {**self.load_metadata(), **check_metadata(items)}
@@ -132,16 +157,33 @@ class {{ cookiecutter.class_name }}(Persistence):
 
     # -- the files -----------------------------------------------------------------------
 
-    def _read_journal(self) -> list[tuple[str, Fill]]:
+    def _lines(self, path: Path) -> list[str]:
+        """The whole lines of a journal: each ends with its line break, and what follows the
+        last one is a torn write."""
         try:
-            text = self.journal.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as exc:
-            raise CorruptStateError(f"{self.journal}: unreadable: {exc}") from exc
+            raise CorruptStateError(f"{path}: unreadable: {exc}") from exc
+        return text.split("\n")[:-1]
+
+    def _append(self, path: Path, lines: list[str]) -> None:
+        """Append ``lines`` to the journal ``path`` and flush them to disk."""
+        if not lines:
+            return
+        try:
+            self._drop_a_torn_last_line(path)
+            with path.open("a", encoding="utf-8") as file:
+                file.write("".join(lines))
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            raise PersistenceError(f"cannot append to {path}: {exc}") from exc
+
+    def _read_journal(self) -> list[tuple[str, Fill]]:
         fills: list[tuple[str, Fill]] = []
-        # Each line ends with its line break; what follows the last one is a torn write.
-        for number, line in enumerate(text.split("\n")[:-1], 1):
+        for number, line in enumerate(self._lines(self.journal), 1):
             where = f"{self.journal} line {number}"
             try:
                 record = json.loads(line)
@@ -172,16 +214,16 @@ class {{ cookiecutter.class_name }}(Persistence):
             raise CorruptStateError(f"{path}: not a JSON object")
         return stored
 
-    def _drop_a_torn_last_line(self) -> None:
+    def _drop_a_torn_last_line(self, path: Path) -> None:
         """Cut a last line without its line break before writing after it: a write a crash
-        interrupted, never acknowledged (``record_fills`` had not returned), so the pipeline
-        journals that fill again."""
+        interrupted, never acknowledged (the record method had not returned), so the pipeline
+        journals that event again."""
         try:
-            data = self.journal.read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return
         if data and not data.endswith(b"\n"):
-            with self.journal.open("r+b") as file:
+            with path.open("r+b") as file:
                 file.truncate(data.rfind(b"\n") + 1)
                 os.fsync(file.fileno())
 
