@@ -257,11 +257,24 @@ class BrokerLink:
         while True:
             await asyncio.sleep(self.options.probe_interval_seconds)
             try:
-                await self.probe()
+                await self._probe_on_time()
             except BrokerSetupError:
                 raise
             except Exception as exc:  # recovery decides
                 await self.recover(exc)
+
+    async def _probe_on_time(self) -> None:
+        """:meth:`probe`, once more at once when it timed out: this process's event loop may
+        have been blocked past the deadline (a stage in a long computation) while the
+        broker's answer waited in the socket. An outage times out twice."""
+        try:
+            await self.probe()
+        except TimeoutError:
+            self.logger.debug(
+                "%s: a probe timed out (the event loop may have been blocked); probing again",
+                self.what,
+            )
+            await self.probe()
 
     async def close(self) -> None:
         await self._drop_admin()

@@ -270,3 +270,60 @@ def test_a_broker_name_that_does_not_resolve_is_said_when_giving_up(
     hint = "redpanda-0.invalid does not resolve to an address"
     assert any(hint in note for note in info.value.__notes__)
     assert hint in caplog.text  # said at the first failure too
+
+
+def test_a_blocked_event_loop_is_not_taken_for_an_unreachable_broker(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stage that blocks the loop for longer than operation_timeout_seconds while a probe
+    # waits: the broker's answer sits in the socket while the deadline passes. That late
+    # timeout is no outage: the probe is made again, and it answers.
+    import time
+
+    from tradeloom.settings import ReconnectSettings
+    from tradeloom_redpanda.connection import BrokerLink
+    from tradeloom_redpanda.options import ConnectionOptions
+
+    options = ConnectionOptions.from_params(
+        "test",
+        {
+            "bootstrap_servers": broker.bootstrap,
+            "operation_timeout_seconds": 0.3,
+            "probe_interval_seconds": 0.01,
+        },
+    )
+    settings = ReconnectSettings(max_attempts=1, base_delay_seconds=0.05, max_delay_seconds=0.1)
+    link = BrokerLink("test link", options, ["t"], settings, logging.getLogger("tradeloom.t"))
+
+    probing = asyncio.Event()
+    probe = link.probe
+
+    async def probe_and_say() -> None:
+        probing.set()
+        await probe()
+
+    link.probe = probe_and_say  # type: ignore[method-assign]
+
+    async def blocked_now_and_then() -> None:
+        await link.connect()
+        watching = asyncio.create_task(link.watch())
+        try:
+            for _ in range(3):
+                probing.clear()
+                await asyncio.wait_for(probing.wait(), 10)  # a probe awaits the broker now
+                time.sleep(1.0)  # a stage computing, the loop blocked
+                await asyncio.sleep(0.2)  # the probe made again answers meanwhile
+            await asyncio.sleep(0.3)
+            assert not watching.done(), watching
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+            await link.close()
+
+    with caplog.at_level(logging.DEBUG, logger="tradeloom"):
+        asyncio.run(blocked_now_and_then())
+    assert "unreachable" not in caplog.text
+    assert link.reconnections == 0 and link.exhausted is None
+    assert "a probe timed out (the event loop may have been blocked); probing again" in (
+        caplog.text
+    )
