@@ -224,7 +224,7 @@ def _refuse_indexed_lists(
             continue
         where = f"{path}{name}"
         origin = typing.get_origin(field.annotation)
-        if origin is list and all(str(key).isdigit() for key in value):
+        if origin is list and value and all(str(key).isdigit() for key in value):
             variable = f"{ENV_PREFIX}{where.replace('.', '__').upper()}"
             (item,) = typing.get_args(field.annotation) or (Any,)
             example = (

@@ -137,6 +137,11 @@ class PaperTrader(PricedMarket, Executor):
                 if fill_price is not None:
                     self._fill(order, fill_price)
                     return
+            elif decided is not None:
+                # No price of this instrument from the decision on yet (across processes this
+                # trader may be behind the strategy): the first one stamped at or after the
+                # decision fills it, however far other instruments' prices are ahead.
+                placed = decided
         self.pending.setdefault(order.instrument, []).append((order, placed))
 
     def on_cancel(self, cancel: Cancel) -> None:

@@ -564,6 +564,9 @@ def _check_instrument(instrument: Any) -> str:
     name: str = instrument.strip()
     if len(name) > MAX_INSTRUMENT_LENGTH:
         raise ValueError(f"instrument is longer than {MAX_INSTRUMENT_LENGTH} characters")
+    if not name.isprintable():
+        # As the events require: they are built here without a second validation.
+        raise ValueError(f"instrument {name!r} has unprintable characters")
     return name
 
 

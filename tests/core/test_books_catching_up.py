@@ -23,7 +23,7 @@ from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics
 from tradeloom.settings import PendingSettings
 from tradeloom.testing import ticks
-from tradeloom.testing.persistence import make_fill
+from tradeloom.testing.persistence import make_fill, make_rejection
 from tradeloom_memory.persistence import MemoryPersistence
 from tradeloom_memory.transport import MemoryTransport
 from tradeloom_paper.trader import PaperTrader
@@ -162,6 +162,34 @@ def test_an_execution_process_does_not_execute_again_what_the_journal_shows_fill
     stage.on_order(Cancel(event_id=uuid7(), ts=TS, signal=filled))
     assert executed == [orders[1]]
     assert stage.services.status.duplicates_ignored == 2
+
+
+def test_a_long_rejections_journal_does_not_push_out_the_fills_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fills and journaled rejections are remembered apart: a journal of more rejections than
+    # the stages keep (100,000; 10 here) once pushed the fills out, and a filled signal read
+    # again after a crash was decided and filled a second time.
+    monkeypatch.setattr("tradeloom.runtime.stages._REFUSALS_REMEMBERED", 10)
+    ctx = StrategyStage(services(), {"s": (Told(), None)}, PortfolioBook(Decimal(1000))).contexts[
+        "s"
+    ]
+    filled, refused = ctx.buy("X", 1), ctx.buy("X", 2)
+    journal = [make_rejection("s", signal_id=refused.event_id)]
+    journal += [make_rejection("s") for _ in range(20)]
+    executed: list[Any] = []
+    paper = PaperTrader(fill_at="next")
+    execution = ExecutionStage(services(), paper)
+    risk = RiskStage(services(), [], PortfolioBook(Decimal(1000)), PendingSettings())
+    for stage in (execution, risk):
+        stage.remember_filled([fill_of(filled)])
+        stage.remember_rejected(journal)
+    paper.on_order = executed.append  # type: ignore[method-assign]
+    execution.on_order(order_of(filled))
+    risk.on_signal(filled)
+    assert executed == []  # the fill still counts; the first rejection is long forgotten
+    assert execution.services.status.duplicates_ignored == 1
+    assert risk.services.status.duplicates_ignored == 1
 
 
 def test_the_orders_waiting_at_the_executor_hold_their_records() -> None:

@@ -118,6 +118,30 @@ def test_fill_at_last_without_a_price_waits_for_the_decided_time() -> None:
     assert [e.price for e in emitted] == [Decimal(11)]  # type: ignore[attr-defined]
 
 
+def test_fill_at_last_behind_waits_for_its_own_instrument_not_the_fastest_one() -> None:
+    # Another instrument's prices may be far ahead of this one's (its partition read first):
+    # the order waits for the first price of its own stamped at or after the decision.
+    x = ticks("X", ["10", "11", "12", "13"], interval=timedelta(seconds=10))
+    y = ticks("Y", ["50"], start=x[3].ts)
+    paper, emitted = trader("last")
+    paper.on_market(x[0])
+    paper.on_market(y[0])  # the trader's latest time is now X's fourth
+    paper.on_order(order(decided_at=x[1].ts))
+    assert emitted == []
+    paper.on_market(x[1])
+    assert [e.price for e in emitted] == [Decimal(11)]  # type: ignore[attr-defined]
+
+
+def test_fill_at_last_without_a_price_of_its_own_waits_for_the_decision_too() -> None:
+    x = ticks("X", ["10", "11"], interval=timedelta(seconds=10))
+    y = ticks("Y", ["50"], start=x[1].ts + timedelta(hours=1))
+    paper, emitted = trader("last")
+    paper.on_market(y[0])
+    paper.on_order(order(decided_at=x[0].ts))
+    paper.on_market(x[0])
+    assert [e.price for e in emitted] == [Decimal(10)]  # type: ignore[attr-defined]
+
+
 def test_orders_from_a_replay_run_live_are_judged_in_data_time() -> None:
     # Data from years ago, orders stamped now: the order's wall-clock ts must not matter.
     prices = ticks("X", ["10", "11"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -1345,3 +1346,58 @@ def test_a_feeds_lag_is_shown_as_consumer_lag_of_the_feed() -> None:
         {"strategy/market": 3, "feed/ticks": 7, "feed/quotes": 1},
         {"strategy/market": 3, "feed/ticks": 0},
     ]
+
+
+def test_a_rejections_journal_that_cannot_be_read_is_said_and_the_run_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Rejections are no state: a role that may not read their table (granted before the
+    # owner made it) starts without them, as before they were journaled, and says so.
+    from tradeloom.errors import PersistenceError
+    from tradeloom_memory.persistence import MemoryPersistence
+
+    class Unreadable(MemoryPersistence):
+        def load_rejections(self, after: int = 0) -> list[Any]:
+            raise PersistenceError("loading rejections failed: permission denied for table")
+
+    pipeline = Pipeline(make_settings({}), mode="live", events=[], strategies={"s": BuysEachOnce()})
+    pipeline.transport.synchronous = False  # as across processes, where they are read
+    store = Unreadable()
+    store.open()
+    with caplog.at_level(logging.WARNING, logger="tradeloom"):
+        assert anyio.run(pipeline._load_rejections, store) == []
+    assert (
+        "loading rejections failed: permission denied for table; the rejections journal is not "
+        "read, so a signal or order read again after a crash may be decided again"
+    ) in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["live", "backtest"])
+def test_a_plain_feeds_iterator_is_closed_when_the_run_stops_before_reading_it(
+    mode: str,
+) -> None:
+    closed: list[bool] = []
+
+    class Source:
+        def __init__(self) -> None:
+            self.events = iter(ticks("X", ["10", "11"], start=datetime.now(UTC)))
+
+        def __iter__(self) -> Source:
+            return self
+
+        def __next__(self) -> MarketTick:
+            return next(self.events)
+
+        def close(self) -> None:
+            closed.append(True)
+
+    class Plain(Feed):
+        def events(self, ctx: FeedContext) -> Any:
+            return Source()
+
+    pipeline = Pipeline(
+        make_settings({}), mode=mode, feed=Plain(), strategies={"s": BuysEachOnce()}
+    )
+    pipeline.stop()  # before it runs
+    anyio.run(pipeline.run)
+    assert closed == [True]

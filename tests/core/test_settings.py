@@ -136,6 +136,14 @@ def test_an_item_of_a_list_set_by_index_from_the_environment_says_to_give_the_li
     )
 
 
+def test_an_empty_table_for_a_list_from_the_environment_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADELOOM_STRATEGIES", "{}")
+    with pytest.raises(ConfigError, match="strategies"):
+        load_settings(write(tmp_path, ""))
+
+
 def test_overrides_win_over_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

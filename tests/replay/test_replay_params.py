@@ -189,6 +189,13 @@ def test_instrument_rules(ticks, write) -> None:
         ReplayFeed(path=ticks, columns=TICK_COLUMNS, instrument="  ")
     with pytest.raises(ValueError, match="longer than 200"):
         ReplayFeed(path=ticks, columns=TICK_COLUMNS, instrument="X" * 201)
+    # The events are built without a second validation: the name is checked here, as an
+    # event would check it (a zero-width space, a tab).
+    for unprintable in ("AB\u200bC", "A\tB"):
+        with pytest.raises(ValueError, match="has unprintable characters"):
+            ReplayFeed(path=ticks, columns=TICK_COLUMNS, instrument=unprintable)
+        with pytest.raises(ValueError, match="has unprintable characters"):
+            ReplayFeed(paths={unprintable: ticks}, columns=TICK_COLUMNS)
     with_column = {"instrument": "t", **TICK_COLUMNS}
     with pytest.raises(ValueError, match="either instrument or an instrument column"):
         ReplayFeed(path=ticks, columns=with_column, instrument="X")

@@ -393,7 +393,20 @@ class Pipeline:
         if not self._journals_rejections() or not self.roles & {"risk", "execution"}:
             return []
         load = persistence.load_rejections  # type: ignore[attr-defined]
-        return list(await self._call_persistence(load))
+        try:
+            return list(await self._call_persistence(load))
+        except PersistenceError as exc:
+            self._say_rejections_unread(exc)
+            return []
+
+    def _say_rejections_unread(self, exc: PersistenceError) -> None:
+        # Rejections are no state: without them the run goes on as it did before they were
+        # journaled (a signal read again after a crash may be decided again).
+        self.logger.warning(
+            "%s; the rejections journal is not read, so a signal or order read again after a "
+            "crash may be decided again",
+            exc,
+        )
 
     def _catch_up_when_assigned(
         self,
@@ -432,9 +445,13 @@ class Pipeline:
             nonlocal seen, rejections_seen
             if rejections_seen is not None:
                 assert load_rejections is not None and remember_rejected is not None
-                rejections = await read(load_rejections, rejections_seen)
-                remember_rejected(rejections)
-                rejections_seen += len(rejections)
+                try:
+                    rejections = await read(load_rejections, rejections_seen)
+                except PersistenceError as exc:
+                    self._say_rejections_unread(exc)
+                else:
+                    remember_rejected(rejections)
+                    rejections_seen += len(rejections)
             if load_after is None:
                 fills = await read(persistence.load_fills)
             else:
@@ -1181,20 +1198,8 @@ class Pipeline:
         self, feed: Feed, events: Iterable[MarketEvent], ahead: timedelta
     ) -> Iterator[MarketEvent]:
         """A live plain feed's ``events`` without those stamped too far ahead (see
-        :meth:`_too_far_ahead`); closing this closes the feed's own."""
-        iterator = iter(events)
-        try:
-            for event in iterator:
-                try:
-                    refused = self._too_far_ahead(feed, event, ahead)
-                except (AttributeError, TypeError):
-                    refused = False  # not a market event: the pump says so
-                if not refused:
-                    yield event
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+        :meth:`_too_far_ahead`)."""
+        return _Refusing(iter(events), lambda event: self._too_far_ahead(feed, event, ahead))
 
     def _direct_market_route(self) -> list[tuple[Stage, Callable[[Any], None]]] | None:
         if self.status.stage_observer is not None:
@@ -1503,7 +1508,9 @@ class Pipeline:
             return  # took no event: see _drain
         with anyio.CancelScope(shield=True):
             try:
-                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
+                await self.portfolio_stage.checkpoint(
+                    every_portfolio=self.mode == "backtest", holding_ones=self.mode == "live"
+                )
                 self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
             except Exception as exc:
                 self.logger.error("could not save state after a failure: %s", exc)
@@ -1570,6 +1577,29 @@ class Pipeline:
 
 
 _RAW_LOGGED = 200  # bytes of a dead letter's input in its log record (the file keeps all)
+
+
+class _Refusing(Iterator[MarketEvent]):
+    """The events of ``inner`` that ``refused`` lets through. Closing it closes ``inner``,
+    also before the first event was read (a generator in its place would not)."""
+
+    def __init__(self, inner: Iterator[MarketEvent], refused: Callable[[Any], bool]) -> None:
+        self._inner = inner
+        self._refused = refused
+
+    def __next__(self) -> MarketEvent:
+        while True:
+            event = next(self._inner)
+            try:
+                if not self._refused(event):
+                    return event
+            except (AttributeError, TypeError):
+                return event  # not a market event: the pump says so
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
 
 
 def _dead_letter_fields(letter: DeadLetter) -> dict[str, str]:

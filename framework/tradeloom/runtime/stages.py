@@ -549,10 +549,12 @@ class RiskStage(PricedMarket, Stage):
         self.book = book
         self.view = _RiskView(book)
         self._answered = RecentIds(_REFUSALS_REMEMBERED)  # signals refused here: see _cancel
-        # Signals with an outcome (a fill, or a journaled rejection): one read again (after a
-        # crash, from where a signal that waited for a price kept its partition's commit) is
-        # not decided a second time.
-        self._settled = RecentIds(_REFUSALS_REMEMBERED)
+        # Signals with an outcome, a fill or a journaled rejection (kept apart: a long
+        # journal of rejections must not push the fills out): one read again (after a crash,
+        # from where a signal that waited for a price kept its partition's commit) is not
+        # decided a second time.
+        self._filled = RecentIds(_REFUSALS_REMEMBERED)
+        self._rejected = RecentIds(_REFUSALS_REMEMBERED)
         self._priceless_validators = [(n, v) for n, v in self.validators if not v.needs_price]
         self.waiting = PriceWait(
             max_signals=pending.max_signals,
@@ -584,7 +586,9 @@ class RiskStage(PricedMarket, Stage):
         if type(signal) is not Signal and isinstance(signal, Cancel):
             self._cancel(signal)
             return
-        if signal.event_id in self._settled:  # read again: it has its outcome already
+        if signal.event_id in self._filled or (
+            self._rejected and signal.event_id in self._rejected
+        ):  # read again: it has its outcome already
             self.services.status.duplicates_ignored += 1
             return
         instrument = signal.instrument
@@ -675,21 +679,21 @@ class RiskStage(PricedMarket, Stage):
         view = self.view
         view.open_orders.close(fill.signal_id)
         view.open_limits.close(fill.signal_id)
-        self._settled.add(fill.signal_id)
+        self._filled.add(fill.signal_id)
         self.book.apply_fill(fill)
 
     def remember_filled(self, fills: Iterable[Fill]) -> None:
         """The signals of ``fills`` (the journal the book was restored from) have their
         outcome: read again, they are not decided again."""
         for fill in fills:
-            self._settled.add(fill.signal_id)
+            self._filled.add(fill.signal_id)
 
     def remember_rejected(self, rejections: Iterable[Rejection]) -> None:
         """The signals of ``rejections`` (the persistence's journal of them) have their
         outcome: read again, they are not decided again, and a cancel of one is not sent on."""
         for rejection in rejections:
             signal_id = rejection.signal.event_id
-            self._settled.add(signal_id)
+            self._rejected.add(signal_id)
             self._answered.add(signal_id)
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
@@ -735,9 +739,11 @@ class ExecutionStage(Stage):
     def __init__(self, services: StageServices, executor: Executor) -> None:
         super().__init__(services)
         self.executor = executor
-        # Signals the journals show answered (filled, or rejected): across processes, an
-        # order read again after a crash (see waiting_ids) is not executed again.
-        self._settled = RecentIds(_REFUSALS_REMEMBERED)
+        # Signals the journals show answered, filled or rejected (kept apart: a long journal
+        # of rejections must not push the fills out): across processes, an order read again
+        # after a crash (see waiting_ids) is not executed again.
+        self._filled = RecentIds(_REFUSALS_REMEMBERED)
+        self._rejected = RecentIds(_REFUSALS_REMEMBERED)
         executor.bind(
             ExecutionContext(
                 ids=services.ids,
@@ -751,7 +757,7 @@ class ExecutionStage(Stage):
         return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.on_order}
 
     def on_order(self, order: Order | Cancel) -> None:
-        if self._settled and _signal_id(order) in self._settled:
+        if (self._filled or self._rejected) and self._answered(_signal_id(order)):
             # Read again after a crash (records after a waiting order's are read again too),
             # its signal has its outcome (a fill, a rejection), for a cancel of it too.
             self.services.status.duplicates_ignored += 1
@@ -768,7 +774,7 @@ class ExecutionStage(Stage):
     def direct_method(self, topic: str) -> Callable[[Any], None]:
         # Published orders go straight to the executor; a Cancel never takes the direct way
         # (the risk stage sends it through the transport, which calls on_order above).
-        if topic == Topics.ORDERS and not self._settled:
+        if topic == Topics.ORDERS and not self._filled and not self._rejected:
             return self.executor.on_order
         return super().direct_method(topic)
 
@@ -791,14 +797,17 @@ class ExecutionStage(Stage):
         """The signals of ``fills`` (the journal) have their outcome: an order or a cancel of
         one of them, read again, is not executed again."""
         for fill in fills:
-            self._settled.add(fill.signal_id)
+            self._filled.add(fill.signal_id)
 
     def remember_rejected(self, rejections: Iterable[Rejection]) -> None:
         """The signals of ``rejections`` (the persistence's journal of them) have their
         outcome: an order or a cancel of one of them, read again, is not executed again (an
         order cancelled before a crash must not fill after it)."""
         for rejection in rejections:
-            self._settled.add(rejection.signal.event_id)
+            self._rejected.add(rejection.signal.event_id)
+
+    def _answered(self, signal_id: UUID) -> bool:
+        return signal_id in self._filled or signal_id in self._rejected
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
         """Remember the journal's ``fills`` when the role is assigned input (see

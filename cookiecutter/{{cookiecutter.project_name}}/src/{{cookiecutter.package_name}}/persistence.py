@@ -219,13 +219,18 @@ class {{ cookiecutter.class_name }}(Persistence):
         interrupted, never acknowledged (the record method had not returned), so the pipeline
         journals that event again."""
         try:
-            data = path.read_bytes()
+            with path.open("rb") as file:
+                if file.seek(0, os.SEEK_END) == 0:
+                    return  # empty
+                file.seek(-1, os.SEEK_END)
+                if file.read(1) == b"\n":
+                    return  # whole: only the last byte is read, not the journal
         except FileNotFoundError:
             return
-        if data and not data.endswith(b"\n"):
-            with path.open("r+b") as file:
-                file.truncate(data.rfind(b"\n") + 1)
-                os.fsync(file.fileno())
+        data = path.read_bytes()  # torn (after a crash): find the last whole line
+        with path.open("r+b") as file:
+            file.truncate(data.rfind(b"\n") + 1)
+            os.fsync(file.fileno())
 
     def _replace(self, target: Path, text: str) -> None:
         temporary = target.with_name(target.name + ".tmp")
