@@ -526,6 +526,31 @@ class _RiskView:
         return self.book.portfolio(strategy_id).cash
 
 
+class KnownOutcomes:
+    """Signals whose outcome is known, a fill or a journaled rejection: across processes, one
+    read again after a crash (records behind one that waited are read again) is not decided
+    or executed a second time. Fills and rejections are kept apart, each up to ``capacity``:
+    a long journal of rejections must not push the fills out."""
+
+    def __init__(self, capacity: int) -> None:
+        self.filled = RecentIds(capacity)
+        self.rejected = RecentIds(capacity)
+
+    def __bool__(self) -> bool:
+        return bool(self.filled) or bool(self.rejected)
+
+    def __contains__(self, signal_id: UUID) -> bool:
+        return signal_id in self.filled or (bool(self.rejected) and signal_id in self.rejected)
+
+    def remember_filled(self, fills: Iterable[Fill]) -> None:
+        for fill in fills:
+            self.filled.add(fill.signal_id)
+
+    def remember_rejected(self, rejections: Iterable[Rejection]) -> None:
+        for rejection in rejections:
+            self.rejected.add(rejection.signal.event_id)
+
+
 class RiskStage(PricedMarket, Stage):
     """Runs every validator on each signal; passes orders on or publishes rejections.
 
@@ -549,12 +574,7 @@ class RiskStage(PricedMarket, Stage):
         self.book = book
         self.view = _RiskView(book)
         self._answered = RecentIds(_REFUSALS_REMEMBERED)  # signals refused here: see _cancel
-        # Signals with an outcome, a fill or a journaled rejection (kept apart: a long
-        # journal of rejections must not push the fills out): one read again (after a crash,
-        # from where a signal that waited for a price kept its partition's commit) is not
-        # decided a second time.
-        self._filled = RecentIds(_REFUSALS_REMEMBERED)
-        self._rejected = RecentIds(_REFUSALS_REMEMBERED)
+        self._outcomes = KnownOutcomes(_REFUSALS_REMEMBERED)
         self._priceless_validators = [(n, v) for n, v in self.validators if not v.needs_price]
         self.waiting = PriceWait(
             max_signals=pending.max_signals,
@@ -586,9 +606,7 @@ class RiskStage(PricedMarket, Stage):
         if type(signal) is not Signal and isinstance(signal, Cancel):
             self._cancel(signal)
             return
-        if signal.event_id in self._filled or (
-            self._rejected and signal.event_id in self._rejected
-        ):  # read again: it has its outcome already
+        if signal.event_id in self._outcomes:  # read again: it has its outcome already
             self.services.status.duplicates_ignored += 1
             return
         instrument = signal.instrument
@@ -679,22 +697,21 @@ class RiskStage(PricedMarket, Stage):
         view = self.view
         view.open_orders.close(fill.signal_id)
         view.open_limits.close(fill.signal_id)
-        self._filled.add(fill.signal_id)
+        self._outcomes.filled.add(fill.signal_id)
         self.book.apply_fill(fill)
 
     def remember_filled(self, fills: Iterable[Fill]) -> None:
         """The signals of ``fills`` (the journal the book was restored from) have their
         outcome: read again, they are not decided again."""
-        for fill in fills:
-            self._filled.add(fill.signal_id)
+        self._outcomes.remember_filled(fills)
 
     def remember_rejected(self, rejections: Iterable[Rejection]) -> None:
         """The signals of ``rejections`` (the persistence's journal of them) have their
         outcome: read again, they are not decided again, and a cancel of one is not sent on."""
+        rejections = list(rejections)
+        self._outcomes.remember_rejected(rejections)
         for rejection in rejections:
-            signal_id = rejection.signal.event_id
-            self._rejected.add(signal_id)
-            self._answered.add(signal_id)
+            self._answered.add(rejection.signal.event_id)
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
         """Take the journaled ``fills`` the book lacks (see ``StrategyStage.catch_up``)."""
@@ -739,11 +756,9 @@ class ExecutionStage(Stage):
     def __init__(self, services: StageServices, executor: Executor) -> None:
         super().__init__(services)
         self.executor = executor
-        # Signals the journals show answered, filled or rejected (kept apart: a long journal
-        # of rejections must not push the fills out): across processes, an order read again
-        # after a crash (see waiting_ids) is not executed again.
-        self._filled = RecentIds(_REFUSALS_REMEMBERED)
-        self._rejected = RecentIds(_REFUSALS_REMEMBERED)
+        # Across processes, an order read again after a crash (see waiting_ids) whose signal
+        # the journals show answered is not executed again.
+        self._outcomes = KnownOutcomes(_REFUSALS_REMEMBERED)
         executor.bind(
             ExecutionContext(
                 ids=services.ids,
@@ -757,7 +772,7 @@ class ExecutionStage(Stage):
         return {Topics.MARKET: self.executor.on_market, Topics.ORDERS: self.on_order}
 
     def on_order(self, order: Order | Cancel) -> None:
-        if (self._filled or self._rejected) and self._answered(_signal_id(order)):
+        if self._outcomes and _signal_id(order) in self._outcomes:
             # Read again after a crash (records after a waiting order's are read again too),
             # its signal has its outcome (a fill, a rejection), for a cancel of it too.
             self.services.status.duplicates_ignored += 1
@@ -774,7 +789,7 @@ class ExecutionStage(Stage):
     def direct_method(self, topic: str) -> Callable[[Any], None]:
         # Published orders go straight to the executor; a Cancel never takes the direct way
         # (the risk stage sends it through the transport, which calls on_order above).
-        if topic == Topics.ORDERS and not self._filled and not self._rejected:
+        if topic == Topics.ORDERS and not self._outcomes:
             return self.executor.on_order
         return super().direct_method(topic)
 
@@ -796,18 +811,13 @@ class ExecutionStage(Stage):
     def remember_filled(self, fills: Iterable[Fill]) -> None:
         """The signals of ``fills`` (the journal) have their outcome: an order or a cancel of
         one of them, read again, is not executed again."""
-        for fill in fills:
-            self._filled.add(fill.signal_id)
+        self._outcomes.remember_filled(fills)
 
     def remember_rejected(self, rejections: Iterable[Rejection]) -> None:
         """The signals of ``rejections`` (the persistence's journal of them) have their
         outcome: an order or a cancel of one of them, read again, is not executed again (an
         order cancelled before a crash must not fill after it)."""
-        for rejection in rejections:
-            self._rejected.add(rejection.signal.event_id)
-
-    def _answered(self, signal_id: UUID) -> bool:
-        return signal_id in self._filled or signal_id in self._rejected
+        self._outcomes.remember_rejected(rejections)
 
     def catch_up(self, fills: Iterable[Fill]) -> int:
         """Remember the journal's ``fills`` when the role is assigned input (see
