@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -258,6 +259,23 @@ class RoleProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@contextmanager
+def running(*processes: RoleProcess) -> Iterator[list[RoleProcess]]:
+    """Start the processes not started yet and wait until each is ready; kill whatever is left
+    of them, and of processes added to the list yielded, however the block ends."""
+    started = list(processes)
+    try:
+        for process in started:
+            if process.process is None:
+                process.start()
+        for process in started:
+            process.wait_ready()
+        yield started
+    finally:
+        for process in started:
+            process.kill()
 
 
 # -- data ------------------------------------------------------------------------------------

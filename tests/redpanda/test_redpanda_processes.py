@@ -28,6 +28,7 @@ from redpanda_support import (
     partition_of,
     pipeline_config,
     read_topic,
+    running,
     snapshots,
     tick_json,
     wait_until,
@@ -100,10 +101,7 @@ def test_sigterm_to_execution_and_portfolio_mid_stream_then_restart(
     front = RoleProcess(config, ["feed", "strategy", "risk"], tmp_path, "front").start()
     execution = RoleProcess(config, ["execution"], tmp_path, "execution").start()
     portfolio = RoleProcess(config, ["portfolio"], tmp_path, "portfolio").start()
-    processes = [front, execution, portfolio]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, execution, portfolio) as processes:
         # 30 rounds flow for about two seconds; both processes are stopped in the middle.
         first = _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 30), 0.02)
         wait_until(lambda: len(journal(db)) >= 15, 30, "the first fills")
@@ -126,9 +124,6 @@ def test_sigterm_to_execution_and_portfolio_mid_stream_then_restart(
         time.sleep(0.5)  # anything redelivered would arrive now
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     _assert_each_tick_filled_once(db, {symbol: 40 for symbol in symbols})
 
 
@@ -159,10 +154,7 @@ def test_two_strategy_processes_share_partitions_and_one_takes_over(
     back = RoleProcess(config, ["feed", "risk", "execution", "portfolio"], tmp_path, "back")
     first = RoleProcess(config, ["strategy"], tmp_path, "strategy-1")
     second = RoleProcess(config, ["strategy"], tmp_path, "strategy-2")
-    processes = [back.start(), first.start(), second.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(back, first, second):
 
         def shared() -> bool:
             mine = _topic_partitions(first.assignments("strategy")[-1], f"{prefix}market")
@@ -186,9 +178,6 @@ def test_two_strategy_processes_share_partitions_and_one_takes_over(
         time.sleep(0.5)
         for process in (back, second):
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     _assert_each_tick_filled_once(db, {symbol: 30 for symbol in symbols})
     for process in (first, second):
         published = re.search(r"closed: (\d+) published", process.current_log())
@@ -206,17 +195,12 @@ def test_a_cancel_crosses_strategy_risk_and_execution_processes(
         executor=FILL_AT_LAST,
     )
     symbols = ["AAA", "BBB"]
-    processes = [
+    with running(
         RoleProcess(config, ["feed", "strategy"], tmp_path, "front"),
         RoleProcess(config, ["risk"], tmp_path, "risk"),
         RoleProcess(config, ["execution"], tmp_path, "execution"),
         RoleProcess(config, ["portfolio"], tmp_path, "portfolio"),
-    ]
-    try:
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.wait_ready()
+    ) as processes:
         # Paced: each tick's outcome is back before the next tick comes.
         _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 5), 0.3).join(60)
         wait_until(lambda: len(journal(db)) >= 2, 30, "the market buys after the cancels")
@@ -226,9 +210,6 @@ def test_a_cancel_crosses_strategy_risk_and_execution_processes(
         ]
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     assert sorted((r.signal.instrument, r.validator, r.reason) for r in rejections) == [
         (symbol, "cancel", "cancelled by the strategy") for symbol in symbols
     ]
@@ -256,10 +237,7 @@ def test_a_second_execution_process_takes_over_the_orders_resting_in_the_first(
     front = RoleProcess(config, ["feed", "strategy", "risk", "portfolio"], tmp_path, "front")
     first = RoleProcess(config, ["execution"], tmp_path, "execution-1")
     second = RoleProcess(config, ["execution"], tmp_path, "execution-2")
-    processes = [front.start(), first.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, first) as processes:
         _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(symbols, 1), 0).join(30)
         wait_until(
             lambda: len(asyncio.run(read_topic(broker.bootstrap, f"{prefix}orders", 6, 1))) >= 6,
@@ -279,9 +257,6 @@ def test_a_second_execution_process_takes_over_the_orders_resting_in_the_first(
         wait_until(lambda: len(journal(db)) >= 6, 30, "a fill of each resting order")
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     fills = journal(db)
     assert sorted(fill.instrument for fill in fills) == sorted(symbols)
     assert all(fill.price == Decimal(90) for fill in fills)  # below the limits: at the price
@@ -357,10 +332,7 @@ def test_a_signal_waiting_for_a_first_price_outlives_a_killed_risk_process(
     config, db = _buy_list_pipeline(broker, prefix, tmp_path, [held, after])
     front = RoleProcess(config, ["feed", "strategy", "execution", "portfolio"], tmp_path, "front")
     risk = RoleProcess(config, ["risk"], tmp_path, "risk")
-    processes = [front.start(), risk.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, risk) as processes:
         _signals_held_then_priced_ones_filled(broker, prefix, db, [held], [after])
         # Not committed past the waiting signal (its partition's position stays on it).
         signals = asyncio.run(read_topic(broker.bootstrap, f"{prefix}signals", 2))
@@ -373,9 +345,6 @@ def test_a_signal_waiting_for_a_first_price_outlives_a_killed_risk_process(
         time.sleep(1)  # a second fill of the signal after it would come now
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     assert Counter(fill.instrument for fill in journal(db)) == {held: 1, after: 1}
     # The signal after the waiting one, read again, was not decided again (it was filled).
     assert _decisions(broker, prefix, 2) == (Counter([held, after]), [])
@@ -397,10 +366,7 @@ def test_a_signal_refused_before_a_risk_crash_is_not_decided_again(
     write_config(config, document)
     front = RoleProcess(config, ["feed", "strategy", "execution", "portfolio"], tmp_path, "front")
     risk = RoleProcess(config, ["risk"], tmp_path, "risk")
-    processes = [front.start(), risk.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, risk) as processes:
         _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(["AAA"], 1), 0).join(30)
         wait_until(lambda: len(journaled_rejections(db)) == 1, 30, "the refusal's rejection")
         signals = asyncio.run(read_topic(broker.bootstrap, f"{prefix}signals", 2))
@@ -413,9 +379,6 @@ def test_a_signal_refused_before_a_risk_crash_is_not_decided_again(
         time.sleep(1)  # a second decision on the refused signal would come now
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     assert [fill.instrument for fill in journal(db)] == [held]
     (rejection,) = journaled_rejections(db)
     assert (rejection.signal.instrument, rejection.validator) == (refused, "max_position")
@@ -434,10 +397,7 @@ def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_pro
     front = RoleProcess(config, ["feed", "strategy", "execution", "portfolio"], tmp_path, "front")
     first = RoleProcess(config, ["risk"], tmp_path, "risk-1")
     second = RoleProcess(config, ["risk"], tmp_path, "risk-2")
-    processes = [front.start(), first.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, first) as processes:
         _signals_held_then_priced_ones_filled(broker, prefix, db, held, after)
         processes.append(second.start())
         second.wait_ready()
@@ -452,9 +412,6 @@ def test_signals_waiting_for_a_price_go_with_their_partition_to_another_risk_pro
         time.sleep(1)  # a second fill of a signal would come now
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     assert Counter(fill.instrument for fill in journal(db)) == dict.fromkeys([*held, *after], 1)
     assert re.search(r"handed [12] signal\(s\) waiting for a first price", first.log())
     # Nothing decided twice: one order per signal, no rejection.
@@ -475,10 +432,7 @@ def test_an_order_waiting_for_the_next_price_outlives_a_killed_execution_process
     )
     front = RoleProcess(config, ["feed", "strategy", "risk", "portfolio"], tmp_path, "front")
     execution = RoleProcess(config, ["execution"], tmp_path, "execution")
-    processes = [front.start(), execution.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, execution) as processes:
         ticks = f"{prefix}ticks"
         _produce_paced(broker.bootstrap, ticks, _ticks([held, after], 1), 0).join(30)
         wait_until(
@@ -510,9 +464,6 @@ def test_an_order_waiting_for_the_next_price_outlives_a_killed_execution_process
         time.sleep(1)  # a second fill of the order after it would come now
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     fills = journal(db)
     assert Counter(fill.instrument for fill in fills) == {held: 1, after: 1}
     assert {fill.instrument: fill.price for fill in fills if fill.price != Decimal("101.25")} in (
@@ -552,11 +503,8 @@ def test_an_order_cancelled_before_an_execution_crash_is_not_placed_again(
     config = write_config(tmp_path / "pipeline.toml", document)
     front = RoleProcess(config, ["feed", "strategy", "risk", "portfolio"], tmp_path, "front")
     execution = RoleProcess(config, ["execution"], tmp_path, "execution")
-    processes = [front.start(), execution.start()]
     ticks = f"{prefix}ticks"
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(front, execution) as processes:
         _produce_paced(broker.bootstrap, ticks, _ticks([held, rested], 1), 0).join(30)
         wait_until(
             lambda: all(
@@ -589,9 +537,6 @@ def test_an_order_cancelled_before_an_execution_crash_is_not_placed_again(
         time.sleep(1)  # a fill or a second rejection of the cancelled order would come now
         for process in processes:
             assert process.terminate() == 0, process.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     assert [fill.instrument for fill in journal(db)] == [held]
     published = asyncio.run(read_topic(broker.bootstrap, f"{prefix}rejections", 2, 2))
     assert [CODEC.decode(record.value).signal.instrument for record in published] == [rested]
@@ -613,16 +558,10 @@ def test_a_role_process_without_the_feed_that_fails_reports_what_it_did(
     out = tmp_path / "strategy-out"
     back = RoleProcess(config, ["feed", "risk", "execution", "portfolio"], tmp_path, "back")
     strategy = RoleProcess(config, ["strategy"], tmp_path, "strategy", ["--out", str(out)])
-    processes = [back.start(), strategy.start()]
-    try:
-        for process in processes:
-            process.wait_ready()
+    with running(back, strategy):
         _produce_paced(broker.bootstrap, f"{prefix}ticks", _ticks(["AAA"], 3), 0.2).join(30)
         wait_until(strategy.exited, 30, "the strategy process to fail")
         assert back.terminate() == 0, back.current_log()[-2000:]
-    finally:
-        for process in processes:
-            process.kill()
     assert strategy.process is not None and strategy.process.returncode == 1
     log = strategy.current_log()
     assert "the model lost its weights" in log
