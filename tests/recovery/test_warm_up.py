@@ -7,7 +7,10 @@ never stopped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -24,8 +27,10 @@ import tradeloom.errors
 import tradeloom.plugins
 import tradeloom.testing.feeds
 from tradeloom import Strategy, hookimpl
+from tradeloom.api import make_settings
 from tradeloom.components import Feed
 from tradeloom.events import Bar, Fill
+from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.testing import bars, merge
 from tradeloom_paper.trader import PaperTrader
 from tradeloom_strategies.sma_cross import SmaCross
@@ -183,15 +188,18 @@ def test_orders_made_while_warming_up_are_not_sent(
         (bar.ts, False) for bar in data[3:]
     ]
     # Flat all through the warm-up (the stored state is flat): a buy on each of its three
-    # bars, none sent. The one on its last bar counts as open while warming up (it may be
-    # sent), but the stored state holds a fill of X at that time (the sell, from an order
-    # made before): which order of that time had an outcome is not known, so none is sent.
-    # The buy on the fourth bar is sent and fills on the fifth.
+    # bars. The one on its last bar counts as open while warming up (it may be sent). The
+    # stored state holds a fill of X at that time (the sell, from an order made before), and
+    # records that the buy made then was still open when the first run ended: that one is
+    # sent, and fills on the fourth bar; the two before are not sent.
     assert len(eager.not_sent) == 3
     assert eager.open_while_warming_up == [0, 0, 1]
-    assert [fill.ts for fill in second.fills] == [data[4].ts]
+    assert [fill.ts for fill in second.fills] == [data[3].ts]
+    assert second.fills[0].signal_id == eager.not_sent[2].event_id
     assert second.fill_count == 1 and second.rejection_count == 0
-    assert "(3 signal(s) made on them not sent)" in caplog.text
+    assert "(2 signal(s) made on them not sent; 1 made at its last time, with no outcome " in (
+        caplog.text
+    )
 
 
 def test_a_strategy_failing_while_warming_up_fails_the_run_with_its_name(tmp_path: Path) -> None:
@@ -348,10 +356,20 @@ class AtTheLastTime(Strategy):
             ctx.buy("X", 10)
 
 
+def drop_open_orders_record(state: Path) -> None:
+    """Leave the state as a back end without metadata, or an older tradeloom, leaves it."""
+    with contextlib.closing(sqlite3.connect(state)) as conn, conn:
+        deleted = conn.execute(
+            "DELETE FROM tradeloom_metadata WHERE key = 'open_at_last_time'"
+        ).rowcount
+    assert deleted == 1
+
+
+@pytest.mark.parametrize("record", ["recorded", "not recorded"])
 @pytest.mark.parametrize("fill_at", ["next", "last"])
 @pytest.mark.parametrize("how", ["guarded", "limit and market", "retry", "replaced"])
 def test_orders_of_the_stored_states_last_time_are_not_sent_twice(
-    tmp_path: Path, how: str, fill_at: str
+    tmp_path: Path, how: str, fill_at: str, record: str
 ) -> None:
     data = merge(
         bars("X", [str(100 + i) for i in range(6)]), bars("Y", [str(50 + i) for i in range(6)])
@@ -373,6 +391,8 @@ def test_orders_of_the_stored_states_last_time_are_not_sent_twice(
 
     whole = run("whole.db", data)
     first = run("state.db", data[:6])
+    if record == "not recorded":  # then the state's fills at that time decide: see the docs
+        drop_open_orders_record(tmp_path / "state.db")
     second = run("state.db", data, resume=True)
     assert whole.fills, "the strategy must trade"
     assert trades(first.fills + second.fills) == trades(whole.fills)
@@ -414,3 +434,137 @@ def test_an_executor_failing_on_the_warm_ups_last_price_is_its_own_error(tmp_pat
     assert not isinstance(info.value, tradeloom.errors.FeedError)
     assert str(info.value).startswith("execution stage failed on bar ")
     assert "cannot take this price" in str(info.value)
+
+
+class TurnsOver(Strategy):
+    """Long or flat on X, turning over on every bar once its last order came back: with
+    ``fill_at = "next"`` every bar brings the fill of the order made on the bar before, and
+    the strategy makes a new order on it."""
+
+    def on_bar(self, bar: Bar, ctx: Any) -> None:
+        if ctx.open_quantity("X"):
+            return
+        if ctx.position("X"):
+            ctx.sell("X", 1)
+        else:
+            ctx.buy("X", 1)
+
+
+@pytest.mark.parametrize("how", ["data that grew", "a stop"])
+def test_an_order_made_at_the_last_time_beside_a_fill_is_sent_when_the_run_goes_on(
+    tmp_path: Path, how: str
+) -> None:
+    # The state's last bar holds the fill of the order made on the bar before, and the order
+    # made on it never reached the executor: which of the two had an outcome is stored with
+    # the state, so the resumed run sends the second, as a run that never stopped does.
+    data = bars("X", [str(100 + i % 7) for i in range(2 * CUT + 40)])
+    settings: dict[str, Any] = {"executor": {"name": "paper", "params": {"fill_at": "next"}}}
+
+    def run(state: str, resume: bool = False, **given: Any) -> Any:
+        persistence = {"name": "sqlite", "params": {"path": str(tmp_path / state)}}
+        return tradeloom.backtest(
+            {**settings, "persistence": persistence},
+            strategies={"s": TurnsOver()},
+            resume=resume,
+            **given,
+        )
+
+    whole = run("whole.db", events=data)
+    assert len(whole.fills) == len(data) - 1  # a fill on every bar after the first
+    # A plain feed's run stops at the end of a block of events.
+    cuts = [CUT, 2 * CUT] if how == "a stop" else [5, 6, 17, CUT + 3]
+    fills: list[Fill] = []
+    for number, cut in enumerate([*cuts, len(data)]):
+        if how == "a stop" and cut < len(data):
+            stop = StopAt(data[cut - 1].ts)
+            result = run("state.db", number > 0, events=data, plugins=[stop])
+        else:
+            result = run("state.db", number > 0, events=data[:cut])
+        assert result.market_events == cut - (cuts[number - 1] if number else 0)
+        fills += result.fills
+    assert trades(fills) == trades(whole.fills)
+    assert result.final_equity == whole.final_equity
+
+
+def test_without_a_record_an_order_made_beside_a_fill_at_the_last_time_is_not_sent(
+    tmp_path: Path,
+) -> None:
+    # A state stored by an older tradeloom, or by a back end that keeps no metadata: the
+    # state's fill at its last time may be the outcome of the order made then, so that order
+    # is not sent (it could fill twice), and the run goes on without it.
+    data = bars("X", [str(100 + i % 7) for i in range(12)])
+    settings: dict[str, Any] = {
+        "executor": {"name": "paper", "params": {"fill_at": "next"}},
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "state.db")}},
+    }
+    first = tradeloom.backtest(settings, strategies={"s": TurnsOver()}, events=data[:6])
+    assert [fill.ts for fill in first.fills][-1] == data[5].ts
+    drop_open_orders_record(tmp_path / "state.db")
+    second = tradeloom.backtest(settings, strategies={"s": TurnsOver()}, events=data, resume=True)
+    # The sell made on the sixth bar is lost; the strategy sells on the seventh instead.
+    assert second.fills[0].ts == data[7].ts
+
+
+def test_open_orders_of_a_strategy_the_resumed_run_does_not_have_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = bars("X", [str(100 + i % 7) for i in range(12)])
+    settings: dict[str, Any] = {
+        "executor": {"name": "paper", "params": {"fill_at": "next"}},
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "state.db")}},
+    }
+    tradeloom.backtest(settings, strategies={"old": TurnsOver()}, events=data[:6])
+    with caplog.at_level(logging.WARNING, logger="tradeloom.pipeline"):
+        second = tradeloom.backtest(
+            settings, strategies={"new": TurnsOver()}, events=data, resume=True
+        )
+    assert "the stored state's last time has 1 open order(s) of strategies this run does " in (
+        caplog.text
+    )
+    assert "('old'): not sent" in caplog.text
+    assert all(fill.strategy_id == "new" for fill in second.fills)
+
+
+class CancelAt:
+    """Cancels the run's task at the given market time, as Ctrl-C or SIGTERM does: the run
+    stops at its next pause."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    @hookimpl
+    def tradeloom_event_observed(self, stage: str, direction: str, event: Any) -> None:
+        if stage == "feed" and event.ts == self.at:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+
+
+def test_an_interrupted_backtest_resumes_as_one_that_never_stopped(tmp_path: Path) -> None:
+    data = bars("X", [str(100 + i % 7) for i in range(CUT + 40)])
+    settings = make_settings(
+        {
+            "executor": {"name": "paper", "params": {"fill_at": "next"}},
+            "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "state.db")}},
+        }
+    )
+    whole = tradeloom.backtest(
+        {"executor": {"name": "paper", "params": {"fill_at": "next"}}},
+        strategies={"s": TurnsOver()},
+        events=data,
+    )
+    interrupted = Pipeline(
+        settings,
+        mode="backtest",
+        strategies={"s": TurnsOver()},
+        events=data,
+        plugins=[CancelAt(data[10].ts)],  # stops at the end of the first block
+    )
+    with pytest.raises(BaseException) as info:
+        anyio.run(interrupted.run)
+    assert isinstance(info.value, asyncio.CancelledError | KeyboardInterrupt)
+    assert interrupted.result.market_events == CUT
+    assert interrupted.result.fills[-1].ts == data[CUT - 1].ts  # a fill, and an order made then
+    resumed = tradeloom.backtest(settings, strategies={"s": TurnsOver()}, events=data, resume=True)
+    assert trades(interrupted.result.fills + resumed.fills) == trades(whole.fills)
+    assert resumed.final_equity == whole.final_equity

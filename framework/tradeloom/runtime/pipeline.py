@@ -67,6 +67,11 @@ from tradeloom.runtime.dead_letter_file import DeadLetterFile
 from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.delivery import BlockDelivery, block_delivery
 from tradeloom.runtime.health import run_health_checks
+from tradeloom.runtime.open_at_last_time import (
+    OPEN_ORDERS_KEY,
+    read_open_orders,
+    record_open_orders,
+)
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.resume import ResumePoint, WarmUp, rest_of_time
@@ -250,6 +255,9 @@ class Pipeline:
         self._settings_record: tuple[str, Callable[..., Any], Any] | None = None
         self._stages_started = False
         self._warming_up = False  # a resumed backtest's pump warms the strategies up first
+        # The pump is between two times (at a pause or the end of a plain feed's input, at
+        # the end of an async feed's): the latest time was taken whole.
+        self._between_times = False
         self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
@@ -586,6 +594,7 @@ class Pipeline:
         snapshots: Any = {}
         fills: Any = []
         rejections: list[Rejection] = []
+        metadata: Mapping[str, str] = {}
         if self.persistence is not None:
             snapshots, fills, metadata = await self._load_stored_state(self.persistence)
             rejections = await self._load_rejections(self.persistence)
@@ -673,6 +682,7 @@ class Pipeline:
                     last_time=after,
                     filled_at_last_time=[fill for fill in fills if fill.ts == after],
                     price=self._price_after_warm_up,
+                    open_at_last_time=read_open_orders(metadata, after),
                 )
             if self.portfolio_stage is None:
                 self.result.starting_equity = sum(
@@ -1045,6 +1055,7 @@ class Pipeline:
                         try:
                             event = await anext(async_source)
                         except StopAsyncIteration:
+                            self._between_times = True
                             break
                         except TradeloomError:
                             raise
@@ -1139,6 +1150,7 @@ class Pipeline:
                 itertools.chain(read_ahead, source) if read_ahead else source, block_size
             )
             direct = self._direct_market_route()
+            self._between_times = False
             try:
                 delivered = self._deliver(block, direct) if direct else self._publish(block)
                 count += delivered
@@ -1160,9 +1172,11 @@ class Pipeline:
                 # The stages' failures are TradeloomErrors: anything else came from reading
                 # the feed, or from what it gave.
                 raise self._feed_failed(exc) from exc
+            self._between_times = self.mode == "backtest"  # a block ends with its last time
             await self._yield_point(count)
             if self._stop_requested:
                 break
+        self._between_times = True
         self._count_market(count)
 
     def _ahead_limit(self) -> timedelta | None:
@@ -1392,6 +1406,7 @@ class Pipeline:
         await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)
         self.transport.stop_consuming()
         await consuming_done.wait()
+        open_orders_record = self._open_orders_record()
         self._settle_pending()
         if self.mode == "backtest":
             self._warn_unseen_instruments()
@@ -1417,9 +1432,39 @@ class Pipeline:
                     every_portfolio=self.mode == "backtest", holding_ones=self.mode == "live"
                 )
                 self.result.unsaved_portfolios = sorted(book.dirty())
+                if open_orders_record is not None and not self.result.unsaved_portfolios:
+                    await self._save_open_orders_record(*open_orders_record)
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
+
+    def _open_orders_record(self) -> tuple[Callable[..., Any], str] | None:
+        """A backtest that took its last time whole: the record of the orders made then and
+        still open, and the back end's ``save_metadata`` to keep it with the state (see
+        :mod:`tradeloom.runtime.open_at_last_time`); taken before ``on_stop`` and the
+        rejections of what is left waiting."""
+        save_metadata = getattr(self.persistence, "save_metadata", None)
+        if (
+            self.mode != "backtest"
+            or not self._between_times
+            or save_metadata is None
+            or self.strategy_stage is None
+            or self.portfolio_stage is None
+        ):
+            return None
+        return save_metadata, record_open_orders(
+            self.clock.now(), self.strategy_stage.contexts.values()
+        )
+
+    async def _save_open_orders_record(self, save_metadata: Callable[..., Any], text: str) -> None:
+        try:
+            await self._call_persistence(save_metadata, {OPEN_ORDERS_KEY: text})
+        except PersistenceError as exc:  # a resume without it guesses: see WarmUp
+            self.logger.warning(
+                "%s; a run resumed from this state cannot tell which orders of its last time "
+                "had an outcome",
+                exc,
+            )
 
     def _settle_pending(self) -> None:
         """Strategies first (``on_stop`` may still trade), then what waits for prices: signals
@@ -1506,12 +1551,15 @@ class Pipeline:
             return  # nothing changed (it failed before any fill): nothing to save
         if self.mode == "backtest" and not self.status.market_events:
             return  # took no event: see _drain
+        open_orders_record = self._open_orders_record()
         with anyio.CancelScope(shield=True):
             try:
                 await self.portfolio_stage.checkpoint(
                     every_portfolio=self.mode == "backtest", holding_ones=self.mode == "live"
                 )
                 self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
+                if open_orders_record is not None and not self.result.unsaved_portfolios:
+                    await self._save_open_orders_record(*open_orders_record)
             except Exception as exc:
                 self.logger.error("could not save state after a failure: %s", exc)
                 # Said by what the run reports too (not "its state up to the failure is saved").

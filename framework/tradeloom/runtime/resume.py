@@ -11,13 +11,14 @@ where the stored state ends, and the resumed run trades as one that never stoppe
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import anyio
 
 from tradeloom.events import Fill, MarketEvent, Signal
+from tradeloom.runtime.open_at_last_time import order_key
 from tradeloom.runtime.results import RunResult
 
 _PAUSE_EVERY = 1024
@@ -27,6 +28,7 @@ _PAUSE_EVERY = 1024
 if TYPE_CHECKING:
     from tradeloom.runtime.clock import SimulatedClock, WallClock
     from tradeloom.runtime.stages import StrategyStage
+    from tradeloom.strategy import StrategyContext
 
 
 class WarmUp:
@@ -46,6 +48,7 @@ class WarmUp:
         last_time: datetime | None = None,
         filled_at_last_time: Iterable[Fill] = (),
         price: Callable[[MarketEvent], None] | None = None,
+        open_at_last_time: Mapping[str, list[Signal]] | None = None,
     ) -> None:
         self.stage = stage
         self.clock = clock
@@ -53,11 +56,15 @@ class WarmUp:
         self.stop_requested = stop_requested
         self.logger = logger
         self.last_time = last_time
-        """The stored state's latest time: orders made at it are sent when the run goes on,
-        unless the state holds a fill at that time for the same strategy and instrument (an
-        executor that fills at once, at the last price, filled them then; or an order made
-        before filled then, and which of the orders of that time had an outcome is not
-        known: not sending loses an order, sending could fill one twice)."""
+        """The stored state's latest time: of the orders made at it, those that had no
+        outcome when the run that stored the state ended are sent when the run goes on."""
+        self.open_at_last_time = open_at_last_time
+        """Those orders, by strategy id, as the state records them (see
+        :mod:`tradeloom.runtime.open_at_last_time`). Without a record, the orders made at the
+        last time are sent unless the state holds a fill at that time for the same strategy
+        and instrument: an executor that fills at once, at the last price, filled them then;
+        or an order made before filled then, and which of them had an outcome is not known
+        (not sending loses an order, sending could fill one twice)."""
         self._filled = {(fill.strategy_id, fill.instrument) for fill in filled_at_last_time}
         self.price = price
         """Hands the latest warm-up event of each instrument to the stages that price orders
@@ -90,16 +97,29 @@ class WarmUp:
         self.clock.advance(after)  # what the run saves is stamped no earlier
         unsent = 0
         held: list[Signal] = []
-        for ctx in self.stage.contexts.values():
+        recorded = self.open_at_last_time
+        for strategy_id, ctx in self.stage.contexts.items():
             ctx.warming_up = False
             unsent += ctx.unsent_while_warming_up
             signals, ctx._held_while_warming_up = ctx._held_while_warming_up, []
+            if not goes_on:
+                to_send = []
+            elif recorded is None:
+                to_send = [
+                    signal
+                    for signal in signals
+                    if (signal.strategy_id, signal.instrument) not in self._filled
+                ]
+            else:
+                to_send = _as_recorded(ctx, signals, recorded.get(strategy_id, []))
+            sending = {id(signal) for signal in to_send}
             for signal in signals:
-                if goes_on and (signal.strategy_id, signal.instrument) not in self._filled:
-                    held.append(signal)
-                else:
+                if id(signal) not in sending:
                     ctx._open_orders.close(signal.event_id)
                     unsent += 1
+            held += to_send
+        if recorded is not None and goes_on:
+            self._say_unknown_strategies(recorded)
         sent = len(held)
         if self.events:
             self.logger.info(
@@ -114,6 +134,37 @@ class WarmUp:
                 self.price(latest)
         if held:
             self.stage.send_held(held)
+
+    def _say_unknown_strategies(self, recorded: Mapping[str, list[Signal]]) -> None:
+        unknown = sorted(set(recorded) - set(self.stage.contexts))
+        if unknown:
+            self.logger.warning(
+                "the stored state's last time has %d open order(s) of strategies this run "
+                "does not have (%s): not sent",
+                sum(len(recorded[strategy_id]) for strategy_id in unknown),
+                ", ".join(map(repr, unknown)),
+            )
+
+
+def _as_recorded(
+    ctx: StrategyContext, made_again: list[Signal], recorded: list[Signal]
+) -> list[Signal]:
+    """What to send of the orders ``recorded`` as open at the stored state's last time: the
+    signal the warm-up made again for each (the strategy holds that one), in the order it was
+    made, then one made anew for each the warm-up did not make."""
+    left = [order_key(signal) for signal in recorded]
+    to_send: list[Signal] = []
+    for signal in made_again:
+        key = order_key(signal)
+        if key in left:
+            left.remove(key)
+            to_send.append(signal)
+    for signal in recorded:
+        key = order_key(signal)
+        if key in left:
+            left.remove(key)
+            to_send.append(ctx._send_again(signal))
+    return to_send
 
 
 class ResumePoint:
