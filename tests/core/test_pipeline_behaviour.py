@@ -1292,6 +1292,78 @@ def test_a_backtest_takes_any_time() -> None:
     assert result.dead_letters == [] and result.market_events == 2
 
 
+class CountsSnapshotSaves(SqlitePersistence):
+    saves: list[list[tuple[str, Decimal]]] = []
+    failing: set[int] = set()  # the numbers of the saves that fail, from 0
+
+    def save_snapshots(self, snapshots: Any) -> None:
+        if len(self.saves) in self.failing:
+            self.failing.discard(len(self.saves))
+            raise OSError("disk full")
+        super().save_snapshots(snapshots)
+        self.saves.append([(s.portfolio_id, s.equity) for s in snapshots])
+
+
+class CountsSnapshotSavesPlugin:
+    @tradeloom.hookimpl
+    def tradeloom_register_persistence(self) -> dict[str, Any]:
+        return {"counts_saves": CountsSnapshotSaves}
+
+
+@pytest.mark.parametrize("failing", [set(), {1}], ids=["saved", "saved after a failure"])
+def test_a_live_runs_checkpoints_save_holdings_whose_prices_moved(tmp_path, failing) -> None:  # type: ignore[no-untyped-def]
+    # Stored equity follows the market during a live run, not only at its stop; a holding
+    # whose price did not move is not written again.
+    class BuysOnce(Strategy):
+        def on_bar(self, bar: Any, ctx: StrategyContext) -> None:
+            if not ctx.position("X") and not ctx.open_quantity("X"):
+                ctx.buy("X", 5)
+
+    class Idle(Strategy):
+        pass
+
+    data = bars("X", ["10", "10", "12", "12"])
+    db = tmp_path / "state.db"
+    stored_during_the_run: list[Decimal] = []
+
+    class Pauses(Feed):
+        async def events(self, ctx: FeedContext) -> AsyncIterator[Bar]:  # type: ignore[override]
+            for bar in data:
+                yield bar
+                await anyio.sleep(0.6)  # a checkpoint every 0.1 s
+            store = SqlitePersistence(db)
+            store.open()
+            try:
+                stored_during_the_run.append(store.load_snapshots()["a"].equity)
+            finally:
+                store.close()
+
+    CountsSnapshotSaves.saves = []
+    # A failed save of a holding valued anew is tried again though its price moves no more.
+    CountsSnapshotSaves.failing = set(failing)
+    config = {
+        "executor": {"name": "paper", "params": {"fill_at": "last"}},
+        "persistence": {"name": "counts_saves", "params": {"path": str(db)}},
+        "portfolio": {"snapshot_interval_seconds": 0.1},
+    }
+    pipeline = Pipeline(
+        make_settings(config),
+        mode="live",
+        strategies={"a": BuysOnce(), "b": Idle()},
+        feed=Pauses(),
+        plugins=[CountsSnapshotSavesPlugin()],
+    )
+    result = anyio.run(pipeline.run)
+    assert stored_during_the_run == [100_000 + 5 * (12 - 10)]
+    # The fill's save (both portfolios are new), then one when X moved to 12; none for the
+    # bars at the same prices, nor at the stop.
+    assert CountsSnapshotSaves.saves == [
+        [("a", Decimal(100_000)), ("b", Decimal(100_000))],
+        [("a", Decimal(100_010))],
+    ]
+    assert result.snapshots["a"].equity == 100_010
+
+
 def test_a_resume_with_nothing_new_keeps_the_stored_time_for_the_next_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = bars("X", ["10", "11", "12", "13", "14", "15"])
     config = {

@@ -648,6 +648,7 @@ class Pipeline:
                 record_equity=True,
                 blocking_io_in_thread=self.mode == "live",
                 journal_rejections=self._journals_rejections(),
+                save_revalued=self.mode == "live",
             )
             self.portfolio_stage.before_first_write = self._settings_record
             self.stages.append(self.portfolio_stage)
@@ -1426,11 +1427,9 @@ class Pipeline:
             # stamped with the clock, already at the first event's time, a resume would skip
             # that time untaken.
             if self.mode != "backtest" or self.result.market_events:
-                # A live run saves the portfolios holding positions too: their stored equity
-                # and prices are those of the end, not of their last fill.
-                await self.portfolio_stage.checkpoint(
-                    every_portfolio=self.mode == "backtest", holding_ones=self.mode == "live"
-                )
+                # A live run saves the portfolios whose holdings moved in price too (as at
+                # each checkpoint): their stored equity is that of the end.
+                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
                 self.result.unsaved_portfolios = sorted(book.dirty())
                 if open_orders_record is not None and not self.result.unsaved_portfolios:
                     await self._save_open_orders_record(*open_orders_record)
@@ -1554,9 +1553,7 @@ class Pipeline:
         open_orders_record = self._open_orders_record()
         with anyio.CancelScope(shield=True):
             try:
-                await self.portfolio_stage.checkpoint(
-                    every_portfolio=self.mode == "backtest", holding_ones=self.mode == "live"
-                )
+                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
                 self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
                 if open_orders_record is not None and not self.result.unsaved_portfolios:
                     await self._save_open_orders_record(*open_orders_record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +15,7 @@ import anyio
 from tradeloom.awaitables import maybe_await
 from tradeloom.components import Persistence, PricedMarket
 from tradeloom.events import Bar, Fill, MarketTick, PortfolioSnapshot, Rejection
-from tradeloom.portfolio import ZERO, EquityTerms, PortfolioBook, book_value
+from tradeloom.portfolio import ZERO, EquityTerms, Portfolio, PortfolioBook, book_value
 from tradeloom.runtime.results import RunResult
 from tradeloom.runtime.stages import Stage, StageServices
 from tradeloom.runtime.transport import Topics
@@ -50,6 +50,7 @@ class PortfolioStage(PricedMarket, Stage):
         record_equity: bool = True,
         blocking_io_in_thread: bool = False,
         journal_rejections: bool = False,
+        save_revalued: bool = False,
     ) -> None:
         super().__init__(services)
         self.book = book
@@ -62,6 +63,10 @@ class PortfolioStage(PricedMarket, Stage):
         # the risk and execution roles read them when they start, so that a signal or order
         # they read again after a crash is not decided or executed a second time.
         self.journal_rejections = journal_rejections
+        # A live run's checkpoints also save the portfolios whose holdings moved in price
+        # since they were saved: a fill is not the only change of their stored equity.
+        self.save_revalued = save_revalued
+        self._revalued_unsaved: set[str] = set()  # valued anew by a snapshot that failed to save
         self._unjournaled_rejections: list[Rejection] = []
         self._rejection_failures = 0
         self._last_checkpoint = time.monotonic()
@@ -234,14 +239,12 @@ class PortfolioStage(PricedMarket, Stage):
                 exc,
             )
 
-    async def checkpoint(
-        self, *, every_portfolio: bool = False, holding_ones: bool = False
-    ) -> list[PortfolioSnapshot]:
+    async def checkpoint(self, *, every_portfolio: bool = False) -> list[PortfolioSnapshot]:
         """Journal new fills, then save snapshots of changed portfolios (of all of them with
         ``every_portfolio``: a backtest's last checkpoint, so that the stored state's time is
-        the time it got to; with ``holding_ones`` also of those holding a position, whose
-        value moved with the prices: a live run's last checkpoint). Failures are counted and
-        retried at the next checkpoint; nothing is marked saved that was not."""
+        the time it got to; with ``save_revalued`` also of those whose holdings' prices moved
+        since their last save). Failures are counted and retried at the next checkpoint;
+        nothing is marked saved that was not."""
         async with self._checkpoint_lock:
             self._last_checkpoint = time.monotonic()
             if not await self.flush_journal():
@@ -253,10 +256,13 @@ class PortfolioStage(PricedMarket, Stage):
                 versions = {pid: p.version for pid, p in portfolios.items()}
             else:
                 versions = self.book.dirty()
-                if holding_ones:
+                if self.save_revalued:
+                    marks = self.book.marks
                     for pid, portfolio in portfolios.items():
-                        if any(h.quantity for h in portfolio.holdings.values()):
-                            versions.setdefault(pid, portfolio.version)
+                        if pid not in versions and (
+                            pid in self._revalued_unsaved or _revalued(portfolio, marks)
+                        ):
+                            versions[pid] = portfolio.version
             if not versions:
                 return []
             now = self.services.clock.now()
@@ -269,7 +275,10 @@ class PortfolioStage(PricedMarket, Stage):
                 await self._persist("saving snapshots", self.persistence.save_snapshots, snapshots)
             except Exception as exc:
                 self._persistence_failed("saving snapshots", exc)
+                if self.save_revalued:  # taking the snapshots set the holdings' prices
+                    self._revalued_unsaved.update(versions)
                 return []
+            self._revalued_unsaved.difference_update(versions)
             self.book.mark_saved(versions)  # changes made during the save stay dirty
             for snapshot in snapshots:
                 self.result.snapshots[snapshot.portfolio_id] = snapshot
@@ -351,3 +360,14 @@ class PortfolioStage(PricedMarket, Stage):
             pid: portfolio.snapshot(self.services.ids, now, self.book.marks)
             for pid, portfolio in self.book.portfolios.items()
         }
+
+
+def _revalued(portfolio: Portfolio, marks: Mapping[str, Decimal]) -> bool:
+    """Whether a holding of ``portfolio`` has a price other than the one it was last valued
+    at (by its last fill or snapshot)."""
+    for instrument, holding in portfolio.holdings.items():
+        if holding.quantity:
+            mark = marks.get(instrument)
+            if mark is not None and mark != holding.last_price:
+                return True
+    return False
