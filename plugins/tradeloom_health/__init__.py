@@ -1,5 +1,5 @@
-"""Stock monitoring plugin: health checks, Prometheus metrics, the /health and /metrics HTTP
-endpoints, ``tradeloom health URL`` and JSON logging.
+"""Stock monitoring plugin: health checks, Prometheus metrics, the /health, /ready and /metrics
+HTTP endpoints, ``tradeloom health URL`` and JSON logging.
 
 Registered through the ``tradeloom`` entry point ``health`` (module
 :mod:`tradeloom_health.plugin`). See docs/monitoring.md. The names below are imported when
@@ -20,5 +20,6 @@ __getattr__, __all__ = lazy_exports(
         "ReconnectionExhausted": "tradeloom_health.checks",
         "event_fields": "tradeloom_health.logs",
         "install_json_logging": "tradeloom_health.logs",
+        "not_ready_because": "tradeloom_health.readiness",
     },
 )

@@ -41,6 +41,12 @@ def add_health_command(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     parser.add_argument(
+        "--ready",
+        action="store_true",
+        help="ask URL/ready instead: exit 0 when the pipeline takes input and nothing is "
+        "critical, 2 when it is not ready (the reasons are printed)",
+    )
+    parser.add_argument(
         "--token",
         default=None,
         help=f"bearer token for [monitoring] auth_token (default: ${TOKEN_ENV})",
@@ -77,11 +83,11 @@ def _with_log_json(handler: Callable[[argparse.Namespace], Any]) -> Callable[...
     return run
 
 
-def health_url(url: str) -> str:
+def health_url(url: str, endpoint: str = "/health") -> str:
     parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http URL: {url!r}")
-    path = parts.path if parts.path not in ("", "/") else "/health"
+    path = parts.path if parts.path not in ("", "/") else endpoint
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
@@ -110,7 +116,7 @@ def fetch_health(url: str, *, timeout: float, token: str | None) -> tuple[int, A
 
 def cmd_health(args: argparse.Namespace) -> int:
     try:
-        url = health_url(args.url)
+        url = health_url(args.url, "/ready" if args.ready else "/health")
     except ValueError as exc:
         print(f"tradeloom health: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -130,6 +136,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     if status == 401:
         print(f"UNKNOWN  {url}: HTTP 401: wrong or missing token (--token)", file=sys.stderr)
         return EXIT_UNKNOWN
+    if args.ready:
+        return _print_readiness(url, status, reports, as_json=args.json)
     if not _is_report_list(reports):
         print(f"UNKNOWN  {url}: HTTP {status}: not a list of health reports", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -152,6 +160,26 @@ def cmd_health(args: argparse.Namespace) -> int:
             f"  {report['severity']:<9} {report.get('stage', ''):<10} "
             f"{report.get('check', ''):<22} {report.get('message', '')}"
         )
+    return code
+
+
+def _print_readiness(url: str, status: int, answer: Any, *, as_json: bool) -> int:
+    if not (
+        isinstance(answer, dict)
+        and isinstance(answer.get("ready"), bool)
+        and isinstance(answer.get("reasons"), list)
+        and all(isinstance(reason, str) for reason in answer["reasons"])
+    ):
+        print(f"UNKNOWN  {url}: HTTP {status}: not a readiness answer", file=sys.stderr)
+        return EXIT_UNKNOWN
+    code = EXIT_OK if answer["ready"] else EXIT_CRITICAL
+    if as_json:
+        json.dump(answer, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return code
+    print(f"{'READY' if answer['ready'] else 'NOT READY'}  {url} (HTTP {status})")
+    for reason in answer["reasons"]:
+        print(f"  {reason}")
     return code
 
 

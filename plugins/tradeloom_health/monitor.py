@@ -13,6 +13,7 @@ from tradeloom.runtime.health import run_health_checks
 from tradeloom.runtime.transport import Topics
 from tradeloom_health.checks import STOCK_CHECKS
 from tradeloom_health.metrics import PipelineMetrics
+from tradeloom_health.readiness import not_ready_because
 from tradeloom_health.server import MonitoringServer
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ run_checks = run_health_checks
 
 
 class PipelineMonitor:
-    """Metrics and the /health and /metrics server for one pipeline, from its
+    """Metrics and the /health, /ready and /metrics server for one pipeline, from its
     ``[monitoring]`` settings.
 
     Health runs the pipeline's ``[[health.checks]]``; when none are configured it runs every
@@ -64,16 +65,23 @@ class PipelineMonitor:
             host=self.settings.host,
             port=self.settings.http_port or 0,
             auth_token=self.settings.auth_token,
+            ready=self.not_ready_because,
         )
 
     def health(self, now: datetime | None = None) -> list[HealthReport]:
         return run_checks(self.checks, self.pipeline.status, now or self._wall_clock())
 
+    def not_ready_because(self, now: datetime | None = None) -> list[str]:
+        """Why the process is not ready (``/ready``); empty when it is."""
+        return not_ready_because(self.pipeline.status, self.health(now))
+
     def start(self) -> PipelineMonitor:
         self.server.start()
         self.pipeline.status.stage_observer = self.metrics.observe
         logger.info(
-            "serving /health and /metrics on %s", self.server.url, extra={"url": self.server.url}
+            "serving /health, /ready and /metrics on %s",
+            self.server.url,
+            extra={"url": self.server.url},
         )
         logger.debug("monitoring settings: %s", self.settings)
         if self.settings.host not in ("127.0.0.1", "::1", "localhost") and not (

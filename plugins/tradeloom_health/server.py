@@ -1,4 +1,5 @@
-"""The monitoring HTTP server: ``GET /health`` and ``GET /metrics`` (``HEAD`` too).
+"""The monitoring HTTP server: ``GET /health``, ``GET /ready`` and ``GET /metrics`` (``HEAD``
+too).
 
 A :class:`http.server.ThreadingHTTPServer` in a daemon thread, so that a scrape never waits
 for the pipeline's event loop and a busy pipeline never delays a scrape.
@@ -23,6 +24,8 @@ from tradeloom.errors import ConfigError
 from tradeloom.events import HealthReport, Severity
 
 HealthSource = Callable[[], Sequence[HealthReport]]
+ReadinessSource = Callable[[], Sequence[str]]
+"""Why the process is not ready (see :mod:`tradeloom_health.readiness`); empty when it is."""
 logger = logging.getLogger("tradeloom.monitoring")
 
 
@@ -34,7 +37,8 @@ def health_status(reports: Sequence[HealthReport]) -> int:
 
 class MonitoringServer:
     """Serves ``/health`` (a JSON list of health reports; HTTP 200 when none is critical, 503
-    otherwise) and ``/metrics`` (Prometheus text format) on ``host:port``.
+    otherwise), ``/ready`` when given a readiness source (``{"ready": ..., "reasons": [...]}``;
+    200 when ready, 503 otherwise) and ``/metrics`` (Prometheus text format) on ``host:port``.
 
     ``port=0`` binds a free port; :attr:`port` tells which. With ``auth_token`` set, every
     request must carry ``Authorization: Bearer <token>``.
@@ -48,9 +52,11 @@ class MonitoringServer:
         host: str = "127.0.0.1",
         port: int = 0,
         auth_token: SecretStr | None = None,
+        ready: ReadinessSource | None = None,
     ) -> None:
         self.health = health
         self.metrics = metrics
+        self.ready = ready
         self.host = host
         self.requested_port = port
         self._token = auth_token
@@ -152,11 +158,25 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         if path == "/health":
             self._health()
+        elif path == "/ready" and monitor.ready is not None:
+            self._ready(monitor.ready)
         elif path == "/metrics" and monitor.metrics is not None:
             self._send(HTTPStatus.OK, monitor.metrics(), CONTENT_TYPE_LATEST)
         else:
-            body = {"error": f"not found: {path}", "endpoints": ["/health", "/metrics"]}
+            endpoints = ["/health"]
+            endpoints += ["/ready"] if monitor.ready is not None else []
+            endpoints += ["/metrics"] if monitor.metrics is not None else []
+            body = {"error": f"not found: {path}", "endpoints": endpoints}
             self._send(HTTPStatus.NOT_FOUND, _json(body), "application/json")
+
+    def _ready(self, ready: ReadinessSource) -> None:
+        try:
+            reasons = list(ready())
+        except Exception as exc:
+            logger.exception("readiness could not be judged")
+            reasons = [f"readiness could not be judged: {type(exc).__name__}: {exc}"]
+        status = HTTPStatus.SERVICE_UNAVAILABLE if reasons else HTTPStatus.OK
+        self._send(status, _json({"ready": not reasons, "reasons": reasons}), "application/json")
 
     def _health(self) -> None:
         try:

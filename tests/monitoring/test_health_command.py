@@ -145,6 +145,27 @@ def test_health_url(given: str, expected: str) -> None:
     assert health_url(given) == expected
 
 
+def test_ready_exits_0_when_ready_and_2_with_the_reasons_when_not(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reasons: list[str] = []
+    with MonitoringServer(list, None, ready=lambda: reasons) as server:
+        assert main(["health", server.url, "--ready"]) == 0
+        assert capsys.readouterr().out == f"READY  {server.url}/ready (HTTP 200)\n"
+        reasons += ["stopping: taking no more input", "reconnecting: redpanda transport: down"]
+        assert main(["health", server.url, "--ready"]) == 2
+        assert capsys.readouterr().out == (
+            f"NOT READY  {server.url}/ready (HTTP 503)\n"
+            "  stopping: taking no more input\n"
+            "  reconnecting: redpanda transport: down\n"
+        )
+        assert main(["health", server.url, "--ready", "--json"]) == 2
+        assert json.loads(capsys.readouterr().out) == {"ready": False, "reasons": reasons}
+        # A health endpoint is not a readiness answer.
+        assert main(["health", server.url + "/health", "--ready"]) == 3
+        assert "HTTP 200: not a readiness answer" in capsys.readouterr().err
+
+
 def test_a_bad_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["health", "ftp://example/health"]) == 3
     assert "not an http URL" in capsys.readouterr().err

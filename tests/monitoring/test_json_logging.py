@@ -134,7 +134,7 @@ def test_secrets_in_settings_never_reach_the_log(tmp_path: Path, json_log: Any) 
     assert lines[2]["token"] == "**********"
     assert lines[3]["monitoring"]["auth_token"] == "**********"
     assert any(line["message"].startswith("monitoring settings:") for line in lines)
-    assert any(line["message"].startswith("serving /health and /metrics") for line in lines)
+    assert any(line["message"].startswith("serving /health, /ready and /metrics") for line in lines)
 
 
 def _tradeloom_command() -> list[str]:

@@ -24,6 +24,7 @@ from tradeloom_health.checks import MarketDataFreshness, PersistenceErrors
 from tradeloom_health.metrics import PipelineMetrics
 from tradeloom_health.monitor import run_checks
 from tradeloom_health.plugin import monitor_for
+from tradeloom_health.readiness import not_ready_because
 from tradeloom_health.server import MonitoringServer
 
 T0 = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
@@ -52,10 +53,15 @@ class Monitored:
             ("persistence_errors", PersistenceErrors()),
         ]
         self.metrics = PipelineMetrics(self.status, health=self.health)
-        self.server = MonitoringServer(self.health, self.metrics.exposition, **server_options)
+        self.server = MonitoringServer(
+            self.health, self.metrics.exposition, ready=self.not_ready_because, **server_options
+        )
 
     def health(self) -> list[Any]:
         return run_checks(self.checks, self.status, self.now)
+
+    def not_ready_because(self) -> list[str]:
+        return not_ready_because(self.status, self.health())
 
 
 @pytest.fixture
@@ -110,7 +116,7 @@ def test_metrics_are_prometheus_text(monitored: Monitored) -> None:
 def test_unknown_paths_are_404(monitored: Monitored) -> None:
     status, _, body = get(monitored.server.url + "/nope")
     assert status == 404
-    assert json.loads(body)["endpoints"] == ["/health", "/metrics"]
+    assert json.loads(body)["endpoints"] == ["/health", "/ready", "/metrics"]
 
 
 def request(url: str, method: str) -> tuple[int, dict[str, str], bytes]:
@@ -171,6 +177,60 @@ def test_a_stopping_pipeline_says_so_and_old_data_is_not_critical(monitored: Mon
 
     monitored.status.stopped_at = T0 + timedelta(seconds=59)
     assert json.loads(get(url)[2])[0]["message"] == "stopped 1.0 s ago"
+
+
+def test_ready_is_200_only_while_the_pipeline_takes_input_and_nothing_is_critical(
+    monitored: Monitored,
+) -> None:
+    url = monitored.server.url + "/ready"
+    status, content_type, body = get(url)
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(body) == {"ready": True, "reasons": []}
+
+    monitored.status.reconnecting["redpanda transport"] = "broker unreachable since 09:30:00"
+    status, _, body = get(url)
+    assert status == 503
+    assert json.loads(body) == {
+        "ready": False,
+        "reasons": ["reconnecting: redpanda transport: broker unreachable since 09:30:00"],
+    }
+    monitored.status.reconnecting.clear()
+
+    monitored.now = T0 + timedelta(seconds=31)  # no tick after the grace period: critical
+    status, _, body = get(url)
+    assert status == 503
+    [reason] = json.loads(body)["reasons"]
+    assert reason.startswith("critical: feed market_data_freshness: no recent market data")
+
+    # Stopping: /health stays 200 (nothing is wrong), /ready is 503 (it takes no input).
+    monitored.status.draining_since = T0 + timedelta(seconds=30)
+    assert get(monitored.server.url + "/health")[0] == 200
+    status, _, body = get(url)
+    assert status == 503
+    assert json.loads(body)["reasons"] == [
+        "stopping: taking no more input, finishing what is in flight (for 1.0 s)"
+    ]
+    assert request(url, "HEAD")[:3:2] == (503, b"")
+
+
+def test_ready_says_why_it_cannot_tell() -> None:
+    def broken() -> list[str]:
+        raise RuntimeError("status unavailable")
+
+    with MonitoringServer(lambda: [], None, ready=broken) as server:
+        status, _, body = get(server.url + "/ready")
+    assert status == 503
+    assert json.loads(body) == {
+        "ready": False,
+        "reasons": ["readiness could not be judged: RuntimeError: status unavailable"],
+    }
+
+
+def test_without_a_readiness_source_there_is_no_ready_endpoint() -> None:
+    with MonitoringServer(lambda: [], None) as server:
+        status, _, body = get(server.url + "/ready")
+    assert status == 404
+    assert json.loads(body)["endpoints"] == ["/health"]
 
 
 def test_bearer_token_is_required_when_configured() -> None:
@@ -264,6 +324,7 @@ def test_a_live_pipeline_serves_while_it_runs() -> None:
             assert monitor is not None
             seen["url"] = url = monitor.url
             seen["health"] = await anyio.to_thread.run_sync(get, url + "/health")
+            seen["ready"] = await anyio.to_thread.run_sync(get, url + "/ready")
             seen["metrics"] = await anyio.to_thread.run_sync(get, url + "/metrics")
             feed.release.set()
 
@@ -273,6 +334,7 @@ def test_a_live_pipeline_serves_while_it_runs() -> None:
     reports = json.loads(body)
     assert [r["check"] for r in reports] == ["market_data_freshness", "consumer_lag"]
     assert reports[0]["message"].startswith("market data is fresh")
+    assert seen["ready"][0] == 200 and json.loads(seen["ready"][2])["ready"] is True
 
     families = {f.name: f for f in text_string_to_metric_families(seen["metrics"][2])}
     events_in = {s.labels["stage"]: s.value for s in families["tradeloom_stage_events_in"].samples}
@@ -303,6 +365,7 @@ def test_health_while_a_live_pipeline_drains_says_it_is_stopping() -> None:
 
             async def ask() -> None:
                 seen["health"] = await anyio.to_thread.run_sync(get, monitor.url + "/health")
+                seen["ready"] = await anyio.to_thread.run_sync(get, monitor.url + "/ready")
 
             return ask()
 
@@ -326,6 +389,9 @@ def test_health_while_a_live_pipeline_drains_says_it_is_stopping() -> None:
     ]
     assert reports[0]["message"].startswith("stopping: taking no more input")
     assert reports[1]["message"].startswith("the pipeline is stopping")
+    status, _, body = seen["ready"]
+    assert status == 503
+    assert json.loads(body)["reasons"][0].startswith("stopping: taking no more input")
 
 
 def test_without_checks_configured_every_stock_check_runs() -> None:

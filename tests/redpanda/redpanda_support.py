@@ -167,7 +167,7 @@ def write_pipeline(
 # -- processes -------------------------------------------------------------------------------
 
 ASSIGNED = re.compile(r"role (\w+) \(group [^)]*\): assigned partitions (.*)$", re.MULTILINE)
-SERVING = re.compile(r"serving /health and /metrics on (\S+)")
+SERVING = re.compile(r"serving /health, /ready and /metrics on (\S+)")
 
 
 class RoleProcess:

@@ -36,6 +36,7 @@ from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.results import RunResult
 from tradeloom.settings import Settings
 from tradeloom_decimal.codec import DecimalJsonCodec
+from tradeloom_health.readiness import not_ready_because
 
 GUARD_SECONDS = 60.0
 
@@ -102,6 +103,7 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             # transport's: the feed's was not shown, and a feed-only process looked healthy).
             reconnecting.update(pipeline.status.reconnecting)
             health.extend(pipeline.health())
+            not_ready.extend(not_ready_because(pipeline.status, health))
             # The lag is unknown while the broker is out of reach (it said "0 behind"): the
             # feed's, and the transport's roles' too.
             with anyio.fail_after(10):
@@ -117,9 +119,12 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
             await _ticks_in(private_broker, f"{prefix}ticks", ["AA", "BB"] * 5)
             while len(pipeline.result.fills) < 20:
                 await anyio.sleep(0.05)
+            not_ready_again.extend(not_ready_because(pipeline.status, pipeline.health()))
             pipeline.stop()
 
     feed = f"redpanda feed ({prefix}ticks)"
+    not_ready: list[str] = []
+    not_ready_again: list[str] = []
     lag_before: dict[str, int] = {}
     reconnecting: dict[str, str] = {}
     health: list[Any] = []
@@ -137,6 +142,12 @@ def test_feed_and_transport_reconnect_after_the_broker_restarts(
         f"reconnecting: {feed}: broker unreachable since "
     )
     assert "; redpanda transport: broker unreachable since " in report.message
+    # /ready says the process is not ready while the broker is away, and ready once back.
+    assert [reason.split(": broker unreachable since ")[0] for reason in not_ready] == [
+        f"reconnecting: {feed}",
+        "reconnecting: redpanda transport",
+    ]
+    assert not_ready_again == []
     messages = [record.getMessage() for record in caplog.records]
     assert any("unreachable" in m and "reconnecting (at most 30 attempts)" in m for m in messages)
     assert any("reconnection attempt 1/30 failed" in m for m in messages)
