@@ -81,6 +81,7 @@ from tradeloom.events import (
     UtcDatetime,
     any_event_adapter,
 )
+from tradeloom.runtime.trusted import MODEL_SLOT_SETTERS
 
 __all__ = [
     "EDGES",
@@ -431,17 +432,21 @@ def _fields_schema(cls: type[Event]) -> CoreSchema:
 
 
 _new = object.__new__
-_set = object.__setattr__
+# The instance slots' own setters: half the cost of object.__setattr__ on a model.
+_set_dict = MODEL_SLOT_SETTERS["set_dict"]
+_set_fields = MODEL_SLOT_SETTERS["set_fields"]
+_set_extra = MODEL_SLOT_SETTERS["set_extra"]
+_set_private = MODEL_SLOT_SETTERS["set_private"]
 _LIMIT = OrderType.LIMIT
 
 
 def _event(cls: type[BaseModel], values: dict[str, Any], fields_set: set[str]) -> Any:
     # What pydantic's own construction leaves on an instance of a model with extra="forbid".
     event = _new(cls)
-    _set(event, "__dict__", values)
-    _set(event, "__pydantic_fields_set__", fields_set)
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
+    _set_dict(event, values)
+    _set_fields(event, fields_set)
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
 
 
@@ -505,7 +510,7 @@ def _compile(classes: list[type[Event]]) -> Decoder:
     ).validate_json
     found_type = {tag: (cls, _RULES[cls]) for tag, cls in tags.items()}.get
     new = _new
-    set_ = _set
+    set_dict, set_fields, set_extra, set_private = _set_dict, _set_fields, _set_extra, _set_private
 
     def decode(data: bytes | bytearray) -> Event | None:
         try:
@@ -519,10 +524,10 @@ def _compile(classes: list[type[Event]]) -> Decoder:
         if rule is not None and not rule(values):
             return None
         event = new(cls)  # as _event does, inline
-        set_(event, "__dict__", values)
-        set_(event, "__pydantic_fields_set__", fields_set)
-        set_(event, "__pydantic_extra__", None)
-        set_(event, "__pydantic_private__", None)
+        set_dict(event, values)
+        set_fields(event, fields_set)
+        set_extra(event, None)
+        set_private(event, None)
         return event
 
     return decode
