@@ -326,6 +326,8 @@ class Persistence(abc.ABC):
     # stored is ignored), read back after the first ``after``. Across processes the portfolio
     # process journals every rejection, and the risk and execution processes read them, so
     # that a signal or order read again after a crash is not decided or executed twice.
+    # With ``count_rejections()`` too (how many the journal holds), they read only the newest
+    # they keep in memory (100,000), not the whole journal.
     #
     # Optional: ``save_metadata(items)`` and ``load_metadata()``: a few named texts kept with
     # the state, each key's latest value (``save_metadata`` updates the keys it is given,

@@ -201,6 +201,12 @@ class MemoryPersistence(Persistence):
             for number, data in enumerate(stored, 1)
         ]
 
+    def count_rejections(self) -> int:
+        """How many rejections the journal holds."""
+        self._check_open()
+        with self.store.lock:
+            return len(self.store.rejections)
+
     def save_metadata(self, items: Mapping[str, str]) -> None:
         """Keep each key's latest value (see :class:`~tradeloom.components.Persistence`)."""
         self._check_open()

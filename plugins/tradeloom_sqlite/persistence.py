@@ -659,6 +659,14 @@ class SqlitePersistence(Persistence):
             for seq, data in rows
         ]
 
+    def count_rejections(self) -> int:
+        """How many rejections the journal holds."""
+        with self._connection("counting rejections") as conn:
+            if not self._has_table(conn, _REJECTIONS_TABLE):
+                return 0
+            (count,) = conn.execute(f"SELECT count(*) FROM {_REJECTIONS_TABLE}").fetchone()
+        return int(count)
+
     @staticmethod
     def _has_table(conn: sqlite3.Connection, name: str) -> bool:
         found = conn.execute(

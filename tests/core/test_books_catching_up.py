@@ -170,7 +170,7 @@ def test_a_long_rejections_journal_does_not_push_out_the_fills_remembered(
     # Fills and journaled rejections are remembered apart: a journal of more rejections than
     # the stages keep (100,000; 10 here) once pushed the fills out, and a filled signal read
     # again after a crash was decided and filled a second time.
-    monkeypatch.setattr("tradeloom.runtime.stages._REFUSALS_REMEMBERED", 10)
+    monkeypatch.setattr("tradeloom.runtime.stages.OUTCOMES_REMEMBERED", 10)
     ctx = StrategyStage(services(), {"s": (Told(), None)}, PortfolioBook(Decimal(1000))).contexts[
         "s"
     ]

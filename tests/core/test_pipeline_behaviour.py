@@ -1437,11 +1437,45 @@ def test_a_rejections_journal_that_cannot_be_read_is_said_and_the_run_goes_on(
     store = Unreadable()
     store.open()
     with caplog.at_level(logging.WARNING, logger="tradeloom"):
-        assert anyio.run(pipeline._load_rejections, store) == []
+        assert anyio.run(pipeline._load_rejections, store) == ([], 0)
     assert (
         "loading rejections failed: permission denied for table; the rejections journal is not "
         "read, so a signal or order read again after a crash may be decided again"
     ) in caplog.text
+
+
+def test_only_the_newest_rejections_the_stages_keep_are_read_at_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stages remember the newest 100,000 (10 here): a back end that counts its journal
+    # is read from there on, not whole (2.8 s a 100,000 rows in sqlite).
+    from tradeloom.testing.persistence import make_rejection
+    from tradeloom_memory.persistence import MemoryPersistence
+
+    monkeypatch.setattr("tradeloom.runtime.pipeline.OUTCOMES_REMEMBERED", 10)
+    journal = [make_rejection("s") for _ in range(25)]
+
+    class Uncounted(MemoryPersistence):
+        count_rejections = None  # type: ignore[assignment]
+
+    class Miscounted(MemoryPersistence):
+        def count_rejections(self) -> Any:
+            return "25"
+
+    pipeline = Pipeline(make_settings({}), mode="live", events=[], strategies={"s": BuysEachOnce()})
+    pipeline.transport.synchronous = False  # as across processes, where they are read
+    loaded = {}
+    for store in (MemoryPersistence(), Uncounted(), Miscounted()):
+        store.open()
+        store.record_rejections(journal)
+        with caplog.at_level(logging.WARNING, logger="tradeloom"):
+            loaded[type(store).__name__] = anyio.run(pipeline._load_rejections, store)
+    assert loaded["MemoryPersistence"] == (journal[15:], 25)
+    assert loaded["Uncounted"] == (journal, 25)
+    assert loaded["Miscounted"] == ([], 0)
+    assert "count_rejections() returned '25', not a number of rejections; the rejections " in (
+        caplog.text
+    )
 
 
 @pytest.mark.parametrize("mode", ["live", "backtest"])

@@ -77,6 +77,7 @@ from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.resume import ResumePoint, WarmUp, rest_of_time
 from tradeloom.runtime.settings_record import METADATA_KEY, changed_settings, settings_record
 from tradeloom.runtime.stages import (
+    OUTCOMES_REMEMBERED,
     DirectRoute,
     ExecutionStage,
     RiskStage,
@@ -395,17 +396,29 @@ class Pipeline:
             and getattr(persistence, "load_rejections", None) is not None
         )
 
-    async def _load_rejections(self, persistence: Persistence) -> list[Rejection]:
+    async def _load_rejections(self, persistence: Persistence) -> tuple[list[Rejection], int]:
         """The journaled rejections, for a risk or execution role across processes (see
-        :meth:`_journals_rejections`); none otherwise."""
+        :meth:`_journals_rejections`), none otherwise; and how many the journal holds. With
+        ``count_rejections``, only the newest the stages remember are read."""
         if not self._journals_rejections() or not self.roles & {"risk", "execution"}:
-            return []
+            return [], 0
         load = persistence.load_rejections  # type: ignore[attr-defined]
+        count = getattr(persistence, "count_rejections", None)
         try:
-            return list(await self._call_persistence(load))
+            skipped = 0
+            if count is not None:
+                journaled = await self._call_persistence(count)
+                if type(journaled) is not int or journaled < 0:
+                    raise PersistenceError(
+                        f"persistence {self.settings.persistence.name!r}: count_rejections() "
+                        f"returned {journaled!r}, not a number of rejections"
+                    )
+                skipped = max(0, journaled - OUTCOMES_REMEMBERED)
+            rejections = list(await self._call_persistence(load, skipped))
         except PersistenceError as exc:
             self._say_rejections_unread(exc)
-            return []
+            return [], 0
+        return rejections, skipped + len(rejections)
 
     def _say_rejections_unread(self, exc: PersistenceError) -> None:
         # Rejections are no state: without them the run goes on as it did before they were
@@ -594,10 +607,11 @@ class Pipeline:
         snapshots: Any = {}
         fills: Any = []
         rejections: list[Rejection] = []
+        rejections_journaled = 0
         metadata: Mapping[str, str] = {}
         if self.persistence is not None:
             snapshots, fills, metadata = await self._load_stored_state(self.persistence)
-            rejections = await self._load_rejections(self.persistence)
+            rejections, rejections_journaled = await self._load_rejections(self.persistence)
             self._judge_stored_state(snapshots, fills)
             self._record_settings(self.persistence, metadata)
             if self.mode == "backtest" and (snapshots or fills):
@@ -625,7 +639,7 @@ class Pipeline:
                 # shows filled, now and whenever the role takes on more input, are skipped.
                 execution_stage.remember_filled(fills)
                 execution_stage.remember_rejected(rejections)
-                self._catch_up_when_assigned(execution_stage, len(fills), len(rejections))
+                self._catch_up_when_assigned(execution_stage, len(fills), rejections_journaled)
             # Orders waiting for a price keep their records uncommitted (a process killed
             # meanwhile reads them again), and go with their instruments' input.
             self._declare_waiting(execution_stage, Topics.ORDERS)
@@ -661,7 +675,7 @@ class Pipeline:
             # Signals waiting for a first price keep their records uncommitted (a process
             # killed meanwhile reads them again), and stay with their instruments' input.
             self._declare_waiting(risk_stage, Topics.SIGNALS)
-            self._catch_up_when_assigned(risk_stage, len(fills), len(rejections))
+            self._catch_up_when_assigned(risk_stage, len(fills), rejections_journaled)
         if "strategy" in self.roles:
             strategy_book = await self._restored_book(snapshots, fills)
             strategy_stage = StrategyStage(

@@ -51,7 +51,8 @@ ZERO = Decimal(0)
 MAX_OUTCOMES_IN_A_ROW = 10_000
 """Outcomes one strategy callback may set off in one process (each answered with a new
 signal that comes back at once) before the run stops: a retry loop, not trading."""
-_REFUSALS_REMEMBERED = 100_000
+OUTCOMES_REMEMBERED = 100_000
+"""Signal ids a stage remembers of each kind of outcome (filled, refused); the oldest go."""
 
 
 def decimal_settings(context: Context) -> tuple[int, str, int, int, int]:
@@ -246,7 +247,7 @@ class StrategyStage(PricedMarket, Stage):
         # signal only after it has the signal in hand.
         self._sending = 0
         self._deferred: deque[tuple[str, Callable[..., None], Event]] = deque()
-        self._rejected = RecentIds(_REFUSALS_REMEMBERED)  # outcomes told: see on_rejection
+        self._rejected = RecentIds(OUTCOMES_REMEMBERED)  # outcomes told: see on_rejection
         self._flushing = False
         # The books compute in the thread's Decimal context, which strategy code shares.
         # Swapping contexts around every call costs more than the rest of a tick's strategy
@@ -573,8 +574,8 @@ class RiskStage(PricedMarket, Stage):
         self.validators = list(validators)
         self.book = book
         self.view = _RiskView(book)
-        self._answered = RecentIds(_REFUSALS_REMEMBERED)  # signals refused here: see _cancel
-        self._outcomes = KnownOutcomes(_REFUSALS_REMEMBERED)
+        self._answered = RecentIds(OUTCOMES_REMEMBERED)  # signals refused here: see _cancel
+        self._outcomes = KnownOutcomes(OUTCOMES_REMEMBERED)
         self._priceless_validators = [(n, v) for n, v in self.validators if not v.needs_price]
         self.waiting = PriceWait(
             max_signals=pending.max_signals,
@@ -758,7 +759,7 @@ class ExecutionStage(Stage):
         self.executor = executor
         # Across processes, an order read again after a crash (see waiting_ids) whose signal
         # the journals show answered is not executed again.
-        self._outcomes = KnownOutcomes(_REFUSALS_REMEMBERED)
+        self._outcomes = KnownOutcomes(OUTCOMES_REMEMBERED)
         executor.bind(
             ExecutionContext(
                 ids=services.ids,

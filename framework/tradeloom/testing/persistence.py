@@ -327,6 +327,12 @@ class BlockingPersistence:
         """The back end's optional ``load_rejections``; the test is skipped without it."""
         return list(self._runner.resolve(self._optional("load_rejections")(after)))
 
+    def count_rejections(self) -> int:
+        """The back end's optional ``count_rejections``; the test is skipped without it."""
+        count = self._runner.resolve(self._optional("count_rejections")())
+        assert type(count) is int, f"count_rejections must return an int, got {count!r}"
+        return count
+
     def save_metadata(self, items: Mapping[str, str]) -> None:
         """The back end's optional ``save_metadata``; the test is skipped without it."""
         self._runner.resolve(self._optional("save_metadata")(items))
@@ -767,6 +773,19 @@ class PersistenceConformance:
         assert conformance_store.load_snapshots() == {} and conformance_store.load_fills() == []
         fresh = self.restart(conformance_store, conformance_runner)
         assert_exactly_equal(fresh.load_rejections(), expected)
+        fresh.close()
+
+    def test_count_rejections_counts_the_journal(
+        self, conformance_store: BlockingPersistence, conformance_runner: AwaitRunner
+    ) -> None:
+        assert conformance_store.count_rejections() == 0
+        first = make_rejection("alpha")
+        conformance_store.record_rejections([first, make_rejection("beta")])
+        again = make_rejection("alpha", validator="other", signal_id=first.signal.event_id)
+        conformance_store.record_rejections([again, make_rejection("alpha")])
+        assert conformance_store.count_rejections() == 3 == len(conformance_store.load_rejections())
+        fresh = self.restart(conformance_store, conformance_runner)
+        assert fresh.count_rejections() == 3
         fresh.close()
 
     def test_load_rejections_refuses_a_count_that_is_not_one(

@@ -567,6 +567,20 @@ class PostgresPersistence(Persistence):
             decode_stored_rejection(data, where=f"{table}, row seq={seq}") for seq, data in rows
         ]
 
+    def count_rejections(self) -> int:
+        """How many rejections the journal holds."""
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn:
+                if not self._has_table(conn, "tradeloom_rejections"):
+                    return 0
+                row = conn.execute(
+                    self._q("SELECT count(*) FROM {schema}.tradeloom_rejections")
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise self._fail(exc, "counting rejections") from exc
+        return int(row[0]) if row is not None else 0
+
     def _write_rows(
         self,
         table: str,
