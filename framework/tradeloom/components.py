@@ -288,6 +288,15 @@ class Executor(abc.ABC):
         returns ``[]`` (the default)."""
         return []
 
+    def waiting_orders(self) -> list[Order] | None:
+        """The orders still waiting here (for a price, or resting), each as :meth:`hand_over`
+        would return it, but left in place: a backtest keeps them with the state it stores,
+        and a backtest resumed from that state places them again, so that they fill as in a
+        run that never stopped (see docs/writing-strategy.md, "Resuming a backtest"). Orders
+        of one instrument in the order they were placed. ``None`` (the default): this
+        executor cannot tell, and a resumed backtest makes do without them."""
+        return None
+
     def waiting_order_ids(self) -> Collection[UUID]:
         """The ids (``event_id``) of the orders still waiting here, for a price or resting.
         Across processes their records are not committed while they wait, so an execution

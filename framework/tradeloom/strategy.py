@@ -130,18 +130,14 @@ class StrategyContext:
         """True while a resumed backtest hands the strategy the market events its stored
         state already holds, so that its indicators are as they were: :meth:`buy` and
         :meth:`sell` then return the signal without sending it (that time's outcomes are in
-        the stored state). Of those made at the stored state's last time, the ones whose
-        orders had no outcome yet when the state was stored are sent when the run goes on
-        (see ``tradeloom.runtime.open_at_last_time``)."""
+        the stored state). The orders in flight when the state was stored are placed again
+        when the run goes on, where this strategy made the same one at the state's last time
+        as its signal (see ``tradeloom.runtime.in_flight``)."""
         self.unsent_while_warming_up = 0
         # A resumed backtest's warm-up: what is made at the stored state's last time (its
         # orders may never have reached the executor) is held, to be sent when the run goes on.
         self._warm_up_last_time: datetime | None = None
         self._held_while_warming_up: list[Signal] = []
-        # The signals sent at the latest time any was, in order: a backtest's stored state
-        # says which of them were still open when it ended (see runtime.open_at_last_time).
-        self._latest_sent_at: datetime | None = None
-        self._sent_at_latest: list[Signal] = []
 
     def buy(
         self, instrument: str, quantity: QuantityLike, limit_price: QuantityLike | None = None
@@ -201,28 +197,8 @@ class StrategyContext:
                 self.unsent_while_warming_up += 1
             return signal
         self._open_orders.add(instrument, signal)
-        if signal.ts != self._latest_sent_at:
-            self._latest_sent_at = signal.ts
-            self._sent_at_latest = []
-        self._sent_at_latest.append(signal)
         self._send(signal)
         return signal
-
-    def _open_sent_at(self, time: datetime) -> list[Signal]:
-        """The signals sent at ``time`` that have no outcome yet, in the order sent."""
-        if self._latest_sent_at != time:
-            return []
-        is_open = self._open_orders.is_open
-        return [signal for signal in self._sent_at_latest if is_open(signal.event_id)]
-
-    def _send_again(self, signal: Signal) -> Signal:
-        """Send what ``signal`` asked for once more, as a new signal made now: one of the
-        orders a resumed backtest's stored state says was open at its last time, which the
-        warm-up did not make again (a strategy makes some in ``on_fill`` or
-        ``on_rejection``, which the warm-up does not call)."""
-        again = signal.model_copy(update={"event_id": self._ids.new_id(), "ts": self._clock.now()})
-        self._open_orders.add(again.instrument, again)
-        return again
 
     def cancel(self, signal: Signal) -> bool:
         """Ask for ``signal`` (as :meth:`buy` or :meth:`sell` returned it) to be cancelled,

@@ -177,10 +177,14 @@ class PaperTrader(PricedMarket, Executor):
         for instrument in [name for name in self.pending if moving(name)]:
             for order, placed in self.pending.pop(instrument):
                 self._seen_signals.discard(order.signal_id)
-                if placed is not None and (order.market_ts is None or placed > order.market_ts):
-                    order = order.model_copy(update={"market_ts": placed})
-                handed.append(order)
+                handed.append(_placed_at(order, placed))
         return handed
+
+    def waiting_orders(self) -> list[Order]:
+        """The waiting orders, as :meth:`hand_over` would give them, left waiting (see
+        :meth:`tradeloom.components.Executor.waiting_orders`)."""
+        pending = self.pending.values()
+        return [_placed_at(order, placed) for waiting in pending for order, placed in waiting]
 
     def waiting_order_ids(self) -> set[UUID]:
         """The orders waiting for a price (see
@@ -301,6 +305,14 @@ class PaperTrader(PricedMarket, Executor):
                     reason=f"{what}: {reason}" if what != reason else reason,
                 )
             )
+
+
+def _placed_at(order: Order, placed: datetime | None) -> Order:
+    """``order`` with the data time it was placed at as its ``market_ts``, when that is later:
+    placed elsewhere, it is not filled at an earlier price either."""
+    if placed is not None and (order.market_ts is None or placed > order.market_ts):
+        return order.model_copy(update={"market_ts": placed})
+    return order
 
 
 def _minted_before(event_id: UUID, wall_ms: int) -> bool:

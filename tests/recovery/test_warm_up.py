@@ -12,8 +12,8 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tradeloom.api import make_settings
 from tradeloom.components import Feed
 from tradeloom.events import Bar, Fill
 from tradeloom.runtime.pipeline import Pipeline
-from tradeloom.testing import bars, merge
+from tradeloom.testing import bars, merge, ticks
 from tradeloom_paper.trader import PaperTrader
 from tradeloom_strategies.sma_cross import SmaCross
 
@@ -190,16 +190,18 @@ def test_orders_made_while_warming_up_are_not_sent(
     # Flat all through the warm-up (the stored state is flat): a buy on each of its three
     # bars. The one on its last bar counts as open while warming up (it may be sent). The
     # stored state holds a fill of X at that time (the sell, from an order made before), and
-    # records that the buy made then was still open when the first run ended: that one is
-    # sent, and fills on the fourth bar; the two before are not sent.
+    # records that the first run's buy made then was waiting at the executor when it ended:
+    # that order is placed again, with Eager's buy of that bar as its signal, and fills on the
+    # fourth bar; the two buys before are not sent.
     assert len(eager.not_sent) == 3
     assert eager.open_while_warming_up == [0, 0, 1]
     assert [fill.ts for fill in second.fills] == [data[3].ts]
     assert second.fills[0].signal_id == eager.not_sent[2].event_id
     assert second.fill_count == 1 and second.rejection_count == 0
-    assert "(2 signal(s) made on them not sent; 1 made at its last time, with no outcome " in (
-        caplog.text
-    )
+    assert (
+        "(2 signal(s) made on them not sent; 1 order(s) and 0 signal(s) in flight when the "
+        "state was stored placed again)"
+    ) in caplog.text
 
 
 def test_a_strategy_failing_while_warming_up_fails_the_run_with_its_name(tmp_path: Path) -> None:
@@ -360,7 +362,7 @@ def drop_open_orders_record(state: Path) -> None:
     """Leave the state as a back end without metadata, or an older tradeloom, leaves it."""
     with contextlib.closing(sqlite3.connect(state)) as conn, conn:
         deleted = conn.execute(
-            "DELETE FROM tradeloom_metadata WHERE key = 'open_at_last_time'"
+            "DELETE FROM tradeloom_metadata WHERE key = 'in_flight_orders'"
         ).rowcount
     assert deleted == 1
 
@@ -518,10 +520,10 @@ def test_open_orders_of_a_strategy_the_resumed_run_does_not_have_are_named(
         second = tradeloom.backtest(
             settings, strategies={"new": TurnsOver()}, events=data, resume=True
         )
-    assert "the stored state's last time has 1 open order(s) of strategies this run does " in (
-        caplog.text
-    )
-    assert "('old'): not sent" in caplog.text
+    assert (
+        "the stored state has 1 order(s) in flight of strategies this run does not have "
+        "('old'): not placed again"
+    ) in caplog.text
     assert all(fill.strategy_id == "new" for fill in second.fills)
 
 
@@ -568,3 +570,117 @@ def test_an_interrupted_backtest_resumes_as_one_that_never_stopped(tmp_path: Pat
     resumed = tradeloom.backtest(settings, strategies={"s": TurnsOver()}, events=data, resume=True)
     assert trades(interrupted.result.fills + resumed.fills) == trades(whole.fills)
     assert resumed.final_equity == whole.final_equity
+
+
+def resumed_at(
+    tmp_path: Path, strategy: Callable[[], Strategy], data: list[Any], cut: int, **settings: Any
+) -> tuple[Any, Any, Any]:
+    """An uninterrupted run, then a run on ``data[:cut]`` and one resumed on all of it."""
+    settings.setdefault("executor", {"name": "paper", "params": {"fill_at": "next"}})
+
+    def run(state: str, events: list[Any], resume: bool = False) -> Any:
+        persistence = {"name": "sqlite", "params": {"path": str(tmp_path / state)}}
+        return tradeloom.backtest(
+            {**settings, "persistence": persistence},
+            strategies={"s": strategy()},
+            events=events,
+            resume=resume,
+        )
+
+    return run("whole.db", data), run("state.db", data[:cut]), run("state.db", data, True)
+
+
+class BuysYOnX(Strategy):
+    """Buys Y on X's tick at ``at``: Y has no tick then, so the order waits for Y's next."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def on_tick(self, tick: Any, ctx: Any) -> None:
+        if tick.instrument == "X" and tick.ts == self.at:
+            ctx.buy("Y", 1)
+
+
+def test_a_market_order_waiting_for_its_instruments_next_price_is_placed_again(
+    tmp_path: Path,
+) -> None:
+    # Made before the state's last time, for an instrument with no price since: the first run
+    # ended with it waiting at the executor, and it was lost on resume.
+    data = merge(
+        ticks("X", [str(100 + i) for i in range(10)]),  # every second
+        ticks("Y", ["50", "51", "52", "53"], interval=timedelta(seconds=3)),
+    )
+    at = data[0].ts + timedelta(seconds=4)
+    cut = sum(1 for event in data if event.ts <= at + timedelta(seconds=1))
+    whole, first, second = resumed_at(tmp_path, lambda: BuysYOnX(at), data, cut)
+    assert [(f.instrument, f.price) for f in whole.fills] == [("Y", Decimal(52))]
+    assert [r.reason for r in first.rejections] == ["input ended before the order could fill"]
+    assert trades(first.fills + second.fills) == trades(whole.fills)
+    assert second.final_equity == whole.final_equity
+
+
+class ReactsOnFill(Strategy):
+    """Buys 1 on the first bar; when that fills (on the second), sells 1 from ``on_fill``, and
+    buys ``then`` on the second bar."""
+
+    def __init__(self, data: list[Bar], then: int) -> None:
+        self.data, self.then = data, then
+
+    def on_bar(self, bar: Bar, ctx: Any) -> None:
+        if bar.ts == self.data[0].ts:
+            ctx.buy("X", 1)
+        elif bar.ts == self.data[1].ts and self.then:
+            ctx.buy("X", self.then)
+
+    def on_fill(self, fill: Fill, ctx: Any) -> None:
+        if fill.ts == self.data[1].ts:
+            ctx.sell("X", 1) if self.then else ctx.buy("X", 10)
+
+
+def test_orders_in_flight_are_placed_again_in_order_without_being_judged_again(
+    tmp_path: Path,
+) -> None:
+    # The sell made in on_fill comes before the buy of the same bar: sent after it, max_position
+    # refused the buy (position 1 + 2 over 2).
+    data = bars("X", ["100", "101", "102", "103"])
+    whole, first, second = resumed_at(
+        tmp_path,
+        lambda: ReactsOnFill(data, then=2),
+        data,
+        2,
+        validators=[{"name": "max_position", "params": {"limit": "2"}}],
+    )
+    assert [(f.side.value, f.quantity) for f in whole.fills[1:]] == [("sell", 1), ("buy", 2)]
+    assert trades(first.fills + second.fills) == trades(whole.fills)
+    assert not second.rejections and second.final_equity == whole.final_equity
+
+    # The buy made in on_fill passed max_order_notional at the price of its time (10 x 100);
+    # judged again at the last bar's close it was refused (10 x 110).
+    data = bars("X", ["100", "110", "111", "112"])
+    whole, first, second = resumed_at(
+        tmp_path / "notional",
+        lambda: ReactsOnFill(data, then=0),
+        data,
+        2,
+        validators=[{"name": "max_order_notional", "params": {"limit": "1000"}}],
+    )
+    assert [(f.side.value, f.quantity) for f in whole.fills] == [("buy", 1), ("buy", 10)]
+    assert trades(first.fills + second.fills) == trades(whole.fills)
+    assert not second.rejections and second.final_equity == whole.final_equity
+
+
+class RestingBid(Strategy):
+    """Bids for X below the market on the first bar, once."""
+
+    def on_bar(self, bar: Bar, ctx: Any) -> None:
+        if not ctx.position("X") and not ctx.open_quantity("X") and not ctx.warming_up:
+            ctx.buy("X", 1, limit_price=Decimal(95))
+
+
+def test_a_resting_limit_order_made_before_the_last_time_is_placed_again(tmp_path: Path) -> None:
+    data = bars("X", ["100", "99", "98", "97", "96", "94", "100"])
+    for cut in (2, 3, 5):
+        whole, first, second = resumed_at(tmp_path / str(cut), RestingBid, data, cut)
+        assert [(f.ts, f.price) for f in whole.fills] == [(data[5].ts, Decimal(95))]
+        assert trades(first.fills + second.fills) == trades(whole.fills)
+        assert second.final_equity == whole.final_equity

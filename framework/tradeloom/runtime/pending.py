@@ -87,6 +87,10 @@ class PriceWait:
         """The ids of the signals waiting."""
         return {signal.event_id for queue in self.by_instrument.values() for _, signal in queue}
 
+    def signals(self) -> list[Signal]:
+        """The signals waiting, left waiting: those of one instrument in the order they wait."""
+        return [signal for queue in self.by_instrument.values() for _, signal in queue]
+
     def take(self, moving: Callable[[str], bool]) -> list[Signal]:
         """Take out, without a verdict, what waits for the instruments ``moving`` names."""
         taken: list[Signal] = []

@@ -67,10 +67,11 @@ from tradeloom.runtime.dead_letter_file import DeadLetterFile
 from tradeloom.runtime.dedupe import RecentIds
 from tradeloom.runtime.delivery import BlockDelivery, block_delivery
 from tradeloom.runtime.health import run_health_checks
-from tradeloom.runtime.open_at_last_time import (
-    OPEN_ORDERS_KEY,
-    read_open_orders,
-    record_open_orders,
+from tradeloom.runtime.in_flight import (
+    IN_FLIGHT_KEY,
+    InFlight,
+    read_in_flight,
+    record_in_flight,
 )
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
@@ -238,6 +239,7 @@ class Pipeline:
         self.dead_letter_file = DeadLetterFile(path) if path else None
         self.portfolio_stage: PortfolioStage | None = None
         self.strategy_stage: StrategyStage | None = None
+        self.risk_stage: RiskStage | None = None
         self._portfolios_at_start: frozenset[str] = frozenset()
         self._stage_handlers: list[tuple[Callable[..., None], Stage]] = []
         self._event_observer_set: Callable[[str, str, Any], None] | None = None
@@ -669,6 +671,7 @@ class Pipeline:
         if "risk" in self.roles:
             risk_book = await self._restored_book(snapshots, fills)
             risk_stage = RiskStage(services, self.validators, risk_book, self.settings.pending)
+            self.risk_stage = risk_stage
             risk_stage.remember_filled(fills)
             risk_stage.remember_rejected(rejections)
             self.stages.append(risk_stage)
@@ -697,7 +700,8 @@ class Pipeline:
                     last_time=after,
                     filled_at_last_time=[fill for fill in fills if fill.ts == after],
                     price=self._price_after_warm_up,
-                    open_at_last_time=read_open_orders(metadata, after),
+                    in_flight=read_in_flight(metadata, after),
+                    place_again=self.risk_stage.place_again if self.risk_stage else None,
                 )
             if self.portfolio_stage is None:
                 self.result.starting_equity = sum(
@@ -1421,7 +1425,7 @@ class Pipeline:
         await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)
         self.transport.stop_consuming()
         await consuming_done.wait()
-        open_orders_record = self._open_orders_record()
+        in_flight_record = self._in_flight_record()
         self._settle_pending()
         if self.mode == "backtest":
             self._warn_unseen_instruments()
@@ -1445,37 +1449,48 @@ class Pipeline:
                 # each checkpoint): their stored equity is that of the end.
                 await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
                 self.result.unsaved_portfolios = sorted(book.dirty())
-                if open_orders_record is not None and not self.result.unsaved_portfolios:
-                    await self._save_open_orders_record(*open_orders_record)
+                if in_flight_record is not None and not self.result.unsaved_portfolios:
+                    await self._save_in_flight_record(*in_flight_record)
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
 
-    def _open_orders_record(self) -> tuple[Callable[..., Any], str] | None:
-        """A backtest that took its last time whole: the record of the orders made then and
-        still open, and the back end's ``save_metadata`` to keep it with the state (see
-        :mod:`tradeloom.runtime.open_at_last_time`); taken before ``on_stop`` and the
-        rejections of what is left waiting."""
+    def _in_flight_record(self) -> tuple[Callable[..., Any], str] | None:
+        """A backtest that took its last time whole: the record of the orders and signals in
+        flight, and the back end's ``save_metadata`` to keep it with the state (see
+        :mod:`tradeloom.runtime.in_flight`); taken before ``on_stop`` and the rejections of
+        what is left waiting. None where there is nothing to say it with, or to say."""
         save_metadata = getattr(self.persistence, "save_metadata", None)
         if (
             self.mode != "backtest"
             or not self._between_times
             or save_metadata is None
-            or self.strategy_stage is None
             or self.portfolio_stage is None
+            or self.risk_stage is None
+            or self.executor is None
         ):
             return None
-        return save_metadata, record_open_orders(
-            self.clock.now(), self.strategy_stage.contexts.values()
-        )
-
-    async def _save_open_orders_record(self, save_metadata: Callable[..., Any], text: str) -> None:
         try:
-            await self._call_persistence(save_metadata, {OPEN_ORDERS_KEY: text})
+            orders = self.executor.waiting_orders()
+        except Exception as exc:  # it only informs a later resume: never fails a run
+            self.logger.warning(
+                "the executor could not tell its waiting orders (%s: %s): a run resumed from "
+                "this state cannot place them again",
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        if orders is None:
+            return None
+        in_flight = InFlight(self.clock.now(), list(orders), self.risk_stage.waiting_signals())
+        return save_metadata, record_in_flight(in_flight)
+
+    async def _save_in_flight_record(self, save_metadata: Callable[..., Any], text: str) -> None:
+        try:
+            await self._call_persistence(save_metadata, {IN_FLIGHT_KEY: text})
         except PersistenceError as exc:  # a resume without it guesses: see WarmUp
             self.logger.warning(
-                "%s; a run resumed from this state cannot tell which orders of its last time "
-                "had an outcome",
+                "%s; a run resumed from this state cannot place the orders in flight again",
                 exc,
             )
 
@@ -1564,13 +1579,13 @@ class Pipeline:
             return  # nothing changed (it failed before any fill): nothing to save
         if self.mode == "backtest" and not self.status.market_events:
             return  # took no event: see _drain
-        open_orders_record = self._open_orders_record()
+        in_flight_record = self._in_flight_record()
         with anyio.CancelScope(shield=True):
             try:
                 await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
                 self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
-                if open_orders_record is not None and not self.result.unsaved_portfolios:
-                    await self._save_open_orders_record(*open_orders_record)
+                if in_flight_record is not None and not self.result.unsaved_portfolios:
+                    await self._save_in_flight_record(*in_flight_record)
             except Exception as exc:
                 self.logger.error("could not save state after a failure: %s", exc)
                 # Said by what the run reports too (not "its state up to the failure is saved").

@@ -11,14 +11,14 @@ where the stored state ends, and the resumed run trades as one that never stoppe
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import anyio
 
-from tradeloom.events import Fill, MarketEvent, Signal
-from tradeloom.runtime.open_at_last_time import order_key
+from tradeloom.events import Fill, MarketEvent, Order, Signal
+from tradeloom.runtime.in_flight import CarriedOver, InFlight, carry_over
 from tradeloom.runtime.results import RunResult
 
 _PAUSE_EVERY = 1024
@@ -28,7 +28,6 @@ _PAUSE_EVERY = 1024
 if TYPE_CHECKING:
     from tradeloom.runtime.clock import SimulatedClock, WallClock
     from tradeloom.runtime.stages import StrategyStage
-    from tradeloom.strategy import StrategyContext
 
 
 class WarmUp:
@@ -36,7 +35,15 @@ class WarmUp:
     stored the state had them: the clock moves with them, and every context's ``warming_up``
     is set (from ``on_start``, which ``start`` calls at the first of them, to the first event
     after the stored state), so what strategies buy or sell then is not sent: the stored
-    state holds that time's outcomes."""
+    state holds that time's outcomes.
+
+    When the warm-up ends, what was in flight when the state was stored is placed again
+    (``in_flight``, see :mod:`tradeloom.runtime.in_flight`): orders at the executor through
+    ``place_again``, signals at the risk stage as the strategies send them. Without that
+    record, the orders made at the last time are sent, unless the state holds a fill at that
+    time for the same strategy and instrument: an executor that fills at once, at the last
+    price, filled them then; or an order made before filled then, and which of them had an
+    outcome is not known (not sending loses an order, sending could fill one twice)."""
 
     def __init__(
         self,
@@ -48,7 +55,8 @@ class WarmUp:
         last_time: datetime | None = None,
         filled_at_last_time: Iterable[Fill] = (),
         price: Callable[[MarketEvent], None] | None = None,
-        open_at_last_time: Mapping[str, list[Signal]] | None = None,
+        in_flight: InFlight | None = None,
+        place_again: Callable[[list[tuple[Signal, Order]]], None] | None = None,
     ) -> None:
         self.stage = stage
         self.clock = clock
@@ -56,20 +64,14 @@ class WarmUp:
         self.stop_requested = stop_requested
         self.logger = logger
         self.last_time = last_time
-        """The stored state's latest time: of the orders made at it, those that had no
-        outcome when the run that stored the state ended are sent when the run goes on."""
-        self.open_at_last_time = open_at_last_time
-        """Those orders, by strategy id, as the state records them (see
-        :mod:`tradeloom.runtime.open_at_last_time`). Without a record, the orders made at the
-        last time are sent unless the state holds a fill at that time for the same strategy
-        and instrument: an executor that fills at once, at the last price, filled them then;
-        or an order made before filled then, and which of them had an outcome is not known
-        (not sending loses an order, sending could fill one twice)."""
+        """The stored state's latest time."""
+        self.in_flight = in_flight if place_again is not None else None
+        self.place_again = place_again
         self._filled = {(fill.strategy_id, fill.instrument) for fill in filled_at_last_time}
         self.price = price
         """Hands the latest warm-up event of each instrument to the stages that price orders
-        (risk, execution) before held signals are sent: they had those prices in the run
-        that stored the state."""
+        (risk, execution) before what was in flight is placed again: they had those prices in
+        the run that stored the state."""
         self._latest: dict[str, MarketEvent] = {}
         self.events = 0
         self.ended = False
@@ -89,82 +91,71 @@ class WarmUp:
 
     def end(self, after: datetime, *, goes_on: bool = True) -> None:
         """At the first event after the stored state (at ``after``), or at the feed's end
-        (``goes_on=False``: what was made at the state's last time is not sent, as no price
-        comes after it)."""
+        (``goes_on=False``: nothing is placed again, as no price comes after it)."""
         if self.ended:
             return
         self.ended = True
         self.clock.advance(after)  # what the run saves is stamped no earlier
         unsent = 0
-        held: list[Signal] = []
-        recorded = self.open_at_last_time
+        made_again: dict[str, list[Signal]] = {}
         for strategy_id, ctx in self.stage.contexts.items():
             ctx.warming_up = False
             unsent += ctx.unsent_while_warming_up
-            signals, ctx._held_while_warming_up = ctx._held_while_warming_up, []
-            if not goes_on:
-                to_send = []
-            elif recorded is None:
-                to_send = [
-                    signal
-                    for signal in signals
-                    if (signal.strategy_id, signal.instrument) not in self._filled
-                ]
-            else:
-                to_send = _as_recorded(ctx, signals, recorded.get(strategy_id, []))
-            sending = {id(signal) for signal in to_send}
-            for signal in signals:
+            made_again[strategy_id], ctx._held_while_warming_up = ctx._held_while_warming_up, []
+        to_send: list[Signal] = []
+        carried = CarriedOver()
+        if goes_on and self.in_flight is not None:
+            for made in made_again.values():  # open again only where carried over (below)
+                for signal in made:
+                    self.stage.contexts[signal.strategy_id]._open_orders.close(signal.event_id)
+            carried = carry_over(self.in_flight, self.stage.contexts, made_again)
+            to_send = carried.signals
+        elif goes_on:
+            to_send = [
+                signal
+                for made in made_again.values()
+                for signal in made
+                if (signal.strategy_id, signal.instrument) not in self._filled
+            ]
+        sending = {id(signal) for signal in to_send}
+        for strategy_id, made in made_again.items():
+            for signal in made:
                 if id(signal) not in sending:
-                    ctx._open_orders.close(signal.event_id)
+                    self.stage.contexts[strategy_id]._open_orders.close(signal.event_id)
                     unsent += 1
-            held += to_send
-        if recorded is not None and goes_on:
-            self._say_unknown_strategies(recorded)
-        sent = len(held)
-        if self.events:
-            self.logger.info(
-                "strategies warmed up on the %d market event(s) the stored state holds "
-                "(%d signal(s) made on them not sent%s)",
-                self.events,
-                unsent,
-                f"; {sent} made at its last time, with no outcome stored, sent now" if sent else "",
-            )
+        self._say_what_goes_on(unsent, len(to_send), carried)
         if goes_on and self.price is not None:
             for latest in self._latest.values():
                 self.price(latest)
-        if held:
-            self.stage.send_held(held)
+        if carried.orders and self.place_again is not None:
+            self.place_again(carried.orders)
+        if to_send:
+            self.stage.send_held(to_send)
 
-    def _say_unknown_strategies(self, recorded: Mapping[str, list[Signal]]) -> None:
-        unknown = sorted(set(recorded) - set(self.stage.contexts))
-        if unknown:
-            self.logger.warning(
-                "the stored state's last time has %d open order(s) of strategies this run "
-                "does not have (%s): not sent",
-                sum(len(recorded[strategy_id]) for strategy_id in unknown),
-                ", ".join(map(repr, unknown)),
+    def _say_what_goes_on(self, unsent: int, sent: int, carried: CarriedOver) -> None:
+        if not self.events:
+            return
+        if self.in_flight is None:
+            goes_on = f"; {sent} made at its last time sent now" if sent else ""
+        else:
+            goes_on = (
+                f"; {len(carried.orders)} order(s) and {len(carried.signals)} signal(s) in "
+                "flight when the state was stored placed again"
             )
-
-
-def _as_recorded(
-    ctx: StrategyContext, made_again: list[Signal], recorded: list[Signal]
-) -> list[Signal]:
-    """What to send of the orders ``recorded`` as open at the stored state's last time: the
-    signal the warm-up made again for each (the strategy holds that one), in the order it was
-    made, then one made anew for each the warm-up did not make."""
-    left = [order_key(signal) for signal in recorded]
-    to_send: list[Signal] = []
-    for signal in made_again:
-        key = order_key(signal)
-        if key in left:
-            left.remove(key)
-            to_send.append(signal)
-    for signal in recorded:
-        key = order_key(signal)
-        if key in left:
-            left.remove(key)
-            to_send.append(ctx._send_again(signal))
-    return to_send
+        self.logger.info(
+            "strategies warmed up on the %d market event(s) the stored state holds "
+            "(%d signal(s) made on them not sent%s)",
+            self.events,
+            unsent,
+            goes_on,
+        )
+        if carried.unknown:
+            self.logger.warning(
+                "the stored state has %d order(s) in flight of strategies this run does not "
+                "have (%s): not placed again",
+                sum(carried.unknown.values()),
+                ", ".join(map(repr, sorted(carried.unknown))),
+            )
 
 
 class ResumePoint:

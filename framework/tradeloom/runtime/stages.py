@@ -738,6 +738,24 @@ class RiskStage(PricedMarket, Stage):
         committed while they wait (see ``Transport.add_held_events``)."""
         return self.waiting.ids()
 
+    def waiting_signals(self) -> list[Signal]:
+        """The signals waiting for a first price, left waiting (a backtest keeps them with the
+        state it stores: see ``runtime.in_flight``)."""
+        return self.waiting.signals()
+
+    def place_again(self, orders: Iterable[tuple[Signal, Order]]) -> None:
+        """Pass on orders that passed the validators in the run that stored a backtest's state
+        and were still waiting at its executor, each with the signal it was made from: counted
+        open, as they were, and not judged again (the prices and books are not those they
+        were judged on)."""
+        view = self.view
+        for signal, order in orders:
+            key = (signal.strategy_id, signal.instrument)
+            view.open_orders.add(key, signal)
+            if signal.order_type is _LIMIT:
+                view.open_limits.add(key, signal)
+            self.publish(Topics.ORDERS, order, order.instrument)
+
     def hand_over(self, moving: Callable[[str], bool]) -> None:
         """The instruments ``moving`` names may move to another risk process (a rebalance):
         the signals waiting for their first price are published again (the same signals, ids

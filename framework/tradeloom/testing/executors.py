@@ -536,6 +536,37 @@ class ExecutorConformance:
             assert isinstance(outcome, Rejection), f"unreachable limit order filled: {outcome!r}"
             assert_rejection_matches(outcome, order)
 
+    # ---- telling what waits (for executors that offer waiting_orders) -----------------------
+
+    def test_waiting_orders_are_told_and_left_waiting(
+        self, conformance_harness: ExecutorHarness
+    ) -> None:
+        harness = conformance_harness
+        if type(harness.executor).waiting_orders is Executor.waiting_orders:
+            pytest.skip("this executor does not tell its waiting orders (optional)")
+        first, *later = self.bars(["100", "100", "80"])
+        harness.market(first)
+        resting = harness.order(self.instrument, Side.BUY, "1", limit_price="90")
+        told = harness.executor.waiting_orders()
+        assert told is not None, "waiting_orders() returned None: it cannot tell after all"
+        told_ids = [order.event_id for order in told]
+        assert told_ids in ([], [resting.event_id]), (
+            f"waiting_orders() told {told_ids!r}; the only order waiting is {resting.event_id}"
+        )
+        for order in told:
+            asked = ("signal_id", "instrument", "side", "quantity", "order_type", "limit_price")
+            assert [getattr(order, name) for name in asked] == [
+                getattr(resting, name) for name in asked
+            ], f"waiting_orders() told {order!r}, not the order waiting ({resting!r})"
+        harness.market(*later)  # left waiting: the price goes through the limit
+        harness.drain()
+        harness.check_emitted()
+        outcome = harness.outcome(resting)
+        if told:
+            assert isinstance(outcome, Fill), f"the order told as waiting did not fill: {outcome!r}"
+            assert_fill_matches(outcome, resting)
+            assert harness.executor.waiting_orders() == [], "a filled order is told as waiting"
+
     # ---- cancelling (for executors that override on_cancel) ---------------------------------
 
     def _needs_cancel(self, harness: ExecutorHarness) -> None:
