@@ -23,7 +23,7 @@ class OpenOrders(Generic[Key]):
     one of a signal that was never added here.
     """
 
-    __slots__ = ("_by_key", "_open")
+    __slots__ = ("_by_key", "_open", "_signals")
 
     def __init__(self) -> None:
         # Per key, the open signals' signed quantities by signal id (as an int: hashing a UUID
@@ -33,6 +33,7 @@ class OpenOrders(Generic[Key]):
         # made when asked for: few signals are open at a time, and most are never asked about.
         self._by_key: dict[Key, dict[int, Decimal]] = {}
         self._open: dict[int, dict[int, Decimal]] = {}
+        self._signals: dict[int, Signal] = {}  # the open signals, in the order added
 
     def add(self, key: Key, signal: Signal) -> None:
         signal_id = signal.event_id.int
@@ -42,12 +43,14 @@ class OpenOrders(Generic[Key]):
             open_here = self._by_key[key] = {}
         open_here[signal_id] = quantity if signal.side is _BUY else -quantity
         self._open[signal_id] = open_here
+        self._signals[signal_id] = signal
 
     def close(self, signal_id: UUID) -> None:
         number = signal_id.int
         open_here = self._open.pop(number, None)
         if open_here is not None:
             del open_here[number]
+            del self._signals[number]
 
     def is_open(self, signal_id: UUID) -> bool:
         return signal_id.int in self._open
@@ -60,6 +63,10 @@ class OpenOrders(Generic[Key]):
         """The signed quantity of each open signal for ``key`` (empty when there is none)."""
         open_here = self._by_key.get(key)
         return open_here.values() if open_here else ()
+
+    def signals(self) -> list[Signal]:
+        """The open signals, in the order they were added."""
+        return list(self._signals.values())
 
     def __len__(self) -> int:
         return len(self._open)

@@ -244,6 +244,16 @@ class StrategyContext:
         once everything it sent is done: decide on that, or the same order is sent again."""
         return self._open_orders.quantity(instrument)
 
+    def open_signals(self, instrument: str | None = None) -> list[Signal]:
+        """This strategy's signals that are neither filled nor rejected yet (of
+        ``instrument``, or all), in the order sent: the ones to cancel, say. After a resumed
+        backtest's warm-up these include the orders carried over from the stored state that
+        the warm-up did not make again (see "Resuming a backtest" in the docs)."""
+        signals = self._open_orders.signals()
+        if instrument is None:
+            return signals
+        return [signal for signal in signals if signal.instrument == instrument]
+
     def average_price(self, instrument: str) -> Decimal | None:
         holding = self._portfolio.holdings.get(instrument)
         return holding.average_price if holding is not None and holding.quantity else None

@@ -56,6 +56,20 @@ def test_open_quantity_counts_signals_until_their_fill_or_rejection() -> None:
     assert len(sent) == 3
 
 
+def test_open_signals_are_the_signals_still_open_in_the_order_sent() -> None:
+    ctx, _ = context()
+    assert ctx.open_signals() == []
+    buy, other, sell = ctx.buy("X", 3), ctx.buy("Y", 1), ctx.sell("X", 1, limit_price=9)
+    assert ctx.open_signals() == [buy, other, sell]
+    assert ctx.open_signals("X") == [buy, sell] and ctx.open_signals("Z") == []
+    ctx._resolve(buy.event_id)
+    assert ctx.open_signals() == [other, sell]
+    assert ctx.open_signals("X")[0] is sell  # the very signal sent, for ctx.cancel()
+    ctx._resolve(sell.event_id)
+    ctx._resolve(other.event_id)
+    assert ctx.open_signals() == []
+
+
 class LaggingPaper(PaperTrader):
     """Paper trading at the last price, but each order arrives ``lag`` market events late."""
 

@@ -684,3 +684,47 @@ def test_a_resting_limit_order_made_before_the_last_time_is_placed_again(tmp_pat
         assert [(f.ts, f.price) for f in whole.fills] == [(data[5].ts, Decimal(95))]
         assert trades(first.fills + second.fills) == trades(whole.fills)
         assert second.final_equity == whole.final_equity
+
+
+class Bracket(Strategy):
+    """Enters on one bar with a take-profit limit above, a day order: cancelled on the next bar
+    if it did not fill. With ``find_them``, what it cancels is what ``ctx.open_signals()``
+    lists, not the signal it kept."""
+
+    def __init__(self, entry: datetime, find_them: bool) -> None:
+        self.entry, self.find_them = entry, find_them
+        self.take_profit: Any = None
+
+    def on_bar(self, bar: Bar, ctx: Any) -> None:
+        if self.find_them:
+            for signal in ctx.open_signals("X"):
+                if signal.limit_price is not None and not ctx.warming_up:
+                    ctx.cancel(signal)
+        elif self.take_profit is not None:
+            ctx.cancel(self.take_profit)
+            self.take_profit = None
+        if bar.ts == self.entry and ctx.position("X") == 0:
+            ctx.buy("X", 1)  # fill_at = "last": filled at once
+            self.take_profit = ctx.sell("X", 1, limit_price=bar.close * Decimal("1.05"))
+
+
+@pytest.mark.parametrize("find_them", [False, True])
+def test_a_strategy_finds_the_orders_carried_over_among_its_open_signals(
+    tmp_path: Path, find_them: bool
+) -> None:
+    # The warm-up sees the stored position, which holds the entry filled on the last bar, so
+    # the strategy does not make its take-profit again: the order carried over is one it never
+    # saw. Cancelling the signal it kept, it cannot cancel that order, which then fills; it
+    # finds it among its open signals.
+    data = bars("X", ["100", "100", "101", "100", "104", "107", "108"])
+    whole, first, second = resumed_at(
+        tmp_path,
+        lambda: Bracket(data[1].ts, find_them),
+        data,
+        2,
+        executor={"name": "paper", "params": {"fill_at": "last"}},
+    )
+    assert [f.side.value for f in whole.fills] == ["buy"]
+    resumed = trades(first.fills + second.fills)
+    assert (resumed == trades(whole.fills)) is find_them
+    assert second.final_equity == whole.final_equity or not find_them
