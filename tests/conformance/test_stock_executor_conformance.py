@@ -144,6 +144,29 @@ def test_suite_refuses_redelivered_orders_filled_twice() -> None:
         suite.test_same_order_twice_gives_one_outcome(ExecutorHarness(Careless()))
 
 
+class SaysNothingWaits(PaperTrader):
+    """Keeps resting orders, and fills them later, but says none waits."""
+
+    def waiting_orders(self) -> list[Order]:
+        return []
+
+
+class TellsAnotherOrder(PaperTrader):
+    def waiting_orders(self) -> list[Order]:
+        return [order.model_copy(update={"quantity": 2}) for order in super().waiting_orders()]
+
+
+def test_suite_refuses_an_executor_that_hides_or_misstates_its_waiting_orders() -> None:
+    with pytest.raises(AssertionError, match="the resting order filled later: it was waiting"):
+        suite.test_waiting_orders_are_told_and_left_waiting(
+            ExecutorHarness(SaysNothingWaits(fill_at="next"))
+        )
+    with pytest.raises(AssertionError, match="not the order waiting"):
+        suite.test_waiting_orders_are_told_and_left_waiting(
+            ExecutorHarness(TellsAnotherOrder(fill_at="next"))
+        )
+
+
 def test_harness_outcome_names_the_order() -> None:
     harness = ExecutorHarness(Careless(drop=True))
     harness.market(make_bar("ACME", "1", "1", START))

@@ -470,3 +470,49 @@ def test_a_slow_write_in_a_thread_is_not_a_blocked_event_loop() -> None:
     anyio.run(main)
     assert any(in_flight == ["journaling fills"] for in_flight, _ in seen)
     assert {severity for _, severity in seen} == {"info"}
+
+
+def test_a_failed_pipeline_is_not_ready_while_it_saves_and_closes() -> None:
+    # The failure path set no lifecycle: /ready answered 200 while the failed run saved.
+    from tradeloom import Strategy
+    from tradeloom.testing import ticks
+    from tradeloom_memory.persistence import MemoryPersistence
+
+    said: list[list[str]] = []
+    pipelines: list[Pipeline] = []
+
+    class AsksWhileSaving(MemoryPersistence):
+        def save_snapshots(self, snapshots: Any) -> None:
+            pipeline = pipelines[0]
+            said.append(not_ready_because(pipeline.status, pipeline.health()))
+            super().save_snapshots(snapshots)
+
+    class SavingPlugin:
+        @hookimpl
+        def tradeloom_register_persistence(self) -> dict[str, Any]:
+            return {"asks_while_saving": AsksWhileSaving}
+
+    class FailsOnTheThird(Strategy):
+        def on_tick(self, tick: Any, ctx: Any) -> None:
+            if not ctx.position("X"):
+                ctx.buy("X", 1)
+            if tick.last_price == 102:
+                raise RuntimeError("a bug")
+
+    settings = Settings(
+        executor={"name": "paper", "params": {"fill_at": "last"}},
+        persistence={"name": "asks_while_saving"},
+        health={"checks": [{"name": "persistence_errors"}]},
+    )
+    pipeline = Pipeline(
+        settings,
+        mode="live",
+        strategies={"s": FailsOnTheThird()},
+        events=ticks("X", ["100", "101", "102", "103"], start=datetime.now(UTC)),
+        plugins=[SavingPlugin()],
+    )
+    pipelines.append(pipeline)
+    with pytest.raises(Exception, match="a bug"):
+        anyio.run(pipeline.run)
+    assert said, "the failed run saved nothing"
+    assert said[-1][0].startswith("stopping: taking no more input")

@@ -262,11 +262,13 @@ def test_signals_waiting_for_a_first_price_are_kept_and_wait_again(tmp_path: Pat
 class Unsure(PaperTrader):
     """The paper trader, but it cannot tell (or fails to tell) what waits."""
 
-    fails = False
+    how = "none"
 
     def waiting_orders(self) -> Any:
-        if self.fails:
+        if self.how == "raises":
             raise RuntimeError("lost track")
+        if self.how == "dicts":
+            return [order.model_dump() for order in super().waiting_orders()]
         return None
 
 
@@ -276,11 +278,12 @@ class UnsurePlugin:
         return {"unsure": Unsure}
 
 
-@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("how", ["none", "raises", "dicts"])
 def test_without_the_executors_waiting_orders_no_record_is_kept(
-    tmp_path: Path, fails: bool, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    Unsure.fails = fails
+    # Whatever the executor does there, the state is saved: the record only informs.
+    Unsure.how = how
     data = bars("X", [str(100 + i % 7) for i in range(12)])
     settings = {
         "executor": {"name": "unsure"},
@@ -292,8 +295,76 @@ def test_without_the_executors_waiting_orders_no_record_is_kept(
         )
     assert result.fill_count == 5 and not result.unsaved_portfolios
     assert stored_record(tmp_path / "s.db") is None
-    said = (
-        "the executor could not tell its waiting orders (RuntimeError: lost track): a run "
-        "resumed from this state cannot place them again"
+    said = {
+        "none": None,
+        "raises": "RuntimeError: lost track",
+        "dicts": "TypeError: waiting_orders() must return a list of Orders, not dict",
+    }[how]
+    warned = "a run resumed from this state cannot place them again" in caplog.text
+    assert warned is (said is not None)
+    if said is not None:
+        assert f"the executor could not tell its waiting orders ({said})" in caplog.text
+
+
+class StrictTurnsOver(TurnsOver):
+    """Fails when the end of input refuses its order (in on_rejection), or in on_stop after
+    flattening its position."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def on_rejection(self, rejection: Any, ctx: Any) -> None:
+        if self.where == "on_rejection" and "input ended" in rejection.reason:
+            raise RuntimeError("did not expect a rejection")
+
+    def on_stop(self, ctx: Any) -> None:
+        if self.where == "on_stop":
+            if ctx.position("X"):
+                ctx.sell("X", ctx.position("X"))
+            raise RuntimeError("failed in on_stop")
+
+
+@pytest.mark.parametrize("where", ["on_rejection", "on_stop"])
+def test_a_run_failing_after_its_input_ended_keeps_what_was_in_flight_as_it_ended(
+    tmp_path: Path, where: str
+) -> None:
+    # The record is taken as the input ends: not after the end's rejections emptied the
+    # executor (the order in flight was lost), nor with on_stop's orders in it (one was
+    # filled in the middle of the resumed data).
+    data = bars("X", [str(100 + i % 7) for i in range(12)])
+
+    def settings(state: str) -> dict[str, Any]:
+        return {
+            "executor": {"name": "paper", "params": {"fill_at": "next"}},
+            "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / state)}},
+        }
+
+    whole = tradeloom.backtest(settings("w.db"), strategies={"s": TurnsOver()}, events=data)
+    with pytest.raises(StrategyError):
+        tradeloom.backtest(
+            settings("s.db"), strategies={"s": StrictTurnsOver(where)}, events=data[:6]
+        )
+    record = stored_record(tmp_path / "s.db")
+    assert [(o["side"], o["quantity"]) for o in record["orders"]] == [("sell", "1")]
+    second = tradeloom.backtest(
+        settings("s.db"), strategies={"s": TurnsOver()}, events=data, resume=True
     )
-    assert (said in caplog.text) is fails
+    expected = [(f.ts, f.side, f.price) for f in whole.fills[5:]]
+    assert [(f.ts, f.side, f.price) for f in second.fills] == expected
+
+
+def test_orders_of_removed_strategies_are_named_also_without_a_warm_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = bars("X", [str(100 + i % 7) for i in range(12)])
+    settings = {
+        "executor": {"name": "paper", "params": {"fill_at": "next"}},
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}},
+    }
+    tradeloom.backtest(settings, strategies={"old": TurnsOver()}, events=data[:6])
+    with caplog.at_level(logging.WARNING, logger="tradeloom.pipeline"):
+        tradeloom.backtest(settings, strategies={"new": TurnsOver()}, events=data[6:], resume=True)
+    assert (
+        "the stored state has 1 order(s) in flight of strategies this run does not have "
+        "('old'): not placed again"
+    ) in caplog.text

@@ -56,7 +56,7 @@ from tradeloom.errors import (
     PluginError,
     TradeloomError,
 )
-from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick, Rejection
+from tradeloom.events import Bar, HealthReport, MarketEvent, MarketTick, Order, Rejection
 from tradeloom.plugins import PluginManager, load_plugin_manager
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.runtime.arguments import check_pipeline_arguments
@@ -261,6 +261,7 @@ class Pipeline:
         # The pump is between two times (at a pause or the end of a plain feed's input, at
         # the end of an async feed's): the latest time was taken whole.
         self._between_times = False
+        self._in_flight_at_end: tuple[Callable[..., Any], str] | None = None
         self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
 
@@ -1425,7 +1426,10 @@ class Pipeline:
         await call_hook_and_await(self.manager.hook.tradeloom_pipeline_stopping, pipeline=self)
         self.transport.stop_consuming()
         await consuming_done.wait()
-        in_flight_record = self._in_flight_record()
+        # Taken as the input ended, before on_stop and the rejections of what waits: what a
+        # resumed run places again, also when the run fails after this (see _stopped_early).
+        self._in_flight_at_end = in_flight_record = self._in_flight_record()
+        self._between_times = False
         self._settle_pending()
         if self.mode == "backtest":
             self._warn_unseen_instruments()
@@ -1472,6 +1476,16 @@ class Pipeline:
             return None
         try:
             orders = self.executor.waiting_orders()
+            if orders is None:
+                return None
+            orders = list(orders)
+            if not all(isinstance(order, Order) for order in orders):
+                raise TypeError(
+                    "waiting_orders() must return a list of Orders, not "
+                    f"{', '.join(sorted({type(o).__name__ for o in orders}))}"
+                )
+            in_flight = InFlight(self.clock.now(), orders, self.risk_stage.waiting_signals())
+            return save_metadata, record_in_flight(in_flight)
         except Exception as exc:  # it only informs a later resume: never fails a run
             self.logger.warning(
                 "the executor could not tell its waiting orders (%s: %s): a run resumed from "
@@ -1480,10 +1494,6 @@ class Pipeline:
                 exc,
             )
             return None
-        if orders is None:
-            return None
-        in_flight = InFlight(self.clock.now(), list(orders), self.risk_stage.waiting_signals())
-        return save_metadata, record_in_flight(in_flight)
 
     async def _save_in_flight_record(self, save_metadata: Callable[..., Any], text: str) -> None:
         try:
@@ -1555,6 +1565,8 @@ class Pipeline:
         """The run failed or was interrupted (Ctrl-C): save what changed, and leave a result
         that says what happened until then (what was delivered, the books as they are now)."""
         self.status.loop_ran_at = None  # its heartbeat ended with the tasks: not "blocked"
+        if self.status.draining_since is None:  # stopping too (health, /ready say so)
+            self.status.draining_since = WallClock().now()
         if self.result.market_events < self.status.market_events:
             # Stopped inside the market loop: the result counts what was delivered, up to the
             # event the run stopped on, as the status does.
@@ -1579,7 +1591,7 @@ class Pipeline:
             return  # nothing changed (it failed before any fill): nothing to save
         if self.mode == "backtest" and not self.status.market_events:
             return  # took no event: see _drain
-        in_flight_record = self._in_flight_record()
+        in_flight_record = self._in_flight_at_end or self._in_flight_record()
         with anyio.CancelScope(shield=True):
             try:
                 await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")

@@ -133,6 +133,13 @@ class WarmUp:
             self.stage.send_held(to_send)
 
     def _say_what_goes_on(self, unsent: int, sent: int, carried: CarriedOver) -> None:
+        if carried.unknown:
+            self.logger.warning(
+                "the stored state has %d order(s) in flight of strategies this run does not "
+                "have (%s): not placed again",
+                sum(carried.unknown.values()),
+                ", ".join(map(repr, sorted(carried.unknown))),
+            )
         if not self.events:
             return
         if self.in_flight is None:
@@ -149,13 +156,6 @@ class WarmUp:
             unsent,
             goes_on,
         )
-        if carried.unknown:
-            self.logger.warning(
-                "the stored state has %d order(s) in flight of strategies this run does not "
-                "have (%s): not placed again",
-                sum(carried.unknown.values()),
-                ", ".join(map(repr, sorted(carried.unknown))),
-            )
 
 
 class ResumePoint:

@@ -566,6 +566,11 @@ class ExecutorConformance:
             assert isinstance(outcome, Fill), f"the order told as waiting did not fill: {outcome!r}"
             assert_fill_matches(outcome, resting)
             assert harness.executor.waiting_orders() == [], "a filled order is told as waiting"
+        else:  # refused at once, then: one that fills later was waiting, and was not told
+            assert not isinstance(outcome, Fill), (
+                "waiting_orders() told no order, but the resting order filled later: it was "
+                "waiting (a resumed backtest would lose it)"
+            )
 
     # ---- cancelling (for executors that override on_cancel) ---------------------------------
 
