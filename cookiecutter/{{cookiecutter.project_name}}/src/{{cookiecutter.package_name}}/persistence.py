@@ -144,6 +144,10 @@ class {{ cookiecutter.class_name }}(Persistence):
             if number > skip
         ]
 
+    def count_rejections(self) -> int:
+        """How many rejections the journal holds (optional in the contract)."""
+        return len(self._lines(self.rejections_file))
+
     def save_metadata(self, items: dict[str, str]) -> None:
         """Keep ``items`` with the state: each key's latest value (optional in the contract)."""
         updated = {**self.load_metadata(), **check_metadata(items)}
