@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,10 +12,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from resume_support import AsyncEvents, StopAt
 
 import tradeloom
 from tradeloom import Strategy, hookimpl
-from tradeloom.components import Feed
 from tradeloom.errors import StrategyError
 from tradeloom.events import Bar, Order, OrderType, Side, Signal
 from tradeloom.runtime.in_flight import IN_FLIGHT_KEY, InFlight, read_in_flight, record_in_flight
@@ -133,30 +132,6 @@ def test_a_record_that_cannot_be_kept_is_a_warning_and_the_state_is_saved(
         assert len(stored.load_fills()) == len(first.fills)
     finally:
         stored.close()
-
-
-class AsyncEvents(Feed):
-    def __init__(self, events: list[Any]) -> None:
-        self._events = events
-
-    async def events(self, ctx: Any) -> AsyncIterator[Any]:  # type: ignore[override]
-        for event in self._events:
-            yield event
-
-
-class StopAt:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-        self.pipeline: Any = None
-
-    @hookimpl
-    def tradeloom_pipeline_started(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-
-    @hookimpl
-    def tradeloom_event_observed(self, stage: str, direction: str, event: Any) -> None:
-        if stage == "feed" and event.ts == self.at:
-            self.pipeline.stop()
 
 
 class FailsAt(TurnsOver):

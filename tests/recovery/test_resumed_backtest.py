@@ -15,17 +15,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from resume_support import orcl_config
+from resume_support import AsyncEvents, orcl_config
 
 import tradeloom
 from tradeloom import Strategy, hookimpl
-from tradeloom.components import Feed
 from tradeloom.errors import PersistenceError
 from tradeloom.portfolio import PortfolioBook
 from tradeloom.testing import bars, merge
@@ -219,17 +217,6 @@ def test_a_stopped_backtest_of_several_instruments_resumes_without_losing_a_bar(
     assert resumed.skipped_events == 1026 and resumed.market_events == 1500 - 1026
     assert sorted(first.seen + second.seen) == sorted((e.instrument, e.ts) for e in data)
     assert second.warmed_up_on == first.seen  # the resumed strategy saw what the state holds
-
-
-class AsyncEvents(Feed):
-    """Hands out the given events from an async iterator, as a live-style feed does."""
-
-    def __init__(self, events: list[Any]) -> None:
-        self._events = events
-
-    async def events(self, ctx: Any) -> AsyncIterator[Any]:  # type: ignore[override]
-        for event in self._events:
-            yield event
 
 
 @pytest.mark.parametrize("feed_kind", ["in time order", "async"])

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
-from resume_support import orcl_config
+from resume_support import AsyncEvents, StopAt, orcl_config
 
 import tradeloom
 import tradeloom.errors
@@ -28,7 +28,6 @@ import tradeloom.plugins
 import tradeloom.testing.feeds
 from tradeloom import Strategy, hookimpl
 from tradeloom.api import make_settings
-from tradeloom.components import Feed
 from tradeloom.events import Bar, Fill
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.testing import bars, merge, ticks
@@ -61,32 +60,6 @@ def test_a_backtest_resumed_on_longer_data_trades_as_one_run_over_all_of_it(
     assert "strategies warmed up on the 2500 market event(s) the stored state holds" in (
         caplog.text
     )
-
-
-class AsyncEvents(Feed):
-    def __init__(self, events: list[Any]) -> None:
-        self._events = events
-
-    async def events(self, ctx: Any) -> AsyncIterator[Any]:  # type: ignore[override]
-        for event in self._events:
-            yield event
-
-
-class StopAt:
-    """Stops the run at the given market time (a Ctrl-C there, as a test can make one)."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-        self.pipeline: Any = None
-
-    @hookimpl
-    def tradeloom_pipeline_started(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-
-    @hookimpl
-    def tradeloom_event_observed(self, stage: str, direction: str, event: Any) -> None:
-        if stage == "feed" and event.ts == self.at:
-            self.pipeline.stop()
 
 
 def sma_settings(state: Path) -> dict[str, Any]:
