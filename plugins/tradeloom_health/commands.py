@@ -126,10 +126,11 @@ def cmd_health(args: argparse.Namespace) -> int:
     except (OSError, ValueError, http.client.HTTPException) as exc:
         # HTTPException: an answer cut short (IncompleteRead), or not HTTP at all.
         reason = getattr(exc, "reason", None) or exc
+        what = "readiness" if args.ready else "health"
         print(
-            f"UNKNOWN  {url}: cannot read health: {type(exc).__name__}: {reason}"
+            f"UNKNOWN  {url}: cannot read {what}: {type(exc).__name__}: {reason}"
             if isinstance(exc, http.client.HTTPException)
-            else f"UNKNOWN  {url}: cannot read health: {reason}",
+            else f"UNKNOWN  {url}: cannot read {what}: {reason}",
             file=sys.stderr,
         )
         return EXIT_UNKNOWN
@@ -139,7 +140,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     if args.ready:
         return _print_readiness(url, status, reports, as_json=args.json)
     if not _is_report_list(reports):
-        print(f"UNKNOWN  {url}: HTTP {status}: not a list of health reports", file=sys.stderr)
+        hint = " (a readiness answer: add --ready)" if _is_readiness(reports) else ""
+        print(f"UNKNOWN  {url}: HTTP {status}: not a list of health reports{hint}", file=sys.stderr)
         return EXIT_UNKNOWN
     if not reports:  # healthy by having nothing to look at is not healthy
         print(
@@ -163,14 +165,23 @@ def cmd_health(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_readiness(url: str, status: int, answer: Any, *, as_json: bool) -> int:
-    if not (
+def _is_readiness(answer: Any) -> bool:
+    return (
         isinstance(answer, dict)
         and isinstance(answer.get("ready"), bool)
         and isinstance(answer.get("reasons"), list)
         and all(isinstance(reason, str) for reason in answer["reasons"])
-    ):
-        print(f"UNKNOWN  {url}: HTTP {status}: not a readiness answer", file=sys.stderr)
+    )
+
+
+def _print_readiness(url: str, status: int, answer: Any, *, as_json: bool) -> int:
+    if not _is_readiness(answer):
+        hint = (
+            " (health reports: ask the pipeline's URL without a path, or URL/ready)"
+            if _is_report_list(answer)
+            else ""
+        )
+        print(f"UNKNOWN  {url}: HTTP {status}: not a readiness answer{hint}", file=sys.stderr)
         return EXIT_UNKNOWN
     code = EXIT_OK if answer["ready"] else EXIT_CRITICAL
     if as_json:

@@ -161,9 +161,19 @@ def test_ready_exits_0_when_ready_and_2_with_the_reasons_when_not(
         )
         assert main(["health", server.url, "--ready", "--json"]) == 2
         assert json.loads(capsys.readouterr().out) == {"ready": False, "reasons": reasons}
-        # A health endpoint is not a readiness answer.
+        # A health endpoint is not a readiness answer, and the other way round: each says so.
         assert main(["health", server.url + "/health", "--ready"]) == 3
-        assert "HTTP 200: not a readiness answer" in capsys.readouterr().err
+        assert capsys.readouterr().err.endswith(
+            "HTTP 200: not a readiness answer (health reports: ask the pipeline's URL without "
+            "a path, or URL/ready)\n"
+        )
+        assert main(["health", server.url + "/ready"]) == 3
+        assert capsys.readouterr().err.endswith(
+            "HTTP 503: not a list of health reports (a readiness answer: add --ready)\n"
+        )
+        url = server.url
+    assert main(["health", url, "--ready"]) == 3  # the server has stopped
+    assert "/ready: cannot read readiness: " in capsys.readouterr().err
 
 
 def test_a_bad_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,7 +48,7 @@ def test_a_backtest_resumed_on_longer_data_continues_where_the_state_ends(
     assert second.first_event_time is not None and second.resumed_after is not None
     assert second.first_event_time > second.resumed_after
     assert all(fill.ts > second.resumed_after for fill in second.fills)
-    assert "skipped 2500 market event(s) at or before it" in caplog.text
+    assert "skipped 2,500 market event(s) at or before it" in caplog.text
     assert second.starting_equity == first.final_equity
 
     # Each order's fill is in the journal once, and the books add up to the journal.
@@ -78,7 +78,7 @@ def test_resuming_on_the_same_data_backtests_nothing_and_says_so(
         again = tradeloom.backtest(settings, resume=True)
     assert (again.skipped_events, again.market_events, again.fill_count) == (5036, 0, 0)
     assert again.final_equity == again.starting_equity == first.final_equity
-    assert "all 5036 market events of the feed are at or before it" in caplog.text
+    assert "all 5,036 market events of the feed are at or before it" in caplog.text
     assert again.summary()["resumed_after"] == first.last_event_time.isoformat()  # type: ignore[union-attr]
 
 

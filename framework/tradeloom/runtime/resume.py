@@ -220,18 +220,19 @@ class ResumePoint:
         skipped = self.result.skipped_events
         if passed or not skipped:
             self.logger.info(
-                "resumed after %s, the latest time in the stored state: skipped %d market "
+                "resumed after %s, the latest time in the stored state: skipped %s market "
                 "event(s) at or before it",
                 self.after.isoformat(),
-                skipped,
+                f"{skipped:,}",
             )
             return
         self.logger.warning(
-            "resumed after %s, the latest time in the stored state: all %d market events of "
-            "the feed are at or before it, so there was nothing new to backtest (state "
-            "written by a live run has wall-clock times: continue it with tradeloom run)",
+            "resumed after %s, the latest time in the stored state: all %s market events of "
+            "the feed are at or before it, so there was nothing new to backtest (if a live "
+            "run wrote that state, its times are the wall clock's: continue it with "
+            "tradeloom run)",
             self.after.isoformat(),
-            skipped,
+            f"{skipped:,}",
         )
 
 
