@@ -420,7 +420,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         # replace the one the run that made the state may have written there.
         print(title)
         print(result.format_summary())
-        print(f"  nothing after the stored state was backtested: {out} was left as it was")
+        # The directory was made before the run (see output_directory): say "left as it was"
+        # only of one that holds something.
+        kept = f"{out} was left as it was" if any(out.iterdir()) else f"nothing written to {out}"
+        print(f"  nothing after the stored state was backtested: {kept}")
         return _exit_code(result)
     with _writing_results():
         _report(result, out, title)

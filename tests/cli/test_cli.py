@@ -418,6 +418,15 @@ def test_a_backtest_refuses_stored_state_unless_told_to_resume(
         f"nothing after the stored state was backtested: {tmp_path / 'a'} was left as it was"
         in (resumed.stdout)
     )
+    elsewhere = tradeloom(
+        "backtest", "-c", str(config), "--out", str(tmp_path / "c"), "--resume", cwd=tmp_path
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert list((tmp_path / "c").iterdir()) == []
+    assert (
+        f"nothing after the stored state was backtested: nothing written to {tmp_path / 'c'}"
+        in (elsewhere.stdout)
+    )
     first_summary = json.loads(written)["summary"]
     final = Decimal(first_summary["final_equity"])
     assert f"starting equity {final:,.2f}" in resumed.stdout
