@@ -105,9 +105,7 @@ class WarmUp:
         to_send: list[Signal] = []
         carried = CarriedOver()
         if goes_on and self.in_flight is not None:
-            for made in made_again.values():  # open again only where carried over (below)
-                for signal in made:
-                    self.stage.contexts[signal.strategy_id]._open_orders.close(signal.event_id)
+            # Takes the signals it matches out of made_again: the others are closed below.
             carried = carry_over(self.in_flight, self.stage.contexts, made_again)
             to_send = carried.signals
         elif goes_on:
