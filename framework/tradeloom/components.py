@@ -154,7 +154,8 @@ class Feed(abc.ABC):
     @abc.abstractmethod
     def events(self, ctx: FeedContext) -> Iterator[MarketEvent] | AsyncIterator[MarketEvent]:
         """Yield market events. A replay feed returns a plain iterator (the backtest engine
-        drives it synchronously); a live feed returns an async iterator. Bad records are passed
+        drives it synchronously; a paced one, an async iterator); a live feed returns an async
+        iterator. Bad records are passed
         to ``ctx.report_bad_input`` and skipped, never raised."""
 
     def close(self) -> Any:  # noqa: B027 - optional hook, may be async

@@ -6,7 +6,7 @@ import codecs
 import errno
 import heapq
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import chain
@@ -31,6 +31,7 @@ from tradeloom_replay.formats import (
     Kind,
     parse_interval,
 )
+from tradeloom_replay.pacing import pacing
 from tradeloom_replay.rows import (
     MAX_INSTRUMENT_LENGTH,
     TICK_ROW_FIELDS,
@@ -121,6 +122,8 @@ class ReplayFeed(Feed):
         header: bool = True,
         encoding: str = "utf-8-sig",
         on_error: Literal["skip", "stop"] = "skip",
+        speed: float | None = None,
+        max_wait_seconds: float | None = None,
     ) -> None:
         if on_error not in ("skip", "stop"):
             raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
@@ -132,6 +135,7 @@ class ReplayFeed(Feed):
         self.header = header
         self.zone = _zone(timezone)
         self.timezone = timezone
+        self.pacing = pacing(speed, max_wait_seconds)
 
         self.format = _check_format(format, columns)
         self.kind, self.columns, self.row_width, labels = self._layout_spec(kind, columns)
@@ -343,13 +347,20 @@ class ReplayFeed(Feed):
     # ----------------------------------------------------------------------------------------
     # Replay
 
-    def events(self, ctx: FeedContext) -> Iterator[MarketEvent]:
-        """Stream the files' rows as events, merged in time order. Counters restart at zero."""
+    def events(self, ctx: FeedContext) -> Iterator[MarketEvent] | AsyncIterator[MarketEvent]:
+        """Stream the files' rows as events, merged in time order. Counters restart at zero.
+        A plain iterator, or with ``speed`` an async one that waits between the events."""
         self.bad_rows = 0
         self.events_emitted = 0
         replay = self._replay(ctx)
         self._running.add(replay)
-        return replay
+        if self.pacing is None:
+            return replay
+        return self.pacing.paced(replay, unsent=self._count_unsent)
+
+    def _count_unsent(self) -> None:
+        """A paced replay closed while it waited to hand out an event: not emitted."""
+        self.events_emitted -= 1
 
     def close(self) -> None:
         """Stop replays still running and close their files."""
