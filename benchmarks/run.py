@@ -7,6 +7,8 @@
    in its own process, so its peak memory is its own. All must report the same fills and P&L:
    MATCH or MISMATCH is printed, and a mismatch exits with status 1.
 2. Micro benchmarks: codec round trips, ids, tick-to-fill latency, one order's life cycle.
+3. With ``--instructions``: instructions per tick, counted by Valgrind's Callgrind, a figure
+   that does not move with the load of a shared machine (``instructions.py``).
 
 Figures are printed and written as JSON to ``benchmarks/results/``. Data files are generated
 deterministically into ``benchmarks/data/`` (not committed) on first use.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +31,11 @@ sys.path.insert(0, str(HERE))
 
 from bench_common import machine, parse  # noqa: E402
 from bench_data import ensure  # noqa: E402
+from instructions import per_tick  # noqa: E402
+from instructions import show as show_instructions  # noqa: E402
+
+#: The two runs whose difference gives the instructions of one more tick.
+INSTRUCTION_TICKS = (20_000, 80_000)
 
 
 def child(script: str, *args: str, python: str = sys.executable) -> dict[str, Any]:
@@ -161,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("backtest", "micro"), help="run only the backtests or the micro set"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per tick with Valgrind's Callgrind (figures that do not "
+        "move with the machine's load; a few minutes; see instructions.py)",
+    )
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -173,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 "backtrader is not installed: pip install -r benchmarks/requirements.txt "
                 "(or pass --skip-backtrader)"
             )
+
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("--instructions needs valgrind (apt-get install valgrind)")
 
     started = time.perf_counter()
     info = machine()
@@ -205,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         show_micro(micro)
         print(f"\nwrote {write(args.out, 'micro', {'machine': info, **micro})}")
+    if args.instructions:
+        counted = per_tick(INSTRUCTION_TICKS[0], INSTRUCTION_TICKS[1], args.data_dir)
+        show_instructions(counted)
+        print(f"\nwrote {write(args.out, 'instructions', {'machine': info, **counted})}")
     print(f"\ndone in {time.perf_counter() - started:.0f} s")
     return status
 
