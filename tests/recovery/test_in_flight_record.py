@@ -343,3 +343,22 @@ def test_orders_of_removed_strategies_are_named_also_without_a_warm_up(
         "the stored state has 1 order(s) in flight of strategies this run does not have "
         "('old'): not placed again"
     ) in caplog.text
+
+
+def test_an_executor_that_cannot_tell_is_said_once_however_many_checkpoints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each pause of this run checkpoints (and takes the record): five of them, one warning.
+    Unsure.how = "raises"
+    data = bars("X", [str(100 + i % 7) for i in range(5_000)])
+    settings = {
+        "executor": {"name": "unsure"},
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}},
+        "portfolio": {"snapshot_interval_seconds": 0.000001},
+    }
+    with caplog.at_level(logging.WARNING, logger="tradeloom.pipeline"):
+        result = tradeloom.backtest(
+            settings, strategies={"s": TurnsOver()}, events=data, plugins=[UnsurePlugin()]
+        )
+    assert result.market_events == 5_000 and not result.unsaved_portfolios
+    assert caplog.text.count("the executor could not tell its waiting orders") == 1

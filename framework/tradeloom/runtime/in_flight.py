@@ -6,7 +6,8 @@ executor, waiting for their instrument's next price (``fill_at = "next"``) or re
 order), and signals at the risk stage, waiting for their instrument's first price. The state
 (fills and snapshots) does not hold them: the run ends by rejecting them ("input ended"). So a
 backtest that took its last time whole (its input ended, or it was stopped or interrupted at a
-pause between two times) keeps them in the persistence's metadata, as they were, in order.
+pause between two times) keeps them in the persistence's metadata, as they were, in order; so
+does each periodic checkpoint taken at such a pause, for a run killed after it.
 
 A run resumed from that state (see :class:`tradeloom.runtime.resume.WarmUp`) places them again
 where they were: the orders straight at the executor (they passed the validators, on the prices
@@ -14,8 +15,8 @@ and books of their time, and are not judged again), the signals back at the risk
 counts as open for its strategy again. Where the warm-up made the same order again at the same
 time, the strategy's signal stands for it (the strategy holds that one, and may cancel it);
 otherwise the recorded one, with its own id. A state without that record (an executor that
-cannot tell what waits, a back end that keeps no metadata, a run that failed or was killed, an
-older tradeloom) is resumed the way those were: see ``WarmUp``.
+cannot tell what waits, a back end that keeps no metadata, a run that failed, an async feed's
+run that was killed, an older tradeloom) is resumed the way those were: see ``WarmUp``.
 """
 
 from __future__ import annotations

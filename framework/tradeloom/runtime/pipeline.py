@@ -261,6 +261,7 @@ class Pipeline:
         # The pump is between two times (at a pause or the end of a plain feed's input, at
         # the end of an async feed's): the latest time was taken whole.
         self._between_times = False
+        self._waiting_orders_failed = False
         self._in_flight_at_end: tuple[Callable[..., Any], str] | None = None
         self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
@@ -1388,7 +1389,7 @@ class Pipeline:
         if self.mode == "live":
             self.status.last_market_wall_time = WallClock().now()
         if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
-            await self.portfolio_stage.checkpoint()
+            await self._checkpoint_at_pause(self.portfolio_stage)
         if self._freezing and self._blocks % _FREEZE_EVERY_BLOCKS == 0:
             # What outlived these events (fills kept in the result, the journal) stays to the
             # end of a backtest: collect the garbage among the few objects made since the last
@@ -1400,6 +1401,20 @@ class Pipeline:
         # run; with one turn a SIGTERM stopped a slow backtest blocks later than Ctrl-C.
         for _ in range(_TURNS_AT_A_PAUSE):
             await anyio.sleep(0)
+
+    async def _checkpoint_at_pause(self, stage: PortfolioStage) -> None:
+        """A periodic checkpoint at a pause of the pump. A backtest paused between two times
+        stores a state a resume can continue from as from a stop there: every portfolio
+        stamped with this time, and the record of what is in flight (see
+        :mod:`tradeloom.runtime.in_flight`), so that a run killed after it (``kill -9``, a
+        machine that went down) loses no order when resumed."""
+        in_flight_record = self._in_flight_record()
+        if in_flight_record is None:
+            await stage.checkpoint()
+            return
+        await stage.checkpoint(every_portfolio=True)
+        if not stage.book.dirty():
+            await self._save_in_flight_record(*in_flight_record)
 
     async def _heartbeat(self, interval: float = 0.25) -> None:
         """Tell the health checks that the event loop runs (a task of its own: the ticker may
@@ -1487,12 +1502,14 @@ class Pipeline:
             in_flight = InFlight(self.clock.now(), orders, self.risk_stage.waiting_signals())
             return save_metadata, record_in_flight(in_flight)
         except Exception as exc:  # it only informs a later resume: never fails a run
-            self.logger.warning(
-                "the executor could not tell its waiting orders (%s: %s): a run resumed from "
-                "this state cannot place them again",
-                type(exc).__name__,
-                exc,
-            )
+            if not self._waiting_orders_failed:  # once, not at every checkpoint
+                self._waiting_orders_failed = True
+                self.logger.warning(
+                    "the executor could not tell its waiting orders (%s: %s): a run resumed "
+                    "from this state cannot place them again",
+                    type(exc).__name__,
+                    exc,
+                )
             return None
 
     async def _save_in_flight_record(self, save_metadata: Callable[..., Any], text: str) -> None:
