@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -451,32 +452,77 @@ def test_a_live_run_over_replayed_data_fills_like_the_backtest(tmp_path, shared_
     assert [f.price for f in live.fills] == [f.price for f in replayed.fills]
 
 
+def pipeline_warnings(caplog) -> list[str]:  # type: ignore[no-untyped-def]
+    """What the pipeline itself warned of (not its stages, such as the paper trader's
+    refusals at the end of input)."""
+    return [r.getMessage() for r in caplog.records if r.name == "tradeloom.pipeline"]
+
+
+@pytest.mark.parametrize("paced", [False, True])
 def test_a_live_run_replaying_its_feed_over_stored_state_warns(
-    tmp_path, shared_data, caplog
+    tmp_path, shared_data, caplog, paced
 ) -> None:  # type: ignore[no-untyped-def]
     import tradeloom
 
+    data = tmp_path / "orcl.csv"
+    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()
+    data.write_text("\n".join(lines[:40]) + "\n")  # two months of bars
     config = {
         "feed": {
             "name": "replay",
             "params": {
-                "path": str(shared_data / "orcl-1995-2014.txt"),
+                "path": str(data),
                 "format": "yahoo",
                 "instrument": "ORCL",
+                # An async feed (a live broker's is one too): the same check at its first event.
+                **({"speed": 1e9} if paced else {}),
             },
         },
-        "strategies": [{"name": "sma_cross"}],
+        "strategies": [{"name": "sma_cross", "params": {"fast": 2, "slow": 5}}],
         "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "live.sqlite")}},
     }
     with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        first = tradeloom.run(config)
+        assert first.fills and pipeline_warnings(caplog) == []
         tradeloom.run(config)
-        assert caplog.messages == []
-        tradeloom.run(config)
-    assert caplog.messages == [
-        "this live run replays its feed from the start on top of state from an earlier run: "
-        "those events will trade again; to continue after the stored state, backtest with "
-        "--resume, or start from a new state file"
-    ]
+    (warning,) = pipeline_warnings(caplog)
+    # A live run's state is stamped with the wall clock; a bar's time is its end.
+    assert re.fullmatch(
+        r"this live run carries on from stored state that reaches 20\d\d-[^,]+\+00:00, "
+        r"later than its first market event \(1995-01-04T00:00:00\+00:00\): a feed replayed "
+        "from the start trades those events again on top of that state; to continue after "
+        "the stored state, backtest with --resume, or start from a new state file",
+        warning,
+    )
+
+
+def test_a_live_run_on_a_backtests_state_warns_only_of_data_before_it(
+    tmp_path, shared_data, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    import tradeloom
+
+    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    before.write_text("\n".join(lines[:60]) + "\n")
+    after.write_text("\n".join([lines[0], *lines[60:90]]) + "\n")
+
+    def config(path):  # type: ignore[no-untyped-def]
+        return {
+            "feed": {
+                "name": "replay",
+                "params": {"path": str(path), "format": "yahoo", "instrument": "ORCL"},
+            },
+            "strategies": [{"name": "sma_cross", "params": {"fast": 2, "slow": 5}}],
+            "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.sqlite")}},
+        }
+
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        tradeloom.backtest(config(before))
+        tradeloom.run(config(after))  # paper trading goes on after the backtest: no warning
+        assert pipeline_warnings(caplog) == []
+        tradeloom.run(config(before))
+    (warning,) = pipeline_warnings(caplog)
+    assert "later than its first market event (1995-01-04T00:00:00+00:00)" in warning
 
 
 def test_a_strategy_error_keeps_the_strategy_exception_as_its_cause() -> None:

@@ -247,6 +247,7 @@ class Pipeline:
         self._blocks = 0  # yield points passed
         self._progress_reported = 0  # market events reported to ``progress``
         self._resumed_from_state = False
+        self._stored_until: datetime | None = None  # the latest time in the stored state
         self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
         self._opened_async_source: Any = None
         self._stages_start_at_first_event = False  # see _open_backtest_feed
@@ -340,6 +341,10 @@ class Pipeline:
                 "resume from it (tradeloom backtest --resume, resume=True)"
             )
         self._resumed_from_state = bool(snapshots or fills)
+        self._stored_until = max(
+            itertools.chain((s.ts for s in snapshots.values()), (f.ts for f in fills)),
+            default=None,
+        )
         if self.mode == "backtest" and self.resume and not self._resumed_from_state:
             self.logger.warning(
                 "resume: the %r persistence holds no state to resume from (%s), so the "
@@ -621,9 +626,7 @@ class Pipeline:
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
                 # time: replaying those again would count their fills twice.
-                self.result.resumed_after = max(
-                    itertools.chain((s.ts for s in snapshots.values()), (f.ts for f in fills))
-                )
+                self.result.resumed_after = self._stored_until
                 self._resume = ResumePoint(self.result, self.logger)
             advance_ids_past(
                 self.ids,
@@ -900,13 +903,6 @@ class Pipeline:
             return source
         if self._resume is not None:
             source = self._resume.events(source)
-        elif self.mode == "live" and self._resumed_from_state:
-            # Live state has wall-clock times, so there is no data time to resume after.
-            self.logger.warning(
-                "this live run replays its feed from the start on top of state from an "
-                "earlier run: those events will trade again; to continue after the stored "
-                "state, backtest with --resume, or start from a new state file"
-            )
         if self._stop_requested:
             return source  # stopped in on_start (of a resumed backtest): nothing is read
         try:
@@ -924,6 +920,7 @@ class Pipeline:
         """The first market event the run takes: checked as a feed's first event is, and the
         run's first times are its."""
         _check_first_event(first, feed)
+        self._warn_if_before_stored_state(first)
         self.result.first_event_time = first.ts
         self.result.first_event_start = _start_of(first)
 
@@ -984,9 +981,27 @@ class Pipeline:
         """Check an async feed's first event; in a backtest, start the stages at its time (see
         ``_open_backtest_feed``). True when the run was stopped before it (in ``on_start``)."""
         _check_first_event(event, feed)
+        self._warn_if_before_stored_state(event)
         if self._stages_start_at_first_event:
             self._start_stages_at(event)
         return self._stop_requested
+
+    def _warn_if_before_stored_state(self, first: MarketEvent) -> None:
+        """A live run whose first market event is older than the state it carries on from
+        (a file replayed again on a live run's state, stamped with the wall clock, or on a
+        backtest's): the feed's events trade again on top of books that are past them. (Live
+        state has wall-clock times, so there is no data time to resume after.)"""
+        stored_until = self._stored_until
+        if self.mode != "live" or stored_until is None or first.ts >= stored_until:
+            return
+        self.logger.warning(
+            "this live run carries on from stored state that reaches %s, later than its first "
+            "market event (%s): a feed replayed from the start trades those events again on "
+            "top of that state; to continue after the stored state, backtest with --resume, "
+            "or start from a new state file",
+            stored_until.isoformat(),
+            first.ts.isoformat(),
+        )
 
     def _start_stages_at(self, event: MarketEvent) -> None:
         self.clock.advance(event.ts)
