@@ -151,6 +151,12 @@ class Feed(abc.ABC):
     """A source of market events (ticks or bars), in time order per instrument (and across
     instruments for a backtest, whose clock cannot go back)."""
 
+    #: True for a feed that, started again, reads on from a position it committed (a broker
+    #: topic read through a consumer group, as the ``redpanda`` feed does): its first events
+    #: may be older than the stored state (those read again after a crash) without being a
+    #: replay from the start, which a live run otherwise warns of.
+    reads_from_committed_position: bool = False
+
     @abc.abstractmethod
     def events(self, ctx: FeedContext) -> Iterator[MarketEvent] | AsyncIterator[MarketEvent]:
         """Yield market events. A replay feed returns a plain iterator (the backtest engine

@@ -525,6 +525,41 @@ def test_a_live_run_on_a_backtests_state_warns_only_of_data_before_it(
     assert "later than its first market event (1995-01-04T00:00:00+00:00)" in warning
 
 
+class ReadAgain(Feed):
+    """One tick of 2024, handed out on every run: as a broker's feed reads a tick again
+    after a crash, when it did not commit it."""
+
+    reads_from_committed_position = False
+
+    async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
+        yield MarketTick(
+            event_id=ctx.ids.new_id(),
+            ts=datetime(2024, 1, 2, tzinfo=UTC),
+            instrument="X",
+            last_price=Decimal(10),
+        )
+
+
+class ReadOnFromACommit(ReadAgain):
+    reads_from_committed_position = True
+
+
+@pytest.mark.parametrize("feed", [ReadAgain, ReadOnFromACommit])
+def test_a_feed_reading_on_from_a_committed_position_is_not_taken_for_a_replay(
+    tmp_path, caplog, feed
+) -> None:  # type: ignore[no-untyped-def]
+    # The stored state of a live run is stamped with the wall clock, later than the tick.
+    settings = make_settings(
+        {"persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}}
+    )
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        for _ in range(2):
+            strategies = {"buys": BuyOnFirst("X", "X")}
+            anyio.run(Pipeline(settings, mode="live", feed=feed(), strategies=strategies).run)
+    warned = [m for m in pipeline_warnings(caplog) if "later than its first market" in m]
+    assert len(warned) == (0 if feed.reads_from_committed_position else 1)
+
+
 def test_a_strategy_error_keeps_the_strategy_exception_as_its_cause() -> None:
     class Dividing(Strategy):
         def on_tick(self, tick: MarketTick, ctx: StrategyContext) -> None:

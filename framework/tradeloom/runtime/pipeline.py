@@ -920,7 +920,7 @@ class Pipeline:
         """The first market event the run takes: checked as a feed's first event is, and the
         run's first times are its."""
         _check_first_event(first, feed)
-        self._warn_if_before_stored_state(first)
+        self._warn_if_before_stored_state(first, feed)
         self.result.first_event_time = first.ts
         self.result.first_event_start = _start_of(first)
 
@@ -981,18 +981,25 @@ class Pipeline:
         """Check an async feed's first event; in a backtest, start the stages at its time (see
         ``_open_backtest_feed``). True when the run was stopped before it (in ``on_start``)."""
         _check_first_event(event, feed)
-        self._warn_if_before_stored_state(event)
+        self._warn_if_before_stored_state(event, feed)
         if self._stages_start_at_first_event:
             self._start_stages_at(event)
         return self._stop_requested
 
-    def _warn_if_before_stored_state(self, first: MarketEvent) -> None:
+    def _warn_if_before_stored_state(self, first: MarketEvent, feed: Feed) -> None:
         """A live run whose first market event is older than the state it carries on from
         (a file replayed again on a live run's state, stamped with the wall clock, or on a
         backtest's): the feed's events trade again on top of books that are past them. (Live
-        state has wall-clock times, so there is no data time to resume after.)"""
+        state has wall-clock times, so there is no data time to resume after.) Not of a feed
+        that reads on from a committed position: what it reads again after a crash is older
+        than the last checkpoint, and recognised by its ids."""
         stored_until = self._stored_until
-        if self.mode != "live" or stored_until is None or first.ts >= stored_until:
+        if (
+            self.mode != "live"
+            or stored_until is None
+            or first.ts >= stored_until
+            or getattr(feed, "reads_from_committed_position", False)
+        ):
             return
         self.logger.warning(
             "this live run carries on from stored state that reaches %s, later than its first "
