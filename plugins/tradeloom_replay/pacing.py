@@ -96,11 +96,14 @@ def pacing(speed: Any, max_wait_seconds: Any) -> Pacing | None:
 def _positive(name: str, value: Any, example: str) -> float:
     number: float | None = None
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        number = float(value)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # Decimal("sNaN"), an int past float's range
+            number = None
     elif isinstance(value, str):
         try:
             number = float(Decimal(value.strip()))
-        except InvalidOperation:
+        except (InvalidOperation, ValueError):  # ValueError: "sNaN"
             number = None
     if number is None or not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be a number above 0 ({name} = {example}), got {value!r}")

@@ -134,6 +134,23 @@ def test_a_record_that_cannot_be_kept_is_a_warning_and_the_state_is_saved(
         stored.close()
 
 
+def test_a_record_that_cannot_be_kept_is_said_once_however_many_checkpoints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = bars("X", [str(100 + i % 7) for i in range(5_000)])
+    settings: dict[str, Any] = {
+        "executor": {"name": "paper", "params": {"fill_at": "next"}},
+        "persistence": {"name": "no_record", "params": {"path": str(tmp_path / "s.db")}},
+        "portfolio": {"snapshot_interval_seconds": 0.000001},
+    }
+    with caplog.at_level(logging.WARNING, logger="tradeloom.pipeline"):
+        result = tradeloom.backtest(
+            settings, strategies={"s": TurnsOver()}, events=data, plugins=[NoRecordPlugin()]
+        )
+    assert not result.unsaved_portfolios
+    assert caplog.text.count("OSError: disk full; a run resumed from this state") == 1
+
+
 class FailsAt(TurnsOver):
     def __init__(self, at: datetime) -> None:
         self.at = at

@@ -67,6 +67,9 @@ def timed_collect(feed: ReplayFeed) -> tuple[list[Any], float]:
         ({"speed": "fast"}, r"speed must be a number above 0 \(speed = 1 replays"),
         ({"speed": True}, "speed must be a number above 0"),
         ({"speed": [1]}, "speed must be a number above 0"),
+        ({"speed": "sNaN"}, "speed must be a number above 0"),
+        ({"speed": Decimal("sNaN")}, "speed must be a number above 0"),
+        ({"speed": 10**400}, "speed must be a number above 0"),
         ({"speed": 1, "max_wait_seconds": 0}, "max_wait_seconds must be a number above 0"),
         ({"speed": 1, "max_wait_seconds": "-1"}, "max_wait_seconds must be a number above 0"),
         ({"max_wait_seconds": 5}, "max_wait_seconds caps the waits of a paced replay: give speed"),
@@ -347,3 +350,23 @@ def test_stopping_a_live_run_ends_the_wait_for_the_next_event(tmp_path) -> None:
     assert result.market_events == 4
     assert isinstance(feed, ReplayFeed)
     assert feed.events_emitted == 4  # the fifth, read and waited for, was not handed out
+
+
+def test_a_live_run_behind_its_pace_still_stops_when_told(tmp_path) -> None:
+    # Every event is due at once (a pace the pipeline cannot keep): the run must still give
+    # the event loop a turn, so that a stop (SIGTERM, Ctrl-C, the health server) is not kept
+    # waiting until the file ends.
+    path = tick_file(tmp_path, [1] * 200_000)
+    pipeline = tradeloom.Pipeline(make_settings(backtest_settings(path, speed=1e9)), mode="live")
+
+    async def main() -> Any:
+        async def stop_soon() -> None:
+            await anyio.sleep(0.3)
+            pipeline.stop()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(stop_soon)
+            return await pipeline.run()
+
+    result = anyio.run(main)
+    assert 0 < result.market_events < 200_001

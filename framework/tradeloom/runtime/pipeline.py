@@ -199,6 +199,16 @@ class Pipeline:
         self.transport: Transport = manager_.create(
             "transport", settings.pipeline.transport, settings.transport
         )
+        if mode == "backtest" and not self.transport.synchronous:
+            # The simulated clock moves with the feed: stages that took their events from a
+            # broker, later and in their own tasks, would see times the clock has passed, and
+            # the backtest would end before they did (so far it ended without their fills).
+            raise ConfigError(
+                f"a backtest runs every stage in one process on the simulated clock, which a "
+                f"transport between processes ({settings.pipeline.transport!r}) cannot follow: "
+                "backtest with the in-process transport, the default (leave out [pipeline] "
+                "transport and the [transport] table)"
+            )
         if self.transport.synchronous and self.roles != frozenset(ROLES):
             raise ConfigError(
                 f"the {settings.pipeline.transport!r} transport connects stages within one "
@@ -263,6 +273,7 @@ class Pipeline:
         # the end of an async feed's): the latest time was taken whole.
         self._between_times = False
         self._waiting_orders_failed = False
+        self._in_flight_save_failed = False
         self._in_flight_at_end: tuple[Callable[..., Any], str] | None = None
         self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
@@ -1083,7 +1094,7 @@ class Pipeline:
         window = self.settings.pipeline.dedupe_window
         seen = RecentIds(window) if window else None
         in_order = self._checks_time_order
-        pauses = self.mode == "backtest"
+        pause_every = _YIELD_EVERY if self.mode == "backtest" else _LIVE_YIELD_EVERY
         ahead = self._ahead_limit()
         try:
             with anyio.CancelScope() as self._feed_wait:
@@ -1136,9 +1147,10 @@ class Pipeline:
                         publish(market, event, event.instrument)
                         if self._stop_requested:
                             break
-                        if pauses and not count % _YIELD_EVERY:
-                            # A backtest's feed may never await (a list behind async def):
-                            # pause as the plain path does, for Ctrl-C, progress, checkpoints.
+                        if not count % pause_every:
+                            # A feed may never await (a list behind async def, a paced replay
+                            # behind its schedule): pause as the plain path does, for a stop,
+                            # Ctrl-C, progress, checkpoints and the other tasks of a live run.
                             await self._yield_point(count)
                             if self._stop_requested:
                                 break
@@ -1538,10 +1550,10 @@ class Pipeline:
         try:
             await self._call_persistence(save_metadata, {IN_FLIGHT_KEY: text})
         except PersistenceError as exc:  # a resume without it guesses: see WarmUp
-            self.logger.warning(
-                "%s; a run resumed from this state cannot place the orders in flight again",
-                exc,
-            )
+            # Once, not at every checkpoint (a role that may not create the metadata table).
+            log = self.logger.debug if self._in_flight_save_failed else self.logger.warning
+            self._in_flight_save_failed = True
+            log("%s; a run resumed from this state cannot place the orders in flight again", exc)
 
     def _settle_pending(self) -> None:
         """Strategies first (``on_stop`` may still trade), then what waits for prices: signals
