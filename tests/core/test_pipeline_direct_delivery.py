@@ -19,10 +19,11 @@ import pytest
 
 from tradeloom import Strategy, hookimpl
 from tradeloom.components import Executor, Feed, FeedContext
-from tradeloom.errors import BadInputError, StageError
+from tradeloom.errors import BadInputError, ConfigError, StageError
 from tradeloom.events import Event, MarketTick
 from tradeloom.runtime.clock import SimulatedClock
 from tradeloom.runtime.delivery import block_delivery
+from tradeloom.runtime.in_flight import IN_FLIGHT_KEY
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Handler
@@ -30,6 +31,7 @@ from tradeloom.settings import Settings
 from tradeloom.strategy import StrategyContext
 from tradeloom.testing import bars, merge, ticks
 from tradeloom_memory.transport import MemoryTransport
+from tradeloom_sqlite.persistence import SqlitePersistence
 
 PRICES = [Decimal(100) + Decimal((i * 37) % 23 - 11) / 4 for i in range(5000)]
 
@@ -497,3 +499,20 @@ def test_the_risk_and_execution_stages_declare_the_events_they_keep_waiting() ->
     stages = {stage.role: stage for stage in pipeline.stages}
     assert declared["execution"][1] == stages["execution"].waiting_ids
     assert declared["risk"][1] == stages["risk"].waiting_ids
+
+
+def test_a_backtest_on_the_wall_clock_is_not_resumed_nor_keeps_a_record(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Its state is stamped with the wall clock: a resume would skip all of the data.
+    state = {"name": "sqlite", "params": {"path": str(tmp_path / "s.db")}}
+    settings = Settings(pipeline={"clock": "wall"}, persistence=state)
+    events = ticks("X", PRICES[:50])
+    result = anyio.run(Pipeline(settings, events=events, strategies={"alt": Alternate()}).run)
+    assert result.fills
+    persistence = SqlitePersistence(path=str(tmp_path / "s.db"))
+    persistence.open()
+    try:
+        assert IN_FLIGHT_KEY not in persistence.load_metadata()
+    finally:
+        persistence.close()
+    with pytest.raises(ConfigError, match=r"a backtest on the wall clock .* cannot be resumed"):
+        Pipeline(settings, events=events, strategies={"alt": Alternate()}, resume=True)

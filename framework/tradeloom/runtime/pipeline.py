@@ -199,6 +199,13 @@ class Pipeline:
         self.transport: Transport = manager_.create(
             "transport", settings.pipeline.transport, settings.transport
         )
+        if mode == "backtest" and self.resume and not isinstance(self.clock, SimulatedClock):
+            raise ConfigError(
+                'a backtest on the wall clock ([pipeline] clock = "wall") cannot be resumed: '
+                "its state is stamped with the wall clock, not with the data's time it got to, "
+                "so a resume would skip all of the data; resume on the simulated clock (the "
+                "default)"
+            )
         if mode == "backtest" and not self.transport.synchronous:
             # The simulated clock moves with the feed: stages that took their events from a
             # broker, later and in their own tasks, would see times the clock has passed, and
@@ -1516,6 +1523,7 @@ class Pipeline:
         save_metadata = getattr(self.persistence, "save_metadata", None)
         if (
             self.mode != "backtest"
+            or not isinstance(self.clock, SimulatedClock)  # no data time to be between
             or not self._between_times
             or save_metadata is None
             or self.portfolio_stage is None
