@@ -290,6 +290,8 @@ def _what_is_kept(
     go_on = "run the same command again" if pipeline.resume else "add --resume to the same command"
     if failure is None:
         saved, start_over = "its state is saved", ""
+        if result.resumed_after is not None and not pipeline.status.market_events:
+            saved = "its state is as it was"  # stopped while it warmed up: nothing new
     else:
         saved = "its state up to the failure is saved"
         go_on = f"once the cause is fixed, {go_on}"

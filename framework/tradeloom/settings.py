@@ -12,7 +12,8 @@ import json
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -460,6 +461,34 @@ def _settings_variables() -> list[str]:
         for name in os.environ
         if name.upper().startswith(ENV_PREFIX) and name.upper() not in _PLUGIN_MANAGER_ENV
     )
+
+
+def environment_variables_of(*sections: str) -> list[str]:
+    """The settings variables of the environment that set something in ``sections``
+    (``"feed"``, ``"pipeline"``: ``TRADELOOM_FEED__PARAMS__SPEED``, ``TRADELOOM_FEED``)."""
+    prefixes = [f"{ENV_PREFIX}{section.upper()}" for section in sections]
+    return [
+        name
+        for name in _settings_variables()
+        if any(name.upper() == p or name.upper().startswith(f"{p}__") for p in prefixes)
+    ]
+
+
+@contextmanager
+def naming_environment(*sections: str) -> Iterator[None]:
+    """A :class:`ConfigError` raised inside, about a value of ``sections``, also names the
+    environment variables that set values there: the value at fault may be one of theirs, which
+    the file does not show."""
+    try:
+        yield
+    except ConfigError as exc:
+        variables = environment_variables_of(*sections)
+        if not variables:
+            raise
+        # Its class kept (UnknownComponentError), whose constructor takes the message alone.
+        raise type(exc)(
+            f"{exc} (values set from the environment: {', '.join(variables)})"
+        ) from exc.__cause__
 
 
 def _refuse_unknown_variables() -> None:

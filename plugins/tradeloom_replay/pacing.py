@@ -106,5 +106,7 @@ def _positive(name: str, value: Any, example: str) -> float:
         except (InvalidOperation, ValueError):  # ValueError: "sNaN"
             number = None
     if number is None or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a number above 0 ({name} = {example}), got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number above 0 ({name} = {example}), got {value!r}"
+        )
     return number

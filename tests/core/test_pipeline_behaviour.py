@@ -19,7 +19,7 @@ import pytest
 import tradeloom
 from tradeloom import Pipeline, Strategy, make_settings
 from tradeloom.components import Feed, FeedContext
-from tradeloom.errors import FeedError
+from tradeloom.errors import ConfigError, FeedError
 from tradeloom.events import Bar, MarketTick
 from tradeloom.runtime.stages import StrategyError
 from tradeloom.strategy import StrategyContext
@@ -490,8 +490,8 @@ def test_a_live_run_replaying_its_feed_over_stored_state_warns(
     assert re.fullmatch(
         r"this live run carries on from stored state that reaches 20\d\d-[^,]+\+00:00, "
         r"later than its first market event \(1995-01-04T00:00:00\+00:00\): a feed replayed "
-        "from the start trades those events again on top of that state; to continue after "
-        "the stored state, backtest with --resume, or start from a new state file",
+        "from the start trades those events again on top of that state; start from a new "
+        "state file",
         warning,
     )
 
@@ -522,7 +522,9 @@ def test_a_live_run_on_a_backtests_state_warns_only_of_data_before_it(
         assert pipeline_warnings(caplog) == []
         tradeloom.run(config(before))
     (warning,) = pipeline_warnings(caplog)
+    # The state is the live run's now (stamped with the wall clock): no backtest resumes it.
     assert "later than its first market event (1995-01-04T00:00:00+00:00)" in warning
+    assert warning.endswith("top of that state; start from a new state file")
 
 
 class ReadAgain(Feed):
@@ -542,6 +544,54 @@ class ReadAgain(Feed):
 
 class ReadOnFromACommit(ReadAgain):
     reads_from_committed_position = True
+
+
+def orcl_bars(shared_data, tmp_path, count: int):  # type: ignore[no-untyped-def]
+    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()
+    path = tmp_path / f"orcl-{count}.csv"
+    path.write_text("\n".join(lines[: count + 1]) + "\n")
+    return {
+        "feed": {
+            "name": "replay",
+            "params": {"path": str(path), "format": "yahoo", "instrument": "ORCL"},
+        },
+        "strategies": [{"name": "sma_cross", "params": {"fast": 2, "slow": 5}}],
+        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.sqlite")}},
+    }
+
+
+def test_a_live_run_over_a_backtests_state_says_how_to_continue_the_backtest(
+    tmp_path, shared_data, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    config = orcl_bars(shared_data, tmp_path, 60)
+    with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
+        assert tradeloom.backtest(config).fills
+        tradeloom.run(config)
+    (warning,) = pipeline_warnings(caplog)
+    assert warning.endswith(
+        "top of that state; to continue that backtest after its stored state, backtest with "
+        "--resume; or start from a new state file"
+    )
+
+
+@pytest.mark.parametrize("first", ["live", "wall-clock backtest"])
+def test_a_backtest_does_not_resume_state_stamped_with_the_wall_clock(
+    tmp_path, shared_data, first
+) -> None:  # type: ignore[no-untyped-def]
+    config = orcl_bars(shared_data, tmp_path, 60)
+    if first == "live":
+        assert tradeloom.run(config).fills
+    else:
+        assert tradeloom.backtest({**config, "pipeline": {"clock": "wall"}}).fills
+    with pytest.raises(ConfigError) as refused:
+        tradeloom.backtest(config, resume=True)
+    assert "holds state stamped with the wall clock (a live run's, or a backtest's on the " in (
+        str(refused.value)
+    )
+    assert str(refused.value).endswith(
+        "so a backtest cannot resume from it: it would skip all of the data; continue a live "
+        "run's state with tradeloom run, or backtest from a new state file"
+    )
 
 
 @pytest.mark.parametrize("feed", [ReadAgain, ReadOnFromACommit])

@@ -429,3 +429,13 @@ def test_results_are_written_through_a_link_keeping_the_files_mode(tmp_path: Pat
     assert json.loads((elsewhere / "result.json").read_text())["summary"]["market_events"] == 2
     assert (out / "equity.png").stat().st_mode & 0o777 == 0o640
     assert (out / "equity.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("closes", "said"), [(2, "(1 round trip)"), (4, "(2 round trips)")])
+def test_the_summary_counts_round_trips_in_words(closes: int, said: str) -> None:
+    class TurnsOver(tradeloom.Strategy):
+        def on_bar(self, bar: Any, ctx: Any) -> None:
+            (ctx.sell if ctx.position(bar.instrument) else ctx.buy)(bar.instrument, 1)
+
+    result = run_strategy(TurnsOver(), bars("X", [str(10 + i) for i in range(closes + 1)]))
+    assert said in result.format_summary()

@@ -305,3 +305,65 @@ def test_an_override_naming_the_default_component_merges_with_a_section_of_param
     path = write(tmp_path, "[executor]\nparams = { commission_bps = 10 }\n")
     settings = make_settings(path, {"executor": {"name": "paper", "params": {"fill_at": "last"}}})
     assert settings.executor.params == {"commission_bps": Decimal(10), "fill_at": "last"}
+
+
+ORCL = Path(__file__).resolve().parents[1] / "data" / "orcl-1995-2014.txt"
+
+
+def orcl_config(tmp_path: Path) -> Path:
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        f"""
+[feed]
+name = "replay"
+params = {{ path = "{ORCL}", format = "yahoo", instrument = "ORCL" }}
+
+[[strategies]]
+name = "sma_cross"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_a_component_refused_for_a_value_of_the_environment_names_its_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file has no speed: the error must say where the 0 came from. A variable of another
+    # section (reconnect) is not named.
+    from tradeloom import Pipeline
+
+    monkeypatch.setenv("TRADELOOM_FEED__PARAMS__SPEED", "0")
+    monkeypatch.setenv("TRADELOOM_RECONNECT__MAX_ATTEMPTS", "3")
+    settings = load_settings(orcl_config(tmp_path))
+    with pytest.raises(ConfigError) as refused:
+        Pipeline(settings, mode="live")
+    message = str(refused.value)
+    assert message.startswith("feed 'replay' (plugin 'replay'): speed must be a finite number")
+    assert message.endswith("(values set from the environment: TRADELOOM_FEED__PARAMS__SPEED)")
+
+
+def test_an_unknown_component_from_the_environment_keeps_its_error_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tradeloom import Pipeline
+    from tradeloom.errors import UnknownComponentError
+
+    monkeypatch.setenv("TRADELOOM_EXECUTOR__NAME", "papr")
+    settings = load_settings(orcl_config(tmp_path))
+    with pytest.raises(UnknownComponentError) as refused:
+        Pipeline(settings, mode="backtest")
+    assert "unknown executor 'papr'" in str(refused.value)
+    assert str(refused.value).endswith(
+        "(values set from the environment: TRADELOOM_EXECUTOR__NAME)"
+    )
+
+
+def test_errors_of_the_file_alone_name_no_variable(tmp_path: Path) -> None:
+    from tradeloom import Pipeline
+
+    settings = load_settings(orcl_config(tmp_path))
+    settings.feed.params["speed"] = 0  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as refused:
+        Pipeline(settings, mode="live")
+    assert "environment" not in str(refused.value)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from resume_support import AsyncEvents, orcl_config
 
@@ -80,6 +81,28 @@ def test_resuming_on_the_same_data_backtests_nothing_and_says_so(
     assert again.final_equity == again.starting_equity == first.final_equity
     assert "all 5,036 market events of the feed are at or before it" in caplog.text
     assert again.summary()["resumed_after"] == first.last_event_time.isoformat()  # type: ignore[union-attr]
+
+
+def test_a_resumed_run_stopped_while_it_warms_up_says_so(tmp_path: Path, shared_data: Path) -> None:
+    # Where a Ctrl-C or SIGTERM would say it stopped, and what it kept: a run that has read
+    # stored events only (here all of them) took no new one, and changed nothing.
+    from tradeloom.api import make_settings
+    from tradeloom.commands import _what_is_kept
+    from tradeloom.runtime.pipeline import Pipeline
+
+    settings = make_settings(
+        orcl_config(shared_data / "orcl-1995-2014.txt", tmp_path / "state.sqlite")
+    )
+    tradeloom.backtest(settings)
+    pipeline = Pipeline(settings, mode="backtest", resume=True)
+    anyio.run(pipeline.run)
+    assert pipeline.where_it_stopped() == (
+        "while warming up on the stored state (5,036 of its market events read), before the "
+        "first market event after it"
+    )
+    assert _what_is_kept(pipeline, settings, can_resume=True) == (
+        "its state is as it was: run the same command again to continue from there"
+    )
 
 
 def write_tick_backtest(tmp_path: Path, ticks: int, seed: int) -> None:

@@ -57,7 +57,7 @@ def test_a_backtest_resumed_on_longer_data_trades_as_one_run_over_all_of_it(
     # the crossing five days after the state's end: 193 fills instead of 195.
     assert trades(first.fills + second.fills) == trades(whole.fills)
     assert second.final_equity == whole.final_equity
-    assert "strategies warmed up on the 2500 market event(s) the stored state holds" in (
+    assert "strategies warmed up on the 2,500 market event(s) the stored state holds" in (
         caplog.text
     )
 

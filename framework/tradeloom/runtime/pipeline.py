@@ -76,7 +76,12 @@ from tradeloom.runtime.in_flight import (
 from tradeloom.runtime.portfolio_stage import PortfolioStage
 from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.resume import ResumePoint, WarmUp, rest_of_time
-from tradeloom.runtime.settings_record import METADATA_KEY, changed_settings, settings_record
+from tradeloom.runtime.settings_record import (
+    CLOCK_KEY,
+    METADATA_KEY,
+    changed_settings,
+    settings_record,
+)
 from tradeloom.runtime.stages import (
     OUTCOMES_REMEMBERED,
     DirectRoute,
@@ -88,7 +93,7 @@ from tradeloom.runtime.stages import (
 )
 from tradeloom.runtime.status import PipelineStatus
 from tradeloom.runtime.transport import Topics, Transport
-from tradeloom.settings import Settings
+from tradeloom.settings import Settings, naming_environment
 from tradeloom.strategy import Strategy
 from tradeloom.suggestions import closest_name
 
@@ -194,61 +199,68 @@ class Pipeline:
             SimulatedClock() if clock_kind == "simulated" else WallClock()
         )
         manager_ = self.manager
-        self.ids: IdGenerator = manager_.create("id_generator", settings.pipeline.id_generator)
-        self.codec: Codec = manager_.create("codec", settings.pipeline.codec)
-        self.transport: Transport = manager_.create(
-            "transport", settings.pipeline.transport, settings.transport
-        )
-        if mode == "backtest" and self.resume and not isinstance(self.clock, SimulatedClock):
-            raise ConfigError(
-                'a backtest on the wall clock ([pipeline] clock = "wall") cannot be resumed: '
-                "its state is stamped with the wall clock, not with the data's time it got to, "
-                "so a resume would skip all of the data; resume on the simulated clock (the "
-                "default)"
+        with naming_environment("pipeline", "transport"):
+            self.ids: IdGenerator = manager_.create("id_generator", settings.pipeline.id_generator)
+            self.codec: Codec = manager_.create("codec", settings.pipeline.codec)
+            self.transport: Transport = manager_.create(
+                "transport", settings.pipeline.transport, settings.transport
             )
-        if mode == "backtest" and not self.transport.synchronous:
-            # The simulated clock moves with the feed: stages that took their events from a
-            # broker, later and in their own tasks, would see times the clock has passed, and
-            # the backtest would end before they did (so far it ended without their fills).
-            raise ConfigError(
-                f"a backtest runs every stage in one process on the simulated clock, which a "
-                f"transport between processes ({settings.pipeline.transport!r}) cannot follow: "
-                "backtest with the in-process transport, the default (leave out [pipeline] "
-                "transport and the [transport] table)"
-            )
-        if self.transport.synchronous and self.roles != frozenset(ROLES):
-            raise ConfigError(
-                f"the {settings.pipeline.transport!r} transport connects stages within one "
-                f"process only, so it runs every role; roles {sorted(self.roles)} need a "
-                "transport between processes, such as redpanda"
-            )
+            if mode == "backtest" and self.resume and not isinstance(self.clock, SimulatedClock):
+                raise ConfigError(
+                    'a backtest on the wall clock ([pipeline] clock = "wall") cannot be resumed: '
+                    "its state is stamped with the wall clock, not with the data's time it got "
+                    "to, so a resume would skip all of the data; backtest from a new state file"
+                )
+            if mode == "backtest" and not self.transport.synchronous:
+                # The simulated clock moves with the feed: stages that took their events from
+                # a broker, later and in their own tasks, would see times the clock has
+                # passed, and the backtest would end before they did (it used to end without
+                # their fills).
+                raise ConfigError(
+                    "a backtest runs every stage in one process on the simulated clock, which "
+                    f"a transport between processes ({settings.pipeline.transport!r}) cannot "
+                    "follow: backtest with the in-process transport, the default (leave out "
+                    "[pipeline] transport and the [transport] table)"
+                )
+            if self.transport.synchronous and self.roles != frozenset(ROLES):
+                raise ConfigError(
+                    f"the {settings.pipeline.transport!r} transport connects stages within one "
+                    f"process only, so it runs every role; roles {sorted(self.roles)} need a "
+                    "transport between processes, such as redpanda"
+                )
         self.feed: Feed | None = None
         if "feed" in self.roles:
-            self.feed = self._build_feed(feed, events)
+            with naming_environment("feed"):
+                self.feed = self._build_feed(feed, events)
         self.strategies: dict[str, Strategy] = {}
         self._strategy_instruments: dict[str, Sequence[str] | None] = {}
         if "strategy" in self.roles:
-            self._build_strategies(strategies or {})
+            with naming_environment("strategies"):
+                self._build_strategies(strategies or {})
         self.validators: list[tuple[str, Validator]] = []
         if "risk" in self.roles:
-            self.validators = self._build_validators()
+            with naming_environment("validators"):
+                self.validators = self._build_validators()
         self.executor: Executor | None = None
         if "execution" in self.roles:
-            self.executor = manager_.create(
-                "executor", settings.executor.name, settings.executor.params
-            )
+            with naming_environment("executor"):
+                self.executor = manager_.create(
+                    "executor", settings.executor.name, settings.executor.params
+                )
         # An execution process reads the journal for the orders filled already (see
         # ExecutionStage.remember_filled) and mints fill ids past the journaled ones.
         needs_state = bool(self.roles & {"strategy", "risk", "execution", "portfolio"})
         self.persistence: Persistence | None = None
         if needs_state:
-            self.persistence = manager_.create(
-                "persistence", settings.persistence.name, settings.persistence.params
-            )
-        self.health_checks: list[tuple[str, HealthCheck]] = [
-            (entry.name, manager_.create("health_check", entry.name, entry.params))
-            for entry in settings.health.checks
-        ]
+            with naming_environment("persistence"):
+                self.persistence = manager_.create(
+                    "persistence", settings.persistence.name, settings.persistence.params
+                )
+        with naming_environment("health"):
+            self.health_checks: list[tuple[str, HealthCheck]] = [
+                (entry.name, manager_.create("health_check", entry.name, entry.params))
+                for entry in settings.health.checks
+            ]
         for _, check in self.health_checks:
             check.new_id = self.ids.new_id
         self.stages: list[Stage] = []
@@ -265,6 +277,7 @@ class Pipeline:
         self._progress_reported = 0  # market events reported to ``progress``
         self._resumed_from_state = False
         self._stored_until: datetime | None = None  # the latest time in the stored state
+        self._stored_clock: str | None = None  # what stamped it, when the state says
         self._opened_source: Iterator[MarketEvent] | None = None  # see _open_backtest_feed
         self._opened_async_source: Any = None
         self._stages_start_at_first_event = False  # see _open_backtest_feed
@@ -605,8 +618,27 @@ class Pipeline:
         self._settings_record = (
             "saving the settings record",
             save_metadata,
-            {METADATA_KEY: record},
+            {METADATA_KEY: record, CLOCK_KEY: self._clock_kind},
         )
+
+    @property
+    def _clock_kind(self) -> str:
+        return "simulated" if isinstance(self.clock, SimulatedClock) else "wall"
+
+    def _judge_stored_clock(self, metadata: Mapping[str, str]) -> None:
+        """Keep the kind of clock that stamped the stored state (see ``CLOCK_KEY``); a backtest
+        refuses to resume from wall-clock state, whose latest time would skip all its data."""
+        stored = metadata.get(CLOCK_KEY) if isinstance(metadata, Mapping) else None
+        self._stored_clock = stored if stored in ("simulated", "wall") else None
+        if self.mode == "backtest" and self._resumed_from_state and self._stored_clock == "wall":
+            assert self._stored_until is not None
+            raise ConfigError(
+                f"{self._stored_state_name()} holds state stamped with the wall clock (a live "
+                f"run's, or a backtest's on the wall clock; latest {self._stored_until.isoformat()}"
+                "), not with the data's times, so a backtest cannot resume from it: it would "
+                "skip all of the data; continue a live run's state with tradeloom run, or "
+                "backtest from a new state file"
+            )
 
     def _say_changed_settings(self, shaping: list[str], feed: list[str]) -> None:
         if shaping:
@@ -640,6 +672,7 @@ class Pipeline:
             snapshots, fills, metadata = await self._load_stored_state(self.persistence)
             rejections, rejections_journaled = await self._load_rejections(self.persistence)
             self._judge_stored_state(snapshots, fills)
+            self._judge_stored_clock(metadata)
             self._record_settings(self.persistence, metadata)
             if self.mode == "backtest" and (snapshots or fills):
                 # The stored state already holds every event up to its latest (simulated)
@@ -1019,13 +1052,23 @@ class Pipeline:
             or getattr(feed, "reads_from_committed_position", False)
         ):
             return
+        advice = {
+            # A live run's state (or a wall-clock backtest's): no backtest can resume it.
+            "wall": "start from a new state file",
+            "simulated": "to continue that backtest after its stored state, backtest with "
+            "--resume; or start from a new state file",
+        }.get(
+            self._stored_clock or "",
+            "to continue after the stored state, backtest with --resume (a backtest's state), "
+            "or start from a new state file",
+        )
         self.logger.warning(
             "this live run carries on from stored state that reaches %s, later than its first "
             "market event (%s): a feed replayed from the start trades those events again on "
-            "top of that state; to continue after the stored state, backtest with --resume, "
-            "or start from a new state file",
+            "top of that state; %s",
             stored_until.isoformat(),
             first.ts.isoformat(),
+            advice,
         )
 
     def _start_stages_at(self, event: MarketEvent) -> None:
@@ -1616,6 +1659,11 @@ class Pipeline:
         """Where the run is, in words: the latest market time delivered and the fills so far
         (what ``result.interrupted`` says of a run interrupted there)."""
         times = self.status.last_market_time.values()
+        if not times and self.result.skipped_events:
+            return (
+                f"while warming up on the stored state ({self.result.skipped_events:,} of its "
+                "market events read), before the first market event after it"
+            )
         if not times:
             return "before the first market event"
         return f"at market time {max(times).isoformat()} ({self.result.fill_count:,} fills so far)"

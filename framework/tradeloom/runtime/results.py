@@ -374,7 +374,8 @@ class RunResult:
                 f"  final equity    {_rounded(self.final_equity, 2):,}",
                 f"  total return    {_rounded(self.total_return * pct, 2):,}%",
                 f"  max drawdown    {_rounded(self.max_drawdown * pct, 2):,}%",
-                f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round trips)",
+                f"  fills           {s['trade_count']:,} ({s['round_trips']:,} round "
+                f"trip{'' if s['round_trips'] == 1 else 's'})",
                 f"  commission      {_rounded(self.commission, 2):,}",
                 f"  rejections      {s['rejections']:,}"
                 + (f" ({s['cancels']:,} of them cancels)" if s["cancels"] else ""),

@@ -133,25 +133,25 @@ class WarmUp:
     def _say_what_goes_on(self, unsent: int, sent: int, carried: CarriedOver) -> None:
         if carried.unknown:
             self.logger.warning(
-                "the stored state has %d order(s) in flight of strategies this run does not "
+                "the stored state has %s order(s) in flight of strategies this run does not "
                 "have (%s): not placed again",
-                sum(carried.unknown.values()),
+                f"{sum(carried.unknown.values()):,}",
                 ", ".join(map(repr, sorted(carried.unknown))),
             )
         if not self.events:
             return
         if self.in_flight is None:
-            goes_on = f"; {sent} made at its last time sent now" if sent else ""
+            goes_on = f"; {sent:,} made at its last time sent now" if sent else ""
         else:
             goes_on = (
-                f"; {len(carried.orders)} order(s) and {len(carried.signals)} signal(s) in "
+                f"; {len(carried.orders):,} order(s) and {len(carried.signals):,} signal(s) in "
                 "flight when the state was stored placed again"
             )
         self.logger.info(
-            "strategies warmed up on the %d market event(s) the stored state holds "
-            "(%d signal(s) made on them not sent%s)",
-            self.events,
-            unsent,
+            "strategies warmed up on the %s market event(s) the stored state holds "
+            "(%s signal(s) made on them not sent%s)",
+            f"{self.events:,}",
+            f"{unsent:,}",
             goes_on,
         )
 

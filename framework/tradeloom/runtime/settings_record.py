@@ -28,6 +28,12 @@ from tradeloom.settings import Settings
 METADATA_KEY = "tradeloom.settings"
 """The persistence metadata key the record is saved under."""
 
+CLOCK_KEY = "tradeloom.clock"
+"""The metadata key of the kind of clock that stamped the stored state: ``"simulated"`` (a
+backtest's: the data's times) or ``"wall"`` (a live run's, or a backtest's on the wall clock),
+kept with the settings record. A backtest cannot resume from wall-clock state: its latest time
+is not one of the data's."""
+
 _FEED = "feed"
 _SECRET = re.compile(
     r"(^|[_\W])(pass(word|phrase|wd)?|secrets?|tokens?|credentials?|api_?key|private_?key|auth)"
