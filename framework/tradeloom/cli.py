@@ -321,6 +321,7 @@ def _main(argv: Sequence[str] | None) -> int:
         code: Any = handler(args)
         sys.stdout.flush()  # a reader that went away is found here, not at exit (status 120)
     except TradeloomError as exc:
+        commands.remove_unused_output_directories()
         say(f"tradeloom: error: {exc}")
         _print_cause(exc, verbose=args.verbose > 0)
         for note in getattr(exc, "__notes__", ()):  # what the command adds (state kept, say)

@@ -308,6 +308,11 @@ def _what_is_kept(
     return f"{saved}: {go_on} to continue from there{start_over}"
 
 
+_MADE_FOR_RESULTS: list[Path] = []
+"""Directories :func:`output_directory` made in this process (see
+:func:`remove_unused_output_directories`)."""
+
+
 def output_directory(path: str | Path) -> Path:
     """The directory results go to, made now: a path that cannot be one is an error before
     the run, not after it (when its state is already saved)."""
@@ -315,7 +320,10 @@ def output_directory(path: str | Path) -> Path:
         raise ConfigError("--out: give a directory (an empty path would mean the current one)")
     out = Path(path)
     try:
+        # The directories it makes, the deepest first.
+        made = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
+        _MADE_FOR_RESULTS.extend(made)
     except FileExistsError:
         raise ConfigError(f"--out {out}: exists and is not a directory") from None
     except OSError as exc:
@@ -323,6 +331,17 @@ def output_directory(path: str | Path) -> Path:
     if not os.access(out, os.W_OK):
         raise ConfigError(f"--out {out}: the directory is not writable")
     return out
+
+
+def remove_unused_output_directories() -> None:
+    """A command that failed before writing anything (a configuration error found as the
+    pipeline was built) leaves no empty directory of its own making behind."""
+    made, _MADE_FOR_RESULTS[:] = list(_MADE_FOR_RESULTS), []
+    for directory in made:  # the deepest first
+        try:
+            directory.rmdir()
+        except OSError:  # something was written there (or it is gone): keep what is above
+            return
 
 
 def _report(result: RunResult, out: Path, title: str, roles: Collection[str] | None = None) -> None:

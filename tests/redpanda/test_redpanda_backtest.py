@@ -55,7 +55,7 @@ name = "sma_cross"
 """,
         encoding="utf-8",
     )
-    out = tmp_path / "out"
+    out = tmp_path / "results" / "out"
     refused = subprocess.run(
         [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", str(config), "--out", str(out)],
         cwd=tmp_path,
@@ -65,3 +65,37 @@ name = "sma_cross"
     )
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"tradeloom: error: {REFUSED}"
+    # Nothing was written: the directories it made for the results are gone again.
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_output_directory_that_was_there_stays(tmp_path: Path) -> None:
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(
+        f"""
+[pipeline]
+transport = "redpanda"
+
+[transport]
+bootstrap_servers = "127.0.0.1:9"
+
+[feed]
+name = "replay"
+params = {{ path = "{DATA}", format = "yahoo", instrument = "ORCL" }}
+
+[[strategies]]
+name = "sma_cross"
+""",
+        encoding="utf-8",
+    )
+    out = tmp_path / "mine"
+    out.mkdir()
+    refused = subprocess.run(
+        [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", str(config), "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1 and REFUSED in refused.stderr
+    assert out.is_dir()
