@@ -151,11 +151,12 @@ class Feed(abc.ABC):
     """A source of market events (ticks or bars), in time order per instrument (and across
     instruments for a backtest, whose clock cannot go back)."""
 
-    #: True for a feed that, started again, reads on from a position it committed (a broker
-    #: topic read through a consumer group, as the ``redpanda`` feed does): its first events
-    #: may be older than the stored state (those read again after a crash) without being a
-    #: replay from the start, which a live run otherwise warns of.
-    reads_from_committed_position: bool = False
+    #: True for a feed whose ``events()`` gives the same events from the start on every run
+    #: (a replay of files), also when it returns an async iterator (the ``replay`` feed with
+    #: ``speed``). A live run on stored state then warns when its first event is older than
+    #: that state: they would trade again on top of books that are past them. A plain
+    #: iterator is taken for a replay in any case.
+    replays_from_start: bool = False
 
     @abc.abstractmethod
     def events(self, ctx: FeedContext) -> Iterator[MarketEvent] | AsyncIterator[MarketEvent]:

@@ -476,19 +476,17 @@ def environment_variables_of(*sections: str) -> list[str]:
 
 @contextmanager
 def naming_environment(*sections: str) -> Iterator[None]:
-    """A :class:`ConfigError` raised inside, about a value of ``sections``, also names the
-    environment variables that set values there: the value at fault may be one of theirs, which
-    the file does not show."""
+    """A :class:`ConfigError` raised inside, about a value of ``sections``, gets a note naming
+    the environment variables that set values there: the value at fault may be one of theirs,
+    which the file does not show. The error itself (its class, message, cause) is untouched;
+    the command line prints notes after the error."""
     try:
         yield
     except ConfigError as exc:
         variables = environment_variables_of(*sections)
-        if not variables:
-            raise
-        # Its class kept (UnknownComponentError), whose constructor takes the message alone.
-        raise type(exc)(
-            f"{exc} (values set from the environment: {', '.join(variables)})"
-        ) from exc.__cause__
+        if variables:
+            exc.add_note(f"values set from the environment here: {', '.join(variables)}")
+        raise
 
 
 def _refuse_unknown_variables() -> None:

@@ -77,8 +77,6 @@ class RedpandaFeed(Feed):
     :class:`~tradeloom.backoff.ReconnectExhausted` and the pipeline drains and stops.
     """
 
-    reads_from_committed_position = True
-
     def __init__(self, **params: Any) -> None:
         self.options = FeedOptions.from_params("redpanda feed", params)
         self.mapping = TickMapping(self.options.field_paths(), self.options.ts_unit)

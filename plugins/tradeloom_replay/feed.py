@@ -104,6 +104,8 @@ class ReplayFeed(Feed):
     replay. See docs/replay-feed.md for every parameter.
     """
 
+    replays_from_start = True  # paced too, when events() is an async iterator
+
     def __init__(
         self,
         path: str | Path | list[str | Path] | None = None,

@@ -527,11 +527,9 @@ def test_a_live_run_on_a_backtests_state_warns_only_of_data_before_it(
     assert warning.endswith("top of that state; start from a new state file")
 
 
-class ReadAgain(Feed):
-    """One tick of 2024, handed out on every run: as a broker's feed reads a tick again
-    after a crash, when it did not commit it."""
-
-    reads_from_committed_position = False
+class LiveSource(Feed):
+    """One tick of 2024 on every run: a live source's first tick may be older than the last
+    checkpoint (the last quote of a closed market, a tick read again after a crash)."""
 
     async def events(self, ctx: FeedContext) -> AsyncIterator[MarketTick]:  # type: ignore[override]
         yield MarketTick(
@@ -542,8 +540,8 @@ class ReadAgain(Feed):
         )
 
 
-class ReadOnFromACommit(ReadAgain):
-    reads_from_committed_position = True
+class AsyncReplay(LiveSource):
+    replays_from_start = True
 
 
 def orcl_bars(shared_data, tmp_path, count: int):  # type: ignore[no-untyped-def]
@@ -594,8 +592,8 @@ def test_a_backtest_does_not_resume_state_stamped_with_the_wall_clock(
     )
 
 
-@pytest.mark.parametrize("feed", [ReadAgain, ReadOnFromACommit])
-def test_a_feed_reading_on_from_a_committed_position_is_not_taken_for_a_replay(
+@pytest.mark.parametrize("feed", [LiveSource, AsyncReplay])
+def test_only_an_async_feed_that_replays_from_the_start_is_warned_about(
     tmp_path, caplog, feed
 ) -> None:  # type: ignore[no-untyped-def]
     # The stored state of a live run is stamped with the wall clock, later than the tick.
@@ -607,7 +605,7 @@ def test_a_feed_reading_on_from_a_committed_position_is_not_taken_for_a_replay(
             strategies = {"buys": BuyOnFirst("X", "X")}
             anyio.run(Pipeline(settings, mode="live", feed=feed(), strategies=strategies).run)
     warned = [m for m in pipeline_warnings(caplog) if "later than its first market" in m]
-    assert len(warned) == (0 if feed.reads_from_committed_position else 1)
+    assert len(warned) == (1 if feed.replays_from_start else 0)
 
 
 def test_a_strategy_error_keeps_the_strategy_exception_as_its_cause() -> None:

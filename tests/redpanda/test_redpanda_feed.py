@@ -381,6 +381,6 @@ def test_the_redpanda_transport_names_the_feed_group_by_its_prefix() -> None:
             "strategies": [{"name": "sma_cross"}],
         }
     )
-    assert Pipeline(settings, roles=["feed"])._feed_group() == "desk1.feed"
+    assert Pipeline(settings, mode="live", roles=["feed"])._feed_group() == "desk1.feed"
     in_process = Pipeline(make_settings({"strategies": [{"name": "sma_cross"}]}), events=[])
     assert in_process._feed_group() is None

@@ -287,6 +287,7 @@ class Pipeline:
         self._feed_iterator: Iterator[MarketEvent] | AsyncIterator[MarketEvent] | None = None
         self._resume: ResumePoint | None = None
         self._settings_record: tuple[str, Callable[..., Any], Any] | None = None
+        self._clock_record: tuple[str, Callable[..., Any], Any] | None = None
         self._stages_started = False
         self._warming_up = False  # a resumed backtest's pump warms the strategies up first
         # The pump is between two times (at a pause or the end of a plain feed's input, at
@@ -603,6 +604,13 @@ class Pipeline:
         save_metadata = getattr(persistence, "save_metadata", None)
         if "portfolio" not in self.roles or save_metadata is None:
             return
+        # Once this run's write has stamped the state: not before (a write that fails leaves
+        # the state, and the clock that stamped it, as they were).
+        self._clock_record = (
+            "saving the state's clock",
+            save_metadata,
+            {CLOCK_KEY: self._clock_kind},
+        )
         try:
             stored = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
             if self._resumed_from_state and isinstance(stored, str):
@@ -618,7 +626,7 @@ class Pipeline:
         self._settings_record = (
             "saving the settings record",
             save_metadata,
-            {METADATA_KEY: record, CLOCK_KEY: self._clock_kind},
+            {METADATA_KEY: record},
         )
 
     @property
@@ -723,6 +731,7 @@ class Pipeline:
                 save_revalued=self.mode == "live",
             )
             self.portfolio_stage.before_first_write = self._settings_record
+            self.portfolio_stage.after_first_write = self._clock_record
             self.stages.append(self.portfolio_stage)
         if "risk" in self.roles:
             risk_book = await self._restored_book(snapshots, fills)
@@ -971,7 +980,7 @@ class Pipeline:
         """The first market event the run takes: checked as a feed's first event is, and the
         run's first times are its."""
         _check_first_event(first, feed)
-        self._warn_if_before_stored_state(first, feed)
+        self._warn_if_before_stored_state(first)  # a plain feed is a replay
         self.result.first_event_time = first.ts
         self.result.first_event_start = _start_of(first)
 
@@ -1032,25 +1041,22 @@ class Pipeline:
         """Check an async feed's first event; in a backtest, start the stages at its time (see
         ``_open_backtest_feed``). True when the run was stopped before it (in ``on_start``)."""
         _check_first_event(event, feed)
-        self._warn_if_before_stored_state(event, feed)
+        if getattr(feed, "replays_from_start", False):
+            self._warn_if_before_stored_state(event)
         if self._stages_start_at_first_event:
             self._start_stages_at(event)
         return self._stop_requested
 
-    def _warn_if_before_stored_state(self, first: MarketEvent, feed: Feed) -> None:
-        """A live run whose first market event is older than the state it carries on from
-        (a file replayed again on a live run's state, stamped with the wall clock, or on a
-        backtest's): the feed's events trade again on top of books that are past them. (Live
-        state has wall-clock times, so there is no data time to resume after.) Not of a feed
-        that reads on from a committed position: what it reads again after a crash is older
-        than the last checkpoint, and recognised by its ids."""
+    def _warn_if_before_stored_state(self, first: MarketEvent) -> None:
+        """A live run of a replay (a plain feed, or one that says it ``replays_from_start``)
+        whose first market event is older than the state it carries on from (a file replayed
+        again on a live run's state, stamped with the wall clock, or on a backtest's): the
+        feed's events trade again on top of books that are past them. (Live state has
+        wall-clock times, so there is no data time to resume after.) Not of a live source:
+        its first tick may well be older than the last checkpoint (the last quote of a
+        closed market, a tick a broker hands out again after a crash)."""
         stored_until = self._stored_until
-        if (
-            self.mode != "live"
-            or stored_until is None
-            or first.ts >= stored_until
-            or getattr(feed, "reads_from_committed_position", False)
-        ):
+        if self.mode != "live" or stored_until is None or first.ts >= stored_until:
             return
         advice = {
             # A live run's state (or a wall-clock backtest's): no backtest can resume it.
@@ -1472,7 +1478,13 @@ class Pipeline:
             self.strategy_stage.check_decimal_context()
         if self.mode == "live":
             self.status.last_market_wall_time = WallClock().now()
-        if self.portfolio_stage is not None and self.portfolio_stage.checkpoint_due():
+        # A live run's checkpoints are the ticker's, a task of its own: here the feed would
+        # wait for the write (in a thread) and every market event behind it.
+        if (
+            self.mode == "backtest"
+            and self.portfolio_stage is not None
+            and self.portfolio_stage.checkpoint_due()
+        ):
             await self._checkpoint_at_pause(self.portfolio_stage)
         if self._freezing and self._blocks % _FREEZE_EVERY_BLOCKS == 0:
             # What outlived these events (fills kept in the result, the journal) stays to the

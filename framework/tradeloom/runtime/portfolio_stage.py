@@ -92,6 +92,9 @@ class PortfolioStage(PricedMarket, Stage):
         # run describes a run that added to the state (see Pipeline._record_settings):
         # ``(what, method, argument)`` as for _persist, or None.
         self.before_first_write: tuple[str, Callable[..., Any], Any] | None = None
+        # What stamped the state (see Pipeline._record_settings): kept once a write of this
+        # run has made it so, as ``before_first_write``.
+        self.after_first_write: tuple[str, Callable[..., Any], Any] | None = None
         self._record_failures = 0
 
     def routes(self) -> dict[str, Callable[[Any], None]]:
@@ -288,26 +291,34 @@ class PortfolioStage(PricedMarket, Stage):
             return snapshots
 
     async def _persist(self, what: str, method: Callable[..., Any], argument: Any) -> None:
-        first = self.before_first_write
-        if first is not None:
-            self.before_first_write = None  # not again from within the call below
-            try:
-                await self._persist(*first)
-            except BaseException as exc:
-                # Tried again before the next write: the state matters, this record only
-                # informs, so its failure is no failure of the write.
-                self.before_first_write = first
-                if not isinstance(exc, Exception):
-                    raise
-                self._record_failures += 1
-                self.services.logger.log(
-                    logging.WARNING if self._record_failures == 1 else logging.DEBUG,
-                    "persistence failed while %s (tried again at each write until it works): "
-                    "%s: %s",
-                    first[0],
-                    type(exc).__name__,
-                    exc,
-                )
+        await self._record("before_first_write")
+        await self._write(what, method, argument)
+        await self._record("after_first_write")
+
+    async def _record(self, name: str) -> None:
+        """Write the record held in attribute ``name`` (``before_first_write``,
+        ``after_first_write``), if any, once. One that fails is tried again at the next write:
+        the state matters, a record only informs, so its failure is no failure of the write."""
+        record: tuple[str, Callable[..., Any], Any] | None = getattr(self, name)
+        if record is None:
+            return
+        setattr(self, name, None)  # not again from a write made meanwhile
+        try:
+            await self._write(*record)
+        except BaseException as exc:
+            setattr(self, name, record)
+            if not isinstance(exc, Exception):
+                raise
+            self._record_failures += 1
+            self.services.logger.log(
+                logging.WARNING if self._record_failures == 1 else logging.DEBUG,
+                "persistence failed while %s (tried again at each write until it works): %s: %s",
+                record[0],
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _write(self, what: str, method: Callable[..., Any], argument: Any) -> None:
         in_flight = self.services.status.persistence_in_flight
         in_flight[what] = datetime.now(UTC)  # a back end that hangs shows in the health check
         try:
