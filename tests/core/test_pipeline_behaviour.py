@@ -506,21 +506,12 @@ def test_a_live_run_on_a_backtests_state_warns_only_of_data_before_it(
     before.write_text("\n".join(lines[:60]) + "\n")
     after.write_text("\n".join([lines[0], *lines[60:90]]) + "\n")
 
-    def config(path):  # type: ignore[no-untyped-def]
-        return {
-            "feed": {
-                "name": "replay",
-                "params": {"path": str(path), "format": "yahoo", "instrument": "ORCL"},
-            },
-            "strategies": [{"name": "sma_cross", "params": {"fast": 2, "slow": 5}}],
-            "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.sqlite")}},
-        }
-
+    state = tmp_path / "s.sqlite"
     with caplog.at_level("WARNING", logger="tradeloom.pipeline"):
-        tradeloom.backtest(config(before))
-        tradeloom.run(config(after))  # paper trading goes on after the backtest: no warning
+        tradeloom.backtest(orcl_replay(before, state))
+        tradeloom.run(orcl_replay(after, state))  # goes on after the backtest: no warning
         assert pipeline_warnings(caplog) == []
-        tradeloom.run(config(before))
+        tradeloom.run(orcl_replay(before, state))
     (warning,) = pipeline_warnings(caplog)
     # The state is the live run's now (stamped with the wall clock): no backtest resumes it.
     assert "later than its first market event (1995-01-04T00:00:00+00:00)" in warning
@@ -544,18 +535,24 @@ class AsyncReplay(LiveSource):
     replays_from_start = True
 
 
-def orcl_bars(shared_data, tmp_path, count: int):  # type: ignore[no-untyped-def]
-    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()
-    path = tmp_path / f"orcl-{count}.csv"
-    path.write_text("\n".join(lines[: count + 1]) + "\n")
+def orcl_replay(data, state):  # type: ignore[no-untyped-def]
+    """sma_cross(2, 5) on the yahoo bars of ``data``, state in the sqlite file ``state``."""
     return {
         "feed": {
             "name": "replay",
-            "params": {"path": str(path), "format": "yahoo", "instrument": "ORCL"},
+            "params": {"path": str(data), "format": "yahoo", "instrument": "ORCL"},
         },
         "strategies": [{"name": "sma_cross", "params": {"fast": 2, "slow": 5}}],
-        "persistence": {"name": "sqlite", "params": {"path": str(tmp_path / "s.sqlite")}},
+        "persistence": {"name": "sqlite", "params": {"path": str(state)}},
     }
+
+
+def orcl_bars(shared_data, tmp_path, count: int):  # type: ignore[no-untyped-def]
+    """:func:`orcl_replay` of the first ``count`` ORCL bars, state in ``s.sqlite``."""
+    lines = (shared_data / "orcl-1995-2014.txt").read_text().splitlines()
+    path = tmp_path / f"orcl-{count}.csv"
+    path.write_text("\n".join(lines[: count + 1]) + "\n")
+    return orcl_replay(path, tmp_path / "s.sqlite")
 
 
 def test_a_live_run_over_a_backtests_state_says_how_to_continue_the_backtest(

@@ -36,10 +36,7 @@ def test_a_backtest_on_the_broker_transport_is_a_config_error() -> None:
     assert str(refused.value) == REFUSED
 
 
-def test_the_command_line_says_how_to_backtest_it(tmp_path: Path) -> None:
-    config = tmp_path / "tradeloom.toml"
-    config.write_text(
-        f"""
+CONFIG = f"""
 [pipeline]
 transport = "redpanda"
 
@@ -52,17 +49,24 @@ params = {{ path = "{DATA}", format = "yahoo", instrument = "ORCL" }}
 
 [[strategies]]
 name = "sma_cross"
-""",
-        encoding="utf-8",
-    )
-    out = tmp_path / "results" / "out"
-    refused = subprocess.run(
+"""
+
+
+def backtest_into(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``tradeloom backtest`` of the configuration above, results to ``out``."""
+    config = tmp_path / "tradeloom.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    return subprocess.run(
         [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", str(config), "--out", str(out)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_the_command_line_says_how_to_backtest_it(tmp_path: Path) -> None:
+    refused = backtest_into(tmp_path, tmp_path / "results" / "out")
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"tradeloom: error: {REFUSED}"
     # Nothing was written: the directories it made for the results are gone again.
@@ -70,32 +74,8 @@ name = "sma_cross"
 
 
 def test_an_output_directory_that_was_there_stays(tmp_path: Path) -> None:
-    config = tmp_path / "tradeloom.toml"
-    config.write_text(
-        f"""
-[pipeline]
-transport = "redpanda"
-
-[transport]
-bootstrap_servers = "127.0.0.1:9"
-
-[feed]
-name = "replay"
-params = {{ path = "{DATA}", format = "yahoo", instrument = "ORCL" }}
-
-[[strategies]]
-name = "sma_cross"
-""",
-        encoding="utf-8",
-    )
     out = tmp_path / "mine"
     out.mkdir()
-    refused = subprocess.run(
-        [sys.executable, "-m", "tradeloom.cli", "backtest", "-c", str(config), "--out", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = backtest_into(tmp_path, out)
     assert refused.returncode == 1 and REFUSED in refused.stderr
     assert out.is_dir()
