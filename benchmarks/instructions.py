@@ -1,7 +1,7 @@
 """Instructions per tick of the benchmark workload, counted by Valgrind's Callgrind.
 
 Times on a shared machine move by 10-30% from run to run; the number of instructions the CPU
-executes for the same work does not (it moves by about 0.1%). This runs the tradeloom
+executes for the same work does not (it moves by a few tens in 49,000). This runs the tradeloom
 backtest of ``engine_tradeloom.py`` under Callgrind on two tick files of the same walk, a small
 and a large one, and divides the difference of their instruction counts by the difference of
 their tick counts: start-up, imports and the first block's warm-up cancel out, and what is left
@@ -12,7 +12,8 @@ only moves work to memory stalls, which this does not see.
 ``python benchmarks/instructions.py`` (or ``python benchmarks/run.py --instructions``). Needs
 ``valgrind`` (``apt-get install valgrind``); a run takes a few minutes (Callgrind runs the
 interpreter about 50 times slower). ``PYTHONHASHSEED`` is fixed so set and dict layouts, and so
-the counts, repeat.
+the counts, repeat; and the runs take no checkpoint before their end, as checkpoints come on the
+wall clock (every ``snapshot_interval_seconds``), of which a slower host gives them more.
 """
 
 from __future__ import annotations
@@ -56,7 +57,14 @@ def count_instructions(data: Path, kind: str = "tick") -> dict[str, Any]:
         capture_output=True,
         text=True,
         cwd=HERE,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        # No checkpoint in the run: they come on the wall clock (every
+        # snapshot_interval_seconds), so a run under Callgrind, 50 times slower, would count
+        # more of them on a slower host.
+        env={
+            **os.environ,
+            "PYTHONHASHSEED": "0",
+            "TRADELOOM_PORTFOLIO__SNAPSHOT_INTERVAL_SECONDS": "1000000000",
+        },
         check=False,
     )
     collected = _COLLECTED.search(done.stderr)
