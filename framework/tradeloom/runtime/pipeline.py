@@ -1505,12 +1505,25 @@ class Pipeline:
         :mod:`tradeloom.runtime.in_flight`), so that a run killed after it (``kill -9``, a
         machine that went down) loses no order when resumed."""
         in_flight_record = self._in_flight_record()
-        if in_flight_record is None:
-            await stage.checkpoint()
-            return
-        await stage.checkpoint(every_portfolio=True)
-        if not stage.book.dirty():
+        await self._save_state(
+            stage, in_flight_record, every_portfolio=in_flight_record is not None
+        )
+
+    async def _save_state(
+        self,
+        stage: PortfolioStage,
+        in_flight_record: tuple[Callable[..., Any], str] | None,
+        *,
+        every_portfolio: bool,
+    ) -> list[str]:
+        """A checkpoint, then the record of what is in flight when every portfolio was saved
+        (the record is read only with state of its time); the ids of the portfolios left
+        unsaved."""
+        await stage.checkpoint(every_portfolio=every_portfolio)
+        unsaved = sorted(stage.book.dirty())
+        if in_flight_record is not None and not unsaved:
             await self._save_in_flight_record(*in_flight_record)
+        return unsaved
 
     async def _heartbeat(self, interval: float = 0.25) -> None:
         """Tell the health checks that the event loop runs (a task of its own: the ticker may
@@ -1553,7 +1566,6 @@ class Pipeline:
         await self.transport.flush()
         if self.portfolio_stage is not None:
             self.portfolio_stage.close_equity_curve()
-            book = self.portfolio_stage.book
             # A backtest saves every portfolio, stamped where it got to. One that took no event
             # (stopped in on_start, an empty feed, a resume with nothing new) saves nothing:
             # nothing can have filled without a price, what it restored is stored already, and
@@ -1562,10 +1574,9 @@ class Pipeline:
             if self.mode != "backtest" or self.result.market_events:
                 # A live run saves the portfolios whose holdings moved in price too (as at
                 # each checkpoint): their stored equity is that of the end.
-                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
-                self.result.unsaved_portfolios = sorted(book.dirty())
-                if in_flight_record is not None and not self.result.unsaved_portfolios:
-                    await self._save_in_flight_record(*in_flight_record)
+                self.result.unsaved_portfolios = await self._save_state(
+                    self.portfolio_stage, in_flight_record, every_portfolio=self.mode == "backtest"
+                )
             self.result.snapshots = self.portfolio_stage.final_snapshots()
             self._count_late_portfolios(self.portfolio_stage.book)
         self.result.duplicates_ignored = self.status.duplicates_ignored
@@ -1713,10 +1724,9 @@ class Pipeline:
         in_flight_record = self._in_flight_at_end or self._in_flight_record()
         with anyio.CancelScope(shield=True):
             try:
-                await self.portfolio_stage.checkpoint(every_portfolio=self.mode == "backtest")
-                self.result.unsaved_portfolios = sorted(self.portfolio_stage.book.dirty())
-                if in_flight_record is not None and not self.result.unsaved_portfolios:
-                    await self._save_in_flight_record(*in_flight_record)
+                self.result.unsaved_portfolios = await self._save_state(
+                    self.portfolio_stage, in_flight_record, every_portfolio=self.mode == "backtest"
+                )
             except Exception as exc:
                 self.logger.error("could not save state after a failure: %s", exc)
                 # Said by what the run reports too (not "its state up to the failure is saved").
