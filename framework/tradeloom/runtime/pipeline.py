@@ -1478,6 +1478,8 @@ class Pipeline:
             self.strategy_stage.check_decimal_context()
         if self.mode == "live":
             self.status.last_market_wall_time = WallClock().now()
+            if self.portfolio_stage is not None:
+                await self.portfolio_stage.keep_up_with_fills()
         # A live run's checkpoints are the ticker's, a task of its own: here the feed would
         # wait for the write (in a thread) and every market event behind it.
         if (

@@ -25,6 +25,9 @@ _FAILURE_LOG_SECONDS = 30.0
 
 
 _REJECTIONS_KEPT = 10_000  # rejections kept for the next attempt while journaling them fails
+# Fills applied but not yet journaled at which a live run's feed waits for the journal (see
+# PortfolioStage.keep_up_with_fills).
+UNJOURNALED_FILLS_LIMIT = 10_000
 
 
 class PortfolioStage(PricedMarket, Stage):
@@ -59,6 +62,7 @@ class PortfolioStage(PricedMarket, Stage):
         self.snapshot_interval = snapshot_interval_seconds
         self.record_equity = record_equity
         self._unjournaled: list[Fill] = []
+        self.unjournaled_fills_limit = UNJOURNALED_FILLS_LIMIT
         # Across processes rejections are journaled too (a back end with record_rejections):
         # the risk and execution roles read them when they start, so that a signal or order
         # they read again after a crash is not decided or executed a second time.
@@ -217,6 +221,17 @@ class PortfolioStage(PricedMarket, Stage):
             if self._unjournaled_rejections:
                 await self._journal_rejections()
         return True
+
+    async def keep_up_with_fills(self) -> None:
+        """Backpressure for a live run's feed, called at its pauses: with as many fills waiting
+        for the journal as ``unjournaled_fills_limit``, journal them before more market events
+        come. Without it, a run whose fills come faster than the back end journals them (a
+        replay that trades on most ticks, at full speed) would keep them in memory without
+        bound, and a checkpoint, which journals until no fill is left, would never get to its
+        snapshots: waiting here for the journal, which a checkpoint may hold, lets it finish.
+        Not while the persistence fails: the ticker tries again, and health says so."""
+        if len(self._unjournaled) >= self.unjournaled_fills_limit and self._failing_since is None:
+            await self.flush_journal()
 
     async def _journal_rejections(self) -> None:
         """Journal the rejections seen. A failure is no failure of the journal of fills (a
