@@ -277,6 +277,10 @@ def test_columns_need_every_row_to_have_the_width(as_text: bool) -> None:
     ]
     # One row short and one long: as many fields in all, but not row by row.
     assert block_of([["a"], ["b", "2", "x"], ["c", "3"]], as_text).columns(2) is None
+    assert block_of([["a", "1", "x"], ["b", "2"], ["c", "3", "y", "z"]], as_text).columns(3) is None
+    assert block_of([["a", "1", "x"], ["b", "2", "y"]], as_text).columns(3) is not None
+    assert [list(c) for c in block_of([["a"], ["b"]], as_text).columns(1)] == [["a", "b"]]
+    assert block_of([["a"], ["b", "2"]], as_text).columns(1) is None
     assert block_of(good, as_text).columns(3) is None
     assert block_of([], as_text).columns(2) is None
 
