@@ -80,10 +80,21 @@ def run(
     roles: Iterable[str] = ("all",),
     overrides: Mapping[str, Any] | None = None,
     plugins: Sequence[Any] = (),
+    replay_from_start: bool = False,
 ) -> RunResult:
-    """Run a live pipeline (wall clock) until it is stopped or its input ends."""
+    """Run a live pipeline (wall clock) until it is stopped or its input ends.
+
+    A replay published to a broker goes on after the events an earlier run published (see
+    :mod:`tradeloom.runtime.replay_position`); ``replay_from_start=True`` publishes it from
+    its first event."""
     settings = make_settings(config, overrides)
-    pipeline = Pipeline(settings, mode="live", roles=roles, plugins=plugins)
+    pipeline = Pipeline(
+        settings,
+        mode="live",
+        roles=roles,
+        plugins=plugins,
+        replay_from_start=replay_from_start,
+    )
     return _run_to_the_end(pipeline)
 
 

@@ -70,6 +70,12 @@ def tradeloom_add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="stage(s) this process runs (repeatable; default: all)",
     )
     run.add_argument("--out", help="write result.json (and equity.png) here on exit")
+    run.add_argument(
+        "--replay-from-start",
+        action="store_true",
+        help="publish a replay to the broker from its first event, not after what an earlier "
+        "run published",
+    )
     run.set_defaults(func=cmd_run)
 
     plugins = subparsers.add_parser("plugins", help="list plugins and what they register")
@@ -577,6 +583,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             manager=_manager_for(args, settings),
             mode="live",
             roles=args.role or ("all",),
+            replay_from_start=args.replay_from_start,
         )
 
         async def main() -> RunResult:

@@ -145,6 +145,12 @@ class FeedContext:
     why}`` (``{"redpanda feed (ticks)": "broker unreachable since ...: ..."}``), the entry
     removed once connected again. The runtime's health check ``reconnection`` reports each as a
     warning, as it does the transport's."""
+    skip_events: int = 0
+    """For a feed that ``replays_from_start``: how many of its events, from the first, an
+    earlier run already published to the broker (its feed role restarted; see
+    :mod:`tradeloom.runtime.replay_position`). Leave them out, without pacing them, and take
+    ids (``ids``) only for the events after them: an event published again then has the id it
+    had. Always 0 for other feeds."""
 
 
 class Feed(abc.ABC):
@@ -155,7 +161,8 @@ class Feed(abc.ABC):
     #: (a replay of files), also when it returns an async iterator (the ``replay`` feed with
     #: ``speed``). A live run on stored state then warns when its first event is older than
     #: that state: they would trade again on top of books that are past them. A plain
-    #: iterator is taken for a replay in any case.
+    #: iterator is taken for a replay in any case. Published to a broker, its position is
+    #: kept and a restart gives the number of events to leave out (``ctx.skip_events``).
     replays_from_start: bool = False
 
     @abc.abstractmethod
@@ -167,6 +174,14 @@ class Feed(abc.ABC):
 
     def close(self) -> Any:  # noqa: B027 - optional hook, may be async
         """Release connections or files. May be async."""
+
+    def replay_identity(self) -> str | None:
+        """For a feed that ``replays_from_start``: text that names the events it gives (its
+        data and how it is read, not how fast), the same on every run over the same data and
+        another when the data changes. A position kept for a replay on a broker (see
+        :mod:`tradeloom.runtime.replay_position`) is used only by a run whose feed gives the
+        same text. None (the default): the feed's ``[feed]`` table stands for it."""
+        return None
 
 
 class RiskView(Protocol):

@@ -51,6 +51,9 @@ class BrokerLink:
         self._reconnecting = reconnecting if reconnecting is not None else {}
         self.options = options
         self.topics = list(dict.fromkeys(topics))
+        # Topics of a layout of their own (not keyed by instrument): created and re-created
+        # like the others, left out of the partition count check.
+        self.own_topics: dict[str, tuple[int, dict[str, str]]] = {}
         self.reconnect = reconnect
         self.logger = logger
         self.exhausted: ReconnectExhausted | None = None
@@ -95,20 +98,35 @@ class BrokerLink:
             except BaseException:
                 await self._drop_admin()
                 raise
-            missing = [topic for topic in self.topics if topic not in existing]
+            missing = [topic for topic in (*self.topics, *self.own_topics) if topic not in existing]
             if missing and self.options.create_topics:
                 await self._create(admin, missing)
 
+    async def add_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+        """Keep topic ``name`` in place too, with ``partitions`` and ``configs`` of its own
+        (created now when missing, re-created as the others are)."""
+        self.own_topics[name] = (partitions, configs)
+        try:
+            await self.probe()
+        except BrokerSetupError:
+            raise
+        except Exception as exc:
+            await self.recover(exc)
+
     async def _create(self, admin: AIOKafkaAdminClient, names: list[str]) -> None:
         options = self.options
+        layouts = {name: self.own_topics.get(name, (options.partitions, {})) for name in names}
         response = await admin.create_topics(
-            [NewTopic(name, options.partitions, options.replication_factor) for name in names]
+            [
+                NewTopic(name, partitions, options.replication_factor, topic_configs=configs)
+                for name, (partitions, configs) in layouts.items()
+            ]
         )
         for topic, code, message in _topic_errors(response):
             if code == 0:
                 self.topics_created += 1
                 self.logger.info(
-                    "%s: created topic %s (%d partitions)", self.what, topic, options.partitions
+                    "%s: created topic %s (%d partitions)", self.what, topic, layouts[topic][0]
                 )
                 continue
             error = for_code(code)

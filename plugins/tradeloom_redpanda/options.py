@@ -25,6 +25,10 @@ from tradeloom.runtime.transport import Topics
 
 _Options = TypeVar("_Options", bound="ConnectionOptions")
 
+REPLAY_POSITIONS = "replay_positions"
+"""The topic (after ``topic_prefix``, or as named in ``topics``) where the transport keeps the
+positions of replays published through it (see :mod:`tradeloom.runtime.replay_position`)."""
+
 
 class ConnectionOptions(ParamsModel):
     """How to reach the brokers, and how patiently."""
@@ -212,11 +216,10 @@ class TransportOptions(ConnectionOptions):
     @field_validator("topics")
     @classmethod
     def _known_topics(cls, value: dict[str, str]) -> dict[str, str]:
+        known = (*Topics.ALL, REPLAY_POSITIONS)
         for boundary, name in value.items():
-            if boundary not in Topics.ALL:
-                raise ValueError(
-                    f"unknown stage boundary {boundary!r}; known: {', '.join(Topics.ALL)}"
-                )
+            if boundary not in known:
+                raise ValueError(f"unknown stage boundary {boundary!r}; known: {', '.join(known)}")
             if not name.strip():
                 raise ValueError(f"empty topic name for {boundary!r}")
         return value

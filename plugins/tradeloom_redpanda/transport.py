@@ -59,7 +59,7 @@ from tradeloom_redpanda.connection import (
     close_bounded,
 )
 from tradeloom_redpanda.dead_letters import dead_letter_record
-from tradeloom_redpanda.options import TransportOptions
+from tradeloom_redpanda.options import REPLAY_POSITIONS, TransportOptions
 
 EXPECTED_TYPES: dict[str, tuple[type[Event], ...]] = {
     Topics.MARKET: (MarketTick, Bar),
@@ -213,6 +213,7 @@ class RedpandaTransport(Transport):
 
     synchronous = False
     may_redeliver = True
+    keeps_replay_positions = True
 
     def __init__(self, **params: Any) -> None:
         self.options = TransportOptions.from_params("redpanda transport", params)
@@ -686,6 +687,59 @@ class RedpandaTransport(Transport):
         key, raw, headers = dead_letter_record(letter)
         self._enqueue(self._physical[Topics.DEAD_LETTERS], key, raw, headers)
 
+    # -- replay positions (see tradeloom.runtime.replay_position) -----------------------------
+
+    @property
+    def replay_positions_topic(self) -> str:
+        """Where replays' positions are kept: ``<prefix>replay_positions`` (one partition,
+        compacted: the latest record of each key is what counts)."""
+        return self.options.topic_name(REPLAY_POSITIONS)
+
+    async def _keep_positions_topic(self) -> str:
+        """The positions topic, created when missing (and again whenever the others are)."""
+        topic = self.replay_positions_topic
+        if topic not in self.link.own_topics:
+            await self.link.add_topic(topic, 1, _POSITIONS_TOPIC_CONFIG)
+        return topic
+
+    async def read_replay_position(self, key: str) -> str | None:
+        """The latest record keyed ``key`` on the positions topic, read from its start to
+        its end offsets (the topic is created when missing)."""
+        topic = await self._keep_positions_topic()
+        timeout = self.options.operation_timeout_seconds
+        consumer = AIOKafkaConsumer(**self.options.client_kwargs(), enable_auto_commit=False)
+        try:
+            async with asyncio.timeout(timeout * 3):
+                await consumer.start()
+                return await _latest_value(consumer, topic, key.encode())
+        except TimeoutError:
+            hint = (
+                ""
+                if self.options.create_topics
+                else " (create_topics = false: create it, one partition, cleanup.policy=compact)"
+            )
+            raise BrokerSetupError(
+                f"redpanda transport: could not read the replay positions on topic {topic!r} "
+                f"within {timeout * 3:g}s{hint}"
+            ) from None
+        except KafkaError as exc:
+            raise BrokerSetupError(
+                f"redpanda transport: could not read the replay positions on topic {topic!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            await close_bounded(consumer.stop(), timeout)
+
+    async def write_replay_position(self, key: str, text: str) -> None:
+        """Write ``text`` keyed ``key`` to the positions topic once the broker acknowledged
+        every event published so far; within ``operation_timeout_seconds``."""
+        if self._producer is None:
+            raise RuntimeError("the redpanda transport is not started")
+        topic = await self._keep_positions_topic()
+        async with asyncio.timeout(self.options.operation_timeout_seconds):
+            await self.delivered()
+            await self._producer.send_and_wait(topic, text.encode(), key=key.encode())
+
     @property
     def undelivered(self) -> int:
         """Events published but not yet acknowledged by the broker."""
@@ -1053,6 +1107,41 @@ class RedpandaTransport(Transport):
                         self.undelivered,
                     )
                     return False
+
+
+_POSITIONS_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    # Compaction keeps a key's latest record, but only in closed segments: a replay saving
+    # every second would otherwise leave a restart a long topic to read.
+    "segment.ms": str(3_600_000),
+}
+
+
+async def _latest_value(consumer: AIOKafkaConsumer, topic: str, key: bytes) -> str | None:
+    """The value of the latest record keyed ``key`` on ``topic``: every partition read up to
+    the end offsets taken first (what was written after is not waited for)."""
+    found = consumer.partitions_for_topic(topic)
+    while not found:  # metadata of a topic created a moment ago
+        await consumer.topics()
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            await asyncio.sleep(0.05)
+    partitions = [TopicPartition(topic, number) for number in sorted(found)]
+    consumer.assign(partitions)
+    ends = await consumer.end_offsets(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    latest: bytes | None = None  # a key's records are in one partition, in order
+    left = {partition for partition in partitions if ends[partition] > 0}
+    while left:
+        batches = await consumer.getmany(*left, timeout_ms=200)
+        for records in batches.values():
+            for record in records:
+                if record.key == key:
+                    latest = record.value  # None: a tombstone, the position removed
+        for partition in list(left):
+            if await consumer.position(partition) >= ends[partition]:
+                left.discard(partition)
+    return None if latest is None else latest.decode(errors="replace")
 
 
 async def _where_consumption_resumes(consumer: AIOKafkaConsumer, partition: Any) -> int | None:

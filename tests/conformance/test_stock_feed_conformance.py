@@ -89,6 +89,15 @@ class TestReplayFeedTicks(FeedConformance):
         return ReplayFeed(path=str(path), format="ticks", instrument="ES")
 
 
+class TestReplayFeedPacedTicks(TestReplayFeedTicks):
+    """The same ticks on the wall clock (an async iterator), far faster than their pace."""
+
+    @pytest.fixture
+    def feed(self, tmp_path: Path) -> Feed:
+        path = write(tmp_path / "ticks.csv", TICKS)
+        return ReplayFeed(path=str(path), format="ticks", instrument="ES", speed=1e9)
+
+
 # --------------------------------------------------------------------------------------------
 # An async, "live" feed passes too (finite = False: the suite stops it after max_events).
 

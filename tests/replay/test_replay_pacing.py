@@ -134,6 +134,22 @@ def test_events_come_as_far_apart_as_their_times_divided_by_speed(tmp_path) -> N
     assert feed.events_emitted == 6 and feed.bad_rows == 0
 
 
+def test_events_an_earlier_run_published_are_left_out_without_waiting(tmp_path) -> None:
+    # Ten gaps of 100 s at real speed, then one of half a second: a restarted feed role that
+    # published the first ten waits only for the last gap (not 1,000 s).
+    path = tick_file(tmp_path, [100] * 10 + [0.5])
+    unpaced = collect_events(ReplayFeed(path=path, instrument="X", columns=COLUMNS)).events
+    feed = ReplayFeed(path=path, instrument="X", columns=COLUMNS, speed=1)
+    started = time.monotonic()
+    run = collect_events(feed, skip_events=10)
+    took = time.monotonic() - started
+    assert 0.45 <= took < 10
+    assert [(e.ts, e.last_price) for e in run.events] == [
+        (e.ts, e.last_price) for e in unpaced[10:]
+    ]
+    assert feed.events_emitted == 2
+
+
 def test_events_of_one_time_come_together_and_arrive_when_due(tmp_path) -> None:
     path = tick_file(tmp_path, [0, 0, 2, 0])
     feed = ReplayFeed(path=path, instrument="X", columns=COLUMNS, speed=4)

@@ -18,6 +18,7 @@ def check_pipeline_arguments(
     plugins: Any,
     progress: Any,
     resume: Any,
+    replay_from_start: Any = False,
 ) -> None:
     if isinstance(roles, str) or not isinstance(roles, Iterable):
         raise TypeError(f"roles must be a list of role names, like ['all'], not {roles!r}")
@@ -57,3 +58,5 @@ def check_pipeline_arguments(
         raise TypeError(f"progress must be a callable taking a count, not {progress!r}")
     if resume is not None and not isinstance(resume, bool):
         raise TypeError(f"resume must be True or False, not {resume!r}")
+    if not isinstance(replay_from_start, bool):
+        raise TypeError(f"replay_from_start must be True or False, not {replay_from_start!r}")

@@ -74,6 +74,7 @@ from tradeloom.runtime.in_flight import (
     record_in_flight,
 )
 from tradeloom.runtime.portfolio_stage import PortfolioStage
+from tradeloom.runtime.replay_position import ReplayPositionKeeper, feed_key
 from tradeloom.runtime.results import EquityCurve, RunResult
 from tradeloom.runtime.resume import ResumePoint, WarmUp, rest_of_time
 from tradeloom.runtime.settings_record import (
@@ -154,6 +155,7 @@ class Pipeline:
         progress: Callable[[int], None] | None = None,
         logger: logging.Logger | None = None,
         resume: bool | None = None,
+        replay_from_start: bool = False,
     ) -> None:
         check_pipeline_arguments(
             roles=roles,
@@ -163,11 +165,14 @@ class Pipeline:
             plugins=plugins,
             progress=progress,
             resume=resume,
+            replay_from_start=replay_from_start,
         )
         self.settings = settings
         self.mode = mode
         # A live pipeline always continues from stored state; a backtest only when asked.
         self.resume = mode == "live" if resume is None else resume
+        # A replay published to a broker goes on where its last run got to, unless told.
+        self.replay_from_start = replay_from_start
         self.roles = resolve_roles(roles)
         self.manager = manager or load_plugin_manager(settings, plugins)
         if manager is not None:
@@ -232,6 +237,12 @@ class Pipeline:
         if "feed" in self.roles:
             with naming_environment("feed"):
                 self.feed = self._build_feed(feed, events)
+        # What the feed was built from, when it was (a replay's position belongs to it).
+        self._feed_settings = (
+            settings.feed.model_dump()
+            if self.feed is not None and feed is None and events is None and settings.feed
+            else None
+        )
         self.strategies: dict[str, Strategy] = {}
         self._strategy_instruments: dict[str, Sequence[str] | None] = {}
         if "strategy" in self.roles:
@@ -298,6 +309,10 @@ class Pipeline:
         self._in_flight_at_end: tuple[Callable[..., Any], str] | None = None
         self._downstream_failure: BaseException | None = None
         self._deliveries: dict[tuple[int, ...], BlockDelivery] = {}
+        self._replay_position: ReplayPositionKeeper | None = None
+        self._refusing: _Refusing | None = None  # a live plain feed's events, counted
+        self._async_events_taken = 0
+        self._feed_ended = False  # the feed gave its last event (not stopped)
 
     # -- assembly ------------------------------------------------------------------------
 
@@ -835,6 +850,7 @@ class Pipeline:
         try:
             await self._assemble_stages()
             await self.transport.start()
+            await self._open_replay_position()
             attach = getattr(self.feed, "attach_transport", None)
             if attach is not None:
                 attach(self.transport)  # a feed that acknowledges input once it is delivered
@@ -895,9 +911,12 @@ class Pipeline:
             if self.mode == "live":
                 tasks.start_soon(self._ticker)
                 tasks.start_soon(self._heartbeat)
+            if self._replay_position is not None:
+                tasks.start_soon(self._replay_position.keep, self._events_taken)
             if self.feed is not None:
                 try:
                     await self._pump(self.feed)
+                    self._feed_ended = not self._stop_requested
                 except ReconnectExhausted as exc:
                     # The run ends cleanly, not in _stopped_early: count what was delivered.
                     self._count_market(self.status.market_events)
@@ -922,7 +941,7 @@ class Pipeline:
             done.set()
 
     def _feed_context(self) -> FeedContext:
-        return FeedContext(
+        context = FeedContext(
             ids=self.ids,
             clock=self.clock,
             reconnect=self.settings.reconnect,
@@ -933,6 +952,36 @@ class Pipeline:
             consumer_group=self._feed_group(),
             reconnecting=self.status.reconnecting,
         )
+        keeper = self._replay_position
+        if keeper is not None:
+            # Ids numbered per event, and the events an earlier run published left out (see
+            # tradeloom.runtime.replay_position).
+            context.ids = keeper.ids()
+            context.skip_events = keeper.skip_events
+        return context
+
+    async def _open_replay_position(self) -> None:
+        """A live run publishing a replay through a transport that keeps positions: read
+        where an earlier run got to."""
+        feed = self.feed
+        if (
+            self.mode != "live"
+            or feed is None
+            or not getattr(feed, "replays_from_start", False)
+            or not self.transport.keeps_replay_positions
+        ):
+            return
+        keeper = ReplayPositionKeeper(
+            self.transport, feed_key(feed, self._feed_settings), self.ids, self.logger
+        )
+        await keeper.load(from_start=self.replay_from_start)
+        self._replay_position = keeper
+
+    def _events_taken(self) -> int:
+        """The events taken from the feed so far in this run (published, or refused)."""
+        if self._refusing is not None:
+            return self._refusing.taken
+        return self._async_events_taken
 
     def _feed_group(self) -> str | None:
         group_id = getattr(self.transport, "group_id", None)  # a transport of its own may lack it
@@ -1058,6 +1107,8 @@ class Pipeline:
         stored_until = self._stored_until
         if self.mode != "live" or stored_until is None or first.ts >= stored_until:
             return
+        if self._replay_position is not None and self._replay_position.skip_events:
+            return  # it goes on after what an earlier run published
         advice = {
             # A live run's state (or a wall-clock backtest's): no backtest can resume it.
             "wall": "start from a new state file",
@@ -1175,6 +1226,7 @@ class Pipeline:
                             self._waiting_for_feed = False
                         if not count and self._first_async_event(event, feed):
                             break  # stopped in on_start: the event is not taken
+                        self._async_events_taken += 1
                         try:
                             if seen is not None and seen.seen(event.event_id):
                                 self.status.duplicates_ignored += 1
@@ -1247,7 +1299,7 @@ class Pipeline:
         count = 0
         ahead = self._ahead_limit()
         if ahead is not None:
-            source = self._refusing_too_far_ahead(feed, source, ahead)
+            source = self._refusing = self._refusing_too_far_ahead(feed, source, ahead)
         if opened is None:
             source = self._open_source(feed, source)
         if self._warming_up and not self._stop_requested:
@@ -1321,7 +1373,7 @@ class Pipeline:
 
     def _refusing_too_far_ahead(
         self, feed: Feed, events: Iterable[MarketEvent], ahead: timedelta
-    ) -> Iterator[MarketEvent]:
+    ) -> _Refusing:
         """A live plain feed's ``events`` without those stamped too far ahead (see
         :meth:`_too_far_ahead`)."""
         return _Refusing(iter(events), lambda event: self._too_far_ahead(feed, event, ahead))
@@ -1566,6 +1618,10 @@ class Pipeline:
                     f" ({bad} input(s) were bad, see the dead letters)" if bad else "",
                 )
         await self.transport.flush()
+        if self._replay_position is not None:
+            await self._replay_position.save(self._events_taken())
+            if self._feed_ended:
+                self._replay_position.say_if_nothing_was_left(self._events_taken())
         if self.portfolio_stage is not None:
             self.portfolio_stage.close_equity_curve()
             # A backtest saves every portfolio, stamped where it got to. One that took no event
@@ -1803,10 +1859,12 @@ class _Refusing(Iterator[MarketEvent]):
     def __init__(self, inner: Iterator[MarketEvent], refused: Callable[[Any], bool]) -> None:
         self._inner = inner
         self._refused = refused
+        self.taken = 0  # events taken from ``inner``, refused ones too
 
     def __next__(self) -> MarketEvent:
         while True:
             event = next(self._inner)
+            self.taken += 1
             try:
                 if not self._refused(event):
                     return event

@@ -60,6 +60,9 @@ class Transport(abc.ABC):
     synchronous: bool = False
     #: An event may be delivered more than once (at-least-once); stages then deduplicate.
     may_redeliver: bool = True
+    #: Keeps where a replay published through it got to (:meth:`read_replay_position`,
+    #: :meth:`write_replay_position`), so that a restarted feed role goes on from there.
+    keeps_replay_positions: bool = False
 
     def bind(
         self,
@@ -161,3 +164,17 @@ class Transport(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""
+
+    async def read_replay_position(self, key: str) -> str | None:
+        """The text last given to :meth:`write_replay_position` under ``key`` (by any run,
+        in any process), None when there is none. Called after :meth:`start`, only on a
+        transport that :attr:`keeps_replay_positions`; raise when it cannot be read (the run
+        then stops before publishing anything)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no replay positions")
+
+    async def write_replay_position(self, key: str, text: str) -> None:
+        """Keep ``text`` under ``key`` once everything published so far is acknowledged
+        (durable where the events are), so that a later run reads it back. Raise when it
+        cannot: the pipeline says so and tries again later. See
+        :mod:`tradeloom.runtime.replay_position`."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no replay positions")

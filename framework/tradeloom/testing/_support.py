@@ -14,6 +14,7 @@ from uuid import UUID
 from uuid6 import uuid7
 
 from tradeloom.ids import derived_uuid7
+from tradeloom.runtime.replay_position import NumberedIds
 
 
 class RecordingIds:
@@ -39,6 +40,25 @@ class RecordingIds:
         with self._lock:
             self.minted.add(derived)
         return derived
+
+
+class NumberedRecordingIds(RecordingIds):
+    """Ids numbered from a base, as the runtime gives a replay whose position is kept on a
+    broker: the ``n``-th id handed out is ``base + first + n`` (see
+    :class:`tradeloom.runtime.replay_position.NumberedIds`)."""
+
+    def __init__(self, base: int, first: int = 0) -> None:
+        super().__init__()
+        self._numbered = NumberedIds(base, first)
+
+    def new_id(self) -> UUID:
+        return self.new_ids(1)[0]
+
+    def new_ids(self, count: int) -> list[UUID]:
+        new = self._numbered.new_ids(count)
+        with self._lock:
+            self.minted.update(new)
+        return new
 
 
 class ManualClock:

@@ -54,9 +54,15 @@ from tradeloom.awaitables import maybe_await
 from tradeloom.components import Codec, DeadLetter, Feed, FeedContext
 from tradeloom.errors import FeedError
 from tradeloom.events import Bar, MarketEvent, MarketTick
+from tradeloom.runtime.replay_position import id_base
 from tradeloom.settings import ReconnectSettings
 from tradeloom.strategy import Strategy, StrategyContext
-from tradeloom.testing._support import ManualClock, RecordingIds, component_logger
+from tradeloom.testing._support import (
+    ManualClock,
+    NumberedRecordingIds,
+    RecordingIds,
+    component_logger,
+)
 
 __all__ = [
     "FAST_RECONNECT",
@@ -113,12 +119,14 @@ def make_feed_context(
     report_bad_input: Callable[[DeadLetter], None] | None = None,
     report_lag: Callable[[Mapping[str, int]], None] | None = None,
     consumer_group: str | None = None,
+    skip_events: int = 0,
 ) -> FeedContext:
     """A :class:`FeedContext` like the runtime's, built from test stand-ins.
 
     Bad input is collected in a list (reachable as ``ctx.report_bad_input.letters``) unless a
     ``report_bad_input`` callable is given; a lag the feed reports goes to ``report_lag`` (or
-    nowhere). ``consumer_group``: the group the transport would name for the feed."""
+    nowhere). ``consumer_group``: the group the transport would name for the feed.
+    ``skip_events``: what a restarted replay leaves out (see ``FeedContext.skip_events``)."""
     if report_bad_input is None:
         letters: list[DeadLetter] = []
 
@@ -135,6 +143,7 @@ def make_feed_context(
         report_bad_input=report_bad_input,
         codec=codec,
         consumer_group=consumer_group,
+        skip_events=skip_events,
     )
     if report_lag is not None:
         context.report_lag = report_lag
@@ -151,17 +160,21 @@ def collect_events(
     codec: Codec | None = None,
     backend: str = "asyncio",
     consumer_group: str | None = None,
+    skip_events: int = 0,
+    ids: RecordingIds | None = None,
 ) -> FeedRun:
     """Run ``feed`` until its iterator ends or ``limit`` items were yielded, then (unless
     ``close=False``) call ``feed.close()`` and close the iterator, all on one event loop.
-    ``consumer_group`` is what the context offers as the transport's group for the feed.
+    ``consumer_group`` is what the context offers as the transport's group for the feed;
+    ``skip_events``, the events an earlier run of a replay published (``ctx.skip_events``);
+    ``ids``, the generator the feed gets (a new :class:`RecordingIds` unless given).
 
     The clock the feed gets moves to each event's timestamp, as the pipeline's does. Raises
     :class:`FeedTimeoutError` when the feed takes longer than ``timeout_seconds`` in all: an
     async feed is cancelled; a plain iterator is interrupted by ``SIGALRM`` also inside a call
     that does not return (on Unix, from the main thread; elsewhere it is checked between
     items)."""
-    run = FeedRun()
+    run = FeedRun() if ids is None else FeedRun(ids=ids)
     clock = ManualClock()
 
     def report(letter: DeadLetter) -> None:
@@ -176,6 +189,7 @@ def collect_events(
         report_bad_input=report,
         report_lag=lambda lags: run.lags.append(dict(lags)),
         consumer_group=consumer_group,
+        skip_events=skip_events,
     )
 
     def take(item: Any) -> bool:
@@ -268,6 +282,12 @@ async def _close_iterator(source: Any) -> None:
         await maybe_await(closer())
 
 
+def _content(event: Any) -> Any:
+    """An event without its id (a new one each run)."""
+    dump = getattr(event, "model_dump", None)
+    return dump(exclude={"event_id"}) if dump is not None else event
+
+
 def _call_close(feed: Feed, backend: str) -> None:
     async def close() -> None:
         await maybe_await(feed.close())
@@ -341,7 +361,15 @@ class FeedConformance:
 
     # ---- plumbing --------------------------------------------------------------------------
 
-    def collect(self, feed: Feed, *, limit: int | None = None, close: bool = True) -> FeedRun:
+    def collect(
+        self,
+        feed: Feed,
+        *,
+        limit: int | None = None,
+        close: bool = True,
+        skip_events: int = 0,
+        ids: RecordingIds | None = None,
+    ) -> FeedRun:
         """Run ``feed`` with this suite's limits (see :func:`collect_events`)."""
         if limit is None:
             limit = self.max_events if not self.finite else self.max_events + 1
@@ -351,6 +379,8 @@ class FeedConformance:
             timeout_seconds=self.timeout_seconds,
             close=close,
             backend=self.anyio_backend_name,
+            skip_events=skip_events,
+            ids=ids,
         )
 
     @pytest.fixture
@@ -432,6 +462,22 @@ class FeedConformance:
                 f"{previous}: events must be in time order per instrument"
             )
             last[event.instrument] = event.ts
+
+    def test_a_replay_leaves_out_what_an_earlier_run_published(self, feed: Feed) -> None:
+        if not getattr(feed, "replays_from_start", False):
+            pytest.skip("only a feed that replays_from_start is told what an earlier run published")
+        base = id_base(RecordingIds())
+        full = self.collect(feed, ids=NumberedRecordingIds(base)).events
+        skip = len(full) // 2
+        again = self.collect(feed, skip_events=skip, ids=NumberedRecordingIds(base, skip)).events
+        assert [_content(event) for event in again] == [_content(event) for event in full[skip:]], (
+            f"with ctx.skip_events = {skip}, events() must give the events after the first "
+            f"{skip} of a full run: a restarted feed role goes on there"
+        )
+        assert [event.event_id for event in again] == [event.event_id for event in full[skip:]], (
+            "take ids from ctx.ids only for the events after ctx.skip_events, one per event in "
+            "order: the runtime numbers them, so that an event published again has its id"
+        )
 
     # ---- ending and closing --------------------------------------------------------------------
 
