@@ -308,10 +308,16 @@ def _signals_held_then_priced_ones_filled(
     risk process handled the held ones."""
     ticks = f"{prefix}ticks"
     _produce_paced(broker.bootstrap, ticks, _ticks(after, 1), 0).join(30)
+    # The executor fills at the last price it saw: it must have taken them too (on a loaded
+    # machine the order could otherwise come first, and wait for a next price that never comes).
     wait_until(
-        lambda: all(_committed(broker, f"{prefix}risk", f"{prefix}market", k) > 0 for k in after),
+        lambda: all(
+            _committed(broker, f"{prefix}{role}", f"{prefix}market", k) > 0
+            for k in after
+            for role in ("risk", "execution")
+        ),
         30,
-        "the risk process to take the prices",
+        "the risk and execution processes to take the prices",
     )
     _produce_paced(broker.bootstrap, ticks, _ticks(["AAA"], 1), 0).join(30)
     wait_until(
