@@ -244,3 +244,29 @@ async def _create_topic(broker: Broker, name: str) -> None:
         await admin.create_topics([NewTopic(name, 1, 1)])
     finally:
         await admin.close()
+
+
+def test_one_process_of_every_role_restarted_mid_replay_trades_each_tick_once(
+    broker: Broker, prefix: str, tmp_path: Path
+) -> None:
+    """`--role all` on a broker: the restart carries on from the stored books and from the
+    replay's position, without the warning that a replay trades again on top of the books."""
+    config, rows = _config(tmp_path, broker, prefix)
+    db = tmp_path / "book.sqlite"
+    every = RoleProcess(config, ["all"], tmp_path, "every")
+    with running(every):
+        wait_until(lambda: len(journal(db)) >= 200, 30, "200 fills")
+        assert every.terminate() == 0, every.current_log()[-3000:]
+        stopped_with = len(journal(db))
+        assert stopped_with < len(rows)
+        every.start()
+        every.wait_ready()
+        assert 0 < _resumed_after(every.current_log()) < len(rows)
+        wait_until(lambda: len(journal(db)) >= len(rows), 30, "a fill per tick")
+        asyncio.run(asyncio.sleep(1.0))  # a tick traded twice would be journaled by now
+        log = every.current_log()
+        assert every.terminate() == 0, log[-3000:]
+    assert "trades those events again" not in every.log()
+    fills = journal(db)
+    assert Counter(fill.instrument for fill in fills) == Counter({s: ROUNDS for s in SYMBOLS})
+    assert len({fill.order_id for fill in fills}) == len(rows)
