@@ -70,13 +70,16 @@ class BrokerLink:
 
     async def connect(self) -> None:
         """Reach the broker and create missing topics, retrying per the reconnect settings."""
+        await self._probe_or_recover()
+        await self._check_partitions()
+
+    async def _probe_or_recover(self) -> None:
         try:
             await self.probe()
         except BrokerSetupError:
             raise
         except Exception as exc:  # any failure to reach the broker is retried
             await self.recover(exc)
-        await self._check_partitions()
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
@@ -106,12 +109,7 @@ class BrokerLink:
         """Keep topic ``name`` in place too, with ``partitions`` and ``configs`` of its own
         (created now when missing, re-created as the others are)."""
         self.own_topics[name] = (partitions, configs)
-        try:
-            await self.probe()
-        except BrokerSetupError:
-            raise
-        except Exception as exc:
-            await self.recover(exc)
+        await self._probe_or_recover()
 
     async def _create(self, admin: AIOKafkaAdminClient, names: list[str]) -> None:
         options = self.options
