@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redpanda_support import (
     RoleProcess,
@@ -29,7 +30,7 @@ from redpanda_support import (
 
 from conftest import Broker
 from tradeloom.events import MarketTick
-from tradeloom.runtime.replay_position import feed_key
+from tradeloom.runtime.replay_position import decode_position, feed_key
 from tradeloom.settings import load_settings
 from tradeloom_decimal.codec import DecimalJsonCodec
 from tradeloom_replay.feed import ReplayFeed
@@ -55,7 +56,9 @@ def _write_ticks(path: Path) -> list[Row]:
     return rows
 
 
-def _config(tmp_path: Path, broker: Broker, prefix: str, **strategy: Any) -> tuple[Path, list[Row]]:
+def _config(
+    tmp_path: Path, broker: Broker, prefix: str, speed: int = SPEED, **strategy: Any
+) -> tuple[Path, list[Row]]:
     rows = _write_ticks(tmp_path / "ticks.csv")
     document = pipeline_config(
         bootstrap=broker.bootstrap,
@@ -70,7 +73,7 @@ def _config(tmp_path: Path, broker: Broker, prefix: str, **strategy: Any) -> tup
             "path": str(tmp_path / "ticks.csv"),
             "format": "custom",
             "columns": {"instrument": "symbol", "ts": "ts", "last_price": "price"},
-            "speed": SPEED,
+            "speed": speed,
         },
     }
     return write_config(tmp_path / "pipeline.toml", document), rows
@@ -149,27 +152,55 @@ def test_a_feed_role_stopped_mid_replay_goes_on_where_it_stopped(
     assert len({tick.event_id for tick in again}) == 2 * len(rows)
 
 
+async def _first_saved_count(broker: Broker, prefix: str, timeout: float = 30.0) -> int:
+    """Wait for the feed role to save a position past the replay's first event; its count."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=10
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        partition = TopicPartition(f"{prefix}replay_positions", 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        while asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=20)).values():
+                for record in records:
+                    published = decode_position(record.value.decode(), "the test").published
+                    if published > 0:
+                        return published
+        raise AssertionError("no position past the first event was saved")
+    finally:
+        await consumer.stop()
+
+
 @pytest.mark.parametrize(
-    "killed_at_fills",
+    "kill_after",
     [
-        pytest.param(1, id="at-the-first-fill"),  # most likely before the first saved position
-        pytest.param(900, id="three-quarters"),  # 1.5 s in: the position was saved a second in
+        pytest.param("the first fill", id="at-the-first-fill"),  # most likely before a save
+        pytest.param("a saved position", id="after-a-saved-position"),
     ],
 )
 def test_a_killed_feed_role_publishes_again_only_what_a_consumer_skips(
-    broker: Broker, prefix: str, tmp_path: Path, killed_at_fills: int
+    broker: Broker, prefix: str, tmp_path: Path, kill_after: str
 ) -> None:
-    config, rows = _config(tmp_path, broker, prefix)
+    # Slower than the other tests, so that a kill one saved position in (about a second) comes
+    # well before the replay's end however slowly the consuming process keeps up.
+    config, rows = _config(tmp_path, broker, prefix, speed=SPEED // 2)
     back = RoleProcess(config, ["strategy", "risk", "execution", "portfolio"], tmp_path, "back")
     feed = RoleProcess(config, ["feed"], tmp_path, "feed")
     with running(back):
         feed.start()
-        wait_until(
-            lambda: len(journal(tmp_path / "book.sqlite")) >= killed_at_fills,
-            30,
-            f"{killed_at_fills} fill(s)",
-            interval=0.01,
-        )
+        if kill_after == "the first fill":
+            wait_until(
+                lambda: len(journal(tmp_path / "book.sqlite")) >= 1,
+                30,
+                "the first fill",
+                interval=0.01,
+            )
+        else:
+            wait_until(lambda: "replay_positions (1 partitions)" in feed.current_log(), 30, "topic")
+            assert asyncio.run(_first_saved_count(broker, prefix)) < len(rows)
         feed.kill()
         killed_with = len(
             asyncio.run(read_topic(broker.bootstrap, f"{prefix}market", len(rows), timeout=3))
@@ -178,7 +209,7 @@ def test_a_killed_feed_role_publishes_again_only_what_a_consumer_skips(
         log = _run_to_the_end(feed)
         published_before = _resumed_after(log)
         assert published_before <= killed_with
-        if killed_at_fills > 1:
+        if kill_after == "a saved position":
             assert published_before > 0
         wait_until(
             lambda: len(journal(tmp_path / "book.sqlite")) >= len(rows), 30, "a fill per tick"
