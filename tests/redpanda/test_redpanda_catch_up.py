@@ -16,8 +16,8 @@ import anyio
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redpanda_support import FAST, produce
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom import Strategy, hookimpl
 from tradeloom.events import Fill
 from tradeloom.runtime.pipeline import Pipeline

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from redpanda_support import FAST, produce
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom import Pipeline, make_settings
 from tradeloom.components import Feed
 from tradeloom.errors import ConfigError, DecodeError

@@ -15,8 +15,8 @@ import anyio
 import pytest
 from redpanda_support import FAST, journal, produce, synthetic_ts, tick_json
 from redpanda_test_plugin import BuyEveryTick
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.settings import Settings
 

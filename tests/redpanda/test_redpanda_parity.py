@@ -33,8 +33,8 @@ from redpanda_support import (
     wall_ts,
     write_config,
 )
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom.events import MarketTick
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.settings import Settings

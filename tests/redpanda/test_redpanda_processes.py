@@ -37,8 +37,8 @@ from redpanda_support import (
     write_config,
     write_pipeline,
 )
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom_decimal.codec import DecimalJsonCodec
 
 CODEC = DecimalJsonCodec()

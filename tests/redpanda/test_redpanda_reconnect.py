@@ -29,8 +29,8 @@ from redpanda_support import (
     write_config,
 )
 from redpanda_test_plugin import BuyEveryTick
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom.events import MarketTick
 from tradeloom.runtime.pipeline import Pipeline
 from tradeloom.runtime.results import RunResult

@@ -17,8 +17,8 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from redpanda_support import FAST, read_topic
+from tansu_broker import Broker
 
-from conftest import Broker
 from tradeloom.components import DeadLetter
 from tradeloom.errors import ConfigError
 from tradeloom.events import Cancel, Event, Fill, MarketTick, Order, OrderType, Side, Signal
