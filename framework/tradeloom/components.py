@@ -150,7 +150,8 @@ class FeedContext:
     earlier run already published to the broker (its feed role restarted; see
     :mod:`tradeloom.runtime.replay_position`). Leave them out, without pacing them, and take
     ids (``ids``) only for the events after them: an event published again then has the id it
-    had. Always 0 for other feeds."""
+    had. Bad input met while leaving them out was the earlier run's to report: do not report it
+    again. Always 0 for other feeds."""
 
 
 class Feed(abc.ABC):

@@ -8,6 +8,7 @@ import hashlib
 import heapq
 import json
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -399,15 +400,13 @@ class ReplayFeed(Feed):
             replay.close()  # type: ignore[attr-defined]
 
     def _replay(self, ctx: FeedContext) -> Iterator[MarketEvent]:
-        streams = [self._file_blocks(ctx, file) for file in self.files]
+        skipping = _Skipping()
+        streams = [self._file_blocks(ctx, file, skipping) for file in self.files]
         rows: Iterator[Any] = (
             chain.from_iterable(streams[0])
             if len(streams) == 1
             else heapq.merge(*map(chain.from_iterable, streams), key=itemgetter(0))
         )
-        if ctx.skip_events:
-            # An earlier run published these (see FeedContext.skip_events): no event, no id.
-            rows = islice(rows, ctx.skip_events, None)
         # Ids are minted a few at a time (one call for many), and each event is made only
         # when it is asked for: objects made ahead would outlive the garbage collector's
         # youngest generation and cost more in collections than they save.
@@ -417,12 +416,32 @@ class ReplayFeed(Feed):
         build = tick_builder(self._tick_fields()) if self.kind == "tick" else bar_builder()
         emitted = 0
         try:
+            if ctx.skip_events:
+                self._leave_out(ctx, rows, skipping)
             for emitted, (row, event_id) in enumerate(zip(rows, minted, strict=False), 1):  # noqa: B007
                 yield build(event_id, row)
         finally:
             self.events_emitted += emitted
             for stream in streams:
                 stream.close()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _leave_out(ctx: FeedContext, rows: Iterator[Any], skipping: _Skipping) -> None:
+        """Take from ``rows`` the ``ctx.skip_events`` an earlier run published (see
+        FeedContext.skip_events): no event, no id. The bad rows read on the way were that run's
+        to report: it read the same blocks to get as far (a block is read whole, and a merge
+        reads the next row of each file before it hands one out)."""
+        skipping.active = True
+        try:
+            deque(islice(rows, ctx.skip_events), maxlen=0)
+        finally:
+            skipping.active = False
+        if skipping.bad_rows:
+            ctx.logger.info(
+                "replay: %d bad row(s) before where an earlier run got to were reported by "
+                "that run, not again",
+                skipping.bad_rows,
+            )
 
     def _columns_by_position(self) -> bool:
         return all(isinstance(at, int) for at in self.columns.values())
@@ -447,9 +466,12 @@ class ReplayFeed(Feed):
         fields = {name for name in self.columns if name in TICK_ROW_FIELDS}
         return frozenset(fields | {"last_price"})
 
-    def _file_blocks(self, ctx: FeedContext, file: _File) -> Iterator[list[Any]]:
+    def _file_blocks(
+        self, ctx: FeedContext, file: _File, skipping: _Skipping
+    ) -> Iterator[list[Any]]:
         """The file's good rows, parsed (tick rows, or ``(ts, values)`` of bars), a block at
-        a time; bad rows are reported (and skipped, or the end of the replay)."""
+        a time; bad rows are reported (and skipped, or the end of the replay), but not while
+        ``skipping`` what an earlier run published."""
         try:
             layout = self._layout(file)
         except ValueError as exc:
@@ -499,6 +521,9 @@ class ReplayFeed(Feed):
                 except BadRow as exc:
                     if source.blank(block, index):
                         continue  # a line of spaces: blank, so not a row
+                    if skipping.active and self.on_error == "skip":
+                        skipping.bad_rows += 1
+                        continue
                     skipped += 1
                     where, raw = source.location(block, index), source.raw(block, index)
                     reason = f"{exc}{source.note(block, index)}"
@@ -535,6 +560,15 @@ class ReplayFeed(Feed):
                 location=location,
             )
         )
+
+
+@dataclass
+class _Skipping:
+    """Whether a replay is leaving out what an earlier run published, and the bad rows it
+    met doing so (that run reported them)."""
+
+    active: bool = False
+    bad_rows: int = 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,12 +9,14 @@ import logging
 import lzma
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 import tradeloom
 from tradeloom.components import DeadLetter
 from tradeloom.errors import BadInputError
+from tradeloom.testing.feeds import FeedRun, collect_events
 from tradeloom_replay import ReplayFeed
 
 D = Decimal
@@ -476,3 +478,67 @@ def test_a_compressed_file_is_refused_at_start_saying_so(write, name, compress, 
         f"{path}: the file is {kind}-compressed; compressed files are not supported: "
         "decompress it first (e.g. gunzip, unzip) and replay the plain file"
     )
+
+
+# -- a replay restarted after an earlier run published part of it --------------------------
+
+BLOCKS_OF_ROWS = 7_000  # about 230 KiB: four blocks of 64 KiB of text
+BAD_LINES = (3, 1_500, 2_300, 4_700, 6_999)  # in the first, the middle and the last block
+
+
+def _long_file(path: Path, shift_seconds: int = 0) -> tuple[Path, set[str]]:
+    """A file of many blocks with a negative price on BAD_LINES; its bad rows' locations."""
+    start = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=shift_seconds)
+    lines = ["time,px,qty"]
+    for line in range(2, BLOCKS_OF_ROWS + 2):
+        price = "-1" if line in BAD_LINES else f"{100 + line % 50}.25"
+        ts = (start + timedelta(seconds=2 * line)).isoformat().replace("+00:00", "")
+        lines.append(f"{ts},{price},1")
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 3 * 65_536
+    return path, {f"line {line}" for line in BAD_LINES}
+
+
+def _replay(
+    paths: list[Path], *, limit: int | None = None, skip: int = 0
+) -> tuple[ReplayFeed, FeedRun]:
+    feed = ReplayFeed(
+        paths=[str(p) for p in paths],
+        instrument="X",
+        columns={"ts": "time", "last_price": "px", "volume": "qty"},
+    )
+    return feed, collect_events(feed, limit=limit, skip_events=skip)
+
+
+@pytest.mark.parametrize(
+    "published",
+    [1, 1_400, 1_499, 1_500, 4_000, BLOCKS_OF_ROWS - len(BAD_LINES)],
+    ids=lambda n: f"{n}-published",
+)
+def test_a_restarted_replay_reports_each_bad_row_once_over_both_runs(tmp_path, published) -> None:
+    path, bad = _long_file(tmp_path / "ticks.csv")
+    _, whole = _replay([path])
+    _, first = _replay([path], limit=published)
+    feed, rest = _replay([path], skip=published)
+
+    assert [e.ts for e in first.events + rest.events] == [e.ts for e in whole.events]
+    reported = [(letter.source, letter.location) for letter in first.dead_letters]
+    reported += [(letter.source, letter.location) for letter in rest.dead_letters]
+    assert sorted(reported) == sorted((str(path), where) for where in bad)
+    assert feed.bad_rows == len(rest.dead_letters)  # this run's count: what it reported
+
+
+def test_a_restarted_merge_of_files_reports_each_bad_row_once_over_both_runs(tmp_path) -> None:
+    one, bad_one = _long_file(tmp_path / "one.csv")
+    two, bad_two = _long_file(tmp_path / "two.csv", shift_seconds=1)
+    _, whole = _replay([one, two])
+    for published in (1, 3_000, 9_000):
+        _, first = _replay([one, two], limit=published)
+        _, rest = _replay([one, two], skip=published)
+        assert [e.ts for e in first.events + rest.events] == [e.ts for e in whole.events]
+        reported = sorted(
+            (letter.source, letter.location) for letter in first.dead_letters + rest.dead_letters
+        )
+        assert reported == sorted(
+            [(str(one), where) for where in bad_one] + [(str(two), where) for where in bad_two]
+        ), published
