@@ -120,7 +120,8 @@ def tradeloom_register_transports() -> Mapping[str, Any]:
 
     Return ``{name: factory}``; the factory builds a
     :class:`tradeloom.runtime.transport.Transport` from the ``[transport]`` table (its keys are the
-    parameters; ``[pipeline] transport`` names it).
+    parameters; ``[pipeline] transport`` names it). What a transport must do is in
+    docs/writing-transport.md.
     """
 
 

@@ -117,8 +117,28 @@ def test_nav_lists_existing_pages_and_every_guide() -> None:
         "hooks.md",
         *(f"writing-{kind}.md" for kind in ("strategy", "feed", "executor", "validator")),
         "writing-persistence.md",
+        "writing-transport.md",
     }
     assert required <= set(pages)
+
+
+def transport_members_not_described(text: str) -> list[str]:
+    """The public methods and attributes of the Transport ABC that the transport guide's prose
+    never names (the rendered reference below it does not count)."""
+    from tradeloom.runtime.transport import Transport
+
+    prose = re.sub(r"```.*?```", "", text.split("## Reference", 1)[0], flags=re.S)
+    named = {word for span in re.findall(r"`([^`]+)`", prose) for word in re.findall(r"\w+", span)}
+    return [name for name in vars(Transport) if not name.startswith("_") and name not in named]
+
+
+def test_the_transport_guide_describes_every_member_of_the_transport_class() -> None:
+    assert transport_members_not_described(page("writing-transport.md")) == []
+
+
+def test_the_transport_guide_check_catches_a_member_left_out() -> None:
+    text = re.sub(r"`[^`]*\bflush\b[^`]*`", "flushing", page("writing-transport.md"))
+    assert transport_members_not_described(text) == ["flush"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,7 +58,9 @@ class Transport(abc.ABC):
 
     #: publish() has delivered to every handler when it returns (deterministic, in-process).
     synchronous: bool = False
-    #: An event may be delivered more than once (at-least-once); stages then deduplicate.
+    #: An event may be delivered more than once (at-least-once): the transport skips a repeat
+    #: by its event id within ``[pipeline] dedupe_window``, and beyond that the stages know
+    #: the fills and rejections already journaled (see docs/writing-transport.md).
     may_redeliver: bool = True
     #: Keeps where a replay published through it got to (:meth:`read_replay_position`,
     #: :meth:`write_replay_position`), so that a restarted feed role goes on from there.
