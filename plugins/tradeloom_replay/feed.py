@@ -428,9 +428,9 @@ class ReplayFeed(Feed):
     @staticmethod
     def _leave_out(ctx: FeedContext, rows: Iterator[Any], skipping: _Skipping) -> None:
         """Take from ``rows`` the ``ctx.skip_events`` an earlier run published (see
-        FeedContext.skip_events): no event, no id. The bad rows read on the way were that run's
-        to report: it read the same blocks to get as far (a block is read whole, and a merge
-        reads the next row of each file before it hands one out)."""
+        FeedContext.skip_events): no event, no id. The bad rows met on the way were that run's
+        to report: a bad row is reported when the row after it is asked for, and that run
+        asked for the same rows to get as far."""
         skipping.active = True
         try:
             deque(islice(rows, ctx.skip_events), maxlen=0)
@@ -521,18 +521,18 @@ class ReplayFeed(Feed):
                 except BadRow as exc:
                     if source.blank(block, index):
                         continue  # a line of spaces: blank, so not a row
+                    if good:
+                        # The rows before it first: a bad row is reported (or stops the
+                        # replay) when the replay gets to it, as the row after it is asked for.
+                        yield good
+                        good = []
                     if skipping.active and self.on_error == "skip":
                         skipping.bad_rows += 1
                         continue
                     skipped += 1
                     where, raw = source.location(block, index), source.raw(block, index)
                     reason = f"{exc}{source.note(block, index)}"
-                    try:
-                        self._reject(ctx, file.path, where, reason, raw)
-                    except BadInputError:
-                        if good:
-                            yield good  # the rows before the one that stops the replay
-                        raise
+                    self._reject(ctx, file.path, where, reason, raw)
             if good:
                 yield good
         if skipped:

@@ -41,7 +41,7 @@ SYMBOLS = ("AAA", "BBB", "CCC")
 ROUNDS = 400  # ticks per symbol, one second of data apart
 SPEED = 200  # seconds of data per second: the replay takes about two seconds
 START = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
-BAD_LINES = (5, 1_100)
+BAD_LINES = (5, 1_100)  # lines of the file with a bad row (the header is line 1)
 RESUMED = re.compile(r"an earlier run published its first (\d+) event\(s\)")
 
 Row = tuple[str, datetime, Decimal]
@@ -58,6 +58,10 @@ def _write_ticks(path: Path) -> list[Row]:
         lines.insert(line - 1, f"AAA,{rows[line][1].isoformat()},-1")
     path.write_text("\n".join(lines) + "\n")
     return rows
+
+
+def _good_rows_before(line: int) -> int:
+    return line - 2 - sum(1 for bad in BAD_LINES if bad < line)
 
 
 def _config(
@@ -125,27 +129,32 @@ def _resumed_after(log: str) -> int:
 def test_a_feed_role_stopped_mid_replay_goes_on_where_it_stopped(
     broker: Broker, prefix: str, tmp_path: Path
 ) -> None:
-    config, rows = _config(tmp_path, broker, prefix)
+    # At half the pace: stopped a saved position in (about a second), the replay is mid-way.
+    config, rows = _config(tmp_path, broker, prefix, speed=SPEED // 2)
     feed = RoleProcess(config, ["feed"], tmp_path, "feed").start()
     wait_until(lambda: "replay_positions (1 partitions)" in feed.current_log(), 30, "the topic")
-    wait_until(lambda: "connected to" in feed.current_log(), 30, "the feed to connect")
-    asyncio.run(asyncio.sleep(0.6))  # about a third of the replay
+    assert asyncio.run(_first_saved_count(broker, prefix)) < len(rows)
     assert feed.terminate() == 0, feed.current_log()[-3000:]
 
     log = _run_to_the_end(feed)
     published_before = _resumed_after(log)
     assert 0 < published_before < len(rows)
-    # The restart read the file from its start, but the bad rows the first run reported are
-    # not reported again (a file this small is one block: the first run read it whole).
-    assert "2 bad row(s) before where an earlier run got to were reported by that run" in log
+    # The restart read the file from its start, but does not report again the bad rows the
+    # first run reported: those before the position.
+    left = sum(1 for line in BAD_LINES if _good_rows_before(line) < published_before)
+    assert f"{left} bad row(s) before where an earlier run got to were reported" in log
 
     ticks = _ticks(_published(broker, prefix, len(rows)))
     assert Counter(map(_row, ticks)) == Counter(rows), "a tick missing or published twice"
     assert len({tick.event_id for tick in ticks}) == len(rows)
     _assert_in_time_order_per_instrument(ticks)
     letters = asyncio.run(read_topic(broker.bootstrap, f"{prefix}dead_letters", 3, timeout=3))
-    where = sorted(read_headers(record.headers)["tradeloom-location"] for record in letters)
-    assert where == sorted(f"line {line}" for line in BAD_LINES)
+    reported = Counter(read_headers(record.headers)["tradeloom-location"] for record in letters)
+    for line in BAD_LINES:
+        # Once; twice only for a bad row right after the position, which the stopped run
+        # may have met taking the next event (a paced replay takes it before it waits).
+        allowed = {1, 2} if _good_rows_before(line) == published_before else {1}
+        assert reported[f"line {line}"] in allowed, (line, published_before, reported)
 
     # The replay is all published: a third run publishes nothing.
     log = _run_to_the_end(feed)

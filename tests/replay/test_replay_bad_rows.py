@@ -510,9 +510,19 @@ def _replay(
     return feed, collect_events(feed, limit=limit, skip_events=skip)
 
 
+def _good_rows_before(line: int) -> int:
+    return line - 2 - sum(1 for bad in BAD_LINES if bad < line)
+
+
 @pytest.mark.parametrize(
     "published",
-    [1, 1_400, 1_499, 1_500, 4_000, BLOCKS_OF_ROWS - len(BAD_LINES)],
+    [
+        1,
+        4_000,
+        BLOCKS_OF_ROWS - len(BAD_LINES),  # all of it
+        # Right before and right after a bad row, in the first, a middle and the last block.
+        *(_good_rows_before(line) + shift for line in BAD_LINES for shift in (0, 1)),
+    ],
     ids=lambda n: f"{n}-published",
 )
 def test_a_restarted_replay_reports_each_bad_row_once_over_both_runs(tmp_path, published) -> None:
@@ -542,3 +552,23 @@ def test_a_restarted_merge_of_files_reports_each_bad_row_once_over_both_runs(tmp
         assert reported == sorted(
             [(str(one), where) for where in bad_one] + [(str(two), where) for where in bad_two]
         ), published
+
+
+def test_rows_appended_after_a_whole_replay_was_published_have_their_bad_rows_reported(
+    tmp_path,
+) -> None:
+    # The first run published the whole file; rows added to its end since (one of them bad)
+    # are read with the last block of what it published, and their bad row is not its.
+    path, bad = _long_file(tmp_path / "ticks.csv")
+    _, first = _replay([path])
+    last = first.events[-1].ts
+    added = [
+        f"{(last + timedelta(seconds=n)).isoformat().replace('+00:00', '')},{price},1"
+        for n, price in ((1, "101.5"), (2, "-2"), (3, "102.5"))
+    ]
+    with path.open("a") as file:
+        file.write("\n".join(added) + "\n")
+    _, rest = _replay([path], skip=len(first.events))
+    assert [e.last_price for e in rest.events] == [Decimal("101.5"), Decimal("102.5")]
+    assert [letter.location for letter in rest.dead_letters] == [f"line {BLOCKS_OF_ROWS + 3}"]
+    assert sorted(letter.location for letter in first.dead_letters) == sorted(bad)
