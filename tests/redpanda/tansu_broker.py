@@ -71,9 +71,14 @@ class Broker:
                 )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
             except OSError:
                 time.sleep(0.01)
+                continue
+            # Not another process's listener on a port taken since free_port() (a broker of
+            # another test worker): this one would have exited, unable to listen.
+            time.sleep(0.05)
+            if self.process.poll() is None:
+                return
         raise RuntimeError(f"tansu did not listen on {self.bootstrap} within 10s")
 
     def kill(self) -> None:

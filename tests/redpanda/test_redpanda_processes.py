@@ -83,22 +83,27 @@ def _price_until(
     bootstrap: str, topic: str, symbol: str, start: int, done: Callable[[], bool]
 ) -> list[Decimal]:
     """Write ``symbol``'s prices from round ``start`` on, a fifth of a second apart, until
-    ``done()``: a restarted process may take its first prices before it reads again the order
-    they are to fill, however long its group join took. The prices written, in order."""
+    ``done()``, and one more after it (a second fill would have a price to happen at): a
+    restarted process may take its first prices before it reads again the order they are to
+    fill, however long its group join took. The prices written, in order."""
     written: list[Decimal] = []
     deadline = time.monotonic() + 30
     n = start
-    while time.monotonic() < deadline:
+    finished = False
+    while not finished and time.monotonic() < deadline:
         (record,) = _ticks([symbol], 1, start=n)
         _produce_paced(bootstrap, topic, [record], 0).join(30)
         written.append(_price(n))
         n += 1
         pause_ends = time.monotonic() + 0.2
-        while time.monotonic() < pause_ends:
-            if done():
-                return written
+        while not finished and time.monotonic() < pause_ends:
+            finished = bool(done())
             time.sleep(0.02)
-    return written  # the caller's wait names what did not happen
+    if finished:
+        (record,) = _ticks([symbol], 1, start=n)
+        _produce_paced(bootstrap, topic, [record], 0).join(30)
+        written.append(_price(n))
+    return written  # when not finished, the caller's wait names what did not happen
 
 
 def _assert_each_tick_filled_once(db: Path, per_symbol: dict[str, int]) -> None:
