@@ -65,8 +65,10 @@ def _good_rows_before(line: int) -> int:
 
 
 def _config(
-    tmp_path: Path, broker: Broker, prefix: str, speed: int = SPEED, **strategy: Any
+    tmp_path: Path, broker: Broker, prefix: str, speed: int | None = SPEED, **strategy: Any
 ) -> tuple[Path, list[Row]]:
+    """A pipeline of the replay of the ticks file at ``speed`` (None: unpaced) to a fill per
+    tick; the file's good rows."""
     rows = _write_ticks(tmp_path / "ticks.csv")
     document = pipeline_config(
         bootstrap=broker.bootstrap,
@@ -81,9 +83,10 @@ def _config(
             "path": str(tmp_path / "ticks.csv"),
             "format": "custom",
             "columns": {"instrument": "symbol", "ts": "ts", "last_price": "price"},
-            "speed": speed,
         },
     }
+    if speed is not None:
+        document["feed"]["params"]["speed"] = speed
     return write_config(tmp_path / "pipeline.toml", document), rows
 
 
@@ -156,7 +159,9 @@ def test_a_feed_role_stopped_mid_replay_goes_on_where_it_stopped(
         allowed = {1, 2} if _good_rows_before(line) == published_before else {1}
         assert reported[f"line {line}"] in allowed, (line, published_before, reported)
 
-    # The replay is all published: a third run publishes nothing.
+    # The replay is all published: a third run publishes nothing. Unpaced now: the pace is no
+    # part of what a position belongs to (and the run from the start below takes no time).
+    _config(tmp_path, broker, prefix, speed=None)
     log = _run_to_the_end(feed)
     assert _resumed_after(log) == len(rows)
     assert f"it has no event after the {len(rows)} an earlier run published" in log
